@@ -1,0 +1,1 @@
+//! Tokens, as `ngx_conf_read_token` splits them.
