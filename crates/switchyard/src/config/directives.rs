@@ -1,0 +1,289 @@
+//! The table of directives switchyard knows: where each may appear, how many
+//! arguments it takes and whether it has a block, as nginx's `ngx_command_t`
+//! tables say. The generic checks (unknown directive, wrong place, wrong
+//! argument count, missing block) are made here with nginx's messages, so the
+//! per-directive code only deals with values.
+
+/// A set of contexts, as a bit mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ctx(u32);
+
+impl Ctx {
+    /// The top level of nginx.conf.
+    pub const MAIN: Ctx = Ctx(1);
+    /// `events { }`.
+    pub const EVENTS: Ctx = Ctx(1 << 1);
+    /// `http { }`.
+    pub const HTTP: Ctx = Ctx(1 << 2);
+    /// `http { server { } }`.
+    pub const SERVER: Ctx = Ctx(1 << 3);
+    /// `location { }` (at any depth).
+    pub const LOCATION: Ctx = Ctx(1 << 4);
+    /// `http { upstream { } }`.
+    pub const UPSTREAM: Ctx = Ctx(1 << 5);
+    /// `if { }` inside a server.
+    pub const SERVER_IF: Ctx = Ctx(1 << 6);
+    /// `if { }` inside a location.
+    pub const LOCATION_IF: Ctx = Ctx(1 << 7);
+    /// `limit_except { }`.
+    pub const LIMIT_EXCEPT: Ctx = Ctx(1 << 8);
+    /// `stream { }`.
+    pub const STREAM: Ctx = Ctx(1 << 9);
+    /// `stream { server { } }`.
+    pub const STREAM_SERVER: Ctx = Ctx(1 << 10);
+    /// `stream { upstream { } }`.
+    pub const STREAM_UPSTREAM: Ctx = Ctx(1 << 11);
+    /// `mail { }`: known so that it is reported as unsupported, not unknown.
+    pub const MAIL: Ctx = Ctx(1 << 12);
+
+    /// Where most http directives may go.
+    pub const HTTP_ANY: Ctx = Ctx(Self::HTTP.0 | Self::SERVER.0 | Self::LOCATION.0);
+    /// http, server, location and location `if`.
+    pub const HTTP_ANY_IF: Ctx = Ctx(Self::HTTP_ANY.0 | Self::LOCATION_IF.0);
+    /// http, server, location and both kinds of `if`.
+    pub const HTTP_ALL_IF: Ctx = Ctx(Self::HTTP_ANY_IF.0 | Self::SERVER_IF.0);
+    /// stream and stream server.
+    pub const STREAM_ANY: Ctx = Ctx(Self::STREAM.0 | Self::STREAM_SERVER.0);
+
+    /// Whether `self` contains every context of `other`.
+    pub const fn contains(self, other: Ctx) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of two sets.
+    pub const fn or(self, other: Ctx) -> Ctx {
+        Ctx(self.0 | other.0)
+    }
+}
+
+/// How many arguments a directive takes, as nginx's `NGX_CONF_TAKE*` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly the counts whose bits are set (bit n = n arguments).
+    Counts(u16),
+    /// At least this many.
+    AtLeast(usize),
+    /// One argument, `on` or `off`.
+    Flag,
+}
+
+impl Arity {
+    /// Whether `n` arguments are acceptable.
+    pub fn accepts(self, n: usize) -> bool {
+        match self {
+            Arity::Counts(mask) => n < 16 && mask & (1 << n) != 0,
+            Arity::AtLeast(min) => n >= min,
+            Arity::Flag => n == 1,
+        }
+    }
+}
+
+const fn take(counts: &[usize]) -> Arity {
+    let mut mask = 0u16;
+    let mut i = 0;
+    while i < counts.len() {
+        mask |= 1 << counts[i];
+        i += 1;
+    }
+    Arity::Counts(mask)
+}
+
+/// Whether switchyard implements a directive, or only knows nginx has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented with nginx's semantics.
+    Yes,
+    /// Accepted with nginx's argument checks; it tunes nginx internals that
+    /// have no client-visible effect in switchyard (documented in docs/directives.md).
+    Accepted,
+    /// nginx has it, switchyard does not yet: `-t` fails naming it.
+    NotYet,
+}
+
+/// One directive's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// The directive's name.
+    pub name: &'static str,
+    /// The contexts it may appear in.
+    pub ctx: Ctx,
+    /// Its argument count.
+    pub arity: Arity,
+    /// Whether it takes a `{ }` block.
+    pub block: bool,
+    /// Whether switchyard implements it.
+    pub support: Support,
+}
+
+const fn d(name: &'static str, ctx: Ctx, arity: Arity, block: bool, support: Support) -> Spec {
+    Spec {
+        name,
+        ctx,
+        arity,
+        block,
+        support,
+    }
+}
+
+use Support::{Accepted, NotYet, Yes};
+
+const T0: Arity = take(&[0]);
+const T1: Arity = take(&[1]);
+const T2: Arity = take(&[2]);
+const T12: Arity = take(&[1, 2]);
+const T123: Arity = take(&[1, 2, 3]);
+const T01: Arity = take(&[0, 1]);
+const M1: Arity = Arity::AtLeast(1);
+const M2: Arity = Arity::AtLeast(2);
+const FLAG: Arity = Arity::Flag;
+
+const MAIN: Ctx = Ctx::MAIN;
+const HTTP: Ctx = Ctx::HTTP;
+const SRV: Ctx = Ctx::SERVER;
+const LOC: Ctx = Ctx::LOCATION;
+const UPS: Ctx = Ctx::UPSTREAM;
+const ANY: Ctx = Ctx::HTTP_ANY;
+const ANY_IF: Ctx = Ctx::HTTP_ANY_IF;
+const ALL_IF: Ctx = Ctx::HTTP_ALL_IF;
+
+/// Every directive switchyard knows, implemented or not.
+pub static DIRECTIVES: &[Spec] = &[
+    // core
+    d("worker_processes", MAIN, T1, false, Yes),
+    d("daemon", MAIN, FLAG, false, Yes),
+    d("master_process", MAIN, FLAG, false, Accepted),
+    d("pid", MAIN, T1, false, Yes),
+    d("error_log", MAIN.or(ANY).or(Ctx::STREAM_ANY), M1, false, Yes),
+    d("user", MAIN, T12, false, Accepted),
+    d("worker_rlimit_nofile", MAIN, T1, false, Yes),
+    d("worker_shutdown_timeout", MAIN, T1, false, Yes),
+    d("worker_cpu_affinity", MAIN, M1, false, Accepted),
+    d("worker_priority", MAIN, T1, false, Accepted),
+    d("pcre_jit", MAIN, FLAG, false, Accepted),
+    d("include", Ctx(u32::MAX), T1, false, Yes),
+    d("env", MAIN, T1, false, Accepted),
+    d("load_module", MAIN, T1, false, NotYet),
+    d("thread_pool", MAIN, T12, false, Accepted),
+    d("lock_file", MAIN, T1, false, Accepted),
+    d("events", MAIN, T0, true, Yes),
+    d("worker_connections", Ctx::EVENTS, T1, false, Yes),
+    d("use", Ctx::EVENTS, T1, false, Accepted),
+    d("multi_accept", Ctx::EVENTS, FLAG, false, Accepted),
+    d("accept_mutex", Ctx::EVENTS, FLAG, false, Accepted),
+    d("accept_mutex_delay", Ctx::EVENTS, T1, false, Accepted),
+    d("http", MAIN, T0, true, Yes),
+    d("stream", MAIN, T0, true, NotYet),
+    d("mail", MAIN, T0, true, NotYet),
+    // http core
+    d("server", HTTP.or(UPS), M1, false, Yes), // the block form is checked in code
+    d("listen", SRV, M1, false, Yes),
+    d("server_name", SRV, M1, false, Yes),
+    d("location", SRV.or(LOC), T12, true, Yes),
+    d("upstream", HTTP, T1, true, Yes),
+    d("log_format", HTTP, M2, false, Yes),
+    d("access_log", ANY_IF.or(Ctx::LIMIT_EXCEPT), M1, false, Yes),
+    d("sendfile", ANY_IF, FLAG, false, Accepted),
+    d("tcp_nopush", ANY, FLAG, false, Accepted),
+    d("tcp_nodelay", ANY, FLAG, false, Yes),
+    d("keepalive_timeout", ANY.or(UPS), T12, false, Yes),
+    d("keepalive_requests", ANY.or(UPS), T1, false, Yes),
+    d("keepalive_time", ANY.or(UPS), T1, false, Yes),
+    d("send_timeout", ANY, T1, false, Yes),
+    d("client_max_body_size", ANY, T1, false, Yes),
+    d("client_body_timeout", ANY, T1, false, Yes),
+    d("client_header_timeout", HTTP.or(SRV), T1, false, Yes),
+    d("client_header_buffer_size", HTTP.or(SRV), T1, false, Yes),
+    d("large_client_header_buffers", HTTP.or(SRV), T2, false, Yes),
+    d("client_body_buffer_size", ANY, T1, false, Accepted),
+    d("client_body_temp_path", ANY, Arity::AtLeast(1), false, Accepted),
+    d("types_hash_max_size", ANY, T1, false, Accepted),
+    d("types_hash_bucket_size", ANY, T1, false, Accepted),
+    d("server_names_hash_bucket_size", HTTP, T1, false, Accepted),
+    d("server_names_hash_max_size", HTTP, T1, false, Accepted),
+    d("variables_hash_max_size", HTTP, T1, false, Accepted),
+    d("variables_hash_bucket_size", HTTP, T1, false, Accepted),
+    d("map_hash_max_size", HTTP, T1, false, Accepted),
+    d("map_hash_bucket_size", HTTP, T1, false, Accepted),
+    d("server_tokens", ANY, T1, false, Yes),
+    d("types", ANY, T0, true, Accepted),
+    d("default_type", ANY, T1, false, Accepted),
+    d("root", ANY_IF, T1, false, NotYet),
+    d("index", ANY, M1, false, NotYet),
+    d("return", SRV.or(LOC).or(Ctx::SERVER_IF).or(Ctx::LOCATION_IF), T12, false, Yes),
+    d("gzip", ANY_IF, FLAG, false, NotYet),
+    d("ssl_protocols", HTTP.or(SRV), M1, false, NotYet),
+    d("ssl_prefer_server_ciphers", HTTP.or(SRV), FLAG, false, NotYet),
+    d("ssl_certificate", HTTP.or(SRV), T1, false, NotYet),
+    d("ssl_certificate_key", HTTP.or(SRV), T1, false, NotYet),
+    d("try_files", SRV.or(LOC), M2, false, NotYet),
+    d("rewrite", SRV.or(LOC).or(Ctx::SERVER_IF).or(Ctx::LOCATION_IF), take(&[2, 3]), false, NotYet),
+    d("if", SRV.or(LOC), M1, true, NotYet),
+    d("set", SRV.or(LOC).or(Ctx::SERVER_IF).or(Ctx::LOCATION_IF), T2, false, NotYet),
+    d("map", HTTP, T2, true, NotYet),
+    d("add_header", ALL_IF, take(&[2, 3]), false, NotYet),
+    d("error_page", ALL_IF, M2, false, NotYet),
+    d("limit_except", LOC, M1, true, NotYet),
+    d("internal", LOC, T0, false, NotYet),
+    d("alias", LOC, T1, false, NotYet),
+    d("autoindex", ANY, FLAG, false, NotYet),
+    d("allow", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, NotYet),
+    d("deny", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, NotYet),
+    d("set_real_ip_from", ANY, T1, false, NotYet),
+    d("real_ip_header", ANY, T1, false, NotYet),
+    d("resolver", ANY.or(UPS), M1, false, NotYet),
+    d("resolver_timeout", ANY.or(UPS), T1, false, NotYet),
+    d("limit_req", ANY, T123, false, NotYet),
+    d("limit_req_zone", HTTP, take(&[3, 4]), false, NotYet),
+    d("limit_conn", ANY, T2, false, NotYet),
+    d("limit_conn_zone", HTTP, T2, false, NotYet),
+    d("proxy_cache", ANY, T1, false, NotYet),
+    d("proxy_cache_path", HTTP, M2, false, NotYet),
+    d("proxy_cache_valid", ANY, M1, false, NotYet),
+    d("proxy_cache_key", ANY, T1, false, NotYet),
+    d("fastcgi_pass", LOC.or(Ctx::LOCATION_IF), T1, false, NotYet),
+    d("fastcgi_param", ANY, take(&[2, 3]), false, NotYet),
+    d("uwsgi_pass", LOC.or(Ctx::LOCATION_IF), T1, false, NotYet),
+    d("grpc_pass", LOC.or(Ctx::LOCATION_IF), T01, false, NotYet),
+    d("ssi", ANY_IF, FLAG, false, NotYet),
+    d("sub_filter", ANY, T2, false, NotYet),
+    // upstream
+    d("keepalive", UPS, T1, false, NotYet),
+    d("least_conn", UPS, T0, false, NotYet),
+    d("ip_hash", UPS, T0, false, NotYet),
+    d("hash", UPS, T12, false, NotYet),
+    d("random", UPS, take(&[0, 1, 2]), false, NotYet),
+    d("zone", UPS, T12, false, Accepted),
+    // proxy
+    d("proxy_pass", LOC.or(Ctx::LOCATION_IF).or(Ctx::LIMIT_EXCEPT), T1, false, Yes),
+    d("proxy_http_version", ANY, T1, false, Yes),
+    d("proxy_set_header", ANY, T2, false, Yes),
+    d("proxy_connect_timeout", ANY, T1, false, Yes),
+    d("proxy_read_timeout", ANY, T1, false, Yes),
+    d("proxy_send_timeout", ANY, T1, false, Yes),
+    d("proxy_buffering", ANY, FLAG, false, Accepted),
+    d("proxy_request_buffering", ANY, FLAG, false, Accepted),
+    d("proxy_buffers", ANY, T2, false, Accepted),
+    d("proxy_buffer_size", ANY, T1, false, Accepted),
+    d("proxy_busy_buffers_size", ANY, T1, false, Accepted),
+    d("proxy_temp_path", ANY, Arity::AtLeast(1), false, Accepted),
+    d("proxy_max_temp_file_size", ANY, T1, false, Accepted),
+    d("proxy_next_upstream", ANY, M1, false, NotYet),
+    d("proxy_next_upstream_tries", ANY, T1, false, NotYet),
+    d("proxy_next_upstream_timeout", ANY, T1, false, NotYet),
+    d("proxy_redirect", ANY, T12, false, NotYet),
+    d("proxy_hide_header", ANY, T1, false, NotYet),
+    d("proxy_pass_header", ANY, T1, false, NotYet),
+    d("proxy_ignore_headers", ANY, M1, false, NotYet),
+    d("proxy_intercept_errors", ANY, FLAG, false, NotYet),
+    d("proxy_method", ANY, T1, false, NotYet),
+    d("proxy_pass_request_headers", ANY, FLAG, false, NotYet),
+    d("proxy_pass_request_body", ANY, FLAG, false, NotYet),
+    d("proxy_set_body", ANY, T1, false, NotYet),
+    d("proxy_ssl_verify", ANY, FLAG, false, NotYet),
+    d("proxy_ssl_server_name", ANY, FLAG, false, NotYet),
+];
+
+/// Looks a directive up by name.
+pub fn lookup(name: &str) -> Option<&'static Spec> {
+    DIRECTIVES.iter().find(|spec| spec.name == name)
+}

@@ -1,0 +1,340 @@
+//! The `http` block: log formats, upstreams, servers and their locations.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nginx_conf::Directive;
+
+use super::directives::Ctx;
+use super::listen::{default_port, parse_listen};
+use super::model::{
+    Handler, Http, Listen, LocationConfig, LocationMatch, ProxyPass, ProxyTarget, ServerConfig, UpstreamConfig,
+};
+use super::settings::{Formats, Layer};
+use super::upstream::{build_upstream, implicit_upstream, split_host_port};
+use super::{arg0, check, ConfigError, Seen};
+use crate::observe::log_format::{Escape, LogFormat};
+use crate::vars::Template;
+
+/// State shared while walking one `http` block.
+struct HttpBuilder<'a> {
+    prefix: &'a Path,
+    upstream_names: Vec<String>,
+    implicit: Vec<Arc<UpstreamConfig>>,
+    formats: Vec<(String, Arc<LogFormat>)>,
+}
+
+/// Builds the typed `http` block.
+pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
+    let block = d.block.as_deref().unwrap_or_default();
+    let mut b = HttpBuilder {
+        prefix,
+        // proxy_pass may name an upstream defined further down the file.
+        upstream_names: block
+            .iter()
+            .filter(|d| d.name == "upstream" && d.args.len() == 1)
+            .map(|d| d.args[0].value.clone())
+            .collect(),
+        implicit: Vec::new(),
+        formats: vec![("combined".to_string(), Arc::new(LogFormat::combined()))],
+    };
+    let mut layer = Layer::default();
+    let mut seen = Seen::default();
+    let mut upstreams: Vec<Arc<UpstreamConfig>> = Vec::new();
+    let mut server_blocks = Vec::new();
+    for inner in block {
+        let spec = check(inner, Ctx::HTTP)?;
+        match spec.name {
+            "server" => server_blocks.push(inner),
+            "upstream" => {
+                let up = build_upstream(inner)?;
+                if upstreams.iter().any(|u| u.name == up.name) {
+                    return Err(ConfigError::at(
+                        format!("duplicate upstream \"{}\"", up.name),
+                        &inner.position,
+                    ));
+                }
+                upstreams.push(Arc::new(up));
+            }
+            "log_format" => {
+                let name = arg0(inner).to_string();
+                if b.formats.iter().any(|(n, _)| *n == name) {
+                    return Err(ConfigError::at(
+                        format!("duplicate \"log_format\" name \"{name}\""),
+                        &inner.position,
+                    ));
+                }
+                let mut rest = &inner.args[1..];
+                let mut escape = Escape::Default;
+                if let Some(e) = rest.first().and_then(|a| a.value.strip_prefix("escape=")) {
+                    escape = match e {
+                        "default" => Escape::Default,
+                        "json" => Escape::Json,
+                        "none" => Escape::None,
+                        other => {
+                            return Err(ConfigError::at(
+                                format!("unknown log format escaping \"{other}\""),
+                                &inner.position,
+                            ))
+                        }
+                    };
+                    rest = &rest[1..];
+                }
+                let text: String = rest.iter().map(|a| a.value.as_str()).collect();
+                let format = LogFormat::compile(&text, escape)
+                    .map_err(|e| ConfigError::at(e.to_string(), &inner.position))?;
+                b.formats.push((name, Arc::new(format)));
+            }
+            "include" => {}
+            _ => {
+                if !layer.apply(inner, prefix, &b.formats)? && !matches!(spec.name, "types") {
+                    seen.once(inner)?;
+                }
+            }
+        }
+    }
+    let mut servers = Vec::new();
+    for s in server_blocks {
+        servers.push(Arc::new(b.build_server(s, &layer)?));
+    }
+    check_listens(&servers)?;
+    upstreams.extend(b.implicit.drain(..));
+    Ok(Http {
+        upstreams,
+        servers,
+        log_formats: b.formats,
+    })
+}
+
+/// nginx refuses two `default_server`s on one address.
+fn check_listens(servers: &[Arc<ServerConfig>]) -> Result<(), ConfigError> {
+    let mut defaults: Vec<&Listen> = Vec::new();
+    for listen in servers.iter().flat_map(|s| s.listens.iter()) {
+        if listen.default_server {
+            if defaults.iter().any(|l| l.addr == listen.addr) {
+                let message = format!("a duplicate default server for {}", listen.addr);
+                return Err(match &listen.position {
+                    Some(p) => ConfigError::at(message, p),
+                    None => ConfigError::bare(message),
+                });
+            }
+            defaults.push(listen);
+        }
+    }
+    Ok(())
+}
+
+impl HttpBuilder<'_> {
+    fn build_server(&mut self, d: &Directive, http: &Layer) -> Result<ServerConfig, ConfigError> {
+        let mut layer = Layer::default();
+        let mut listens: Vec<Listen> = Vec::new();
+        let mut names = Vec::new();
+        let mut location_blocks = Vec::new();
+        let mut seen = Seen::default();
+        let mut server_handler = None;
+        for inner in d.block.as_deref().unwrap_or_default() {
+            let spec = check(inner, Ctx::SERVER)?;
+            match spec.name {
+                "listen" => {
+                    let listen = parse_listen(inner)?;
+                    if listens.iter().any(|l| l.addr == listen.addr) {
+                        return Err(ConfigError::at(
+                            format!("a duplicate listen {}", listen.addr),
+                            &inner.position,
+                        ));
+                    }
+                    listens.push(listen);
+                }
+                "server_name" => names.extend(inner.args.iter().map(|a| a.value.to_ascii_lowercase())),
+                "location" => location_blocks.push(inner),
+                "return" => server_handler = Some(parse_return(inner)?),
+                "include" => {}
+                _ => {
+                    if !layer.apply(inner, self.prefix, &self.formats)? {
+                        seen.once(inner)?;
+                    }
+                }
+            }
+        }
+        if listens.is_empty() {
+            listens.push(Listen {
+                addr: ([0, 0, 0, 0], default_port()).into(),
+                default_server: false,
+                backlog: 511,
+                ipv6only: true,
+                position: None,
+            });
+        }
+        if names.is_empty() {
+            names.push(String::new());
+        }
+        let merged = layer.over(http);
+        let mut locations = Vec::new();
+        for l in location_blocks {
+            locations.push(Arc::new(self.build_location(l, &merged)?));
+        }
+        // A server-level `return` answers before any location is looked at.
+        if let Some(handler) = server_handler {
+            locations = vec![Arc::new(LocationConfig {
+                matcher: LocationMatch::Prefix(String::new()),
+                nested: Vec::new(),
+                handler,
+                settings: Arc::new(merged.finish(self.prefix)),
+            })];
+        }
+        Ok(ServerConfig {
+            listens,
+            names,
+            locations,
+            settings: Arc::new(merged.finish(self.prefix)),
+        })
+    }
+
+    fn build_location(&mut self, d: &Directive, parent: &Layer) -> Result<LocationConfig, ConfigError> {
+        let at = &d.position;
+        let (modifier, pattern) = match d.args.len() {
+            1 => ("", d.args[0].value.as_str()),
+            _ => (d.args[0].value.as_str(), d.args[1].value.as_str()),
+        };
+        let regex = |case_insensitive: bool| {
+            regex::RegexBuilder::new(pattern)
+                .case_insensitive(case_insensitive)
+                .build()
+                .map_err(|e| ConfigError::at(format!("pcre2_compile() failed: {e} in \"{pattern}\""), at))
+        };
+        let matcher = match modifier {
+            "" if pattern.starts_with('@') => {
+                return Err(ConfigError::at("named locations are not supported yet", at));
+            }
+            "" => LocationMatch::Prefix(pattern.to_string()),
+            "=" => LocationMatch::Exact(pattern.to_string()),
+            "^~" => LocationMatch::PrefixNoRegex(pattern.to_string()),
+            "~" => LocationMatch::Regex(regex(false)?),
+            "~*" => LocationMatch::Regex(regex(true)?),
+            other => return Err(ConfigError::at(format!("invalid location modifier \"{other}\""), at)),
+        };
+        let mut layer = Layer::default();
+        let mut seen = Seen::default();
+        let mut nested_blocks = Vec::new();
+        let mut handler = Handler::None;
+        for inner in d.block.as_deref().unwrap_or_default() {
+            let spec = check(inner, Ctx::LOCATION)?;
+            match spec.name {
+                "location" => nested_blocks.push(inner),
+                "proxy_pass" => {
+                    seen.once(inner)?;
+                    handler = Handler::Proxy(self.parse_proxy_pass(inner, &matcher)?);
+                }
+                "return" => handler = parse_return(inner)?,
+                "include" => {}
+                _ => {
+                    if !layer.apply(inner, self.prefix, &self.formats)? {
+                        seen.once(inner)?;
+                    }
+                }
+            }
+        }
+        let merged = layer.over(parent);
+        let mut nested = Vec::new();
+        for n in nested_blocks {
+            nested.push(Arc::new(self.build_location(n, &merged)?));
+        }
+        Ok(LocationConfig {
+            matcher,
+            nested,
+            handler,
+            settings: Arc::new(merged.finish(self.prefix)),
+        })
+    }
+
+    fn parse_proxy_pass(&mut self, d: &Directive, matcher: &LocationMatch) -> Result<ProxyPass, ConfigError> {
+        let at = &d.position;
+        let url = arg0(d);
+        if url.contains('$') {
+            return Err(ConfigError::at("\"proxy_pass\" with variables is not supported yet", at));
+        }
+        let rest = if let Some(r) = strip_prefix_ci(url, "http://") {
+            r
+        } else if strip_prefix_ci(url, "https://").is_some() {
+            return Err(ConfigError::at("\"proxy_pass\" to https is not supported yet", at));
+        } else {
+            return Err(ConfigError::at("invalid URL prefix", at));
+        };
+        let (authority, uri) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+            None => (rest, None),
+        };
+        if uri.is_some() && matches!(matcher, LocationMatch::Regex(_)) {
+            return Err(ConfigError::at(
+                "\"proxy_pass\" cannot have URI part in location given by regular expression, \
+                 or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
+                at,
+            ));
+        }
+        let (host, port, explicit_port) = split_host_port(authority, 80).map_err(|e| ConfigError::at(e, at))?;
+        let proxy_host = if explicit_port && port != 80 {
+            authority.to_string()
+        } else {
+            authority.split(':').next().unwrap_or(authority).to_string()
+        };
+        let target = if self.upstream_names.iter().any(|n| *n == host) {
+            if explicit_port {
+                return Err(ConfigError::at(format!("upstream \"{host}\" may not have port {port}"), at));
+            }
+            ProxyTarget::Upstream(host)
+        } else {
+            let up = Arc::new(implicit_upstream(host, port, at));
+            self.implicit.push(up.clone());
+            ProxyTarget::Implicit(up)
+        };
+        let location_prefix = match matcher {
+            LocationMatch::Exact(p) | LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) => Some(p.clone()),
+            LocationMatch::Regex(_) => None,
+        };
+        Ok(ProxyPass {
+            target,
+            proxy_host,
+            uri,
+            location_prefix,
+        })
+    }
+}
+
+fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    if text.len() >= prefix.len() && text.is_char_boundary(prefix.len()) && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
+        Some(&text[prefix.len()..])
+    } else {
+        None
+    }
+}
+
+/// `return code [text]` / `return URL`.
+fn parse_return(d: &Directive) -> Result<Handler, ConfigError> {
+    let at = &d.position;
+    let first = arg0(d);
+    let compile = |t: &str| Template::compile(t).map_err(|e| ConfigError::at(e.to_string(), at));
+    if d.args.len() == 1 {
+        if let Some(code) = super::values::parse_number(first) {
+            return if code > 999 {
+                Err(ConfigError::at(format!("invalid return code \"{first}\""), at))
+            } else {
+                Ok(Handler::Return { code: code as u16, text: None })
+            };
+        }
+        if first.starts_with("http://") || first.starts_with("https://") || first.starts_with("$scheme") {
+            return Ok(Handler::Return {
+                code: 302,
+                text: Some(compile(first)?),
+            });
+        }
+        return Err(ConfigError::at(format!("invalid return code \"{first}\""), at));
+    }
+    match super::values::parse_number(first) {
+        Some(code) if code <= 999 => Ok(Handler::Return {
+            code: code as u16,
+            text: Some(compile(&d.args[1].value)?),
+        }),
+        _ => Err(ConfigError::at(format!("invalid return code \"{first}\""), at)),
+    }
+}

@@ -1,0 +1,127 @@
+//! `listen` addresses and parameters.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+use nginx_conf::Directive;
+
+use super::model::Listen;
+use super::{values, ConfigError};
+
+/// The port nginx listens on when a server has no `listen`: 80 for root,
+/// 8000 otherwise.
+pub fn default_port() -> u16 {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        80
+    } else {
+        8000
+    }
+}
+
+/// Parses `host:port`, `port`, `host`, `[v6]:port`, `*:port`. A host name is
+/// resolved now, as nginx resolves listen names at load time.
+pub fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let port_of = |p: &str| -> Result<u16, String> {
+        match values::parse_number(p) {
+            Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
+            _ => Err(format!("invalid port in \"{text}\"")),
+        }
+    };
+    if let Some(rest) = text.strip_prefix('[') {
+        let end = rest.find(']').ok_or_else(|| format!("invalid IPv6 address in \"{text}\""))?;
+        let ip: Ipv6Addr = rest[..end]
+            .parse()
+            .map_err(|_| format!("invalid IPv6 address in \"{text}\""))?;
+        let port = match rest[end + 1..].strip_prefix(':') {
+            Some(p) => port_of(p)?,
+            None if rest.len() == end + 1 => default_port,
+            None => return Err(format!("invalid host in \"{text}\"")),
+        };
+        return Ok(SocketAddr::new(IpAddr::V6(ip), port));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port_of(text)?));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) => (h, port_of(p)?),
+        None => (text, default_port),
+    };
+    if host == "*" || host.is_empty() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("host not found in \"{text}\""))
+}
+
+/// Parses a whole `listen` directive.
+pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
+    let at = &d.position;
+    let first = &d.args[0].value;
+    if first.starts_with("unix:") {
+        return Err(ConfigError::at("\"listen\" on a unix socket is not supported yet", at));
+    }
+    let addr = parse_address(first, 80)
+        .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
+    let mut listen = Listen {
+        addr,
+        default_server: false,
+        backlog: 511,
+        ipv6only: true,
+        position: Some(at.clone()),
+    };
+    for param in d.args.iter().skip(1) {
+        let p = param.value.as_str();
+        let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
+        match p {
+            "default_server" | "default" => listen.default_server = true,
+            "reuseport" | "bind" | "deferred" | "so_keepalive=on" | "so_keepalive=off" => {}
+            "ssl" | "http2" | "quic" | "proxy_protocol" => {
+                return Err(ConfigError::at(format!("\"listen ... {p}\" is not supported yet"), at));
+            }
+            _ => {
+                if let Some(v) = p.strip_prefix("backlog=") {
+                    listen.backlog = values::parse_number(v)
+                        .filter(|n| *n > 0 && *n <= i32::MAX as u64)
+                        .ok_or_else(|| ConfigError::at(format!("invalid backlog \"{v}\""), at))?
+                        as i32;
+                } else if let Some(v) = p.strip_prefix("ipv6only=") {
+                    listen.ipv6only = values::parse_flag(v).ok_or_else(|| {
+                        ConfigError::at(format!("invalid ipv6only flags \"{v}\""), at)
+                    })?;
+                } else if p.starts_with("rcvbuf=")
+                    || p.starts_with("sndbuf=")
+                    || p.starts_with("fastopen=")
+                    || p.starts_with("so_keepalive=")
+                    || p.starts_with("setfib=")
+                    || p.starts_with("accept_filter=")
+                {
+                    // Socket tuning with no effect on what clients see; accepted.
+                } else {
+                    return Err(invalid());
+                }
+            }
+        }
+    }
+    Ok(listen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_address("8080", 80).unwrap(), "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(parse_address("127.0.0.1:81", 80).unwrap(), "127.0.0.1:81".parse().unwrap());
+        assert_eq!(parse_address("127.0.0.1", 80).unwrap(), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(parse_address("[::1]:82", 80).unwrap(), "[::1]:82".parse().unwrap());
+        assert_eq!(parse_address("*:83", 80).unwrap(), "0.0.0.0:83".parse().unwrap());
+        assert_eq!(parse_address("99999", 80).unwrap_err(), "invalid port in \"99999\"");
+    }
+}

@@ -1,0 +1,288 @@
+//! nginx.conf's syntax tree -> the typed [`model::Model`]. Every directive is
+//! checked here, with nginx's message and `file:line` on error.
+
+pub mod directives;
+mod http;
+pub mod listen;
+pub mod model;
+mod settings;
+mod upstream;
+pub mod values;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use nginx_conf::{Directive, Position, Source};
+
+use directives::{Arity, Ctx, Spec, Support};
+use model::{ErrorLogTarget, LogPath, Main, Model};
+
+use crate::observe::ErrorLevel;
+
+/// A configuration error: nginx's message and, usually, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// nginx's message, e.g. `unknown directive "upstrem"`.
+    pub message: String,
+    /// Where, when nginx names a place.
+    pub position: Option<Position>,
+}
+
+impl ConfigError {
+    /// An error at `position`.
+    pub fn at(message: impl Into<String>, position: &Position) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            position: Some(position.clone()),
+        }
+    }
+
+    /// An error with no place (nginx prints some that way, e.g.
+    /// `no "events" section in configuration`).
+    pub fn bare(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            position: None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.position {
+            Some(p) => write!(f, "{} in {}", self.message, p),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<nginx_conf::Error> for ConfigError {
+    fn from(e: nginx_conf::Error) -> Self {
+        ConfigError::bare(e.to_string())
+    }
+}
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The main file (`-c`), absolute or relative to the prefix.
+    pub conf_file: PathBuf,
+    /// The prefix (`-p`).
+    pub prefix: PathBuf,
+    /// Directives from `-g`.
+    pub globals: Option<String>,
+}
+
+/// A loaded configuration: the typed model and the syntax tree (for `-T`).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The typed model.
+    pub model: Model,
+    /// The files read.
+    pub tree: nginx_conf::Config,
+}
+
+/// Reads, parses and checks a configuration.
+pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let tree = nginx_conf::parse_file(&options.conf_file)?;
+    let mut directives = Vec::new();
+    if let Some(globals) = &options.globals {
+        let base = options.conf_file.parent().unwrap_or(Path::new("/"));
+        let extra = nginx_conf::parse_str(globals, Source::CommandLine, base)?;
+        directives.extend(extra.directives);
+    }
+    directives.extend(tree.directives.iter().cloned());
+    let model = build(&directives, options)?;
+    Ok(Loaded { model, tree })
+}
+
+/// Checks a directive's shape against the table: known, allowed here,
+/// block or not, argument count, flag value. Returns its spec.
+pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, ConfigError> {
+    let name = &directive.name;
+    let at = &directive.position;
+    let spec = directives::lookup(name)
+        .ok_or_else(|| ConfigError::at(format!("unknown directive \"{name}\""), at))?;
+    if !spec.ctx.contains(ctx) {
+        return Err(ConfigError::at(format!("\"{name}\" directive is not allowed here"), at));
+    }
+    // `server` is a block in http and a line in upstream.
+    let wants_block = if name == "server" { ctx == Ctx::HTTP } else { spec.block };
+    if wants_block && directive.block.is_none() {
+        return Err(ConfigError::at(format!("directive \"{name}\" has no opening \"{{\""), at));
+    }
+    if !wants_block && directive.block.is_some() {
+        return Err(ConfigError::at(format!("directive \"{name}\" is not terminated by \";\""), at));
+    }
+    let arity = if name == "server" && ctx == Ctx::HTTP {
+        Arity::Counts(1)
+    } else {
+        spec.arity
+    };
+    if !arity.accepts(directive.args.len()) {
+        return Err(ConfigError::at(
+            format!("invalid number of arguments in \"{name}\" directive"),
+            at,
+        ));
+    }
+    if spec.arity == Arity::Flag && values::parse_flag(&directive.args[0].value).is_none() {
+        return Err(ConfigError::at(
+            format!(
+                "invalid value \"{}\" in \"{name}\" directive, it must be \"on\" or \"off\"",
+                directive.args[0].value
+            ),
+            at,
+        ));
+    }
+    if spec.support == Support::NotYet {
+        return Err(ConfigError::at(format!("\"{name}\" is not supported yet"), at));
+    }
+    Ok(spec)
+}
+
+/// Tracks directives already seen in one block, for `is duplicate`.
+#[derive(Default)]
+pub(crate) struct Seen(Vec<String>);
+
+impl Seen {
+    /// Errors if `directive` was already set in this block.
+    pub(crate) fn once(&mut self, directive: &Directive) -> Result<(), ConfigError> {
+        if self.0.iter().any(|n| n == &directive.name) {
+            return Err(ConfigError::at(
+                format!("\"{}\" directive is duplicate", directive.name),
+                &directive.position,
+            ));
+        }
+        self.0.push(directive.name.clone());
+        Ok(())
+    }
+}
+
+/// The first argument's text.
+pub(crate) fn arg0(directive: &Directive) -> &str {
+    directive.args.first().map(|a| a.value.as_str()).unwrap_or("")
+}
+
+/// `"NAME" directive invalid value` (nginx's slot-setter wording).
+pub(crate) fn invalid_value(directive: &Directive) -> ConfigError {
+    ConfigError::at(
+        format!("\"{}\" directive invalid value", directive.name),
+        &directive.position,
+    )
+}
+
+/// Resolves `path` against the prefix, as nginx's `ngx_conf_full_name`.
+pub(crate) fn full_path(prefix: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        prefix.join(p)
+    }
+}
+
+fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, ConfigError> {
+    let mut main = Main {
+        worker_processes: Some(1),
+        daemon: true,
+        pid: full_path(&options.prefix, "logs/nginx.pid"),
+        error_log: Vec::new(),
+        worker_connections: 512,
+        worker_shutdown_timeout: None,
+        worker_rlimit_nofile: None,
+    };
+    let mut seen = Seen::default();
+    let mut events_seen = false;
+    let mut http_block = None;
+    for d in directives {
+        let spec = check(d, Ctx::MAIN)?;
+        let repeatable = matches!(spec.name, "error_log" | "include" | "env" | "load_module" | "thread_pool");
+        if !repeatable {
+            seen.once(d)?;
+        }
+        match spec.name {
+            "worker_processes" => {
+                let v = arg0(d);
+                main.worker_processes = if v == "auto" {
+                    None
+                } else {
+                    match values::parse_number(v) {
+                        Some(n) if n > 0 => Some(n as usize),
+                        _ => return Err(invalid_value(d)),
+                    }
+                };
+            }
+            "daemon" => main.daemon = values::parse_flag(arg0(d)).unwrap_or(true),
+            "pid" => main.pid = full_path(&options.prefix, arg0(d)),
+            "error_log" => main.error_log.push(error_log_target(d, &options.prefix)?),
+            "worker_shutdown_timeout" => {
+                main.worker_shutdown_timeout = Some(values::parse_time(arg0(d)).ok_or_else(|| invalid_value(d))?)
+            }
+            "worker_rlimit_nofile" => {
+                main.worker_rlimit_nofile = Some(values::parse_number(arg0(d)).ok_or_else(|| invalid_value(d))?)
+            }
+            "events" => {
+                events_seen = true;
+                let mut seen_events = Seen::default();
+                for e in d.block.as_deref().unwrap_or_default() {
+                    let spec = check(e, Ctx::EVENTS)?;
+                    if spec.name != "include" {
+                        seen_events.once(e)?;
+                    }
+                    if spec.name == "worker_connections" {
+                        main.worker_connections = match values::parse_number(arg0(e)) {
+                            Some(n) if n > 0 => n as usize,
+                            _ => {
+                                return Err(ConfigError::at(
+                                    format!("invalid number \"{}\"", arg0(e)),
+                                    &e.position,
+                                ))
+                            }
+                        };
+                    }
+                }
+            }
+            "http" => http_block = Some(d),
+            _ => {} // accepted directives with no effect here (user, pcre_jit, ...)
+        }
+    }
+    if !events_seen {
+        return Err(ConfigError::bare("no \"events\" section in configuration"));
+    }
+    let http = match http_block {
+        Some(d) => Some(http::build_http(d, &options.prefix)?),
+        None => None,
+    };
+    Ok(Model {
+        conf_file: options.conf_file.clone(),
+        prefix: options.prefix.clone(),
+        main,
+        http,
+    })
+}
+
+/// Parses `error_log FILE [LEVEL]`.
+pub(crate) fn error_log_target(d: &Directive, prefix: &Path) -> Result<ErrorLogTarget, ConfigError> {
+    let file = arg0(d);
+    let path = if file == "stderr" {
+        LogPath::Stderr
+    } else if file.starts_with("syslog:") || file.starts_with("memory:") {
+        return Err(ConfigError::at(format!("\"error_log\" to \"{file}\" is not supported yet"), &d.position));
+    } else {
+        LogPath::File(full_path(prefix, file))
+    };
+    let level = match d.args.get(1) {
+        None => ErrorLevel::Error,
+        Some(arg) => ErrorLevel::from_name(&arg.value)
+            .ok_or_else(|| ConfigError::at(format!("invalid log level \"{}\"", arg.value), &d.position))?,
+    };
+    if d.args.len() > 2 {
+        return Err(ConfigError::at(
+            "invalid number of arguments in \"error_log\" directive",
+            &d.position,
+        ));
+    }
+    Ok(ErrorLogTarget { path, level })
+}

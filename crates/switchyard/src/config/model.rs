@@ -1,0 +1,266 @@
+//! The typed configuration: what the rest of switchyard reads. Every value
+//! here was checked when the file was loaded; nothing downstream parses text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nginx_conf::Position;
+
+use crate::observe::log_format::LogFormat;
+use crate::observe::ErrorLevel;
+
+/// A whole loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The main configuration file.
+    pub conf_file: PathBuf,
+    /// The prefix (`-p`), with a trailing slash.
+    pub prefix: PathBuf,
+    /// Top-level settings.
+    pub main: Main,
+    /// The `http` block, if there is one.
+    pub http: Option<Http>,
+}
+
+/// Settings of the main context and `events`.
+#[derive(Debug, Clone)]
+pub struct Main {
+    /// `worker_processes`: worker threads here; `None` means `auto`.
+    pub worker_processes: Option<usize>,
+    /// `daemon` (default on). switchyard never forks; `on` is accepted and
+    /// logged, the process stays in the foreground either way.
+    pub daemon: bool,
+    /// `pid` (default `logs/nginx.pid` under the prefix, as nginx).
+    pub pid: PathBuf,
+    /// `error_log` targets of the main context.
+    pub error_log: Vec<ErrorLogTarget>,
+    /// `worker_connections` (default 512): the cap on client connections per worker.
+    pub worker_connections: usize,
+    /// `worker_shutdown_timeout` (default: none).
+    pub worker_shutdown_timeout: Option<Duration>,
+    /// `worker_rlimit_nofile`.
+    pub worker_rlimit_nofile: Option<u64>,
+}
+
+/// Where an error log goes and from which level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLogTarget {
+    /// A file path, or `stderr`.
+    pub path: LogPath,
+    /// The least severe level written (default `error`).
+    pub level: ErrorLevel,
+}
+
+/// A log destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LogPath {
+    /// Standard error.
+    Stderr,
+    /// A file, opened for appending.
+    File(PathBuf),
+}
+
+/// The `http` block.
+#[derive(Debug, Clone)]
+pub struct Http {
+    /// Upstream groups, by name.
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
+    /// Virtual servers in file order.
+    pub servers: Vec<Arc<ServerConfig>>,
+    /// Named log formats, `combined` included.
+    pub log_formats: Vec<(String, Arc<LogFormat>)>,
+}
+
+/// One `upstream` group.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Its name.
+    pub name: String,
+    /// Its balancing method.
+    pub method: balance::Method,
+    /// The key of `hash KEY`.
+    pub hash_key: Option<crate::vars::Template>,
+    /// Its `server` lines.
+    pub servers: Vec<UpstreamServer>,
+    /// Where it was defined.
+    pub position: Position,
+}
+
+/// One `server` line of an upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamServer {
+    /// The host as written (a name or an address).
+    pub host: String,
+    /// The port (default 80).
+    pub port: u16,
+    /// `weight=` (default 1).
+    pub weight: u32,
+    /// `max_fails=` (default 1).
+    pub max_fails: u32,
+    /// `fail_timeout=` (default 10s).
+    pub fail_timeout: Duration,
+    /// `backup`.
+    pub backup: bool,
+    /// `down`.
+    pub down: bool,
+    /// `max_conns=` (default 0: no limit).
+    pub max_conns: u32,
+    /// Where the line is.
+    pub position: Position,
+}
+
+impl UpstreamServer {
+    /// The name nginx gives the peer: `host:port` as written.
+    pub fn display_name(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A `listen` address with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// The address to bind.
+    pub addr: SocketAddr,
+    /// `default_server`.
+    pub default_server: bool,
+    /// `backlog=` (default 511 as nginx on Linux).
+    pub backlog: i32,
+    /// `ipv6only=` (default on).
+    pub ipv6only: bool,
+    /// Where it was written.
+    pub position: Option<Position>,
+}
+
+/// One virtual `server`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Its `listen` lines (default `*:80`, or `*:8000` when not root, as nginx).
+    pub listens: Vec<Listen>,
+    /// Its `server_name`s (default: empty name).
+    pub names: Vec<String>,
+    /// Its locations, in match order as nginx builds it.
+    pub locations: Vec<Arc<LocationConfig>>,
+    /// Settings at the server level (inherited by locations already).
+    pub settings: Arc<Settings>,
+}
+
+/// How a location matches the URI.
+#[derive(Debug, Clone)]
+pub enum LocationMatch {
+    /// `location = /x`.
+    Exact(String),
+    /// `location /x` (longest prefix wins).
+    Prefix(String),
+    /// `location ^~ /x` (longest prefix wins and regexes are skipped).
+    PrefixNoRegex(String),
+    /// `location ~ re` / `location ~* re`.
+    Regex(regex::Regex),
+}
+
+/// One `location` block with everything inherited into it.
+#[derive(Debug, Clone)]
+pub struct LocationConfig {
+    /// How it matches.
+    pub matcher: LocationMatch,
+    /// Nested locations.
+    pub nested: Vec<Arc<LocationConfig>>,
+    /// What answers requests here.
+    pub handler: Handler,
+    /// The merged settings.
+    pub settings: Arc<Settings>,
+}
+
+/// What produces a response.
+#[derive(Debug, Clone)]
+pub enum Handler {
+    /// `proxy_pass`.
+    Proxy(ProxyPass),
+    /// `return CODE [text|URL]`.
+    Return {
+        /// The status code.
+        code: u16,
+        /// The body text or the redirect URL (with variables).
+        text: Option<crate::vars::Template>,
+    },
+    /// Nothing configured: nginx would serve static files from `root`; that
+    /// is not supported yet, so such requests get 404 like a missing file.
+    None,
+}
+
+/// A `proxy_pass` target.
+#[derive(Debug, Clone)]
+pub struct ProxyPass {
+    /// The upstream group or the single `host:port`.
+    pub target: ProxyTarget,
+    /// The host as written (for `$proxy_host`; includes `:port` unless 80).
+    pub proxy_host: String,
+    /// The URI part, if the URL has one (`proxy_pass http://u/x/` -> `/x/`).
+    pub uri: Option<String>,
+    /// The location prefix this proxy_pass replaces when `uri` is set.
+    pub location_prefix: Option<String>,
+}
+
+/// Where `proxy_pass` sends requests.
+#[derive(Debug, Clone)]
+pub enum ProxyTarget {
+    /// A named upstream group.
+    Upstream(String),
+    /// An implicit one-server group from `http://host:port`.
+    Implicit(Arc<UpstreamConfig>),
+}
+
+/// Settings that merge down from http to server to location.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `proxy_http_version` (default 1.0).
+    pub proxy_http_version_11: bool,
+    /// `proxy_set_header` lines, nginx's defaults first (Host, Connection).
+    pub proxy_set_headers: Vec<(String, crate::vars::Template)>,
+    /// `proxy_connect_timeout` (default 60s).
+    pub proxy_connect_timeout: Duration,
+    /// `proxy_read_timeout` (default 60s).
+    pub proxy_read_timeout: Duration,
+    /// `proxy_send_timeout` (default 60s).
+    pub proxy_send_timeout: Duration,
+    /// `access_log` targets (empty list = off).
+    pub access_log: Vec<AccessLogTarget>,
+    /// `error_log` of this level, if set here.
+    pub error_log: Vec<ErrorLogTarget>,
+    /// `client_max_body_size` (default 1m; 0 = no limit).
+    pub client_max_body_size: u64,
+    /// `client_body_timeout` (default 60s).
+    pub client_body_timeout: Duration,
+    /// `client_header_timeout` (default 60s).
+    pub client_header_timeout: Duration,
+    /// `client_header_buffer_size` (default 1k).
+    pub client_header_buffer_size: u64,
+    /// `large_client_header_buffers` (default 4 8k).
+    pub large_client_header_buffers: (u64, u64),
+    /// `keepalive_timeout` (default 75s; 0 disables keep-alive).
+    pub keepalive_timeout: Duration,
+    /// `keepalive_requests` (default 1000).
+    pub keepalive_requests: u64,
+    /// `keepalive_time` (default 1h).
+    pub keepalive_time: Duration,
+    /// `send_timeout` (default 60s).
+    pub send_timeout: Duration,
+    /// `server_tokens` (default on).
+    pub server_tokens: bool,
+    /// `tcp_nodelay` (default on).
+    pub tcp_nodelay: bool,
+}
+
+/// One `access_log` destination.
+#[derive(Debug, Clone)]
+pub struct AccessLogTarget {
+    /// Where lines go.
+    pub path: LogPath,
+    /// The format.
+    pub format: Arc<LogFormat>,
+}

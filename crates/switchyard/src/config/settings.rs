@@ -1,0 +1,244 @@
+//! Settings that nginx merges from http into server into location: each
+//! level holds only what it set, and a level that sets nothing inherits.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nginx_conf::Directive;
+
+use super::model::{AccessLogTarget, ErrorLogTarget, LogPath, Settings};
+use super::{arg0, error_log_target, full_path, invalid_value, values, ConfigError};
+use crate::observe::log_format::LogFormat;
+use crate::vars::Template;
+
+/// One level's explicitly set values.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layer {
+    proxy_http_version_11: Option<bool>,
+    proxy_set_headers: Option<Vec<(String, Template)>>,
+    proxy_connect_timeout: Option<Duration>,
+    proxy_read_timeout: Option<Duration>,
+    proxy_send_timeout: Option<Duration>,
+    access_log: Option<Vec<AccessLogTarget>>,
+    error_log: Option<Vec<ErrorLogTarget>>,
+    client_max_body_size: Option<u64>,
+    client_body_timeout: Option<Duration>,
+    client_header_timeout: Option<Duration>,
+    client_header_buffer_size: Option<u64>,
+    large_client_header_buffers: Option<(u64, u64)>,
+    keepalive_timeout: Option<Duration>,
+    keepalive_requests: Option<u64>,
+    keepalive_time: Option<Duration>,
+    send_timeout: Option<Duration>,
+    server_tokens: Option<bool>,
+    tcp_nodelay: Option<bool>,
+}
+
+/// Named log formats visible while parsing (for `access_log PATH NAME`).
+pub(crate) type Formats = [(String, Arc<LogFormat>)];
+
+fn time(d: &Directive) -> Result<Duration, ConfigError> {
+    values::parse_time(arg0(d)).ok_or_else(|| invalid_value(d))
+}
+
+fn size(d: &Directive) -> Result<u64, ConfigError> {
+    values::parse_size(arg0(d)).ok_or_else(|| invalid_value(d))
+}
+
+fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
+    if slot.is_some() {
+        return Err(ConfigError::at(
+            format!("\"{}\" directive is duplicate", d.name),
+            &d.position,
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl Layer {
+    /// Applies `d` if it is a merged setting; returns whether it was one.
+    pub(crate) fn apply(&mut self, d: &Directive, prefix: &Path, formats: &Formats) -> Result<bool, ConfigError> {
+        match d.name.as_str() {
+            "proxy_http_version" => {
+                let v = match arg0(d) {
+                    "1.0" => false,
+                    "1.1" => true,
+                    other => {
+                        return Err(ConfigError::at(
+                            format!("invalid value \"{other}\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\""),
+                            &d.position,
+                        ))
+                    }
+                };
+                set(&mut self.proxy_http_version_11, d, v)?;
+            }
+            "proxy_set_header" => {
+                let value = Template::compile(&d.args[1].value)
+                    .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
+                self.proxy_set_headers
+                    .get_or_insert_with(Vec::new)
+                    .push((d.args[0].value.clone(), value));
+            }
+            "proxy_connect_timeout" => set(&mut self.proxy_connect_timeout, d, time(d)?)?,
+            "proxy_read_timeout" => set(&mut self.proxy_read_timeout, d, time(d)?)?,
+            "proxy_send_timeout" => set(&mut self.proxy_send_timeout, d, time(d)?)?,
+            "client_max_body_size" => set(&mut self.client_max_body_size, d, size(d)?)?,
+            "client_body_timeout" => set(&mut self.client_body_timeout, d, time(d)?)?,
+            "client_header_timeout" => set(&mut self.client_header_timeout, d, time(d)?)?,
+            "client_header_buffer_size" => set(&mut self.client_header_buffer_size, d, size(d)?)?,
+            "large_client_header_buffers" => {
+                let number = values::parse_number(&d.args[0].value).filter(|n| *n > 0);
+                let bytes = values::parse_size(&d.args[1].value).filter(|n| *n > 0);
+                match (number, bytes) {
+                    (Some(n), Some(b)) => set(&mut self.large_client_header_buffers, d, (n, b))?,
+                    _ => return Err(invalid_value(d)),
+                }
+            }
+            "keepalive_timeout" => set(&mut self.keepalive_timeout, d, time(d)?)?,
+            "keepalive_requests" => set(
+                &mut self.keepalive_requests,
+                d,
+                values::parse_number(arg0(d)).ok_or_else(|| invalid_value(d))?,
+            )?,
+            "keepalive_time" => set(&mut self.keepalive_time, d, time(d)?)?,
+            "send_timeout" => set(&mut self.send_timeout, d, time(d)?)?,
+            "server_tokens" => {
+                let v = match arg0(d) {
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        return Err(ConfigError::at(
+                            format!("\"server_tokens\" value \"{other}\" is not supported yet"),
+                            &d.position,
+                        ))
+                    }
+                };
+                set(&mut self.server_tokens, d, v)?;
+            }
+            "tcp_nodelay" => set(&mut self.tcp_nodelay, d, values::parse_flag(arg0(d)).unwrap_or(true))?,
+            "access_log" => {
+                let logs = self.access_log.get_or_insert_with(Vec::new);
+                if arg0(d) == "off" {
+                    if d.args.len() > 1 {
+                        return Err(ConfigError::at(
+                            "invalid number of arguments in \"access_log\" directive",
+                            &d.position,
+                        ));
+                    }
+                    logs.clear();
+                    return Ok(true);
+                }
+                let format = match d.args.get(1) {
+                    None => Arc::new(LogFormat::combined()),
+                    Some(name) => formats
+                        .iter()
+                        .find(|(n, _)| *n == name.value)
+                        .map(|(_, f)| f.clone())
+                        .ok_or_else(|| {
+                            ConfigError::at(format!("unknown log format \"{}\"", name.value), &d.position)
+                        })?,
+                };
+                for extra in d.args.iter().skip(2) {
+                    let known = ["buffer=", "gzip", "flush=", "if="];
+                    if !known.iter().any(|k| extra.value.starts_with(k)) {
+                        return Err(ConfigError::at(
+                            format!("invalid parameter \"{}\"", extra.value),
+                            &d.position,
+                        ));
+                    }
+                    return Err(ConfigError::at(
+                        format!("\"access_log\" parameter \"{}\" is not supported yet", extra.value),
+                        &d.position,
+                    ));
+                }
+                let path = arg0(d);
+                let path = if path == "/dev/stderr" || path == "stderr" {
+                    LogPath::Stderr
+                } else if path.starts_with("syslog:") {
+                    return Err(ConfigError::at("\"access_log\" to syslog is not supported yet", &d.position));
+                } else {
+                    LogPath::File(full_path(prefix, path))
+                };
+                logs.push(AccessLogTarget { path, format });
+            }
+            "error_log" => self
+                .error_log
+                .get_or_insert_with(Vec::new)
+                .push(error_log_target(d, prefix)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// This level's values over `parent`'s.
+    pub(crate) fn over(&self, parent: &Layer) -> Layer {
+        macro_rules! pick {
+            ($($field:ident),*) => {
+                Layer { $($field: self.$field.clone().or_else(|| parent.$field.clone()),)* }
+            };
+        }
+        pick!(
+            proxy_http_version_11,
+            proxy_set_headers,
+            proxy_connect_timeout,
+            proxy_read_timeout,
+            proxy_send_timeout,
+            access_log,
+            error_log,
+            client_max_body_size,
+            client_body_timeout,
+            client_header_timeout,
+            client_header_buffer_size,
+            large_client_header_buffers,
+            keepalive_timeout,
+            keepalive_requests,
+            keepalive_time,
+            send_timeout,
+            server_tokens,
+            tcp_nodelay
+        )
+    }
+
+    /// The final settings with nginx's defaults for anything unset.
+    pub(crate) fn finish(&self, prefix: &Path) -> Settings {
+        let minute = Duration::from_secs(60);
+        // nginx's default proxy headers come first; a proxy_set_header of
+        // the same name replaces the default (and an empty value removes it).
+        let mut headers = vec![
+            ("Host".to_string(), Template::compile("$proxy_host").unwrap_or_default()),
+            ("Connection".to_string(), Template::literal("close")),
+        ];
+        for (name, value) in self.proxy_set_headers.iter().flatten() {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.push((name.clone(), value.clone()));
+        }
+        let access_log = self.access_log.clone().unwrap_or_else(|| {
+            vec![AccessLogTarget {
+                path: LogPath::File(full_path(prefix, "logs/access.log")),
+                format: Arc::new(LogFormat::combined()),
+            }]
+        });
+        Settings {
+            proxy_http_version_11: self.proxy_http_version_11.unwrap_or(false),
+            proxy_set_headers: headers,
+            proxy_connect_timeout: self.proxy_connect_timeout.unwrap_or(minute),
+            proxy_read_timeout: self.proxy_read_timeout.unwrap_or(minute),
+            proxy_send_timeout: self.proxy_send_timeout.unwrap_or(minute),
+            access_log,
+            error_log: self.error_log.clone().unwrap_or_default(),
+            client_max_body_size: self.client_max_body_size.unwrap_or(1024 * 1024),
+            client_body_timeout: self.client_body_timeout.unwrap_or(minute),
+            client_header_timeout: self.client_header_timeout.unwrap_or(minute),
+            client_header_buffer_size: self.client_header_buffer_size.unwrap_or(1024),
+            large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
+            keepalive_timeout: self.keepalive_timeout.unwrap_or(Duration::from_secs(75)),
+            keepalive_requests: self.keepalive_requests.unwrap_or(1000),
+            keepalive_time: self.keepalive_time.unwrap_or(Duration::from_secs(3600)),
+            send_timeout: self.send_timeout.unwrap_or(minute),
+            server_tokens: self.server_tokens.unwrap_or(true),
+            tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `upstream { }` blocks and their `server` lines.
+
+use std::time::Duration;
+
+use nginx_conf::{Directive, Position};
+
+use super::directives::Ctx;
+use super::model::{UpstreamConfig, UpstreamServer};
+use super::{check, values, ConfigError, Seen};
+use crate::vars::Template;
+
+/// Splits `host[:port]` / `[v6][:port]`; the error text is nginx's
+/// `invalid port in upstream "x"` family.
+pub(crate) fn split_host_port(text: &str, default_port: u16) -> Result<(String, u16, bool), String> {
+    let bad_port = || format!("invalid port in upstream \"{text}\"");
+    let port_of = |p: &str| match values::parse_number(p) {
+        Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(bad_port()),
+    };
+    if let Some(rest) = text.strip_prefix('[') {
+        let end = rest
+            .find(']')
+            .ok_or_else(|| format!("invalid IPv6 address in upstream \"{text}\""))?;
+        let host = rest[..end].to_string();
+        return match rest[end + 1..].strip_prefix(':') {
+            Some(p) => Ok((host, port_of(p)?, true)),
+            None if rest.len() == end + 1 => Ok((host, default_port, false)),
+            None => Err(format!("invalid host in upstream \"{text}\"")),
+        };
+    }
+    if text.is_empty() {
+        return Err(format!("no host in upstream \"{text}\""));
+    }
+    match text.rsplit_once(':') {
+        Some((h, _)) if h.is_empty() => Err(format!("no host in upstream \"{text}\"")),
+        Some((h, p)) => Ok((h.to_string(), port_of(p)?, true)),
+        None => Ok((text.to_string(), default_port, false)),
+    }
+}
+
+fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServer, ConfigError> {
+    let at = &d.position;
+    let address = &d.args[0].value;
+    if address.starts_with("unix:") {
+        return Err(ConfigError::at("upstream servers on unix sockets are not supported yet", at));
+    }
+    let (host, port, _) = split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
+    let mut server = UpstreamServer {
+        host,
+        port,
+        weight: 1,
+        max_fails: 1,
+        fail_timeout: Duration::from_secs(10),
+        backup: false,
+        down: false,
+        max_conns: 0,
+        position: at.clone(),
+    };
+    for arg in d.args.iter().skip(1) {
+        let p = arg.value.as_str();
+        let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
+        if let Some(v) = p.strip_prefix("weight=") {
+            server.weight = values::parse_number(v)
+                .filter(|n| *n > 0 && *n <= u32::MAX as u64)
+                .ok_or_else(invalid)? as u32;
+        } else if let Some(v) = p.strip_prefix("max_fails=") {
+            server.max_fails = values::parse_number(v).filter(|n| *n <= u32::MAX as u64).ok_or_else(invalid)? as u32;
+        } else if let Some(v) = p.strip_prefix("max_conns=") {
+            server.max_conns = values::parse_number(v).filter(|n| *n <= u32::MAX as u64).ok_or_else(invalid)? as u32;
+        } else if let Some(v) = p.strip_prefix("fail_timeout=") {
+            server.fail_timeout = values::parse_time(v).ok_or_else(invalid)?;
+        } else if p == "backup" {
+            if !matches!(method, balance::Method::RoundRobin | balance::Method::LeastConn) {
+                return Err(ConfigError::at(
+                    "balancing method does not support parameter \"backup\"",
+                    at,
+                ));
+            }
+            server.backup = true;
+        } else if p == "down" {
+            server.down = true;
+        } else if p == "resolve" || p.starts_with("service=") || p.starts_with("slow_start=") || p.starts_with("route=") {
+            return Err(ConfigError::at(format!("server parameter \"{p}\" is not supported yet"), at));
+        } else {
+            return Err(invalid());
+        }
+    }
+    Ok(server)
+}
+
+/// Builds one `upstream NAME { ... }`.
+pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigError> {
+    let mut method = balance::Method::RoundRobin;
+    let mut hash_key = None;
+    let mut servers = Vec::new();
+    let mut seen = Seen::default();
+    for inner in d.block.as_deref().unwrap_or_default() {
+        let spec = check(inner, Ctx::UPSTREAM)?;
+        match spec.name {
+            "server" => {
+                servers.push(parse_server(inner, &method)?);
+                continue;
+            }
+            "include" => continue,
+            _ => seen.once(inner)?,
+        }
+        let new_method = match spec.name {
+            "least_conn" => Some(balance::Method::LeastConn),
+            "ip_hash" => Some(balance::Method::IpHash),
+            "hash" => {
+                let consistent = match inner.args.get(1).map(|a| a.value.as_str()) {
+                    None => false,
+                    Some("consistent") => true,
+                    Some(other) => {
+                        return Err(ConfigError::at(format!("invalid parameter \"{other}\""), &inner.position))
+                    }
+                };
+                hash_key = Some(
+                    Template::compile(&inner.args[0].value)
+                        .map_err(|e| ConfigError::at(e.to_string(), &inner.position))?,
+                );
+                Some(balance::Method::Hash { consistent })
+            }
+            "random" => {
+                let two = match inner.args.first().map(|a| a.value.as_str()) {
+                    None => false,
+                    Some("two") => {
+                        match inner.args.get(1).map(|a| a.value.as_str()) {
+                            None | Some("least_conn") => {}
+                            Some(other) => {
+                                return Err(ConfigError::at(format!("invalid parameter \"{other}\""), &inner.position))
+                            }
+                        }
+                        true
+                    }
+                    Some(other) => {
+                        return Err(ConfigError::at(format!("invalid parameter \"{other}\""), &inner.position))
+                    }
+                };
+                Some(balance::Method::Random { two })
+            }
+            _ => None,
+        };
+        if let Some(m) = new_method {
+            if servers.iter().any(|s: &UpstreamServer| s.backup) && !matches!(m, balance::Method::LeastConn) {
+                return Err(ConfigError::at("balancing method does not support parameter \"backup\"", &inner.position));
+            }
+            method = m;
+        }
+    }
+    if servers.is_empty() {
+        return Err(ConfigError::at("no servers are inside upstream", &d.position));
+    }
+    Ok(UpstreamConfig {
+        name: d.args[0].value.clone(),
+        method,
+        hash_key,
+        servers,
+        position: d.position.clone(),
+    })
+}
+
+/// The implicit one-server upstream nginx makes for `proxy_pass http://host:port`.
+pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) -> UpstreamConfig {
+    UpstreamConfig {
+        name: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
+        method: balance::Method::RoundRobin,
+        hash_key: None,
+        servers: vec![UpstreamServer {
+            host,
+            port,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            max_conns: 0,
+            position: position.clone(),
+        }],
+        position: position.clone(),
+    }
+}

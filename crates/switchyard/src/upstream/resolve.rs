@@ -1,0 +1,60 @@
+//! Names of upstream servers -> addresses, through the system resolver, with
+//! a lab/test override map.
+//!
+//! `SWITCHYARD_PEER_MAP="echogolem1:8080=127.0.1.1:8080,other:80=127.0.0.1:9000"`
+//! maps a `host:port` as written in a `server` line to an address. The lab
+//! uses it so that the seed's names resolve without touching /etc/hosts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// The environment variable holding the override map.
+pub const PEER_MAP_ENV: &str = "SWITCHYARD_PEER_MAP";
+
+fn overrides() -> &'static HashMap<String, SocketAddr> {
+    static MAP: OnceLock<HashMap<String, SocketAddr>> = OnceLock::new();
+    MAP.get_or_init(|| parse_map(&std::env::var(PEER_MAP_ENV).unwrap_or_default()))
+}
+
+/// Parses `name:port=ip:port,...`; malformed entries are skipped.
+pub fn parse_map(text: &str) -> HashMap<String, SocketAddr> {
+    text.split(',')
+        .filter_map(|entry| {
+            let (name, addr) = entry.trim().split_once('=')?;
+            Some((name.trim().to_ascii_lowercase(), addr.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Resolves `host:port`. An IP literal needs no lookup; a name goes through
+/// the override map, then the system resolver (/etc/hosts, DNS).
+pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let key = format!("{}:{}", host.to_ascii_lowercase(), port);
+    if let Some(addr) = overrides().get(&key) {
+        return Ok(vec![*addr]);
+    }
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_parses() {
+        let m = parse_map("echogolem1:8080=127.0.1.1:8080, B:80=[::1]:81,bad");
+        assert_eq!(m["echogolem1:8080"], "127.0.1.1:8080".parse().unwrap());
+        assert_eq!(m["b:80"], "[::1]:81".parse().unwrap());
+        assert_eq!(m.len(), 2);
+    }
+}

@@ -1,0 +1,310 @@
+//! nginx variables (`$remote_addr`, `$http_user_agent`, ...) and the
+//! templates that mix them with text (`proxy_set_header`, `log_format`,
+//! `return`). A template is compiled once when the config loads; an unknown
+//! variable is a config error, as in nginx.
+
+use std::borrow::Cow;
+
+/// A variable switchyard can evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    /// `$remote_addr`.
+    RemoteAddr,
+    /// `$remote_port`.
+    RemotePort,
+    /// `$remote_user` (Basic auth user name).
+    RemoteUser,
+    /// `$time_local`.
+    TimeLocal,
+    /// `$time_iso8601`.
+    TimeIso8601,
+    /// `$msec`.
+    Msec,
+    /// `$request` (the request line).
+    Request,
+    /// `$request_method`.
+    RequestMethod,
+    /// `$request_uri`.
+    RequestUri,
+    /// `$uri` / `$document_uri`.
+    Uri,
+    /// `$args` / `$query_string`.
+    Args,
+    /// `$is_args`.
+    IsArgs,
+    /// `$request_length`.
+    RequestLength,
+    /// `$request_time`.
+    RequestTime,
+    /// `$status`.
+    Status,
+    /// `$body_bytes_sent`.
+    BodyBytesSent,
+    /// `$bytes_sent`.
+    BytesSent,
+    /// `$upstream_addr`.
+    UpstreamAddr,
+    /// `$upstream_status`.
+    UpstreamStatus,
+    /// `$upstream_response_time`.
+    UpstreamResponseTime,
+    /// `$upstream_connect_time`.
+    UpstreamConnectTime,
+    /// `$upstream_header_time`.
+    UpstreamHeaderTime,
+    /// `$host`.
+    Host,
+    /// `$hostname`.
+    Hostname,
+    /// `$server_addr`.
+    ServerAddr,
+    /// `$server_port`.
+    ServerPort,
+    /// `$server_name`.
+    ServerName,
+    /// `$server_protocol`.
+    ServerProtocol,
+    /// `$scheme`.
+    Scheme,
+    /// `$connection`.
+    Connection,
+    /// `$connection_requests`.
+    ConnectionRequests,
+    /// `$pid`.
+    Pid,
+    /// `$nginx_version` (our version).
+    NginxVersion,
+    /// `$content_length`.
+    ContentLength,
+    /// `$content_type`.
+    ContentType,
+    /// `$proxy_host`.
+    ProxyHost,
+    /// `$proxy_port`.
+    ProxyPort,
+    /// `$proxy_add_x_forwarded_for`.
+    ProxyAddXForwardedFor,
+    /// `$http_NAME`: a request header (name lower-case, `_` for `-`).
+    HttpHeader(String),
+    /// `$sent_http_NAME`: a response header.
+    SentHttp(String),
+    /// `$upstream_http_NAME`: an upstream response header.
+    UpstreamHttp(String),
+    /// `$arg_NAME`: a query argument.
+    Arg(String),
+    /// `$cookie_NAME`: a cookie.
+    Cookie(String),
+}
+
+impl Var {
+    /// Looks a variable up by its name (without `$`).
+    pub fn from_name(name: &str) -> Option<Var> {
+        let lower = name.to_ascii_lowercase();
+        let prefixed = |prefix: &str| lower.strip_prefix(prefix).map(str::to_string);
+        Some(match lower.as_str() {
+            "remote_addr" => Var::RemoteAddr,
+            "remote_port" => Var::RemotePort,
+            "remote_user" => Var::RemoteUser,
+            "time_local" => Var::TimeLocal,
+            "time_iso8601" => Var::TimeIso8601,
+            "msec" => Var::Msec,
+            "request" => Var::Request,
+            "request_method" => Var::RequestMethod,
+            "request_uri" => Var::RequestUri,
+            "uri" | "document_uri" => Var::Uri,
+            "args" | "query_string" => Var::Args,
+            "is_args" => Var::IsArgs,
+            "request_length" => Var::RequestLength,
+            "request_time" => Var::RequestTime,
+            "status" => Var::Status,
+            "body_bytes_sent" => Var::BodyBytesSent,
+            "bytes_sent" => Var::BytesSent,
+            "upstream_addr" => Var::UpstreamAddr,
+            "upstream_status" => Var::UpstreamStatus,
+            "upstream_response_time" => Var::UpstreamResponseTime,
+            "upstream_connect_time" => Var::UpstreamConnectTime,
+            "upstream_header_time" => Var::UpstreamHeaderTime,
+            "host" => Var::Host,
+            "hostname" => Var::Hostname,
+            "server_addr" => Var::ServerAddr,
+            "server_port" => Var::ServerPort,
+            "server_name" => Var::ServerName,
+            "server_protocol" => Var::ServerProtocol,
+            "scheme" => Var::Scheme,
+            "connection" => Var::Connection,
+            "connection_requests" => Var::ConnectionRequests,
+            "pid" => Var::Pid,
+            "nginx_version" => Var::NginxVersion,
+            "content_length" => Var::ContentLength,
+            "content_type" => Var::ContentType,
+            "proxy_host" => Var::ProxyHost,
+            "proxy_port" => Var::ProxyPort,
+            "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+            _ => {
+                if let Some(h) = prefixed("http_") {
+                    Var::HttpHeader(h)
+                } else if let Some(h) = prefixed("sent_http_") {
+                    Var::SentHttp(h)
+                } else if let Some(h) = prefixed("upstream_http_") {
+                    Var::UpstreamHttp(h)
+                } else if let Some(a) = name.strip_prefix("arg_") {
+                    Var::Arg(a.to_string())
+                } else if let Some(c) = name.strip_prefix("cookie_") {
+                    Var::Cookie(c.to_string())
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+/// Something that knows the value of variables: a request in flight.
+pub trait VarSource {
+    /// The variable's value, or `None` when it is not found (nginx's
+    /// "not found", logged as `-`).
+    fn var(&self, var: &Var) -> Option<Cow<'_, str>>;
+}
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Text as written.
+    Literal(String),
+    /// A variable.
+    Var(Var),
+}
+
+/// A compiled string with variables.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    segments: Vec<Segment>,
+}
+
+/// Why a template did not compile; `Display` is nginx's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// `unknown "x" variable`.
+    #[error("unknown \"{0}\" variable")]
+    Unknown(String),
+    /// `invalid variable name`.
+    #[error("invalid variable name")]
+    InvalidName,
+    /// `the closing bracket in "x" variable is missing`.
+    #[error("the closing bracket in \"{0}\" variable is missing")]
+    MissingBracket(String),
+}
+
+impl Template {
+    /// Compiles `text`, resolving each `$name` / `${name}`.
+    pub fn compile(text: &str) -> Result<Template, TemplateError> {
+        let mut segments = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(dollar) = rest.find('$') {
+            literal.push_str(&rest[..dollar]);
+            let after = &rest[dollar + 1..];
+            let (name, consumed) = if let Some(inner) = after.strip_prefix('{') {
+                let end = inner
+                    .find('}')
+                    .ok_or_else(|| TemplateError::MissingBracket(inner.to_string()))?;
+                (&inner[..end], end + 2)
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            };
+            if name.is_empty() {
+                return Err(TemplateError::InvalidName);
+            }
+            let var = Var::from_name(name).ok_or_else(|| TemplateError::Unknown(name.to_string()))?;
+            if !literal.is_empty() {
+                segments.push(Segment::Literal(std::mem::take(&mut literal)));
+            }
+            segments.push(Segment::Var(var));
+            rest = &after[consumed..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            segments.push(Segment::Literal(literal));
+        }
+        Ok(Template { segments })
+    }
+
+    /// A template of plain text.
+    pub fn literal(text: &str) -> Template {
+        Template {
+            segments: if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![Segment::Literal(text.to_string())]
+            },
+        }
+    }
+
+    /// The compiled pieces.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Whether the template is empty text (nginx does not send a
+    /// `proxy_set_header` whose value is empty).
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Renders with missing variables as empty strings.
+    pub fn render(&self, source: &dyn VarSource) -> String {
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Var(var) => {
+                    if let Some(value) = source.var(var) {
+                        out.push_str(&value);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl VarSource for Fixed {
+        fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
+            match var {
+                Var::RemoteAddr => Some("10.0.0.1".into()),
+                Var::HttpHeader(h) if h == "user_agent" => Some("curl".into()),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn compiles_and_renders() {
+        let t = Template::compile("$remote_addr - ${http_user_agent}x $status.").unwrap();
+        assert_eq!(t.render(&Fixed), "10.0.0.1 - curlx .");
+    }
+
+    #[test]
+    fn errors_are_nginx_words() {
+        assert_eq!(
+            Template::compile("$nope").unwrap_err().to_string(),
+            "unknown \"nope\" variable"
+        );
+        assert_eq!(
+            Template::compile("a $").unwrap_err().to_string(),
+            "invalid variable name"
+        );
+        assert!(matches!(
+            Template::compile("${abc").unwrap_err(),
+            TemplateError::MissingBracket(_)
+        ));
+    }
+}
