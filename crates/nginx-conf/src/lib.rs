@@ -13,4 +13,4 @@ mod parser;
 
 pub use ast::{Arg, Config, Directive, Position, Source, SourceFile};
 pub use error::Error;
-pub use parser::{parse_file, parse_str};
+pub use parser::{parse_bytes, parse_file, parse_str, MAX_BLOCK_DEPTH, MAX_INCLUDE_DEPTH};
