@@ -275,6 +275,11 @@ impl<'a> Lexer<'a> {
                         quoted_word = true;
                         last_space = false;
                     }
+                    // As in current nginx: `${` may start a word too.
+                    b'$' => {
+                        variable = true;
+                        last_space = false;
+                    }
                     _ => last_space = false,
                 }
                 continue;
