@@ -357,3 +357,53 @@ impl<'a> Lexer<'a> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        match Lexer::new(text.as_bytes(), Mode::File).next_token() {
+            Ok(Token::Statement { words, .. }) => words.into_iter().map(|w| w.value).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unescape_translates_only_nginx_escapes() {
+        assert_eq!(unescape(br#"\"\'\\\t\r\n\x\"#), b"\"'\\\t\r\n\\x\\");
+        assert_eq!(unescape(b""), b"");
+    }
+
+    #[test]
+    fn char_at_decodes_utf8_or_replaces() {
+        assert_eq!(char_at("é".as_bytes(), 0), 'é');
+        assert_eq!(char_at(b"\xff", 0), char::REPLACEMENT_CHARACTER);
+        assert_eq!(char_at(b"\xc3", 0), char::REPLACEMENT_CHARACTER);
+        assert_eq!(char_at(b"", 3), char::REPLACEMENT_CHARACTER);
+    }
+
+    #[test]
+    fn statements_come_one_at_a_time() {
+        let mut lexer = Lexer::new(b"a b;\nc {\n}", Mode::File);
+        assert!(matches!(
+            lexer.next_token(),
+            Ok(Token::Statement {
+                block: false,
+                line: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            lexer.next_token(),
+            Ok(Token::Statement {
+                block: true,
+                line: 2,
+                ..
+            })
+        ));
+        assert_eq!(lexer.next_token(), Ok(Token::BlockEnd { line: 3 }));
+        assert_eq!(lexer.next_token(), Ok(Token::Eof { line: 3 }));
+        assert_eq!(words("x \"y\" 'z'\t${a}{"), ["x", "y", "z", "${a}"]);
+    }
+}

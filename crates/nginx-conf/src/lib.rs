@@ -6,6 +6,8 @@
 //! folder, as nginx does), remembers every file it read for a `-T` dump, and
 //! reports every syntax error with nginx's wording and `file:line`.
 
+#![warn(missing_docs)]
+
 mod ast;
 mod error;
 mod lexer;
