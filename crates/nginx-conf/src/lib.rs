@@ -6,6 +6,8 @@
 //! folder, as nginx does), remembers every file it read for a `-T` dump, and
 //! reports every syntax error with nginx's wording and `file:line`.
 
+#![warn(missing_docs)]
+
 mod ast;
 mod error;
 mod lexer;
@@ -13,4 +15,4 @@ mod parser;
 
 pub use ast::{Arg, Config, Directive, Position, Source, SourceFile};
 pub use error::Error;
-pub use parser::{parse_file, parse_str};
+pub use parser::{parse_bytes, parse_file, parse_str, MAX_BLOCK_DEPTH, MAX_INCLUDE_DEPTH};
