@@ -70,12 +70,14 @@ pub async fn handle(
     resp.headers_mut()
         .insert("x-served-by", config.served_by.clone());
 
-    log::emit(&log::format_line(
-        peer.ip(),
-        &request_line,
-        resp.status().as_u16(),
-        &config.name,
-    ));
+    if config.access_log {
+        log::emit(&log::format_line(
+            peer.ip(),
+            &request_line,
+            resp.status().as_u16(),
+            &config.name,
+        ));
+    }
     Ok(resp)
 }
 

@@ -43,6 +43,9 @@ pub struct EchoConfig {
     pub max_json_body: usize,
     /// How long in-flight requests may run after shutdown is requested.
     pub shutdown_grace: Duration,
+    /// Whether to write the access log to stdout; the lab turns it off when
+    /// it runs several servers in its own process.
+    pub access_log: bool,
     /// Current `/healthz` status code, changed by `POST /healthz`.
     health: AtomicU16,
 }
@@ -61,6 +64,7 @@ impl EchoConfig {
             max_size: defaults.max_size,
             max_json_body: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
+            access_log: true,
             health: AtomicU16::new(200),
         })
     }

@@ -111,3 +111,70 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(
+        grace: Duration,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = EchoConfig::new("inproc").unwrap();
+        config.shutdown_grace = grace;
+        config.access_log = false;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(serve(listener, Arc::new(config), async {
+            let _ = rx.await;
+        }));
+        (addr, tx, task)
+    }
+
+    async fn roundtrip(addr: SocketAddr, req: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(req).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn serves_in_process_and_stops_on_future() {
+        let (addr, stop, task) = start(Duration::from_secs(10)).await;
+        let resp = roundtrip(
+            addr,
+            b"POST / HTTP/1.0\r\nContent-Length: 14\r\n\r\n{\"foo\": \"bar\"}",
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.0 200 OK\r\n"), "{resp}");
+        assert!(resp.contains("x-served-by: inproc\r\n"), "{resp}");
+        assert!(resp.ends_with("\r\n\r\n{\"foo\": \"bar\"}\n"), "{resp}");
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_bounded_by_grace() {
+        let (addr, stop, task) = start(Duration::from_millis(200)).await;
+        let slow = tokio::spawn(roundtrip(
+            addr,
+            b"GET /?delay=20s HTTP/1.1\r\nHost: t\r\n\r\n",
+        ));
+        // Let the slow request reach its handler before asking to stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = Instant::now();
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // The aborted request's connection is simply dropped.
+        assert_eq!(slow.await.unwrap(), "");
+    }
+}
