@@ -20,11 +20,11 @@ pub struct EchoArgs {
     #[arg(long, env = "ECHO_NAME")]
     pub name: Option<String>,
 
-    /// Upper bound for `x-echo-delay` / `?delay=`; longer requests are clamped.
+    /// Upper bound for `x-echo-delay` / `?delay=`; longer delays are clamped.
     #[arg(long, env = "ECHO_MAX_DELAY", default_value = "30s", value_parser = parse_delay_arg)]
     pub max_delay: Duration,
 
-    /// Upper bound for `?size=`; larger requests are clamped.
+    /// Upper bound for `?size=`; larger sizes are clamped.
     #[arg(long, env = "ECHO_MAX_SIZE", default_value = "1GiB", value_parser = parse_size_arg)]
     pub max_size: u64,
 }

@@ -133,7 +133,7 @@ impl Body for EchoBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            EchoBody::Full(data) => data.as_ref().is_none_or(|d| d.is_empty()),
+            EchoBody::Full(data) => !matches!(data, Some(d) if !d.is_empty()),
             EchoBody::Echo { newline_sent, .. } => *newline_sent,
             EchoBody::Generated { remaining, .. } => *remaining == 0,
         }
