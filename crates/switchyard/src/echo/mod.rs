@@ -1,1 +1,113 @@
 //! `switchyard echo`: the echo-golem backend, and a test backend for load balancers.
+//!
+//! By default it behaves like the Flask "echo-golem" containers of the seed
+//! experiment (POST body echoed back plus `"\n"`, Werkzeug access log on
+//! stdout). On top of that every request can ask for a status, a delay or a
+//! generated body of a given size, `GET` describes the request as JSON, and
+//! `/healthz` can be flipped at run time to exercise health checks.
+//!
+//! The lab uses [`run`] (or [`serve`] with its own listener) in-process or
+//! via `switchyard echo` as a child process.
+
+mod args;
+mod body;
+mod handler;
+mod log;
+mod params;
+mod server;
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http::{HeaderValue, StatusCode};
+
+pub use args::{hostname, resolve_listen, EchoArgs};
+pub use body::EchoBody;
+pub use params::{parse_delay, parse_size, Overrides, ParamError};
+pub use server::serve;
+
+/// Shared, read-mostly state of one echo server.
+#[derive(Debug)]
+pub struct EchoConfig {
+    /// Instance name, shown in `X-Served-By`, JSON descriptions and log lines.
+    pub name: String,
+    /// `name` pre-validated as a header value, so requests cannot fail on it.
+    served_by: HeaderValue,
+    /// Longest delay a request may ask for; longer ones are clamped.
+    pub max_delay: Duration,
+    /// Largest generated body a request may ask for; larger ones are clamped.
+    pub max_size: u64,
+    /// Largest request body buffered for a JSON description (`GET` etc.).
+    pub max_json_body: usize,
+    /// How long in-flight requests may run after shutdown is requested.
+    pub shutdown_grace: Duration,
+    /// Whether to write the access log to stdout; the lab turns it off when
+    /// it runs several servers in its own process.
+    pub access_log: bool,
+    /// Current `/healthz` status code, changed by `POST /healthz`.
+    health: AtomicU16,
+}
+
+impl EchoConfig {
+    /// A configuration with the given instance name and default limits.
+    pub fn new(name: impl Into<String>) -> anyhow::Result<Self> {
+        let name = name.into();
+        let served_by = HeaderValue::from_str(&name)
+            .with_context(|| format!("instance name {name:?} is not a valid header value"))?;
+        let defaults = EchoArgs::default();
+        Ok(EchoConfig {
+            name,
+            served_by,
+            max_delay: defaults.max_delay,
+            max_size: defaults.max_size,
+            max_json_body: 1 << 20,
+            shutdown_grace: Duration::from_secs(10),
+            access_log: true,
+            health: AtomicU16::new(200),
+        })
+    }
+
+    /// The configuration described by command-line arguments; the name
+    /// defaults to the host name.
+    pub fn from_args(args: &EchoArgs) -> anyhow::Result<Self> {
+        let name = args.name.clone().unwrap_or_else(hostname);
+        let mut config = EchoConfig::new(name)?;
+        config.max_delay = args.max_delay;
+        config.max_size = args.max_size;
+        Ok(config)
+    }
+
+    /// The status `GET /healthz` currently answers.
+    pub fn health(&self) -> StatusCode {
+        StatusCode::from_u16(self.health.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK)
+    }
+
+    /// Changes the status `GET /healthz` answers (also reachable in-process,
+    /// so the lab can fail a backend without an HTTP round trip).
+    pub fn set_health(&self, status: StatusCode) {
+        self.health.store(status.as_u16(), Ordering::Relaxed);
+    }
+}
+
+/// Binds the configured address, prints
+/// `echo: listening on ADDR as NAME` to stderr once ready, and serves until
+/// SIGTERM or SIGINT; in-flight requests get [`EchoConfig::shutdown_grace`]
+/// to finish.
+pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
+    let config = Arc::new(EchoConfig::from_args(&args)?);
+    let addr = resolve_listen(&args.listen).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr().context("reading bound address")?;
+    // Install signal handlers before announcing readiness, so a supervisor
+    // that signals us right after the ready line is not killed by default
+    // signal disposition.
+    let shutdown = server::shutdown_signal()?;
+    eprintln!("echo: listening on {local} as {}", config.name);
+    serve(listener, config, shutdown).await?;
+    eprintln!("echo: shut down");
+    Ok(())
+}
