@@ -10,6 +10,31 @@
 //! A request is one [`Attempt`]: [`Balancer::start`] creates it,
 //! [`Balancer::pick`] chooses a peer (again for each retry), and
 //! [`Balancer::finish`] reports the outcome of every pick.
+//!
+//! ```
+//! use balance::{Balancer, Method, Outcome, PeerConfig};
+//!
+//! let peers = vec![
+//!     PeerConfig::new("10.0.0.1:80").weight(5),
+//!     PeerConfig::new("10.0.0.2:80"),
+//!     PeerConfig::new("10.0.0.3:80").backup(true),
+//! ];
+//! let mut lb = Balancer::new(Method::RoundRobin, peers, 0).unwrap();
+//! let now_ms = 1_000;
+//! let mut attempt = lb.start();
+//! while attempt.tries_left() > 0 {
+//!     let Ok(peer) = lb.pick(&mut attempt, b"", now_ms) else {
+//!         break; // "no live upstreams": answer 502
+//!     };
+//!     let ok = true; // ... proxy the request to `peer` ...
+//!     lb.finish(peer, if ok { Outcome::Success } else { Outcome::Failure }, now_ms);
+//!     if ok {
+//!         break;
+//!     }
+//! }
+//! ```
+
+#![warn(missing_docs)]
 
 mod attempt;
 mod balancer;
