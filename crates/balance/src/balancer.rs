@@ -133,7 +133,8 @@ impl Balancer {
     /// nginx's accounting. On failure: `fails += 1`, `accessed = checked =
     /// now`, `effective_weight -= weight / max_fails` (floored at 0). On
     /// success after a `fail_timeout` probe (`accessed < checked`):
-    /// `fails = 0`. A single-peer upstream does no failure accounting.
+    /// `fails = 0`. A single-peer upstream does no failure accounting (its
+    /// `fails` is cleared instead).
     /// Unknown (e.g. removed) peers are ignored.
     pub fn finish(&mut self, peer: PeerId, outcome: Outcome, now_ms: u64) {
         self.last_now = now_ms;
@@ -147,6 +148,9 @@ impl Balancer {
             p.failures += 1;
         }
         if single {
+            // nginx (1.27.3+) also clears any stale `fails` here; a single
+            // peer never accumulates them.
+            p.fails = 0;
             return;
         }
         match outcome {

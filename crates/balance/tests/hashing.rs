@@ -178,3 +178,17 @@ fn random_two_prefers_fewer_conns() {
         b.finish(y, Outcome::Success, 0);
     }
 }
+
+#[test]
+fn attempt_from_before_set_peers_falls_back_to_round_robin() {
+    let m = Method::Hash { consistent: true };
+    let mut b = Balancer::new(m, ketama_set(), 0).unwrap();
+    let mut old = b.start();
+    b.set_peers(ketama_set()).unwrap();
+    // Same peers, so ids are kept; the stale attempt is served by round
+    // robin (first round: the heaviest peer, 10.0.0.3:80).
+    let id = b.pick(&mut old, b"foo", 0).unwrap();
+    assert_eq!(name(&b, id), "10.0.0.3:80");
+    // A fresh attempt uses the rebuilt ring.
+    assert_eq!(first_pick(&mut b, b"foo"), "10.0.0.1:80");
+}

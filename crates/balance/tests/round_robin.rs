@@ -290,3 +290,59 @@ fn least_conn_uses_backup() {
     let id = b.pick(&mut b.start(), b"", 0).unwrap();
     assert_eq!(name(&b, id), "b");
 }
+
+#[test]
+fn set_peers_keeps_state_and_ignores_removed_ids() {
+    let mut b = Balancer::new(
+        Method::RoundRobin,
+        peers(&[("a", 1), ("b", 1), ("c", 1)]),
+        0,
+    )
+    .unwrap();
+    let ids: Vec<PeerId> = b.peers().map(|(id, _, _)| id).collect();
+    let held_a = b.pick(&mut b.start(), b"", 0).unwrap();
+    assert_eq!(held_a, ids[0]);
+    let held_b = b.pick(&mut b.start(), b"", 0).unwrap();
+    b.finish(held_b, Outcome::Failure, 0);
+    let b_stats = b.peer(held_b).unwrap().1;
+
+    // Drop "c", keep "a" and "b" (reordered, "b" reweighted), add "d".
+    b.set_peers(vec![
+        PeerConfig::new("b").weight(3),
+        PeerConfig::new("d"),
+        PeerConfig::new("a"),
+    ])
+    .unwrap();
+    let now: Vec<(PeerId, String)> = b.peers().map(|(id, c, _)| (id, c.name.clone())).collect();
+    assert_eq!(now[0], (ids[1], "b".to_string()));
+    assert_eq!(now[2], (ids[0], "a".to_string()));
+    assert!(!ids.contains(&now[1].0), "new peer gets a new id");
+    assert_eq!(b.peer(ids[0]).unwrap().1.active_conns, 1);
+    let kept = b.peer(held_b).unwrap().1;
+    assert_eq!(
+        (kept.fails, kept.failures),
+        (b_stats.fails, b_stats.failures)
+    );
+    assert!(b.peer(ids[2]).is_none());
+
+    // finish on a removed peer is a no-op; on a kept one it still counts.
+    b.finish(ids[2], Outcome::Failure, 0);
+    b.finish(held_a, Outcome::Success, 0);
+    assert!(b.peers().all(|(_, _, s)| s.active_conns == 0));
+
+    // An invalid replacement is rejected and changes nothing.
+    assert_eq!(b.set_peers(vec![]), Err(Error::NoServers));
+    assert_eq!(b.peers().count(), 3);
+}
+
+#[test]
+fn least_conn_exhaustion_resets_fails() {
+    let mut b = Balancer::new(Method::LeastConn, peers(&[("a", 1), ("b", 1)]), 0).unwrap();
+    let mut at = b.start();
+    for _ in 0..2 {
+        let id = b.pick(&mut at, b"", 0).unwrap();
+        b.finish(id, Outcome::Failure, 0);
+    }
+    assert_eq!(b.pick(&mut b.start(), b"", 0), Err(NoLivePeer));
+    assert!(b.peers().all(|(_, _, s)| s.fails == 0));
+}
