@@ -12,7 +12,7 @@ use crate::Attempt;
 const MAX_TRIES: u32 = 20;
 
 /// Ketama points per unit of weight.
-const POINTS_PER_WEIGHT: u32 = 160;
+const POINTS_PER_WEIGHT: u64 = 160;
 
 /// The ketama ring: sorted, de-duplicated `(hash, index of the primary peer
 /// that produced the point)`. A point stands for the peer *name*: every
@@ -52,7 +52,7 @@ pub(crate) fn ketama_points(name: &str, weight: u32) -> Vec<u32> {
     base.update(&[0]);
     base.update(port);
     let mut prev = 0u32;
-    (0..weight * POINTS_PER_WEIGHT)
+    (0..u64::from(weight) * POINTS_PER_WEIGHT)
         .map(|_| {
             let mut c = base;
             c.update(&prev.to_le_bytes());
