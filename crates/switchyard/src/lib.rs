@@ -3,4 +3,15 @@
 //! The binary (`main.rs`) is thin; everything lives here so that integration
 //! tests and fuzz targets can reach the parts that take input.
 
+pub mod cli;
+pub mod config;
 pub mod echo;
+pub mod http;
+pub mod lab;
+pub mod observe;
+pub mod runtime;
+pub mod upstream;
+pub mod vars;
+
+/// switchyard's version, as `-v` prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

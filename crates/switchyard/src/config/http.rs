@@ -10,7 +10,7 @@ use super::listen::{default_port, parse_listen};
 use super::model::{
     Handler, Http, Listen, LocationConfig, LocationMatch, ProxyPass, ProxyTarget, ServerConfig, UpstreamConfig,
 };
-use super::settings::{Formats, Layer};
+use super::settings::Layer;
 use super::upstream::{build_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, ConfigError, Seen};
 use crate::observe::log_format::{Escape, LogFormat};

@@ -174,7 +174,7 @@ pub(crate) fn invalid_value(directive: &Directive) -> ConfigError {
 }
 
 /// Resolves `path` against the prefix, as nginx's `ngx_conf_full_name`.
-pub(crate) fn full_path(prefix: &Path, path: &str) -> PathBuf {
+pub fn full_path(prefix: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
         p.to_path_buf()

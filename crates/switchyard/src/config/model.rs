@@ -206,6 +206,16 @@ pub struct ProxyPass {
     pub location_prefix: Option<String>,
 }
 
+impl ProxyPass {
+    /// The name of the upstream group it uses (implicit ones by `host:port`).
+    pub fn target_name(&self) -> &str {
+        match &self.target {
+            ProxyTarget::Upstream(name) => name,
+            ProxyTarget::Implicit(up) => &up.name,
+        }
+    }
+}
+
 /// Where `proxy_pass` sends requests.
 #[derive(Debug, Clone)]
 pub enum ProxyTarget {

@@ -1,0 +1,164 @@
+//! Response bodies on their way to the client: counted for `$body_bytes_sent`,
+//! bounded by `proxy_read_timeout` between two reads from the upstream, and
+//! logged (access log) when finished or abandoned.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+
+use super::exchange::Exchange;
+use super::log::AccessLog;
+
+/// A boxed error for bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type every response has.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body of fixed bytes.
+pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> ResponseBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The upstream stopped sending for longer than `proxy_read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream timed out (110: Connection timed out) while reading upstream")]
+pub struct ReadTimeout;
+
+/// Wraps an upstream body: each frame must arrive within `timeout`.
+pub struct TimedBody<B> {
+    inner: B,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> TimedBody<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        TimedBody {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl<B> Body for TimedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Counts the bytes that reach the client and writes the access log when
+/// the body is done (or dropped early: a client that went away is logged
+/// too, as nginx logs it).
+pub struct LoggedBody {
+    inner: ResponseBody,
+    exchange: Option<Box<Exchange>>,
+    log: Arc<AccessLog>,
+    on_error: Option<Box<dyn FnOnce(&Exchange, &BoxError) + Send>>,
+}
+
+impl LoggedBody {
+    /// Wraps `inner`; `on_error` runs once if the body fails mid-way.
+    pub fn new(
+        inner: ResponseBody,
+        exchange: Box<Exchange>,
+        log: Arc<AccessLog>,
+        on_error: Option<Box<dyn FnOnce(&Exchange, &BoxError) + Send>>,
+    ) -> Self {
+        LoggedBody {
+            inner,
+            exchange: Some(exchange),
+            log,
+            on_error,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(exchange) = self.exchange.take() {
+            self.log.write(&exchange);
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(ex)) = (frame.data_ref(), this.exchange.as_mut()) {
+                    ex.body_bytes_sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let (Some(f), Some(ex)) = (this.on_error.take(), this.exchange.as_ref()) {
+                    f(ex, e);
+                }
+                this.finish();
+            }
+            Poll::Ready(None) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,246 @@
+//! One request/response exchange as the logs and variables see it.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::HeaderMap;
+
+use crate::observe::time::Civil;
+use crate::vars::{Var, VarSource};
+
+/// Facts about one client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// nginx's connection serial number (`$connection`, `*N` in the error log).
+    pub id: u64,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// Requests served on this connection so far.
+    pub requests: std::sync::atomic::AtomicU64,
+}
+
+/// One attempt on an upstream peer, for `$upstream_*`.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTry {
+    /// The peer's address (`$upstream_addr`), or the group name when no peer was live.
+    pub addr: String,
+    /// The status it answered, if it answered (`$upstream_status`).
+    pub status: Option<u16>,
+    /// Seconds to connect.
+    pub connect: Option<f64>,
+    /// Seconds to the response header.
+    pub header: Option<f64>,
+    /// Seconds to the end of the response.
+    pub response: Option<f64>,
+}
+
+/// Everything a log line or a variable may need about one request.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The connection it came on.
+    pub conn: Arc<ConnInfo>,
+    /// When the request's header had been read.
+    pub start: Instant,
+    /// The same, on the wall clock.
+    pub start_wall: SystemTime,
+    /// The method.
+    pub method: String,
+    /// The URI as the client sent it.
+    pub raw_uri: String,
+    /// The normalized path (`$uri`).
+    pub uri: String,
+    /// The query string, if any.
+    pub args: Option<String>,
+    /// `HTTP/1.1` etc.
+    pub protocol: &'static str,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The first `server_name` of the server that answered.
+    pub server_name: String,
+    /// The response status.
+    pub status: u16,
+    /// Response headers as sent (for `$sent_http_*`).
+    pub sent_headers: HeaderMap,
+    /// Upstream attempts in order.
+    pub upstream: Vec<UpstreamTry>,
+    /// Upstream response headers (for `$upstream_http_*`).
+    pub upstream_headers: HeaderMap,
+    /// `$proxy_host`.
+    pub proxy_host: String,
+    /// `$proxy_port`.
+    pub proxy_port: u16,
+    /// Body bytes sent to the client.
+    pub body_bytes_sent: u64,
+    /// Estimated bytes of the response header.
+    pub header_bytes: u64,
+}
+
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+impl Exchange {
+    /// Starts recording a request.
+    pub fn new(conn: Arc<ConnInfo>, parts: &http::request::Parts, uri: String) -> Exchange {
+        Exchange {
+            conn,
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            method: parts.method.as_str().to_string(),
+            raw_uri: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| parts.uri.to_string()),
+            uri,
+            args: parts.uri.query().map(str::to_string),
+            protocol: protocol_name(parts.version),
+            headers: parts.headers.clone(),
+            server_name: String::new(),
+            status: 0,
+            sent_headers: HeaderMap::new(),
+            upstream: Vec::new(),
+            upstream_headers: HeaderMap::new(),
+            proxy_host: String::new(),
+            proxy_port: 0,
+            body_bytes_sent: 0,
+            header_bytes: 0,
+        }
+    }
+
+    /// `$request`: the request line.
+    pub fn request_line(&self) -> String {
+        format!("{} {} {}", self.method, self.raw_uri, self.protocol)
+    }
+
+    fn header(map: &HeaderMap, var_name: &str) -> Option<String> {
+        // `$http_x_forwarded_for` names `X-Forwarded-For`; multiple values
+        // of a header are joined as nginx joins them.
+        let name = var_name.replace('_', "-");
+        let mut values = map.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok());
+        let first = values.next()?;
+        let mut out = first.to_string();
+        let sep = if name == "cookie" { "; " } else { ", " };
+        for v in values {
+            out.push_str(sep);
+            out.push_str(v);
+        }
+        Some(out)
+    }
+
+    fn join<F: Fn(&UpstreamTry) -> Option<String>>(&self, f: F) -> Option<String> {
+        if self.upstream.is_empty() {
+            return None;
+        }
+        Some(self.upstream.iter().map(|t| f(t).unwrap_or_else(|| "-".into())).collect::<Vec<_>>().join(", "))
+    }
+
+    fn arg(&self, name: &str) -> Option<String> {
+        self.args.as_deref()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            k.eq_ignore_ascii_case(name).then(|| v.to_string())
+        })
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+            line.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then(|| v.to_string())
+            })
+        })
+    }
+
+    /// `$proxy_add_x_forwarded_for`.
+    pub fn x_forwarded_for(&self) -> String {
+        let client = self.conn.remote.ip().to_string();
+        match Self::header(&self.headers, "x_forwarded_for") {
+            Some(existing) => format!("{existing}, {client}"),
+            None => client,
+        }
+    }
+}
+
+fn secs(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+impl VarSource for Exchange {
+    fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
+        let owned = |s: String| Some(Cow::Owned(s));
+        match var {
+            Var::RemoteAddr => owned(self.conn.remote.ip().to_string()),
+            Var::RemotePort => owned(self.conn.remote.port().to_string()),
+            Var::RemoteUser => None,
+            Var::TimeLocal => owned(Civil::now().time_local()),
+            Var::TimeIso8601 => owned(Civil::now().iso8601()),
+            Var::Msec => {
+                let d = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                owned(format!("{}.{:03}", d.as_secs(), d.subsec_millis()))
+            }
+            Var::Request => owned(self.request_line()),
+            Var::RequestMethod => Some(Cow::Borrowed(&self.method)),
+            Var::RequestUri => Some(Cow::Borrowed(&self.raw_uri)),
+            Var::Uri => Some(Cow::Borrowed(&self.uri)),
+            Var::Args => self.args.as_deref().map(Cow::Borrowed),
+            Var::IsArgs => Some(Cow::Borrowed(if self.args.is_some() { "?" } else { "" })),
+            Var::RequestLength => None,
+            Var::RequestTime => owned(secs(self.start.elapsed().as_secs_f64())),
+            Var::Status => owned(format!("{:03}", self.status)),
+            Var::BodyBytesSent => owned(self.body_bytes_sent.to_string()),
+            Var::BytesSent => owned((self.body_bytes_sent + self.header_bytes).to_string()),
+            Var::UpstreamAddr => self.join(|t| Some(t.addr.clone())).map(Cow::Owned),
+            Var::UpstreamStatus => self.join(|t| t.status.map(|s| s.to_string())).map(Cow::Owned),
+            Var::UpstreamResponseTime => self.join(|t| t.response.map(secs)).map(Cow::Owned),
+            Var::UpstreamConnectTime => self.join(|t| t.connect.map(secs)).map(Cow::Owned),
+            Var::UpstreamHeaderTime => self.join(|t| t.header.map(secs)).map(Cow::Owned),
+            Var::Host => {
+                let host = self
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+                match host {
+                    Some(h) if !h.is_empty() => owned(h),
+                    _ => Some(Cow::Borrowed(&self.server_name)),
+                }
+            }
+            Var::Hostname => owned(crate::echo::hostname()),
+            Var::ServerAddr => owned(self.conn.local.ip().to_string()),
+            Var::ServerPort => owned(self.conn.local.port().to_string()),
+            Var::ServerName => Some(Cow::Borrowed(&self.server_name)),
+            Var::ServerProtocol => Some(Cow::Borrowed(self.protocol)),
+            Var::Scheme => Some(Cow::Borrowed("http")),
+            Var::Connection => owned(self.conn.id.to_string()),
+            Var::ConnectionRequests => owned(
+                self.conn
+                    .requests
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            Var::Pid => owned(std::process::id().to_string()),
+            Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
+            Var::ContentLength => Self::header(&self.headers, "content_length").map(Cow::Owned),
+            Var::ContentType => Self::header(&self.headers, "content_type").map(Cow::Owned),
+            Var::ProxyHost => Some(Cow::Borrowed(&self.proxy_host)),
+            Var::ProxyPort => owned(self.proxy_port.to_string()),
+            Var::ProxyAddXForwardedFor => owned(self.x_forwarded_for()),
+            Var::HttpHeader(h) => Self::header(&self.headers, h).map(Cow::Owned),
+            Var::SentHttp(h) => Self::header(&self.sent_headers, h).map(Cow::Owned),
+            Var::UpstreamHttp(h) => Self::header(&self.upstream_headers, h).map(Cow::Owned),
+            Var::Arg(a) => self.arg(a).map(Cow::Owned),
+            Var::Cookie(c) => self.cookie(c).map(Cow::Owned),
+        }
+    }
+}

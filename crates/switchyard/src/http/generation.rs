@@ -1,0 +1,144 @@
+//! One configuration generation at run time: the model plus what was built
+//! from it (upstream balancers, open access logs, listen-address routing).
+//! A reload builds a new generation and swaps it in; connections keep the
+//! generation they started with.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::model::{Http, LocationConfig, Model, ServerConfig, Settings};
+use crate::upstream::Upstream;
+
+use super::log::AccessLog;
+
+/// A built configuration.
+#[derive(Debug)]
+pub struct Generation {
+    /// The typed configuration.
+    pub model: Arc<Model>,
+    /// Upstream groups by name (implicit ones by `host:port`).
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Servers on each listening address, with their `default_server` flag.
+    pub servers: HashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>>,
+    logs: HashMap<usize, Arc<AccessLog>>,
+}
+
+fn key(settings: &Arc<Settings>) -> usize {
+    Arc::as_ptr(settings) as usize
+}
+
+impl Generation {
+    /// Builds a generation: opens access logs (nginx's `open()` error if one
+    /// cannot be opened) and creates upstream groups. `previous` lends its
+    /// upstream groups where the configuration did not change, so that
+    /// balancer state survives a reload.
+    pub fn build(model: Model, previous: Option<&Generation>) -> Result<Generation, String> {
+        let model = Arc::new(model);
+        let mut upstreams = HashMap::new();
+        let mut servers: HashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>> = HashMap::new();
+        let mut logs = HashMap::new();
+        if let Some(http) = &model.http {
+            for up in &http.upstreams {
+                let reused = previous
+                    .and_then(|p| p.upstreams.get(&up.name))
+                    .filter(|old| same_upstream(&old.config, up))
+                    .cloned();
+                let runtime = reused.unwrap_or_else(|| Upstream::new(up.clone()));
+                upstreams.insert(up.name.clone(), runtime);
+            }
+            for server in &http.servers {
+                for listen in &server.listens {
+                    servers
+                        .entry(listen.addr)
+                        .or_default()
+                        .push((server.clone(), listen.default_server));
+                }
+                open_logs(&server.settings, &mut logs)?;
+                for loc in &server.locations {
+                    open_location_logs(loc, &mut logs)?;
+                }
+            }
+        }
+        Ok(Generation {
+            model,
+            upstreams,
+            servers,
+            logs,
+        })
+    }
+
+    /// The `http` block, if any.
+    pub fn http(&self) -> Option<&Http> {
+        self.model.http.as_ref()
+    }
+
+    /// The access log of a location's (or server's) settings.
+    pub fn access_log(&self, settings: &Arc<Settings>) -> Option<Arc<AccessLog>> {
+        self.logs.get(&key(settings)).cloned()
+    }
+
+    /// The servers that answer on `local`: those listening on exactly that
+    /// address, else those on the wildcard address of its port.
+    pub fn servers_for(&self, local: SocketAddr) -> &[(Arc<ServerConfig>, bool)] {
+        if let Some(s) = self.servers.get(&local) {
+            return s;
+        }
+        let wildcard = match local {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
+        };
+        self.servers.get(&wildcard).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The addresses to bind: each distinct listen address, except that a
+    /// specific address is served by a wildcard socket on the same port when
+    /// there is one (as nginx does without `bind`).
+    pub fn bind_addresses(&self) -> Vec<(SocketAddr, i32, bool)> {
+        let mut out: Vec<(SocketAddr, i32, bool)> = Vec::new();
+        let Some(http) = self.http() else { return out };
+        let all: Vec<_> = http.servers.iter().flat_map(|s| s.listens.iter()).collect();
+        for listen in &all {
+            let covered = !listen.addr.ip().is_unspecified()
+                && all.iter().any(|other| {
+                    other.addr.ip().is_unspecified()
+                        && other.addr.port() == listen.addr.port()
+                        && other.addr.is_ipv4() == listen.addr.is_ipv4()
+                });
+            if !covered && !out.iter().any(|(a, _, _)| *a == listen.addr) {
+                out.push((listen.addr, listen.backlog, listen.ipv6only));
+            }
+        }
+        out
+    }
+}
+
+fn open_logs(settings: &Arc<Settings>, logs: &mut HashMap<usize, Arc<AccessLog>>) -> Result<(), String> {
+    if let std::collections::hash_map::Entry::Vacant(e) = logs.entry(key(settings)) {
+        e.insert(Arc::new(AccessLog::open(&settings.access_log)?));
+    }
+    Ok(())
+}
+
+fn open_location_logs(loc: &Arc<LocationConfig>, logs: &mut HashMap<usize, Arc<AccessLog>>) -> Result<(), String> {
+    open_logs(&loc.settings, logs)?;
+    for nested in &loc.nested {
+        open_location_logs(nested, logs)?;
+    }
+    Ok(())
+}
+
+fn same_upstream(a: &crate::config::model::UpstreamConfig, b: &crate::config::model::UpstreamConfig) -> bool {
+    a.method == b.method
+        && a.servers.len() == b.servers.len()
+        && a.servers.iter().zip(&b.servers).all(|(x, y)| {
+            x.host == y.host
+                && x.port == y.port
+                && x.weight == y.weight
+                && x.max_fails == y.max_fails
+                && x.fail_timeout == y.fail_timeout
+                && x.backup == y.backup
+                && x.down == y.down
+                && x.max_conns == y.max_conns
+        })
+}

@@ -1,0 +1,60 @@
+//! The access-log destinations of one location, opened when the
+//! configuration loads.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use super::exchange::Exchange;
+use crate::config::model::{AccessLogTarget, LogPath};
+use crate::observe::access_log::{self, LogFile};
+use crate::observe::log_format::LogFormat;
+
+enum Sink {
+    Stderr,
+    File(Arc<LogFile>),
+}
+
+/// Where one location's access-log lines go (possibly nowhere).
+pub struct AccessLog {
+    targets: Vec<(Sink, Arc<LogFormat>)>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessLog({} targets)", self.targets.len())
+    }
+}
+
+impl AccessLog {
+    /// Opens the files of `targets`; the error is nginx's `open()` message.
+    pub fn open(targets: &[AccessLogTarget]) -> Result<AccessLog, String> {
+        let mut opened = Vec::new();
+        for t in targets {
+            let sink = match &t.path {
+                LogPath::Stderr => Sink::Stderr,
+                LogPath::File(path) => Sink::File(access_log::open(path).map_err(|e| {
+                    format!(
+                        "open() \"{}\" failed ({})",
+                        path.display(),
+                        crate::observe::error_log::os_error(&e)
+                    )
+                })?),
+            };
+            opened.push((sink, t.format.clone()));
+        }
+        Ok(AccessLog { targets: opened })
+    }
+
+    /// Writes `exchange`'s line to every target.
+    pub fn write(&self, exchange: &Exchange) {
+        for (sink, format) in &self.targets {
+            let line = format.render(exchange);
+            match sink {
+                Sink::Stderr => {
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
+                Sink::File(file) => file.write_line(&line),
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The HTTP side: accept -> parse -> route -> proxy (or answer) -> log.
+//! A request reads top to bottom: [`server`] accepts and routes,
+//! [`proxy`] talks to the upstream, [`body`] streams and logs.
+
+pub mod body;
+pub mod exchange;
+pub mod generation;
+pub mod log;
+pub mod proxy;
+pub mod respond;
+pub mod route;
+pub mod server;

@@ -1,0 +1,155 @@
+//! Which `server` and which `location` answer a request, in nginx's order.
+
+use std::sync::Arc;
+
+use crate::config::model::{LocationConfig, LocationMatch, ServerConfig};
+
+/// Picks the virtual server for `host` among those on one listening address:
+/// an exact name, then the longest leading wildcard (`*.example.com`,
+/// `.example.com`), then a trailing wildcard (`www.example.*`), then the
+/// `default_server` (or the first server on the address).
+pub fn select_server<'a>(
+    servers: &'a [(Arc<ServerConfig>, bool)],
+    host: Option<&str>,
+) -> Option<&'a Arc<ServerConfig>> {
+    let default = servers
+        .iter()
+        .find(|(_, is_default)| *is_default)
+        .or_else(|| servers.first())
+        .map(|(s, _)| s);
+    let Some(host) = host else { return default };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = strip_port(&host);
+    if let Some((s, _)) = servers.iter().find(|(s, _)| s.names.iter().any(|n| n == host)) {
+        return Some(s);
+    }
+    let mut best: Option<(&Arc<ServerConfig>, usize)> = None;
+    for (server, _) in servers {
+        for name in &server.names {
+            let suffix = name.strip_prefix('*').or_else(|| name.strip_prefix('.').map(|_| name.as_str()));
+            if let Some(suffix) = suffix {
+                let matches = host.ends_with(suffix) || (name.starts_with('.') && host == &name[1..]);
+                if matches && best.is_none_or(|(_, len)| suffix.len() > len) {
+                    best = Some((server, suffix.len()));
+                }
+            }
+        }
+    }
+    if let Some((s, _)) = best {
+        return Some(s);
+    }
+    for (server, _) in servers {
+        for name in &server.names {
+            if let Some(prefix) = name.strip_suffix('*') {
+                if host.starts_with(prefix) {
+                    return Some(server);
+                }
+            }
+        }
+    }
+    default
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map(|h| &host[..h.len() + 1]).unwrap_or(host);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+/// Finds the location for `uri` (already normalized), in nginx's order:
+/// `=` exact; else the longest prefix; if that prefix is `^~`, it wins;
+/// otherwise nested locations of the prefix, then regexes in file order,
+/// and the longest prefix if no regex matches.
+pub fn select_location<'a>(locations: &'a [Arc<LocationConfig>], uri: &str) -> Option<&'a Arc<LocationConfig>> {
+    let mut longest: Option<(&Arc<LocationConfig>, usize, bool)> = None;
+    for loc in locations {
+        match &loc.matcher {
+            LocationMatch::Exact(p) if p == uri => return Some(loc),
+            LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) => {
+                if uri.starts_with(p.as_str()) && longest.is_none_or(|(_, len, _)| p.len() > len) {
+                    let no_regex = matches!(loc.matcher, LocationMatch::PrefixNoRegex(_));
+                    longest = Some((loc, p.len(), no_regex));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((loc, _, no_regex)) = longest {
+        if let Some(inner) = select_location(&loc.nested, uri) {
+            return Some(inner);
+        }
+        if no_regex {
+            return Some(loc);
+        }
+    }
+    for loc in locations {
+        if let LocationMatch::Regex(re) = &loc.matcher {
+            if re.is_match(uri) {
+                return Some(loc);
+            }
+        }
+    }
+    longest.map(|(loc, _, _)| loc)
+}
+
+/// nginx's URI normalization for matching and `$uri`: percent-decoding,
+/// merging slashes, resolving `.` and `..`. `None` means the URI climbs above
+/// the root (nginx answers 400).
+pub fn normalize_uri(path: &str) -> Option<String> {
+    let decoded = percent_decode(path);
+    let mut segments: Vec<&str> = Vec::new();
+    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || (trailing_slash && !out.ends_with('/')) {
+        out.push('/');
+    }
+    Some(out)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(normalize_uri("/a//b/./c/../d").as_deref(), Some("/a/b/d"));
+        assert_eq!(normalize_uri("/").as_deref(), Some("/"));
+        assert_eq!(normalize_uri("/a/").as_deref(), Some("/a/"));
+        assert_eq!(normalize_uri("/%41%2"), Some("/A%2".to_string()));
+        assert_eq!(normalize_uri("/.."), None);
+        assert_eq!(normalize_uri("/a/.."), Some("/".to_string()));
+    }
+}

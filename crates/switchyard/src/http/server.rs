@@ -1,0 +1,299 @@
+//! Client connections: accept, serve HTTP/1.x with hyper, route each
+//! request to its server and location, answer or proxy, log.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use super::body::{LoggedBody, ResponseBody};
+use super::exchange::{ConnInfo, Exchange};
+use super::generation::Generation;
+use super::route::{normalize_uri, select_location, select_server};
+use super::{proxy, respond};
+use crate::config::model::Handler;
+use crate::observe::error_log;
+
+/// What every connection task shares.
+pub struct Shared {
+    /// The configuration in force for new connections.
+    pub current: ArcSwap<Generation>,
+    /// Bumped on every reload and on graceful shutdown: a connection that
+    /// sees it change finishes its current request and closes, so the next
+    /// one reaches the new configuration (nginx's old workers do the same).
+    pub epoch: watch::Receiver<u64>,
+    /// Set when the process is shutting down gracefully: accept loops stop.
+    pub stopping: watch::Receiver<bool>,
+    /// Connection serial numbers.
+    pub next_connection: AtomicU64,
+    /// The cap on open client connections (`worker_connections` x workers).
+    pub connections: Arc<Semaphore>,
+}
+
+/// Accepts connections on `listener` until shutdown.
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: say so and breathe, as nginx does.
+                error_log::log(
+                    crate::observe::ErrorLevel::Alert,
+                    None,
+                    &format!("accept() failed ({})", error_log::os_error(&e)),
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            error_log::log(
+                crate::observe::ErrorLevel::Alert,
+                None,
+                "worker_connections are not enough, closing a new connection",
+            );
+            drop(stream);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, remote, shared).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+    let generation = shared.current.load_full();
+    let local = stream.local_addr().unwrap_or(remote);
+    let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
+    let conn = Arc::new(ConnInfo {
+        id,
+        remote,
+        local,
+        requests: AtomicU64::new(0),
+    });
+    // Connection-level limits come from the default server of the address.
+    let settings = generation
+        .servers_for(local)
+        .iter()
+        .find(|(_, d)| *d)
+        .or_else(|| generation.servers_for(local).first())
+        .map(|(s, _)| s.settings.clone());
+    let Some(settings) = settings else { return };
+    if settings.tcp_nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .preserve_header_case(true)
+        .keep_alive(!settings.keepalive_timeout.is_zero())
+        .header_read_timeout(settings.client_header_timeout)
+        .max_buf_size(
+            ((settings.large_client_header_buffers.0 * settings.large_client_header_buffers.1) as usize).max(8192),
+        );
+    let service = service_fn(move |request| {
+        let generation = generation.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(request, conn, generation).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let mut epoch = shared.epoch.clone();
+    epoch.mark_unchanged();
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = epoch.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Serves one request.
+pub async fn handle(request: Request<Incoming>, conn: Arc<ConnInfo>, generation: Arc<Generation>) -> Response<ResponseBody> {
+    conn.requests.fetch_add(1, Ordering::Relaxed);
+    let servers = generation.servers_for(conn.local);
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().host().map(str::to_string));
+    let Some(server) = select_server(servers, host.as_deref()) else {
+        return respond::error(500, true);
+    };
+    let server = server.clone();
+    let uri = normalize_uri(request.uri().path());
+    let (parts, body) = request.into_parts();
+    let mut ex = Box::new(Exchange::new(
+        conn.clone(),
+        &parts,
+        uri.clone().unwrap_or_else(|| parts.uri.path().to_string()),
+    ));
+    ex.server_name = server.names.first().cloned().unwrap_or_default();
+    let request = Request::from_parts(parts, body);
+    let location = uri.as_deref().and_then(|u| select_location(&server.locations, u)).cloned();
+    let settings = location
+        .as_ref()
+        .map(|l| l.settings.clone())
+        .unwrap_or_else(|| server.settings.clone());
+    let close = wants_close(&request);
+
+    let mut response = if uri.is_none() {
+        respond::error(400, settings.server_tokens)
+    } else if let Some(too_large) = body_too_large(&request, settings.client_max_body_size) {
+        error_log::error(
+            Some(conn.id),
+            &format!(
+                "client intended to send too large body: {too_large} bytes{}",
+                proxy::log_context(&ex, None)
+            ),
+        );
+        respond::error(413, settings.server_tokens)
+    } else {
+        match location.as_ref().map(|l| &l.handler) {
+            Some(Handler::Proxy(pass)) => match generation.upstreams.get(pass.target_name()) {
+                Some(upstream) => {
+                    let upstream = upstream.clone();
+                    let Some(location) = location.as_ref() else {
+                        return respond::error(500, true);
+                    };
+                    proxy::proxy(request, location, pass, upstream, &mut ex).await
+                }
+                None => respond::error(500, settings.server_tokens),
+            },
+            Some(Handler::Return { code, text }) => {
+                let text = text.as_ref().map(|t| t.render(&*ex));
+                if *code == 444 {
+                    // nginx closes without a response; the closest hyper offers is
+                    // an aborted body, which resets the connection.
+                    ex.status = 444;
+                    return aborted(ex, generation.access_log(&settings));
+                }
+                respond::return_response(*code, text, settings.server_tokens)
+            }
+            Some(Handler::None) | None => {
+                error_log::error(
+                    Some(conn.id),
+                    &format!(
+                        "no handler for \"{}\" (static files are not supported yet){}",
+                        ex.uri,
+                        proxy::log_context(&ex, None)
+                    ),
+                );
+                respond::error(404, settings.server_tokens)
+            }
+        }
+    };
+    finish_headers(&mut response, settings.server_tokens, close);
+    ex.status = response.status().as_u16();
+    ex.header_bytes = estimate_header_bytes(&response);
+    ex.sent_headers = response.headers().clone();
+    match generation.access_log(&settings) {
+        Some(log) => {
+            let (parts, body) = response.into_parts();
+            let on_error: Option<Box<dyn FnOnce(&Exchange, &super::body::BoxError) + Send>> =
+                Some(Box::new(|ex: &Exchange, e: &super::body::BoxError| {
+                    if ex.upstream.is_empty() {
+                        return;
+                    }
+                    error_log::error(
+                        Some(ex.conn.id),
+                        &format!("{e} while sending to client{}", proxy::log_context(ex, None)),
+                    );
+                }));
+            Response::from_parts(parts, LoggedBody::new(body, ex, log, on_error).boxed_unsync())
+        }
+        None => response,
+    }
+}
+
+fn aborted(ex: Box<Exchange>, log: Option<Arc<super::log::AccessLog>>) -> Response<ResponseBody> {
+    if let Some(log) = log {
+        log.write(&ex);
+    }
+    Response::new(Abort.boxed_unsync())
+}
+
+/// A body that fails at once: hyper then closes the connection without a
+/// complete response, which is what `return 444` means.
+struct Abort;
+
+impl http_body::Body for Abort {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err("connection closed by return 444".into())))
+    }
+}
+
+fn wants_close<B>(request: &Request<B>) -> bool {
+    let connection = request
+        .headers()
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.to_ascii_lowercase());
+    match request.version() {
+        Version::HTTP_10 => !connection.is_some_and(|c| c.contains("keep-alive")),
+        _ => connection.is_some_and(|c| c.contains("close")),
+    }
+}
+
+fn body_too_large<B>(request: &Request<B>, limit: u64) -> Option<u64> {
+    if limit == 0 {
+        return None;
+    }
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    (length > limit).then_some(length)
+}
+
+fn finish_headers(response: &mut Response<ResponseBody>, server_tokens: bool, close: bool) {
+    let headers = response.headers_mut();
+    let server = if server_tokens {
+        concat!("switchyard/", env!("CARGO_PKG_VERSION"))
+    } else {
+        "switchyard"
+    };
+    headers.insert(header::SERVER, HeaderValue::from_static(server));
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    } else {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+}
+
+fn estimate_header_bytes(response: &Response<ResponseBody>) -> u64 {
+    let mut n = 17 + 37; // status line and Date
+    for (name, value) in response.headers() {
+        n += name.as_str().len() + value.len() + 4;
+    }
+    (n + 2) as u64
+}

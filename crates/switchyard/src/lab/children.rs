@@ -1,0 +1,134 @@
+//! The lab's child processes: started as users start them, their output
+//! relayed line by line with a name in front.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// A running child process.
+pub struct Child {
+    name: String,
+    process: tokio::process::Child,
+}
+
+fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    name: String,
+    reader: R,
+    first_line: Option<tokio::sync::oneshot::Sender<String>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        let mut first_line = first_line;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(tx) = first_line.take() {
+                let _ = tx.send(line.clone());
+            }
+            println!("{name:>12} | {line}");
+        }
+    });
+}
+
+impl Child {
+    /// Starts `switchyard echo` on `listen` (port 0 allowed) named `name`;
+    /// returns once it printed where it listens.
+    pub async fn start_echo(exe: &Path, name: &str, listen: &str) -> anyhow::Result<(Child, SocketAddr)> {
+        let mut process = Command::new(exe)
+            .args(["echo", "--listen", listen, "--name", name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the echo backend")?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(out) = process.stdout.take() {
+            relay(name.to_string(), out, None);
+        }
+        if let Some(err) = process.stderr.take() {
+            relay(name.to_string(), err, Some(tx));
+        }
+        let ready = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .context("the echo backend did not start in time")?
+            .context("the echo backend exited before it was ready")?;
+        // `echo: listening on 127.0.1.1:40000 as name`
+        let addr = ready
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("unexpected ready line from the echo backend: {ready}"))?;
+        Ok((
+            Child {
+                name: name.to_string(),
+                process,
+            },
+            addr,
+        ))
+    }
+
+    /// Starts the balancer on `conf` with `prefix`, the names mapped by `peer_map`.
+    pub async fn start_balancer(
+        exe: &Path,
+        prefix: &Path,
+        conf: &Path,
+        globals: &str,
+        peer_map: &str,
+    ) -> anyhow::Result<Child> {
+        let mut command = Command::new(exe);
+        command.arg("-p").arg(prefix).arg("-c").arg(conf).args(["-e", "stderr"]);
+        if !globals.is_empty() {
+            command.args(["-g", globals]);
+        }
+        let mut process = command
+            .env(crate::upstream::resolve::PEER_MAP_ENV, peer_map)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the balancer")?;
+        if let Some(out) = process.stdout.take() {
+            relay("switchyard".into(), out, None);
+        }
+        if let Some(err) = process.stderr.take() {
+            relay("switchyard".into(), err, None);
+        }
+        Ok(Child {
+            name: "switchyard".into(),
+            process,
+        })
+    }
+}
+
+/// Waits until `addr` accepts connections.
+pub async fn wait_for_port(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("nothing accepts connections on {addr} after {limit:?}")
+}
+
+/// Stops every child: SIGTERM, then SIGKILL after a grace period.
+pub async fn stop_all(children: Vec<Child>) {
+    for child in children.iter().rev() {
+        if let Some(pid) = child.process.id() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    for mut child in children {
+        if tokio::time::timeout(Duration::from_secs(5), child.process.wait()).await.is_err() {
+            eprintln!("{} did not stop in time, killing it", child.name);
+            let _ = child.process.kill().await;
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `switchyard lab`: the seed experiment in one command. Echo backends for
+//! every upstream server of a config (the seed's by default), the balancer
+//! in front of them with the names mapped to loopback addresses, every log
+//! line on one terminal prefixed with who wrote it, and optionally traffic
+//! with a report of who answered.
+
+mod children;
+mod traffic;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::config::{self, LoadOptions};
+use children::Child;
+
+/// The seed's nginx.conf, embedded: the lab's default.
+pub const SEED_CONFIG: &str = include_str!("../../../../examples/seed/nginx.conf");
+
+/// Arguments of `switchyard lab`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LabArgs {
+    /// An nginx.conf to try instead of the seed's: an echo backend is started
+    /// for every upstream server in it.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Send this many requests through the balancer, print who answered, and exit.
+    #[arg(long, default_value_t = 0)]
+    pub requests: u64,
+    /// Keep running after the requests were sent (until Ctrl-C).
+    #[arg(long)]
+    pub stay: bool,
+}
+
+/// One upstream server of the config and the echo backend standing in for it.
+struct Backend {
+    /// `host:port` as written in the config.
+    written: String,
+    /// The instance name (the host as written).
+    name: String,
+    /// Where its echo server listens.
+    addr: SocketAddr,
+}
+
+/// Runs the lab until Ctrl-C (or until the report, with `--requests`).
+pub async fn run(args: LabArgs) -> anyhow::Result<()> {
+    let workdir = tempfile::Builder::new().prefix("switchyard-lab-").tempdir()?;
+    let conf_path = match &args.config {
+        Some(p) => std::fs::canonicalize(p).with_context(|| format!("cannot read {}", p.display()))?,
+        None => {
+            let p = workdir.path().join("nginx.conf");
+            std::fs::write(&p, SEED_CONFIG)?;
+            p
+        }
+    };
+    let load = LoadOptions {
+        conf_file: conf_path.clone(),
+        prefix: workdir.path().to_path_buf(),
+        globals: None,
+    };
+    let loaded = config::load(&load).map_err(|e| anyhow::anyhow!("[emerg] {e}"))?;
+    let http = loaded
+        .model
+        .http
+        .as_ref()
+        .context("the configuration has no http block: nothing to put backends behind")?;
+
+    // Every distinct host:port of every upstream gets an echo backend on its
+    // own loopback address (127.0.1.N), as each seed container had its own.
+    let mut servers: BTreeMap<String, String> = BTreeMap::new();
+    for up in &http.upstreams {
+        for s in &up.servers {
+            servers.entry(s.display_name()).or_insert_with(|| s.host.clone());
+        }
+    }
+    if servers.is_empty() {
+        bail!("the configuration has no upstream servers");
+    }
+    let exe = std::env::current_exe()?;
+    let mut children: Vec<Child> = Vec::new();
+    let mut backends = Vec::new();
+    for (i, (written, host)) in servers.iter().enumerate() {
+        let ip = format!("127.0.1.{}", i + 1);
+        let (child, addr) = Child::start_echo(&exe, host, &format!("{ip}:0")).await?;
+        children.push(child);
+        backends.push(Backend {
+            written: written.clone(),
+            name: host.clone(),
+            addr,
+        });
+    }
+    let peer_map = backends
+        .iter()
+        .map(|b| format!("{}={}", b.written, b.addr))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // The access log goes to the balancer's stdout, as in nginx's container
+    // image (logs/access.log -> /dev/stdout), so it shows on this terminal.
+    let logs = workdir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    std::os::unix::fs::symlink("/dev/stdout", logs.join("access.log"))?;
+    let mut globals = String::new();
+    if !loaded.tree.directives.iter().any(|d| d.name == "daemon") {
+        globals.push_str("daemon off;");
+    }
+    let pid_file = loaded.model.main.pid.clone();
+    let balancer = Child::start_balancer(&exe, workdir.path(), &conf_path, &globals, &peer_map).await?;
+    children.push(balancer);
+    wait_for_file(&pid_file, Duration::from_secs(10)).await?;
+    let listens: Vec<SocketAddr> = http
+        .servers
+        .iter()
+        .flat_map(|s| s.listens.iter().map(|l| l.addr))
+        .collect();
+    let Some(front) = listens.first().copied() else {
+        bail!("the configuration has no server to listen on");
+    };
+    let front = if front.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], front.port()))
+    } else {
+        front
+    };
+    children::wait_for_port(front, Duration::from_secs(10)).await?;
+
+    println!();
+    println!("  switchyard lab: the seed experiment, with {} backend(s)", backends.len());
+    for b in &backends {
+        println!("    {:<24} -> echo backend \"{}\" on {}", b.written, b.name, b.addr);
+    }
+    println!("  balancer listening on {}", listens.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+    println!();
+    println!("  try:  curl -i http://localhost:{}/ -H 'Content-Type: application/json' -d '{{\"foo\": \"bar\"}}'", front.port());
+    println!("  stop: Ctrl-C");
+    println!();
+
+    if args.requests > 0 {
+        let counts = traffic::send(front, args.requests).await;
+        traffic::report(&counts, args.requests);
+        if !args.stay {
+            children::stop_all(children).await;
+            return Ok(());
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    println!("\n  stopping...");
+    children::stop_all(children).await;
+    Ok(())
+}
+
+async fn wait_for_file(path: &std::path::Path, limit: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if path.exists() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("the balancer did not start (no pid file {} after {:?})", path.display(), limit)
+}

@@ -1,0 +1,367 @@
+//! The process: load the configuration, bind, write the pid file, serve,
+//! and answer signals (HUP reload, QUIT graceful stop, TERM/INT fast stop,
+//! USR1 reopen logs). One process with a multi-threaded runtime; nginx's
+//! `worker_processes` sets the number of worker threads.
+
+mod listeners;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::model::{ErrorLogTarget, LogPath};
+use crate::config::{self, LoadOptions};
+use crate::http::generation::Generation;
+use crate::http::server::{accept_loop, Shared};
+use crate::observe::{access_log, error_log, ErrorLevel};
+
+/// How the process was asked to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// What to load.
+    pub load: LoadOptions,
+    /// `-e`, overriding the main `error_log`.
+    pub error_log: Option<String>,
+}
+
+fn configure_error_log(
+    configured: &[ErrorLogTarget],
+    override_path: Option<&str>,
+    prefix: &Path,
+) -> Result<(), String> {
+    let mut targets = configured.to_vec();
+    if let Some(path) = override_path {
+        let path = if path == "stderr" {
+            LogPath::Stderr
+        } else {
+            LogPath::File(config::full_path(prefix, path))
+        };
+        targets = vec![ErrorLogTarget {
+            path,
+            level: targets.first().map(|t| t.level).unwrap_or(ErrorLevel::Error),
+        }];
+    }
+    error_log::configure(&targets)
+}
+
+/// Runs the load balancer until it is told to stop; returns the exit code.
+pub fn run(options: RunOptions) -> i32 {
+    let loaded = match config::load(&options.load) {
+        Ok(l) => l,
+        Err(e) => {
+            error_log::stderr_line(ErrorLevel::Emerg, &e.to_string());
+            return 1;
+        }
+    };
+    if let Err(e) = configure_error_log(
+        &loaded.model.main.error_log,
+        options.error_log.as_deref(),
+        &options.load.prefix,
+    ) {
+        error_log::stderr_line(ErrorLevel::Alert, &format!("could not open error log file: {e}"));
+    }
+    let generation = match Generation::build(loaded.model, None) {
+        Ok(g) => g,
+        Err(e) => {
+            error_log::stderr_line(ErrorLevel::Emerg, &e);
+            return 1;
+        }
+    };
+    let mut bound = HashMap::new();
+    for (addr, backlog, ipv6only) in generation.bind_addresses() {
+        match listeners::bind(addr, backlog, ipv6only) {
+            Ok(l) => {
+                bound.insert(addr, l);
+            }
+            Err(e) => {
+                error_log::stderr_line(ErrorLevel::Emerg, &e);
+                return 1;
+            }
+        }
+    }
+    let main = generation.model.main.clone();
+    if main.daemon {
+        if let Err(e) = daemonize() {
+            error_log::stderr_line(ErrorLevel::Emerg, &e);
+            return 1;
+        }
+    }
+    if let Err(e) = write_pid(&main.pid) {
+        error_log::stderr_line(ErrorLevel::Emerg, &e);
+        return 1;
+    }
+    let workers = main
+        .worker_processes
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error_log::stderr_line(ErrorLevel::Emerg, &format!("cannot start the runtime: {e}"));
+            return 1;
+        }
+    };
+    let code = runtime.block_on(serve(options, generation, bound, workers));
+    let _ = std::fs::remove_file(&main.pid);
+    // Connection tasks may still hold sockets; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+fn write_pid(path: &Path) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("open() \"{}\" failed ({})", path.display(), error_log::os_error(&e)))
+}
+
+/// nginx's `daemon on`: fork, let the parent exit, start a new session.
+/// Done before any thread exists (the runtime starts after it).
+fn daemonize() -> Result<(), String> {
+    // SAFETY: called before any thread is spawned; the child only continues
+    // single-threaded Rust code, the parent exits immediately.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err("fork() failed".into()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() == -1 {
+            return Err("setsid() failed".into());
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Server {
+    shared: Arc<Shared>,
+    epoch: watch::Sender<u64>,
+    stopping: watch::Sender<bool>,
+    accept_tasks: HashMap<SocketAddr, JoinHandle<()>>,
+    max_connections: usize,
+}
+
+impl Server {
+    fn listen(&mut self, addr: SocketAddr, listener: std::net::TcpListener) -> Result<(), String> {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        let task = tokio::spawn(accept_loop(listener, self.shared.clone()));
+        self.accept_tasks.insert(addr, task);
+        Ok(())
+    }
+}
+
+fn start_resolving(generation: &Generation) {
+    for upstream in generation.upstreams.values() {
+        let upstream = upstream.clone();
+        if upstream.start().is_none() {
+            tokio::spawn(async move { upstream.start_resolving().await });
+        }
+    }
+}
+
+async fn serve(
+    options: RunOptions,
+    generation: Generation,
+    bound: HashMap<SocketAddr, std::net::TcpListener>,
+    workers: usize,
+) -> i32 {
+    let (epoch_tx, epoch_rx) = watch::channel(0u64);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker_connections = generation.model.main.worker_connections;
+    let shutdown_timeout = generation.model.main.worker_shutdown_timeout;
+    let max_connections = worker_connections.saturating_mul(workers).max(1);
+    start_resolving(&generation);
+    let shared = Arc::new(Shared {
+        current: ArcSwap::from_pointee(generation),
+        epoch: epoch_rx,
+        stopping: stop_rx,
+        next_connection: AtomicU64::new(0),
+        connections: Arc::new(Semaphore::new(max_connections)),
+    });
+    let mut server = Server {
+        shared: shared.clone(),
+        epoch: epoch_tx,
+        stopping: stop_tx,
+        accept_tasks: HashMap::new(),
+        max_connections,
+    };
+    for (addr, listener) in bound {
+        if let Err(e) = server.listen(addr, listener) {
+            error_log::stderr_line(ErrorLevel::Emerg, &e);
+            return 1;
+        }
+    }
+    error_log::notice(&format!("switchyard/{} started, {} worker threads", crate::VERSION, workers));
+
+    let (Ok(mut hup), Ok(mut quit), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        error_log::stderr_line(ErrorLevel::Emerg, "cannot install signal handlers");
+        return 1;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                error_log::notice("signal 1 (SIGHUP) received, reconfiguring");
+                reload(&options, &mut server);
+            }
+            _ = usr1.recv() => {
+                error_log::notice("signal 10 (SIGUSR1) received, reopening logs");
+                error_log::reopen();
+                access_log::reopen_all();
+            }
+            _ = quit.recv() => {
+                error_log::notice("signal 3 (SIGQUIT) received, shutting down gracefully");
+                return graceful_stop(&server, shutdown_timeout).await;
+            }
+            _ = term.recv() => {
+                error_log::notice("signal 15 (SIGTERM) received, exiting");
+                return 0;
+            }
+            _ = int.recv() => {
+                error_log::notice("signal 2 (SIGINT) received, exiting");
+                return 0;
+            }
+        }
+    }
+}
+
+async fn graceful_stop(server: &Server, timeout: Option<Duration>) -> i32 {
+    let _ = server.stopping.send(true);
+    server.epoch.send_modify(|e| *e += 1);
+    // Every open connection holds one permit: all permits back means every
+    // connection has finished.
+    let permits = server.shared.connections.clone();
+    let total = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
+    let wait_all = async {
+        let _ = permits.acquire_many(total).await;
+    };
+    match timeout {
+        Some(t) => {
+            let _ = tokio::time::timeout(t, wait_all).await;
+        }
+        None => wait_all.await,
+    }
+    0
+}
+
+fn reload(options: &RunOptions, server: &mut Server) {
+    let loaded = match config::load(&options.load) {
+        Ok(l) => l,
+        Err(e) => {
+            error_log::log(ErrorLevel::Emerg, None, &e.to_string());
+            return;
+        }
+    };
+    let old = server.shared.current.load_full();
+    let generation = match Generation::build(loaded.model, Some(&old)) {
+        Ok(g) => g,
+        Err(e) => {
+            error_log::log(ErrorLevel::Emerg, None, &e);
+            return;
+        }
+    };
+    let wanted: Vec<(SocketAddr, i32, bool)> = generation.bind_addresses();
+    let mut fresh = Vec::new();
+    for (addr, backlog, ipv6only) in &wanted {
+        if !server.accept_tasks.contains_key(addr) {
+            match listeners::bind(*addr, *backlog, *ipv6only) {
+                Ok(l) => fresh.push((*addr, l)),
+                Err(e) => {
+                    error_log::log(ErrorLevel::Emerg, None, &e);
+                    return;
+                }
+            }
+        }
+    }
+    if let Err(e) = configure_error_log(
+        &generation.model.main.error_log,
+        options.error_log.as_deref(),
+        &options.load.prefix,
+    ) {
+        error_log::log(ErrorLevel::Alert, None, &format!("could not open error log file: {e}"));
+    }
+    describe_changes(&old, &generation);
+    start_resolving(&generation);
+    server.shared.current.store(Arc::new(generation));
+    for (addr, listener) in fresh {
+        if let Err(e) = server.listen(addr, listener) {
+            error_log::log(ErrorLevel::Emerg, None, &e);
+        }
+    }
+    let gone: Vec<SocketAddr> = server
+        .accept_tasks
+        .keys()
+        .filter(|a| !wanted.iter().any(|(w, _, _)| w == *a))
+        .copied()
+        .collect();
+    for addr in gone {
+        if let Some(task) = server.accept_tasks.remove(&addr) {
+            task.abort();
+            error_log::notice(&format!("stopped listening on {addr}"));
+        }
+    }
+    server.epoch.send_modify(|e| *e += 1);
+}
+
+fn describe_changes(old: &Generation, new: &Generation) {
+    let names = |g: &Generation| -> Vec<String> { g.upstreams.keys().cloned().collect() };
+    let (before, after) = (names(old), names(new));
+    for n in after.iter().filter(|n| !before.contains(n)) {
+        error_log::notice(&format!("reload: upstream \"{n}\" added"));
+    }
+    for n in before.iter().filter(|n| !after.contains(n)) {
+        error_log::notice(&format!("reload: upstream \"{n}\" removed"));
+    }
+    for (name, up) in &new.upstreams {
+        if let Some(prev) = old.upstreams.get(name) {
+            if !Arc::ptr_eq(prev, up) {
+                let list = |u: &crate::config::model::UpstreamConfig| -> Vec<String> {
+                    u.servers.iter().map(|s| s.display_name()).collect()
+                };
+                let (a, b) = (list(&prev.config), list(&up.config));
+                for s in b.iter().filter(|s| !a.contains(s)) {
+                    error_log::notice(&format!("reload: upstream \"{name}\": server {s} added"));
+                }
+                for s in a.iter().filter(|s| !b.contains(s)) {
+                    error_log::notice(&format!("reload: upstream \"{name}\": server {s} removed"));
+                }
+            }
+        }
+    }
+}
+
+/// The pid in a pid file, for `-s`.
+pub fn read_pid(path: &PathBuf) -> Result<i32, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("open() \"{}\" failed ({})", path.display(), error_log::os_error(&e)))?;
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid PID number \"{}\" in \"{}\"", text.trim(), path.display()))
+}
