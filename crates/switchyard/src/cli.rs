@@ -152,19 +152,42 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
 /// The `-V` text: what this build has, in nginx's `configure arguments:`
 /// form, so scripts that grep it find the truth.
 pub fn configure_line() -> String {
-    let have = ["--with-http_upstream_hash_module", "--with-http_upstream_ip_hash_module",
-        "--with-http_upstream_least_conn_module", "--with-http_upstream_random_module"];
+    let have = [
+        "--with-http_upstream_hash_module",
+        "--with-http_upstream_ip_hash_module",
+        "--with-http_upstream_least_conn_module",
+        "--with-http_upstream_random_module",
+    ];
     let missing = [
-        "--without-http_ssi_module", "--without-http_gzip_module", "--without-http_rewrite_module",
-        "--without-http_static_module", "--without-http_index_module", "--without-http_autoindex_module",
-        "--without-http_fastcgi_module", "--without-http_uwsgi_module", "--without-http_scgi_module",
-        "--without-http_grpc_module", "--without-http_memcached_module", "--without-http_limit_conn_module",
-        "--without-http_limit_req_module", "--without-http_access_module", "--without-http_auth_basic_module",
-        "--without-http_map_module", "--without-http_geo_module", "--without-http_split_clients_module",
-        "--without-http_referer_module", "--without-http_userid_module", "--without-http_charset_module",
-        "--without-http_empty_gif_module", "--without-http_browser_module", "--without-http-cache",
-        "--without-http_mirror_module", "--without-mail_pop3_module", "--without-mail_imap_module",
-        "--without-mail_smtp_module", "--without-stream_limit_conn_module",
+        "--without-http_ssi_module",
+        "--without-http_gzip_module",
+        "--without-http_rewrite_module",
+        "--without-http_static_module",
+        "--without-http_index_module",
+        "--without-http_autoindex_module",
+        "--without-http_fastcgi_module",
+        "--without-http_uwsgi_module",
+        "--without-http_scgi_module",
+        "--without-http_grpc_module",
+        "--without-http_memcached_module",
+        "--without-http_limit_conn_module",
+        "--without-http_limit_req_module",
+        "--without-http_access_module",
+        "--without-http_auth_basic_module",
+        "--without-http_map_module",
+        "--without-http_geo_module",
+        "--without-http_split_clients_module",
+        "--without-http_referer_module",
+        "--without-http_userid_module",
+        "--without-http_charset_module",
+        "--without-http_empty_gif_module",
+        "--without-http_browser_module",
+        "--without-http-cache",
+        "--without-http_mirror_module",
+        "--without-mail_pop3_module",
+        "--without-mail_imap_module",
+        "--without-mail_smtp_module",
+        "--without-stream_limit_conn_module",
     ];
     format!(
         "switchyard version: switchyard/{}\nbuilt with rustc, TLS not available\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
@@ -196,8 +219,14 @@ mod tests {
     #[test]
     fn nginx_errors() {
         assert_eq!(p(&["-c"]).unwrap_err(), "option \"-c\" requires file name");
-        assert_eq!(p(&["-p"]).unwrap_err(), "option \"-p\" requires directory name");
-        assert_eq!(p(&["-s", "bogus"]).unwrap_err(), "invalid option: \"-s bogus\"");
+        assert_eq!(
+            p(&["-p"]).unwrap_err(),
+            "option \"-p\" requires directory name"
+        );
+        assert_eq!(
+            p(&["-s", "bogus"]).unwrap_err(),
+            "invalid option: \"-s bogus\""
+        );
         assert_eq!(p(&["-x"]).unwrap_err(), "invalid option: \"x\"");
         assert_eq!(p(&["foo"]).unwrap_err(), "invalid option: \"foo\"");
     }

@@ -13,7 +13,10 @@ use switchyard::observe::{error_log, ErrorLevel};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "switchyard echo", about = "The echo backend: echo-golem's behaviour and more")]
+#[command(
+    name = "switchyard echo",
+    about = "The echo backend: echo-golem's behaviour and more"
+)]
 struct EchoCli {
     #[command(flatten)]
     args: switchyard::echo::EchoArgs,
@@ -29,14 +32,18 @@ struct LabCli {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("echo") => return run_async(async move {
-            let cli = EchoCli::parse_from(&args[1..]);
-            switchyard::echo::run(cli.args).await
-        }),
-        Some("lab") => return run_async(async move {
-            let cli = LabCli::parse_from(&args[1..]);
-            switchyard::lab::run(cli.args).await
-        }),
+        Some("echo") => {
+            return run_async(async move {
+                let cli = EchoCli::parse_from(&args[1..]);
+                switchyard::echo::run(cli.args).await
+            })
+        }
+        Some("lab") => {
+            return run_async(async move {
+                let cli = LabCli::parse_from(&args[1..]);
+                switchyard::lab::run(cli.args).await
+            })
+        }
         _ => {}
     }
     let options = match cli::parse(&args[1..]) {
@@ -50,7 +57,10 @@ fn main() -> ExitCode {
 }
 
 fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the runtime: {e}");
@@ -73,10 +83,17 @@ fn load_options(options: &Options) -> LoadOptions {
         Some(p) => cwd.join(p),
         None => cwd,
     };
-    let conf = options.conf.clone().unwrap_or_else(|| PathBuf::from("conf/nginx.conf"));
+    let conf = options
+        .conf
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("conf/nginx.conf"));
     // nginx resolves a relative -c against the prefix; with our default
     // prefix (the current directory) that is the path as typed.
-    let conf_file = if conf.is_absolute() { conf } else { prefix.join(conf) };
+    let conf_file = if conf.is_absolute() {
+        conf
+    } else {
+        prefix.join(conf)
+    };
     LoadOptions {
         conf_file: normalize(&conf_file),
         prefix,
@@ -158,7 +175,11 @@ fn send_signal(load: &LoadOptions, signal: cli::Signal) -> i32 {
         let e = std::io::Error::last_os_error();
         error_log::stderr_line(
             ErrorLevel::Alert,
-            &format!("kill({pid}, {}) failed ({})", signal.number(), error_log::os_error(&e)),
+            &format!(
+                "kill({pid}, {}) failed ({})",
+                signal.number(),
+                error_log::os_error(&e)
+            ),
         );
         return 1;
     }

@@ -218,7 +218,8 @@ impl Template {
             if name.is_empty() {
                 return Err(TemplateError::InvalidName);
             }
-            let var = Var::from_name(name).ok_or_else(|| TemplateError::Unknown(name.to_string()))?;
+            let var =
+                Var::from_name(name).ok_or_else(|| TemplateError::Unknown(name.to_string()))?;
             if !literal.is_empty() {
                 segments.push(Segment::Literal(std::mem::take(&mut literal)));
             }

@@ -8,7 +8,8 @@ use nginx_conf::Directive;
 use super::directives::Ctx;
 use super::listen::{default_port, parse_listen};
 use super::model::{
-    Handler, Http, Listen, LocationConfig, LocationMatch, ProxyPass, ProxyTarget, ServerConfig, UpstreamConfig,
+    Handler, Http, Listen, LocationConfig, LocationMatch, ProxyPass, ProxyTarget, ServerConfig,
+    UpstreamConfig,
 };
 use super::settings::Layer;
 use super::upstream::{build_upstream, implicit_upstream, split_host_port};
@@ -98,7 +99,7 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
         servers.push(Arc::new(b.build_server(s, &layer)?));
     }
     check_listens(&servers)?;
-    upstreams.extend(b.implicit.drain(..));
+    upstreams.append(&mut b.implicit);
     Ok(Http {
         upstreams,
         servers,
@@ -145,7 +146,9 @@ impl HttpBuilder<'_> {
                     }
                     listens.push(listen);
                 }
-                "server_name" => names.extend(inner.args.iter().map(|a| a.value.to_ascii_lowercase())),
+                "server_name" => {
+                    names.extend(inner.args.iter().map(|a| a.value.to_ascii_lowercase()))
+                }
                 "location" => location_blocks.push(inner),
                 "return" => server_handler = Some(parse_return(inner)?),
                 "include" => {}
@@ -190,7 +193,11 @@ impl HttpBuilder<'_> {
         })
     }
 
-    fn build_location(&mut self, d: &Directive, parent: &Layer) -> Result<LocationConfig, ConfigError> {
+    fn build_location(
+        &mut self,
+        d: &Directive,
+        parent: &Layer,
+    ) -> Result<LocationConfig, ConfigError> {
         let at = &d.position;
         let (modifier, pattern) = match d.args.len() {
             1 => ("", d.args[0].value.as_str()),
@@ -200,7 +207,9 @@ impl HttpBuilder<'_> {
             regex::RegexBuilder::new(pattern)
                 .case_insensitive(case_insensitive)
                 .build()
-                .map_err(|e| ConfigError::at(format!("pcre2_compile() failed: {e} in \"{pattern}\""), at))
+                .map_err(|e| {
+                    ConfigError::at(format!("pcre2_compile() failed: {e} in \"{pattern}\""), at)
+                })
         };
         let matcher = match modifier {
             "" if pattern.starts_with('@') => {
@@ -211,7 +220,12 @@ impl HttpBuilder<'_> {
             "^~" => LocationMatch::PrefixNoRegex(pattern.to_string()),
             "~" => LocationMatch::Regex(regex(false)?),
             "~*" => LocationMatch::Regex(regex(true)?),
-            other => return Err(ConfigError::at(format!("invalid location modifier \"{other}\""), at)),
+            other => {
+                return Err(ConfigError::at(
+                    format!("invalid location modifier \"{other}\""),
+                    at,
+                ))
+            }
         };
         let mut layer = Layer::default();
         let mut seen = Seen::default();
@@ -247,16 +261,26 @@ impl HttpBuilder<'_> {
         })
     }
 
-    fn parse_proxy_pass(&mut self, d: &Directive, matcher: &LocationMatch) -> Result<ProxyPass, ConfigError> {
+    fn parse_proxy_pass(
+        &mut self,
+        d: &Directive,
+        matcher: &LocationMatch,
+    ) -> Result<ProxyPass, ConfigError> {
         let at = &d.position;
         let url = arg0(d);
         if url.contains('$') {
-            return Err(ConfigError::at("\"proxy_pass\" with variables is not supported yet", at));
+            return Err(ConfigError::at(
+                "\"proxy_pass\" with variables is not supported yet",
+                at,
+            ));
         }
         let rest = if let Some(r) = strip_prefix_ci(url, "http://") {
             r
         } else if strip_prefix_ci(url, "https://").is_some() {
-            return Err(ConfigError::at("\"proxy_pass\" to https is not supported yet", at));
+            return Err(ConfigError::at(
+                "\"proxy_pass\" to https is not supported yet",
+                at,
+            ));
         } else {
             return Err(ConfigError::at("invalid URL prefix", at));
         };
@@ -271,15 +295,19 @@ impl HttpBuilder<'_> {
                 at,
             ));
         }
-        let (host, port, explicit_port) = split_host_port(authority, 80).map_err(|e| ConfigError::at(e, at))?;
+        let (host, port, explicit_port) =
+            split_host_port(authority, 80).map_err(|e| ConfigError::at(e, at))?;
         let proxy_host = if explicit_port && port != 80 {
             authority.to_string()
         } else {
             authority.split(':').next().unwrap_or(authority).to_string()
         };
-        let target = if self.upstream_names.iter().any(|n| *n == host) {
+        let target = if self.upstream_names.contains(&host) {
             if explicit_port {
-                return Err(ConfigError::at(format!("upstream \"{host}\" may not have port {port}"), at));
+                return Err(ConfigError::at(
+                    format!("upstream \"{host}\" may not have port {port}"),
+                    at,
+                ));
             }
             ProxyTarget::Upstream(host)
         } else {
@@ -288,7 +316,9 @@ impl HttpBuilder<'_> {
             ProxyTarget::Implicit(up)
         };
         let location_prefix = match matcher {
-            LocationMatch::Exact(p) | LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) => Some(p.clone()),
+            LocationMatch::Exact(p)
+            | LocationMatch::Prefix(p)
+            | LocationMatch::PrefixNoRegex(p) => Some(p.clone()),
             LocationMatch::Regex(_) => None,
         };
         Ok(ProxyPass {
@@ -301,7 +331,9 @@ impl HttpBuilder<'_> {
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    if text.len() >= prefix.len() && text.is_char_boundary(prefix.len()) && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+    if text.len() >= prefix.len()
+        && text.is_char_boundary(prefix.len())
+        && text[..prefix.len()].eq_ignore_ascii_case(prefix)
     {
         Some(&text[prefix.len()..])
     } else {
@@ -317,24 +349,39 @@ fn parse_return(d: &Directive) -> Result<Handler, ConfigError> {
     if d.args.len() == 1 {
         if let Some(code) = super::values::parse_number(first) {
             return if code > 999 {
-                Err(ConfigError::at(format!("invalid return code \"{first}\""), at))
+                Err(ConfigError::at(
+                    format!("invalid return code \"{first}\""),
+                    at,
+                ))
             } else {
-                Ok(Handler::Return { code: code as u16, text: None })
+                Ok(Handler::Return {
+                    code: code as u16,
+                    text: None,
+                })
             };
         }
-        if first.starts_with("http://") || first.starts_with("https://") || first.starts_with("$scheme") {
+        if first.starts_with("http://")
+            || first.starts_with("https://")
+            || first.starts_with("$scheme")
+        {
             return Ok(Handler::Return {
                 code: 302,
                 text: Some(compile(first)?),
             });
         }
-        return Err(ConfigError::at(format!("invalid return code \"{first}\""), at));
+        return Err(ConfigError::at(
+            format!("invalid return code \"{first}\""),
+            at,
+        ));
     }
     match super::values::parse_number(first) {
         Some(code) if code <= 999 => Ok(Handler::Return {
             code: code as u16,
             text: Some(compile(&d.args[1].value)?),
         }),
-        _ => Err(ConfigError::at(format!("invalid return code \"{first}\""), at)),
+        _ => Err(ConfigError::at(
+            format!("invalid return code \"{first}\""),
+            at,
+        )),
     }
 }

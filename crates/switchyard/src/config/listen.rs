@@ -28,7 +28,9 @@ pub fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String
         }
     };
     if let Some(rest) = text.strip_prefix('[') {
-        let end = rest.find(']').ok_or_else(|| format!("invalid IPv6 address in \"{text}\""))?;
+        let end = rest
+            .find(']')
+            .ok_or_else(|| format!("invalid IPv6 address in \"{text}\""))?;
         let ip: Ipv6Addr = rest[..end]
             .parse()
             .map_err(|_| format!("invalid IPv6 address in \"{text}\""))?;
@@ -40,7 +42,10 @@ pub fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String
         return Ok(SocketAddr::new(IpAddr::V6(ip), port));
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port_of(text)?));
+        return Ok(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_of(text)?,
+        ));
     }
     let (host, port) = match text.rsplit_once(':') {
         Some((h, p)) => (h, port_of(p)?),
@@ -64,7 +69,10 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
     let at = &d.position;
     let first = &d.args[0].value;
     if first.starts_with("unix:") {
-        return Err(ConfigError::at("\"listen\" on a unix socket is not supported yet", at));
+        return Err(ConfigError::at(
+            "\"listen\" on a unix socket is not supported yet",
+            at,
+        ));
     }
     let addr = parse_address(first, 80)
         .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
@@ -82,7 +90,10 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
             "default_server" | "default" => listen.default_server = true,
             "reuseport" | "bind" | "deferred" | "so_keepalive=on" | "so_keepalive=off" => {}
             "ssl" | "http2" | "quic" | "proxy_protocol" => {
-                return Err(ConfigError::at(format!("\"listen ... {p}\" is not supported yet"), at));
+                return Err(ConfigError::at(
+                    format!("\"listen ... {p}\" is not supported yet"),
+                    at,
+                ));
             }
             _ => {
                 if let Some(v) = p.strip_prefix("backlog=") {
@@ -117,11 +128,29 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(parse_address("8080", 80).unwrap(), "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(parse_address("127.0.0.1:81", 80).unwrap(), "127.0.0.1:81".parse().unwrap());
-        assert_eq!(parse_address("127.0.0.1", 80).unwrap(), "127.0.0.1:80".parse().unwrap());
-        assert_eq!(parse_address("[::1]:82", 80).unwrap(), "[::1]:82".parse().unwrap());
-        assert_eq!(parse_address("*:83", 80).unwrap(), "0.0.0.0:83".parse().unwrap());
-        assert_eq!(parse_address("99999", 80).unwrap_err(), "invalid port in \"99999\"");
+        assert_eq!(
+            parse_address("8080", 80).unwrap(),
+            "0.0.0.0:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("127.0.0.1:81", 80).unwrap(),
+            "127.0.0.1:81".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("127.0.0.1", 80).unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("[::1]:82", 80).unwrap(),
+            "[::1]:82".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("*:83", 80).unwrap(),
+            "0.0.0.0:83".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("99999", 80).unwrap_err(),
+            "invalid port in \"99999\""
+        );
     }
 }

@@ -106,15 +106,28 @@ pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, Co
     let spec = directives::lookup(name)
         .ok_or_else(|| ConfigError::at(format!("unknown directive \"{name}\""), at))?;
     if !spec.ctx.contains(ctx) {
-        return Err(ConfigError::at(format!("\"{name}\" directive is not allowed here"), at));
+        return Err(ConfigError::at(
+            format!("\"{name}\" directive is not allowed here"),
+            at,
+        ));
     }
     // `server` is a block in http and a line in upstream.
-    let wants_block = if name == "server" { ctx == Ctx::HTTP } else { spec.block };
+    let wants_block = if name == "server" {
+        ctx == Ctx::HTTP
+    } else {
+        spec.block
+    };
     if wants_block && directive.block.is_none() {
-        return Err(ConfigError::at(format!("directive \"{name}\" has no opening \"{{\""), at));
+        return Err(ConfigError::at(
+            format!("directive \"{name}\" has no opening \"{{\""),
+            at,
+        ));
     }
     if !wants_block && directive.block.is_some() {
-        return Err(ConfigError::at(format!("directive \"{name}\" is not terminated by \";\""), at));
+        return Err(ConfigError::at(
+            format!("directive \"{name}\" is not terminated by \";\""),
+            at,
+        ));
     }
     let arity = if name == "server" && ctx == Ctx::HTTP {
         Arity::Counts(1)
@@ -137,7 +150,10 @@ pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, Co
         ));
     }
     if spec.support == Support::NotYet {
-        return Err(ConfigError::at(format!("\"{name}\" is not supported yet"), at));
+        return Err(ConfigError::at(
+            format!("\"{name}\" is not supported yet"),
+            at,
+        ));
     }
     Ok(spec)
 }
@@ -162,7 +178,11 @@ impl Seen {
 
 /// The first argument's text.
 pub(crate) fn arg0(directive: &Directive) -> &str {
-    directive.args.first().map(|a| a.value.as_str()).unwrap_or("")
+    directive
+        .args
+        .first()
+        .map(|a| a.value.as_str())
+        .unwrap_or("")
 }
 
 /// `"NAME" directive invalid value` (nginx's slot-setter wording).
@@ -198,7 +218,10 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
     let mut http_block = None;
     for d in directives {
         let spec = check(d, Ctx::MAIN)?;
-        let repeatable = matches!(spec.name, "error_log" | "include" | "env" | "load_module" | "thread_pool");
+        let repeatable = matches!(
+            spec.name,
+            "error_log" | "include" | "env" | "load_module" | "thread_pool"
+        );
         if !repeatable {
             seen.once(d)?;
         }
@@ -218,10 +241,12 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
             "pid" => main.pid = full_path(&options.prefix, arg0(d)),
             "error_log" => main.error_log.push(error_log_target(d, &options.prefix)?),
             "worker_shutdown_timeout" => {
-                main.worker_shutdown_timeout = Some(values::parse_time(arg0(d)).ok_or_else(|| invalid_value(d))?)
+                main.worker_shutdown_timeout =
+                    Some(values::parse_time(arg0(d)).ok_or_else(|| invalid_value(d))?)
             }
             "worker_rlimit_nofile" => {
-                main.worker_rlimit_nofile = Some(values::parse_number(arg0(d)).ok_or_else(|| invalid_value(d))?)
+                main.worker_rlimit_nofile =
+                    Some(values::parse_number(arg0(d)).ok_or_else(|| invalid_value(d))?)
             }
             "events" => {
                 events_seen = true;
@@ -264,19 +289,26 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
 }
 
 /// Parses `error_log FILE [LEVEL]`.
-pub(crate) fn error_log_target(d: &Directive, prefix: &Path) -> Result<ErrorLogTarget, ConfigError> {
+pub(crate) fn error_log_target(
+    d: &Directive,
+    prefix: &Path,
+) -> Result<ErrorLogTarget, ConfigError> {
     let file = arg0(d);
     let path = if file == "stderr" {
         LogPath::Stderr
     } else if file.starts_with("syslog:") || file.starts_with("memory:") {
-        return Err(ConfigError::at(format!("\"error_log\" to \"{file}\" is not supported yet"), &d.position));
+        return Err(ConfigError::at(
+            format!("\"error_log\" to \"{file}\" is not supported yet"),
+            &d.position,
+        ));
     } else {
         LogPath::File(full_path(prefix, file))
     };
     let level = match d.args.get(1) {
         None => ErrorLevel::Error,
-        Some(arg) => ErrorLevel::from_name(&arg.value)
-            .ok_or_else(|| ConfigError::at(format!("invalid log level \"{}\"", arg.value), &d.position))?,
+        Some(arg) => ErrorLevel::from_name(&arg.value).ok_or_else(|| {
+            ConfigError::at(format!("invalid log level \"{}\"", arg.value), &d.position)
+        })?,
     };
     if d.args.len() > 2 {
         return Err(ConfigError::at(

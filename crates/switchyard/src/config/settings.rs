@@ -59,7 +59,12 @@ fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigErr
 
 impl Layer {
     /// Applies `d` if it is a merged setting; returns whether it was one.
-    pub(crate) fn apply(&mut self, d: &Directive, prefix: &Path, formats: &Formats) -> Result<bool, ConfigError> {
+    pub(crate) fn apply(
+        &mut self,
+        d: &Directive,
+        prefix: &Path,
+        formats: &Formats,
+    ) -> Result<bool, ConfigError> {
         match d.name.as_str() {
             "proxy_http_version" => {
                 let v = match arg0(d) {
@@ -117,7 +122,11 @@ impl Layer {
                 };
                 set(&mut self.server_tokens, d, v)?;
             }
-            "tcp_nodelay" => set(&mut self.tcp_nodelay, d, values::parse_flag(arg0(d)).unwrap_or(true))?,
+            "tcp_nodelay" => set(
+                &mut self.tcp_nodelay,
+                d,
+                values::parse_flag(arg0(d)).unwrap_or(true),
+            )?,
             "access_log" => {
                 let logs = self.access_log.get_or_insert_with(Vec::new);
                 if arg0(d) == "off" {
@@ -137,27 +146,32 @@ impl Layer {
                         .find(|(n, _)| *n == name.value)
                         .map(|(_, f)| f.clone())
                         .ok_or_else(|| {
-                            ConfigError::at(format!("unknown log format \"{}\"", name.value), &d.position)
+                            ConfigError::at(
+                                format!("unknown log format \"{}\"", name.value),
+                                &d.position,
+                            )
                         })?,
                 };
-                for extra in d.args.iter().skip(2) {
+                if let Some(extra) = d.args.get(2) {
                     let known = ["buffer=", "gzip", "flush=", "if="];
-                    if !known.iter().any(|k| extra.value.starts_with(k)) {
-                        return Err(ConfigError::at(
-                            format!("invalid parameter \"{}\"", extra.value),
-                            &d.position,
-                        ));
-                    }
-                    return Err(ConfigError::at(
-                        format!("\"access_log\" parameter \"{}\" is not supported yet", extra.value),
-                        &d.position,
-                    ));
+                    let message = if known.iter().any(|k| extra.value.starts_with(k)) {
+                        format!(
+                            "\"access_log\" parameter \"{}\" is not supported yet",
+                            extra.value
+                        )
+                    } else {
+                        format!("invalid parameter \"{}\"", extra.value)
+                    };
+                    return Err(ConfigError::at(message, &d.position));
                 }
                 let path = arg0(d);
                 let path = if path == "/dev/stderr" || path == "stderr" {
                     LogPath::Stderr
                 } else if path.starts_with("syslog:") {
-                    return Err(ConfigError::at("\"access_log\" to syslog is not supported yet", &d.position));
+                    return Err(ConfigError::at(
+                        "\"access_log\" to syslog is not supported yet",
+                        &d.position,
+                    ));
                 } else {
                     LogPath::File(full_path(prefix, path))
                 };
@@ -207,7 +221,10 @@ impl Layer {
         // nginx's default proxy headers come first; a proxy_set_header of
         // the same name replaces the default (and an empty value removes it).
         let mut headers = vec![
-            ("Host".to_string(), Template::compile("$proxy_host").unwrap_or_default()),
+            (
+                "Host".to_string(),
+                Template::compile("$proxy_host").unwrap_or_default(),
+            ),
             ("Connection".to_string(), Template::literal("close")),
         ];
         for (name, value) in self.proxy_set_headers.iter().flatten() {

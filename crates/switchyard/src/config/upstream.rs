@@ -11,7 +11,10 @@ use crate::vars::Template;
 
 /// Splits `host[:port]` / `[v6][:port]`; the error text is nginx's
 /// `invalid port in upstream "x"` family.
-pub(crate) fn split_host_port(text: &str, default_port: u16) -> Result<(String, u16, bool), String> {
+pub(crate) fn split_host_port(
+    text: &str,
+    default_port: u16,
+) -> Result<(String, u16, bool), String> {
     let bad_port = || format!("invalid port in upstream \"{text}\"");
     let port_of = |p: &str| match values::parse_number(p) {
         Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
@@ -32,7 +35,7 @@ pub(crate) fn split_host_port(text: &str, default_port: u16) -> Result<(String, 
         return Err(format!("no host in upstream \"{text}\""));
     }
     match text.rsplit_once(':') {
-        Some((h, _)) if h.is_empty() => Err(format!("no host in upstream \"{text}\"")),
+        Some(("", _)) => Err(format!("no host in upstream \"{text}\"")),
         Some((h, p)) => Ok((h.to_string(), port_of(p)?, true)),
         None => Ok((text.to_string(), default_port, false)),
     }
@@ -42,7 +45,10 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
     let at = &d.position;
     let address = &d.args[0].value;
     if address.starts_with("unix:") {
-        return Err(ConfigError::at("upstream servers on unix sockets are not supported yet", at));
+        return Err(ConfigError::at(
+            "upstream servers on unix sockets are not supported yet",
+            at,
+        ));
     }
     let (host, port, _) = split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
     let mut server = UpstreamServer {
@@ -64,13 +70,20 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
                 .filter(|n| *n > 0 && *n <= u32::MAX as u64)
                 .ok_or_else(invalid)? as u32;
         } else if let Some(v) = p.strip_prefix("max_fails=") {
-            server.max_fails = values::parse_number(v).filter(|n| *n <= u32::MAX as u64).ok_or_else(invalid)? as u32;
+            server.max_fails = values::parse_number(v)
+                .filter(|n| *n <= u32::MAX as u64)
+                .ok_or_else(invalid)? as u32;
         } else if let Some(v) = p.strip_prefix("max_conns=") {
-            server.max_conns = values::parse_number(v).filter(|n| *n <= u32::MAX as u64).ok_or_else(invalid)? as u32;
+            server.max_conns = values::parse_number(v)
+                .filter(|n| *n <= u32::MAX as u64)
+                .ok_or_else(invalid)? as u32;
         } else if let Some(v) = p.strip_prefix("fail_timeout=") {
             server.fail_timeout = values::parse_time(v).ok_or_else(invalid)?;
         } else if p == "backup" {
-            if !matches!(method, balance::Method::RoundRobin | balance::Method::LeastConn) {
+            if !matches!(
+                method,
+                balance::Method::RoundRobin | balance::Method::LeastConn
+            ) {
                 return Err(ConfigError::at(
                     "balancing method does not support parameter \"backup\"",
                     at,
@@ -79,8 +92,15 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
             server.backup = true;
         } else if p == "down" {
             server.down = true;
-        } else if p == "resolve" || p.starts_with("service=") || p.starts_with("slow_start=") || p.starts_with("route=") {
-            return Err(ConfigError::at(format!("server parameter \"{p}\" is not supported yet"), at));
+        } else if p == "resolve"
+            || p.starts_with("service=")
+            || p.starts_with("slow_start=")
+            || p.starts_with("route=")
+        {
+            return Err(ConfigError::at(
+                format!("server parameter \"{p}\" is not supported yet"),
+                at,
+            ));
         } else {
             return Err(invalid());
         }
@@ -112,7 +132,10 @@ pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigErro
                     None => false,
                     Some("consistent") => true,
                     Some(other) => {
-                        return Err(ConfigError::at(format!("invalid parameter \"{other}\""), &inner.position))
+                        return Err(ConfigError::at(
+                            format!("invalid parameter \"{other}\""),
+                            &inner.position,
+                        ))
                     }
                 };
                 hash_key = Some(
@@ -128,13 +151,19 @@ pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigErro
                         match inner.args.get(1).map(|a| a.value.as_str()) {
                             None | Some("least_conn") => {}
                             Some(other) => {
-                                return Err(ConfigError::at(format!("invalid parameter \"{other}\""), &inner.position))
+                                return Err(ConfigError::at(
+                                    format!("invalid parameter \"{other}\""),
+                                    &inner.position,
+                                ))
                             }
                         }
                         true
                     }
                     Some(other) => {
-                        return Err(ConfigError::at(format!("invalid parameter \"{other}\""), &inner.position))
+                        return Err(ConfigError::at(
+                            format!("invalid parameter \"{other}\""),
+                            &inner.position,
+                        ))
                     }
                 };
                 Some(balance::Method::Random { two })
@@ -142,14 +171,22 @@ pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigErro
             _ => None,
         };
         if let Some(m) = new_method {
-            if servers.iter().any(|s: &UpstreamServer| s.backup) && !matches!(m, balance::Method::LeastConn) {
-                return Err(ConfigError::at("balancing method does not support parameter \"backup\"", &inner.position));
+            if servers.iter().any(|s: &UpstreamServer| s.backup)
+                && !matches!(m, balance::Method::LeastConn)
+            {
+                return Err(ConfigError::at(
+                    "balancing method does not support parameter \"backup\"",
+                    &inner.position,
+                ));
             }
             method = m;
         }
     }
     if servers.is_empty() {
-        return Err(ConfigError::at("no servers are inside upstream", &d.position));
+        return Err(ConfigError::at(
+            "no servers are inside upstream",
+            &d.position,
+        ));
     }
     Ok(UpstreamConfig {
         name: d.args[0].value.clone(),
@@ -163,7 +200,11 @@ pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigErro
 /// The implicit one-server upstream nginx makes for `proxy_pass http://host:port`.
 pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) -> UpstreamConfig {
     UpstreamConfig {
-        name: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
+        name: if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        },
         method: balance::Method::RoundRobin,
         hash_key: None,
         servers: vec![UpstreamServer {

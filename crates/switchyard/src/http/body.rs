@@ -16,6 +16,9 @@ use http_body_util::{BodyExt, Empty, Full};
 use super::exchange::Exchange;
 use super::log::AccessLog;
 
+/// Runs once when a response body fails mid-way (to write the error-log line).
+pub type OnBodyError = Box<dyn FnOnce(&Exchange, &BoxError) + Send>;
+
 /// A boxed error for bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,7 +27,9 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body of fixed bytes.
 pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -63,7 +68,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
@@ -72,7 +80,9 @@ where
             }
             Poll::Pending => {
                 let timeout = this.timeout;
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimeout)))),
                     Poll::Pending => Poll::Pending,
@@ -97,7 +107,7 @@ pub struct LoggedBody {
     inner: ResponseBody,
     exchange: Option<Box<Exchange>>,
     log: Arc<AccessLog>,
-    on_error: Option<Box<dyn FnOnce(&Exchange, &BoxError) + Send>>,
+    on_error: Option<OnBodyError>,
 }
 
 impl LoggedBody {
@@ -106,7 +116,7 @@ impl LoggedBody {
         inner: ResponseBody,
         exchange: Box<Exchange>,
         log: Arc<AccessLog>,
-        on_error: Option<Box<dyn FnOnce(&Exchange, &BoxError) + Send>>,
+        on_error: Option<OnBodyError>,
     ) -> Self {
         LoggedBody {
             inner,
@@ -127,7 +137,10 @@ impl Body for LoggedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

@@ -126,7 +126,10 @@ impl Exchange {
         // `$http_x_forwarded_for` names `X-Forwarded-For`; multiple values
         // of a header are joined as nginx joins them.
         let name = var_name.replace('_', "-");
-        let mut values = map.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok());
+        let mut values = map
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok());
         let first = values.next()?;
         let mut out = first.to_string();
         let sep = if name == "cookie" { "; " } else { ", " };
@@ -141,7 +144,13 @@ impl Exchange {
         if self.upstream.is_empty() {
             return None;
         }
-        Some(self.upstream.iter().map(|t| f(t).unwrap_or_else(|| "-".into())).collect::<Vec<_>>().join(", "))
+        Some(
+            self.upstream
+                .iter()
+                .map(|t| f(t).unwrap_or_else(|| "-".into()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     }
 
     fn arg(&self, name: &str) -> Option<String> {
@@ -152,12 +161,16 @@ impl Exchange {
     }
 
     fn cookie(&self, name: &str) -> Option<String> {
-        self.headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
-            line.split(';').find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == name).then(|| v.to_string())
+        self.headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|line| {
+                line.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    (k == name).then(|| v.to_string())
+                })
             })
-        })
     }
 
     /// `$proxy_add_x_forwarded_for`.
@@ -201,7 +214,9 @@ impl VarSource for Exchange {
             Var::BodyBytesSent => owned(self.body_bytes_sent.to_string()),
             Var::BytesSent => owned((self.body_bytes_sent + self.header_bytes).to_string()),
             Var::UpstreamAddr => self.join(|t| Some(t.addr.clone())).map(Cow::Owned),
-            Var::UpstreamStatus => self.join(|t| t.status.map(|s| s.to_string())).map(Cow::Owned),
+            Var::UpstreamStatus => self
+                .join(|t| t.status.map(|s| s.to_string()))
+                .map(Cow::Owned),
             Var::UpstreamResponseTime => self.join(|t| t.response.map(secs)).map(Cow::Owned),
             Var::UpstreamConnectTime => self.join(|t| t.connect.map(secs)).map(Cow::Owned),
             Var::UpstreamHeaderTime => self.join(|t| t.header.map(secs)).map(Cow::Owned),

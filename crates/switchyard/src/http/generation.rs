@@ -88,7 +88,10 @@ impl Generation {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
         };
-        self.servers.get(&wildcard).map(Vec::as_slice).unwrap_or(&[])
+        self.servers
+            .get(&wildcard)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The addresses to bind: each distinct listen address, except that a
@@ -113,14 +116,20 @@ impl Generation {
     }
 }
 
-fn open_logs(settings: &Arc<Settings>, logs: &mut HashMap<usize, Arc<AccessLog>>) -> Result<(), String> {
+fn open_logs(
+    settings: &Arc<Settings>,
+    logs: &mut HashMap<usize, Arc<AccessLog>>,
+) -> Result<(), String> {
     if let std::collections::hash_map::Entry::Vacant(e) = logs.entry(key(settings)) {
         e.insert(Arc::new(AccessLog::open(&settings.access_log)?));
     }
     Ok(())
 }
 
-fn open_location_logs(loc: &Arc<LocationConfig>, logs: &mut HashMap<usize, Arc<AccessLog>>) -> Result<(), String> {
+fn open_location_logs(
+    loc: &Arc<LocationConfig>,
+    logs: &mut HashMap<usize, Arc<AccessLog>>,
+) -> Result<(), String> {
     open_logs(&loc.settings, logs)?;
     for nested in &loc.nested {
         open_location_logs(nested, logs)?;
@@ -128,7 +137,10 @@ fn open_location_logs(loc: &Arc<LocationConfig>, logs: &mut HashMap<usize, Arc<A
     Ok(())
 }
 
-fn same_upstream(a: &crate::config::model::UpstreamConfig, b: &crate::config::model::UpstreamConfig) -> bool {
+fn same_upstream(
+    a: &crate::config::model::UpstreamConfig,
+    b: &crate::config::model::UpstreamConfig,
+) -> bool {
     a.method == b.method
         && a.servers.len() == b.servers.len()
         && a.servers.iter().zip(&b.servers).all(|(x, y)| {

@@ -142,20 +142,33 @@ fn escape_path(path: &str) -> String {
     out
 }
 
-fn build_headers(settings: &Settings, ex: &Exchange, client: &HeaderMap, body_len: Option<u64>) -> HeaderMap {
+fn build_headers(
+    settings: &Settings,
+    ex: &Exchange,
+    client: &HeaderMap,
+    body_len: Option<u64>,
+) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(client.len() + 4);
     for (name, value) in &settings.proxy_set_headers {
         let rendered = value.render(ex);
         if rendered.is_empty() {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&rendered)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&rendered),
+        ) {
             headers.append(n, v);
         }
     }
     for (name, value) in client {
         let n = name.as_str();
-        if NOT_PASSED.contains(&n) || settings.proxy_set_headers.iter().any(|(s, _)| s.eq_ignore_ascii_case(n)) {
+        if NOT_PASSED.contains(&n)
+            || settings
+                .proxy_set_headers
+                .iter()
+                .any(|(s, _)| s.eq_ignore_ascii_case(n))
+        {
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -176,7 +189,7 @@ struct PeerGuard {
 
 impl Drop for PeerGuard {
     fn drop(&mut self) {
-        self.upstream.finish(self.picked.id.clone(), self.success);
+        self.upstream.finish(self.picked.id, self.success);
     }
 }
 
@@ -190,7 +203,12 @@ pub async fn proxy(
 ) -> Response<ResponseBody> {
     let settings = &location.settings;
     ex.proxy_host = pass.proxy_host.clone();
-    ex.proxy_port = upstream.config.servers.first().map(|s| s.port).unwrap_or(80);
+    ex.proxy_port = upstream
+        .config
+        .servers
+        .first()
+        .map(|s| s.port)
+        .unwrap_or(80);
     let (parts, incoming) = request.into_parts();
     let http11 = settings.proxy_http_version_11;
 
@@ -247,7 +265,12 @@ pub async fn proxy(
             picked: picked.clone(),
             success: false,
         };
-        let stream = match tokio::time::timeout(settings.proxy_connect_timeout, TcpStream::connect(picked.addr)).await {
+        let stream = match tokio::time::timeout(
+            settings.proxy_connect_timeout,
+            TcpStream::connect(picked.addr),
+        )
+        .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 let f = Failure::Connect(e);
@@ -273,7 +296,7 @@ pub async fn proxy(
             t.connect = Some(started.elapsed().as_secs_f64());
         }
         let handshake = hyper::client::conn::http1::Builder::new()
-            .preserve_header_case(true)
+            .title_case_headers(true)
             .handshake::<_, ResponseBody>(TokioIo::new(stream))
             .await;
         let (mut sender, connection) = match handshake {
@@ -298,9 +321,15 @@ pub async fn proxy(
             Ok(u) => u,
             Err(_) => return respond::error(400, settings.server_tokens),
         };
-        *up_request.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+        *up_request.version_mut() = if http11 {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        };
         *up_request.headers_mut() = headers.clone();
-        let response = tokio::time::timeout(settings.proxy_read_timeout, sender.send_request(up_request)).await;
+        let response =
+            tokio::time::timeout(settings.proxy_read_timeout, sender.send_request(up_request))
+                .await;
         let failure = match response {
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
@@ -347,7 +376,10 @@ fn no_live(ex: &mut Exchange, upstream: &Upstream, settings: &Settings) -> Respo
         Some(ex.conn.id),
         &format!(
             "no live upstreams while connecting to upstream{}",
-            log_context(ex, Some(&format!("http://{}{}", upstream.config.name, ex.raw_uri)))
+            log_context(
+                ex,
+                Some(&format!("http://{}{}", upstream.config.name, ex.raw_uri))
+            )
         ),
     );
     ex.upstream.push(UpstreamTry {
@@ -374,7 +406,10 @@ fn downstream_response(
     }
     ex.upstream_headers = parts.headers;
     let timed = TimedBody::new(body, settings.proxy_read_timeout);
-    let guarded = Guarded { inner: timed, _guard: guard };
+    let guarded = Guarded {
+        inner: timed,
+        _guard: guard,
+    };
     let mut out = Response::new(guarded.boxed_unsync());
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;

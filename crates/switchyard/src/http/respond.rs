@@ -22,16 +22,22 @@ pub fn error_page(code: u16, server_tokens: bool) -> String {
 pub fn error(code: u16, server_tokens: bool) -> Response<ResponseBody> {
     let body = error_page(code, server_tokens);
     let mut response = Response::new(full(body));
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html"),
+    );
     response
 }
 
 /// `return code [text]`: a redirect for 301/302/303/307/308 (text is the
 /// Location), a body otherwise; no text on an error code gives nginx's page.
-pub fn return_response(code: u16, text: Option<String>, server_tokens: bool) -> Response<ResponseBody> {
+pub fn return_response(
+    code: u16,
+    text: Option<String>,
+    server_tokens: bool,
+) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(code.max(100)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
     match text {

@@ -20,15 +20,21 @@ pub fn select_server<'a>(
     let Some(host) = host else { return default };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let host = strip_port(&host);
-    if let Some((s, _)) = servers.iter().find(|(s, _)| s.names.iter().any(|n| n == host)) {
+    if let Some((s, _)) = servers
+        .iter()
+        .find(|(s, _)| s.names.iter().any(|n| n == host))
+    {
         return Some(s);
     }
     let mut best: Option<(&Arc<ServerConfig>, usize)> = None;
     for (server, _) in servers {
         for name in &server.names {
-            let suffix = name.strip_prefix('*').or_else(|| name.strip_prefix('.').map(|_| name.as_str()));
+            let suffix = name
+                .strip_prefix('*')
+                .or_else(|| name.strip_prefix('.').map(|_| name.as_str()));
             if let Some(suffix) = suffix {
-                let matches = host.ends_with(suffix) || (name.starts_with('.') && host == &name[1..]);
+                let matches =
+                    host.ends_with(suffix) || (name.starts_with('.') && host == &name[1..]);
                 if matches && best.is_none_or(|(_, len)| suffix.len() > len) {
                     best = Some((server, suffix.len()));
                 }
@@ -52,7 +58,11 @@ pub fn select_server<'a>(
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split(']').next().map(|h| &host[..h.len() + 1]).unwrap_or(host);
+        return host
+            .split(']')
+            .next()
+            .map(|h| &host[..h.len() + 1])
+            .unwrap_or(host);
     }
     host.split(':').next().unwrap_or(host)
 }
@@ -61,16 +71,20 @@ fn strip_port(host: &str) -> &str {
 /// `=` exact; else the longest prefix; if that prefix is `^~`, it wins;
 /// otherwise nested locations of the prefix, then regexes in file order,
 /// and the longest prefix if no regex matches.
-pub fn select_location<'a>(locations: &'a [Arc<LocationConfig>], uri: &str) -> Option<&'a Arc<LocationConfig>> {
+pub fn select_location<'a>(
+    locations: &'a [Arc<LocationConfig>],
+    uri: &str,
+) -> Option<&'a Arc<LocationConfig>> {
     let mut longest: Option<(&Arc<LocationConfig>, usize, bool)> = None;
     for loc in locations {
         match &loc.matcher {
             LocationMatch::Exact(p) if p == uri => return Some(loc),
-            LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) => {
-                if uri.starts_with(p.as_str()) && longest.is_none_or(|(_, len, _)| p.len() > len) {
-                    let no_regex = matches!(loc.matcher, LocationMatch::PrefixNoRegex(_));
-                    longest = Some((loc, p.len(), no_regex));
-                }
+            LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p)
+                if uri.starts_with(p.as_str())
+                    && longest.is_none_or(|(_, len, _)| p.len() > len) =>
+            {
+                let no_regex = matches!(loc.matcher, LocationMatch::PrefixNoRegex(_));
+                longest = Some((loc, p.len(), no_regex));
             }
             _ => {}
         }
@@ -99,7 +113,8 @@ pub fn select_location<'a>(locations: &'a [Arc<LocationConfig>], uri: &str) -> O
 pub fn normalize_uri(path: &str) -> Option<String> {
     let decoded = percent_decode(path);
     let mut segments: Vec<&str> = Vec::new();
-    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     for segment in decoded.split('/') {
         match segment {
             "" | "." => {}

@@ -102,11 +102,14 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .preserve_header_case(true)
+        // nginx writes header names in their usual case (`Content-Type`).
+        .title_case_headers(true)
         .keep_alive(!settings.keepalive_timeout.is_zero())
         .header_read_timeout(settings.client_header_timeout)
         .max_buf_size(
-            ((settings.large_client_header_buffers.0 * settings.large_client_header_buffers.1) as usize).max(8192),
+            ((settings.large_client_header_buffers.0 * settings.large_client_header_buffers.1)
+                as usize)
+                .max(8192),
         );
     let service = service_fn(move |request| {
         let generation = generation.clone();
@@ -127,7 +130,11 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
 }
 
 /// Serves one request.
-pub async fn handle(request: Request<Incoming>, conn: Arc<ConnInfo>, generation: Arc<Generation>) -> Response<ResponseBody> {
+pub async fn handle(
+    request: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    generation: Arc<Generation>,
+) -> Response<ResponseBody> {
     conn.requests.fetch_add(1, Ordering::Relaxed);
     let servers = generation.servers_for(conn.local);
     let host = request
@@ -149,7 +156,10 @@ pub async fn handle(request: Request<Incoming>, conn: Arc<ConnInfo>, generation:
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
     let request = Request::from_parts(parts, body);
-    let location = uri.as_deref().and_then(|u| select_location(&server.locations, u)).cloned();
+    let location = uri
+        .as_deref()
+        .and_then(|u| select_location(&server.locations, u))
+        .cloned();
     let settings = location
         .as_ref()
         .map(|l| l.settings.clone())
@@ -209,17 +219,23 @@ pub async fn handle(request: Request<Incoming>, conn: Arc<ConnInfo>, generation:
     match generation.access_log(&settings) {
         Some(log) => {
             let (parts, body) = response.into_parts();
-            let on_error: Option<Box<dyn FnOnce(&Exchange, &super::body::BoxError) + Send>> =
+            let on_error: Option<super::body::OnBodyError> =
                 Some(Box::new(|ex: &Exchange, e: &super::body::BoxError| {
                     if ex.upstream.is_empty() {
                         return;
                     }
                     error_log::error(
                         Some(ex.conn.id),
-                        &format!("{e} while sending to client{}", proxy::log_context(ex, None)),
+                        &format!(
+                            "{e} while sending to client{}",
+                            proxy::log_context(ex, None)
+                        ),
                     );
                 }));
-            Response::from_parts(parts, LoggedBody::new(body, ex, log, on_error).boxed_unsync())
+            Response::from_parts(
+                parts,
+                LoggedBody::new(body, ex, log, on_error).boxed_unsync(),
+            )
         }
         None => response,
     }

@@ -36,7 +36,11 @@ fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
 impl Child {
     /// Starts `switchyard echo` on `listen` (port 0 allowed) named `name`;
     /// returns once it printed where it listens.
-    pub async fn start_echo(exe: &Path, name: &str, listen: &str) -> anyhow::Result<(Child, SocketAddr)> {
+    pub async fn start_echo(
+        exe: &Path,
+        name: &str,
+        listen: &str,
+    ) -> anyhow::Result<(Child, SocketAddr)> {
         let mut process = Command::new(exe)
             .args(["echo", "--listen", listen, "--name", name])
             .stdout(Stdio::piped())
@@ -79,7 +83,12 @@ impl Child {
         peer_map: &str,
     ) -> anyhow::Result<Child> {
         let mut command = Command::new(exe);
-        command.arg("-p").arg(prefix).arg("-c").arg(conf).args(["-e", "stderr"]);
+        command
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(conf)
+            .args(["-e", "stderr"]);
         if !globals.is_empty() {
             command.args(["-g", globals]);
         }
@@ -126,7 +135,10 @@ pub async fn stop_all(children: Vec<Child>) {
         }
     }
     for mut child in children {
-        if tokio::time::timeout(Duration::from_secs(5), child.process.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), child.process.wait())
+            .await
+            .is_err()
+        {
             eprintln!("{} did not stop in time, killing it", child.name);
             let _ = child.process.kill().await;
         }

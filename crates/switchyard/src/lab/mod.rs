@@ -47,9 +47,13 @@ struct Backend {
 
 /// Runs the lab until Ctrl-C (or until the report, with `--requests`).
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
-    let workdir = tempfile::Builder::new().prefix("switchyard-lab-").tempdir()?;
+    let workdir = tempfile::Builder::new()
+        .prefix("switchyard-lab-")
+        .tempdir()?;
     let conf_path = match &args.config {
-        Some(p) => std::fs::canonicalize(p).with_context(|| format!("cannot read {}", p.display()))?,
+        Some(p) => {
+            std::fs::canonicalize(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
         None => {
             let p = workdir.path().join("nginx.conf");
             std::fs::write(&p, SEED_CONFIG)?;
@@ -73,7 +77,9 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     let mut servers: BTreeMap<String, String> = BTreeMap::new();
     for up in &http.upstreams {
         for s in &up.servers {
-            servers.entry(s.display_name()).or_insert_with(|| s.host.clone());
+            servers
+                .entry(s.display_name())
+                .or_insert_with(|| s.host.clone());
         }
     }
     if servers.is_empty() {
@@ -108,7 +114,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         globals.push_str("daemon off;");
     }
     let pid_file = loaded.model.main.pid.clone();
-    let balancer = Child::start_balancer(&exe, workdir.path(), &conf_path, &globals, &peer_map).await?;
+    let balancer =
+        Child::start_balancer(&exe, workdir.path(), &conf_path, &globals, &peer_map).await?;
     children.push(balancer);
     wait_for_file(&pid_file, Duration::from_secs(10)).await?;
     let listens: Vec<SocketAddr> = http
@@ -127,11 +134,24 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     children::wait_for_port(front, Duration::from_secs(10)).await?;
 
     println!();
-    println!("  switchyard lab: the seed experiment, with {} backend(s)", backends.len());
+    println!(
+        "  switchyard lab: the seed experiment, with {} backend(s)",
+        backends.len()
+    );
     for b in &backends {
-        println!("    {:<24} -> echo backend \"{}\" on {}", b.written, b.name, b.addr);
+        println!(
+            "    {:<24} -> echo backend \"{}\" on {}",
+            b.written, b.name, b.addr
+        );
     }
-    println!("  balancer listening on {}", listens.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  balancer listening on {}",
+        listens
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!();
     println!("  try:  curl -i http://localhost:{}/ -H 'Content-Type: application/json' -d '{{\"foo\": \"bar\"}}'", front.port());
     println!("  stop: Ctrl-C");
@@ -159,5 +179,9 @@ async fn wait_for_file(path: &std::path::Path, limit: Duration) -> anyhow::Resul
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("the balancer did not start (no pid file {} after {:?})", path.display(), limit)
+    bail!(
+        "the balancer did not start (no pid file {} after {:?})",
+        path.display(),
+        limit
+    )
 }

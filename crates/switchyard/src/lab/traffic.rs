@@ -24,14 +24,19 @@ pub async fn send(front: SocketAddr, n: u64) -> BTreeMap<String, u64> {
 }
 
 async fn one(front: SocketAddr) -> anyhow::Result<String> {
-    let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(front)).await??;
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(front),
+    )
+    .await??;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let request = http::Request::post("/")
         .header("host", format!("localhost:{}", front.port()))
         .header("content-type", "application/json")
         .body(Full::new(bytes::Bytes::from_static(b"{\"foo\": \"bar\"}")))?;
-    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request)).await??;
+    let response =
+        tokio::time::timeout(Duration::from_secs(30), sender.send_request(request)).await??;
     let status = response.status();
     let served_by = response
         .headers()

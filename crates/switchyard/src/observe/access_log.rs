@@ -47,7 +47,9 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<LogFile>>> {
 
 /// Opens (or shares the already open) log file at `path`.
 pub fn open(path: &Path) -> std::io::Result<Arc<LogFile>> {
-    let mut files = registry().lock().map_err(|_| std::io::Error::other("log registry poisoned"))?;
+    let mut files = registry()
+        .lock()
+        .map_err(|_| std::io::Error::other("log registry poisoned"))?;
     if let Some(existing) = files.get(path) {
         return Ok(existing.clone());
     }

@@ -60,7 +60,11 @@ pub fn configure(targets: &[ErrorLogTarget]) -> Result<(), String> {
                     file: Mutex::new(file),
                 },
                 Err(e) => {
-                    problem = Some(format!("open() \"{}\" failed ({})", path.display(), crate::observe::error_log::os_error(&e)));
+                    problem = Some(format!(
+                        "open() \"{}\" failed ({})",
+                        path.display(),
+                        crate::observe::error_log::os_error(&e)
+                    ));
                     Sink::Stderr
                 }
             },

@@ -126,7 +126,14 @@ mod tests {
 
     #[test]
     fn json_escape_leaves_missing_empty() {
-        let f = LogFormat::compile("{\"a\":\"$remote_user\",\"u\":\"$http_user_agent\"}", Escape::Json).unwrap();
-        assert_eq!(f.render(&Req), "{\"a\":\"\",\"u\":\"HTTPie/1.0.3 \\\"x\\\"\"}");
+        let f = LogFormat::compile(
+            "{\"a\":\"$remote_user\",\"u\":\"$http_user_agent\"}",
+            Escape::Json,
+        )
+        .unwrap();
+        assert_eq!(
+            f.render(&Req),
+            "{\"a\":\"\",\"u\":\"HTTPie/1.0.3 \\\"x\\\"\"}"
+        );
     }
 }

@@ -9,13 +9,22 @@ use crate::observe::error_log::os_error;
 
 /// Binds `addr` as nginx does (SO_REUSEADDR, the backlog, IPV6_V6ONLY);
 /// the error is nginx's `bind() to ADDR failed (98: Address already in use)`.
-pub fn bind(addr: SocketAddr, backlog: i32, ipv6only: bool) -> Result<std::net::TcpListener, String> {
-    let fail = |call: &str, e: std::io::Error| format!("{call}() to {addr} failed ({})", os_error(&e));
+pub fn bind(
+    addr: SocketAddr,
+    backlog: i32,
+    ipv6only: bool,
+) -> Result<std::net::TcpListener, String> {
+    let fail =
+        |call: &str, e: std::io::Error| format!("{call}() to {addr} failed ({})", os_error(&e));
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| fail("socket", e))?;
-    socket.set_reuse_address(true).map_err(|e| fail("setsockopt", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| fail("setsockopt", e))?;
     if addr.is_ipv6() {
-        socket.set_only_v6(ipv6only).map_err(|e| fail("setsockopt", e))?;
+        socket
+            .set_only_v6(ipv6only)
+            .map_err(|e| fail("setsockopt", e))?;
     }
     socket.set_nonblocking(true).map_err(|e| fail("ioctl", e))?;
     socket.bind(&addr.into()).map_err(|e| fail("bind", e))?;

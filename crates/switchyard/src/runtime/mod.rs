@@ -46,7 +46,10 @@ fn configure_error_log(
         };
         targets = vec![ErrorLogTarget {
             path,
-            level: targets.first().map(|t| t.level).unwrap_or(ErrorLevel::Error),
+            level: targets
+                .first()
+                .map(|t| t.level)
+                .unwrap_or(ErrorLevel::Error),
         }];
     }
     error_log::configure(&targets)
@@ -66,7 +69,10 @@ pub fn run(options: RunOptions) -> i32 {
         options.error_log.as_deref(),
         &options.load.prefix,
     ) {
-        error_log::stderr_line(ErrorLevel::Alert, &format!("could not open error log file: {e}"));
+        error_log::stderr_line(
+            ErrorLevel::Alert,
+            &format!("could not open error log file: {e}"),
+        );
     }
     let generation = match Generation::build(loaded.model, None) {
         Ok(g) => g,
@@ -98,9 +104,11 @@ pub fn run(options: RunOptions) -> i32 {
         error_log::stderr_line(ErrorLevel::Emerg, &e);
         return 1;
     }
-    let workers = main
-        .worker_processes
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let workers = main.worker_processes.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
         .enable_all()
@@ -123,8 +131,13 @@ fn write_pid(path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .map_err(|e| format!("open() \"{}\" failed ({})", path.display(), error_log::os_error(&e)))
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
+        format!(
+            "open() \"{}\" failed ({})",
+            path.display(),
+            error_log::os_error(&e)
+        )
+    })
 }
 
 /// nginx's `daemon on`: fork, let the parent exit, start a new session.
@@ -211,7 +224,11 @@ async fn serve(
             return 1;
         }
     }
-    error_log::notice(&format!("switchyard/{} started, {} worker threads", crate::VERSION, workers));
+    error_log::notice(&format!(
+        "switchyard/{} started, {} worker threads",
+        crate::VERSION,
+        workers
+    ));
 
     let (Ok(mut hup), Ok(mut quit), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
@@ -303,7 +320,11 @@ fn reload(options: &RunOptions, server: &mut Server) {
         options.error_log.as_deref(),
         &options.load.prefix,
     ) {
-        error_log::log(ErrorLevel::Alert, None, &format!("could not open error log file: {e}"));
+        error_log::log(
+            ErrorLevel::Alert,
+            None,
+            &format!("could not open error log file: {e}"),
+        );
     }
     describe_changes(&old, &generation);
     start_resolving(&generation);
@@ -357,11 +378,22 @@ fn describe_changes(old: &Generation, new: &Generation) {
 
 /// The pid in a pid file, for `-s`.
 pub fn read_pid(path: &PathBuf) -> Result<i32, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("open() \"{}\" failed ({})", path.display(), error_log::os_error(&e)))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "open() \"{}\" failed ({})",
+            path.display(),
+            error_log::os_error(&e)
+        )
+    })?;
     text.trim()
         .parse::<i32>()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| format!("invalid PID number \"{}\" in \"{}\"", text.trim(), path.display()))
+        .ok_or_else(|| {
+            format!(
+                "invalid PID number \"{}\" in \"{}\"",
+                text.trim(),
+                path.display()
+            )
+        })
 }

@@ -40,7 +40,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("name", &self.config.name).finish()
+        f.debug_struct("Upstream")
+            .field("name", &self.config.name)
+            .finish()
     }
 }
 
@@ -95,7 +97,9 @@ impl Upstream {
     }
 
     fn add_resolved(&self, index: usize, addrs: &[SocketAddr]) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         for addr in addrs {
             if !state.resolved.contains(&(index, *addr)) {
                 state.resolved.push((index, *addr));
@@ -117,7 +121,9 @@ impl Upstream {
         if let Err(e) = result {
             error_log::error(None, &format!("upstream \"{}\": {e}", self.config.name));
         }
-        let State { balancer, addrs, .. } = &mut *state;
+        let State {
+            balancer, addrs, ..
+        } = &mut *state;
         addrs.clear();
         if let Some(b) = balancer.as_ref() {
             for (id, cfg, _) in b.peers() {
@@ -138,7 +144,9 @@ impl Upstream {
     pub fn pick(&self, attempt: &mut Attempt, key: &[u8]) -> Option<Picked> {
         let now = self.now_ms();
         let mut state = self.state.lock().ok()?;
-        let State { balancer, addrs, .. } = &mut *state;
+        let State {
+            balancer, addrs, ..
+        } = &mut *state;
         let id = balancer.as_mut()?.pick(attempt, key, now).ok()?;
         let addr = *addrs.get(&id)?;
         Some(Picked { id, addr })
@@ -149,16 +157,29 @@ impl Upstream {
         let now = self.now_ms();
         if let Ok(mut state) = self.state.lock() {
             if let Some(b) = state.balancer.as_mut() {
-                b.finish(id, if success { Outcome::Success } else { Outcome::Failure }, now);
+                b.finish(
+                    id,
+                    if success {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    },
+                    now,
+                );
             }
         }
     }
 
     /// A snapshot of the peers: (address, stats).
     pub fn snapshot(&self) -> Vec<(String, balance::PeerStats, bool)> {
-        let Ok(state) = self.state.lock() else { return Vec::new() };
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
         match state.balancer.as_ref() {
-            Some(b) => b.peers().map(|(_, cfg, stats)| (cfg.name.clone(), stats, cfg.backup)).collect(),
+            Some(b) => b
+                .peers()
+                .map(|(_, cfg, stats)| (cfg.name.clone(), stats, cfg.backup))
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -183,7 +204,11 @@ async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize)
                 "upstream \"{}\": \"{}\" resolved to {}, peer added",
                 up.config.name,
                 server.display_name(),
-                addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             return;
         }

@@ -41,7 +41,10 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
     addrs.sort();
     addrs.dedup();
     if addrs.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no addresses",
+        ));
     }
     Ok(addrs)
 }

@@ -1,0 +1,243 @@
+//! nginx's command line and configuration errors, checked against the real
+//! binary: the exact text nginx prints, with file:line, and exit status 1.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{free_port, Balancer, BIN};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn seed_conf() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/seed/nginx.conf")
+        .canonicalize()
+        .expect("examples/seed/nginx.conf")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn seed_config_passes_the_test() {
+    let conf = seed_conf();
+    let (code, _, err) = run(&["-t", "-c", &conf]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "switchyard: the configuration file {conf} syntax is ok\n\
+             switchyard: configuration file {conf} test is successful\n"
+        )
+    );
+    let (code, _, err) = run(&["-t", "-q", "-c", &conf]);
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
+/// Each broken config gets nginx's message with file:line, and exit 1.
+#[test]
+fn broken_configs_get_nginx_messages() {
+    let cases: &[(&str, &str)] = &[
+        ("events {}\nhttp {\n  upstrem u { }\n}\n", "unknown directive \"upstrem\" in {F}:3"),
+        ("events {}\nhttp {\n}\n}\n", "unexpected \"}\" in {F}:4"),
+        ("events {}\nhttp {\n  server {\n", "unexpected end of file, expecting \"}\" in {F}:4"),
+        (
+            "events {}\nhttp {\n  server { listen 8080 {} }\n}\n",
+            "directive \"listen\" is not terminated by \";\" in {F}:3",
+        ),
+        (
+            "events {}\nhttp {\n  server { listen 8080 }\n}\n",
+            "unexpected \"}\" in {F}:3",
+        ),
+        (
+            "events {}\nproxy_pass http://x;\nhttp {}\n",
+            "\"proxy_pass\" directive is not allowed here in {F}:2",
+        ),
+        (
+            "events {}\nhttp {\n  server {\n    listen;\n  }\n}\n",
+            "invalid number of arguments in \"listen\" directive in {F}:4",
+        ),
+        (
+            "events {}\nhttp {\n  server { location / ; }\n}\n",
+            "directive \"location\" has no opening \"{\" in {F}:3",
+        ),
+        (
+            "events {}\nhttp {\n  proxy_read_timeout 10x;\n}\n",
+            "\"proxy_read_timeout\" directive invalid value in {F}:3",
+        ),
+        (
+            "events {}\nhttp {\n  proxy_read_timeout 1s;\n  proxy_read_timeout 2s;\n}\n",
+            "\"proxy_read_timeout\" directive is duplicate in {F}:4",
+        ),
+        (
+            "events {}\nhttp {\n  upstream u {\n    server 127.0.0.1 weight=0;\n  }\n}\n",
+            "invalid parameter \"weight=0\" in {F}:4",
+        ),
+        (
+            "events {}\nhttp {\n  upstream u {\n  }\n}\n",
+            "no servers are inside upstream in {F}:3",
+        ),
+        (
+            "events {}\nhttp {\n  sendfile maybe;\n}\n",
+            "invalid value \"maybe\" in \"sendfile\" directive, it must be \"on\" or \"off\" in {F}:3",
+        ),
+        (
+            "events {}\nhttp {\n  server {\n    listen 99999;\n  }\n}\n",
+            "invalid port in \"99999\" of the \"listen\" directive in {F}:4",
+        ),
+        (
+            "events {}\nhttp {\n  server {\n    location / { proxy_pass x; }\n  }\n}\n",
+            "invalid URL prefix in {F}:4",
+        ),
+        ("http {}\n", "no \"events\" section in configuration"),
+        (
+            "events { worker_connections x; }\n",
+            "invalid number \"x\" in {F}:1",
+        ),
+        (
+            "events {}\nhttp {\n  access_log /tmp/x nope;\n}\n",
+            "unknown log format \"nope\" in {F}:3",
+        ),
+        (
+            "events {}\nhttp {\n  proxy_cache zone;\n}\n",
+            "\"proxy_cache\" is not supported yet in {F}:3",
+        ),
+        (
+            "events {}\nhttp {\n  log_format x \"$nosuchvar\";\n}\n",
+            "unknown \"nosuchvar\" variable in {F}:3",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("case{i}.conf"));
+        std::fs::write(&file, text).unwrap();
+        let f = file.display().to_string();
+        let (code, _, err) = run(&["-t", "-c", &f]);
+        let expected = expected.replace("{F}", &f);
+        assert_eq!(code, 1, "case {i}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "switchyard: [emerg] {expected}\nswitchyard: configuration file {f} test failed\n"
+            ),
+            "case {i}"
+        );
+    }
+}
+
+#[test]
+fn dump_prints_every_file_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = support::write_file(
+        dir.path(),
+        "nginx.conf",
+        "events {}\nhttp {\n    include conf.d/*.conf;\n}\n",
+    );
+    let inc = support::write_file(
+        dir.path(),
+        "conf.d/up.conf",
+        "upstream u { server 127.0.0.1:9; }\n",
+    );
+    let (code, out, err) = run(&["-T", "-c", &main.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "# configuration file {}:\nevents {{}}\nhttp {{\n    include conf.d/*.conf;\n}}\n\n\
+             # configuration file {}:\nupstream u {{ server 127.0.0.1:9; }}\n\n",
+            main.display(),
+            inc.display()
+        )
+    );
+}
+
+#[test]
+fn command_line_errors_are_nginx_words() {
+    let (code, _, err) = run(&["-c"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "switchyard: [emerg] option \"-c\" requires file name\n")
+    );
+    let (code, _, err) = run(&["-s", "bogus"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "switchyard: [emerg] invalid option: \"-s bogus\"\n")
+    );
+    let (code, out, _) = run(&["-h"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("-s signal     : send signal to a master process: stop, quit, reopen, reload")
+    );
+    let (code, _, err) = run(&["-V"]);
+    assert_eq!(code, 0);
+    assert!(err.starts_with("switchyard version: switchyard/"), "{err}");
+    assert!(err.contains("configure arguments: "), "{err}");
+    assert!(err.contains("--without-http_ssi_module"), "{err}");
+}
+
+#[test]
+fn global_directives_from_g_are_checked() {
+    let conf = seed_conf();
+    let (code, _, err) = run(&["-t", "-c", &conf, "-g", "bogus on;"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("switchyard: [emerg] unknown directive \"bogus\" in command line\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn signal_reload_reaches_the_running_process() {
+    let port = free_port();
+    let b = Balancer::start_http(
+        &format!("server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\"; }} }}"),
+        &[port],
+    );
+    let conf = b.conf_path().display().to_string();
+    let prefix = b.dir.path().display().to_string();
+    let (code, _, err) = run(&["-p", &prefix, "-c", &conf, "-s", "reload"]);
+    assert_eq!(code, 0, "{err}");
+    support::wait_until(Duration::from_secs(10), "SIGHUP in the error log", || {
+        b.error_log_text().contains("signal 1 (SIGHUP) received")
+    });
+    // After the reload the server still answers.
+    assert_eq!(support::get(port, "/").status, 200);
+    let (code, _, err) = run(&["-p", &prefix, "-c", &conf, "-s", "quit"]);
+    assert_eq!(code, 0, "{err}");
+    let mut b = b;
+    assert_eq!(b.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn signal_without_pid_file_says_so() {
+    let conf = seed_conf();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(&[
+        "-p",
+        &dir.path().display().to_string(),
+        "-c",
+        &conf,
+        "-s",
+        "reload",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "switchyard: [error] open() \"{}/logs/nginx.pid\" failed (2: No such file or directory)\n",
+            dir.path().display()
+        )
+    );
+}
