@@ -12,6 +12,23 @@ use std::sync::OnceLock;
 /// The environment variable holding the override map.
 pub const PEER_MAP_ENV: &str = "SWITCHYARD_PEER_MAP";
 
+/// The environment variable naming an extra hosts file.
+pub const HOSTS_ENV: &str = "SWITCHYARD_HOSTS";
+
+/// Looks `host` up in a hosts-format text (`ADDRESS NAME [ALIASES...]`).
+pub fn lookup_hosts(text: &str, host: &str) -> Vec<std::net::IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split('#').next()?;
+            let mut fields = line.split_whitespace();
+            let ip: std::net::IpAddr = fields.next()?.parse().ok()?;
+            fields
+                .any(|name| name.eq_ignore_ascii_case(host))
+                .then_some(ip)
+        })
+        .collect()
+}
+
 fn overrides() -> &'static HashMap<String, SocketAddr> {
     static MAP: OnceLock<HashMap<String, SocketAddr>> = OnceLock::new();
     MAP.get_or_init(|| parse_map(&std::env::var(PEER_MAP_ENV).unwrap_or_default()))
@@ -37,6 +54,17 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
     if let Some(addr) = overrides().get(&key) {
         return Ok(vec![*addr]);
     }
+    if let Ok(path) = std::env::var(HOSTS_ENV) {
+        if let Ok(text) = tokio::fs::read_to_string(&path).await {
+            let ips = lookup_hosts(&text, host);
+            if !ips.is_empty() {
+                return Ok(ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect());
+            }
+        }
+    }
     let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
     addrs.sort();
     addrs.dedup();
@@ -59,5 +87,16 @@ mod tests {
         assert_eq!(m["echogolem1:8080"], "127.0.1.1:8080".parse().unwrap());
         assert_eq!(m["b:80"], "[::1]:81".parse().unwrap());
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn hosts_text() {
+        let text = "127.0.0.1 localhost\n# 10.0.0.1 gone\n127.0.1.5 echogolem1 alias\n";
+        assert_eq!(
+            lookup_hosts(text, "ECHOGOLEM1"),
+            vec!["127.0.1.5".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(lookup_hosts(text, "alias").len(), 1);
+        assert!(lookup_hosts(text, "gone").is_empty());
     }
 }
