@@ -289,6 +289,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("hash", UPS, T12, false, Yes),
     d("random", UPS, take(&[0, 1, 2]), false, Yes),
     d("zone", UPS, T12, false, Accepted),
+    d("health_check", UPS.or(LOC), Arity::AtLeast(0), false, Yes),
+    d("match", HTTP, T1, true, Yes),
     // proxy
     d(
         "proxy_pass",

@@ -23,6 +23,9 @@ struct HttpBuilder<'a> {
     upstream_names: Vec<String>,
     implicit: Vec<Arc<UpstreamConfig>>,
     formats: Vec<(String, Arc<LogFormat>)>,
+    matches: std::collections::HashMap<String, Arc<super::model::HealthMatch>>,
+    /// `health_check` lines found in locations: (upstream name, check).
+    location_checks: Vec<(String, super::model::HealthCheck)>,
 }
 
 /// Builds the typed `http` block.
@@ -38,7 +41,18 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
             .collect(),
         implicit: Vec::new(),
         formats: vec![("combined".to_string(), Arc::new(LogFormat::combined()))],
+        matches: std::collections::HashMap::new(),
+        location_checks: Vec::new(),
     };
+    // `match` blocks may be named by health checks anywhere in http.
+    for inner in block.iter().filter(|d| d.name == "match") {
+        check(inner, Ctx::HTTP)?;
+        let m = super::health::parse_match(inner)?;
+        if b.matches.contains_key(&m.name) {
+            return Err(ConfigError::at(format!("duplicate match \"{}\"", m.name), &inner.position));
+        }
+        b.matches.insert(m.name.clone(), Arc::new(m));
+    }
     let mut layer = Layer::default();
     let mut seen = Seen::default();
     let mut upstreams: Vec<Arc<UpstreamConfig>> = Vec::new();
@@ -47,8 +61,9 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
         let spec = check(inner, Ctx::HTTP)?;
         match spec.name {
             "server" => server_blocks.push(inner),
+            "match" => {}
             "upstream" => {
-                let up = build_upstream(inner)?;
+                let up = build_upstream(inner, &b.matches)?;
                 if upstreams.iter().any(|u| u.name == up.name) {
                     return Err(ConfigError::at(
                         format!("duplicate upstream \"{}\"", up.name),
@@ -100,6 +115,11 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
     }
     check_listens(&servers)?;
     upstreams.append(&mut b.implicit);
+    for (name, check) in b.location_checks.drain(..) {
+        if let Some(up) = upstreams.iter_mut().find(|u| u.name == name) {
+            Arc::make_mut(up).health_check = Some(check);
+        }
+    }
     Ok(Http {
         upstreams,
         servers,
@@ -231,6 +251,7 @@ impl HttpBuilder<'_> {
         let mut seen = Seen::default();
         let mut nested_blocks = Vec::new();
         let mut handler = Handler::None;
+        let mut pending_check = None;
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::LOCATION)?;
             match spec.name {
@@ -240,11 +261,26 @@ impl HttpBuilder<'_> {
                     handler = Handler::Proxy(self.parse_proxy_pass(inner, &matcher)?);
                 }
                 "return" => handler = parse_return(inner)?,
+                "health_check" => {
+                    seen.once(inner)?;
+                    pending_check = Some(super::health::parse_health_check(inner, &self.matches)?);
+                }
                 "include" => {}
                 _ => {
                     if !layer.apply(inner, self.prefix, &self.formats)? {
                         seen.once(inner)?;
                     }
+                }
+            }
+        }
+        if let Some(check) = pending_check {
+            match &handler {
+                Handler::Proxy(pass) => self.location_checks.push((pass.target_name().to_string(), check)),
+                _ => {
+                    return Err(ConfigError::at(
+                        "\"health_check\" needs \"proxy_pass\" to an upstream in the same location",
+                        at,
+                    ))
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! checked here, with nginx's message and `file:line` on error.
 
 pub mod directives;
+mod health;
 mod http;
 pub mod listen;
 pub mod model;

@@ -84,6 +84,8 @@ pub struct UpstreamConfig {
     pub hash_key: Option<crate::vars::Template>,
     /// Its `server` lines.
     pub servers: Vec<UpstreamServer>,
+    /// Its active health check, if any.
+    pub health_check: Option<HealthCheck>,
     /// Where it was defined.
     pub position: Position,
 }
@@ -273,4 +275,77 @@ pub struct AccessLogTarget {
     pub path: LogPath,
     /// The format.
     pub format: Arc<LogFormat>,
+}
+
+/// An active health check (`health_check` in an upstream or in the location
+/// that proxies to it, as nginx Plus writes it).
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// `interval=` (default 5s).
+    pub interval: Duration,
+    /// `fails=` (default 1): consecutive failures that make a peer unhealthy.
+    pub fails: u32,
+    /// `passes=` (default 1): consecutive successes that make it healthy again.
+    pub passes: u32,
+    /// `uri=` (default `/`).
+    pub uri: String,
+    /// `port=`: probe this port instead of the peer's.
+    pub port: Option<u16>,
+    /// `timeout=` (default 5s, ours: nginx Plus uses the proxy timeouts).
+    pub timeout: Duration,
+    /// `match=`: the conditions a response must meet (default: status 2xx or 3xx).
+    pub matcher: Option<Arc<HealthMatch>>,
+}
+
+impl PartialEq for HealthCheck {
+    fn eq(&self, other: &Self) -> bool {
+        self.interval == other.interval
+            && self.fails == other.fails
+            && self.passes == other.passes
+            && self.uri == other.uri
+            && self.port == other.port
+            && self.timeout == other.timeout
+            && self.matcher.as_ref().map(|m| m.name.clone()) == other.matcher.as_ref().map(|m| m.name.clone())
+    }
+}
+
+/// A `match NAME { ... }` block.
+#[derive(Debug, Clone)]
+pub struct HealthMatch {
+    /// Its name.
+    pub name: String,
+    /// `status` ranges (inclusive); empty means any status.
+    pub status: Vec<(u16, u16)>,
+    /// `status ! ...`.
+    pub status_negated: bool,
+    /// `header` conditions.
+    pub headers: Vec<HeaderMatch>,
+    /// `body ~ re` (false) / `body !~ re` (true).
+    pub body: Option<(regex::Regex, bool)>,
+}
+
+/// One `header` line of a `match` block.
+#[derive(Debug, Clone)]
+pub struct HeaderMatch {
+    /// The header name (lower case).
+    pub name: String,
+    /// What it must satisfy.
+    pub condition: HeaderCondition,
+}
+
+/// How a header is checked.
+#[derive(Debug, Clone)]
+pub enum HeaderCondition {
+    /// `header Name;`
+    Present,
+    /// `header ! Name;`
+    Absent,
+    /// `header Name = value;`
+    Equals(String),
+    /// `header Name != value;`
+    NotEquals(String),
+    /// `header Name ~ re;`
+    Matches(regex::Regex),
+    /// `header Name !~ re;`
+    NotMatches(regex::Regex),
 }

@@ -109,7 +109,11 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
 }
 
 /// Builds one `upstream NAME { ... }`.
-pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigError> {
+pub(crate) fn build_upstream(
+    d: &Directive,
+    matches: &std::collections::HashMap<String, std::sync::Arc<super::model::HealthMatch>>,
+) -> Result<UpstreamConfig, ConfigError> {
+    let mut health_check = None;
     let mut method = balance::Method::RoundRobin;
     let mut hash_key = None;
     let mut servers = Vec::new();
@@ -122,6 +126,11 @@ pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigErro
                 continue;
             }
             "include" => continue,
+            "health_check" => {
+                seen.once(inner)?;
+                health_check = Some(super::health::parse_health_check(inner, matches)?);
+                continue;
+            }
             _ => seen.once(inner)?,
         }
         let new_method = match spec.name {
@@ -193,6 +202,7 @@ pub(crate) fn build_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigErro
         method,
         hash_key,
         servers,
+        health_check,
         position: d.position.clone(),
     })
 }
@@ -218,6 +228,7 @@ pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) ->
             max_conns: 0,
             position: position.clone(),
         }],
+        health_check: None,
         position: position.clone(),
     }
 }

@@ -2,6 +2,7 @@
 //! thread, so round robin is exact across them), the address of each peer,
 //! and the names still waiting to resolve.
 
+pub mod health;
 pub mod resolve;
 
 use std::collections::HashMap;
@@ -166,6 +167,23 @@ impl Upstream {
                     },
                     now,
                 );
+            }
+        }
+    }
+
+    /// The current peers and their addresses.
+    pub fn peer_addresses(&self) -> Vec<(PeerId, SocketAddr)> {
+        match self.state.lock() {
+            Ok(state) => state.addrs.iter().map(|(id, a)| (*id, *a)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Marks a peer healthy or not (active health checks).
+    pub fn set_health(&self, id: PeerId, healthy: bool) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some(b) = state.balancer.as_mut() {
+                b.set_health(id, healthy);
             }
         }
     }

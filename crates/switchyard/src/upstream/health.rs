@@ -1,0 +1,167 @@
+//! Active health checks (nginx Plus's `health_check` and `match`, in the
+//! open build): every `interval` each peer is probed with an HTTP request;
+//! `fails` consecutive failures take it out of rotation, `passes`
+//! consecutive successes bring it back.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+use super::Upstream;
+use crate::config::model::{HealthCheck, HealthMatch, HeaderCondition};
+use crate::observe::error_log;
+
+/// Runs the checks of `upstream` until it is dropped (a reload that changes
+/// the upstream replaces it, and this task ends with it).
+pub async fn run(upstream: Weak<Upstream>, check: HealthCheck) {
+    let mut counters: HashMap<SocketAddr, (u32, u32, bool)> = HashMap::new();
+    let mut ticker = tokio::time::interval(check.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(up) = upstream.upgrade() else { return };
+        let peers = up.peer_addresses();
+        drop(up);
+        let probes = peers.iter().map(|(_, addr)| probe(*addr, &check));
+        let results = futures_join_all(probes).await;
+        let Some(up) = upstream.upgrade() else { return };
+        for ((id, addr), outcome) in peers.into_iter().zip(results) {
+            let entry = counters.entry(addr).or_insert((0, 0, true));
+            let (fails, passes, healthy) = entry;
+            match outcome {
+                Ok(()) => {
+                    *fails = 0;
+                    *passes += 1;
+                    if !*healthy && *passes >= check.passes {
+                        *healthy = true;
+                        up.set_health(id, true);
+                        error_log::log(
+                            crate::observe::ErrorLevel::Notice,
+                            None,
+                            &format!("peer {addr} of upstream \"{}\" is healthy again", up.config.name),
+                        );
+                    }
+                }
+                Err(why) => {
+                    *passes = 0;
+                    *fails += 1;
+                    if *healthy && *fails >= check.fails {
+                        *healthy = false;
+                        up.set_health(id, false);
+                        error_log::log(
+                            crate::observe::ErrorLevel::Warn,
+                            None,
+                            &format!(
+                                "peer {addr} of upstream \"{}\" is unhealthy: {why} (health check {})",
+                                up.config.name, check.uri
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the probes concurrently (no extra crate: each is a spawned task).
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<Result<(), String>>
+where
+    F: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap_or_else(|e| Err(format!("probe task failed: {e}"))));
+    }
+    out
+}
+
+fn probe(addr: SocketAddr, check: &HealthCheck) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+    let check = check.clone();
+    async move {
+        let target = match check.port {
+            Some(port) => SocketAddr::new(addr.ip(), port),
+            None => addr,
+        };
+        match tokio::time::timeout(check.timeout, probe_once(target, &check)).await {
+            Ok(result) => result,
+            Err(_) => Err("timed out".to_string()),
+        }
+    }
+}
+
+async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), String> {
+    let stream = tokio::net::TcpStream::connect(target)
+        .await
+        .map_err(|e| format!("connect() failed ({})", error_log::os_error(&e)))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = http::Request::get(check.uri.as_str())
+        .header(http::header::HOST, target.to_string())
+        .header(http::header::USER_AGENT, concat!("switchyard-health-check/", env!("CARGO_PKG_VERSION")))
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    match &check.matcher {
+        None if (200..400).contains(&status) => Ok(()),
+        None => Err(format!("status {status}")),
+        Some(m) => evaluate(m, status, &headers, &body),
+    }
+}
+
+/// Whether a response satisfies a `match` block.
+pub fn evaluate(m: &HealthMatch, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Result<(), String> {
+    if !m.status.is_empty() {
+        let inside = m.status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status));
+        if inside == m.status_negated {
+            return Err(format!("status {status} does not match"));
+        }
+    }
+    for cond in &m.headers {
+        let value = headers.get(cond.name.as_str()).and_then(|v| v.to_str().ok());
+        let ok = match (&cond.condition, value) {
+            (HeaderCondition::Present, v) => v.is_some(),
+            (HeaderCondition::Absent, v) => v.is_none(),
+            (HeaderCondition::Equals(want), Some(v)) => v == want,
+            (HeaderCondition::NotEquals(want), Some(v)) => v != want,
+            (HeaderCondition::Matches(re), Some(v)) => re.is_match(v),
+            (HeaderCondition::NotMatches(re), Some(v)) => !re.is_match(v),
+            (_, None) => false,
+        };
+        if !ok {
+            return Err(format!("header {} does not match", cond.name));
+        }
+    }
+    if let Some((re, negated)) = &m.body {
+        let text = String::from_utf8_lossy(body);
+        if re.is_match(&text) == *negated {
+            return Err("body does not match".to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Starts the checker of `upstream` if its config has one.
+pub fn spawn(upstream: &Arc<Upstream>) {
+    if let Some(check) = upstream.config.health_check.clone() {
+        tokio::spawn(run(Arc::downgrade(upstream), check));
+    }
+}
+
+/// The default probe timeout when `timeout=` is not given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
