@@ -290,6 +290,9 @@ pub static DIRECTIVES: &[Spec] = &[
     d("random", UPS, take(&[0, 1, 2]), false, Yes),
     d("zone", UPS, T12, false, Accepted),
     d("health_check", UPS.or(LOC), Arity::AtLeast(0), false, Yes),
+    d("stub_status", SRV.or(LOC), T01, false, Yes),
+    d("metrics", LOC, T0, false, Yes),
+    d("status_page", LOC, T0, false, Yes),
     d("match", HTTP, T1, true, Yes),
     // proxy
     d(

@@ -22,7 +22,8 @@ pub(crate) fn parse_match(d: &Directive) -> Result<HealthMatch, ConfigError> {
         let at = &inner.position;
         let args: Vec<&str> = inner.args.iter().map(|a| a.value.as_str()).collect();
         let regex = |text: &str| {
-            regex::Regex::new(text).map_err(|e| ConfigError::at(format!("invalid regex \"{text}\": {e}"), at))
+            regex::Regex::new(text)
+                .map_err(|e| ConfigError::at(format!("invalid regex \"{text}\": {e}"), at))
         };
         match inner.name.as_str() {
             "status" => {
@@ -32,12 +33,17 @@ pub(crate) fn parse_match(d: &Directive) -> Result<HealthMatch, ConfigError> {
                     codes = &codes[1..];
                 }
                 if codes.is_empty() {
-                    return Err(ConfigError::at("invalid number of arguments in \"status\" directive", at));
+                    return Err(ConfigError::at(
+                        "invalid number of arguments in \"status\" directive",
+                        at,
+                    ));
                 }
                 for code in codes {
                     let (lo, hi) = code.split_once('-').unwrap_or((code, code));
                     match (values::parse_number(lo), values::parse_number(hi)) {
-                        (Some(lo), Some(hi)) if (100..=999).contains(&lo) && lo <= hi && hi <= 999 => {
+                        (Some(lo), Some(hi))
+                            if (100..=999).contains(&lo) && lo <= hi && hi <= 999 =>
+                        {
                             m.status.push((lo as u16, hi as u16))
                         }
                         _ => return Err(ConfigError::at(format!("invalid status \"{code}\""), at)),
@@ -49,10 +55,17 @@ pub(crate) fn parse_match(d: &Directive) -> Result<HealthMatch, ConfigError> {
                     [name] => (name.to_string(), HeaderCondition::Present),
                     ["!", name] => (name.to_string(), HeaderCondition::Absent),
                     [name, "=", v] => (name.to_string(), HeaderCondition::Equals(v.to_string())),
-                    [name, "!=", v] => (name.to_string(), HeaderCondition::NotEquals(v.to_string())),
+                    [name, "!=", v] => {
+                        (name.to_string(), HeaderCondition::NotEquals(v.to_string()))
+                    }
                     [name, "~", v] => (name.to_string(), HeaderCondition::Matches(regex(v)?)),
                     [name, "!~", v] => (name.to_string(), HeaderCondition::NotMatches(regex(v)?)),
-                    _ => return Err(ConfigError::at("invalid \"header\" condition in \"match\"", at)),
+                    _ => {
+                        return Err(ConfigError::at(
+                            "invalid \"header\" condition in \"match\"",
+                            at,
+                        ))
+                    }
                 };
                 m.headers.push(HeaderMatch {
                     name: condition.0.to_ascii_lowercase(),
@@ -63,10 +76,20 @@ pub(crate) fn parse_match(d: &Directive) -> Result<HealthMatch, ConfigError> {
                 m.body = Some(match args.as_slice() {
                     ["~", v] => (regex(v)?, false),
                     ["!~", v] => (regex(v)?, true),
-                    _ => return Err(ConfigError::at("invalid \"body\" condition in \"match\"", at)),
+                    _ => {
+                        return Err(ConfigError::at(
+                            "invalid \"body\" condition in \"match\"",
+                            at,
+                        ))
+                    }
                 });
             }
-            other => return Err(ConfigError::at(format!("unknown directive \"{other}\""), at)),
+            other => {
+                return Err(ConfigError::at(
+                    format!("unknown directive \"{other}\""),
+                    at,
+                ))
+            }
         }
     }
     Ok(m)
@@ -92,24 +115,45 @@ pub(crate) fn parse_health_check(
         let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
         let (key, value) = p.split_once('=').ok_or_else(invalid)?;
         match key {
-            "interval" => check.interval = values::parse_time(value).filter(|t| !t.is_zero()).ok_or_else(invalid)?,
-            "timeout" => check.timeout = values::parse_time(value).filter(|t| !t.is_zero()).ok_or_else(invalid)?,
-            "fails" => check.fails = values::parse_number(value).filter(|n| *n > 0 && *n < 1 << 20).ok_or_else(invalid)? as u32,
-            "passes" => check.passes = values::parse_number(value).filter(|n| *n > 0 && *n < 1 << 20).ok_or_else(invalid)? as u32,
+            "interval" => {
+                check.interval = values::parse_time(value)
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(invalid)?
+            }
+            "timeout" => {
+                check.timeout = values::parse_time(value)
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(invalid)?
+            }
+            "fails" => {
+                check.fails = values::parse_number(value)
+                    .filter(|n| *n > 0 && *n < 1 << 20)
+                    .ok_or_else(invalid)? as u32
+            }
+            "passes" => {
+                check.passes = values::parse_number(value)
+                    .filter(|n| *n > 0 && *n < 1 << 20)
+                    .ok_or_else(invalid)? as u32
+            }
             "uri" if value.starts_with('/') => check.uri = value.to_string(),
             "port" => {
-                check.port = Some(values::parse_number(value).filter(|n| (1..=65535).contains(n)).ok_or_else(invalid)? as u16)
-            }
-            "match" => {
-                check.matcher = Some(
-                    matches
-                        .get(value)
-                        .cloned()
-                        .ok_or_else(|| ConfigError::at(format!("match \"{value}\" not found"), at))?,
+                check.port = Some(
+                    values::parse_number(value)
+                        .filter(|n| (1..=65535).contains(n))
+                        .ok_or_else(invalid)? as u16,
                 )
             }
+            "match" => {
+                check.matcher =
+                    Some(matches.get(value).cloned().ok_or_else(|| {
+                        ConfigError::at(format!("match \"{value}\" not found"), at)
+                    })?)
+            }
             "jitter" | "mandatory" | "persistent" | "type" | "keepalive_time" => {
-                return Err(ConfigError::at(format!("health_check parameter \"{key}\" is not supported yet"), at))
+                return Err(ConfigError::at(
+                    format!("health_check parameter \"{key}\" is not supported yet"),
+                    at,
+                ))
             }
             _ => return Err(invalid()),
         }

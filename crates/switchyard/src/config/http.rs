@@ -49,7 +49,10 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
         check(inner, Ctx::HTTP)?;
         let m = super::health::parse_match(inner)?;
         if b.matches.contains_key(&m.name) {
-            return Err(ConfigError::at(format!("duplicate match \"{}\"", m.name), &inner.position));
+            return Err(ConfigError::at(
+                format!("duplicate match \"{}\"", m.name),
+                &inner.position,
+            ));
         }
         b.matches.insert(m.name.clone(), Arc::new(m));
     }
@@ -261,6 +264,9 @@ impl HttpBuilder<'_> {
                     handler = Handler::Proxy(self.parse_proxy_pass(inner, &matcher)?);
                 }
                 "return" => handler = parse_return(inner)?,
+                "stub_status" => handler = Handler::StubStatus,
+                "metrics" => handler = Handler::Metrics,
+                "status_page" => handler = Handler::StatusPage,
                 "health_check" => {
                     seen.once(inner)?;
                     pending_check = Some(super::health::parse_health_check(inner, &self.matches)?);
@@ -275,7 +281,9 @@ impl HttpBuilder<'_> {
         }
         if let Some(check) = pending_check {
             match &handler {
-                Handler::Proxy(pass) => self.location_checks.push((pass.target_name().to_string(), check)),
+                Handler::Proxy(pass) => self
+                    .location_checks
+                    .push((pass.target_name().to_string(), check)),
                 _ => {
                     return Err(ConfigError::at(
                         "\"health_check\" needs \"proxy_pass\" to an upstream in the same location",

@@ -190,6 +190,12 @@ pub enum Handler {
         /// The body text or the redirect URL (with variables).
         text: Option<crate::vars::Template>,
     },
+    /// `stub_status`: nginx's basic status text.
+    StubStatus,
+    /// `metrics` (ours): Prometheus metrics.
+    Metrics,
+    /// `status_page` (ours): a live HTML page; `*.json` below it is its data.
+    StatusPage,
     /// Nothing configured: nginx would serve static files from `root`; that
     /// is not supported yet, so such requests get 404 like a missing file.
     None,
@@ -305,7 +311,8 @@ impl PartialEq for HealthCheck {
             && self.uri == other.uri
             && self.port == other.port
             && self.timeout == other.timeout
-            && self.matcher.as_ref().map(|m| m.name.clone()) == other.matcher.as_ref().map(|m| m.name.clone())
+            && self.matcher.as_ref().map(|m| m.name.clone())
+                == other.matcher.as_ref().map(|m| m.name.clone())
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Exchange {
     pub upstream_headers: HeaderMap,
     /// `$proxy_host`.
     pub proxy_host: String,
+    /// The upstream group used, if the request was proxied.
+    pub upstream_name: Option<String>,
     /// `$proxy_port`.
     pub proxy_port: u16,
     /// Body bytes sent to the client.
@@ -111,6 +113,7 @@ impl Exchange {
             upstream: Vec::new(),
             upstream_headers: HeaderMap::new(),
             proxy_host: String::new(),
+            upstream_name: None,
             proxy_port: 0,
             body_bytes_sent: 0,
             header_bytes: 0,

@@ -10,3 +10,4 @@ pub mod proxy;
 pub mod respond;
 pub mod route;
 pub mod server;
+pub mod status;

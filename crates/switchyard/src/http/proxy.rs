@@ -203,6 +203,7 @@ pub async fn proxy(
 ) -> Response<ResponseBody> {
     let settings = &location.settings;
     ex.proxy_host = pass.proxy_host.clone();
+    ex.upstream_name = Some(upstream.config.name.clone());
     ex.proxy_port = upstream
         .config
         .servers
@@ -333,6 +334,9 @@ pub async fn proxy(
         let failure = match response {
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
+                crate::observe::metrics::global()
+                    .peer(&upstream.config.name, &picked.addr.to_string())
+                    .response(status, started.elapsed());
                 if let Some(t) = ex.upstream.last_mut() {
                     t.status = Some(status);
                     t.header = Some(started.elapsed().as_secs_f64());
@@ -354,6 +358,11 @@ pub async fn proxy(
 }
 
 fn record_failure(ex: &mut Exchange, failure: &Failure, url: &str, started: Instant) {
+    if let (Some(t), Some(upstream)) = (ex.upstream.last(), ex.upstream_name.as_deref()) {
+        crate::observe::metrics::global()
+            .peer(upstream, &t.addr)
+            .failure();
+    }
     if let Some(t) = ex.upstream.last_mut() {
         t.response = Some(started.elapsed().as_secs_f64());
         if t.status.is_none() {

@@ -61,6 +61,8 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let metrics = crate::observe::metrics::global();
+        metrics.accepted.fetch_add(1, Ordering::Relaxed);
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             error_log::log(
                 crate::observe::ErrorLevel::Alert,
@@ -70,9 +72,14 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             drop(stream);
             continue;
         };
+        metrics.handled.fetch_add(1, Ordering::Relaxed);
+        metrics.active.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         tokio::spawn(async move {
             serve_connection(stream, remote, shared).await;
+            crate::observe::metrics::global()
+                .active
+                .fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
@@ -96,6 +103,8 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         .or_else(|| generation.servers_for(local).first())
         .map(|(s, _)| s.settings.clone());
     let Some(settings) = settings else { return };
+    let listener_metrics = crate::observe::metrics::global().listener(local);
+    listener_metrics.connections.fetch_add(1, Ordering::Relaxed);
     if settings.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }
@@ -114,7 +123,16 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
     let service = service_fn(move |request| {
         let generation = generation.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(request, conn, generation).await) }
+        let listener_metrics = listener_metrics.clone();
+        async move {
+            let metrics = crate::observe::metrics::global();
+            metrics.requests.fetch_add(1, Ordering::Relaxed);
+            listener_metrics.requests.fetch_add(1, Ordering::Relaxed);
+            metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+            let response = handle(request, conn, generation).await;
+            metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
@@ -189,6 +207,9 @@ pub async fn handle(
                 }
                 None => respond::error(500, settings.server_tokens),
             },
+            Some(Handler::StubStatus) => super::status::stub_status(),
+            Some(Handler::Metrics) => super::status::prometheus(&generation),
+            Some(Handler::StatusPage) => super::status::status_page(&generation, &ex.uri),
             Some(Handler::Return { code, text }) => {
                 let text = text.as_ref().map(|t| t.render(&*ex));
                 if *code == 444 {

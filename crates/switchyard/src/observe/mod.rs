@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod error_log;
 pub mod log_format;
+pub mod metrics;
 pub mod time;
 
 /// nginx's error-log levels, most severe first.

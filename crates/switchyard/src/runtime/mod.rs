@@ -100,10 +100,6 @@ pub fn run(options: RunOptions) -> i32 {
             return 1;
         }
     }
-    if let Err(e) = write_pid(&main.pid) {
-        error_log::stderr_line(ErrorLevel::Emerg, &e);
-        return 1;
-    }
     let workers = main.worker_processes.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -120,7 +116,8 @@ pub fn run(options: RunOptions) -> i32 {
             return 1;
         }
     };
-    let code = runtime.block_on(serve(options, generation, bound, workers));
+    let pid_file = main.pid.clone();
+    let code = runtime.block_on(serve(options, generation, bound, workers, pid_file));
     let _ = std::fs::remove_file(&main.pid);
     // Connection tasks may still hold sockets; do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -185,10 +182,7 @@ impl Server {
 
 fn start_resolving(generation: &Generation) {
     for upstream in generation.upstreams.values() {
-        let upstream = upstream.clone();
-        if upstream.start().is_none() {
-            tokio::spawn(async move { upstream.start_resolving().await });
-        }
+        upstream.activate();
     }
 }
 
@@ -197,7 +191,24 @@ async fn serve(
     generation: Generation,
     bound: HashMap<SocketAddr, std::net::TcpListener>,
     workers: usize,
+    pid_file: PathBuf,
 ) -> i32 {
+    let (Ok(mut hup), Ok(mut quit), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        error_log::stderr_line(ErrorLevel::Emerg, "cannot install signal handlers");
+        return 1;
+    };
+    // The pid file says "ready for signals": it is written only now that
+    // every listener is bound and every handler installed.
+    if let Err(e) = write_pid(&pid_file) {
+        error_log::stderr_line(ErrorLevel::Emerg, &e);
+        return 1;
+    }
     let (epoch_tx, epoch_rx) = watch::channel(0u64);
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_connections = generation.model.main.worker_connections;
@@ -230,16 +241,6 @@ async fn serve(
         workers
     ));
 
-    let (Ok(mut hup), Ok(mut quit), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::quit()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        error_log::stderr_line(ErrorLevel::Emerg, "cannot install signal handlers");
-        return 1;
-    };
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
 use super::Upstream;
-use crate::config::model::{HealthCheck, HealthMatch, HeaderCondition};
+use crate::config::model::{HeaderCondition, HealthCheck, HealthMatch};
 use crate::observe::error_log;
 
 /// Runs the checks of `upstream` until it is dropped (a reload that changes
@@ -42,7 +42,10 @@ pub async fn run(upstream: Weak<Upstream>, check: HealthCheck) {
                         error_log::log(
                             crate::observe::ErrorLevel::Notice,
                             None,
-                            &format!("peer {addr} of upstream \"{}\" is healthy again", up.config.name),
+                            &format!(
+                                "peer {addr} of upstream \"{}\" is healthy again",
+                                up.config.name
+                            ),
                         );
                     }
                 }
@@ -75,12 +78,18 @@ where
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
-        out.push(h.await.unwrap_or_else(|e| Err(format!("probe task failed: {e}"))));
+        out.push(
+            h.await
+                .unwrap_or_else(|e| Err(format!("probe task failed: {e}"))),
+        );
     }
     out
 }
 
-fn probe(addr: SocketAddr, check: &HealthCheck) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+fn probe(
+    addr: SocketAddr,
+    check: &HealthCheck,
+) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
     let check = check.clone();
     async move {
         let target = match check.port {
@@ -98,17 +107,24 @@ async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), Strin
     let stream = tokio::net::TcpStream::connect(target)
         .await
         .map_err(|e| format!("connect() failed ({})", error_log::os_error(&e)))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let request = http::Request::get(check.uri.as_str())
         .header(http::header::HOST, target.to_string())
-        .header(http::header::USER_AGENT, concat!("switchyard-health-check/", env!("CARGO_PKG_VERSION")))
+        .header(
+            http::header::USER_AGENT,
+            concat!("switchyard-health-check/", env!("CARGO_PKG_VERSION")),
+        )
         .header(http::header::CONNECTION, "close")
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response
@@ -125,15 +141,25 @@ async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), Strin
 }
 
 /// Whether a response satisfies a `match` block.
-pub fn evaluate(m: &HealthMatch, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Result<(), String> {
+pub fn evaluate(
+    m: &HealthMatch,
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<(), String> {
     if !m.status.is_empty() {
-        let inside = m.status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status));
+        let inside = m
+            .status
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status));
         if inside == m.status_negated {
             return Err(format!("status {status} does not match"));
         }
     }
     for cond in &m.headers {
-        let value = headers.get(cond.name.as_str()).and_then(|v| v.to_str().ok());
+        let value = headers
+            .get(cond.name.as_str())
+            .and_then(|v| v.to_str().ok());
         let ok = match (&cond.condition, value) {
             (HeaderCondition::Present, v) => v.is_some(),
             (HeaderCondition::Absent, v) => v.is_none(),

@@ -37,6 +37,7 @@ pub struct Upstream {
     pub config: Arc<UpstreamConfig>,
     state: Mutex<State>,
     epoch: Instant,
+    activated: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -70,7 +71,22 @@ impl Upstream {
                 addrs: HashMap::new(),
             }),
             epoch: Instant::now(),
+            activated: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Starts name resolution and the health checker, once per group (a
+    /// group kept across a reload is not started again).
+    pub fn activate(self: &Arc<Self>) {
+        if self
+            .activated
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.start_resolving().await });
+        health::spawn(self);
     }
 
     fn now_ms(&self) -> u64 {
@@ -188,15 +204,16 @@ impl Upstream {
         }
     }
 
-    /// A snapshot of the peers: (address, stats).
-    pub fn snapshot(&self) -> Vec<(String, balance::PeerStats, bool)> {
+    /// A snapshot of the peers: their configuration and state now.
+    pub fn snapshot(&self) -> Vec<(PeerConfig, balance::PeerStats)> {
+        let now = self.now_ms();
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
         match state.balancer.as_ref() {
             Some(b) => b
-                .peers()
-                .map(|(_, cfg, stats)| (cfg.name.clone(), stats, cfg.backup))
+                .peers_at(now)
+                .map(|(_, cfg, stats)| (cfg.clone(), stats))
                 .collect(),
             None => Vec::new(),
         }

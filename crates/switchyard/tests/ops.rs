@@ -1,0 +1,443 @@
+//! Operations: reloads under traffic, graceful and fast stops, a bad reload
+//! that changes nothing, active health checks, metrics and the status page.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{free_port, get, post, upstream_block, Balancer, Echo};
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn conf_text(port: u16, backends: &[&Echo], extra_server: &str) -> String {
+    let servers: Vec<(SocketAddr, &str)> = backends.iter().map(|e| (e.addr, "")).collect();
+    format!(
+        "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log logs/access.log;\n{}\nserver {{\n    listen 127.0.0.1:{port};\n    {extra_server}\n    location / {{ proxy_pass http://backends; }}\n}}\n}}\n",
+        upstream_block("backends", &servers)
+    )
+}
+
+fn count_in_log(b: &Balancer, needle: &str) -> usize {
+    b.error_log_text().matches(needle).count()
+}
+
+/// One GET on a keep-alive connection; reconnects when the server closed an
+/// idle connection (what every HTTP client does for an idempotent request).
+fn keepalive_get(conn: &mut Option<BufReader<TcpStream>>, port: u16) -> Result<u16, String> {
+    for _ in 0..2 {
+        if conn.is_none() {
+            let s = TcpStream::connect(local(port)).map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            *conn = Some(BufReader::new(s));
+        }
+        let Some(reader) = conn.as_mut() else {
+            continue;
+        };
+        let sent = reader
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        if sent.is_err() {
+            *conn = None;
+            continue;
+        }
+        match support::read_response(reader) {
+            Ok(r) => {
+                if r.header("connection") == Some("close") {
+                    *conn = None;
+                }
+                return Ok(r.status);
+            }
+            // Closed before any byte of the response: the server retired
+            // the idle connection; retry once on a new one.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => *conn = None,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    Err("connection closed twice in a row".into())
+}
+
+#[test]
+fn fifty_reloads_under_traffic_drop_nothing() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let port = free_port();
+    let conf_a = conf_text(port, &[&a, &b], "");
+    let conf_b = conf_text(port, &[&a, &b], "keepalive_requests 500;");
+    let balancer = Balancer::start_full(&conf_a, &[port], &[]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+        clients.push(std::thread::spawn(move || {
+            let mut conn = None;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                // Client 0 opens a new connection per request: it sees any
+                // moment when nothing listens.
+                if i == 0 {
+                    conn = None;
+                }
+                match keepalive_get(&mut conn, port) {
+                    Ok(200) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(status) => failures.lock().unwrap().push(format!("status {status}")),
+                    Err(e) => failures.lock().unwrap().push(e),
+                }
+            }
+        }));
+    }
+    // Long responses: 4 MiB each, read slowly so they span many reloads.
+    let mut long = Vec::new();
+    for _ in 0..2 {
+        long.push(std::thread::spawn(move || -> Result<usize, String> {
+            let mut s = TcpStream::connect(local(port)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+            s.write_all(b"GET /?size=4MiB HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut reader = BufReader::new(s);
+            let mut line = String::new();
+            reader.read_line(&mut line).map_err(|e| e.to_string())?;
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).map_err(|e| e.to_string())?;
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut got = 0usize;
+            let mut buf = [0u8; 16384];
+            loop {
+                let n = reader.read(&mut buf).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            if got != length {
+                return Err(format!("long response cut: {got} of {length} bytes"));
+            }
+            Ok(got)
+        }));
+    }
+
+    for i in 0..50 {
+        balancer.rewrite_conf(if i % 2 == 0 { &conf_b } else { &conf_a });
+        balancer.signal(libc::SIGHUP);
+        support::wait_until(Duration::from_secs(10), "reload to be logged", || {
+            count_in_log(&balancer, "reconfiguring") > i
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    for l in long {
+        let got = l.join().unwrap();
+        assert_eq!(got, Ok(4 * 1024 * 1024));
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "too little traffic: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert_eq!(count_in_log(&balancer, "reconfiguring"), 50);
+}
+
+#[test]
+fn a_broken_reload_keeps_the_old_config_serving() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let port = free_port();
+    let balancer = Balancer::start_full(&conf_text(port, &[&a], ""), &[port], &[]);
+    balancer.rewrite_conf("events {}\nhttp {\n    upstrem x {}\n}\n");
+    balancer.signal(libc::SIGHUP);
+    let expected = format!("[emerg] {}#", balancer.pid());
+    let message = format!(
+        "unknown directive \"upstrem\" in {}:3",
+        balancer.conf_path().display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(balancer.error_log_text().contains(&expected)
+        && balancer.error_log_text().contains(&message))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reload error {message:?} in:\n{}",
+            balancer.error_log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(port, "/").status, 200);
+}
+
+#[test]
+fn quit_finishes_in_flight_requests_then_exits_zero() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let (port, status_port) = (free_port(), free_port());
+    let mut balancer = Balancer::start_full(
+        &status_conf(port, status_port, &a, &b),
+        &[port, status_port],
+        &[],
+    );
+    let slow = std::thread::spawn(move || get(port, "/?delay=1s"));
+    // stub_status counts the request asking too: 2 writing = the slow one is in flight.
+    support::wait_until(Duration::from_secs(5), "the slow request in flight", || {
+        get(status_port, "/basic_status")
+            .text()
+            .contains("Writing: 2 ")
+    });
+    balancer.signal(libc::SIGQUIT);
+    let response = slow.join().unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(balancer.wait(Duration::from_secs(10)), Some(0));
+    assert!(!balancer.pid_file.exists(), "pid file removed on exit");
+}
+
+#[test]
+fn term_stops_at_once() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let port = free_port();
+    let mut balancer = Balancer::start_full(&conf_text(port, &[&a], ""), &[port], &[]);
+    balancer.signal(libc::SIGTERM);
+    assert_eq!(balancer.wait(Duration::from_secs(5)), Some(0));
+    assert!(TcpStream::connect(local(port)).is_err());
+}
+
+fn served_by(port: u16, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            get(port, "/")
+                .header("x-served-by")
+                .unwrap_or("-")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn active_health_checks_take_a_peer_out_and_back() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let port = free_port();
+    let conf = format!(
+        "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log off;\n\
+         upstream backends {{\n    server {};\n    server {};\n    health_check interval=500ms fails=2 passes=2 uri=/healthz;\n}}\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://backends; }} }}\n}}\n",
+        a.addr, b.addr
+    );
+    let balancer = Balancer::start_full(&conf, &[port], &[]);
+    assert!(served_by(port, 4).contains(&"a".to_string()));
+
+    // a's health endpoint starts failing.
+    assert_eq!(post(a.addr.port(), "/healthz", b"503").status, 200);
+    let failed_at = Instant::now();
+    support::wait_until(Duration::from_secs(5), "a to leave the rotation", || {
+        served_by(port, 4).iter().all(|n| n == "b")
+    });
+    // interval x fails = 1s, plus one interval of phase and the probe itself.
+    assert!(
+        failed_at.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        failed_at.elapsed()
+    );
+    assert!(balancer
+        .error_log_text()
+        .contains("is unhealthy: status 503"));
+    assert!(served_by(port, 10).iter().all(|n| n == "b"));
+
+    assert_eq!(post(a.addr.port(), "/healthz", b"200").status, 200);
+    let healed_at = Instant::now();
+    support::wait_until(Duration::from_secs(5), "a to come back", || {
+        served_by(port, 4).contains(&"a".to_string())
+    });
+    assert!(
+        healed_at.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        healed_at.elapsed()
+    );
+    assert!(balancer.error_log_text().contains("is healthy again"));
+}
+
+fn status_conf(port: u16, status_port: u16, a: &Echo, b: &Echo) -> String {
+    format!(
+        "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log off;\n{}\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://backends; }} }}\n\
+         server {{ listen 127.0.0.1:{status_port};\n  location = /metrics {{ metrics; }}\n  location /status {{ status_page; }}\n  location = /basic_status {{ stub_status; }}\n}}\n}}\n",
+        upstream_block("backends", &[(a.addr, ""), (b.addr, "")])
+    )
+}
+
+fn metric(text: &str, line_prefix: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric line {line_prefix}"))
+}
+
+#[test]
+fn metrics_count_each_peer_and_pass_promtool() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let (port, status_port) = (free_port(), free_port());
+    let _balancer = Balancer::start_full(
+        &status_conf(port, status_port, &a, &b),
+        &[port, status_port],
+        &[],
+    );
+    for _ in 0..10 {
+        assert_eq!(get(port, "/").status, 200);
+    }
+    get(port, "/?status=503");
+    let text = get(status_port, "/metrics").text();
+    let la = format!("upstream=\"backends\",peer=\"{}\"", a.addr);
+    let lb = format!("upstream=\"backends\",peer=\"{}\"", b.addr);
+    let total = metric(
+        &text,
+        &format!("switchyard_upstream_peer_requests_total{{{la}}}"),
+    ) + metric(
+        &text,
+        &format!("switchyard_upstream_peer_requests_total{{{lb}}}"),
+    );
+    assert_eq!(total, 11);
+    let fives = metric(
+        &text,
+        &format!("switchyard_upstream_peer_responses_total{{{la},code=\"5xx\"}}"),
+    ) + metric(
+        &text,
+        &format!("switchyard_upstream_peer_responses_total{{{lb},code=\"5xx\"}}"),
+    );
+    assert_eq!(fives, 1);
+    assert_eq!(
+        metric(&text, &format!("switchyard_upstream_peer_up{{{la}}}")),
+        1
+    );
+
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("promtool (Debian's prometheus package; scripts/install-test-deps installs it)");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let basic = get(status_port, "/basic_status").text();
+    assert!(basic.starts_with("Active connections: "), "{basic}");
+    assert!(
+        basic.contains("server accepts handled requests\n"),
+        "{basic}"
+    );
+}
+
+fn chromium_dump(url: &str, screenshot: Option<&std::path::Path>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=3000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()));
+    if let Some(path) = screenshot {
+        cmd.arg(format!("--screenshot={}", path.display()))
+            .arg("--window-size=1000,600");
+    } else {
+        cmd.arg("--dump-dom");
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("chromium (Debian's package; scripts/install-test-deps installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn page_requests(dom: &str, peer: &SocketAddr) -> u64 {
+    // <tr class="peer" data-peer="ADDR">...<td class="requests">N</td>
+    let row = dom
+        .split("<tr")
+        .find(|r| r.contains(&format!("data-peer=\"{peer}\"")))
+        .unwrap_or_else(|| panic!("no row for {peer} in the page: {dom}"));
+    row.split("class=\"requests\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {row}"))
+}
+
+#[test]
+fn status_page_shows_requests_per_peer_live_in_chromium() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let (port, status_port) = (free_port(), free_port());
+    let _balancer = Balancer::start_full(
+        &status_conf(port, status_port, &a, &b),
+        &[port, status_port],
+        &[],
+    );
+    let url = format!("http://127.0.0.1:{status_port}/status");
+    for _ in 0..4 {
+        get(port, "/");
+    }
+    let first = chromium_dump(&url, None);
+    assert_eq!(
+        page_requests(&first, &a.addr) + page_requests(&first, &b.addr),
+        4,
+        "{first}"
+    );
+    for _ in 0..6 {
+        get(port, "/");
+    }
+    let second = chromium_dump(&url, None);
+    assert_eq!(page_requests(&second, &a.addr), 5);
+    assert_eq!(page_requests(&second, &b.addr), 5);
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("status-page.png");
+    chromium_dump(&url, Some(&shot));
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false),
+        "no screenshot at {}",
+        shot.display()
+    );
+}
