@@ -59,14 +59,40 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
     let mut layer = Layer::default();
     let mut seen = Seen::default();
     let mut upstreams: Vec<Arc<UpstreamConfig>> = Vec::new();
+    // The http-level resolver serves every upstream, wherever it is written.
+    let mut http_resolver = None;
+    let mut http_resolver_timeout = None;
+    for inner in block
+        .iter()
+        .filter(|d| d.name == "resolver" || d.name == "resolver_timeout")
+    {
+        check(inner, Ctx::HTTP)?;
+        if inner.name == "resolver" {
+            if http_resolver.is_some() {
+                return Err(ConfigError::at(
+                    "\"resolver\" directive is duplicate",
+                    &inner.position,
+                ));
+            }
+            http_resolver = Some(super::upstream::parse_resolver(inner)?);
+        } else {
+            http_resolver_timeout = Some(
+                super::values::parse_time(arg0(inner))
+                    .ok_or_else(|| super::invalid_value(inner))?,
+            );
+        }
+    }
+    if let (Some(r), Some(t)) = (http_resolver.as_mut(), http_resolver_timeout) {
+        r.timeout = t;
+    }
     let mut server_blocks = Vec::new();
     for inner in block {
         let spec = check(inner, Ctx::HTTP)?;
         match spec.name {
             "server" => server_blocks.push(inner),
-            "match" => {}
+            "match" | "resolver" | "resolver_timeout" => {}
             "upstream" => {
-                let up = build_upstream(inner, &b.matches)?;
+                let up = build_upstream(inner, &b.matches, http_resolver.as_ref())?;
                 if upstreams.iter().any(|u| u.name == up.name) {
                     return Err(ConfigError::at(
                         format!("duplicate upstream \"{}\"", up.name),

@@ -86,6 +86,8 @@ pub struct UpstreamConfig {
     pub servers: Vec<UpstreamServer>,
     /// Its active health check, if any.
     pub health_check: Option<HealthCheck>,
+    /// The `resolver` in force for it (its own, or inherited from http).
+    pub resolver: Option<ResolverSettings>,
     /// Where it was defined.
     pub position: Position,
 }
@@ -109,6 +111,10 @@ pub struct UpstreamServer {
     pub down: bool,
     /// `max_conns=` (default 0: no limit).
     pub max_conns: u32,
+    /// `resolve`: re-resolve the name by its TTL (or the resolver's `valid=`).
+    pub resolve: bool,
+    /// `service=`: resolve SRV records of this service instead of A/AAAA.
+    pub service: Option<String>,
     /// Where the line is.
     pub position: Position,
 }
@@ -355,4 +361,19 @@ pub enum HeaderCondition {
     Matches(regex::Regex),
     /// `header Name !~ re;`
     NotMatches(regex::Regex),
+}
+
+/// A `resolver` directive with `resolver_timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverSettings {
+    /// The name servers (port 53 unless given).
+    pub servers: Vec<SocketAddr>,
+    /// `valid=`: how long answers are used, overriding their TTL.
+    pub valid: Option<Duration>,
+    /// `ipv4=` (default on).
+    pub ipv4: bool,
+    /// `ipv6=` (default on).
+    pub ipv6: bool,
+    /// `resolver_timeout` (default 30s).
+    pub timeout: Duration,
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use nginx_conf::{Directive, Position};
 
 use super::directives::Ctx;
-use super::model::{UpstreamConfig, UpstreamServer};
+use super::model::{ResolverSettings, UpstreamConfig, UpstreamServer};
 use super::{check, values, ConfigError, Seen};
 use crate::vars::Template;
 
@@ -60,6 +60,8 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
         backup: false,
         down: false,
         max_conns: 0,
+        resolve: false,
+        service: None,
         position: at.clone(),
     };
     for arg in d.args.iter().skip(1) {
@@ -92,11 +94,14 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
             server.backup = true;
         } else if p == "down" {
             server.down = true;
-        } else if p == "resolve"
-            || p.starts_with("service=")
-            || p.starts_with("slow_start=")
-            || p.starts_with("route=")
-        {
+        } else if p == "resolve" {
+            server.resolve = true;
+        } else if let Some(v) = p.strip_prefix("service=") {
+            if v.is_empty() {
+                return Err(invalid());
+            }
+            server.service = Some(v.to_string());
+        } else if p.starts_with("slow_start=") || p.starts_with("route=") {
             return Err(ConfigError::at(
                 format!("server parameter \"{p}\" is not supported yet"),
                 at,
@@ -112,8 +117,11 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
 pub(crate) fn build_upstream(
     d: &Directive,
     matches: &std::collections::HashMap<String, std::sync::Arc<super::model::HealthMatch>>,
+    http_resolver: Option<&ResolverSettings>,
 ) -> Result<UpstreamConfig, ConfigError> {
     let mut health_check = None;
+    let mut resolver = http_resolver.cloned();
+    let mut resolver_timeout = None;
     let mut method = balance::Method::RoundRobin;
     let mut hash_key = None;
     let mut servers = Vec::new();
@@ -129,6 +137,19 @@ pub(crate) fn build_upstream(
             "health_check" => {
                 seen.once(inner)?;
                 health_check = Some(super::health::parse_health_check(inner, matches)?);
+                continue;
+            }
+            "resolver" => {
+                seen.once(inner)?;
+                resolver = Some(parse_resolver(inner)?);
+                continue;
+            }
+            "resolver_timeout" => {
+                seen.once(inner)?;
+                resolver_timeout = Some(
+                    values::parse_time(&inner.args[0].value)
+                        .ok_or_else(|| super::invalid_value(inner))?,
+                );
                 continue;
             }
             _ => seen.once(inner)?,
@@ -197,12 +218,16 @@ pub(crate) fn build_upstream(
             &d.position,
         ));
     }
+    if let (Some(r), Some(t)) = (resolver.as_mut(), resolver_timeout) {
+        r.timeout = t;
+    }
     Ok(UpstreamConfig {
         name: d.args[0].value.clone(),
         method,
         hash_key,
         servers,
         health_check,
+        resolver,
         position: d.position.clone(),
     })
 }
@@ -226,9 +251,54 @@ pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) ->
             backup: false,
             down: false,
             max_conns: 0,
+            resolve: false,
+            service: None,
             position: position.clone(),
         }],
         health_check: None,
+        resolver: None,
         position: position.clone(),
     }
+}
+
+/// Parses `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`.
+pub(crate) fn parse_resolver(d: &Directive) -> Result<ResolverSettings, ConfigError> {
+    let at = &d.position;
+    let mut settings = ResolverSettings {
+        servers: Vec::new(),
+        valid: None,
+        ipv4: true,
+        ipv6: true,
+        timeout: Duration::from_secs(30),
+    };
+    for arg in &d.args {
+        let p = arg.value.as_str();
+        let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
+        if let Some(v) = p.strip_prefix("valid=") {
+            settings.valid = Some(values::parse_time(v).ok_or_else(invalid)?);
+        } else if let Some(v) = p.strip_prefix("ipv4=") {
+            settings.ipv4 = values::parse_flag(v).ok_or_else(invalid)?;
+        } else if let Some(v) = p.strip_prefix("ipv6=") {
+            settings.ipv6 = values::parse_flag(v).ok_or_else(invalid)?;
+        } else if p.starts_with("status_zone=") {
+            // Accepted: resolver statistics are in our metrics anyway.
+        } else {
+            let addr = super::listen::parse_address(p, 53)
+                .map_err(|e| ConfigError::at(format!("{e} of the \"resolver\" directive"), at))?;
+            settings.servers.push(addr);
+        }
+    }
+    if !settings.ipv4 && !settings.ipv6 {
+        return Err(ConfigError::at(
+            "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
+            at,
+        ));
+    }
+    if settings.servers.is_empty() {
+        return Err(ConfigError::at(
+            "invalid number of arguments in \"resolver\" directive",
+            at,
+        ));
+    }
+    Ok(settings)
 }

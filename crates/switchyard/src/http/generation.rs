@@ -142,6 +142,9 @@ fn same_upstream(
     b: &crate::config::model::UpstreamConfig,
 ) -> bool {
     a.method == b.method
+        && a.hash_key == b.hash_key
+        && a.resolver == b.resolver
+        && a.health_check == b.health_check
         && a.servers.len() == b.servers.len()
         && a.servers.iter().zip(&b.servers).all(|(x, y)| {
             x.host == y.host
@@ -152,5 +155,7 @@ fn same_upstream(
                 && x.backup == y.backup
                 && x.down == y.down
                 && x.max_conns == y.max_conns
+                && x.resolve == y.resolve
+                && x.service == y.service
         })
 }

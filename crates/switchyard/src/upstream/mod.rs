@@ -2,6 +2,7 @@
 //! thread, so round robin is exact across them), the address of each peer,
 //! and the names still waiting to resolve.
 
+pub mod dns;
 pub mod health;
 pub mod resolve;
 
@@ -24,10 +25,23 @@ pub struct Picked {
     pub addr: SocketAddr,
 }
 
+/// One resolved address of a server line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// The server line it came from.
+    pub line: usize,
+    /// The address.
+    pub addr: SocketAddr,
+    /// A weight from an SRV record, replacing the line's.
+    pub weight: Option<u32>,
+    /// Backup because of a lower SRV priority.
+    pub srv_backup: bool,
+}
+
 struct State {
     balancer: Option<Balancer>,
-    /// Every resolved peer: (server line index, address).
-    resolved: Vec<(usize, SocketAddr)>,
+    /// Every resolved peer, in server-line order.
+    resolved: Vec<Resolved>,
     addrs: HashMap<PeerId, SocketAddr>,
 }
 
@@ -48,12 +62,13 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-fn peer_config(server: &UpstreamServer, addr: SocketAddr) -> PeerConfig {
+fn peer_config(server: &UpstreamServer, entry: &Resolved) -> PeerConfig {
+    let addr = entry.addr;
     let mut peer = PeerConfig::new(addr.to_string())
-        .weight(server.weight)
+        .weight(entry.weight.unwrap_or(server.weight))
         .max_fails(server.max_fails)
         .fail_timeout_ms(server.fail_timeout.as_millis() as u64)
-        .backup(server.backup)
+        .backup(server.backup || entry.srv_backup)
         .down(server.down)
         .max_conns(server.max_conns);
     peer.name = addr.to_string();
@@ -97,7 +112,35 @@ impl Upstream {
     /// logged and retried in the background with backoff (nginx would refuse
     /// to start: "host not found in upstream").
     pub async fn start_resolving(self: &Arc<Self>) {
+        let dns = if self
+            .config
+            .servers
+            .iter()
+            .any(|s| s.resolve || s.service.is_some())
+        {
+            match dns::Dns::new(self.config.resolver.as_ref()) {
+                Ok(d) => Some(Arc::new(d)),
+                Err(e) => {
+                    error_log::error(
+                        None,
+                        &format!(
+                            "upstream \"{}\": cannot start the resolver: {e}",
+                            self.config.name
+                        ),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         for (index, server) in self.config.servers.iter().enumerate() {
+            if server.resolve || server.service.is_some() {
+                if let Some(dns) = dns.clone() {
+                    tokio::spawn(keep_resolving(Arc::downgrade(self), index, dns));
+                }
+                continue;
+            }
             match resolve::resolve(&server.host, server.port).await {
                 Ok(addrs) => self.add_resolved(index, &addrs),
                 Err(_) => {
@@ -114,26 +157,45 @@ impl Upstream {
     }
 
     fn add_resolved(&self, index: usize, addrs: &[SocketAddr]) {
+        let entries: Vec<Resolved> = addrs
+            .iter()
+            .map(|addr| Resolved {
+                line: index,
+                addr: *addr,
+                weight: None,
+                srv_backup: false,
+            })
+            .collect();
+        self.set_line(index, entries);
+    }
+
+    /// Replaces the addresses of server line `index`. Peers that stay keep
+    /// their balancer state; removed ones take no new requests (requests in
+    /// flight to them finish).
+    pub fn set_line(&self, index: usize, entries: Vec<Resolved>) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        for addr in addrs {
-            if !state.resolved.contains(&(index, *addr)) {
-                state.resolved.push((index, *addr));
-            }
-        }
+        state.resolved.retain(|r| r.line != index);
+        state.resolved.extend(entries);
         // Keep the order of the server lines, as nginx builds its peer list.
-        state.resolved.sort_by_key(|(i, _)| *i);
+        state.resolved.sort_by_key(|r| (r.line, r.addr));
+        state.resolved.dedup_by_key(|r| r.addr);
         let peers: Vec<PeerConfig> = state
             .resolved
             .iter()
-            .map(|(i, a)| peer_config(&self.config.servers[*i], *a))
+            .map(|r| peer_config(&self.config.servers[r.line], r))
             .collect();
-        let result = match state.balancer.as_mut() {
-            Some(b) => b.set_peers(peers),
-            None => Balancer::new(self.config.method, peers, seed()).map(|b| {
-                state.balancer = Some(b);
-            }),
+        let result = if peers.is_empty() {
+            state.balancer = None;
+            Ok(())
+        } else {
+            match state.balancer.as_mut() {
+                Some(b) => b.set_peers(peers),
+                None => Balancer::new(self.config.method, peers, seed()).map(|b| {
+                    state.balancer = Some(b);
+                }),
+            }
         };
         if let Err(e) = result {
             error_log::error(None, &format!("upstream \"{}\": {e}", self.config.name));
@@ -148,6 +210,19 @@ impl Upstream {
                     addrs.insert(id, a);
                 }
             }
+        }
+    }
+
+    /// The addresses of server line `index` now.
+    pub fn line_addresses(&self, index: usize) -> Vec<Resolved> {
+        match self.state.lock() {
+            Ok(state) => state
+                .resolved
+                .iter()
+                .filter(|r| r.line == index)
+                .copied()
+                .collect(),
+            Err(_) => Vec::new(),
         }
     }
 
@@ -248,5 +323,105 @@ async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize)
             return;
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Re-resolves server line `index` for as long as its group lives: by the
+/// records' TTL (or `valid=`). A failed lookup keeps the last good
+/// addresses and is retried soon; an answer that the name is gone removes
+/// them.
+async fn keep_resolving(upstream: std::sync::Weak<Upstream>, index: usize, dns: Arc<dns::Dns>) {
+    let mut failures = 0u32;
+    loop {
+        let Some(up) = upstream.upgrade() else { return };
+        let server = up.config.servers[index].clone();
+        let written = server.display_name();
+        let result = match &server.service {
+            Some(service) => dns
+                .lookup_srv(service, &server.host)
+                .await
+                .map(|(peers, next)| {
+                    let best = peers.iter().map(|p| p.priority).min().unwrap_or(0);
+                    let entries = peers
+                        .iter()
+                        .map(|p| Resolved {
+                            line: index,
+                            addr: p.addr,
+                            weight: Some(p.weight),
+                            srv_backup: p.priority != best,
+                        })
+                        .collect::<Vec<_>>();
+                    (entries, next)
+                }),
+            None => dns
+                .lookup_ip(&server.host, server.port)
+                .await
+                .map(|(addrs, next)| {
+                    let entries = addrs
+                        .into_iter()
+                        .map(|addr| Resolved {
+                            line: index,
+                            addr,
+                            weight: None,
+                            srv_backup: false,
+                        })
+                        .collect::<Vec<_>>();
+                    (entries, next)
+                }),
+        };
+        let before = up.line_addresses(index);
+        let wait = match result {
+            Ok((entries, next)) => {
+                failures = 0;
+                if entries != before {
+                    describe_change(&up.config.name, &written, &before, &entries);
+                    up.set_line(index, entries);
+                }
+                next
+            }
+            Err(dns::LookupError::NotFound) => {
+                failures = 0;
+                if !before.is_empty() {
+                    error_log::warn(&format!(
+                        "upstream \"{}\": \"{written}\" no longer resolves, its peers are removed",
+                        up.config.name
+                    ));
+                    up.set_line(index, Vec::new());
+                }
+                Duration::from_secs(1)
+            }
+            Err(dns::LookupError::Failed(why)) => {
+                failures += 1;
+                error_log::warn(&format!(
+                    "upstream \"{}\": could not resolve \"{written}\" ({why}); keeping {} known address(es)",
+                    up.config.name,
+                    before.len()
+                ));
+                Duration::from_millis(500 * u64::from(failures.min(10)))
+            }
+        };
+        drop(up);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn describe_change(upstream: &str, written: &str, before: &[Resolved], after: &[Resolved]) {
+    for a in after
+        .iter()
+        .filter(|a| !before.iter().any(|b| b.addr == a.addr))
+    {
+        error_log::notice(&format!(
+            "upstream \"{upstream}\": \"{written}\" added peer {}",
+            a.addr
+        ));
+    }
+    for b in before
+        .iter()
+        .filter(|b| !after.iter().any(|a| a.addr == b.addr))
+    {
+        error_log::notice(&format!(
+            "upstream \"{upstream}\": \"{written}\" removed peer {}",
+            b.addr
+        ));
     }
 }
