@@ -46,16 +46,18 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-fn peer_config(server: &UpstreamServer, addr: SocketAddr) -> PeerConfig {
-    let mut peer = PeerConfig::new(addr.to_string())
+/// The balancer's view of one address of a `server` line. Its name is the
+/// server as written, not the address: nginx's `hash ... consistent` hashes
+/// that name (`backend:8080`), and every address of one line shares its
+/// points.
+fn peer_config(server: &UpstreamServer) -> PeerConfig {
+    PeerConfig::new(server.name.clone())
         .weight(server.weight)
         .max_fails(server.max_fails)
         .fail_timeout_ms(server.fail_timeout.as_millis() as u64)
         .backup(server.backup)
         .down(server.down)
-        .max_conns(server.max_conns);
-    peer.name = addr.to_string();
-    peer
+        .max_conns(server.max_conns)
 }
 
 impl Upstream {
@@ -110,7 +112,22 @@ impl Upstream {
         let peers: Vec<PeerConfig> = state
             .resolved
             .iter()
-            .map(|(i, a)| peer_config(&self.config.servers[*i], *a))
+            .map(|(i, _)| peer_config(&self.config.servers[*i]))
+            .collect();
+        // The balancer lists its peers primaries first, then backups, each
+        // in the order given: the same order here pairs ids with addresses
+        // (names alone do not: one line may have several addresses).
+        let ordered: Vec<SocketAddr> = state
+            .resolved
+            .iter()
+            .filter(|(i, _)| !self.config.servers[*i].backup)
+            .chain(
+                state
+                    .resolved
+                    .iter()
+                    .filter(|(i, _)| self.config.servers[*i].backup),
+            )
+            .map(|(_, a)| *a)
             .collect();
         let result = match state.balancer.as_mut() {
             Some(b) => b.set_peers(peers),
@@ -126,10 +143,8 @@ impl Upstream {
         } = &mut *state;
         addrs.clear();
         if let Some(b) = balancer.as_ref() {
-            for (id, cfg, _) in b.peers() {
-                if let Ok(a) = cfg.name.parse() {
-                    addrs.insert(id, a);
-                }
+            for ((id, _, _), addr) in b.peers().zip(ordered) {
+                addrs.insert(id, addr);
             }
         }
     }
@@ -178,7 +193,13 @@ impl Upstream {
         match state.balancer.as_ref() {
             Some(b) => b
                 .peers()
-                .map(|(_, cfg, stats)| (cfg.name.clone(), stats, cfg.backup))
+                .map(|(id, cfg, stats)| {
+                    let addr = state
+                        .addrs
+                        .get(&id)
+                        .map_or_else(|| cfg.name.clone(), |a| a.to_string());
+                    (addr, stats, cfg.backup)
+                })
                 .collect(),
             None => Vec::new(),
         }
