@@ -142,7 +142,11 @@ fn all_failed_returns_no_live_until_fail_timeout() {
         b.finish(id, Outcome::Failure, 0);
     }
     for now in [1, 2, 10_000] {
-        assert_eq!(b.pick(&mut b.start(), b"", now), Err(NoLivePeer), "at {now}");
+        assert_eq!(
+            b.pick(&mut b.start(), b"", now),
+            Err(NoLivePeer),
+            "at {now}"
+        );
     }
     assert!(b.peers_at(10_000).all(|(_, _, s)| s.fails == 1));
     assert!(b.pick(&mut b.start(), b"", 10_001).is_ok());
