@@ -94,8 +94,8 @@ impl Balancer {
     /// count is incremented; every successful pick must be followed by one
     /// [`Balancer::finish`].
     ///
-    /// On `Err(NoLivePeer)` nginx's "all peers failed" reset has been
-    /// applied: the `fails` counters of the exhausted tiers are zeroed.
+    /// On `Err(NoLivePeer)` nothing is reset: failed peers stay out until
+    /// their `fail_timeout` passes, as in nginx 1.22.
     pub fn pick(
         &mut self,
         attempt: &mut Attempt,
@@ -300,8 +300,7 @@ impl Balancer {
 
     /// nginx's `failed:` label: when a tier is exhausted, a request on the
     /// primaries moves to the backups (clearing `tried`); if that also
-    /// fails, the `fails` of the exhausted tier are reset ("mark them as
-    /// live for quick recovery").
+    /// fails, the request gets "no live upstreams".
     pub(crate) fn with_failover(
         &mut self,
         a: &mut Attempt,
@@ -318,13 +317,10 @@ impl Balancer {
             if let Some(sel) = get(self, a, now) {
                 return Some(sel);
             }
-            for p in &mut self.backup {
-                p.fails = 0;
-            }
         }
-        for p in self.tier_mut(was_backup) {
-            p.fails = 0;
-        }
+        // No "mark them as live for quick recovery" reset of `fails`: old
+        // nginx had one, 1.22 (the differential tests' oracle) does not, so
+        // failed peers stay out until their fail_timeout passes.
         None
     }
 }

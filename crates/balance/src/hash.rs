@@ -68,7 +68,7 @@ impl Ring {
             .iter()
             .enumerate()
             .flat_map(|(i, p)| {
-                ketama_points(&p.cfg.name, p.cfg.weight)
+                ketama_points(p.cfg.hash_name(), p.cfg.weight)
                     .into_iter()
                     .map(move |h| (h, i))
             })
@@ -147,10 +147,13 @@ impl Balancer {
         let ring = &self.ring;
         let mut point = *a.chash_point.get_or_insert_with(|| ring.find(crc32(key)));
         loop {
-            let name = self.primary[self.ring.owner(point)].cfg.name.clone();
+            let name = self.primary[self.ring.owner(point)]
+                .cfg
+                .hash_name()
+                .to_string();
             let tried = &a.tried;
             let found = smooth_pick(&mut self.primary, |p| {
-                !tried.contains(&p.id) && p.usable(now) && p.cfg.name == name
+                !tried.contains(&p.id) && p.usable(now) && p.cfg.hash_name() == name
             });
             if let Some(idx) = found {
                 self.primary[idx].touch_checked(now);

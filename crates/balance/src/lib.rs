@@ -121,8 +121,8 @@ pub enum Error {
 }
 
 /// Every peer is unavailable (nginx's `NGX_BUSY`, logged as
-/// "no live upstreams"). As in nginx, the `fails` counters of the peers
-/// involved have been reset so that the next request can try them again.
+/// "no live upstreams"). As in nginx 1.22, nothing is reset: the next
+/// request gets the same answer until a peer's `fail_timeout` passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no live upstreams")]
 pub struct NoLivePeer;

@@ -23,6 +23,11 @@ pub struct PeerConfig {
     /// identity of the peer across [`crate::Balancer::set_peers`] and as the
     /// input of the consistent-hash (ketama) points.
     pub name: String,
+    /// The server as written on its `server` line, when several peers come
+    /// from one line (a name with several addresses): `hash ... consistent`
+    /// hashes this, as nginx does, so every address of one line shares its
+    /// ketama points. Defaults to `name`.
+    pub server: String,
 }
 
 impl PeerConfig {
@@ -35,7 +40,23 @@ impl PeerConfig {
             backup: false,
             down: false,
             max_conns: 0,
+            server: String::new(),
             name: name.into(),
+        }
+    }
+
+    /// Builder-style setter for [`PeerConfig::server`].
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.server = server.into();
+        self
+    }
+
+    /// The name `hash ... consistent` hashes: `server`, or `name` when unset.
+    pub fn hash_name(&self) -> &str {
+        if self.server.is_empty() {
+            &self.name
+        } else {
+            &self.server
         }
     }
 

@@ -95,6 +95,10 @@ pub struct UpstreamConfig {
 /// One `server` line of an upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamServer {
+    /// The address exactly as written in the `server` line (`backend`,
+    /// `backend:8080`, `[::1]:80`): nginx's server name, which
+    /// `hash ... consistent` hashes into its ketama points.
+    pub name: String,
     /// The host as written (a name or an address).
     pub host: String,
     /// The port (default 80).

@@ -52,6 +52,7 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
     }
     let (host, port, _) = split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
     let mut server = UpstreamServer {
+        name: address.clone(),
         host,
         port,
         weight: 1,
@@ -234,15 +235,17 @@ pub(crate) fn build_upstream(
 
 /// The implicit one-server upstream nginx makes for `proxy_pass http://host:port`.
 pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) -> UpstreamConfig {
+    let name = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     UpstreamConfig {
-        name: if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        },
+        name: name.clone(),
         method: balance::Method::RoundRobin,
         hash_key: None,
         servers: vec![UpstreamServer {
+            name,
             host,
             port,
             weight: 1,

@@ -62,9 +62,14 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// The balancer's view of one address of a `server` line: named by its
+/// address (`$upstream_addr`, the identity kept across re-resolution), with
+/// the server as written for `hash ... consistent`, which nginx hashes
+/// (`backend:8080`), so every address of one line shares its points.
 fn peer_config(server: &UpstreamServer, entry: &Resolved) -> PeerConfig {
     let addr = entry.addr;
     let mut peer = PeerConfig::new(addr.to_string())
+        .server(server.name.clone())
         .weight(entry.weight.unwrap_or(server.weight))
         .max_fails(server.max_fails)
         .fail_timeout_ms(server.fail_timeout.as_millis() as u64)
