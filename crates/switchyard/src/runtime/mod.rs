@@ -100,10 +100,6 @@ pub fn run(options: RunOptions) -> i32 {
             return 1;
         }
     }
-    if let Err(e) = write_pid(&main.pid) {
-        error_log::stderr_line(ErrorLevel::Emerg, &e);
-        return 1;
-    }
     let workers = main.worker_processes.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -120,6 +116,13 @@ pub fn run(options: RunOptions) -> i32 {
             return 1;
         }
     };
+    // Resolve before the pid file says we are up, as nginx resolves while
+    // reading its configuration.
+    runtime.block_on(start_resolving(&generation));
+    if let Err(e) = write_pid(&main.pid) {
+        error_log::stderr_line(ErrorLevel::Emerg, &e);
+        return 1;
+    }
     let code = runtime.block_on(serve(options, generation, bound, workers));
     let _ = std::fs::remove_file(&main.pid);
     // Connection tasks may still hold sockets; do not wait for them.
@@ -183,12 +186,22 @@ impl Server {
     }
 }
 
-fn start_resolving(generation: &Generation) {
-    for upstream in generation.upstreams.values() {
-        let upstream = upstream.clone();
-        if upstream.start().is_none() {
-            tokio::spawn(async move { upstream.start_resolving().await });
-        }
+/// Makes one resolution attempt for every upstream that has no peers yet,
+/// and returns when all are done, so that the generation is complete before
+/// it serves a request (nginx resolves at startup and reload too). Names that
+/// do not resolve are retried in the background.
+async fn start_resolving(generation: &Generation) {
+    let attempts: Vec<JoinHandle<()>> = generation
+        .upstreams
+        .values()
+        .filter(|upstream| upstream.start().is_none())
+        .map(|upstream| {
+            let upstream = upstream.clone();
+            tokio::spawn(async move { upstream.start_resolving().await })
+        })
+        .collect();
+    for attempt in attempts {
+        let _ = attempt.await;
     }
 }
 
@@ -203,7 +216,6 @@ async fn serve(
     let worker_connections = generation.model.main.worker_connections;
     let shutdown_timeout = generation.model.main.worker_shutdown_timeout;
     let max_connections = worker_connections.saturating_mul(workers).max(1);
-    start_resolving(&generation);
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(generation),
         epoch: epoch_rx,
@@ -244,7 +256,7 @@ async fn serve(
         tokio::select! {
             _ = hup.recv() => {
                 error_log::notice("signal 1 (SIGHUP) received, reconfiguring");
-                reload(&options, &mut server);
+                reload(&options, &mut server).await;
             }
             _ = usr1.recv() => {
                 error_log::notice("signal 10 (SIGUSR1) received, reopening logs");
@@ -286,7 +298,7 @@ async fn graceful_stop(server: &Server, timeout: Option<Duration>) -> i32 {
     0
 }
 
-fn reload(options: &RunOptions, server: &mut Server) {
+async fn reload(options: &RunOptions, server: &mut Server) {
     let loaded = match config::load(&options.load) {
         Ok(l) => l,
         Err(e) => {
@@ -327,7 +339,7 @@ fn reload(options: &RunOptions, server: &mut Server) {
         );
     }
     describe_changes(&old, &generation);
-    start_resolving(&generation);
+    start_resolving(&generation).await;
     server.shared.current.store(Arc::new(generation));
     for (addr, listener) in fresh {
         if let Err(e) = server.listen(addr, listener) {
