@@ -47,6 +47,10 @@ struct Backend {
 
 /// Runs the lab until Ctrl-C (or until the report, with `--requests`).
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
+    // Catch Ctrl-C (and TERM) before the first child starts: a signal that
+    // arrived during startup would otherwise kill the lab alone and leave its
+    // children running, orphaned.
+    let mut stop = Stop::install()?;
     let workdir = tempfile::Builder::new()
         .prefix("switchyard-lab-")
         .tempdir()?;
@@ -157,18 +161,47 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     println!("  stop: Ctrl-C");
     println!();
 
+    let mut interrupted = false;
     if args.requests > 0 {
-        let counts = traffic::send(front, args.requests).await;
-        traffic::report(&counts, args.requests);
-        if !args.stay {
-            children::stop_all(children).await;
-            return Ok(());
+        tokio::select! {
+            counts = traffic::send(front, args.requests) => {
+                traffic::report(&counts, args.requests);
+            }
+            _ = stop.wait() => interrupted = true,
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
-    println!("\n  stopping...");
+    if !interrupted && (args.requests == 0 || args.stay) {
+        stop.wait().await;
+        interrupted = true;
+    }
+    if interrupted {
+        println!("\n  stopping...");
+    }
     children::stop_all(children).await;
     Ok(())
+}
+
+/// SIGINT and SIGTERM, caught for the lab's whole life.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> anyhow::Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stop {
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 async fn wait_for_file(path: &std::path::Path, limit: Duration) -> anyhow::Result<()> {
