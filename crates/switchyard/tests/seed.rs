@@ -194,3 +194,28 @@ fn lab_requests_prints_the_table() {
     }
     assert!(!text.contains("failed"), "{text}");
 }
+
+/// Ctrl-C while the lab is still starting (a backend up, the balancer not
+/// yet): it stops what it started and exits 0.
+#[test]
+fn lab_sigint_during_startup_exits_cleanly() {
+    let _port = lock_8080();
+    let mut lab = Lab::start(&[]);
+    let lab_pid = lab.child.id();
+    let mut started = Vec::new();
+    wait_until(Duration::from_secs(10), "the first echo backend", || {
+        started = children_of(lab_pid);
+        !started.is_empty()
+    });
+    unsafe {
+        libc::kill(lab_pid as i32, libc::SIGINT);
+    }
+    let code = lab.wait(Duration::from_secs(15));
+    assert_eq!(code, 0, "lab output:\n{}", lab.text());
+    let left: Vec<u32> = started
+        .iter()
+        .copied()
+        .filter(|p| process_exists(*p))
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}

@@ -51,6 +51,27 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     // arrived during startup would otherwise kill the lab alone and leave its
     // children running, orphaned.
     let mut stop = Stop::install()?;
+    let mut children: Vec<Child> = Vec::new();
+    let result = session(&args, &mut stop, &mut children).await;
+    if matches!(result, Err(ref e) if e.is::<Interrupted>()) {
+        println!("\n  stopping...");
+    }
+    // Every way out stops the children and waits for them.
+    children::stop_all(children).await;
+    match result {
+        Err(e) if !e.is::<Interrupted>() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Ctrl-C or SIGTERM arrived: stop, and exit 0.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+struct Interrupted;
+
+/// Starts the backends and the balancer into `children`, then runs the
+/// traffic or waits for Ctrl-C. Any wait can be cut short by `stop`.
+async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> anyhow::Result<()> {
     let workdir = tempfile::Builder::new()
         .prefix("switchyard-lab-")
         .tempdir()?;
@@ -90,12 +111,12 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         bail!("the configuration has no upstream servers");
     }
     let exe = std::env::current_exe()?;
-    let mut children: Vec<Child> = Vec::new();
     let mut backends = Vec::new();
     for (i, (written, host)) in servers.iter().enumerate() {
         let ip = format!("127.0.1.{}", i + 1);
-        let (child, addr) = Child::start_echo(&exe, host, &format!("{ip}:0")).await?;
+        let (child, ready) = Child::start_echo(&exe, host, &format!("{ip}:0"))?;
         children.push(child);
+        let addr = stop.or(children::echo_ready(ready)).await??;
         backends.push(Backend {
             written: written.clone(),
             name: host.clone(),
@@ -121,7 +142,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     let balancer =
         Child::start_balancer(&exe, workdir.path(), &conf_path, &globals, &peer_map).await?;
     children.push(balancer);
-    wait_for_file(&pid_file, Duration::from_secs(10)).await?;
+    stop.or(wait_for_file(&pid_file, Duration::from_secs(10)))
+        .await??;
     let listens: Vec<SocketAddr> = http
         .servers
         .iter()
@@ -135,7 +157,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     } else {
         front
     };
-    children::wait_for_port(front, Duration::from_secs(10)).await?;
+    stop.or(children::wait_for_port(front, Duration::from_secs(10)))
+        .await??;
 
     println!();
     println!(
@@ -161,24 +184,15 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     println!("  stop: Ctrl-C");
     println!();
 
-    let mut interrupted = false;
     if args.requests > 0 {
-        tokio::select! {
-            counts = traffic::send(front, args.requests) => {
-                traffic::report(&counts, args.requests);
-            }
-            _ = stop.wait() => interrupted = true,
+        let counts = stop.or(traffic::send(front, args.requests)).await?;
+        traffic::report(&counts, args.requests);
+        if !args.stay {
+            return Ok(());
         }
     }
-    if !interrupted && (args.requests == 0 || args.stay) {
-        stop.wait().await;
-        interrupted = true;
-    }
-    if interrupted {
-        println!("\n  stopping...");
-    }
-    children::stop_all(children).await;
-    Ok(())
+    stop.wait().await;
+    Err(Interrupted.into())
 }
 
 /// SIGINT and SIGTERM, caught for the lab's whole life.
@@ -200,6 +214,17 @@ impl Stop {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
+        }
+    }
+
+    /// Runs `work` unless a stop signal comes first.
+    async fn or<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Interrupted> {
+        tokio::select! {
+            out = work => Ok(out),
+            _ = self.wait() => Err(Interrupted),
         }
     }
 }
