@@ -6,8 +6,12 @@ use super::body::{full, ResponseBody};
 
 /// nginx's HTML page for an error status.
 pub fn error_page(code: u16, server_tokens: bool) -> String {
-    let status = StatusCode::from_u16(code).ok();
-    let reason = status.and_then(|s| s.canonical_reason()).unwrap_or("");
+    let reason = nginx_reason(code).unwrap_or_else(|| {
+        StatusCode::from_u16(code)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+    });
     let signature = if server_tokens {
         format!("switchyard/{}", crate::VERSION)
     } else {
@@ -16,6 +20,22 @@ pub fn error_page(code: u16, server_tokens: bool) -> String {
     format!(
         "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>{signature}</center>\r\n</body>\r\n</html>\r\n"
     )
+}
+
+/// The reason phrases of nginx's own pages where they differ from the
+/// registry's (checked against nginx 1.22's `return CODE;`).
+fn nginx_reason(code: u16) -> Option<&'static str> {
+    Some(match code {
+        401 => "Authorization Required",
+        405 => "Not Allowed",
+        408 => "Request Time-out",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        416 => "Requested Range Not Satisfiable",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        _ => return None,
+    })
 }
 
 /// An error response with nginx's page.

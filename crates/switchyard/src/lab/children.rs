@@ -35,12 +35,13 @@ fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
 
 impl Child {
     /// Starts `switchyard echo` on `listen` (port 0 allowed) named `name`;
-    /// returns once it printed where it listens.
-    pub async fn start_echo(
+    /// the child is returned at once, so that it can be stopped even while
+    /// it starts, with its first stderr line (see [`echo_ready`]).
+    pub fn start_echo(
         exe: &Path,
         name: &str,
         listen: &str,
-    ) -> anyhow::Result<(Child, SocketAddr)> {
+    ) -> anyhow::Result<(Child, tokio::sync::oneshot::Receiver<String>)> {
         let mut process = Command::new(exe)
             .args(["echo", "--listen", listen, "--name", name])
             .stdout(Stdio::piped())
@@ -55,22 +56,12 @@ impl Child {
         if let Some(err) = process.stderr.take() {
             relay(name.to_string(), err, Some(tx));
         }
-        let ready = tokio::time::timeout(Duration::from_secs(10), rx)
-            .await
-            .context("the echo backend did not start in time")?
-            .context("the echo backend exited before it was ready")?;
-        // `echo: listening on 127.0.1.1:40000 as name`
-        let addr = ready
-            .split_whitespace()
-            .nth(3)
-            .and_then(|a| a.parse().ok())
-            .with_context(|| format!("unexpected ready line from the echo backend: {ready}"))?;
         Ok((
             Child {
                 name: name.to_string(),
                 process,
             },
-            addr,
+            rx,
         ))
     }
 
@@ -110,6 +101,22 @@ impl Child {
             process,
         })
     }
+}
+
+/// Waits for an echo backend's ready line; returns where it listens.
+pub async fn echo_ready(
+    first_line: tokio::sync::oneshot::Receiver<String>,
+) -> anyhow::Result<SocketAddr> {
+    let ready = tokio::time::timeout(Duration::from_secs(10), first_line)
+        .await
+        .context("the echo backend did not start in time")?
+        .context("the echo backend exited before it was ready")?;
+    // `echo: listening on 127.0.1.1:40000 as name`
+    ready
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("unexpected ready line from the echo backend: {ready}"))
 }
 
 /// Waits until `addr` accepts connections.

@@ -47,6 +47,31 @@ struct Backend {
 
 /// Runs the lab until Ctrl-C (or until the report, with `--requests`).
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
+    // Catch Ctrl-C (and TERM) before the first child starts: a signal that
+    // arrived during startup would otherwise kill the lab alone and leave its
+    // children running, orphaned.
+    let mut stop = Stop::install()?;
+    let mut children: Vec<Child> = Vec::new();
+    let result = session(&args, &mut stop, &mut children).await;
+    if matches!(result, Err(ref e) if e.is::<Interrupted>()) {
+        println!("\n  stopping...");
+    }
+    // Every way out stops the children and waits for them.
+    children::stop_all(children).await;
+    match result {
+        Err(e) if !e.is::<Interrupted>() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Ctrl-C or SIGTERM arrived: stop, and exit 0.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+struct Interrupted;
+
+/// Starts the backends and the balancer into `children`, then runs the
+/// traffic or waits for Ctrl-C. Any wait can be cut short by `stop`.
+async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> anyhow::Result<()> {
     let workdir = tempfile::Builder::new()
         .prefix("switchyard-lab-")
         .tempdir()?;
@@ -86,12 +111,12 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         bail!("the configuration has no upstream servers");
     }
     let exe = std::env::current_exe()?;
-    let mut children: Vec<Child> = Vec::new();
     let mut backends = Vec::new();
     for (i, (written, host)) in servers.iter().enumerate() {
         let ip = format!("127.0.1.{}", i + 1);
-        let (child, addr) = Child::start_echo(&exe, host, &format!("{ip}:0")).await?;
+        let (child, ready) = Child::start_echo(&exe, host, &format!("{ip}:0"))?;
         children.push(child);
+        let addr = stop.or(children::echo_ready(ready)).await??;
         backends.push(Backend {
             written: written.clone(),
             name: host.clone(),
@@ -117,7 +142,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     let balancer =
         Child::start_balancer(&exe, workdir.path(), &conf_path, &globals, &peer_map).await?;
     children.push(balancer);
-    wait_for_file(&pid_file, Duration::from_secs(10)).await?;
+    stop.or(wait_for_file(&pid_file, Duration::from_secs(10)))
+        .await??;
     let listens: Vec<SocketAddr> = http
         .servers
         .iter()
@@ -131,7 +157,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     } else {
         front
     };
-    children::wait_for_port(front, Duration::from_secs(10)).await?;
+    stop.or(children::wait_for_port(front, Duration::from_secs(10)))
+        .await??;
 
     println!();
     println!(
@@ -158,17 +185,48 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     println!();
 
     if args.requests > 0 {
-        let counts = traffic::send(front, args.requests).await;
+        let counts = stop.or(traffic::send(front, args.requests)).await?;
         traffic::report(&counts, args.requests);
         if !args.stay {
-            children::stop_all(children).await;
             return Ok(());
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
-    println!("\n  stopping...");
-    children::stop_all(children).await;
-    Ok(())
+    stop.wait().await;
+    Err(Interrupted.into())
+}
+
+/// SIGINT and SIGTERM, caught for the lab's whole life.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> anyhow::Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stop {
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+
+    /// Runs `work` unless a stop signal comes first.
+    async fn or<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Interrupted> {
+        tokio::select! {
+            out = work => Ok(out),
+            _ = self.wait() => Err(Interrupted),
+        }
+    }
 }
 
 async fn wait_for_file(path: &std::path::Path, limit: Duration) -> anyhow::Result<()> {

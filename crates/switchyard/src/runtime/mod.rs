@@ -180,9 +180,19 @@ impl Server {
     }
 }
 
-fn start_resolving(generation: &Generation) {
-    for upstream in generation.upstreams.values() {
-        upstream.activate();
+/// Starts name resolution and health checks of every upstream new in this
+/// generation, and returns once each has made its first resolution attempt,
+/// so that the generation is complete before it serves a request (nginx
+/// resolves at startup and reload too). Names that do not resolve are
+/// retried in the background.
+async fn start_resolving(generation: &Generation) {
+    let attempts: Vec<JoinHandle<()>> = generation
+        .upstreams
+        .values()
+        .filter_map(|upstream| upstream.activate())
+        .collect();
+    for attempt in attempts {
+        let _ = attempt.await;
     }
 }
 
@@ -203,6 +213,9 @@ async fn serve(
         error_log::stderr_line(ErrorLevel::Emerg, "cannot install signal handlers");
         return 1;
     };
+    // Resolve before the pid file says we are up, as nginx resolves while
+    // reading its configuration.
+    start_resolving(&generation).await;
     // The pid file says "ready for signals": it is written only now that
     // every listener is bound and every handler installed.
     if let Err(e) = write_pid(&pid_file) {
@@ -214,7 +227,6 @@ async fn serve(
     let worker_connections = generation.model.main.worker_connections;
     let shutdown_timeout = generation.model.main.worker_shutdown_timeout;
     let max_connections = worker_connections.saturating_mul(workers).max(1);
-    start_resolving(&generation);
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(generation),
         epoch: epoch_rx,
@@ -245,7 +257,7 @@ async fn serve(
         tokio::select! {
             _ = hup.recv() => {
                 error_log::notice("signal 1 (SIGHUP) received, reconfiguring");
-                reload(&options, &mut server);
+                reload(&options, &mut server).await;
             }
             _ = usr1.recv() => {
                 error_log::notice("signal 10 (SIGUSR1) received, reopening logs");
@@ -287,7 +299,7 @@ async fn graceful_stop(server: &Server, timeout: Option<Duration>) -> i32 {
     0
 }
 
-fn reload(options: &RunOptions, server: &mut Server) {
+async fn reload(options: &RunOptions, server: &mut Server) {
     let loaded = match config::load(&options.load) {
         Ok(l) => l,
         Err(e) => {
@@ -328,7 +340,7 @@ fn reload(options: &RunOptions, server: &mut Server) {
         );
     }
     describe_changes(&old, &generation);
-    start_resolving(&generation);
+    start_resolving(&generation).await;
     server.shared.current.store(Arc::new(generation));
     for (addr, listener) in fresh {
         if let Err(e) = server.listen(addr, listener) {

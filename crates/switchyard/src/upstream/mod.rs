@@ -96,17 +96,18 @@ impl Upstream {
     }
 
     /// Starts name resolution and the health checker, once per group (a
-    /// group kept across a reload is not started again).
-    pub fn activate(self: &Arc<Self>) {
+    /// group kept across a reload is not started again). The task returned
+    /// ends when every name has had its first lookup.
+    pub fn activate(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         if self
             .activated
             .swap(true, std::sync::atomic::Ordering::SeqCst)
         {
-            return;
+            return None;
         }
-        let me = self.clone();
-        tokio::spawn(async move { me.start_resolving().await });
         health::spawn(self);
+        let me = self.clone();
+        Some(tokio::spawn(async move { me.start_resolving().await }))
     }
 
     fn now_ms(&self) -> u64 {

@@ -387,3 +387,85 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A keep-alive HTTP/1.1 client connection, for many requests in a row.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    port: u16,
+}
+
+impl KeepAlive {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn connect(port: u16) -> KeepAlive {
+        let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = s.set_nodelay(true);
+        KeepAlive {
+            reader: BufReader::new(s),
+            port,
+        }
+    }
+
+    /// `GET path` on this connection; reconnects once if the server closed it.
+    pub fn get(&mut self, path: &str) -> Response {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+            self.port
+        );
+        let send = |c: &mut KeepAlive| {
+            c.reader.get_mut().write_all(req.as_bytes())?;
+            read_response(&mut c.reader)
+        };
+        match send(self) {
+            Ok(r) => {
+                if r.header("connection") == Some("close") {
+                    *self = KeepAlive::connect(self.port);
+                }
+                r
+            }
+            Err(_) => {
+                *self = KeepAlive::connect(self.port);
+                send(self).expect("GET on a fresh keep-alive connection")
+            }
+        }
+    }
+}
+
+/// Fields of /proc/PID/status in kB (e.g. "VmHWM", "VmRSS").
+pub fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The pids whose parent is `pid` (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
+            // pid (comm) state ppid ...: comm may hold spaces, split after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                out.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a process `pid` exists (a zombie counts: it was not reaped).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Counts the lines of `text` containing `needle`.
+pub fn count_lines(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| l.contains(needle)).count()
+}
