@@ -88,6 +88,8 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheck>,
     /// The `resolver` in force for it (its own, or inherited from http).
     pub resolver: Option<ResolverSettings>,
+    /// `keepalive N` and its companions: the idle connection cache.
+    pub keepalive: Option<KeepalivePool>,
     /// Where it was defined.
     pub position: Position,
 }
@@ -282,6 +284,26 @@ pub struct Settings {
     pub server_tokens: bool,
     /// `tcp_nodelay` (default on).
     pub tcp_nodelay: bool,
+    /// `proxy_next_upstream`.
+    pub proxy_next_upstream: NextUpstream,
+    /// `proxy_next_upstream_tries` (0: no limit).
+    pub proxy_next_upstream_tries: u32,
+    /// `proxy_next_upstream_timeout` (0: no limit).
+    pub proxy_next_upstream_timeout: Duration,
+    /// `proxy_hide_header` (added to nginx's default hidden headers).
+    pub proxy_hide_headers: Vec<String>,
+    /// `proxy_pass_header` (lifts nginx's default hiding of a header).
+    pub proxy_pass_headers: Vec<String>,
+    /// `proxy_method`.
+    pub proxy_method: Option<crate::vars::Template>,
+    /// `proxy_pass_request_headers` (default on).
+    pub proxy_pass_request_headers: bool,
+    /// `proxy_pass_request_body` (default on).
+    pub proxy_pass_request_body: bool,
+    /// `proxy_set_body`.
+    pub proxy_set_body: Option<crate::vars::Template>,
+    /// `proxy_redirect` (default `default`).
+    pub proxy_redirect: ProxyRedirect,
 }
 
 /// One `access_log` destination.
@@ -380,4 +402,57 @@ pub struct ResolverSettings {
     pub ipv6: bool,
     /// `resolver_timeout` (default 30s).
     pub timeout: Duration,
+}
+
+/// An upstream's idle connection cache (`keepalive`, `keepalive_requests`,
+/// `keepalive_time`, `keepalive_timeout` in `upstream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepalivePool {
+    /// `keepalive N`: idle connections kept (nginx: per worker; here for the
+    /// whole process, whose workers share one pool).
+    pub idle: usize,
+    /// `keepalive_requests` (default 1000).
+    pub requests: u64,
+    /// `keepalive_time` (default 1h).
+    pub time: Duration,
+    /// `keepalive_timeout` (default 60s).
+    pub timeout: Duration,
+}
+
+/// `proxy_next_upstream`: when a request moves on to the next peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextUpstream {
+    /// `error`.
+    pub error: bool,
+    /// `timeout`.
+    pub timeout: bool,
+    /// `invalid_header`.
+    pub invalid_header: bool,
+    /// `http_500` ... `http_429`: statuses that move on.
+    pub statuses: Vec<u16>,
+    /// `non_idempotent`: POST, LOCK and PATCH may move on after being sent.
+    pub non_idempotent: bool,
+}
+
+impl Default for NextUpstream {
+    fn default() -> Self {
+        NextUpstream {
+            error: true,
+            timeout: true,
+            invalid_header: false,
+            statuses: Vec::new(),
+            non_idempotent: false,
+        }
+    }
+}
+
+/// `proxy_redirect`.
+#[derive(Debug, Clone)]
+pub enum ProxyRedirect {
+    /// `default`: the proxy_pass URL becomes the location's prefix.
+    Default,
+    /// `off`.
+    Off,
+    /// `proxy_redirect REPLACED REPLACEMENT` lines, in order.
+    Rules(Vec<(String, crate::vars::Template)>),
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use nginx_conf::Directive;
 
-use super::model::{AccessLogTarget, ErrorLogTarget, LogPath, Settings};
+use super::model::{
+    AccessLogTarget, ErrorLogTarget, LogPath, NextUpstream, ProxyRedirect, Settings,
+};
 use super::{arg0, error_log_target, full_path, invalid_value, values, ConfigError};
 use crate::observe::log_format::LogFormat;
 use crate::vars::Template;
@@ -33,6 +35,16 @@ pub(crate) struct Layer {
     send_timeout: Option<Duration>,
     server_tokens: Option<bool>,
     tcp_nodelay: Option<bool>,
+    proxy_next_upstream: Option<NextUpstream>,
+    proxy_next_upstream_tries: Option<u32>,
+    proxy_next_upstream_timeout: Option<Duration>,
+    proxy_hide_headers: Option<Vec<String>>,
+    proxy_pass_headers: Option<Vec<String>>,
+    proxy_method: Option<Template>,
+    proxy_pass_request_headers: Option<bool>,
+    proxy_pass_request_body: Option<bool>,
+    proxy_set_body: Option<Template>,
+    proxy_redirect: Option<ProxyRedirect>,
 }
 
 /// Named log formats visible while parsing (for `access_log PATH NAME`).
@@ -177,6 +189,58 @@ impl Layer {
                 };
                 logs.push(AccessLogTarget { path, format });
             }
+            "proxy_next_upstream" => {
+                set(&mut self.proxy_next_upstream, d, parse_next_upstream(d)?)?
+            }
+            "proxy_next_upstream_tries" => set(
+                &mut self.proxy_next_upstream_tries,
+                d,
+                values::parse_number(arg0(d))
+                    .filter(|n| *n <= u64::from(u32::MAX))
+                    .ok_or_else(|| invalid_value(d))? as u32,
+            )?,
+            "proxy_next_upstream_timeout" => {
+                set(&mut self.proxy_next_upstream_timeout, d, time(d)?)?
+            }
+            "proxy_hide_header" => self
+                .proxy_hide_headers
+                .get_or_insert_with(Vec::new)
+                .push(arg0(d).to_ascii_lowercase()),
+            "proxy_pass_header" => self
+                .proxy_pass_headers
+                .get_or_insert_with(Vec::new)
+                .push(arg0(d).to_ascii_lowercase()),
+            "proxy_method" => set(&mut self.proxy_method, d, compile(d, arg0(d))?)?,
+            "proxy_pass_request_headers" => set(
+                &mut self.proxy_pass_request_headers,
+                d,
+                values::parse_flag(arg0(d)).unwrap_or(true),
+            )?,
+            "proxy_pass_request_body" => set(
+                &mut self.proxy_pass_request_body,
+                d,
+                values::parse_flag(arg0(d)).unwrap_or(true),
+            )?,
+            "proxy_set_body" => set(&mut self.proxy_set_body, d, compile(d, arg0(d))?)?,
+            "proxy_redirect" => {
+                let first = arg0(d);
+                let new = match (first, d.args.len()) {
+                    ("default", 1) => ProxyRedirect::Default,
+                    ("off", 1) => ProxyRedirect::Off,
+                    (_, 2) => {
+                        let rule = (first.to_string(), compile(d, &d.args[1].value)?);
+                        match self.proxy_redirect.take() {
+                            Some(ProxyRedirect::Rules(mut rules)) => {
+                                rules.push(rule);
+                                ProxyRedirect::Rules(rules)
+                            }
+                            _ => ProxyRedirect::Rules(vec![rule]),
+                        }
+                    }
+                    _ => return Err(invalid_value(d)),
+                };
+                self.proxy_redirect = Some(new);
+            }
             "error_log" => self
                 .error_log
                 .get_or_insert_with(Vec::new)
@@ -211,7 +275,17 @@ impl Layer {
             keepalive_time,
             send_timeout,
             server_tokens,
-            tcp_nodelay
+            tcp_nodelay,
+            proxy_next_upstream,
+            proxy_next_upstream_tries,
+            proxy_next_upstream_timeout,
+            proxy_hide_headers,
+            proxy_pass_headers,
+            proxy_method,
+            proxy_pass_request_headers,
+            proxy_pass_request_body,
+            proxy_set_body,
+            proxy_redirect
         )
     }
 
@@ -256,6 +330,63 @@ impl Layer {
             send_timeout: self.send_timeout.unwrap_or(minute),
             server_tokens: self.server_tokens.unwrap_or(true),
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
+            proxy_next_upstream: self.proxy_next_upstream.clone().unwrap_or_default(),
+            proxy_next_upstream_tries: self.proxy_next_upstream_tries.unwrap_or(0),
+            proxy_next_upstream_timeout: self.proxy_next_upstream_timeout.unwrap_or_default(),
+            proxy_hide_headers: self.proxy_hide_headers.clone().unwrap_or_default(),
+            proxy_pass_headers: self.proxy_pass_headers.clone().unwrap_or_default(),
+            proxy_method: self.proxy_method.clone(),
+            proxy_pass_request_headers: self.proxy_pass_request_headers.unwrap_or(true),
+            proxy_pass_request_body: self.proxy_pass_request_body.unwrap_or(true),
+            proxy_set_body: self.proxy_set_body.clone(),
+            proxy_redirect: self
+                .proxy_redirect
+                .clone()
+                .unwrap_or(ProxyRedirect::Default),
         }
     }
+}
+
+fn compile(d: &Directive, text: &str) -> Result<Template, ConfigError> {
+    Template::compile(text).map_err(|e| ConfigError::at(e.to_string(), &d.position))
+}
+
+/// `proxy_next_upstream error | timeout | invalid_header | http_500 | ... | non_idempotent | off ...`.
+fn parse_next_upstream(d: &Directive) -> Result<NextUpstream, ConfigError> {
+    let mut next = NextUpstream {
+        error: false,
+        timeout: false,
+        invalid_header: false,
+        statuses: Vec::new(),
+        non_idempotent: false,
+    };
+    for arg in &d.args {
+        match arg.value.as_str() {
+            "error" => next.error = true,
+            "timeout" => next.timeout = true,
+            "invalid_header" => next.invalid_header = true,
+            "non_idempotent" => next.non_idempotent = true,
+            "off" => {}
+            "updating" => {}
+            other => {
+                let status = other
+                    .strip_prefix("http_")
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .filter(|c| [500, 502, 503, 504, 403, 404, 429].contains(c));
+                match status {
+                    Some(code) => next.statuses.push(code),
+                    None => {
+                        return Err(ConfigError::at(
+                            format!("invalid value \"{other}\""),
+                            &d.position,
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    if d.args.len() > 1 && d.args.iter().any(|a| a.value == "off") {
+        return Err(ConfigError::at("invalid value \"off\"", &d.position));
+    }
+    Ok(next)
 }

@@ -123,6 +123,10 @@ pub(crate) fn build_upstream(
     let mut health_check = None;
     let mut resolver = http_resolver.cloned();
     let mut resolver_timeout = None;
+    let mut keepalive: Option<super::model::KeepalivePool> = None;
+    let mut keepalive_requests = None;
+    let mut keepalive_time = None;
+    let mut keepalive_timeout = None;
     let mut method = balance::Method::RoundRobin;
     let mut hash_key = None;
     let mut servers = Vec::new();
@@ -138,6 +142,57 @@ pub(crate) fn build_upstream(
             "health_check" => {
                 seen.once(inner)?;
                 health_check = Some(super::health::parse_health_check(inner, matches)?);
+                continue;
+            }
+            "keepalive" => {
+                seen.once(inner)?;
+                let n = values::parse_number(&inner.args[0].value)
+                    .filter(|n| *n > 0 && *n < 1 << 20)
+                    .ok_or_else(|| {
+                        ConfigError::at(
+                            format!(
+                                "invalid value \"{}\" in \"keepalive\" directive",
+                                inner.args[0].value
+                            ),
+                            &inner.position,
+                        )
+                    })?;
+                keepalive = Some(super::model::KeepalivePool {
+                    idle: n as usize,
+                    requests: 1000,
+                    time: Duration::from_secs(3600),
+                    timeout: Duration::from_secs(60),
+                });
+                continue;
+            }
+            "keepalive_requests" => {
+                seen.once(inner)?;
+                keepalive_requests = Some(
+                    values::parse_number(&inner.args[0].value)
+                        .ok_or_else(|| super::invalid_value(inner))?,
+                );
+                continue;
+            }
+            "keepalive_time" => {
+                seen.once(inner)?;
+                keepalive_time = Some(
+                    values::parse_time(&inner.args[0].value)
+                        .ok_or_else(|| super::invalid_value(inner))?,
+                );
+                continue;
+            }
+            "keepalive_timeout" => {
+                seen.once(inner)?;
+                if inner.args.len() != 1 {
+                    return Err(ConfigError::at(
+                        "invalid number of arguments in \"keepalive_timeout\" directive",
+                        &inner.position,
+                    ));
+                }
+                keepalive_timeout = Some(
+                    values::parse_time(&inner.args[0].value)
+                        .ok_or_else(|| super::invalid_value(inner))?,
+                );
                 continue;
             }
             "resolver" => {
@@ -222,6 +277,11 @@ pub(crate) fn build_upstream(
     if let (Some(r), Some(t)) = (resolver.as_mut(), resolver_timeout) {
         r.timeout = t;
     }
+    if let Some(pool) = keepalive.as_mut() {
+        pool.requests = keepalive_requests.unwrap_or(pool.requests);
+        pool.time = keepalive_time.unwrap_or(pool.time);
+        pool.timeout = keepalive_timeout.unwrap_or(pool.timeout);
+    }
     Ok(UpstreamConfig {
         name: d.args[0].value.clone(),
         method,
@@ -229,6 +289,7 @@ pub(crate) fn build_upstream(
         servers,
         health_check,
         resolver,
+        keepalive,
         position: d.position.clone(),
     })
 }
@@ -260,6 +321,7 @@ pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) ->
         }],
         health_check: None,
         resolver: None,
+        keepalive: None,
         position: position.clone(),
     }
 }

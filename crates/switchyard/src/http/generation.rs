@@ -144,6 +144,7 @@ fn same_upstream(
     a.method == b.method
         && a.hash_key == b.hash_key
         && a.resolver == b.resolver
+        && a.keepalive == b.keepalive
         && a.health_check == b.health_check
         && a.servers.len() == b.servers.len()
         && a.servers.iter().zip(&b.servers).all(|(x, y)| {

@@ -134,7 +134,9 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             Ok::<_, Infallible>(response)
         }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let mut epoch = shared.epoch.clone();
     epoch.mark_unchanged();
@@ -313,6 +315,7 @@ fn body_too_large<B>(request: &Request<B>, limit: u64) -> Option<u64> {
 }
 
 fn finish_headers(response: &mut Response<ResponseBody>, server_tokens: bool, close: bool) {
+    let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     let server = if server_tokens {
         concat!("switchyard/", env!("CARGO_PKG_VERSION"))
@@ -320,7 +323,9 @@ fn finish_headers(response: &mut Response<ResponseBody>, server_tokens: bool, cl
         "switchyard"
     };
     headers.insert(header::SERVER, HeaderValue::from_static(server));
-    if close {
+    if switching {
+        // `Connection: upgrade` was set by the proxy.
+    } else if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     } else {
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));

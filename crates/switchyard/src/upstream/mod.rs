@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod health;
+pub mod pool;
 pub mod resolve;
 
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ struct State {
 pub struct Upstream {
     /// Its configuration.
     pub config: Arc<UpstreamConfig>,
+    /// Its idle connections, with `keepalive`.
+    pub pool: Option<pool::Pool>,
     state: Mutex<State>,
     epoch: Instant,
     activated: std::sync::atomic::AtomicBool,
@@ -84,6 +87,7 @@ impl Upstream {
     /// Creates the group with no peers yet; call [`Upstream::start_resolving`].
     pub fn new(config: Arc<UpstreamConfig>) -> Arc<Upstream> {
         Arc::new(Upstream {
+            pool: config.keepalive.clone().map(pool::Pool::new),
             config,
             state: Mutex::new(State {
                 balancer: None,

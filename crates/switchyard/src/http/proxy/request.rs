@@ -1,0 +1,179 @@
+//! The request as it goes up: URI, method, headers and body, by nginx's
+//! rules (`proxy_set_header` defaults, `proxy_pass` URI replacement,
+//! `proxy_method`, `proxy_pass_request_*`, `proxy_set_body`).
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::Limited;
+use crate::config::model::{ProxyPass, Settings};
+use crate::http::body::{empty, full, ResponseBody};
+use crate::http::exchange::Exchange;
+
+/// Client request headers nginx never passes up as they are: its own
+/// defaults replace them (`Host`, `Connection`, the body framing) or drop
+/// them (`Keep-Alive`, `TE`, `Expect`, `Upgrade`).
+const NOT_PASSED: [&str; 8] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "te",
+    "expect",
+    "upgrade",
+];
+
+/// Bodies up to this size are read whole before the first attempt, so that
+/// a retry on the next peer can send them again (nginx buffers every body
+/// with `proxy_request_buffering on`; larger ones are streamed here).
+pub const RETRY_BUFFER: u64 = 64 * 1024;
+
+/// The request body as it goes up.
+pub enum UpBody {
+    /// No body.
+    Empty,
+    /// Held whole: can be sent again on a retry.
+    Buffered(Bytes),
+    /// Streamed from the client: sent once.
+    Stream(Incoming),
+    /// A body handed back unsent (a pooled connection that had closed).
+    Unsent(ResponseBody),
+}
+
+impl UpBody {
+    /// The body for one attempt, and what is left for the next one.
+    pub fn for_attempt(self, limit: u64) -> (ResponseBody, Option<UpBody>) {
+        match self {
+            UpBody::Empty => (empty(), Some(UpBody::Empty)),
+            UpBody::Buffered(b) => (full(b.clone()), Some(UpBody::Buffered(b))),
+            UpBody::Stream(s) => (Limited::new(s, limit).boxed_unsync(), None),
+            UpBody::Unsent(b) => (b, None),
+        }
+    }
+}
+
+/// Reads a whole body, refusing more than `limit` bytes (0: no limit) with 413.
+pub async fn read_limited(mut incoming: Incoming, limit: u64) -> Result<Bytes, u16> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|_| 400u16)?;
+        if let Some(data) = frame.data_ref() {
+            if limit > 0 && (buffer.len() + data.len()) as u64 > limit {
+                return Err(413);
+            }
+            buffer.extend_from_slice(data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// Decides what body goes up and reads it when it must be held.
+pub async fn prepare_body(
+    settings: &Settings,
+    ex: &Exchange,
+    headers: &HeaderMap,
+    incoming: Incoming,
+) -> Result<(UpBody, Option<u64>), u16> {
+    if let Some(body) = &settings.proxy_set_body {
+        let text = body.render(ex);
+        let len = text.len() as u64;
+        return Ok((UpBody::Buffered(Bytes::from(text)), Some(len)));
+    }
+    if !settings.proxy_pass_request_body {
+        return Ok((UpBody::Empty, None));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if !chunked && declared.unwrap_or(0) == 0 {
+        return Ok((UpBody::Empty, declared.filter(|_| !chunked)));
+    }
+    // An HTTP/1.0 upstream needs a Content-Length: a chunked body is read
+    // first, as nginx does; small bodies are read so a retry can resend them.
+    let hold = (chunked && !settings.proxy_http_version_11)
+        || (!chunked && declared.unwrap_or(0) <= RETRY_BUFFER);
+    if hold {
+        let bytes = read_limited(incoming, settings.client_max_body_size).await?;
+        let len = bytes.len() as u64;
+        return Ok((UpBody::Buffered(bytes), Some(len)));
+    }
+    Ok((UpBody::Stream(incoming), declared.filter(|_| !chunked)))
+}
+
+/// The URI sent upstream: the client's URI as sent when `proxy_pass` has
+/// no URI part; else the location prefix replaced by that part.
+pub fn upstream_uri(pass: &ProxyPass, ex: &Exchange) -> String {
+    match (&pass.uri, &pass.location_prefix) {
+        (Some(uri), Some(prefix)) if ex.uri.starts_with(prefix.as_str()) => {
+            let mut out = uri.clone();
+            out.push_str(&escape_path(&ex.uri[prefix.len()..]));
+            if let Some(args) = &ex.args {
+                out.push('?');
+                out.push_str(args);
+            }
+            out
+        }
+        _ => ex.raw_uri.clone(),
+    }
+}
+
+/// Re-escapes a decoded path the way nginx does before sending it up.
+fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The headers sent upstream: `proxy_set_header` values first (nginx's
+/// defaults included), then the client's headers that nginx passes, then
+/// the body length.
+pub fn build_headers(
+    settings: &Settings,
+    ex: &Exchange,
+    client: &HeaderMap,
+    body_len: Option<u64>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(client.len() + 4);
+    for (name, value) in &settings.proxy_set_headers {
+        let rendered = value.render(ex);
+        if rendered.is_empty() {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&rendered),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    if settings.proxy_pass_request_headers {
+        for (name, value) in client {
+            let n = name.as_str();
+            if NOT_PASSED.contains(&n)
+                || settings
+                    .proxy_set_headers
+                    .iter()
+                    .any(|(s, _)| s.eq_ignore_ascii_case(n))
+            {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(len) = body_len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    headers
+}

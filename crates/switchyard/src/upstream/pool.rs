@@ -1,0 +1,106 @@
+//! Idle upstream connections (`keepalive N` in an upstream): kept after a
+//! response that allows it, reused by the next request to the same peer,
+//! closed after `keepalive_timeout` idle, `keepalive_time` of life or
+//! `keepalive_requests` requests. One pool per upstream group, shared by
+//! every worker thread.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use hyper::client::conn::http1::SendRequest;
+
+use crate::config::model::KeepalivePool;
+use crate::http::body::ResponseBody;
+
+/// An upstream connection, new or reused.
+pub struct Connection {
+    /// hyper's handle to send requests on it.
+    pub sender: SendRequest<ResponseBody>,
+    /// When it was opened.
+    pub born: Instant,
+    /// Requests sent on it so far (including the current one once sent).
+    pub requests: u64,
+    /// Whether it came from the pool (a failure before any response byte
+    /// then means the peer closed it while idle: retry on a new one).
+    pub reused: bool,
+}
+
+struct Idle {
+    addr: SocketAddr,
+    connection: Connection,
+    since: Instant,
+}
+
+/// The idle connections of one upstream group.
+pub struct Pool {
+    limits: KeepalivePool,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// An empty pool with these limits.
+    pub fn new(limits: KeepalivePool) -> Pool {
+        Pool {
+            limits,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn usable(&self, idle: &Idle, now: Instant) -> bool {
+        now.duration_since(idle.since) < self.limits.timeout
+            && now.duration_since(idle.connection.born) < self.limits.time
+            && !idle.connection.sender.is_closed()
+            && idle.connection.sender.is_ready()
+    }
+
+    /// An idle connection to `addr`, most recently used first.
+    pub fn take(&self, addr: SocketAddr) -> Option<Connection> {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().ok()?;
+        idle.retain(|i| self.usable(i, now));
+        let position = idle.iter().rposition(|i| i.addr == addr)?;
+        let mut found = idle.remove(position)?;
+        found.connection.reused = true;
+        Some(found.connection)
+    }
+
+    /// Returns a connection whose response is complete. Connections past
+    /// their request or age limits are closed (dropped) instead; when the
+    /// pool is full, the least recently used one goes.
+    pub fn put(&self, addr: SocketAddr, connection: Connection) {
+        let now = Instant::now();
+        if connection.requests >= self.limits.requests
+            || now.duration_since(connection.born) >= self.limits.time
+            || !connection.sender.is_ready()
+        {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        idle.retain(|i| self.usable(i, now));
+        if idle.len() >= self.limits.idle {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            addr,
+            connection,
+            since: now,
+        });
+    }
+
+    /// How many connections are idle now (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+}
