@@ -322,7 +322,10 @@ fn finish_headers(response: &mut Response<ResponseBody>, server_tokens: bool, cl
     } else {
         "switchyard"
     };
-    headers.insert(header::SERVER, HeaderValue::from_static(server));
+    // A proxied `Server` is there only with `proxy_pass_header Server`.
+    headers
+        .entry(header::SERVER)
+        .or_insert(HeaderValue::from_static(server));
     if switching {
         // `Connection: upgrade` was set by the proxy.
     } else if close {

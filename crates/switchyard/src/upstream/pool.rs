@@ -60,7 +60,6 @@ impl Pool {
         now.duration_since(idle.since) < self.limits.timeout
             && now.duration_since(idle.connection.born) < self.limits.time
             && !idle.connection.sender.is_closed()
-            && idle.connection.sender.is_ready()
     }
 
     /// An idle connection to `addr`, most recently used first.
@@ -81,7 +80,7 @@ impl Pool {
         let now = Instant::now();
         if connection.requests >= self.limits.requests
             || now.duration_since(connection.born) >= self.limits.time
-            || !connection.sender.is_ready()
+            || connection.sender.is_closed()
         {
             return;
         }

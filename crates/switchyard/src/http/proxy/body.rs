@@ -136,6 +136,9 @@ where
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.complete(),
+            // hyper stops polling once a body with a known length says it
+            // has ended, so the end is noticed here too.
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.complete(),
             Poll::Ready(Some(Err(_))) => {
                 // A broken body: the connection is not reused, and the
                 // peer is reported as it was (the header arrived).

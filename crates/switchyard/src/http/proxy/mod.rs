@@ -205,7 +205,18 @@ pub async fn proxy(
 
         // A pooled connection first; one the peer closed while idle is
         // replaced by a new one, without counting against the peer.
-        let mut pooled = upstream.pool.as_ref().and_then(|p| p.take(picked.addr));
+        let mut pooled = match upstream.pool.as_ref().and_then(|p| p.take(picked.addr)) {
+            // Wait (briefly) for hyper to finish the previous exchange on it.
+            Some(mut c) => {
+                match tokio::time::timeout(std::time::Duration::from_millis(100), c.sender.ready())
+                    .await
+                {
+                    Ok(Ok(())) => Some(c),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
         let (mut connection, response) = loop {
             let mut connection = match pooled.take() {
                 Some(c) => c,

@@ -1,0 +1,461 @@
+//! nginx's proxy module beyond the seed: upstream keepalive, next_upstream,
+//! redirects, header and body directives, WebSocket upgrades.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{free_port, get, post, upstream_block, Balancer, Echo};
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn json(r: &support::Response) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+fn header_of(v: &serde_json::Value, name: &str) -> Option<String> {
+    v["headers"].as_array()?.iter().find_map(|pair| {
+        let pair = pair.as_array()?;
+        (pair.first()?.as_str()?.eq_ignore_ascii_case(name))
+            .then(|| pair.get(1)?.as_str().map(str::to_string))?
+    })
+}
+
+/// A raw backend: answers each request with `respond(request_head)` and
+/// counts connections and requests.
+struct RawBackend {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl RawBackend {
+    fn start(respond: impl Fn(&str) -> (Vec<u8>, bool) + Send + Sync + 'static) -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let respond = Arc::new(respond);
+        let (c, r) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(10_000) {
+                let Ok(stream) = stream else { continue };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (respond, r) = (respond.clone(), r.clone());
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut head = String::new();
+                        loop {
+                            let mut line = String::new();
+                            match reader.read_line(&mut line) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            head.push_str(&line);
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        r.lock().unwrap().push(head.clone());
+                        let (bytes, close) = respond(&head);
+                        if reader.get_mut().write_all(&bytes).is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend {
+            addr,
+            connections,
+            requests,
+        }
+    }
+}
+
+fn ok_response(body: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn keepalive_reuses_upstream_connections() {
+    let backend = RawBackend::start(|_| (ok_response("pooled", ""), false));
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {}; keepalive 4; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}",
+            backend.addr
+        ),
+        &[port],
+    );
+    for _ in 0..20 {
+        assert_eq!(get(port, "/").text(), "pooled");
+    }
+    assert_eq!(
+        backend.connections.load(Ordering::SeqCst),
+        1,
+        "one upstream connection for 20 requests"
+    );
+    let requests = backend.requests.lock().unwrap();
+    assert!(requests.iter().all(|h| h.starts_with("GET / HTTP/1.1\r\n")));
+    assert!(
+        requests
+            .iter()
+            .all(|h| !h.to_ascii_lowercase().contains("connection:")),
+        "{:?}",
+        requests[0]
+    );
+}
+
+#[test]
+fn without_keepalive_each_request_opens_a_connection() {
+    let backend = RawBackend::start(|_| (ok_response("fresh", ""), false));
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{}; }} }}",
+            backend.addr
+        ),
+        &[port],
+    );
+    for _ in 0..5 {
+        assert_eq!(get(port, "/").text(), "fresh");
+    }
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 5);
+    assert!(backend.requests.lock().unwrap()[0].contains("Connection: close\r\n"));
+}
+
+#[test]
+fn a_pooled_connection_the_backend_closed_is_retried_not_502() {
+    // The backend keeps the connection after answering but closes it 50 ms
+    // later, as a backend with a short keep-alive timeout does.
+    let closer = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(1000) {
+                let Ok(mut stream) = stream else { continue };
+                c.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(&ok_response("short-lived", ""));
+                    std::thread::sleep(Duration::from_millis(50));
+                    // close: the pooled connection is now dead
+                });
+            }
+        });
+        (addr, count)
+    };
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {}; keepalive 4; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}",
+            closer.0
+        ),
+        &[port],
+    );
+    for _ in 0..10 {
+        let r = get(port, "/");
+        assert_eq!((r.status, r.text().as_str()), (200, "short-lived"));
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    assert!(closer.1.load(Ordering::SeqCst) >= 10);
+}
+
+#[test]
+fn next_upstream_http_502_moves_on_and_lists_every_try() {
+    let bad = RawBackend::start(|_| {
+        (
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad".to_vec(),
+            false,
+        )
+    });
+    let good = Echo::start("good", "127.0.0.1:0");
+    let port = free_port();
+    let b = Balancer::start_http(
+        &format!(
+            "log_format ups \"$upstream_addr|$upstream_status|$status\";\n{}\n\
+             server {{ listen 127.0.0.1:{port}; access_log logs/ups.log ups;\n\
+               location / {{ proxy_pass http://u; proxy_next_upstream error timeout http_502; }}\n\
+               location /off {{ proxy_pass http://u; proxy_next_upstream off; }} }}",
+            upstream_block(
+                "u",
+                &[(bad.addr, "max_fails=0"), (good.addr, "max_fails=0")]
+            )
+        ),
+        &[port],
+    );
+    let r = get(port, "/");
+    assert_eq!((r.status, r.header("x-served-by")), (200, Some("good")));
+    // With `off`, the 502 of the first peer goes to the client as it is.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(port, "/off").status);
+    }
+    assert!(
+        statuses.contains(&502) && statuses.contains(&200),
+        "{statuses:?}"
+    );
+    let log = std::fs::read_to_string(b.dir.path().join("logs/ups.log")).unwrap();
+    let first = log.lines().next().unwrap();
+    assert_eq!(first, format!("{}, {}|502, 200|200", bad.addr, good.addr));
+}
+
+#[test]
+fn post_is_not_resent_after_it_was_sent_unless_non_idempotent() {
+    let bad = RawBackend::start(|_| {
+        (
+            b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            false,
+        )
+    });
+    let good = Echo::start("good", "127.0.0.1:0");
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "{}\nserver {{ listen 127.0.0.1:{port};\n\
+               location / {{ proxy_pass http://u; proxy_next_upstream error http_503; }}\n\
+               location /any {{ proxy_pass http://u; proxy_next_upstream error http_503 non_idempotent; }} }}",
+            upstream_block("u", &[(bad.addr, "max_fails=0"), (good.addr, "max_fails=0")])
+        ),
+        &[port],
+    );
+    let mut posts = Vec::new();
+    for _ in 0..4 {
+        posts.push(post(port, "/", b"x").status);
+    }
+    assert!(
+        posts.contains(&503),
+        "POST must not move on after being sent: {posts:?}"
+    );
+    for _ in 0..4 {
+        assert_eq!(post(port, "/any", b"x").status, 200);
+    }
+    for _ in 0..4 {
+        assert_eq!(get(port, "/").status, 200, "GET moves on");
+    }
+}
+
+#[test]
+fn next_upstream_tries_limits_attempts() {
+    let dead: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let dead_addrs: Vec<SocketAddr> = dead.iter().map(|l| l.local_addr().unwrap()).collect();
+    drop(dead);
+    let good = Echo::start("good", "127.0.0.1:0");
+    let port = free_port();
+    let servers: Vec<(SocketAddr, &str)> = dead_addrs
+        .iter()
+        .map(|a| (*a, "max_fails=0"))
+        .chain(std::iter::once((good.addr, "max_fails=0")))
+        .collect();
+    let _b = Balancer::start_http(
+        &format!(
+            "{}\nserver {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_next_upstream_tries 2; }} }}",
+            upstream_block("u", &servers)
+        ),
+        &[port],
+    );
+    // Round robin starts at the first dead peer: two tries reach only dead ones.
+    assert_eq!(get(port, "/").status, 502);
+}
+
+#[test]
+fn proxy_redirect_default_and_explicit() {
+    let backend = RawBackend::start(|head| {
+        let location = if head.contains("/app/r2") {
+            "http://elsewhere/x"
+        } else {
+            "http://u/in/page"
+        };
+        (
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+                .into_bytes(),
+            false,
+        )
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {}; }}\n\
+             server {{ listen 127.0.0.1:{port};\n\
+               location /app/ {{ proxy_pass http://u/in/; }}\n\
+               location /off/ {{ proxy_pass http://u/in/; proxy_redirect off; }}\n\
+               location /exp/ {{ proxy_pass http://u/app/; proxy_redirect http://elsewhere/ /moved/; }} }}",
+            backend.addr
+        ),
+        &[port],
+    );
+    assert_eq!(get(port, "/app/r1").header("location"), Some("/app/page"));
+    assert_eq!(
+        get(port, "/off/r1").header("location"),
+        Some("http://u/in/page")
+    );
+    assert_eq!(get(port, "/exp/r2").header("location"), Some("/moved/x"));
+}
+
+#[test]
+fn hide_pass_headers_method_and_body_directives() {
+    let backend = RawBackend::start(|head| {
+        let method = head.split(' ').next().unwrap_or("").to_string();
+        (
+            ok_response(
+                &method,
+                "Server: upstream-server\r\nX-Secret: s\r\nX-Accel-Expires: 10\r\n",
+            ),
+            false,
+        )
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {}; }}\n\
+             server {{ listen 127.0.0.1:{port};\n\
+               location / {{ proxy_pass http://u; proxy_hide_header X-Secret; proxy_pass_header Server; }}\n\
+               location /m {{ proxy_pass http://u; proxy_method PUT; proxy_set_body \"set-$request_method\"; proxy_pass_request_headers off; }} }}",
+            backend.addr
+        ),
+        &[port],
+    );
+    let r = get(port, "/");
+    assert_eq!(r.header("x-secret"), None);
+    assert_eq!(r.header("x-accel-expires"), None);
+    assert_eq!(r.header("server"), Some("upstream-server"));
+    let r = support::raw(
+        local(port),
+        format!("GET /m HTTP/1.1\r\nHost: h\r\nX-Client: 1\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.text(), "PUT");
+    let head = backend.requests.lock().unwrap().last().cloned().unwrap();
+    assert!(head.starts_with("PUT /m HTTP/1.0\r\n"), "{head}");
+    assert!(!head.contains("X-Client"), "{head}");
+    assert!(head.contains("Content-Length: 7\r\n"), "{head}");
+}
+
+#[test]
+fn websocket_upgrade_is_tunnelled() {
+    // A backend that switches protocols and then echoes bytes upper-cased.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Some(Ok(stream)) = listener.incoming().next() {
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                head.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            assert!(
+                head.to_ascii_lowercase().contains("upgrade: websocket"),
+                "{head}"
+            );
+            let mut s = reader.into_inner();
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").unwrap();
+            let mut buf = [0u8; 64];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = s.write_all(&buf[..n].to_ascii_uppercase());
+            }
+        }
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{addr}; proxy_http_version 1.1;\n\
+               proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; }} }}"
+        ),
+        &[port],
+    );
+    let mut s = TcpStream::connect(local(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    for word in ["hello", "switchyard"] {
+        s.write_all(word.as_bytes()).unwrap();
+        let mut buf = vec![0u8; word.len()];
+        reader.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, word.to_ascii_uppercase().as_bytes());
+    }
+}
+
+#[test]
+fn headers_the_backend_sees_with_keepalive_settings() {
+    let echo = Echo::start("e", "127.0.0.1:0");
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {}; keepalive 2; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_http_version 1.1;\n\
+               proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}",
+            echo.addr
+        ),
+        &[port],
+    );
+    let r = support::raw(
+        local(port),
+        b"GET /h HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.9.9.9\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let v = json(&r);
+    assert_eq!(v["version"], "HTTP/1.1");
+    assert_eq!(header_of(&v, "connection"), None);
+    assert_eq!(
+        header_of(&v, "x-forwarded-for").as_deref(),
+        Some("10.9.9.9, 127.0.0.1")
+    );
+    assert_eq!(header_of(&v, "host").as_deref(), Some("u"));
+}
