@@ -354,8 +354,7 @@ fn hide_pass_headers_method_and_body_directives() {
     assert_eq!(r.header("server"), Some("upstream-server"));
     let r = support::raw(
         local(port),
-        format!("GET /m HTTP/1.1\r\nHost: h\r\nX-Client: 1\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        b"GET /m HTTP/1.1\r\nHost: h\r\nX-Client: 1\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     assert_eq!(r.text(), "PUT");
