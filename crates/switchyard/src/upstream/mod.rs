@@ -24,6 +24,8 @@ pub struct Picked {
     pub id: PeerId,
     /// Where to connect.
     pub addr: SocketAddr,
+    /// Its counters (looked up once per peer, not per request).
+    pub metrics: Arc<crate::observe::metrics::PeerMetrics>,
 }
 
 /// One resolved address of a server line.
@@ -43,7 +45,7 @@ struct State {
     balancer: Option<Balancer>,
     /// Every resolved peer, in server-line order.
     resolved: Vec<Resolved>,
-    addrs: HashMap<PeerId, SocketAddr>,
+    addrs: HashMap<PeerId, (SocketAddr, Arc<crate::observe::metrics::PeerMetrics>)>,
 }
 
 /// One upstream group at run time.
@@ -215,9 +217,10 @@ impl Upstream {
         } = &mut *state;
         addrs.clear();
         if let Some(b) = balancer.as_ref() {
+            let metrics = crate::observe::metrics::global();
             for (id, cfg, _) in b.peers() {
                 if let Ok(a) = cfg.name.parse() {
-                    addrs.insert(id, a);
+                    addrs.insert(id, (a, metrics.peer(&self.config.name, &cfg.name)));
                 }
             }
         }
@@ -250,8 +253,12 @@ impl Upstream {
             balancer, addrs, ..
         } = &mut *state;
         let id = balancer.as_mut()?.pick(attempt, key, now).ok()?;
-        let addr = *addrs.get(&id)?;
-        Some(Picked { id, addr })
+        let (addr, metrics) = addrs.get(&id)?;
+        Some(Picked {
+            id,
+            addr: *addr,
+            metrics: metrics.clone(),
+        })
     }
 
     /// Reports how an attempt ended.
@@ -275,7 +282,7 @@ impl Upstream {
     /// The current peers and their addresses.
     pub fn peer_addresses(&self) -> Vec<(PeerId, SocketAddr)> {
         match self.state.lock() {
-            Ok(state) => state.addrs.iter().map(|(id, a)| (*id, *a)).collect(),
+            Ok(state) => state.addrs.iter().map(|(id, (a, _))| (*id, *a)).collect(),
             Err(_) => Vec::new(),
         }
     }

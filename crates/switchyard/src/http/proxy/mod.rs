@@ -295,9 +295,7 @@ pub async fn proxy(
         match response {
             Ok(response) => {
                 let status = response.status().as_u16();
-                crate::observe::metrics::global()
-                    .peer(&upstream.config.name, &picked.addr.to_string())
-                    .response(status, started.elapsed());
+                picked.metrics.response(status, started.elapsed());
                 if let Some(t) = ex.upstream.last_mut() {
                     t.status = Some(status);
                     t.header = Some(started.elapsed().as_secs_f64());
