@@ -140,7 +140,9 @@ fn balancer(options: Options) -> i32 {
                 0
             }
             Err(e) => {
-                error_log::stderr_line(ErrorLevel::Emerg, &e.to_string());
+                for line in e.lines() {
+                    error_log::stderr_line(ErrorLevel::Emerg, &line);
+                }
                 eprintln!("switchyard: configuration file {conf_name} test failed");
                 1
             }
@@ -159,7 +161,9 @@ fn send_signal(load: &LoadOptions, signal: cli::Signal) -> i32 {
     let loaded = match config::load(load) {
         Ok(l) => l,
         Err(e) => {
-            error_log::stderr_line(ErrorLevel::Emerg, &e.to_string());
+            for line in e.lines() {
+                error_log::stderr_line(ErrorLevel::Emerg, &line);
+            }
             return 1;
         }
     };

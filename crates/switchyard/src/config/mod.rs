@@ -27,6 +27,9 @@ pub struct ConfigError {
     pub message: String,
     /// Where, when nginx names a place.
     pub position: Option<Position>,
+    /// Further errors of the same load: every directive that is not
+    /// supported yet is named, not only the first (a migration list).
+    pub more: Vec<ConfigError>,
 }
 
 impl ConfigError {
@@ -35,6 +38,7 @@ impl ConfigError {
         ConfigError {
             message: message.into(),
             position: Some(position.clone()),
+            more: Vec::new(),
         }
     }
 
@@ -44,8 +48,22 @@ impl ConfigError {
         ConfigError {
             message: message.into(),
             position: None,
+            more: Vec::new(),
         }
     }
+
+    /// Every error of the load, one line each (this one first).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![self.to_string()];
+        out.extend(self.more.iter().map(ToString::to_string));
+        out
+    }
+}
+
+thread_local! {
+    /// Directives found while loading that are not supported yet; the load
+    /// goes on past them so that all are reported together.
+    static UNSUPPORTED: std::cell::RefCell<Vec<ConfigError>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl fmt::Display for ConfigError {
@@ -95,8 +113,23 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
         directives.extend(extra.directives);
     }
     directives.extend(tree.directives.iter().cloned());
-    let model = build(&directives, options)?;
-    Ok(Loaded { model, tree })
+    UNSUPPORTED.with(|u| u.borrow_mut().clear());
+    let built = build(&directives, options);
+    let unsupported = UNSUPPORTED.with(|u| std::mem::take(&mut *u.borrow_mut()));
+    let mut unsupported = unsupported.into_iter();
+    match (built, unsupported.next()) {
+        (Ok(model), None) => Ok(Loaded { model, tree }),
+        // Unsupported directives come first, in file order; a later hard
+        // error (if any) is listed after them.
+        (result, Some(mut first)) => {
+            first.more.extend(unsupported);
+            if let Err(e) = result {
+                first.more.push(e);
+            }
+            Err(first)
+        }
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// Checks a directive's shape against the table: known, allowed here,
@@ -151,10 +184,14 @@ pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, Co
         ));
     }
     if spec.support == Support::NotYet {
-        return Err(ConfigError::at(
-            format!("\"{name}\" is not supported yet"),
-            at,
-        ));
+        // Recorded, and the directive is skipped: the load goes on so that
+        // every unsupported directive is named.
+        UNSUPPORTED.with(|u| {
+            u.borrow_mut().push(ConfigError::at(
+                format!("\"{name}\" is not supported yet"),
+                at,
+            ))
+        });
     }
     Ok(spec)
 }

@@ -60,7 +60,9 @@ pub fn run(options: RunOptions) -> i32 {
     let loaded = match config::load(&options.load) {
         Ok(l) => l,
         Err(e) => {
-            error_log::stderr_line(ErrorLevel::Emerg, &e.to_string());
+            for line in e.lines() {
+                error_log::stderr_line(ErrorLevel::Emerg, &line);
+            }
             return 1;
         }
     };
@@ -303,7 +305,9 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     let loaded = match config::load(&options.load) {
         Ok(l) => l,
         Err(e) => {
-            error_log::log(ErrorLevel::Emerg, None, &e.to_string());
+            for line in e.lines() {
+                error_log::log(ErrorLevel::Emerg, None, &line);
+            }
             return;
         }
     };
