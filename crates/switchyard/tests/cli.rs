@@ -258,8 +258,14 @@ fn debian_stock_config_fails_only_on_unsupported_directives() {
         assert!(lines[0].ends_with("syntax is ok"), "{err}");
         return;
     }
-    assert_eq!(lines.last(), Some(&"switchyard: configuration file /etc/nginx/nginx.conf test failed"));
-    let unsupported = regex::Regex::new(r#"^switchyard: \[emerg\] "([a-z_0-9]+)" is not supported yet in (/etc/nginx/\S+):(\d+)$"#).unwrap();
+    assert_eq!(
+        lines.last(),
+        Some(&"switchyard: configuration file /etc/nginx/nginx.conf test failed")
+    );
+    let unsupported = regex::Regex::new(
+        r#"^switchyard: \[emerg\] "([a-z_0-9]+)" is not supported yet in (/etc/nginx/\S+):(\d+)$"#,
+    )
+    .unwrap();
     assert!(lines.len() > 1, "{err}");
     for line in &lines[..lines.len() - 1] {
         let captures = unsupported
@@ -267,7 +273,42 @@ fn debian_stock_config_fails_only_on_unsupported_directives() {
             .unwrap_or_else(|| panic!("not an unsupported-directive line: {line}\n{err}"));
         let (name, file, number) = (&captures[1], &captures[2], &captures[3]);
         let text = std::fs::read_to_string(file).unwrap();
-        let source_line = text.lines().nth(number.parse::<usize>().unwrap() - 1).unwrap();
-        assert!(source_line.contains(name), "{file}:{number} does not hold {name}: {source_line}");
+        let source_line = text
+            .lines()
+            .nth(number.parse::<usize>().unwrap() - 1)
+            .unwrap();
+        assert!(
+            source_line.contains(name),
+            "{file}:{number} does not hold {name}: {source_line}"
+        );
+    }
+}
+
+/// Every configuration the project ships passes `switchyard -t`: the
+/// examples and the one in the Kubernetes ConfigMap.
+#[test]
+fn shipped_configs_pass_the_test() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for entry in glob::glob(&format!("{}/examples/**/*.conf", root.display())).unwrap() {
+        files.push(entry.unwrap());
+    }
+    let configmap =
+        std::fs::read_to_string(root.join("deploy/kubernetes/switchyard-configmap.yaml")).unwrap();
+    let embedded: String = configmap
+        .split("nginx.conf: |\n")
+        .nth(1)
+        .expect("nginx.conf in the ConfigMap")
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    files.push(support::write_file(dir.path(), "configmap.conf", &embedded));
+    assert!(files.len() >= 2);
+    for file in files {
+        let f = file.canonicalize().unwrap().display().to_string();
+        let (code, _, err) = run(&["-t", "-q", "-c", &f]);
+        assert_eq!((code, err.as_str()), (0, ""), "{f}");
     }
 }
