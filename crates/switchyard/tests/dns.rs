@@ -227,3 +227,21 @@ fn dns_down_for_thirty_seconds_changes_nothing() {
     let log = balancer.error_log_text();
     assert!(log.contains("keeping 2 known address(es)"), "{log}");
 }
+
+#[test]
+fn names_with_resolve_are_resolved_before_the_first_request() {
+    let (_a, _b, backend_port) = pair();
+    let dns = Dnsmasq::start("127.0.0.1 app.test\n127.0.0.2 app.test\n", &[]);
+    let port = free_port();
+    let upstream = format!("upstream app {{ server app.test:{backend_port} resolve; }}");
+    // The pid file is up and the port accepts: the first lookup is done,
+    // as for names without `resolve` (nginx resolves while reading its
+    // configuration), so no request meets an empty upstream.
+    let balancer = Balancer::start_full(&conf(dns.port, port, &upstream), &[port], &[]);
+    let first = who(port, 2);
+    assert!(
+        first.contains(&"200:a".to_string()) && first.contains(&"200:b".to_string()),
+        "{first:?}\n{}",
+        balancer.error_log_text()
+    );
+}

@@ -146,10 +146,15 @@ impl Upstream {
         } else {
             None
         };
+        // The first lookup of each `resolve` line, awaited below like the
+        // lookups of the other lines: the caller serves only after them.
+        let mut first_lookups = Vec::new();
         for (index, server) in self.config.servers.iter().enumerate() {
             if server.resolve || server.service.is_some() {
                 if let Some(dns) = dns.clone() {
-                    tokio::spawn(keep_resolving(Arc::downgrade(self), index, dns));
+                    let (done, first) = tokio::sync::oneshot::channel();
+                    first_lookups.push(first);
+                    tokio::spawn(keep_resolving(Arc::downgrade(self), index, dns, done));
                 }
                 continue;
             }
@@ -165,6 +170,9 @@ impl Upstream {
                     tokio::spawn(async move { retry_until_resolved(me, index).await });
                 }
             }
+        }
+        for first in first_lookups {
+            let _ = first.await;
         }
     }
 
@@ -347,7 +355,14 @@ async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize)
 /// records' TTL (or `valid=`). A failed lookup keeps the last good
 /// addresses and is retried soon; an answer that the name is gone removes
 /// them.
-async fn keep_resolving(upstream: std::sync::Weak<Upstream>, index: usize, dns: Arc<dns::Dns>) {
+/// `first_done` is signalled once the first lookup's answer is applied.
+async fn keep_resolving(
+    upstream: std::sync::Weak<Upstream>,
+    index: usize,
+    dns: Arc<dns::Dns>,
+    first_done: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut first_done = Some(first_done);
     let mut failures = 0u32;
     loop {
         let Some(up) = upstream.upgrade() else { return };
@@ -418,6 +433,9 @@ async fn keep_resolving(upstream: std::sync::Weak<Upstream>, index: usize, dns: 
             }
         };
         drop(up);
+        if let Some(done) = first_done.take() {
+            let _ = done.send(());
+        }
         tokio::time::sleep(wait).await;
     }
 }
