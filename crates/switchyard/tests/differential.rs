@@ -234,6 +234,26 @@ impl Names {
         addr
     }
 
+    /// A backend that answers every request with `status`, called `name`.
+    fn status(&mut self, name: &str, status: u16) -> SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let header = format!(
+            "HTTP/1.1 {status} Status\r\nX-Served-By: {name}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(10_000) {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 8192];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(header.as_bytes());
+            }
+        });
+        self.by_addr.push((addr.to_string(), name.to_string()));
+        addr
+    }
+
     fn normalize(&self, lines: &[String]) -> Vec<String> {
         lines
             .iter()
@@ -820,4 +840,90 @@ fn relative_return_redirect_like_nginx() {
             .map(|l| l.replace(&port.to_string(), "PORT"))
     });
     assert_eq!(n, s);
+}
+
+#[test]
+fn next_upstream_http_502_moves_on_like_nginx() {
+    let mut names = Names::new();
+    let a = names.echo("a");
+    let b = names.status("b", 502);
+    let c = names.echo("c");
+    let pair = Pair::proxy(
+        &upstream_block(
+            "up",
+            &[(a, "max_fails=0"), (b, "max_fails=0"), (c, "max_fails=0")],
+        ),
+        "proxy_next_upstream error timeout http_502;",
+    );
+    let (n, s) = pair.both(|port| sequence(port, 9));
+    assert_eq!(n, s, "nginx vs switchyard");
+    assert!(n.iter().all(|r| r.starts_with("200 ")), "{n:?}");
+    let (nl, sl) = pair.access_logs(9, &names);
+    assert_eq!(nl, sl, "access logs: nginx vs switchyard");
+    assert!(nl.contains(&"200|b, c|502, 200".to_string()), "{nl:?}");
+}
+
+#[test]
+fn next_upstream_off_passes_errors_like_nginx() {
+    let mut names = Names::new();
+    let a = names.echo("a");
+    let b = names.status("b", 503);
+    let x = names.dead("x");
+    let pair = Pair::proxy(
+        &upstream_block(
+            "up",
+            &[(a, "max_fails=0"), (b, "max_fails=0"), (x, "max_fails=0")],
+        ),
+        "proxy_next_upstream off;",
+    );
+    let (n, s) = pair.both(|port| sequence(port, 9));
+    assert_eq!(n, s, "nginx vs switchyard");
+    assert!(
+        n.contains(&"503 b".to_string()) && n.contains(&"502 -".to_string()),
+        "{n:?}"
+    );
+    let (nl, sl) = pair.access_logs(9, &names);
+    assert_eq!(nl, sl, "access logs: nginx vs switchyard");
+}
+
+#[test]
+fn next_upstream_tries_limit_like_nginx() {
+    let mut names = Names::new();
+    let x = names.dead("x");
+    let y = names.dead("y");
+    let c = names.echo("c");
+    let pair = Pair::proxy(
+        &upstream_block(
+            "up",
+            &[(x, "max_fails=0"), (y, "max_fails=0"), (c, "max_fails=0")],
+        ),
+        "proxy_next_upstream_tries 2;",
+    );
+    let (n, s) = pair.both(|port| sequence(port, 6));
+    assert_eq!(n, s, "nginx vs switchyard");
+    let (nl, sl) = pair.access_logs(6, &names);
+    assert_eq!(nl, sl, "access logs: nginx vs switchyard");
+    assert!(nl.contains(&"502|x, y|502, 502".to_string()), "{nl:?}");
+}
+
+#[test]
+fn post_is_not_resent_after_a_503_like_nginx() {
+    let mut names = Names::new();
+    let b = names.status("b", 503);
+    let c = names.echo("c");
+    let pair = Pair::proxy(
+        &upstream_block("up", &[(b, "max_fails=0"), (c, "max_fails=0")]),
+        "proxy_next_upstream error timeout http_503;",
+    );
+    let post_seq = |port: u16| -> Vec<String> {
+        (0..6)
+            .map(|_| {
+                let r = support::post(port, "/", b"{}");
+                format!("{} {}", r.status, r.header("x-served-by").unwrap_or("-"))
+            })
+            .collect()
+    };
+    let (n, s) = pair.both(post_seq);
+    assert_eq!(n, s, "nginx vs switchyard");
+    assert!(n.contains(&"503 b".to_string()), "{n:?}");
 }
