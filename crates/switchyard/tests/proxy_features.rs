@@ -458,3 +458,30 @@ fn headers_the_backend_sees_with_keepalive_settings() {
     );
     assert_eq!(header_of(&v, "host").as_deref(), Some("u"));
 }
+
+#[test]
+fn a_client_that_goes_away_does_not_mark_the_peer_failed() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let port = free_port();
+    let _bal = Balancer::start_http(
+        &format!(
+            "{}\nserver {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; }} }}",
+            upstream_block("u", &[(a.addr, ""), (b.addr, "")])
+        ),
+        &[port],
+    );
+    // Two clients give up while their requests wait on each peer.
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(local(port)).unwrap();
+        s.write_all(b"GET /?delay=1s HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // nginx does not count a client's abort against the peer.
+    for _ in 0..4 {
+        assert_eq!(get(port, "/").status, 200);
+    }
+}

@@ -196,10 +196,13 @@ pub async fn proxy(
             addr: picked.addr.to_string(),
             ..Default::default()
         });
+        // Until an attempt fails, the peer is not blamed: a client that goes
+        // away mid-request drops this guard, and nginx does not count that
+        // against the peer either.
         let mut guard = Some(PeerGuard {
             upstream: upstream.clone(),
             picked: picked.clone(),
-            success: false,
+            success: true,
         });
         let can_try_again = |attempt: &balance::Attempt| attempt.tries_left() > 0 && !out_of_time();
 
@@ -224,6 +227,9 @@ pub async fn proxy(
                     Ok(c) => c,
                     Err(f) => {
                         record_failure(ex, &f, &url, started);
+                        if let Some(g) = guard.as_mut() {
+                            g.success = false;
+                        }
                         guard = None;
                         // Nothing was sent: any method may go to the next peer.
                         let retry = if f.is_timeout() {
@@ -326,6 +332,7 @@ pub async fn proxy(
             }
             Err(failure) => {
                 record_failure(ex, &failure, &url, started);
+                guard.success = false;
                 drop(guard);
                 let listed = if failure.is_timeout() {
                     next.timeout
