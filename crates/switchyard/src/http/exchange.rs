@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use std::collections::HashMap;
+
 use http::HeaderMap;
+
+use crate::config::model::MapConfig;
 
 use crate::observe::time::Civil;
 use crate::vars::{Var, VarSource};
@@ -79,6 +83,19 @@ pub struct Exchange {
     pub body_bytes_sent: u64,
     /// Estimated bytes of the response header.
     pub header_bytes: u64,
+    /// The client's address as nginx's `$remote_addr` sees it: the
+    /// connection's peer, or the address the realip module took from a
+    /// trusted header. Balancing by client (`ip_hash`) and
+    /// `X-Forwarded-For` should use this, not `conn.remote`.
+    pub client_addr: std::net::IpAddr,
+    /// Variables set by `set`, latest last.
+    pub user_vars: Vec<(String, String)>,
+    /// The `map`s of the configuration, by variable name.
+    pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
+    /// `$document_root` of the location answering.
+    pub document_root: String,
+    /// `$request_filename` of the location answering.
+    pub request_filename: String,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -94,7 +111,6 @@ impl Exchange {
     /// Starts recording a request.
     pub fn new(conn: Arc<ConnInfo>, parts: &http::request::Parts, uri: String) -> Exchange {
         Exchange {
-            conn,
             start: Instant::now(),
             start_wall: SystemTime::now(),
             method: parts.method.as_str().to_string(),
@@ -117,7 +133,38 @@ impl Exchange {
             proxy_port: 0,
             body_bytes_sent: 0,
             header_bytes: 0,
+            client_addr: conn.remote.ip(),
+            user_vars: Vec::new(),
+            maps: Arc::default(),
+            document_root: String::new(),
+            request_filename: String::new(),
+            conn,
         }
+    }
+
+    /// Sets a `set` variable.
+    pub fn set_var(&mut self, name: &str, value: String) {
+        self.user_vars.retain(|(n, _)| n != name);
+        self.user_vars.push((name.to_string(), value));
+    }
+
+    fn user_var(&self, name: &str) -> Option<String> {
+        if let Some((_, v)) = self.user_vars.iter().find(|(n, _)| n == name) {
+            return Some(v.clone());
+        }
+        let map = self.maps.get(name)?;
+        let key = map.source.render(self);
+        let lower = key.to_ascii_lowercase();
+        let value = match map.exact.get(&lower) {
+            Some(v) => v,
+            None => map
+                .regexes
+                .iter()
+                .find(|(re, _)| re.is_match(&key))
+                .map(|(_, v)| v)
+                .unwrap_or(&map.default),
+        };
+        Some(value.render(self))
     }
 
     /// `$request`: the request line.
@@ -178,7 +225,7 @@ impl Exchange {
 
     /// `$proxy_add_x_forwarded_for`.
     pub fn x_forwarded_for(&self) -> String {
-        let client = self.conn.remote.ip().to_string();
+        let client = self.client_addr.to_string();
         match Self::header(&self.headers, "x_forwarded_for") {
             Some(existing) => format!("{existing}, {client}"),
             None => client,
@@ -194,7 +241,11 @@ impl VarSource for Exchange {
     fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
         let owned = |s: String| Some(Cow::Owned(s));
         match var {
-            Var::RemoteAddr => owned(self.conn.remote.ip().to_string()),
+            Var::RemoteAddr => owned(self.client_addr.to_string()),
+            Var::RealIpRemoteAddr => owned(self.conn.remote.ip().to_string()),
+            Var::DocumentRoot => Some(Cow::Borrowed(&self.document_root)),
+            Var::RequestFilename => Some(Cow::Borrowed(&self.request_filename)),
+            Var::User(name) => self.user_var(name).map(Cow::Owned),
             Var::RemotePort => owned(self.conn.remote.port().to_string()),
             Var::RemoteUser => None,
             Var::TimeLocal => owned(Civil::now().time_local()),

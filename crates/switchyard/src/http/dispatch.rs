@@ -1,0 +1,322 @@
+//! From a chosen server to a response, in nginx's phase order: realip,
+//! the server's rewrite directives, location lookup, the location's rewrite
+//! directives (an `if` may swap the configuration), content (proxy, status
+//! pages, static files, or `return`), internal redirects (index files,
+//! `error_page`), then header filters (absolute `Location`, `add_header`).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::config::model::{Handler, LocationConfig, LocationMatch, ServerConfig, Settings};
+use crate::observe::error_log;
+
+use super::body::ResponseBody;
+use super::exchange::Exchange;
+use super::generation::Generation;
+use super::rewrite::{self, Outcome};
+use super::route::{normalize_uri, select_location};
+use super::static_files::{self, Served};
+use super::{headers, proxy, realip, respond};
+
+/// What to send.
+pub enum Reply {
+    /// A response.
+    Response(Response<ResponseBody>),
+    /// Close the connection without a response (`return 444`, `return 499`).
+    Close,
+}
+
+/// nginx stops after this many internal redirects.
+const MAX_REDIRECTS: usize = 10;
+
+enum Content {
+    Response(Response<ResponseBody>, bool),
+    Status(u16),
+    Redirect(String),
+    Close,
+}
+
+/// Serves a request on `server`; returns the reply and the settings of the
+/// configuration that answered (for logging and connection handling).
+pub async fn respond(
+    request: Request<Incoming>,
+    server: &Arc<ServerConfig>,
+    ex: &mut Exchange,
+    generation: &Arc<Generation>,
+) -> (Reply, Arc<Settings>) {
+    if let Some(http) = generation.http() {
+        ex.maps = http.maps.clone();
+    }
+    realip::apply(&server.settings.real_ip, ex);
+    let mut settings = server.settings.clone();
+    let mut request = Some(request);
+    let mut content = match rewrite::run(&server.script, ex, &mut None) {
+        Outcome::Return(code, text) => returned(code, text, &settings),
+        Outcome::Continue => {
+            let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
+            settings = l.settings.clone();
+            c
+        }
+    };
+    let mut redirects = 0;
+    let mut intercepted = false;
+    loop {
+        let (response, from_upstream) = match content {
+            Content::Close => return (Reply::Close, settings),
+            Content::Redirect(uri) => {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    error_log::error(
+                        Some(ex.conn.id),
+                        &format!(
+                            "rewrite or internal redirection cycle while internally redirecting to \"{uri}\"{}",
+                            proxy::log_context(ex, None)
+                        ),
+                    );
+                    content = Content::Response(respond::error(500, settings.server_tokens), false);
+                    continue;
+                }
+                internal_uri(ex, &uri);
+                let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
+                settings = l.settings.clone();
+                content = c;
+                continue;
+            }
+            Content::Status(code) => (respond::error(code, settings.server_tokens), false),
+            Content::Response(r, from_upstream) => (r, from_upstream),
+        };
+        let status = response.status().as_u16();
+        let catch = !intercepted && (!from_upstream || settings.proxy_intercept_errors);
+        let page = catch
+            .then(|| {
+                settings
+                    .error_pages
+                    .iter()
+                    .find(|p| p.codes.contains(&status))
+            })
+            .flatten()
+            .cloned();
+        let Some(page) = page else {
+            let mut response = response;
+            finish(&mut response, &settings, ex);
+            return (Reply::Response(response), settings);
+        };
+        intercepted = true;
+        let target = page.uri.render(ex);
+        if !target.starts_with('/') {
+            // An URL: a redirect (302 unless `=301` etc.).
+            let code = match page.response {
+                Some(Some(c @ (301 | 302 | 303 | 307 | 308))) => c,
+                _ => 302,
+            };
+            let mut r = respond::error(code, settings.server_tokens);
+            if let Ok(v) = HeaderValue::from_str(&target) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            finish(&mut r, &settings, ex);
+            return (Reply::Response(r), settings);
+        }
+        drop(response);
+        if ex.method != "HEAD" {
+            ex.method = "GET".to_string();
+        }
+        internal_uri(ex, &target);
+        let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
+        settings = l.settings.clone();
+        let forced = match page.response {
+            None => Some(status),
+            Some(code) => code,
+        };
+        content = match c {
+            Content::Response(mut r, up) => {
+                if let Some(code) = forced {
+                    if let Ok(s) = StatusCode::from_u16(code) {
+                        *r.status_mut() = s;
+                    }
+                }
+                Content::Response(r, up)
+            }
+            Content::Status(s) => Content::Status(forced.filter(|_| s < 400).unwrap_or(s)),
+            other => other,
+        };
+    }
+}
+
+/// Sets `$uri` and `$args` for an internal redirect to `target`.
+fn internal_uri(ex: &mut Exchange, target: &str) {
+    let (path, args) = match target.split_once('?') {
+        Some((p, a)) => (p, Some(a.to_string())),
+        None => (target, None),
+    };
+    ex.uri = normalize_uri(path).unwrap_or_else(|| path.to_string());
+    if args.is_some() {
+        ex.args = args;
+    }
+}
+
+/// The location for `ex.uri` (the server itself when none matches), its
+/// rewrite directives, then its content.
+async fn find_and_serve(
+    server: &Arc<ServerConfig>,
+    ex: &mut Exchange,
+    generation: &Arc<Generation>,
+    request: &mut Option<Request<Incoming>>,
+) -> (Arc<LocationConfig>, Content) {
+    let found = select_location(&server.locations, &ex.uri).cloned();
+    let found = found.unwrap_or_else(|| {
+        Arc::new(LocationConfig {
+            matcher: LocationMatch::Prefix(String::new()),
+            nested: Vec::new(),
+            handler: Handler::None,
+            settings: server.settings.clone(),
+            script: Vec::new(),
+            alias: None,
+        })
+    });
+    let mut current = Some(found.clone());
+    let outcome = rewrite::run(&found.script, ex, &mut current);
+    let location = current.unwrap_or(found);
+    if ex.client_addr == ex.conn.remote.ip() {
+        realip::apply(&location.settings.real_ip, ex);
+    }
+    let (path, root) = static_files::file_path(&location, &ex.uri);
+    ex.request_filename = path.display().to_string();
+    ex.document_root = root.display().to_string();
+    if let Outcome::Return(code, text) = outcome {
+        return (location.clone(), returned(code, text, &location.settings));
+    }
+    let content = serve(&location, ex, generation, request).await;
+    (location, content)
+}
+
+fn returned(code: u16, text: Option<String>, settings: &Settings) -> Content {
+    if matches!(code, 444 | 499) {
+        return Content::Close;
+    }
+    if text.is_none() && code >= 400 {
+        return Content::Status(code);
+    }
+    Content::Response(
+        respond::return_response(code, text, settings.server_tokens, &settings.default_type),
+        false,
+    )
+}
+
+async fn serve(
+    location: &Arc<LocationConfig>,
+    ex: &mut Exchange,
+    generation: &Arc<Generation>,
+    request: &mut Option<Request<Incoming>>,
+) -> Content {
+    match &location.handler {
+        Handler::Proxy(pass) => {
+            let Some(upstream) = generation.upstreams.get(pass.target_name()).cloned() else {
+                return Content::Status(500);
+            };
+            let Some(request) = request.take() else {
+                // The request body went to an earlier upstream: an
+                // error_page cannot proxy again (yet).
+                error_log::error(
+                    Some(ex.conn.id),
+                    &format!(
+                        "internal redirect to a proxied location after the request was proxied is not supported yet{}",
+                        proxy::log_context(ex, None)
+                    ),
+                );
+                return Content::Status(500);
+            };
+            let response = proxy::proxy(request, location, pass, upstream, ex).await;
+            let status = response.status().as_u16();
+            let from_upstream = ex.upstream.last().and_then(|t| t.status) == Some(status);
+            Content::Response(response, from_upstream)
+        }
+        Handler::StubStatus => Content::Response(super::status::stub_status(), false),
+        Handler::Metrics => Content::Response(super::status::prometheus(generation), false),
+        Handler::StatusPage => {
+            Content::Response(super::status::status_page(generation, &ex.uri), false)
+        }
+        Handler::None => {
+            let headers = request
+                .as_ref()
+                .map(|r| r.headers().clone())
+                .unwrap_or_default();
+            match static_files::serve(location, ex, &headers).await {
+                Served::Response(r) => Content::Response(r, false),
+                Served::Status(code) => Content::Status(code),
+                Served::Redirect(uri) => Content::Redirect(uri),
+                Served::AddSlash(to) => {
+                    let mut r = respond::error(301, location.settings.server_tokens);
+                    if let Ok(v) = HeaderValue::from_str(&to) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    Content::Response(r, false)
+                }
+            }
+        }
+    }
+}
+
+/// Header filters: a relative `Location` made absolute
+/// (`absolute_redirect`), then `add_header`.
+fn finish(response: &mut Response<ResponseBody>, settings: &Settings, ex: &Exchange) {
+    absolute_location(response, settings, ex);
+    headers::add(&settings.add_headers, ex, response);
+}
+
+/// nginx's header filter: a `Location` starting with `/` becomes
+/// `http://HOST[:PORT]/...` when `absolute_redirect` is on.
+pub fn absolute_location(
+    response: &mut Response<ResponseBody>,
+    settings: &Settings,
+    ex: &Exchange,
+) {
+    if !settings.absolute_redirect {
+        return;
+    }
+    let Some(location) = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.starts_with('/'))
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let host = if settings.server_name_in_redirect {
+        ex.server_name.clone()
+    } else {
+        ex.headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| strip_port(h).to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| ex.server_name.clone())
+    };
+    let host = if host.is_empty() {
+        ex.conn.local.ip().to_string()
+    } else {
+        host
+    };
+    let port = ex.conn.local.port();
+    let port = if settings.port_in_redirect && port != 80 {
+        format!(":{port}")
+    } else {
+        String::new()
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("http://{host}{port}{location}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    host.split(':').next().unwrap_or(host)
+}
