@@ -54,7 +54,7 @@ pub async fn respond(
     let mut settings = server.settings.clone();
     let mut request = Some(request);
     let mut content = match rewrite::run(&server.script, ex, &mut None) {
-        Outcome::Return(code, text) => returned(code, text, &settings),
+        Outcome::Return(code, text) => returned(code, text, &settings, ex),
         Outcome::Continue => {
             let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
             settings = l.settings.clone();
@@ -176,23 +176,34 @@ async fn find_and_serve(
             alias: None,
         })
     });
+    set_paths(&found, ex);
     let mut current = Some(found.clone());
     let outcome = rewrite::run(&found.script, ex, &mut current);
     let location = current.unwrap_or(found);
+    set_paths(&location, ex);
+    if let Outcome::Return(code, text) = outcome {
+        return (
+            location.clone(),
+            returned(code, text, &location.settings, ex),
+        );
+    }
+    // A location's realip runs in nginx's preaccess phase: after the
+    // rewrite directives, before content (and only if the server's did not).
     if ex.client_addr == ex.conn.remote.ip() {
         realip::apply(&location.settings.real_ip, ex);
-    }
-    let (path, root) = static_files::file_path(&location, &ex.uri);
-    ex.request_filename = path.display().to_string();
-    ex.document_root = root.display().to_string();
-    if let Outcome::Return(code, text) = outcome {
-        return (location.clone(), returned(code, text, &location.settings));
     }
     let content = serve(&location, ex, generation, request).await;
     (location, content)
 }
 
-fn returned(code: u16, text: Option<String>, settings: &Settings) -> Content {
+/// `$request_filename` and `$document_root` for `location`.
+fn set_paths(location: &LocationConfig, ex: &mut Exchange) {
+    let (path, root) = static_files::file_path(location, &ex.uri);
+    ex.request_filename = path.display().to_string();
+    ex.document_root = root.display().to_string();
+}
+
+fn returned(code: u16, text: Option<String>, settings: &Settings, ex: &Exchange) -> Content {
     if matches!(code, 444 | 499) {
         return Content::Close;
     }
@@ -200,7 +211,13 @@ fn returned(code: u16, text: Option<String>, settings: &Settings) -> Content {
         return Content::Status(code);
     }
     Content::Response(
-        respond::return_response(code, text, settings.server_tokens, &settings.default_type),
+        // nginx types a `return` body by the URI's extension, as a file.
+        respond::return_response(
+            code,
+            text,
+            settings.server_tokens,
+            &static_files::content_type(settings, std::path::Path::new(&ex.uri)),
+        ),
         false,
     )
 }
@@ -229,8 +246,9 @@ async fn serve(
                 return Content::Status(500);
             };
             let response = proxy::proxy(request, location, pass, upstream, ex).await;
-            let status = response.status().as_u16();
-            let from_upstream = ex.upstream.last().and_then(|t| t.status) == Some(status);
+            // The upstream answered when its header arrived; a 502/504 made
+            // here (refused, timed out, no live peers) is our own error.
+            let from_upstream = ex.upstream.last().is_some_and(|t| t.header.is_some());
             Content::Response(response, from_upstream)
         }
         Handler::StubStatus => Content::Response(super::status::stub_status(), false),
@@ -293,12 +311,7 @@ pub fn absolute_location(
             .and_then(|h| h.to_str().ok())
             .map(|h| strip_port(h).to_ascii_lowercase())
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| ex.server_name.clone())
-    };
-    let host = if host.is_empty() {
-        ex.conn.local.ip().to_string()
-    } else {
-        host
+            .unwrap_or_else(|| ex.conn.local.ip().to_string())
     };
     let port = ex.conn.local.port();
     let port = if settings.port_in_redirect && port != 80 {

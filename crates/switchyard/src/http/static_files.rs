@@ -261,9 +261,6 @@ async fn file_response(
         response.headers_mut().remove(header::CONTENT_TYPE);
         return response;
     }
-    response
-        .headers_mut()
-        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let (start, end) = match get(header::RANGE).map(|r| parse_range(r, size)) {
         Some(Ok(Some((s, e)))) => {
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -279,7 +276,12 @@ async fn file_response(
             }
             return r;
         }
-        _ => (0, size),
+        _ => {
+            response
+                .headers_mut()
+                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            (0, size)
+        }
     };
     let length = end - start;
     if let Ok(v) = HeaderValue::from_str(&length.to_string()) {
