@@ -94,9 +94,16 @@ impl Pair {
     fn start(template: &str) -> Pair {
         let nginx_port = free_port();
         let switchyard_port = free_port();
-        let body = |port: u16| template.replace("LISTEN", &format!("127.0.0.1:{port}"));
-        let nginx = Nginx::start(&body(nginx_port), nginx_port);
-        let switchyard = Balancer::start_http(&body(switchyard_port), &[switchyard_port]);
+        // `BACK` is a second address of each side's own (a local upstream).
+        let (nginx_back, switchyard_back) = (free_port(), free_port());
+        let body = |port: u16, back: u16| {
+            template
+                .replace("BACK", &format!("127.0.0.1:{back}"))
+                .replace("LISTEN", &format!("127.0.0.1:{port}"))
+        };
+        let nginx = Nginx::start(&body(nginx_port, nginx_back), nginx_port);
+        let switchyard =
+            Balancer::start_http(&body(switchyard_port, switchyard_back), &[switchyard_port]);
         Pair {
             _nginx: nginx,
             switchyard,
@@ -257,6 +264,22 @@ fn return_444_and_499_close_without_a_response() {
         });
         assert_eq!((n, s), (0, 0), "{path}: bytes received");
     }
+}
+
+#[test]
+fn upstream_relative_location_is_left_alone_like_nginx() {
+    let pair = Pair::start(
+        "server { listen BACK; absolute_redirect off; location / { return 302 /up; } }\n\
+         server {\n listen LISTEN;\n location / { proxy_pass http://BACK; }\n\
+         location = /own { return 302 /mine; }\n}\n",
+    );
+    let (n, s) = pair.both(|port| {
+        let r = get(port, "/x");
+        r.header("location").map(str::to_string)
+    });
+    assert_eq!(n, s);
+    assert_eq!(s.as_deref(), Some("/up"));
+    assert_same(&pair, "own", |port| get(port, "/own"));
 }
 
 // ---------------------------------------------------------------- add_header

@@ -101,7 +101,11 @@ pub async fn respond(
             .cloned();
         let Some(page) = page else {
             let mut response = response;
-            finish(&mut response, &settings, ex);
+            if !from_upstream {
+                // nginx leaves an upstream's relative Location as it is.
+                absolute_location(&mut response, &settings, ex);
+            }
+            headers::add(&settings.add_headers, ex, &mut response);
             return (Reply::Response(response), settings);
         };
         intercepted = true;
@@ -116,7 +120,7 @@ pub async fn respond(
             if let Ok(v) = HeaderValue::from_str(&target) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            finish(&mut r, &settings, ex);
+            headers::add(&settings.add_headers, ex, &mut r);
             return (Reply::Response(r), settings);
         }
         drop(response);
@@ -275,13 +279,6 @@ async fn serve(
             }
         }
     }
-}
-
-/// Header filters: a relative `Location` made absolute
-/// (`absolute_redirect`), then `add_header`.
-fn finish(response: &mut Response<ResponseBody>, settings: &Settings, ex: &Exchange) {
-    absolute_location(response, settings, ex);
-    headers::add(&settings.add_headers, ex, response);
 }
 
 /// nginx's header filter: a `Location` starting with `/` becomes
