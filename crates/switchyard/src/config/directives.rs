@@ -338,3 +338,61 @@ pub static DIRECTIVES: &[Spec] = &[
 pub fn lookup(name: &str) -> Option<&'static Spec> {
     DIRECTIVES.iter().find(|spec| spec.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/directives.md lists every directive of the table with its status.
+    #[test]
+    fn docs_list_every_directive() {
+        let doc = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/directives.md"
+        ));
+        let mut problems = Vec::new();
+        for spec in DIRECTIVES {
+            let prefix = format!("| `{}` |", spec.name);
+            let Some(row) = doc.lines().find(|l| l.starts_with(&prefix)) else {
+                problems.push(format!("{} is missing", spec.name));
+                continue;
+            };
+            let status = row.split('|').nth(3).unwrap_or("").trim();
+            let wanted = match spec.support {
+                Support::Yes => "supported",
+                Support::Accepted => "accepted",
+                Support::NotYet => "not supported yet",
+            };
+            if status != wanted {
+                problems.push(format!(
+                    "{}: doc says {status:?}, code says {wanted:?}",
+                    spec.name
+                ));
+            }
+            let note = row.split('|').nth(4).unwrap_or("").trim();
+            if spec.support == Support::Accepted && note.is_empty() {
+                problems.push(format!("{}: accepted without saying why", spec.name));
+            }
+        }
+        for line in doc
+            .lines()
+            .filter(|l| l.starts_with("| `") && !l.contains("| `$"))
+        {
+            let name = line
+                .trim_start_matches("| `")
+                .split('`')
+                .next()
+                .unwrap_or("");
+            if lookup(name).is_none() {
+                problems.push(format!("{name} is documented but not in the table"));
+            }
+        }
+        assert!(problems.is_empty(), "docs/directives.md: {problems:#?}");
+    }
+
+    #[test]
+    fn lookups() {
+        assert!(lookup("proxy_pass").is_some());
+        assert!(lookup("nonsense").is_none());
+    }
+}
