@@ -165,7 +165,7 @@ impl Var {
             "realip_remote_addr" => Var::RealIpRemoteAddr,
             "document_root" => Var::DocumentRoot,
             "request_filename" => Var::RequestFilename,
-            _ if USER_VARS.with(|v| v.borrow().iter().any(|n| *n == lower)) => Var::User(lower),
+            _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
             _ => {
                 if let Some(h) = prefixed("http_") {
                     Var::HttpHeader(h)

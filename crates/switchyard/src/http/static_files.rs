@@ -345,3 +345,21 @@ impl Body for FileBody {
         SizeHint::with_exact(self.remaining)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_as_nginx_reads_them() {
+        assert_eq!(parse_range("bytes=2-5", 16), Ok(Some((2, 5))));
+        assert_eq!(parse_range("bytes=10-", 16), Ok(Some((10, 15))));
+        assert_eq!(parse_range("bytes=-3", 16), Ok(Some((13, 15))));
+        assert_eq!(parse_range("bytes=-30", 16), Ok(Some((0, 15))));
+        assert_eq!(parse_range("bytes=5-100", 16), Ok(Some((5, 15))));
+        assert_eq!(parse_range("bytes=16-", 16), Err(()));
+        assert_eq!(parse_range("bytes=5-2", 16), Err(()));
+        assert_eq!(parse_range("bytes=0-1,4-5", 16), Ok(None));
+        assert_eq!(parse_range("items=1-2", 16), Ok(None));
+    }
+}
