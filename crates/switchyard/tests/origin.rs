@@ -335,6 +335,9 @@ fn error_page_local_uri_and_redirects_like_nginx() {
          error_page 500 502 =200 /sorry;\n\
          error_page 403 =301 http://example.com/forbidden;\n\
          error_page 410 = /gone-page;\n\
+         error_page 503 /50x.html;\n\
+         location = /50x.html { internal; return 200 \"internal sorry\"; }\n\
+         location = /busy { return 503; }\n\
          location = /404.html { return 200 \"not here\"; }\n\
          location = /sorry { return 200 \"sorry\"; }\n\
          location = /gone-page { return 201 \"made\"; }\n\
@@ -345,7 +348,16 @@ fn error_page_local_uri_and_redirects_like_nginx() {
          location = /fine { return 200 fine; }\n\
          location /inner { error_page 404 http://example.com/inner; return 404; }\n}\n",
     );
-    for path in ["/missing", "/broken", "/denied", "/gone", "/fine", "/inner"] {
+    for path in [
+        "/missing",
+        "/broken",
+        "/denied",
+        "/gone",
+        "/fine",
+        "/inner",
+        "/busy",
+        "/50x.html",
+    ] {
         assert_same(&pair, path, |port| get(port, path));
     }
 }
@@ -528,6 +540,9 @@ fn if_set_map_like_nginx() {
            if (-d $request_filename) {{ return 200 \"dir\"; }}\n\
            if (!-e $request_filename) {{ return 200 \"none\"; }}\n\
            alias {root}/;\n }}\n\
+         location /brk/ {{\n alias {root}/;\n set $a 1;\n\
+           if ($arg_x) {{ set $a x; break; }}\n\
+           set $a 2;\n add_header X-A $a always;\n }}\n\
          location /iff {{\n\
            add_header X-Loc loc;\n\
            if ($arg_h) {{ add_header X-If if; }}\n\
@@ -552,6 +567,9 @@ fn if_set_map_like_nginx() {
         ("/files/nothing", ""),
         ("/iff", ""),
         ("/iff?h=1", ""),
+        ("/brk/a.txt", ""),
+        ("/brk/a.txt?x=1", ""),
+        ("/brk/nothing", ""),
         ("/kind?block=1", ""),
         ("/kind", "X-Server: stop"),
     ] {

@@ -234,6 +234,7 @@ impl HttpBuilder<'_> {
                 "location" => location_blocks.push(inner),
                 "return" => script.push(super::rewrite::parse_return(inner)?),
                 "set" => script.push(super::rewrite::parse_set(inner)?),
+                "break" => script.push(Op::Break),
                 "if" => {
                     let mut inner_script = Vec::new();
                     for i in inner.block.as_deref().unwrap_or_default() {
@@ -241,6 +242,7 @@ impl HttpBuilder<'_> {
                         match spec.name {
                             "return" => inner_script.push(super::rewrite::parse_return(i)?),
                             "set" => inner_script.push(super::rewrite::parse_set(i)?),
+                            "break" => inner_script.push(Op::Break),
                             "include" => {}
                             other => {
                                 return Err(ConfigError::at(
@@ -332,6 +334,7 @@ impl HttpBuilder<'_> {
         let mut pending_check = None;
         let mut alias = None;
         let mut root_seen = false;
+        let mut internal = false;
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::LOCATION)?;
             match spec.name {
@@ -340,7 +343,11 @@ impl HttpBuilder<'_> {
                     seen.once(inner)?;
                     handler = Handler::Proxy(self.parse_proxy_pass(inner, &matcher, false)?);
                 }
-                "return" | "set" | "if" => {}
+                "return" | "set" | "if" | "break" => {}
+                "internal" => {
+                    seen.once(inner)?;
+                    internal = true;
+                }
                 "alias" => {
                     if alias.is_some() || root_seen {
                         let earlier = if root_seen { "root" } else { "alias" };
@@ -408,6 +415,7 @@ impl HttpBuilder<'_> {
             match inner.name.as_str() {
                 "return" => script.push(super::rewrite::parse_return(inner)?),
                 "set" => script.push(super::rewrite::parse_set(inner)?),
+                "break" => script.push(Op::Break),
                 "if" => {
                     script.push(self.build_location_if(inner, &matcher, &merged, &handler, &alias)?)
                 }
@@ -421,6 +429,7 @@ impl HttpBuilder<'_> {
             settings: Arc::new(merged.finish(self.prefix)),
             script,
             alias,
+            internal,
         })
     }
 
@@ -445,6 +454,7 @@ impl HttpBuilder<'_> {
             match spec.name {
                 "return" => script.push(super::rewrite::parse_return(inner)?),
                 "set" => script.push(super::rewrite::parse_set(inner)?),
+                "break" => script.push(Op::Break),
                 "proxy_pass" => {
                     seen.once(inner)?;
                     handler = Some(Handler::Proxy(self.parse_proxy_pass(inner, matcher, true)?));
@@ -465,6 +475,7 @@ impl HttpBuilder<'_> {
             settings: Arc::new(merged.finish(self.prefix)),
             script: Vec::new(),
             alias: alias.clone(),
+            internal: false,
         };
         Ok(Op::If(Box::new(IfBlock {
             condition,

@@ -210,6 +210,8 @@ pub struct LocationConfig {
     pub script: Vec<Op>,
     /// `alias` (a location's own, not inherited).
     pub alias: Option<PathBuf>,
+    /// `internal`: only internal redirects (error_page, index) reach it.
+    pub internal: bool,
 }
 
 /// One rewrite-module directive, run in file order (nginx's rewrite phase).
@@ -226,6 +228,8 @@ pub enum Op {
     },
     /// `if (condition) { ... }`.
     If(Box<IfBlock>),
+    /// `break`: stops the rewrite directives of this request.
+    Break,
 }
 
 /// An `if` block.

@@ -151,6 +151,7 @@ pub async fn respond(
 
 /// Sets `$uri` and `$args` for an internal redirect to `target`.
 fn internal_uri(ex: &mut Exchange, target: &str) {
+    ex.internal = true;
     let (path, args) = match target.split_once('?') {
         Some((p, a)) => (p, Some(a.to_string())),
         None => (target, None),
@@ -178,8 +179,13 @@ async fn find_and_serve(
             settings: server.settings.clone(),
             script: Vec::new(),
             alias: None,
+            internal: false,
         })
     });
+    if found.internal && !ex.internal {
+        // nginx: an `internal` location is not found by a client's URI.
+        return (found, Content::Status(404));
+    }
     set_paths(&found, ex);
     let mut current = Some(found.clone());
     let outcome = rewrite::run(&found.script, ex, &mut current);

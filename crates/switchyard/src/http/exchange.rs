@@ -96,6 +96,8 @@ pub struct Exchange {
     pub document_root: String,
     /// `$request_filename` of the location answering.
     pub request_filename: String,
+    /// Whether the request was redirected internally (`internal` locations).
+    pub internal: bool,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -138,6 +140,7 @@ impl Exchange {
             maps: Arc::default(),
             document_root: String::new(),
             request_filename: String::new(),
+            internal: false,
             conn,
         }
     }

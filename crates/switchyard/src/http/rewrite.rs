@@ -20,6 +20,19 @@ pub enum Outcome {
 
 /// Runs `ops`; a matching location `if` replaces `location`.
 pub fn run(ops: &[Op], ex: &mut Exchange, location: &mut Option<Arc<LocationConfig>>) -> Outcome {
+    match step(ops, ex, location) {
+        Flow::Return(code, text) => Outcome::Return(code, text),
+        Flow::Next | Flow::Break => Outcome::Continue,
+    }
+}
+
+enum Flow {
+    Next,
+    Break,
+    Return(u16, Option<String>),
+}
+
+fn step(ops: &[Op], ex: &mut Exchange, location: &mut Option<Arc<LocationConfig>>) -> Flow {
     for op in ops {
         match op {
             Op::Set(name, value) => {
@@ -27,21 +40,23 @@ pub fn run(ops: &[Op], ex: &mut Exchange, location: &mut Option<Arc<LocationConf
                 ex.set_var(name, v);
             }
             Op::Return { code, text } => {
-                return Outcome::Return(*code, text.as_ref().map(|t| t.render(ex)))
+                return Flow::Return(*code, text.as_ref().map(|t| t.render(ex)))
             }
+            Op::Break => return Flow::Break,
             Op::If(block) => {
                 if holds(&block.condition, ex) {
                     if let Some(l) = &block.location {
                         *location = Some(l.clone());
                     }
-                    if let Outcome::Return(c, t) = run(&block.script, ex, location) {
-                        return Outcome::Return(c, t);
+                    match step(&block.script, ex, location) {
+                        Flow::Next => {}
+                        other => return other,
                     }
                 }
             }
         }
     }
-    Outcome::Continue
+    Flow::Next
 }
 
 fn holds(condition: &Condition, ex: &Exchange) -> bool {
