@@ -346,6 +346,7 @@ fn error_page_local_uri_and_redirects_like_nginx() {
          location = /denied { return 403; }\n\
          location = /gone { return 410; }\n\
          location = /fine { return 200 fine; }\n\
+         location = /text404 { return 404 \"own text\"; }\n\
          location /inner { error_page 404 http://example.com/inner; return 404; }\n}\n",
     );
     for path in [
@@ -739,6 +740,18 @@ fn server_names_regex_wildcards_and_default_like_nginx() {
         assert_same(&pair, host, |port| {
             request(port, &format!("GET / HTTP/1.1\r\nHost: {host}"))
         });
+    }
+    // Without default_server, the first server on the address is the default.
+    let pair = Pair::start(
+        "server { listen LISTEN; server_name one.example; return 200 one; }\n\
+         server { listen LISTEN; server_name ~^two; return 200 two; }\n",
+    );
+    for head in [
+        "GET / HTTP/1.1\r\nHost: nobody.example",
+        "GET / HTTP/1.1\r\nHost: two.example",
+        "GET / HTTP/1.0",
+    ] {
+        assert_same(&pair, head, |port| request(port, head));
     }
 }
 

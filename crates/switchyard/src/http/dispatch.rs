@@ -32,8 +32,19 @@ pub enum Reply {
 /// nginx stops after this many internal redirects.
 const MAX_REDIRECTS: usize = 10;
 
+/// Where a response came from, for `error_page`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The upstream answered: caught only with `proxy_intercept_errors on`.
+    Upstream,
+    /// An error page of ours (nginx's special response): always caught.
+    Page,
+    /// Sent as is (`return` with a text, files, status pages): never caught.
+    Direct,
+}
+
 enum Content {
-    Response(Response<ResponseBody>, bool),
+    Response(Response<ResponseBody>, Source),
     Status(u16),
     Redirect(String),
     Close,
@@ -64,7 +75,7 @@ pub async fn respond(
     let mut redirects = 0;
     let mut intercepted = false;
     loop {
-        let (response, from_upstream) = match content {
+        let (response, source) = match content {
             Content::Close => return (Reply::Close, settings),
             Content::Redirect(uri) => {
                 redirects += 1;
@@ -76,7 +87,10 @@ pub async fn respond(
                             proxy::log_context(ex, None)
                         ),
                     );
-                    content = Content::Response(respond::error(500, settings.server_tokens), false);
+                    content = Content::Response(
+                        respond::error(500, settings.server_tokens),
+                        Source::Direct,
+                    );
                     continue;
                 }
                 internal_uri(ex, &uri);
@@ -85,11 +99,16 @@ pub async fn respond(
                 content = c;
                 continue;
             }
-            Content::Status(code) => (respond::error(code, settings.server_tokens), false),
-            Content::Response(r, from_upstream) => (r, from_upstream),
+            Content::Status(code) => (respond::error(code, settings.server_tokens), Source::Page),
+            Content::Response(r, source) => (r, source),
         };
         let status = response.status().as_u16();
-        let catch = !intercepted && (!from_upstream || settings.proxy_intercept_errors);
+        let catch = !intercepted
+            && match source {
+                Source::Upstream => settings.proxy_intercept_errors,
+                Source::Page => true,
+                Source::Direct => false,
+            };
         let page = catch
             .then(|| {
                 settings
@@ -101,7 +120,7 @@ pub async fn respond(
             .cloned();
         let Some(page) = page else {
             let mut response = response;
-            if !from_upstream {
+            if source != Source::Upstream {
                 // nginx leaves an upstream's relative Location as it is.
                 absolute_location(&mut response, &settings, ex);
             }
@@ -220,16 +239,21 @@ fn returned(code: u16, text: Option<String>, settings: &Settings, ex: &Exchange)
     if text.is_none() && code >= 400 {
         return Content::Status(code);
     }
-    Content::Response(
-        // nginx types a `return` body by the URI's extension, as a file.
-        respond::return_response(
-            code,
-            text,
-            settings.server_tokens,
-            &static_files::content_type(settings, std::path::Path::new(&ex.uri)),
-        ),
-        false,
-    )
+    // nginx types a `return` body by the URI's extension, as a file.
+    let response = respond::return_response(
+        code,
+        text,
+        settings.server_tokens,
+        &static_files::content_type(settings, std::path::Path::new(&ex.uri)),
+    );
+    // A redirect goes through nginx's special responses (error_page may
+    // catch it); a text is sent as it is.
+    let source = if matches!(code, 301..=303 | 307 | 308) {
+        Source::Page
+    } else {
+        Source::Direct
+    };
+    Content::Response(response, source)
 }
 
 async fn serve(
@@ -258,21 +282,28 @@ async fn serve(
             let response = proxy::proxy(request, location, pass, upstream, ex).await;
             // The upstream answered when its header arrived; a 502/504 made
             // here (refused, timed out, no live peers) is our own error.
-            let from_upstream = ex.upstream.last().is_some_and(|t| t.header.is_some());
-            Content::Response(response, from_upstream)
+            let source = if ex.upstream.last().is_some_and(|t| t.header.is_some()) {
+                Source::Upstream
+            } else {
+                Source::Page
+            };
+            Content::Response(response, source)
         }
-        Handler::StubStatus => Content::Response(super::status::stub_status(), false),
-        Handler::Metrics => Content::Response(super::status::prometheus(generation), false),
-        Handler::StatusPage => {
-            Content::Response(super::status::status_page(generation, &ex.uri), false)
+        Handler::StubStatus => Content::Response(super::status::stub_status(), Source::Direct),
+        Handler::Metrics => {
+            Content::Response(super::status::prometheus(generation), Source::Direct)
         }
+        Handler::StatusPage => Content::Response(
+            super::status::status_page(generation, &ex.uri),
+            Source::Direct,
+        ),
         Handler::None => {
             let headers = request
                 .as_ref()
                 .map(|r| r.headers().clone())
                 .unwrap_or_default();
             match static_files::serve(location, ex, &headers).await {
-                Served::Response(r) => Content::Response(r, false),
+                Served::Response(r) => Content::Response(r, Source::Direct),
                 Served::Status(code) => Content::Status(code),
                 Served::Redirect(uri) => Content::Redirect(uri),
                 Served::AddSlash(to) => {
@@ -280,7 +311,7 @@ async fn serve(
                     if let Ok(v) = HeaderValue::from_str(&to) {
                         r.headers_mut().insert(header::LOCATION, v);
                     }
-                    Content::Response(r, false)
+                    Content::Response(r, Source::Direct)
                 }
             }
         }
