@@ -347,6 +347,8 @@ fn error_page_local_uri_and_redirects_like_nginx() {
          location = /gone { return 410; }\n\
          location = /fine { return 200 fine; }\n\
          location = /text404 { return 404 \"own text\"; }\n\
+         location /upload { client_max_body_size 10; error_page 413 /toolarge; }\n\
+         location = /toolarge { return 200 \"too big\"; }\n\
          location /inner { error_page 404 http://example.com/inner; return 404; }\n}\n",
     );
     for path in [
@@ -361,6 +363,13 @@ fn error_page_local_uri_and_redirects_like_nginx() {
     ] {
         assert_same(&pair, path, |port| get(port, path));
     }
+    assert_same(&pair, "413", |port| {
+        raw(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 20\r\n\r\n01234567890123456789",
+        )
+        .expect("POST")
+    });
 }
 
 #[test]

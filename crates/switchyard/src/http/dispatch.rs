@@ -64,7 +64,7 @@ pub async fn respond(
     realip::apply(&server.settings.real_ip, ex);
     let mut settings = server.settings.clone();
     let mut request = Some(request);
-    let mut content = match rewrite::run(&server.script, ex, &mut None) {
+    let content = match rewrite::run(&server.script, ex, &mut None) {
         Outcome::Return(code, text) => returned(code, text, &settings, ex),
         Outcome::Continue => {
             let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
@@ -72,6 +72,42 @@ pub async fn respond(
             c
         }
     };
+    run(content, settings, request, server, ex, generation).await
+}
+
+/// An error status decided before the content phase (e.g. 413 for
+/// `client_max_body_size`), answered with nginx's page or the `error_page`
+/// of `settings` (the location the URI selects).
+pub async fn respond_status(
+    code: u16,
+    settings: Arc<Settings>,
+    server: &Arc<ServerConfig>,
+    ex: &mut Exchange,
+    generation: &Arc<Generation>,
+) -> (Reply, Arc<Settings>) {
+    if let Some(http) = generation.http() {
+        ex.maps = http.maps.clone();
+    }
+    run(
+        Content::Status(code),
+        settings,
+        None,
+        server,
+        ex,
+        generation,
+    )
+    .await
+}
+
+/// Internal redirects, `error_page` and the header filters until a reply.
+async fn run(
+    mut content: Content,
+    mut settings: Arc<Settings>,
+    mut request: Option<Request<Incoming>>,
+    server: &Arc<ServerConfig>,
+    ex: &mut Exchange,
+    generation: &Arc<Generation>,
+) -> (Reply, Arc<Settings>) {
     let mut redirects = 0;
     let mut intercepted = false;
     loop {

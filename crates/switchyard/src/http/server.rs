@@ -194,7 +194,16 @@ pub async fn handle(
                 proxy::log_context(&ex, None)
             ),
         );
-        respond::error(413, settings.server_tokens)
+        let (reply, answered) =
+            dispatch::respond_status(413, settings.clone(), &server, &mut ex, &generation).await;
+        settings = answered;
+        match reply {
+            dispatch::Reply::Response(r) => r,
+            dispatch::Reply::Close => {
+                ex.status = 444;
+                return aborted(ex, generation.access_log(&settings));
+            }
+        }
     } else {
         let (reply, answered) = dispatch::respond(request, &server, &mut ex, &generation).await;
         settings = answered;
