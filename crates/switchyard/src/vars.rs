@@ -102,6 +102,9 @@ pub enum Var {
     RequestFilename,
     /// A variable made by `set` or `map` (name in lower case).
     User(String),
+    /// `$1`..`$9`: a capture of the last regex that matched (a `location ~`
+    /// or an `if (... ~ ...)`); nginx has no `$0`.
+    Capture(usize),
 }
 
 thread_local! {
@@ -163,6 +166,9 @@ impl Var {
             "proxy_port" => Var::ProxyPort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
             "realip_remote_addr" => Var::RealIpRemoteAddr,
+            _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
+                Var::Capture((lower.as_bytes()[0] - b'0') as usize)
+            }
             "document_root" => Var::DocumentRoot,
             "request_filename" => Var::RequestFilename,
             _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),

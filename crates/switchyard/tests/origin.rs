@@ -550,6 +550,11 @@ fn if_set_map_like_nginx() {
            if (-d $request_filename) {{ return 200 \"dir\"; }}\n\
            if (!-e $request_filename) {{ return 200 \"none\"; }}\n\
            alias {root}/;\n }}\n\
+         location ~ ^/user/(\\d+)/(\\w+)$ {{\n\
+           if ($http_x_pair ~ ^(a+)-(b*)$) {{ return 200 \"if $1 $2 $3\"; }}\n\
+           return 200 \"$2 of $1\";\n }}\n\
+         location ~ ^/old/(.*) {{ return 301 /new/$1; }}\n\
+         location ~ ^/plainre/(\\d+) {{ return 200 \"[$1] [$2]\"; }}\n\
          location /brk/ {{\n alias {root}/;\n set $a 1;\n\
            if ($arg_x) {{ set $a x; break; }}\n\
            set $a 2;\n add_header X-A $a always;\n }}\n\
@@ -577,6 +582,11 @@ fn if_set_map_like_nginx() {
         ("/files/nothing", ""),
         ("/iff", ""),
         ("/iff?h=1", ""),
+        ("/user/42/posts", ""),
+        ("/user/42/posts", "X-Pair: aa-bbb"),
+        ("/user/42/posts", "X-Pair: nope"),
+        ("/plainre/7", ""),
+        ("/old/x/y?z=1", ""),
         ("/brk/a.txt", ""),
         ("/brk/a.txt?x=1", ""),
         ("/brk/nothing", ""),
@@ -625,6 +635,7 @@ fn rewrite_config_errors_are_nginx_words() {
             "server { location / { if ($a) { return 200; } } }",
             "unknown \"a\" variable",
         ),
+        ("server { return 200 $0; }", "unknown \"0\" variable"),
         (
             "server { if (x) { return 200; } }",
             "invalid condition \"x\"",

@@ -237,6 +237,10 @@ async fn find_and_serve(
             internal: false,
         })
     });
+    if let LocationMatch::Regex(re) = &found.matcher {
+        let uri = ex.uri.clone();
+        ex.capture(re, &uri);
+    }
     if found.internal && !ex.internal {
         // nginx: an `internal` location is not found by a client's URI.
         return (found, Content::Status(404));

@@ -98,6 +98,8 @@ pub struct Exchange {
     pub request_filename: String,
     /// Whether the request was redirected internally (`internal` locations).
     pub internal: bool,
+    /// Captures of the last regex that matched (`$0`..`$9`).
+    pub captures: Vec<Option<String>>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -141,7 +143,27 @@ impl Exchange {
             document_root: String::new(),
             request_filename: String::new(),
             internal: false,
+            captures: Vec::new(),
             conn,
+        }
+    }
+
+    /// Runs `re` on `text` and keeps its captures; returns whether it
+    /// matched. A regex that does not match leaves no captures (nginx 1.22:
+    /// `$1` is empty after an `if (... ~ ...)` that failed).
+    pub fn capture(&mut self, re: &regex::Regex, text: &str) -> bool {
+        match re.captures(text) {
+            Some(c) => {
+                self.captures = c
+                    .iter()
+                    .map(|m| m.map(|m| m.as_str().to_string()))
+                    .collect();
+                true
+            }
+            None => {
+                self.captures.clear();
+                false
+            }
         }
     }
 
@@ -249,6 +271,11 @@ impl VarSource for Exchange {
             Var::DocumentRoot => Some(Cow::Borrowed(&self.document_root)),
             Var::RequestFilename => Some(Cow::Borrowed(&self.request_filename)),
             Var::User(name) => self.user_var(name).map(Cow::Owned),
+            Var::Capture(n) => self
+                .captures
+                .get(*n)
+                .and_then(|c| c.as_deref())
+                .map(Cow::Borrowed),
             Var::RemotePort => owned(self.conn.remote.port().to_string()),
             Var::RemoteUser => None,
             Var::TimeLocal => owned(Civil::now().time_local()),

@@ -59,14 +59,17 @@ fn step(ops: &[Op], ex: &mut Exchange, location: &mut Option<Arc<LocationConfig>
     Flow::Next
 }
 
-fn holds(condition: &Condition, ex: &Exchange) -> bool {
+fn holds(condition: &Condition, ex: &mut Exchange) -> bool {
     match condition {
         Condition::Value(t) => {
             let v = t.render(ex);
             !v.is_empty() && v != "0"
         }
         Condition::Equals(lhs, rhs, negated) => (lhs.render(ex) == rhs.render(ex)) != *negated,
-        Condition::Matches(lhs, re, negated) => re.is_match(&lhs.render(ex)) != *negated,
+        Condition::Matches(lhs, re, negated) => {
+            let text = lhs.render(ex);
+            ex.capture(re, &text) != *negated
+        }
         Condition::File(path, test, negated) => {
             let meta = std::fs::metadata(path.render(ex));
             let ok = match (test, meta) {
