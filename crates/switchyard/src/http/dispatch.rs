@@ -245,11 +245,11 @@ async fn find_and_serve(
         // nginx: an `internal` location is not found by a client's URI.
         return (found, Content::Status(404));
     }
-    set_paths(&found, ex);
+    ex.location = Some(found.clone());
     let mut current = Some(found.clone());
     let outcome = rewrite::run(&found.script, ex, &mut current);
     let location = current.unwrap_or(found);
-    set_paths(&location, ex);
+    ex.location = Some(location.clone());
     if let Outcome::Return(code, text) = outcome {
         return (
             location.clone(),
@@ -263,13 +263,6 @@ async fn find_and_serve(
     }
     let content = serve(&location, ex, generation, request).await;
     (location, content)
-}
-
-/// `$request_filename` and `$document_root` for `location`.
-fn set_paths(location: &LocationConfig, ex: &mut Exchange) {
-    let (path, root) = static_files::file_path(location, &ex.uri);
-    ex.request_filename = path.display().to_string();
-    ex.document_root = root.display().to_string();
 }
 
 fn returned(code: u16, text: Option<String>, settings: &Settings, ex: &Exchange) -> Content {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use http::HeaderMap;
 
-use crate::config::model::MapConfig;
+use crate::config::model::{LocationConfig, MapConfig};
 
 use crate::observe::time::Civil;
 use crate::vars::{Var, VarSource};
@@ -92,10 +92,9 @@ pub struct Exchange {
     pub user_vars: Vec<(String, String)>,
     /// The `map`s of the configuration, by variable name.
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
-    /// `$document_root` of the location answering.
-    pub document_root: String,
-    /// `$request_filename` of the location answering.
-    pub request_filename: String,
+    /// The location (or location `if`) answering, for `$document_root`
+    /// and `$request_filename`.
+    pub location: Option<Arc<LocationConfig>>,
     /// Whether the request was redirected internally (`internal` locations).
     pub internal: bool,
     /// Captures of the last regex that matched (`$0`..`$9`).
@@ -140,8 +139,7 @@ impl Exchange {
             client_addr: conn.remote.ip(),
             user_vars: Vec::new(),
             maps: Arc::default(),
-            document_root: String::new(),
-            request_filename: String::new(),
+            location: None,
             internal: false,
             captures: Vec::new(),
             conn,
@@ -268,8 +266,14 @@ impl VarSource for Exchange {
         match var {
             Var::RemoteAddr => owned(self.client_addr.to_string()),
             Var::RealIpRemoteAddr => owned(self.conn.remote.ip().to_string()),
-            Var::DocumentRoot => Some(Cow::Borrowed(&self.document_root)),
-            Var::RequestFilename => Some(Cow::Borrowed(&self.request_filename)),
+            Var::DocumentRoot => self.location.as_ref().map(|l| {
+                let (_, root) = crate::http::static_files::file_path(l, &self.uri);
+                Cow::Owned(root.display().to_string())
+            }),
+            Var::RequestFilename => self.location.as_ref().map(|l| {
+                let (path, _) = crate::http::static_files::file_path(l, &self.uri);
+                Cow::Owned(path.display().to_string())
+            }),
             Var::User(name) => self.user_var(name).map(Cow::Owned),
             Var::Capture(n) => self
                 .captures
