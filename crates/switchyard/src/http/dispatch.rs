@@ -25,8 +25,9 @@ use super::{headers, proxy, realip, respond};
 pub enum Reply {
     /// A response.
     Response(Response<ResponseBody>),
-    /// Close the connection without a response (`return 444`, `return 499`).
-    Close,
+    /// Close the connection without a response (`return 444`, `return 499`):
+    /// the status for the access log.
+    Close(u16),
 }
 
 /// nginx stops after this many internal redirects.
@@ -47,7 +48,7 @@ enum Content {
     Response(Response<ResponseBody>, Source),
     Status(u16),
     Redirect(String),
-    Close,
+    Close(u16),
 }
 
 /// Serves a request on `server`; returns the reply and the settings of the
@@ -112,7 +113,7 @@ async fn run(
     let mut intercepted = false;
     loop {
         let (response, source) = match content {
-            Content::Close => return (Reply::Close, settings),
+            Content::Close(code) => return (Reply::Close(code), settings),
             Content::Redirect(uri) => {
                 redirects += 1;
                 if redirects > MAX_REDIRECTS {
@@ -267,7 +268,7 @@ async fn find_and_serve(
 
 fn returned(code: u16, text: Option<String>, settings: &Settings, ex: &Exchange) -> Content {
     if matches!(code, 444 | 499) {
-        return Content::Close;
+        return Content::Close(code);
     }
     if text.is_none() && code >= 400 {
         return Content::Status(code);

@@ -199,8 +199,8 @@ pub async fn handle(
         settings = answered;
         match reply {
             dispatch::Reply::Response(r) => r,
-            dispatch::Reply::Close => {
-                ex.status = 444;
+            dispatch::Reply::Close(code) => {
+                ex.status = code;
                 return aborted(ex, generation.access_log(&settings));
             }
         }
@@ -209,10 +209,10 @@ pub async fn handle(
         settings = answered;
         match reply {
             dispatch::Reply::Response(r) => r,
-            dispatch::Reply::Close => {
+            dispatch::Reply::Close(code) => {
                 // nginx closes without a response; the closest hyper offers is
                 // an aborted body, which resets the connection.
-                ex.status = 444;
+                ex.status = code;
                 return aborted(ex, generation.access_log(&settings));
             }
         }
