@@ -94,6 +94,31 @@ pub enum Var {
     Arg(String),
     /// `$cookie_NAME`: a cookie.
     Cookie(String),
+    /// `$realip_remote_addr`: the address before the realip module.
+    RealIpRemoteAddr,
+    /// `$document_root`: `root` or `alias` of the location.
+    DocumentRoot,
+    /// `$request_filename`: the file path for the URI.
+    RequestFilename,
+    /// A variable made by `set` or `map` (name in lower case).
+    User(String),
+    /// `$1`..`$9`: a capture of the last regex that matched (a `location ~`
+    /// or an `if (... ~ ...)`); nginx has no `$0`.
+    Capture(usize),
+}
+
+thread_local! {
+    /// The names `set` and `map` define in the configuration being loaded:
+    /// nginx knows every such variable before it compiles any template.
+    static USER_VARS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `names` (lower case) known as user variables.
+pub fn with_user_vars<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
+    let saved = USER_VARS.with(|v| std::mem::replace(&mut *v.borrow_mut(), names));
+    let out = f();
+    USER_VARS.with(|v| *v.borrow_mut() = saved);
+    out
 }
 
 impl Var {
@@ -140,6 +165,13 @@ impl Var {
             "proxy_host" => Var::ProxyHost,
             "proxy_port" => Var::ProxyPort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+            "realip_remote_addr" => Var::RealIpRemoteAddr,
+            _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
+                Var::Capture((lower.as_bytes()[0] - b'0') as usize)
+            }
+            "document_root" => Var::DocumentRoot,
+            "request_filename" => Var::RequestFilename,
+            _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
             _ => {
                 if let Some(h) = prefixed("http_") {
                     Var::HttpHeader(h)

@@ -816,10 +816,8 @@ fn without_peer_port(body: &str) -> String {
 }
 
 /// `return 418` (a code nginx has no page for: 417-420, 422-428, 506,
-/// 508 and up): nginx sends an empty body without Content-Type;
-/// switchyard sends its HTML page.
+/// 508 and up): nginx sends an empty body without Content-Type.
 #[test]
-#[ignore = "known mismatch: switchyard makes a page for codes nginx has none for"]
 fn return_code_without_nginx_page_like_nginx() {
     let pair = Pair::start("server {\n    listen LISTEN;\n    location / { return 418; }\n}\n");
     let (n, s) = pair.both(|port| get(port, "/"));
@@ -828,9 +826,8 @@ fn return_code_without_nginx_page_like_nginx() {
 
 /// `return 301 /path`: nginx makes the Location absolute
 /// (`absolute_redirect on`, `port_in_redirect on`:
-/// `http://localhost:PORT/path`); switchyard sends it as written.
+/// `http://localhost:PORT/path`).
 #[test]
-#[ignore = "known mismatch: absolute_redirect is not implemented (Location stays relative)"]
 fn relative_return_redirect_like_nginx() {
     let pair =
         Pair::start("server {\n    listen LISTEN;\n    location / { return 301 /elsewhere; }\n}\n");

@@ -144,7 +144,6 @@ const LOC: Ctx = Ctx::LOCATION;
 const UPS: Ctx = Ctx::UPSTREAM;
 const ANY: Ctx = Ctx::HTTP_ANY;
 const ANY_IF: Ctx = Ctx::HTTP_ANY_IF;
-const ALL_IF: Ctx = Ctx::HTTP_ALL_IF;
 
 /// Every directive switchyard knows, implemented or not.
 pub static DIRECTIVES: &[Spec] = &[
@@ -217,10 +216,13 @@ pub static DIRECTIVES: &[Spec] = &[
     d("map_hash_max_size", HTTP, T1, false, Accepted),
     d("map_hash_bucket_size", HTTP, T1, false, Accepted),
     d("server_tokens", ANY, T1, false, Yes),
-    d("types", ANY, T0, true, Accepted),
-    d("default_type", ANY, T1, false, Accepted),
-    d("root", ANY_IF, T1, false, NotYet),
-    d("index", ANY, M1, false, NotYet),
+    d("types", ANY, T0, true, Yes),
+    d("default_type", ANY, T1, false, Yes),
+    d("root", ANY_IF, T1, false, Yes),
+    d("index", ANY, M1, false, Yes),
+    d("absolute_redirect", ANY, FLAG, false, Yes),
+    d("port_in_redirect", ANY, FLAG, false, Yes),
+    d("server_name_in_redirect", ANY, FLAG, false, Yes),
     d(
         "return",
         SRV.or(LOC).or(Ctx::SERVER_IF).or(Ctx::LOCATION_IF),
@@ -247,25 +249,34 @@ pub static DIRECTIVES: &[Spec] = &[
         false,
         NotYet,
     ),
-    d("if", SRV.or(LOC), M1, true, NotYet),
+    d("if", SRV.or(LOC), M1, true, Yes),
     d(
         "set",
         SRV.or(LOC).or(Ctx::SERVER_IF).or(Ctx::LOCATION_IF),
         T2,
         false,
-        NotYet,
+        Yes,
     ),
-    d("map", HTTP, T2, true, NotYet),
-    d("add_header", ALL_IF, take(&[2, 3]), false, NotYet),
-    d("error_page", ALL_IF, M2, false, NotYet),
+    d("map", HTTP, T2, true, Yes),
+    d("add_header", ANY_IF, take(&[2, 3]), false, Yes),
+    d("error_page", ANY_IF, M2, false, Yes),
+    d("recursive_error_pages", ANY, FLAG, false, NotYet),
     d("limit_except", LOC, M1, true, NotYet),
-    d("internal", LOC, T0, false, NotYet),
-    d("alias", LOC, T1, false, NotYet),
+    d("internal", LOC, T0, false, Yes),
+    d(
+        "break",
+        SRV.or(LOC).or(Ctx::SERVER_IF).or(Ctx::LOCATION_IF),
+        T0,
+        false,
+        Yes,
+    ),
+    d("alias", LOC, T1, false, Yes),
     d("autoindex", ANY, FLAG, false, NotYet),
     d("allow", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, NotYet),
     d("deny", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, NotYet),
-    d("set_real_ip_from", ANY, T1, false, NotYet),
-    d("real_ip_header", ANY, T1, false, NotYet),
+    d("set_real_ip_from", ANY, T1, false, Yes),
+    d("real_ip_header", ANY, T1, false, Yes),
+    d("real_ip_recursive", ANY, FLAG, false, Yes),
     d("resolver", ANY.or(UPS), M1, false, Yes),
     d("resolver_timeout", ANY.or(UPS), T1, false, Yes),
     d("limit_req", ANY, T123, false, NotYet),
@@ -321,7 +332,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_hide_header", ANY, T1, false, Yes),
     d("proxy_pass_header", ANY, T1, false, Yes),
     d("proxy_ignore_headers", ANY, M1, false, Accepted),
-    d("proxy_intercept_errors", ANY, FLAG, false, NotYet),
+    d("proxy_intercept_errors", ANY, FLAG, false, Yes),
     d("proxy_method", ANY, T1, false, Yes),
     d("proxy_pass_request_headers", ANY, FLAG, false, Yes),
     d("proxy_pass_request_body", ANY, FLAG, false, Yes),
@@ -333,4 +344,62 @@ pub static DIRECTIVES: &[Spec] = &[
 /// Looks a directive up by name.
 pub fn lookup(name: &str) -> Option<&'static Spec> {
     DIRECTIVES.iter().find(|spec| spec.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/directives.md lists every directive of the table with its status.
+    #[test]
+    fn docs_list_every_directive() {
+        let doc = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/directives.md"
+        ));
+        let mut problems = Vec::new();
+        for spec in DIRECTIVES {
+            let prefix = format!("| `{}` |", spec.name);
+            let Some(row) = doc.lines().find(|l| l.starts_with(&prefix)) else {
+                problems.push(format!("{} is missing", spec.name));
+                continue;
+            };
+            let status = row.split('|').nth(3).unwrap_or("").trim();
+            let wanted = match spec.support {
+                Support::Yes => "supported",
+                Support::Accepted => "accepted",
+                Support::NotYet => "not supported yet",
+            };
+            if status != wanted {
+                problems.push(format!(
+                    "{}: doc says {status:?}, code says {wanted:?}",
+                    spec.name
+                ));
+            }
+            let note = row.split('|').nth(4).unwrap_or("").trim();
+            if spec.support == Support::Accepted && note.is_empty() {
+                problems.push(format!("{}: accepted without saying why", spec.name));
+            }
+        }
+        for line in doc
+            .lines()
+            .filter(|l| l.starts_with("| `") && !l.contains("| `$"))
+        {
+            let name = line
+                .trim_start_matches("| `")
+                .split('`')
+                .next()
+                .unwrap_or("");
+            if lookup(name).is_none() {
+                problems.push(format!("{name} is documented but not in the table"));
+            }
+        }
+        assert!(problems.is_empty(), "docs/directives.md: {problems:#?}");
+    }
+
+    #[test]
+    fn lookups() {
+        assert!(lookup("proxy_pass").is_some());
+        assert!(lookup("nonsense").is_none());
+    }
 }

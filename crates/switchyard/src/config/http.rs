@@ -8,14 +8,13 @@ use nginx_conf::Directive;
 use super::directives::Ctx;
 use super::listen::{default_port, parse_listen};
 use super::model::{
-    Handler, Http, Listen, LocationConfig, LocationMatch, ProxyPass, ProxyTarget, ServerConfig,
-    UpstreamConfig,
+    Handler, Http, IfBlock, Listen, LocationConfig, LocationMatch, Op, ProxyPass, ProxyTarget,
+    ServerConfig, UpstreamConfig,
 };
 use super::settings::Layer;
 use super::upstream::{build_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, ConfigError, Seen};
 use crate::observe::log_format::{Escape, LogFormat};
-use crate::vars::Template;
 
 /// State shared while walking one `http` block.
 struct HttpBuilder<'a> {
@@ -30,7 +29,14 @@ struct HttpBuilder<'a> {
 
 /// Builds the typed `http` block.
 pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
+    let mut names = Vec::new();
+    super::rewrite::user_var_names(d.block.as_deref().unwrap_or_default(), &mut names);
+    crate::vars::with_user_vars(names, || build_http_inner(d, prefix))
+}
+
+fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
     let block = d.block.as_deref().unwrap_or_default();
+    let mut maps = std::collections::HashMap::new();
     let mut b = HttpBuilder {
         prefix,
         // proxy_pass may name an upstream defined further down the file.
@@ -91,6 +97,16 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
         match spec.name {
             "server" => server_blocks.push(inner),
             "match" | "resolver" | "resolver_timeout" => {}
+            "map" => {
+                let (name, map) = super::rewrite::parse_map(inner)?;
+                if maps.contains_key(&name) {
+                    return Err(ConfigError::at(
+                        format!("the duplicate \"{name}\" variable"),
+                        &inner.position,
+                    ));
+                }
+                maps.insert(name, Arc::new(map));
+            }
             "upstream" => {
                 let up = build_upstream(inner, &b.matches, http_resolver.as_ref())?;
                 if upstreams.iter().any(|u| u.name == up.name) {
@@ -132,7 +148,7 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
             }
             "include" => {}
             _ => {
-                if !layer.apply(inner, prefix, &b.formats)? && !matches!(spec.name, "types") {
+                if !layer.apply(inner, prefix, &b.formats)? {
                     seen.once(inner)?;
                 }
             }
@@ -153,6 +169,7 @@ pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigErr
         upstreams,
         servers,
         log_formats: b.formats,
+        maps: Arc::new(maps),
     })
 }
 
@@ -181,7 +198,8 @@ impl HttpBuilder<'_> {
         let mut names = Vec::new();
         let mut location_blocks = Vec::new();
         let mut seen = Seen::default();
-        let mut server_handler = None;
+        let mut script = Vec::new();
+        let mut name_regexes = Vec::new();
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::SERVER)?;
             match spec.name {
@@ -196,10 +214,50 @@ impl HttpBuilder<'_> {
                     listens.push(listen);
                 }
                 "server_name" => {
-                    names.extend(inner.args.iter().map(|a| a.value.to_ascii_lowercase()))
+                    for a in &inner.args {
+                        match a.value.strip_prefix('~') {
+                            Some(re) => name_regexes.push(
+                                regex::RegexBuilder::new(re)
+                                    .case_insensitive(true)
+                                    .build()
+                                    .map_err(|e| {
+                                        ConfigError::at(
+                                            format!("pcre2_compile() failed: {e} in \"{re}\""),
+                                            &inner.position,
+                                        )
+                                    })?,
+                            ),
+                            None => names.push(a.value.to_ascii_lowercase()),
+                        }
+                    }
                 }
                 "location" => location_blocks.push(inner),
-                "return" => server_handler = Some(parse_return(inner)?),
+                "return" => script.push(super::rewrite::parse_return(inner)?),
+                "set" => script.push(super::rewrite::parse_set(inner)?),
+                "break" => script.push(Op::Break),
+                "if" => {
+                    let mut inner_script = Vec::new();
+                    for i in inner.block.as_deref().unwrap_or_default() {
+                        let spec = check(i, Ctx::SERVER_IF)?;
+                        match spec.name {
+                            "return" => inner_script.push(super::rewrite::parse_return(i)?),
+                            "set" => inner_script.push(super::rewrite::parse_set(i)?),
+                            "break" => inner_script.push(Op::Break),
+                            "include" => {}
+                            other => {
+                                return Err(ConfigError::at(
+                                    format!("\"{other}\" inside \"if\" is not supported yet"),
+                                    &i.position,
+                                ))
+                            }
+                        }
+                    }
+                    script.push(Op::If(Box::new(IfBlock {
+                        condition: super::rewrite::parse_condition(inner)?,
+                        script: inner_script,
+                        location: None,
+                    })));
+                }
                 "include" => {}
                 _ => {
                     if !layer.apply(inner, self.prefix, &self.formats)? {
@@ -217,7 +275,7 @@ impl HttpBuilder<'_> {
                 position: None,
             });
         }
-        if names.is_empty() {
+        if names.is_empty() && name_regexes.is_empty() {
             names.push(String::new());
         }
         let merged = layer.over(http);
@@ -225,20 +283,13 @@ impl HttpBuilder<'_> {
         for l in location_blocks {
             locations.push(Arc::new(self.build_location(l, &merged)?));
         }
-        // A server-level `return` answers before any location is looked at.
-        if let Some(handler) = server_handler {
-            locations = vec![Arc::new(LocationConfig {
-                matcher: LocationMatch::Prefix(String::new()),
-                nested: Vec::new(),
-                handler,
-                settings: Arc::new(merged.finish(self.prefix)),
-            })];
-        }
         Ok(ServerConfig {
             listens,
             names,
             locations,
             settings: Arc::new(merged.finish(self.prefix)),
+            name_regexes,
+            script,
         })
     }
 
@@ -281,15 +332,50 @@ impl HttpBuilder<'_> {
         let mut nested_blocks = Vec::new();
         let mut handler = Handler::None;
         let mut pending_check = None;
+        let mut alias = None;
+        let mut root_seen = false;
+        let mut internal = false;
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::LOCATION)?;
             match spec.name {
                 "location" => nested_blocks.push(inner),
                 "proxy_pass" => {
                     seen.once(inner)?;
-                    handler = Handler::Proxy(self.parse_proxy_pass(inner, &matcher)?);
+                    handler = Handler::Proxy(self.parse_proxy_pass(inner, &matcher, false)?);
                 }
-                "return" => handler = parse_return(inner)?,
+                "return" | "set" | "if" | "break" => {}
+                "internal" => {
+                    seen.once(inner)?;
+                    internal = true;
+                }
+                "alias" => {
+                    if alias.is_some() || root_seen {
+                        let earlier = if root_seen { "root" } else { "alias" };
+                        return Err(ConfigError::at(
+                            format!("\"alias\" directive is duplicate, \"{earlier}\" directive was specified earlier"),
+                            &inner.position,
+                        ));
+                    }
+                    if arg0(inner).contains('$') {
+                        return Err(ConfigError::at(
+                            "\"alias\" with variables is not supported yet",
+                            &inner.position,
+                        ));
+                    }
+                    if matches!(matcher, LocationMatch::Regex(_)) {
+                        return Err(ConfigError::at(
+                            "\"alias\" in a location given by regular expression is not supported yet",
+                            &inner.position,
+                        ));
+                    }
+                    alias = Some(super::full_path(self.prefix, arg0(inner)));
+                }
+                "root" if alias.is_some() => {
+                    return Err(ConfigError::at(
+                        "\"root\" directive is duplicate, \"alias\" directive was specified earlier",
+                        &inner.position,
+                    ));
+                }
                 "stub_status" => handler = Handler::StubStatus,
                 "metrics" => handler = Handler::Metrics,
                 "status_page" => handler = Handler::StatusPage,
@@ -299,6 +385,7 @@ impl HttpBuilder<'_> {
                 }
                 "include" => {}
                 _ => {
+                    root_seen |= spec.name == "root";
                     if !layer.apply(inner, self.prefix, &self.formats)? {
                         seen.once(inner)?;
                     }
@@ -323,18 +410,85 @@ impl HttpBuilder<'_> {
         for n in nested_blocks {
             nested.push(Arc::new(self.build_location(n, &merged)?));
         }
+        let mut script = Vec::new();
+        for inner in d.block.as_deref().unwrap_or_default() {
+            match inner.name.as_str() {
+                "return" => script.push(super::rewrite::parse_return(inner)?),
+                "set" => script.push(super::rewrite::parse_set(inner)?),
+                "break" => script.push(Op::Break),
+                "if" => {
+                    script.push(self.build_location_if(inner, &matcher, &merged, &handler, &alias)?)
+                }
+                _ => {}
+            }
+        }
         Ok(LocationConfig {
             matcher,
             nested,
             handler,
             settings: Arc::new(merged.finish(self.prefix)),
+            script,
+            alias,
+            internal,
         })
+    }
+
+    /// `if (...) { ... }` inside a location: its own rewrite directives and
+    /// a configuration (its settings over the location's) that applies to
+    /// the request when it matched.
+    fn build_location_if(
+        &mut self,
+        d: &Directive,
+        matcher: &LocationMatch,
+        parent: &Layer,
+        parent_handler: &Handler,
+        alias: &Option<std::path::PathBuf>,
+    ) -> Result<Op, ConfigError> {
+        let condition = super::rewrite::parse_condition(d)?;
+        let mut layer = Layer::default();
+        let mut seen = Seen::default();
+        let mut script = Vec::new();
+        let mut handler = None;
+        for inner in d.block.as_deref().unwrap_or_default() {
+            let spec = check(inner, Ctx::LOCATION_IF)?;
+            match spec.name {
+                "return" => script.push(super::rewrite::parse_return(inner)?),
+                "set" => script.push(super::rewrite::parse_set(inner)?),
+                "break" => script.push(Op::Break),
+                "proxy_pass" => {
+                    seen.once(inner)?;
+                    handler = Some(Handler::Proxy(self.parse_proxy_pass(inner, matcher, true)?));
+                }
+                "include" => {}
+                _ => {
+                    if !layer.apply(inner, self.prefix, &self.formats)? {
+                        seen.once(inner)?;
+                    }
+                }
+            }
+        }
+        let merged = layer.over(parent);
+        let location = LocationConfig {
+            matcher: matcher.clone(),
+            nested: Vec::new(),
+            handler: handler.unwrap_or_else(|| parent_handler.clone()),
+            settings: Arc::new(merged.finish(self.prefix)),
+            script: Vec::new(),
+            alias: alias.clone(),
+            internal: false,
+        };
+        Ok(Op::If(Box::new(IfBlock {
+            condition,
+            script,
+            location: Some(Arc::new(location)),
+        })))
     }
 
     fn parse_proxy_pass(
         &mut self,
         d: &Directive,
         matcher: &LocationMatch,
+        in_if: bool,
     ) -> Result<ProxyPass, ConfigError> {
         let at = &d.position;
         let url = arg0(d);
@@ -358,7 +512,7 @@ impl HttpBuilder<'_> {
             Some(i) => (&rest[..i], Some(rest[i..].to_string())),
             None => (rest, None),
         };
-        if uri.is_some() && matches!(matcher, LocationMatch::Regex(_)) {
+        if uri.is_some() && (in_if || matches!(matcher, LocationMatch::Regex(_))) {
             return Err(ConfigError::at(
                 "\"proxy_pass\" cannot have URI part in location given by regular expression, \
                  or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
@@ -408,50 +562,5 @@ fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         Some(&text[prefix.len()..])
     } else {
         None
-    }
-}
-
-/// `return code [text]` / `return URL`.
-fn parse_return(d: &Directive) -> Result<Handler, ConfigError> {
-    let at = &d.position;
-    let first = arg0(d);
-    let compile = |t: &str| Template::compile(t).map_err(|e| ConfigError::at(e.to_string(), at));
-    if d.args.len() == 1 {
-        if let Some(code) = super::values::parse_number(first) {
-            return if code > 999 {
-                Err(ConfigError::at(
-                    format!("invalid return code \"{first}\""),
-                    at,
-                ))
-            } else {
-                Ok(Handler::Return {
-                    code: code as u16,
-                    text: None,
-                })
-            };
-        }
-        if first.starts_with("http://")
-            || first.starts_with("https://")
-            || first.starts_with("$scheme")
-        {
-            return Ok(Handler::Return {
-                code: 302,
-                text: Some(compile(first)?),
-            });
-        }
-        return Err(ConfigError::at(
-            format!("invalid return code \"{first}\""),
-            at,
-        ));
-    }
-    match super::values::parse_number(first) {
-        Some(code) if code <= 999 => Ok(Handler::Return {
-            code: code as u16,
-            text: Some(compile(&d.args[1].value)?),
-        }),
-        _ => Err(ConfigError::at(
-            format!("invalid return code \"{first}\""),
-            at,
-        )),
     }
 }

@@ -6,6 +6,7 @@ mod health;
 mod http;
 pub mod listen;
 pub mod model;
+mod rewrite;
 mod settings;
 mod upstream;
 pub mod values;

@@ -71,6 +71,21 @@ pub struct Http {
     pub servers: Vec<Arc<ServerConfig>>,
     /// Named log formats, `combined` included.
     pub log_formats: Vec<(String, Arc<LogFormat>)>,
+    /// `map` blocks, by the variable they define (without `$`).
+    pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
+}
+
+/// A `map $src $dst { ... }` block.
+#[derive(Debug, Clone)]
+pub struct MapConfig {
+    /// The source value (`$src`, or any template).
+    pub source: crate::vars::Template,
+    /// Exact keys, lower case (nginx matches strings ignoring case).
+    pub exact: std::collections::HashMap<String, crate::vars::Template>,
+    /// Regex keys in file order.
+    pub regexes: Vec<(regex::Regex, crate::vars::Template)>,
+    /// `default` (empty when not given).
+    pub default: crate::vars::Template,
 }
 
 /// One `upstream` group.
@@ -162,6 +177,11 @@ pub struct ServerConfig {
     pub locations: Vec<Arc<LocationConfig>>,
     /// Settings at the server level (inherited by locations already).
     pub settings: Arc<Settings>,
+    /// `server_name ~regex` names, in file order.
+    pub name_regexes: Vec<regex::Regex>,
+    /// The server-level rewrite directives (`set`, `return`, `if`), run
+    /// before a location is chosen.
+    pub script: Vec<Op>,
 }
 
 /// How a location matches the URI.
@@ -188,6 +208,143 @@ pub struct LocationConfig {
     pub handler: Handler,
     /// The merged settings.
     pub settings: Arc<Settings>,
+    /// The rewrite-phase directives (`set`, `return`, `if`) in file order.
+    pub script: Vec<Op>,
+    /// `alias` (a location's own, not inherited).
+    pub alias: Option<PathBuf>,
+    /// `internal`: only internal redirects (error_page, index) reach it.
+    pub internal: bool,
+}
+
+/// One rewrite-module directive, run in file order (nginx's rewrite phase).
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// `set $name value`.
+    Set(String, crate::vars::Template),
+    /// `return code [text|URL]`: stops the script.
+    Return {
+        /// The status code.
+        code: u16,
+        /// The body text or the redirect URL.
+        text: Option<crate::vars::Template>,
+    },
+    /// `if (condition) { ... }`.
+    If(Box<IfBlock>),
+    /// `break`: stops the rewrite directives of this request.
+    Break,
+}
+
+/// An `if` block.
+#[derive(Debug, Clone)]
+pub struct IfBlock {
+    /// The condition.
+    pub condition: Condition,
+    /// Its own rewrite directives.
+    pub script: Vec<Op>,
+    /// In a location: the configuration that applies when it matched
+    /// (its settings over the location's, its handler or the location's).
+    pub location: Option<Arc<LocationConfig>>,
+}
+
+/// An `if` condition.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// `($var)`: true unless empty or `0`.
+    Value(crate::vars::Template),
+    /// `($var = text)` / `($var != text)` (negated).
+    Equals(crate::vars::Template, crate::vars::Template, bool),
+    /// `($var ~ re)`, `~*`, `!~`, `!~*` (negated).
+    Matches(crate::vars::Template, regex::Regex, bool),
+    /// `-f`/`-d`/`-e` and their `!` forms (negated).
+    File(crate::vars::Template, FileTest, bool),
+}
+
+/// What `-f`, `-d`, `-e` test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    /// `-f`: a regular file.
+    File,
+    /// `-d`: a directory.
+    Dir,
+    /// `-e`: anything.
+    Exists,
+}
+
+/// `add_header NAME VALUE [always]`.
+#[derive(Debug, Clone)]
+pub struct AddHeader {
+    /// The header name.
+    pub name: String,
+    /// The value (an empty result adds nothing).
+    pub value: crate::vars::Template,
+    /// `always`: on every status, not only 2xx/3xx successes.
+    pub always: bool,
+}
+
+/// `error_page CODE ... [=[RESPONSE]] URI`.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    /// The statuses it catches.
+    pub codes: Vec<u16>,
+    /// `=CODE`: answer with this status; `=` alone: the status of the page
+    /// itself (`None` inside `Some`); absent: the original status.
+    pub response: Option<Option<u16>>,
+    /// A local URI (starts with `/`) or an URL (a redirect).
+    pub uri: crate::vars::Template,
+}
+
+/// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
+#[derive(Debug, Clone, Default)]
+pub struct RealIp {
+    /// Trusted addresses.
+    pub from: Vec<Cidr>,
+    /// The header the client address is taken from; `None` means
+    /// `X-Real-IP` (nginx's default).
+    pub header: Option<String>,
+    /// `real_ip_recursive` (default off).
+    pub recursive: bool,
+}
+
+/// An address with a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length.
+    pub bits: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            (_, ip) => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.bits as u32)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.bits as u32)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What produces a response.
@@ -195,21 +352,13 @@ pub struct LocationConfig {
 pub enum Handler {
     /// `proxy_pass`.
     Proxy(ProxyPass),
-    /// `return CODE [text|URL]`.
-    Return {
-        /// The status code.
-        code: u16,
-        /// The body text or the redirect URL (with variables).
-        text: Option<crate::vars::Template>,
-    },
     /// `stub_status`: nginx's basic status text.
     StubStatus,
     /// `metrics` (ours): Prometheus metrics.
     Metrics,
     /// `status_page` (ours): a live HTML page; `*.json` below it is its data.
     StatusPage,
-    /// Nothing configured: nginx would serve static files from `root`; that
-    /// is not supported yet, so such requests get 404 like a missing file.
+    /// Nothing configured: static files from `root` / `alias`.
     None,
 }
 
@@ -304,6 +453,28 @@ pub struct Settings {
     pub proxy_set_body: Option<crate::vars::Template>,
     /// `proxy_redirect` (default `default`).
     pub proxy_redirect: ProxyRedirect,
+    /// `add_header` lines (a level with none of its own inherits).
+    pub add_headers: Vec<AddHeader>,
+    /// `error_page` lines (a level with none of its own inherits).
+    pub error_pages: Vec<ErrorPage>,
+    /// `proxy_intercept_errors` (default off).
+    pub proxy_intercept_errors: bool,
+    /// `root` (default `html` under the prefix).
+    pub root: PathBuf,
+    /// `index` (default `index.html`).
+    pub index: Vec<String>,
+    /// `default_type` (default `text/plain`).
+    pub default_type: String,
+    /// `types { }`: extension (lower case) -> MIME type.
+    pub types: Arc<std::collections::HashMap<String, String>>,
+    /// `absolute_redirect` (default on).
+    pub absolute_redirect: bool,
+    /// `port_in_redirect` (default on).
+    pub port_in_redirect: bool,
+    /// `server_name_in_redirect` (default off).
+    pub server_name_in_redirect: bool,
+    /// The realip module's settings.
+    pub real_ip: Arc<RealIp>,
 }
 
 /// One `access_log` destination.

@@ -1,14 +1,16 @@
 //! Settings that nginx merges from http into server into location: each
 //! level holds only what it set, and a level that sets nothing inherits.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nginx_conf::Directive;
 
 use super::model::{
-    AccessLogTarget, ErrorLogTarget, LogPath, NextUpstream, ProxyRedirect, Settings,
+    AccessLogTarget, AddHeader, Cidr, ErrorLogTarget, ErrorPage, LogPath, NextUpstream,
+    ProxyRedirect, RealIp, Settings,
 };
 use super::{arg0, error_log_target, full_path, invalid_value, values, ConfigError};
 use crate::observe::log_format::LogFormat;
@@ -45,6 +47,47 @@ pub(crate) struct Layer {
     proxy_pass_request_body: Option<bool>,
     proxy_set_body: Option<Template>,
     proxy_redirect: Option<ProxyRedirect>,
+    add_headers: Option<Vec<AddHeader>>,
+    error_pages: Option<Vec<ErrorPage>>,
+    proxy_intercept_errors: Option<bool>,
+    root: Option<PathBuf>,
+    index: Option<Vec<String>>,
+    default_type: Option<String>,
+    types: Option<Arc<HashMap<String, String>>>,
+    absolute_redirect: Option<bool>,
+    port_in_redirect: Option<bool>,
+    server_name_in_redirect: Option<bool>,
+    real_ip_from: Option<Vec<Cidr>>,
+    real_ip_header: Option<String>,
+    real_ip_recursive: Option<bool>,
+}
+
+fn flag(d: &Directive) -> bool {
+    values::parse_flag(arg0(d)).unwrap_or(false)
+}
+
+/// nginx's `types` when none is configured.
+fn default_types() -> HashMap<String, String> {
+    [
+        ("html", "text/html"),
+        ("gif", "image/gif"),
+        ("jpg", "image/jpeg"),
+    ]
+    .into_iter()
+    .map(|(e, t)| (e.to_string(), t.to_string()))
+    .collect()
+}
+
+/// Parses `ADDR[/BITS]` as `set_real_ip_from` takes it.
+pub(crate) fn parse_cidr(text: &str) -> Option<Cidr> {
+    let (addr, bits) = match text.split_once('/') {
+        Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+        None => (text, None),
+    };
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(max);
+    (bits <= max).then_some(Cidr { addr, bits })
 }
 
 /// Named log formats visible while parsing (for `access_log PATH NAME`).
@@ -241,6 +284,109 @@ impl Layer {
                 };
                 self.proxy_redirect = Some(new);
             }
+            "add_header" => {
+                let value = Template::compile(&d.args[1].value)
+                    .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
+                let always = match d.args.get(2).map(|a| a.value.as_str()) {
+                    None => false,
+                    Some("always") => true,
+                    Some(other) => {
+                        return Err(ConfigError::at(
+                            format!("invalid parameter \"{other}\""),
+                            &d.position,
+                        ))
+                    }
+                };
+                self.add_headers
+                    .get_or_insert_with(Vec::new)
+                    .push(AddHeader {
+                        name: d.args[0].value.clone(),
+                        value,
+                        always,
+                    });
+            }
+            "error_page" => {
+                let page = parse_error_page(d)?;
+                self.error_pages.get_or_insert_with(Vec::new).push(page);
+            }
+            "proxy_intercept_errors" => set(&mut self.proxy_intercept_errors, d, flag(d))?,
+            "absolute_redirect" => set(&mut self.absolute_redirect, d, flag(d))?,
+            "port_in_redirect" => set(&mut self.port_in_redirect, d, flag(d))?,
+            "server_name_in_redirect" => set(&mut self.server_name_in_redirect, d, flag(d))?,
+            "real_ip_recursive" => set(&mut self.real_ip_recursive, d, flag(d))?,
+            "root" => {
+                if arg0(d).contains('$') {
+                    return Err(ConfigError::at(
+                        "\"root\" with variables is not supported yet",
+                        &d.position,
+                    ));
+                }
+                set(&mut self.root, d, full_path(prefix, arg0(d)))?
+            }
+            "index" => {
+                if d.args.iter().any(|a| a.value.is_empty()) {
+                    return Err(ConfigError::at(
+                        "index \"\" in \"index\" directive is invalid",
+                        &d.position,
+                    ));
+                }
+                if d.args.iter().any(|a| a.value.contains('$')) {
+                    return Err(ConfigError::at(
+                        "\"index\" with variables is not supported yet",
+                        &d.position,
+                    ));
+                }
+                self.index
+                    .get_or_insert_with(Vec::new)
+                    .extend(d.args.iter().map(|a| a.value.clone()));
+            }
+            "default_type" => set(&mut self.default_type, d, arg0(d).to_string())?,
+            "types" => {
+                if self.types.is_some() {
+                    return Err(ConfigError::at(
+                        "\"types\" directive is duplicate",
+                        &d.position,
+                    ));
+                }
+                let mut map = HashMap::new();
+                for line in d.block.as_deref().unwrap_or_default() {
+                    if line.name == "include" {
+                        continue;
+                    }
+                    if line.block.is_some() || line.args.is_empty() {
+                        return Err(ConfigError::at(
+                            "invalid number of arguments in \"types\" directive",
+                            &line.position,
+                        ));
+                    }
+                    for ext in &line.args {
+                        map.insert(ext.value.to_ascii_lowercase(), line.name.clone());
+                    }
+                }
+                self.types = Some(Arc::new(map));
+            }
+            "set_real_ip_from" => {
+                let text = arg0(d);
+                if text == "unix:" {
+                    return Err(ConfigError::at(
+                        "\"set_real_ip_from unix:\" is not supported yet",
+                        &d.position,
+                    ));
+                }
+                let cidr = parse_cidr(text).ok_or_else(|| {
+                    ConfigError::at(format!("invalid parameter \"{text}\""), &d.position)
+                })?;
+                self.real_ip_from.get_or_insert_with(Vec::new).push(cidr);
+            }
+            "real_ip_header" => {
+                if arg0(d) == "proxy_protocol" {
+                    return Err(ConfigError::at(
+                        "\"real_ip_header proxy_protocol\" is not supported yet",
+                        &d.position,
+                    ));
+                }
+                set(&mut self.real_ip_header, d, arg0(d).to_ascii_lowercase())?
+            }
             "error_log" => self
                 .error_log
                 .get_or_insert_with(Vec::new)
@@ -285,7 +431,20 @@ impl Layer {
             proxy_pass_request_headers,
             proxy_pass_request_body,
             proxy_set_body,
-            proxy_redirect
+            proxy_redirect,
+            add_headers,
+            error_pages,
+            proxy_intercept_errors,
+            root,
+            index,
+            default_type,
+            types,
+            absolute_redirect,
+            port_in_redirect,
+            server_name_in_redirect,
+            real_ip_from,
+            real_ip_header,
+            real_ip_recursive
         )
     }
 
@@ -343,6 +502,33 @@ impl Layer {
                 .proxy_redirect
                 .clone()
                 .unwrap_or(ProxyRedirect::Default),
+            add_headers: self.add_headers.clone().unwrap_or_default(),
+            error_pages: self.error_pages.clone().unwrap_or_default(),
+            proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
+            root: self
+                .root
+                .clone()
+                .unwrap_or_else(|| full_path(prefix, "html")),
+            index: self
+                .index
+                .clone()
+                .unwrap_or_else(|| vec!["index.html".to_string()]),
+            default_type: self
+                .default_type
+                .clone()
+                .unwrap_or_else(|| "text/plain".to_string()),
+            types: self
+                .types
+                .clone()
+                .unwrap_or_else(|| Arc::new(default_types())),
+            absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            port_in_redirect: self.port_in_redirect.unwrap_or(true),
+            server_name_in_redirect: self.server_name_in_redirect.unwrap_or(false),
+            real_ip: Arc::new(RealIp {
+                from: self.real_ip_from.clone().unwrap_or_default(),
+                header: self.real_ip_header.clone(),
+                recursive: self.real_ip_recursive.unwrap_or(false),
+            }),
         }
     }
 }
@@ -389,4 +575,88 @@ fn parse_next_upstream(d: &Directive) -> Result<NextUpstream, ConfigError> {
         return Err(ConfigError::at("invalid value \"off\"", &d.position));
     }
     Ok(next)
+}
+
+/// `error_page CODE ... [=[RESPONSE]] URI`, with nginx's checks.
+fn parse_error_page(d: &Directive) -> Result<ErrorPage, ConfigError> {
+    let at = &d.position;
+    let n = d.args.len();
+    let uri_text = &d.args[n - 1].value;
+    let mut codes_end = n - 1;
+    let mut response = None;
+    if let Some(eq) = d.args[n - 2].value.strip_prefix('=') {
+        codes_end = n - 2;
+        response = Some(if eq.is_empty() {
+            None
+        } else {
+            match values::parse_number(eq) {
+                Some(c) if (100..=999).contains(&c) => Some(c as u16),
+                _ => {
+                    return Err(ConfigError::at(
+                        format!("invalid value \"{}\"", d.args[n - 2].value),
+                        at,
+                    ))
+                }
+            }
+        });
+    }
+    if codes_end == 0 {
+        return Err(ConfigError::at(
+            "invalid number of arguments in \"error_page\" directive",
+            at,
+        ));
+    }
+    let mut codes = Vec::new();
+    for a in &d.args[..codes_end] {
+        match values::parse_number(&a.value) {
+            Some(c) if (300..=599).contains(&c) => codes.push(c as u16),
+            Some(_) => {
+                return Err(ConfigError::at(
+                    format!("value \"{}\" must be between 300 and 599", a.value),
+                    at,
+                ))
+            }
+            None => {
+                return Err(ConfigError::at(
+                    format!("invalid value \"{}\"", a.value),
+                    at,
+                ))
+            }
+        }
+    }
+    if uri_text.starts_with('@') {
+        return Err(ConfigError::at(
+            "\"error_page\" to a named location is not supported yet",
+            at,
+        ));
+    }
+    let uri = Template::compile(uri_text).map_err(|e| ConfigError::at(e.to_string(), at))?;
+    Ok(ErrorPage {
+        codes,
+        response,
+        uri,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cidr;
+
+    #[test]
+    fn cidrs() {
+        let net = parse_cidr("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.200.1.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        let one = parse_cidr("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6 = parse_cidr("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(parse_cidr("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("nope").is_none());
+    }
 }

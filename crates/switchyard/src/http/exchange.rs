@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use std::collections::HashMap;
+
 use http::HeaderMap;
+
+use crate::config::model::{LocationConfig, MapConfig};
 
 use crate::observe::time::Civil;
 use crate::vars::{Var, VarSource};
@@ -79,6 +83,22 @@ pub struct Exchange {
     pub body_bytes_sent: u64,
     /// Estimated bytes of the response header.
     pub header_bytes: u64,
+    /// The client's address as nginx's `$remote_addr` sees it: the
+    /// connection's peer, or the address the realip module took from a
+    /// trusted header. Balancing by client (`ip_hash`) and
+    /// `X-Forwarded-For` should use this, not `conn.remote`.
+    pub client_addr: std::net::IpAddr,
+    /// Variables set by `set`, latest last.
+    pub user_vars: Vec<(String, String)>,
+    /// The `map`s of the configuration, by variable name.
+    pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
+    /// The location (or location `if`) answering, for `$document_root`
+    /// and `$request_filename`.
+    pub location: Option<Arc<LocationConfig>>,
+    /// Whether the request was redirected internally (`internal` locations).
+    pub internal: bool,
+    /// Captures of the last regex that matched (`$0`..`$9`).
+    pub captures: Vec<Option<String>>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -94,7 +114,6 @@ impl Exchange {
     /// Starts recording a request.
     pub fn new(conn: Arc<ConnInfo>, parts: &http::request::Parts, uri: String) -> Exchange {
         Exchange {
-            conn,
             start: Instant::now(),
             start_wall: SystemTime::now(),
             method: parts.method.as_str().to_string(),
@@ -117,7 +136,58 @@ impl Exchange {
             proxy_port: 0,
             body_bytes_sent: 0,
             header_bytes: 0,
+            client_addr: conn.remote.ip(),
+            user_vars: Vec::new(),
+            maps: Arc::default(),
+            location: None,
+            internal: false,
+            captures: Vec::new(),
+            conn,
         }
+    }
+
+    /// Runs `re` on `text` and keeps its captures; returns whether it
+    /// matched. A regex that does not match leaves no captures (nginx 1.22:
+    /// `$1` is empty after an `if (... ~ ...)` that failed).
+    pub fn capture(&mut self, re: &regex::Regex, text: &str) -> bool {
+        match re.captures(text) {
+            Some(c) => {
+                self.captures = c
+                    .iter()
+                    .map(|m| m.map(|m| m.as_str().to_string()))
+                    .collect();
+                true
+            }
+            None => {
+                self.captures.clear();
+                false
+            }
+        }
+    }
+
+    /// Sets a `set` variable.
+    pub fn set_var(&mut self, name: &str, value: String) {
+        self.user_vars.retain(|(n, _)| n != name);
+        self.user_vars.push((name.to_string(), value));
+    }
+
+    fn user_var(&self, name: &str) -> Option<String> {
+        if let Some((_, v)) = self.user_vars.iter().find(|(n, _)| n == name) {
+            return Some(v.clone());
+        }
+        let map = self.maps.get(name)?;
+        let key = map.source.render(self);
+        let lower = key.to_ascii_lowercase();
+        let value = match map.exact.get(&lower) {
+            Some(v) => v,
+            None => map
+                .regexes
+                .iter()
+                .find(|(re, _)| re.is_match(&key))
+                .map(|(_, v)| v)
+                .unwrap_or(&map.default),
+        };
+        Some(value.render(self))
     }
 
     /// `$request`: the request line.
@@ -178,7 +248,7 @@ impl Exchange {
 
     /// `$proxy_add_x_forwarded_for`.
     pub fn x_forwarded_for(&self) -> String {
-        let client = self.conn.remote.ip().to_string();
+        let client = self.client_addr.to_string();
         match Self::header(&self.headers, "x_forwarded_for") {
             Some(existing) => format!("{existing}, {client}"),
             None => client,
@@ -194,7 +264,22 @@ impl VarSource for Exchange {
     fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
         let owned = |s: String| Some(Cow::Owned(s));
         match var {
-            Var::RemoteAddr => owned(self.conn.remote.ip().to_string()),
+            Var::RemoteAddr => owned(self.client_addr.to_string()),
+            Var::RealIpRemoteAddr => owned(self.conn.remote.ip().to_string()),
+            Var::DocumentRoot => self.location.as_ref().map(|l| {
+                let (_, root) = crate::http::static_files::file_path(l, &self.uri);
+                Cow::Owned(root.display().to_string())
+            }),
+            Var::RequestFilename => self.location.as_ref().map(|l| {
+                let (path, _) = crate::http::static_files::file_path(l, &self.uri);
+                Cow::Owned(path.display().to_string())
+            }),
+            Var::User(name) => self.user_var(name).map(Cow::Owned),
+            Var::Capture(n) => self
+                .captures
+                .get(*n)
+                .and_then(|c| c.as_deref())
+                .map(Cow::Borrowed),
             Var::RemotePort => owned(self.conn.remote.port().to_string()),
             Var::RemoteUser => None,
             Var::TimeLocal => owned(Civil::now().time_local()),

@@ -3,11 +3,16 @@
 //! [`proxy`] talks to the upstream, [`body`] streams and logs.
 
 pub mod body;
+pub mod dispatch;
 pub mod exchange;
 pub mod generation;
+pub mod headers;
 pub mod log;
 pub mod proxy;
+pub mod realip;
 pub mod respond;
+pub mod rewrite;
 pub mod route;
 pub mod server;
+pub mod static_files;
 pub mod status;

@@ -7,6 +7,7 @@ use crate::config::model::{LocationConfig, LocationMatch, ServerConfig};
 /// Picks the virtual server for `host` among those on one listening address:
 /// an exact name, then the longest leading wildcard (`*.example.com`,
 /// `.example.com`), then a trailing wildcard (`www.example.*`), then the
+/// first regular expression (`~^www\d+\.`) in file order, then the
 /// `default_server` (or the first server on the address).
 pub fn select_server<'a>(
     servers: &'a [(Arc<ServerConfig>, bool)],
@@ -51,6 +52,11 @@ pub fn select_server<'a>(
                     return Some(server);
                 }
             }
+        }
+    }
+    for (server, _) in servers {
+        if server.name_regexes.iter().any(|re| re.is_match(host)) {
+            return Some(server);
         }
     }
     default

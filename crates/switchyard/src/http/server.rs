@@ -20,8 +20,7 @@ use super::body::{LoggedBody, ResponseBody};
 use super::exchange::{ConnInfo, Exchange};
 use super::generation::Generation;
 use super::route::{normalize_uri, select_location, select_server};
-use super::{proxy, respond};
-use crate::config::model::Handler;
+use super::{dispatch, proxy, respond};
 use crate::observe::error_log;
 
 /// What every connection task shares.
@@ -176,11 +175,12 @@ pub async fn handle(
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
     let request = Request::from_parts(parts, body);
+    // Limits come from the location the URI selects before any rewrite.
     let location = uri
         .as_deref()
         .and_then(|u| select_location(&server.locations, u))
         .cloned();
-    let settings = location
+    let mut settings = location
         .as_ref()
         .map(|l| l.settings.clone())
         .unwrap_or_else(|| server.settings.clone());
@@ -196,42 +196,26 @@ pub async fn handle(
                 proxy::log_context(&ex, None)
             ),
         );
-        respond::error(413, settings.server_tokens)
-    } else {
-        match location.as_ref().map(|l| &l.handler) {
-            Some(Handler::Proxy(pass)) => match generation.upstreams.get(pass.target_name()) {
-                Some(upstream) => {
-                    let upstream = upstream.clone();
-                    let Some(location) = location.as_ref() else {
-                        return respond::error(500, true);
-                    };
-                    proxy::proxy(request, location, pass, upstream, &mut ex).await
-                }
-                None => respond::error(500, settings.server_tokens),
-            },
-            Some(Handler::StubStatus) => super::status::stub_status(),
-            Some(Handler::Metrics) => super::status::prometheus(&generation),
-            Some(Handler::StatusPage) => super::status::status_page(&generation, &ex.uri),
-            Some(Handler::Return { code, text }) => {
-                let text = text.as_ref().map(|t| t.render(&*ex));
-                if *code == 444 {
-                    // nginx closes without a response; the closest hyper offers is
-                    // an aborted body, which resets the connection.
-                    ex.status = 444;
-                    return aborted(ex, generation.access_log(&settings));
-                }
-                respond::return_response(*code, text, settings.server_tokens)
+        let (reply, answered) =
+            dispatch::respond_status(413, settings.clone(), &server, &mut ex, &generation).await;
+        settings = answered;
+        match reply {
+            dispatch::Reply::Response(r) => r,
+            dispatch::Reply::Close(code) => {
+                ex.status = code;
+                return aborted(ex, generation.access_log(&settings));
             }
-            Some(Handler::None) | None => {
-                error_log::error(
-                    Some(conn.id),
-                    &format!(
-                        "no handler for \"{}\" (static files are not supported yet){}",
-                        ex.uri,
-                        proxy::log_context(&ex, None)
-                    ),
-                );
-                respond::error(404, settings.server_tokens)
+        }
+    } else {
+        let (reply, answered) = dispatch::respond(request, &server, &mut ex, &generation).await;
+        settings = answered;
+        match reply {
+            dispatch::Reply::Response(r) => r,
+            dispatch::Reply::Close(code) => {
+                // nginx closes without a response; the closest hyper offers is
+                // an aborted body, which resets the connection.
+                ex.status = code;
+                return aborted(ex, generation.access_log(&settings));
             }
         }
     };

@@ -81,7 +81,7 @@ impl Failure {
 pub fn log_context(ex: &Exchange, upstream_url: Option<&str>) -> String {
     let mut s = format!(
         ", client: {}, server: {}, request: \"{}\"",
-        ex.conn.remote.ip(),
+        ex.client_addr,
         ex.server_name,
         ex.request_line()
     );
@@ -167,7 +167,7 @@ pub async fn proxy(
     };
     let headers = build_headers(settings, ex, &parts.headers, body_len);
     let hash_key: Vec<u8> = match (&upstream.config.method, &upstream.config.hash_key) {
-        (balance::Method::IpHash, _) => match ex.conn.remote.ip() {
+        (balance::Method::IpHash, _) => match ex.client_addr {
             std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
             std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
         },

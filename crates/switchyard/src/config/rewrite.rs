@@ -1,0 +1,242 @@
+//! The rewrite module's directives (`return`, `set`, `if`) and `map`:
+//! parsed into [`Op`]s that run in file order for each request.
+
+use std::collections::HashMap;
+
+use nginx_conf::Directive;
+
+use super::model::{Condition, FileTest, MapConfig, Op};
+use super::{arg0, values, ConfigError};
+use crate::vars::Template;
+
+fn compile(text: &str, d: &Directive) -> Result<Template, ConfigError> {
+    Template::compile(text).map_err(|e| ConfigError::at(e.to_string(), &d.position))
+}
+
+/// The variable names `set` and `map` define anywhere under `block`
+/// (lower case, without `$`).
+pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
+    for d in block {
+        let name = match d.name.as_str() {
+            "set" => d.args.first(),
+            "map" => d.args.get(1),
+            _ => None,
+        };
+        if let Some(name) = name.and_then(|a| a.value.strip_prefix('$')) {
+            let name = name.to_ascii_lowercase();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        if d.name != "map" && d.name != "types" {
+            if let Some(inner) = &d.block {
+                user_var_names(inner, out);
+            }
+        }
+    }
+}
+
+/// `return code [text]` / `return URL`.
+pub(crate) fn parse_return(d: &Directive) -> Result<Op, ConfigError> {
+    let at = &d.position;
+    let first = arg0(d);
+    let invalid = || ConfigError::at(format!("invalid return code \"{first}\""), at);
+    if d.args.len() == 1 {
+        if let Some(code) = values::parse_number(first) {
+            return if code > 999 {
+                Err(invalid())
+            } else {
+                Ok(Op::Return {
+                    code: code as u16,
+                    text: None,
+                })
+            };
+        }
+        if first.starts_with("http://")
+            || first.starts_with("https://")
+            || first.starts_with("$scheme")
+        {
+            return Ok(Op::Return {
+                code: 302,
+                text: Some(compile(first, d)?),
+            });
+        }
+        return Err(invalid());
+    }
+    match values::parse_number(first) {
+        Some(code) if code <= 999 => Ok(Op::Return {
+            code: code as u16,
+            text: Some(compile(&d.args[1].value, d)?),
+        }),
+        _ => Err(invalid()),
+    }
+}
+
+/// `set $name value`.
+pub(crate) fn parse_set(d: &Directive) -> Result<Op, ConfigError> {
+    let name = arg0(d);
+    let Some(bare) = name.strip_prefix('$') else {
+        return Err(ConfigError::at(
+            format!("invalid variable name \"{name}\""),
+            &d.position,
+        ));
+    };
+    if crate::vars::Var::from_name(bare) != Some(crate::vars::Var::User(bare.to_ascii_lowercase()))
+    {
+        return Err(ConfigError::at(
+            format!("the duplicate \"{bare}\" variable"),
+            &d.position,
+        ));
+    }
+    Ok(Op::Set(
+        bare.to_ascii_lowercase(),
+        compile(&d.args[1].value, d)?,
+    ))
+}
+
+/// The condition of `if (...)`, as nginx's lexer splits it into arguments.
+pub(crate) fn parse_condition(d: &Directive) -> Result<Condition, ConfigError> {
+    let at = &d.position;
+    let mut args: Vec<String> = d.args.iter().map(|a| a.value.clone()).collect();
+    let invalid = |text: &str| ConfigError::at(format!("invalid condition \"{text}\""), at);
+    let first = args[0].clone();
+    let Some(stripped) = first.strip_prefix('(') else {
+        return Err(invalid(&first));
+    };
+    args[0] = stripped.to_string();
+    let last = args.len() - 1;
+    let Some(stripped) = args[last].strip_suffix(')') else {
+        return Err(invalid(&args[last].clone()));
+    };
+    args[last] = stripped.to_string();
+    args.retain(|a| !a.is_empty());
+    let var = |text: &str| -> Result<Template, ConfigError> {
+        if !text.starts_with('$') {
+            return Err(invalid(text));
+        }
+        compile(text, d)
+    };
+    match args.len() {
+        1 => Ok(Condition::Value(var(&args[0])?)),
+        2 => {
+            let (negated, op) = match args[0].strip_prefix('!') {
+                Some(op) => (true, op),
+                None => (false, args[0].as_str()),
+            };
+            let test = match op {
+                "-f" => FileTest::File,
+                "-d" => FileTest::Dir,
+                "-e" => FileTest::Exists,
+                "-x" => {
+                    return Err(ConfigError::at(
+                        "\"if\" condition \"-x\" is not supported yet",
+                        at,
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::at(
+                        format!("unexpected \"{}\" in condition", args[0]),
+                        at,
+                    ))
+                }
+            };
+            Ok(Condition::File(compile(&args[1], d)?, test, negated))
+        }
+        3 => {
+            let lhs = var(&args[0])?;
+            let rhs = &args[2];
+            let regex = |ci: bool| {
+                regex::RegexBuilder::new(rhs)
+                    .case_insensitive(ci)
+                    .build()
+                    .map_err(|e| {
+                        ConfigError::at(format!("pcre2_compile() failed: {e} in \"{rhs}\""), at)
+                    })
+            };
+            Ok(match args[1].as_str() {
+                "=" => Condition::Equals(lhs, compile(rhs, d)?, false),
+                "!=" => Condition::Equals(lhs, compile(rhs, d)?, true),
+                "~" => Condition::Matches(lhs, regex(false)?, false),
+                "~*" => Condition::Matches(lhs, regex(true)?, false),
+                "!~" => Condition::Matches(lhs, regex(false)?, true),
+                "!~*" => Condition::Matches(lhs, regex(true)?, true),
+                other => {
+                    return Err(ConfigError::at(
+                        format!("unexpected \"{other}\" in condition"),
+                        at,
+                    ))
+                }
+            })
+        }
+        _ => Err(invalid(&args.join(" "))),
+    }
+}
+
+/// `map SOURCE $name { ... }`: returns the name and the map.
+pub(crate) fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
+    let at = &d.position;
+    let source = compile(&d.args[0].value, d)?;
+    let name = d.args[1]
+        .value
+        .strip_prefix('$')
+        .ok_or_else(|| {
+            ConfigError::at(format!("invalid variable name \"{}\"", d.args[1].value), at)
+        })?
+        .to_ascii_lowercase();
+    let mut map = MapConfig {
+        source,
+        exact: HashMap::new(),
+        regexes: Vec::new(),
+        default: Template::default(),
+    };
+    let mut default_seen = false;
+    for line in d.block.as_deref().unwrap_or_default() {
+        let lat = &line.position;
+        if line.block.is_some() {
+            return Err(ConfigError::at("unexpected \"{\"", lat));
+        }
+        let key = line.name.as_str();
+        match (key, line.args.len()) {
+            ("hostnames" | "volatile", 0) => {
+                return Err(ConfigError::at(
+                    format!("\"map\" parameter \"{key}\" is not supported yet"),
+                    lat,
+                ))
+            }
+            ("include", _) => continue,
+            (_, 1) => {}
+            _ => return Err(ConfigError::at("invalid number of the map parameters", lat)),
+        }
+        let value = Template::compile(&line.args[0].value)
+            .map_err(|e| ConfigError::at(e.to_string(), lat))?;
+        if key == "default" {
+            if default_seen {
+                return Err(ConfigError::at("duplicate default map parameter", lat));
+            }
+            default_seen = true;
+            map.default = value;
+        } else if let Some(re) = key.strip_prefix('~') {
+            let (ci, re) = match re.strip_prefix('*') {
+                Some(r) => (true, r),
+                None => (false, re),
+            };
+            let re = regex::RegexBuilder::new(re)
+                .case_insensitive(ci)
+                .build()
+                .map_err(|e| {
+                    ConfigError::at(format!("pcre2_compile() failed: {e} in \"{re}\""), lat)
+                })?;
+            map.regexes.push((re, value));
+        } else {
+            let key = key.strip_prefix('\\').unwrap_or(key).to_ascii_lowercase();
+            if map.exact.contains_key(&key) {
+                return Err(ConfigError::at(
+                    format!("conflicting parameter \"{key}\""),
+                    lat,
+                ));
+            }
+            map.exact.insert(key, value);
+        }
+    }
+    Ok((name, map))
+}

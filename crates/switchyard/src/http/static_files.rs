@@ -1,0 +1,365 @@
+//! Static files from `root` / `alias`, as nginx's static and index modules
+//! serve them: Content-Type by extension (`types`, `default_type`),
+//! Last-Modified, ETag `"mtime-size"` in hex, If-Modified-Since /
+//! If-None-Match -> 304, one byte range -> 206, streamed in chunks.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
+
+use crate::config::model::{LocationConfig, LocationMatch, Settings};
+use crate::observe::error_log;
+
+use super::body::{empty, BoxError, ResponseBody};
+use super::exchange::Exchange;
+
+/// What the static handler decided.
+pub enum Served {
+    /// A response (the file, 304, 206, 416).
+    Response(Response<ResponseBody>),
+    /// An error status for the caller to answer (with `error_page`).
+    Status(u16),
+    /// The index module found an index file: internal redirect to this URI.
+    Redirect(String),
+    /// A directory without the trailing slash: 301 to `uri/` (absolutized
+    /// by the caller).
+    AddSlash(String),
+}
+
+/// The file path for `uri` under the location's `alias` or `root`
+/// (`$request_filename`) and the document root (`$document_root`).
+pub fn file_path(location: &LocationConfig, uri: &str) -> (PathBuf, PathBuf) {
+    match (&location.alias, &location.matcher) {
+        (
+            Some(alias),
+            LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) | LocationMatch::Exact(p),
+        ) if uri.starts_with(p.as_str()) => {
+            let mut path = alias.as_os_str().to_owned();
+            path.push(&uri[p.len()..]);
+            (PathBuf::from(path), alias.clone())
+        }
+        _ => {
+            let root = &location.settings.root;
+            let mut path = root.as_os_str().to_owned();
+            path.push(uri);
+            (PathBuf::from(path), root.clone())
+        }
+    }
+}
+
+fn log(ex: &Exchange, message: String) {
+    error_log::error(
+        Some(ex.conn.id),
+        &format!("{message}{}", super::proxy::log_context(ex, None)),
+    );
+}
+
+fn os_error_status(e: &std::io::Error) -> u16 {
+    match e.kind() {
+        ErrorKind::NotFound => 404,
+        ErrorKind::PermissionDenied => 403,
+        _ => match e.raw_os_error() {
+            Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => 404,
+            _ => 500,
+        },
+    }
+}
+
+/// Serves `ex.uri` from the file system.
+pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap) -> Served {
+    let method = ex.method.as_str();
+    if !matches!(method, "GET" | "HEAD" | "POST") {
+        return Served::Status(405);
+    }
+    let settings = &location.settings;
+    let (path, _) = file_path(location, &ex.uri);
+    if ex.uri.ends_with('/') {
+        return index(settings, ex, &path).await;
+    }
+    let meta = match tokio::fs::metadata(&path).await {
+        Ok(m) => m,
+        Err(e) => {
+            log(
+                ex,
+                format!(
+                    "open() \"{}\" failed ({})",
+                    path.display(),
+                    error_log::os_error(&e)
+                ),
+            );
+            return Served::Status(os_error_status(&e));
+        }
+    };
+    if meta.is_dir() {
+        let mut to = format!("{}/", ex.uri);
+        if let Some(args) = &ex.args {
+            to.push('?');
+            to.push_str(args);
+        }
+        return Served::AddSlash(to);
+    }
+    if method == "POST" {
+        return Served::Status(405);
+    }
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            log(
+                ex,
+                format!(
+                    "open() \"{}\" failed ({})",
+                    path.display(),
+                    error_log::os_error(&e)
+                ),
+            );
+            return Served::Status(os_error_status(&e));
+        }
+    };
+    Served::Response(file_response(file, &path, &meta, settings, request, method == "HEAD").await)
+}
+
+async fn index(settings: &Settings, ex: &Exchange, dir: &Path) -> Served {
+    for name in &settings.index {
+        if name.starts_with('/') {
+            // An absolute index is the last resort, redirected to as is.
+            return Served::Redirect(name.clone());
+        }
+        let mut candidate = dir.as_os_str().to_owned();
+        candidate.push(name);
+        match tokio::fs::metadata(&candidate).await {
+            Ok(_) => return Served::Redirect(format!("{}{}", ex.uri, name)),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => {
+                log(
+                    ex,
+                    format!(
+                        "open() \"{}\" failed ({})",
+                        Path::new(&candidate).display(),
+                        error_log::os_error(&e)
+                    ),
+                );
+                return Served::Status(os_error_status(&e));
+            }
+        }
+    }
+    match tokio::fs::metadata(dir).await {
+        Ok(m) if m.is_dir() => {
+            log(
+                ex,
+                format!("directory index of \"{}\" is forbidden", dir.display()),
+            );
+            Served::Status(403)
+        }
+        _ => {
+            let first = settings.index.first().cloned().unwrap_or_default();
+            log(
+                ex,
+                format!(
+                    "\"{}{}\" is not found (2: No such file or directory)",
+                    dir.display(),
+                    first
+                ),
+            );
+            Served::Status(404)
+        }
+    }
+}
+
+/// The MIME type for `path` by its extension.
+pub fn content_type(settings: &Settings, path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .and_then(|e| settings.types.get(&e.to_ascii_lowercase()))
+        .cloned()
+        .unwrap_or_else(|| settings.default_type.clone())
+}
+
+/// One `bytes=` range of a file of `size` bytes: `Ok(None)` when the header
+/// is not a single range switchyard serves (the whole file is sent),
+/// `Err(())` when it is unsatisfiable.
+fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.trim().split_once('-').ok_or(())?;
+    let (start, end) = (start.trim(), end.trim());
+    if start.is_empty() {
+        let n: u64 = end.parse().map_err(|_| ())?;
+        if n == 0 || size == 0 {
+            return Err(());
+        }
+        return Ok(Some((size.saturating_sub(n), size - 1)));
+    }
+    let start: u64 = start.parse().map_err(|_| ())?;
+    let end = if end.is_empty() {
+        size.saturating_sub(1)
+    } else {
+        let e: u64 = end.parse().map_err(|_| ())?;
+        if e < start {
+            return Err(());
+        }
+        e.min(size.saturating_sub(1))
+    };
+    if start >= size {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn file_response(
+    mut file: tokio::fs::File,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    settings: &Settings,
+    request: &HeaderMap,
+    head: bool,
+) -> Response<ResponseBody> {
+    let size = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    let secs = mtime
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let mtime = UNIX_EPOCH + Duration::from_secs(secs);
+    let last_modified = httpdate::fmt_http_date(mtime);
+    let etag = format!("\"{secs:x}-{size:x}\"");
+    let mut response = Response::new(empty());
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&content_type(settings, path)) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&last_modified) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    let get = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
+    // nginx: If-None-Match wins over If-Modified-Since; `if_modified_since
+    // exact` compares the date for equality.
+    let not_modified = match (get(header::IF_NONE_MATCH), get(header::IF_MODIFIED_SINCE)) {
+        (Some(tags), _) => tags.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str())
+        }),
+        (None, Some(since)) => httpdate::parse_http_date(since).ok() == Some(mtime),
+        (None, None) => false,
+    };
+    if not_modified {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response.headers_mut().remove(header::CONTENT_TYPE);
+        return response;
+    }
+    let (start, end) = match get(header::RANGE).map(|r| parse_range(r, size)) {
+        Some(Ok(Some((s, e)))) => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            (s, e + 1)
+        }
+        Some(Err(())) => {
+            let mut r = super::respond::error(416, settings.server_tokens);
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+        _ => {
+            response
+                .headers_mut()
+                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            (0, size)
+        }
+    };
+    let length = end - start;
+    if let Ok(v) = HeaderValue::from_str(&length.to_string()) {
+        response.headers_mut().insert(header::CONTENT_LENGTH, v);
+    }
+    if head || length == 0 {
+        return response;
+    }
+    if start > 0 && file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return super::respond::error(500, settings.server_tokens);
+    }
+    *response.body_mut() = FileBody {
+        file,
+        remaining: length,
+    }
+    .boxed_unsync();
+    response
+}
+
+/// Streams `remaining` bytes of a file in chunks of up to 64 KiB.
+struct FileBody {
+    file: tokio::fs::File,
+    remaining: u64,
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = this.remaining.min(64 * 1024) as usize;
+        let mut buf = vec![0u8; want];
+        let mut read = ReadBuf::new(&mut buf);
+        match Pin::new(&mut this.file).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Some(Err("file shrank while being sent".into())));
+                }
+                this.remaining -= n as u64;
+                buf.truncate(n);
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_as_nginx_reads_them() {
+        assert_eq!(parse_range("bytes=2-5", 16), Ok(Some((2, 5))));
+        assert_eq!(parse_range("bytes=10-", 16), Ok(Some((10, 15))));
+        assert_eq!(parse_range("bytes=-3", 16), Ok(Some((13, 15))));
+        assert_eq!(parse_range("bytes=-30", 16), Ok(Some((0, 15))));
+        assert_eq!(parse_range("bytes=5-100", 16), Ok(Some((5, 15))));
+        assert_eq!(parse_range("bytes=16-", 16), Err(()));
+        assert_eq!(parse_range("bytes=5-2", 16), Err(()));
+        assert_eq!(parse_range("bytes=0-1,4-5", 16), Ok(None));
+        assert_eq!(parse_range("items=1-2", 16), Ok(None));
+    }
+}
