@@ -313,7 +313,14 @@ pub async fn proxy(
         let (up_body, retry_body) = match std::mem::replace(&mut body, UpBody::Empty) {
             UpBody::Empty => (empty(), Some(UpBody::Empty)),
             UpBody::Buffered(b) => (full(b.clone()), Some(UpBody::Buffered(b))),
-            UpBody::Stream(s) => (limited_stream(s, settings.client_max_body_size), None),
+            UpBody::Stream(s) => (
+                client_body(
+                    s,
+                    settings.client_max_body_size,
+                    settings.client_body_timeout,
+                ),
+                None,
+            ),
         };
         let mut up_request = Request::new(up_body);
         *up_request.method_mut() = parts.method.clone();
@@ -341,7 +348,19 @@ pub async fn proxy(
                 guard.success = true;
                 return downstream_response(response, settings, ex, guard);
             }
-            Ok(Err(e)) => Failure::Protocol(e),
+            Ok(Err(e)) => {
+                if let Some((status, why)) = client_body_failure(&e) {
+                    // The client's body failed, not the peer: no retry, nginx's status.
+                    guard.success = true;
+                    error_log::log(
+                        crate::observe::ErrorLevel::Info,
+                        Some(ex.conn.id),
+                        &format!("{why}{}", log_context(ex, Some(&url))),
+                    );
+                    return respond::error(status, settings.server_tokens);
+                }
+                Failure::Protocol(e)
+            }
             Err(_) => Failure::HeaderTimeout,
         };
         record_failure(ex, &failure, &url, started);
@@ -498,6 +517,43 @@ impl http_body::Body for Limited {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The client stopped sending its body for longer than `client_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("client timed out (110: Connection timed out) while reading client request body")]
+pub struct ClientBodyTimeout;
+
+/// The client's body as it streams up: capped at `limit`, each read within `timeout`.
+fn client_body(incoming: Incoming, limit: u64, timeout: std::time::Duration) -> ResponseBody {
+    super::body::TimedBody::new(limited_stream(incoming, limit), timeout)
+        .map_err(|e| -> BoxError {
+            if e.is::<super::body::ReadTimeout>() {
+                Box::new(ClientBodyTimeout)
+            } else {
+                e
+            }
+        })
+        .boxed_unsync()
+}
+
+/// When sending failed because of the client's body: its status and nginx's words.
+fn client_body_failure(e: &hyper::Error) -> Option<(u16, String)> {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err.is::<ClientBodyTimeout>() {
+            return Some((408, err.to_string()));
+        }
+        if err.is::<BodyTooLarge>() {
+            return Some((413, err.to_string()));
+        }
+        if err.is::<hyper::Error>() {
+            // hyper's own parse error of the client's chunked body.
+            return Some((400, format!("client sent invalid request body ({err})")));
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// Reads a whole body, refusing more than `limit` bytes (0: no limit) with 413.

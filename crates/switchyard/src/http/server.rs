@@ -212,6 +212,8 @@ pub async fn handle(
             }
         }
     };
+    // nginx ends the connection after these, whatever the client asked.
+    let close = close || matches!(response.status().as_u16(), 408 | 413);
     finish_headers(&mut response, settings.server_tokens, close);
     ex.status = response.status().as_u16();
     ex.header_bytes = estimate_header_bytes(&response);
