@@ -106,6 +106,8 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         .title_case_headers(true)
         .keep_alive(!settings.keepalive_timeout.is_zero())
         .header_read_timeout(settings.client_header_timeout)
+        // A client may shut its write side after the request: still answer.
+        .half_close(true)
         .max_buf_size(
             ((settings.large_client_header_buffers.0 * settings.large_client_header_buffers.1)
                 as usize)
