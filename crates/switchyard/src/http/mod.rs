@@ -5,6 +5,7 @@
 pub mod body;
 pub mod exchange;
 pub mod generation;
+pub mod guard;
 pub mod log;
 pub mod proxy;
 pub mod respond;

@@ -151,6 +151,11 @@ pub async fn handle(
     let server = server.clone();
     let uri = normalize_uri(request.uri().path());
     let (parts, body) = request.into_parts();
+    let rejected = super::guard::check_request(
+        &parts,
+        &super::guard::Limits::from_buffers(server.settings.large_client_header_buffers),
+    )
+    .err();
     let mut ex = Box::new(Exchange::new(
         conn.clone(),
         &parts,
@@ -166,9 +171,16 @@ pub async fn handle(
         .as_ref()
         .map(|l| l.settings.clone())
         .unwrap_or_else(|| server.settings.clone());
-    let close = wants_close(&request);
+    // A refused request's body is unread and its framing untrusted: close.
+    // keepalive_requests: the Nth response on a connection closes it.
+    let close = wants_close(&request)
+        || rejected.is_some()
+        || conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
-    let mut response = if uri.is_none() {
+    let mut response = if let Some(rejection) = &rejected {
+        let context = proxy::log_context(&ex, None);
+        super::guard::refuse(rejection, conn.id, &context, settings.server_tokens)
+    } else if uri.is_none() {
         respond::error(400, settings.server_tokens)
     } else if let Some(too_large) = body_too_large(&request, settings.client_max_body_size) {
         error_log::error(
