@@ -87,6 +87,10 @@ impl Failure {
             Failure::Protocol(e) if e.is_incomplete_message() => {
                 "upstream prematurely closed connection while reading response header from upstream".into()
             }
+            Failure::Protocol(e) if io_source(e).is_some_and(|io| io.raw_os_error().is_some()) => format!(
+                "recv() failed ({}) while reading response header from upstream",
+                io_source(e).map(error_log::os_error).unwrap_or_default()
+            ),
             Failure::Protocol(e) if e.is_parse() => {
                 "upstream sent invalid header while reading response header from upstream".into()
             }
@@ -435,6 +439,44 @@ fn downstream_response(
     out
 }
 
+/// The I/O error under a hyper error, if that is what it was.
+fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// An upstream body that ended badly, in nginx's words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UpstreamBodyError(String);
+
+/// nginx's words for an error while reading the upstream's body.
+fn upstream_body_error(e: BoxError) -> BoxError {
+    let Some(hyper_error) = e.downcast_ref::<hyper::Error>() else {
+        return e;
+    };
+    let os_error = io_source(hyper_error).filter(|io| io.raw_os_error().is_some());
+    let words = if let Some(io) = os_error {
+        format!(
+            "recv() failed ({}) while reading upstream",
+            error_log::os_error(io)
+        )
+    } else if hyper_error.is_incomplete_message()
+        || io_source(hyper_error).is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    {
+        "upstream prematurely closed connection while reading upstream".to_string()
+    } else {
+        format!("upstream sent invalid body ({hyper_error}) while reading upstream")
+    };
+    Box::new(UpstreamBodyError(words))
+}
+
 /// Keeps the peer guard alive as long as the response body is.
 struct Guarded<B> {
     inner: B,
@@ -452,7 +494,9 @@ where
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        std::pin::Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(upstream_body_error)))
     }
 
     fn is_end_stream(&self) -> bool {

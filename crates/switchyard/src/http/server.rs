@@ -240,12 +240,16 @@ pub async fn handle(
                     if ex.upstream.is_empty() {
                         return;
                     }
+                    // An error that says where it happened keeps its words.
+                    let e = e.to_string();
+                    let place = if e.contains(" while ") {
+                        ""
+                    } else {
+                        " while sending to client"
+                    };
                     error_log::error(
                         Some(ex.conn.id),
-                        &format!(
-                            "{e} while sending to client{}",
-                            proxy::log_context(ex, None)
-                        ),
+                        &format!("{e}{place}{}", proxy::log_context(ex, None)),
                     );
                 }));
             Response::from_parts(
