@@ -248,8 +248,8 @@ fn bytes_past_content_length_are_not_forwarded() {
     assert_eq!(body, b"hello");
 }
 
-/// A backend that answers without reading a large request body: the client
-/// gets the backend's answer or a 502, never a hang, and the balancer
+/// A backend that answers without reading a large request body, then
+/// resets: the client gets the backend's answer, no hang, and the balancer
 /// keeps serving.
 #[test]
 fn backend_that_never_reads_the_body() {
@@ -283,10 +283,10 @@ fn backend_that_never_reads_the_body() {
             let _ = s.write_all(&body);
         })
     };
-    let status = read_response(&mut BufReader::new(&mut s))
-        .map(|r| r.status)
-        .unwrap_or(0);
-    assert!(status == 200 || status == 502, "status {status}");
+    let response = read_response(&mut BufReader::new(&mut s)).expect("a response");
+    // The early answer is passed on as it came (nginx does the same once it
+    // has sent the body it buffered).
+    assert_eq!((response.status, response.text().as_str()), (200, "early"));
     assert!(started.elapsed() < Duration::from_secs(8));
     drop(s);
     let _ = writer.join();
@@ -341,7 +341,7 @@ fn broken_exchanges_do_not_leak() {
     let exchange = |i: usize| {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let path = if i % 2 == 0 { "/reset" } else { "/short" };
+        let path = if i.is_multiple_of(2) { "/reset" } else { "/short" };
         s.write_all(
             format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
