@@ -10,4 +10,5 @@ pub mod log;
 pub mod proxy;
 pub mod respond;
 pub mod route;
+pub mod send_timeout;
 pub mod server;

@@ -118,6 +118,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(request, conn, generation).await) }
     });
+    let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let mut epoch = shared.epoch.clone();
