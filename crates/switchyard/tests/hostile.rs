@@ -1126,3 +1126,54 @@ fn crlf_in_a_proxied_variable_cannot_inject_headers() {
         "{forwarded:?}"
     );
 }
+
+/// A client that stops reading a large response is cut off after
+/// send_timeout (1 s) of no progress, with nginx's info line.
+#[test]
+fn client_that_stops_reading_is_cut_at_send_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let big = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
+                let block = vec![b'z'; 1 << 16];
+                while stream.write_all(&block).is_ok() {}
+            });
+        }
+    });
+    let port = free_port();
+    let conf = format!(
+        "send_timeout 1s;\nserver {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://{big}; }}\n}}\n"
+    );
+    let balancer = Balancer::start_http(&conf, &[port]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Do not read: the balancer's writes stall once the socket buffers fill.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !balancer
+        .error_log_text()
+        .contains("client timed out (110: Connection timed out) while sending response to client")
+    {
+        assert!(Instant::now() < deadline, "{}", balancer.error_log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What was buffered drains, then the connection is over.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("still open after {total} bytes")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(total < 1_000_000_000, "{total}");
+}
