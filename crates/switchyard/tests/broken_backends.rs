@@ -341,7 +341,11 @@ fn broken_exchanges_do_not_leak() {
     let exchange = |i: usize| {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let path = if i.is_multiple_of(2) { "/reset" } else { "/short" };
+        let path = if i.is_multiple_of(2) {
+            "/reset"
+        } else {
+            "/short"
+        };
         s.write_all(
             format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
