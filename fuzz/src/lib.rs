@@ -99,7 +99,11 @@ pub fn request_head(data: &[u8]) {
         let verdict = guard::check_request(&parts, &limits);
         if verdict.is_ok() {
             // What passes has one framing at most, and a Host or an absolute target.
-            let cl = parts.headers.get_all(http::header::CONTENT_LENGTH).iter().count();
+            let cl = parts
+                .headers
+                .get_all(http::header::CONTENT_LENGTH)
+                .iter()
+                .count();
             let te = parts
                 .headers
                 .get_all(http::header::TRANSFER_ENCODING)
@@ -124,7 +128,7 @@ impl Rng {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -133,16 +137,48 @@ impl Rng {
 
     /// A number below `n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
 /// Tokens the mutator splices in: the grammar's interesting bytes.
 const DICTIONARY: &[&[u8]] = &[
-    b"{", b"}", b";", b"\"", b"'", b"\\", b"$", b"${", b"#", b"\n", b"\r\n", b" ", b"\t", b"\0",
-    b"include ", b"http", b"server", b"location", b"upstream", b"$remote_addr", b"${status}",
-    b"$http_", b"Content-Length", b"Transfer-Encoding", b"chunked", b"Host", b"%00", b"%2e%2e",
-    b"/..", b"/./", b"//", b"http://", b"*", b":", b"\xff", b"\xc3\xa9",
+    b"{",
+    b"}",
+    b";",
+    b"\"",
+    b"'",
+    b"\\",
+    b"$",
+    b"${",
+    b"#",
+    b"\n",
+    b"\r\n",
+    b" ",
+    b"\t",
+    b"\0",
+    b"include ",
+    b"http",
+    b"server",
+    b"location",
+    b"upstream",
+    b"$remote_addr",
+    b"${status}",
+    b"$http_",
+    b"Content-Length",
+    b"Transfer-Encoding",
+    b"chunked",
+    b"Host",
+    b"%00",
+    b"%2e%2e",
+    b"/..",
+    b"/./",
+    b"//",
+    b"http://",
+    b"*",
+    b":",
+    b"\xff",
+    b"\xc3\xa9",
 ];
 
 /// One mutation of `input` in the spirit of libFuzzer's: flip, insert,
@@ -157,7 +193,7 @@ pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8]) {
             }
             1 => {
                 let i = rng.below(len + 1);
-                input.insert(i, rng.next() as u8);
+                input.insert(i, rng.next_u64() as u8);
             }
             2 if len > 0 => {
                 let i = rng.below(len);
@@ -197,8 +233,5 @@ pub fn corpus(name: &str) -> Vec<Vec<u8>> {
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     files.sort();
-    files
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .collect()
+    files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }

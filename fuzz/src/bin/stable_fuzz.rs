@@ -9,7 +9,10 @@ use switchyard_fuzz::{corpus, mutate, run, Rng};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let target = args.get(1).cloned().unwrap_or_else(|| "request_head".into());
+    let target = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "request_head".into());
     let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let seed: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
     // A panic is a finding, not noise: keep the hook quiet and count it.
