@@ -114,6 +114,8 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         .title_case_headers(true)
         .keep_alive(!settings.keepalive_timeout.is_zero())
         .header_read_timeout(settings.client_header_timeout)
+        // A client may shut its write side after the request: still answer.
+        .half_close(true)
         .max_buf_size(
             ((settings.large_client_header_buffers.0 * settings.large_client_header_buffers.1)
                 as usize)
@@ -133,6 +135,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             Ok::<_, Infallible>(response)
         }
     });
+    let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
     let connection = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -168,6 +171,11 @@ pub async fn handle(
     let server = server.clone();
     let uri = normalize_uri(request.uri().path());
     let (parts, body) = request.into_parts();
+    let rejected = super::guard::check_request(
+        &parts,
+        &super::guard::Limits::from_buffers(server.settings.large_client_header_buffers),
+    )
+    .err();
     let mut ex = Box::new(Exchange::new(
         conn.clone(),
         &parts,
@@ -184,9 +192,16 @@ pub async fn handle(
         .as_ref()
         .map(|l| l.settings.clone())
         .unwrap_or_else(|| server.settings.clone());
-    let close = wants_close(&request);
+    // A refused request's body is unread and its framing untrusted: close.
+    // keepalive_requests: the Nth response on a connection closes it.
+    let close = wants_close(&request)
+        || rejected.is_some()
+        || conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
-    let mut response = if uri.is_none() {
+    let mut response = if let Some(rejection) = &rejected {
+        let context = proxy::log_context(&ex, None);
+        super::guard::refuse(rejection, conn.id, &context, settings.server_tokens)
+    } else if uri.is_none() {
         respond::error(400, settings.server_tokens)
     } else if let Some(too_large) = body_too_large(&request, settings.client_max_body_size) {
         error_log::error(
@@ -219,6 +234,8 @@ pub async fn handle(
             }
         }
     };
+    // nginx ends the connection after these, whatever the client asked.
+    let close = close || matches!(response.status().as_u16(), 408 | 413);
     finish_headers(&mut response, settings.server_tokens, close);
     ex.status = response.status().as_u16();
     ex.header_bytes = estimate_header_bytes(&response);
@@ -231,12 +248,16 @@ pub async fn handle(
                     if ex.upstream.is_empty() {
                         return;
                     }
+                    // An error that says where it happened keeps its words.
+                    let e = e.to_string();
+                    let place = if e.contains(" while ") {
+                        ""
+                    } else {
+                        " while sending to client"
+                    };
                     error_log::error(
                         Some(ex.conn.id),
-                        &format!(
-                            "{e} while sending to client{}",
-                            proxy::log_context(ex, None)
-                        ),
+                        &format!("{e}{place}{}", proxy::log_context(ex, None)),
                     );
                 }));
             Response::from_parts(

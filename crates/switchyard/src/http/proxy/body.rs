@@ -12,7 +12,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::http::body::BoxError;
+use http_body_util::BodyExt;
+
+use crate::http::body::{BoxError, ResponseBody};
+use crate::observe::error_log;
 use crate::upstream::pool::Connection;
 use crate::upstream::{Picked, Upstream};
 
@@ -133,7 +136,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(upstream_body_error)));
         match &polled {
             Poll::Ready(None) => this.complete(),
             // hyper stops polling once a body with a known length says it
@@ -157,4 +162,80 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The client stopped sending its body for longer than `client_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("client timed out (110: Connection timed out) while reading client request body")]
+pub struct ClientBodyTimeout;
+
+/// The client's body as it streams up: capped at `limit`, each read within `timeout`.
+pub fn client_body(incoming: Incoming, limit: u64, timeout: std::time::Duration) -> ResponseBody {
+    crate::http::body::TimedBody::new(Limited::new(incoming, limit), timeout)
+        .map_err(|e| -> BoxError {
+            if e.is::<crate::http::body::ReadTimeout>() {
+                Box::new(ClientBodyTimeout)
+            } else {
+                e
+            }
+        })
+        .boxed_unsync()
+}
+
+/// When sending failed because of the client's body: its status and nginx's
+/// words (the peer is not to blame, and nothing is retried).
+pub fn client_body_failure(e: &hyper::Error) -> Option<(u16, String)> {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err.is::<ClientBodyTimeout>() {
+            return Some((408, err.to_string()));
+        }
+        if err.is::<BodyTooLarge>() {
+            return Some((413, err.to_string()));
+        }
+        if err.is::<hyper::Error>() {
+            // hyper's own parse error of the client's chunked body.
+            return Some((400, format!("client sent invalid request body ({err})")));
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// The I/O error under an error, if that is what it was.
+pub fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// An upstream body that ended badly, in nginx's words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UpstreamBodyError(String);
+
+/// nginx's words for an error while reading the upstream's body.
+fn upstream_body_error(e: BoxError) -> BoxError {
+    let Some(hyper_error) = e.downcast_ref::<hyper::Error>() else {
+        return e;
+    };
+    let os_error = io_source(hyper_error).filter(|io| io.raw_os_error().is_some());
+    let words = if let Some(io) = os_error {
+        format!(
+            "recv() failed ({}) while reading upstream",
+            error_log::os_error(io)
+        )
+    } else if hyper_error.is_incomplete_message()
+        || io_source(hyper_error).is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    {
+        "upstream prematurely closed connection while reading upstream".to_string()
+    } else {
+        format!("upstream sent invalid body ({hyper_error}) while reading upstream")
+    };
+    Box::new(UpstreamBodyError(words))
 }

@@ -67,6 +67,14 @@ impl Failure {
             Failure::Protocol(e) if e.is_incomplete_message() || e.is_canceled() || e.is_closed() => {
                 "upstream prematurely closed connection while reading response header from upstream".into()
             }
+            Failure::Protocol(e)
+                if body::io_source(e).is_some_and(|io| io.raw_os_error().is_some()) =>
+            {
+                format!(
+                    "recv() failed ({}) while reading response header from upstream",
+                    body::io_source(e).map(error_log::os_error).unwrap_or_default()
+                )
+            }
             Failure::Protocol(e) if e.is_parse() => {
                 "upstream sent invalid header while reading response header from upstream".into()
             }
@@ -152,7 +160,19 @@ pub async fn proxy(
 
     let (body, body_len) = match prepare_body(settings, ex, &parts.headers, incoming).await {
         Ok(b) => b,
-        Err(status) => return respond::error(status, settings.server_tokens),
+        Err(status) => {
+            if status == 408 {
+                error_log::log(
+                    crate::observe::ErrorLevel::Info,
+                    Some(ex.conn.id),
+                    &format!(
+                        "client timed out (110: Connection timed out) while reading client request body{}",
+                        log_context(ex, None)
+                    ),
+                );
+            }
+            return respond::error(status, settings.server_tokens);
+        }
     };
     let mut body = Some(body);
     let method = match &settings.proxy_method {
@@ -250,7 +270,8 @@ pub async fn proxy(
             let Some(this_body) = body.take() else {
                 return respond::error(502, settings.server_tokens);
             };
-            let (up_body, rest) = this_body.for_attempt(settings.client_max_body_size);
+            let (up_body, rest) =
+                this_body.for_attempt(settings.client_max_body_size, settings.client_body_timeout);
             let mut up_request = Request::new(up_body);
             *up_request.method_mut() = method.clone();
             *up_request.uri_mut() = up_uri.clone();
@@ -287,7 +308,17 @@ pub async fn proxy(
                         }
                     }
                     body = rest;
-                    break (None, Some(Err(Failure::Protocol(e.into_error()))));
+                    let e = e.into_error();
+                    if let Some((status, why)) = body::client_body_failure(&e) {
+                        // The client's body failed, not the peer: no retry, nginx's status.
+                        error_log::log(
+                            crate::observe::ErrorLevel::Info,
+                            Some(ex.conn.id),
+                            &format!("{why}{}", log_context(ex, Some(&url))),
+                        );
+                        return respond::error(status, settings.server_tokens);
+                    }
+                    break (None, Some(Err(Failure::Protocol(e))));
                 }
                 Err(_) => {
                     body = rest;

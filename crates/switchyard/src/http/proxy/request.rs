@@ -8,7 +8,7 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::Limited;
+use super::body::client_body;
 use crate::config::model::{ProxyPass, Settings};
 use crate::http::body::{empty, full, ResponseBody};
 use crate::http::exchange::Exchange;
@@ -46,20 +46,33 @@ pub enum UpBody {
 
 impl UpBody {
     /// The body for one attempt, and what is left for the next one.
-    pub fn for_attempt(self, limit: u64) -> (ResponseBody, Option<UpBody>) {
+    pub fn for_attempt(
+        self,
+        limit: u64,
+        timeout: std::time::Duration,
+    ) -> (ResponseBody, Option<UpBody>) {
         match self {
             UpBody::Empty => (empty(), Some(UpBody::Empty)),
             UpBody::Buffered(b) => (full(b.clone()), Some(UpBody::Buffered(b))),
-            UpBody::Stream(s) => (Limited::new(s, limit).boxed_unsync(), None),
+            UpBody::Stream(s) => (client_body(s, limit, timeout), None),
             UpBody::Unsent(b) => (b, None),
         }
     }
 }
 
-/// Reads a whole body, refusing more than `limit` bytes (0: no limit) with 413.
-pub async fn read_limited(mut incoming: Incoming, limit: u64) -> Result<Bytes, u16> {
+/// Reads a whole body, refusing more than `limit` bytes (0: no limit) with
+/// 413, and a client that stalls longer than `timeout` between reads with 408.
+pub async fn read_limited(
+    mut incoming: Incoming,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<Bytes, u16> {
     let mut buffer = bytes::BytesMut::new();
-    while let Some(frame) = incoming.frame().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(timeout, incoming.frame()).await else {
+            return Err(408);
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(|_| 400u16)?;
         if let Some(data) = frame.data_ref() {
             if limit > 0 && (buffer.len() + data.len()) as u64 > limit {
@@ -99,7 +112,12 @@ pub async fn prepare_body(
     let hold = (chunked && !settings.proxy_http_version_11)
         || (!chunked && declared.unwrap_or(0) <= RETRY_BUFFER);
     if hold {
-        let bytes = read_limited(incoming, settings.client_max_body_size).await?;
+        let bytes = read_limited(
+            incoming,
+            settings.client_max_body_size,
+            settings.client_body_timeout,
+        )
+        .await?;
         let len = bytes.len() as u64;
         return Ok((UpBody::Buffered(bytes), Some(len)));
     }
