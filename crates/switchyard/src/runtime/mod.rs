@@ -4,6 +4,7 @@
 //! `worker_processes` sets the number of worker threads.
 
 mod listeners;
+mod workers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::config::model::{ErrorLogTarget, LogPath};
 use crate::config::{self, LoadOptions};
 use crate::http::generation::Generation;
-use crate::http::server::{accept_loop, Shared};
+use crate::http::server::Shared;
 use crate::observe::{access_log, error_log, ErrorLevel};
 
 /// How the process was asked to run.
@@ -107,8 +108,9 @@ pub fn run(options: RunOptions) -> i32 {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
+    // The main thread runs signals, reloads, name resolution and health
+    // checks; connections are served by the worker threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -169,16 +171,22 @@ struct Server {
     shared: Arc<Shared>,
     epoch: watch::Sender<u64>,
     stopping: watch::Sender<bool>,
-    accept_tasks: HashMap<SocketAddr, JoinHandle<()>>,
+    workers: workers::Workers,
+    /// The bound sockets, by address (kept open across reloads).
+    listening: HashMap<SocketAddr, std::net::TcpListener>,
     max_connections: usize,
 }
 
 impl Server {
     fn listen(&mut self, addr: SocketAddr, listener: std::net::TcpListener) -> Result<(), String> {
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-        let task = tokio::spawn(accept_loop(listener, self.shared.clone()));
-        self.accept_tasks.insert(addr, task);
+        self.workers.listen(addr, &listener)?;
+        self.listening.insert(addr, listener);
         Ok(())
+    }
+
+    fn unlisten(&mut self, addr: SocketAddr) {
+        self.workers.unlisten(addr);
+        self.listening.remove(&addr);
     }
 }
 
@@ -236,11 +244,19 @@ async fn serve(
         next_connection: AtomicU64::new(0),
         connections: Arc::new(Semaphore::new(max_connections)),
     });
+    let worker_threads = match workers::Workers::start(workers, shared.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            error_log::stderr_line(ErrorLevel::Emerg, &e);
+            return 1;
+        }
+    };
     let mut server = Server {
         shared: shared.clone(),
         epoch: epoch_tx,
         stopping: stop_tx,
-        accept_tasks: HashMap::new(),
+        workers: worker_threads,
+        listening: HashMap::new(),
         max_connections,
     };
     for (addr, listener) in bound {
@@ -322,7 +338,7 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     let wanted: Vec<(SocketAddr, i32, bool)> = generation.bind_addresses();
     let mut fresh = Vec::new();
     for (addr, backlog, ipv6only) in &wanted {
-        if !server.accept_tasks.contains_key(addr) {
+        if !server.listening.contains_key(addr) {
             match listeners::bind(*addr, *backlog, *ipv6only) {
                 Ok(l) => fresh.push((*addr, l)),
                 Err(e) => {
@@ -352,16 +368,14 @@ async fn reload(options: &RunOptions, server: &mut Server) {
         }
     }
     let gone: Vec<SocketAddr> = server
-        .accept_tasks
+        .listening
         .keys()
         .filter(|a| !wanted.iter().any(|(w, _, _)| w == *a))
         .copied()
         .collect();
     for addr in gone {
-        if let Some(task) = server.accept_tasks.remove(&addr) {
-            task.abort();
-            error_log::notice(&format!("stopped listening on {addr}"));
-        }
+        server.unlisten(addr);
+        error_log::notice(&format!("stopped listening on {addr}"));
     }
     server.epoch.send_modify(|e| *e += 1);
 }

@@ -1,0 +1,94 @@
+//! Worker threads: one single-threaded tokio runtime per worker
+//! (`worker_processes`), each accepting on every listening socket and
+//! serving its connections start to finish, as an nginx worker process
+//! does. A connection never migrates between threads, so there is no work
+//! stealing and an idle worker sleeps instead of looking for work (the
+//! benchmark in bench/ chose this over tokio's multi-threaded scheduler).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::http::server::{accept_loop, Shared};
+use crate::observe::error_log;
+
+/// What the main thread tells a worker.
+enum Command {
+    /// Accept on this socket (a duplicate of the bound one).
+    Listen(SocketAddr, std::net::TcpListener),
+    /// Stop accepting on this address.
+    Unlisten(SocketAddr),
+}
+
+/// The running workers.
+pub struct Workers {
+    senders: Vec<mpsc::UnboundedSender<Command>>,
+}
+
+impl Workers {
+    /// Starts `count` worker threads serving with `shared`.
+    pub fn start(count: usize, shared: Arc<Shared>) -> Result<Workers, String> {
+        let mut senders = Vec::with_capacity(count);
+        for index in 0..count.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let shared = shared.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start worker {index}: {e}"))?;
+            std::thread::Builder::new()
+                .name(format!("switchyard worker {index}"))
+                .spawn(move || runtime.block_on(worker(rx, shared)))
+                .map_err(|e| format!("cannot start worker {index}: {e}"))?;
+            senders.push(tx);
+        }
+        Ok(Workers { senders })
+    }
+
+    /// Every worker accepts on `listener` from now on.
+    pub fn listen(&self, addr: SocketAddr, listener: &std::net::TcpListener) -> Result<(), String> {
+        for sender in &self.senders {
+            let copy = listener.try_clone().map_err(|e| {
+                format!(
+                    "dup() of the {addr} listener failed ({})",
+                    error_log::os_error(&e)
+                )
+            })?;
+            let _ = sender.send(Command::Listen(addr, copy));
+        }
+        Ok(())
+    }
+
+    /// Every worker stops accepting on `addr` (connections stay).
+    pub fn unlisten(&self, addr: SocketAddr) {
+        for sender in &self.senders {
+            let _ = sender.send(Command::Unlisten(addr));
+        }
+    }
+}
+
+async fn worker(mut commands: mpsc::UnboundedReceiver<Command>, shared: Arc<Shared>) {
+    let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Listen(addr, listener) => match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    let task = tokio::spawn(accept_loop(listener, shared.clone()));
+                    if let Some(old) = accepting.insert(addr, task) {
+                        old.abort();
+                    }
+                }
+                Err(e) => error_log::error(None, &format!("cannot accept on {addr}: {e}")),
+            },
+            Command::Unlisten(addr) => {
+                if let Some(task) = accepting.remove(&addr) {
+                    task.abort();
+                }
+            }
+        }
+    }
+    // The main thread is gone: the process is exiting.
+}
