@@ -97,6 +97,9 @@ pub fn run(options: RunOptions) -> i32 {
         }
     }
     let main = generation.model.main.clone();
+    if let Some(limit) = main.worker_rlimit_nofile {
+        set_nofile(limit);
+    }
     if main.daemon {
         if let Err(e) = daemonize() {
             error_log::stderr_line(ErrorLevel::Emerg, &e);
@@ -126,6 +129,27 @@ pub fn run(options: RunOptions) -> i32 {
     // Connection tasks may still hold sockets; do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+/// `worker_rlimit_nofile`: the open-file limit, as nginx sets it for its
+/// workers (a failure is logged, as nginx logs it, and startup goes on).
+fn set_nofile(limit: u64) {
+    let wanted = libc::rlimit {
+        rlim_cur: limit as libc::rlim_t,
+        rlim_max: limit as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads a valid, initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } != 0 {
+        let e = std::io::Error::last_os_error();
+        error_log::log(
+            ErrorLevel::Alert,
+            None,
+            &format!(
+                "setrlimit(RLIMIT_NOFILE, {limit}) failed ({})",
+                error_log::os_error(&e)
+            ),
+        );
+    }
 }
 
 fn write_pid(path: &Path) -> Result<(), String> {
