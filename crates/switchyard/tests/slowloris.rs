@@ -25,7 +25,7 @@ fn raise_nofile() -> u64 {
         limit.rlim_cur = limit.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 fn rss_kib(pid: i32) -> u64 {
