@@ -153,17 +153,17 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
 /// form, so scripts that grep it find the truth.
 pub fn configure_line() -> String {
     let have = [
+        "--with-http_realip_module",
+        "--with-http_stub_status_module",
         "--with-http_upstream_hash_module",
         "--with-http_upstream_ip_hash_module",
         "--with-http_upstream_least_conn_module",
         "--with-http_upstream_random_module",
+        "--with-http_upstream_keepalive_module",
     ];
     let missing = [
         "--without-http_ssi_module",
         "--without-http_gzip_module",
-        "--without-http_rewrite_module",
-        "--without-http_static_module",
-        "--without-http_index_module",
         "--without-http_autoindex_module",
         "--without-http_fastcgi_module",
         "--without-http_uwsgi_module",
@@ -174,7 +174,6 @@ pub fn configure_line() -> String {
         "--without-http_limit_req_module",
         "--without-http_access_module",
         "--without-http_auth_basic_module",
-        "--without-http_map_module",
         "--without-http_geo_module",
         "--without-http_split_clients_module",
         "--without-http_referer_module",
@@ -200,6 +199,43 @@ pub fn configure_line() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// -V must not deny a module whose directives switchyard supports, nor
+    /// claim one whose directives it does not.
+    #[test]
+    fn configure_line_tells_the_truth() {
+        use crate::config::directives::{lookup, Support};
+        let line = configure_line();
+        let module_directive = [
+            ("http_rewrite_module", "set"),
+            ("http_static_module", "root"),
+            ("http_index_module", "index"),
+            ("http_map_module", "map"),
+            ("http_gzip_module", "gzip"),
+            ("http_ssi_module", "ssi"),
+            ("http_fastcgi_module", "fastcgi_pass"),
+            ("http_access_module", "allow"),
+            ("http_limit_req_module", "limit_req"),
+            ("http_realip_module", "set_real_ip_from"),
+            ("http_stub_status_module", "stub_status"),
+            ("http_upstream_keepalive_module", "keepalive"),
+        ];
+        for (module, directive) in module_directive {
+            let supported = lookup(directive).map(|d| d.support) == Some(Support::Yes);
+            let denied = line.contains(&format!("--without-{module}"));
+            assert!(
+                !(supported && denied),
+                "-V denies {module} but {directive} is supported"
+            );
+            if !supported {
+                assert!(
+                    !line.contains(&format!("--with-{module}")),
+                    "-V claims {module}"
+                );
+            }
+        }
+        assert!(!line.contains("--with-stream"), "no stream module yet");
+    }
 
     fn p(args: &[&str]) -> Result<Options, String> {
         parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -441,3 +441,27 @@ fn status_page_shows_requests_per_peer_live_in_chromium() {
         shot.display()
     );
 }
+
+#[test]
+fn usr1_reopens_logs_after_rotation() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let port = free_port();
+    let balancer = Balancer::start_full(&conf_text(port, &[&a], ""), &[port], &[]);
+    assert_eq!(get(port, "/first").status, 200);
+    support::wait_until(Duration::from_secs(5), "the first access-log line", || {
+        balancer.access_lines().iter().any(|l| l.contains("/first"))
+    });
+    // logrotate's move, then the signal it sends.
+    let rotated = balancer.dir.path().join("logs/access.log.1");
+    std::fs::rename(&balancer.access_log, &rotated).unwrap();
+    balancer.signal(libc::SIGUSR1);
+    support::wait_until(Duration::from_secs(5), "the reopen", || {
+        balancer.error_log_text().contains("reopening logs")
+    });
+    assert_eq!(get(port, "/second").status, 200);
+    support::wait_until(Duration::from_secs(5), "a line in the new access.log", || {
+        balancer.access_lines().iter().any(|l| l.contains("/second"))
+    });
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("/first") && !old.contains("/second"), "{old}");
+}
