@@ -459,9 +459,16 @@ fn usr1_reopens_logs_after_rotation() {
         balancer.error_log_text().contains("reopening logs")
     });
     assert_eq!(get(port, "/second").status, 200);
-    support::wait_until(Duration::from_secs(5), "a line in the new access.log", || {
-        balancer.access_lines().iter().any(|l| l.contains("/second"))
-    });
+    support::wait_until(
+        Duration::from_secs(5),
+        "a line in the new access.log",
+        || {
+            balancer
+                .access_lines()
+                .iter()
+                .any(|l| l.contains("/second"))
+        },
+    );
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert!(old.contains("/first") && !old.contains("/second"), "{old}");
 }

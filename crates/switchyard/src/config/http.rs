@@ -82,10 +82,7 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
             }
             http_resolver = Some(super::upstream::parse_resolver(inner)?);
         } else {
-            http_resolver_timeout = Some(
-                super::values::parse_time(arg0(inner))
-                    .ok_or_else(|| super::invalid_value(inner))?,
-            );
+            http_resolver_timeout = Some(super::time_arg(inner)?);
         }
     }
     if let (Some(r), Some(t)) = (http_resolver.as_mut(), http_resolver_timeout) {

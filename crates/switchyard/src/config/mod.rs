@@ -224,6 +224,16 @@ pub(crate) fn arg0(directive: &Directive) -> &str {
         .unwrap_or("")
 }
 
+/// The first argument as an nginx time, or nginx's "invalid value".
+pub(crate) fn time_arg(directive: &Directive) -> Result<std::time::Duration, ConfigError> {
+    values::parse_time(arg0(directive)).ok_or_else(|| invalid_value(directive))
+}
+
+/// The first argument as a plain number, or nginx's "invalid value".
+pub(crate) fn number_arg(directive: &Directive) -> Result<u64, ConfigError> {
+    values::parse_number(arg0(directive)).ok_or_else(|| invalid_value(directive))
+}
+
 /// `"NAME" directive invalid value` (nginx's slot-setter wording).
 pub(crate) fn invalid_value(directive: &Directive) -> ConfigError {
     ConfigError::at(
@@ -279,14 +289,8 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
             "daemon" => main.daemon = values::parse_flag(arg0(d)).unwrap_or(true),
             "pid" => main.pid = full_path(&options.prefix, arg0(d)),
             "error_log" => main.error_log.push(error_log_target(d, &options.prefix)?),
-            "worker_shutdown_timeout" => {
-                main.worker_shutdown_timeout =
-                    Some(values::parse_time(arg0(d)).ok_or_else(|| invalid_value(d))?)
-            }
-            "worker_rlimit_nofile" => {
-                main.worker_rlimit_nofile =
-                    Some(values::parse_number(arg0(d)).ok_or_else(|| invalid_value(d))?)
-            }
+            "worker_shutdown_timeout" => main.worker_shutdown_timeout = Some(time_arg(d)?),
+            "worker_rlimit_nofile" => main.worker_rlimit_nofile = Some(number_arg(d)?),
             "events" => {
                 events_seen = true;
                 let mut seen_events = Seen::default();

@@ -94,7 +94,7 @@ pub(crate) fn parse_cidr(text: &str) -> Option<Cidr> {
 pub(crate) type Formats = [(String, Arc<LogFormat>)];
 
 fn time(d: &Directive) -> Result<Duration, ConfigError> {
-    values::parse_time(arg0(d)).ok_or_else(|| invalid_value(d))
+    super::time_arg(d)
 }
 
 fn size(d: &Directive) -> Result<u64, ConfigError> {
@@ -157,11 +157,7 @@ impl Layer {
                 }
             }
             "keepalive_timeout" => set(&mut self.keepalive_timeout, d, time(d)?)?,
-            "keepalive_requests" => set(
-                &mut self.keepalive_requests,
-                d,
-                values::parse_number(arg0(d)).ok_or_else(|| invalid_value(d))?,
-            )?,
+            "keepalive_requests" => set(&mut self.keepalive_requests, d, super::number_arg(d)?)?,
             "keepalive_time" => set(&mut self.keepalive_time, d, time(d)?)?,
             "send_timeout" => set(&mut self.send_timeout, d, time(d)?)?,
             "server_tokens" => {

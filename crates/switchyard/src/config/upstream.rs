@@ -167,18 +167,12 @@ pub(crate) fn build_upstream(
             }
             "keepalive_requests" => {
                 seen.once(inner)?;
-                keepalive_requests = Some(
-                    values::parse_number(&inner.args[0].value)
-                        .ok_or_else(|| super::invalid_value(inner))?,
-                );
+                keepalive_requests = Some(super::number_arg(inner)?);
                 continue;
             }
             "keepalive_time" => {
                 seen.once(inner)?;
-                keepalive_time = Some(
-                    values::parse_time(&inner.args[0].value)
-                        .ok_or_else(|| super::invalid_value(inner))?,
-                );
+                keepalive_time = Some(super::time_arg(inner)?);
                 continue;
             }
             "keepalive_timeout" => {
@@ -189,10 +183,7 @@ pub(crate) fn build_upstream(
                         &inner.position,
                     ));
                 }
-                keepalive_timeout = Some(
-                    values::parse_time(&inner.args[0].value)
-                        .ok_or_else(|| super::invalid_value(inner))?,
-                );
+                keepalive_timeout = Some(super::time_arg(inner)?);
                 continue;
             }
             "resolver" => {
@@ -202,10 +193,7 @@ pub(crate) fn build_upstream(
             }
             "resolver_timeout" => {
                 seen.once(inner)?;
-                resolver_timeout = Some(
-                    values::parse_time(&inner.args[0].value)
-                        .ok_or_else(|| super::invalid_value(inner))?,
-                );
+                resolver_timeout = Some(super::time_arg(inner)?);
                 continue;
             }
             _ => seen.once(inner)?,
