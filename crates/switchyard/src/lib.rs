@@ -2,6 +2,7 @@
 //!
 //! The binary (`main.rs`) is thin; everything lives here so that integration
 //! tests and fuzz targets can reach the parts that take input.
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
