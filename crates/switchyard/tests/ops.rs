@@ -472,3 +472,54 @@ fn usr1_reopens_logs_after_rotation() {
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert!(old.contains("/first") && !old.contains("/second"), "{old}");
 }
+
+/// nginx's two waits: an idle kept-alive connection closes after
+/// `keepalive_timeout`, a head that does not arrive (first request, or a
+/// started one later) after `client_header_timeout`.
+#[test]
+fn keepalive_timeout_and_client_header_timeout_are_separate() {
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "client_header_timeout 1s; keepalive_timeout 3s;\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\"; }} }}"
+        ),
+        &[port],
+    );
+    let closed_after = |first: &[u8], later: Option<&[u8]>| -> Duration {
+        let mut s = TcpStream::connect(local(port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(first).unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        if first.ends_with(b"\r\n\r\n") {
+            let r = support::read_response(&mut reader).unwrap();
+            assert_eq!(r.status, 200);
+        }
+        if let Some(later) = later {
+            s.write_all(later).unwrap();
+        }
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+        t.elapsed()
+    };
+    let idle = closed_after(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None);
+    assert!(
+        idle >= Duration::from_millis(2800) && idle < Duration::from_millis(4500),
+        "idle keep-alive closed after {idle:?}"
+    );
+    let first_head = closed_after(b"GET / HTTP/1.1\r\nHo", None);
+    assert!(
+        first_head >= Duration::from_millis(800) && first_head < Duration::from_millis(2500),
+        "{first_head:?}"
+    );
+    let later_head = closed_after(
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Some(b"GET / HTTP/1.1\r\nHo"),
+    );
+    assert!(
+        later_head >= Duration::from_millis(800) && later_head < Duration::from_millis(2500),
+        "{later_head:?}"
+    );
+}

@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod generation;
 pub mod guard;
 pub mod headers;
+pub mod idle;
 pub mod log;
 pub mod proxy;
 pub mod realip;

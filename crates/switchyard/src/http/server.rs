@@ -113,7 +113,9 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         // nginx writes header names in their usual case (`Content-Type`).
         .title_case_headers(true)
         .keep_alive(!settings.keepalive_timeout.is_zero())
-        .header_read_timeout(settings.client_header_timeout)
+        // The waits between requests are ours (http/idle.rs): hyper's one
+        // timer cannot tell keepalive_timeout from client_header_timeout.
+        .header_read_timeout(None)
         // A client may shut its write side after the request: still answer.
         .half_close(true)
         .max_buf_size(
@@ -121,10 +123,14 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
                 as usize)
                 .max(8192),
         );
+    let activity = super::idle::Activity::new();
+    let service_activity = activity.clone();
     let service = service_fn(move |request| {
         let generation = generation.clone();
         let conn = conn.clone();
         let listener_metrics = listener_metrics.clone();
+        let activity = service_activity.clone();
+        activity.request_started();
         async move {
             let metrics = crate::observe::metrics::global();
             metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -132,9 +138,10 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             metrics.in_flight.fetch_add(1, Ordering::Relaxed);
             let response = handle(request, conn, generation).await;
             metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| super::idle::Finished::new(body, activity)))
         }
     });
+    let stream = super::idle::Counted::new(stream, activity.clone());
     let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
     let connection = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -142,11 +149,22 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
     let mut connection = std::pin::pin!(connection);
     let mut epoch = shared.epoch.clone();
     epoch.mark_unchanged();
+    let watchdog = super::idle::watchdog(
+        activity,
+        settings.client_header_timeout,
+        settings.keepalive_timeout,
+    );
     tokio::select! {
         _ = connection.as_mut() => {}
         _ = epoch.changed() => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
+        }
+        _ = watchdog => {
+            // The wait ran out with no request in flight: close, as nginx
+            // closes an idle keep-alive connection or a slow head.
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), connection).await;
         }
     }
 }

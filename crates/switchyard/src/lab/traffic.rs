@@ -34,7 +34,10 @@ async fn one(front: SocketAddr) -> anyhow::Result<String> {
     let request = http::Request::post("/")
         .header("host", format!("localhost:{}", front.port()))
         .header("content-type", "application/json")
-        .header("user-agent", concat!("switchyard-lab/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("switchyard-lab/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Full::new(bytes::Bytes::from_static(b"{\"foo\": \"bar\"}")))?;
     let response =
         tokio::time::timeout(Duration::from_secs(30), sender.send_request(request)).await??;
