@@ -141,6 +141,25 @@ pub struct UpstreamServer {
 }
 
 impl UpstreamServer {
+    /// A server line with nginx's defaults (`weight=1 max_fails=1
+    /// fail_timeout=10s`), as written at `position`.
+    pub fn new(name: String, host: String, port: u16, position: Position) -> UpstreamServer {
+        UpstreamServer {
+            name,
+            host,
+            port,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            max_conns: 0,
+            resolve: false,
+            service: None,
+            position,
+        }
+    }
+
     /// The name nginx gives the peer: `host:port` as written.
     pub fn display_name(&self) -> String {
         if self.host.contains(':') {

@@ -51,20 +51,7 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
         ));
     }
     let (host, port, _) = split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
-    let mut server = UpstreamServer {
-        name: address.clone(),
-        host,
-        port,
-        weight: 1,
-        max_fails: 1,
-        fail_timeout: Duration::from_secs(10),
-        backup: false,
-        down: false,
-        max_conns: 0,
-        resolve: false,
-        service: None,
-        position: at.clone(),
-    };
+    let mut server = UpstreamServer::new(address.clone(), host, port, at.clone());
     for arg in d.args.iter().skip(1) {
         let p = arg.value.as_str();
         let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
@@ -293,20 +280,7 @@ pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) ->
         name: name.clone(),
         method: balance::Method::RoundRobin,
         hash_key: None,
-        servers: vec![UpstreamServer {
-            name,
-            host,
-            port,
-            weight: 1,
-            max_fails: 1,
-            fail_timeout: Duration::from_secs(10),
-            backup: false,
-            down: false,
-            max_conns: 0,
-            resolve: false,
-            service: None,
-            position: position.clone(),
-        }],
+        servers: vec![UpstreamServer::new(name, host, port, position.clone())],
         health_check: None,
         resolver: None,
         keepalive: None,
