@@ -6,7 +6,7 @@
 #   - deploy/compose.yaml: structure (python) and, where a compose CLI is
 #     installed, its own `config` validation
 #   - deploy/Containerfile*: static checks; with a working podman, builds
-#     Containerfile.local from a static switchyard binary and runs it
+#     Containerfile from a static switchyard binary and runs it
 #
 # Checks that cannot run here print a SKIPPED line and do not fail the run.
 # The last line is "N passed, M failed, K skipped"; the exit status is
@@ -200,9 +200,9 @@ else
     skip "compose CLI validation: neither 'docker compose' nor docker-compose is installed"
 fi
 
-# ---------------------------------------------------------- Containerfile ---
+# ---------------------------------------------------------- Containerfile.source ---
 check "deploy/Containerfile*: scratch final stage, UID 65532, entrypoint, CMD, port, config" \
-    "$PY" - deploy/Containerfile deploy/Containerfile.local <<'EOF'
+    "$PY" - deploy/Containerfile.source deploy/Containerfile <<'EOF'
 import json, re, sys
 for path in sys.argv[1:]:
     text = open(path).read()
@@ -255,9 +255,9 @@ podman_ok=0
 if [ "${VALIDATE_NO_PODMAN:-}" = 1 ]; then
     skip "podman checks: VALIDATE_NO_PODMAN=1"
 elif ! command -v podman >/dev/null 2>&1; then
-    skip "podman build of deploy/Containerfile.local: podman is not installed (apt-get install podman)"
+    skip "podman build of deploy/Containerfile: podman is not installed (apt-get install podman)"
 elif ! podman info >/dev/null 2>&1; then
-    skip "podman build of deploy/Containerfile.local: 'podman info' fails on this machine"
+    skip "podman build of deploy/Containerfile: 'podman info' fails on this machine"
 else
     podman_ok=1
 fi
@@ -276,18 +276,18 @@ if [ "$podman_ok" = 1 ]; then
         fi
     fi
     if [ -z "$binary" ]; then
-        skip "podman build of deploy/Containerfile.local: no static switchyard binary (set SWITCHYARD_BINARY)"
+        skip "podman build of deploy/Containerfile: no static switchyard binary (set SWITCHYARD_BINARY)"
     else
-        # The build context Containerfile.local expects, staged in $tmp so
+        # The build context Containerfile expects, staged in $tmp so
         # that a CARGO_TARGET_DIR outside the repository works too.
         ctx=$tmp/ctx rel=target/x86_64-unknown-linux-gnu/release/switchyard
         mkdir -p "$ctx/$(dirname "$rel")" "$ctx/examples/seed"
         cp "$binary" "$ctx/$rel"
         cp -r deploy "$ctx/deploy"
         cp examples/seed/nginx.conf "$ctx/examples/seed/"
-        check "podman build -f deploy/Containerfile.local ($binary)" \
-            podman build -q -f "$ctx/deploy/Containerfile.local" \
-            --ignorefile "$ctx/deploy/Containerfile.local.dockerignore" \
+        check "podman build -f deploy/Containerfile ($binary)" \
+            podman build -q -f "$ctx/deploy/Containerfile" \
+            --ignorefile "$ctx/deploy/Containerfile.dockerignore" \
             --build-arg "BINARY=$rel" -t "$IMAGE" "$ctx"
 
         check "image config: user, entrypoint, cmd, exposed port, seed config" bash -c '
@@ -339,13 +339,13 @@ if [ "$podman_ok" = 1 ]; then
         fi
     fi
 
-    # deploy/Containerfile's build stage needs docker.io/library/rust:1-bookworm.
+    # deploy/Containerfile.source's build stage needs docker.io/library/rust:1-bookworm.
     if podman image exists docker.io/library/rust:1-bookworm 2>/dev/null; then
-        check "podman build -f deploy/Containerfile (build stage from the local rust:1-bookworm)" \
-            podman build -q --pull=never -f deploy/Containerfile \
-            --ignorefile deploy/Containerfile.dockerignore -t localhost/switchyard:validate-src .
+        check "podman build -f deploy/Containerfile.source (build stage from the local rust:1-bookworm)" \
+            podman build -q --pull=never -f deploy/Containerfile.source \
+            --ignorefile deploy/Containerfile.source.dockerignore -t localhost/switchyard:validate-src .
     else
-        skip "podman build -f deploy/Containerfile: docker.io/library/rust:1-bookworm is not in local storage and no container registry is reachable"
+        skip "podman build -f deploy/Containerfile.source: docker.io/library/rust:1-bookworm is not in local storage and no container registry is reachable"
     fi
 fi
 
