@@ -13,12 +13,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::nginx::Nginx;
 use support::{
     free_port, get, read_response, upstream_block, wait_until, Balancer, Echo, Response,
 };
@@ -27,108 +26,6 @@ use support::{
 /// upstream lists (`a, b` after a retry).
 const LOG_FORMAT: &str = "log_format diff '$status|$upstream_addr|$upstream_status';\n\
                           access_log logs/access.log diff;\n";
-
-/// The nginx binary, or a failure that says how to get it.
-fn nginx_bin() -> PathBuf {
-    let from_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nginx"))
-            .find(|p| p.is_file())
-    });
-    from_path
-        .or_else(|| {
-            let p = PathBuf::from("/usr/sbin/nginx");
-            p.is_file().then_some(p)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx is not installed: the differential tests compare switchyard with it. \
-                 Install it with scripts/install-test-deps (Debian package nginx-light)."
-            )
-        })
-}
-
-/// A running nginx (one process: `master_process off`) with its own prefix.
-struct Nginx {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    /// Writes `http_body` inside `http { }` of a self-contained nginx.conf
-    /// (every path under a temporary prefix) and starts nginx on it; returns
-    /// when `port` accepts.
-    fn start(http_body: &str, port: u16) -> Nginx {
-        let bin = nginx_bin();
-        let dir = tempfile::tempdir().expect("tempdir");
-        for sub in ["logs", "tmp"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid logs/nginx.pid;\n\
-             error_log logs/error.log info;\nevents {{}}\nhttp {{\n\
-             client_body_temp_path tmp/body;\nproxy_temp_path tmp/proxy;\n\
-             fastcgi_temp_path tmp/fastcgi;\nuwsgi_temp_path tmp/uwsgi;\nscgi_temp_path tmp/scgi;\n\
-             {http_body}\n}}\n"
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let mut child = Command::new(&bin)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg("logs/error.log")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let log =
-                    std::fs::read_to_string(dir.path().join("logs/error.log")).unwrap_or_default();
-                panic!("nginx exited with {status}: {err}\n{log}");
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "nginx does not accept on {addr}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Nginx {
-            child: Some(child),
-            dir,
-        }
-    }
-
-    fn access_lines(&self) -> Vec<String> {
-        read_lines(&self.dir.path().join("logs/access.log"))
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 /// The same config under nginx and switchyard.
 struct Pair {

@@ -8,78 +8,14 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
+use support::nginx::Nginx;
 use support::{free_port, get, raw, wait_until, Balancer, Echo, Response, BIN};
 
 // ---------------------------------------------------------------- helpers
-
-fn nginx_bin() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("nginx is not installed (scripts/install-test-deps)")
-}
-
-/// nginx on a config whose `http { }` body is given, in its own prefix.
-struct Nginx {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(http_body: &str, port: u16) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["logs", "tmp"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid logs/nginx.pid;\n\
-             error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log off;\n\
-             client_body_temp_path tmp/body;\nproxy_temp_path tmp/proxy;\n\
-             fastcgi_temp_path tmp/fastcgi;\nuwsgi_temp_path tmp/uwsgi;\nscgi_temp_path tmp/scgi;\n\
-             {http_body}\n}}\n"
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let mut child = Command::new(nginx_bin())
-            .arg("-p")
-            .arg(dir.path())
-            .args(["-e", "logs/error.log", "-c"])
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nginx");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("nginx exited with {status}: {err}");
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "nginx does not accept on {addr}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Nginx { child, _dir: dir }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The same `http { }` body (with `LISTEN` for the address) under nginx
 /// and switchyard.
@@ -101,7 +37,10 @@ impl Pair {
                 .replace("BACK", &format!("127.0.0.1:{back}"))
                 .replace("LISTEN", &format!("127.0.0.1:{port}"))
         };
-        let nginx = Nginx::start(&body(nginx_port, nginx_back), nginx_port);
+        let nginx = Nginx::start(
+            &format!("access_log off;\n{}", body(nginx_port, nginx_back)),
+            nginx_port,
+        );
         let switchyard =
             Balancer::start_http(&body(switchyard_port, switchyard_back), &[switchyard_port]);
         Pair {

@@ -2,6 +2,8 @@
 //! ephemeral ports, readiness by pid file and accepting port, cleanup on drop.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
