@@ -296,6 +296,7 @@ async fn file_response(
     *response.body_mut() = FileBody {
         file,
         remaining: length,
+        buf: Vec::new(),
     }
     .boxed_unsync();
     response
@@ -305,6 +306,9 @@ async fn file_response(
 struct FileBody {
     file: tokio::fs::File,
     remaining: u64,
+    /// The chunk being read; kept while a read is pending, so a poll that
+    /// returns `Pending` does not allocate and zero 64 KiB again.
+    buf: Vec<u8>,
 }
 
 impl Body for FileBody {
@@ -320,8 +324,10 @@ impl Body for FileBody {
             return Poll::Ready(None);
         }
         let want = this.remaining.min(64 * 1024) as usize;
-        let mut buf = vec![0u8; want];
-        let mut read = ReadBuf::new(&mut buf);
+        if this.buf.len() != want {
+            this.buf = vec![0u8; want];
+        }
+        let mut read = ReadBuf::new(&mut this.buf);
         match Pin::new(&mut this.file).poll_read(cx, &mut read) {
             Poll::Ready(Ok(())) => {
                 let n = read.filled().len();
@@ -329,8 +335,9 @@ impl Body for FileBody {
                     return Poll::Ready(Some(Err("file shrank while being sent".into())));
                 }
                 this.remaining -= n as u64;
-                buf.truncate(n);
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+                let mut chunk = std::mem::take(&mut this.buf);
+                chunk.truncate(n);
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Pending => Poll::Pending,
