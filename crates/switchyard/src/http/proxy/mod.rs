@@ -210,7 +210,8 @@ pub async fn proxy(
         let Some(picked) = upstream.pick(&mut attempt, &hash_key) else {
             return no_live(ex, &upstream, settings);
         };
-        let url = format!("http://{}{}", picked.addr, uri);
+        // Only the error log needs the upstream URL: built when one is written.
+        let url = || format!("http://{}{}", picked.addr, uri);
         let started = Instant::now();
         ex.upstream.push(UpstreamTry {
             addr: picked.addr.to_string(),
@@ -246,7 +247,7 @@ pub async fn proxy(
                 None => match connect(picked.addr, settings).await {
                     Ok(c) => c,
                     Err(f) => {
-                        record_failure(ex, &f, &url, started);
+                        record_failure(ex, &f, &url(), started);
                         if let Some(g) = guard.as_mut() {
                             g.success = false;
                         }
@@ -314,7 +315,7 @@ pub async fn proxy(
                         error_log::log(
                             crate::observe::ErrorLevel::Info,
                             Some(ex.conn.id),
-                            &format!("{why}{}", log_context(ex, Some(&url))),
+                            &format!("{why}{}", log_context(ex, Some(&url()))),
                         );
                         return respond::error(status, settings.server_tokens);
                     }
@@ -362,7 +363,7 @@ pub async fn proxy(
                 );
             }
             Err(failure) => {
-                record_failure(ex, &failure, &url, started);
+                record_failure(ex, &failure, &url(), started);
                 guard.success = false;
                 drop(guard);
                 let listed = if failure.is_timeout() {
