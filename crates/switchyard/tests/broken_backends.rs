@@ -166,6 +166,28 @@ fn partial_header_then_close_gives_502() {
     );
 }
 
+/// A response head that never ends within the limit (64 KiB here; nginx's
+/// `proxy_buffer_size`) is refused with nginx's words, never buffered on.
+#[test]
+fn endless_response_head_gives_502() {
+    let upstream = backend(|mut s| {
+        read_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\n");
+        let line = format!("X-Long: {}\r\n", "v".repeat(1000));
+        for _ in 0..100 {
+            if s.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let (balancer, addr) = start(upstream, "");
+    assert_eq!(status_of(&get_raw(addr)), 502);
+    expect_log(
+        &balancer,
+        "upstream sent too big header while reading response header from upstream",
+    );
+}
+
 #[test]
 fn invalid_status_line_gives_502() {
     let upstream = backend(|mut s| {

@@ -485,3 +485,147 @@ fn a_client_that_goes_away_does_not_mark_the_peer_failed() {
         assert_eq!(get(port, "/").status, 200);
     }
 }
+
+/// A chunked response is decoded and re-framed for the client, and the
+/// upstream connection is reused after its last chunk (one connection).
+#[test]
+fn chunked_upstream_responses_reuse_the_connection() {
+    let backend = RawBackend::start(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+                .to_vec(),
+            false,
+        )
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {}; keepalive 4; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}",
+            backend.addr
+        ),
+        &[port],
+    );
+    for _ in 0..5 {
+        let r = get(port, "/");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello world"));
+    }
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(backend.requests.lock().unwrap().len(), 5);
+}
+
+/// A body too large to hold for a retry (over 64 KiB) is streamed; it is
+/// never sent on a pooled connection the peer has closed: the balancer
+/// sees the close and opens a new connection, so the POST succeeds.
+#[test]
+fn streamed_body_never_goes_to_a_closed_pooled_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let c = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(stream) = stream else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let answer = format!("got {length}");
+                let _ = reader.get_mut().write_all(&ok_response(&answer, ""));
+                // Keep-alive was allowed, but this peer closes while idle.
+                std::thread::sleep(Duration::from_millis(30));
+            });
+        }
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {addr}; keepalive 4; }}\n\
+             server {{ listen 127.0.0.1:{port}; client_max_body_size 10m;\n\
+               location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+        &[port],
+    );
+    let body = vec![b'z'; 300 * 1024];
+    for _ in 0..3 {
+        let r = post(port, "/", &body);
+        assert_eq!((r.status, r.text()), (200, format!("got {}", body.len())));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(connections.load(Ordering::SeqCst) >= 3);
+}
+
+/// An upstream that answers before reading the request body: its answer
+/// reaches the client, and that connection is not reused.
+#[test]
+fn an_early_answer_is_passed_on_and_the_connection_dropped() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let c = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(mut stream) = stream else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\n\r\nbig!",
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            });
+        }
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {addr}; keepalive 4; }}\n\
+             server {{ listen 127.0.0.1:{port}; client_max_body_size 100m;\n\
+               location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+        ),
+        &[port],
+    );
+    // The client writes from another thread: the balancer may answer and
+    // close before the client has sent everything.
+    let stream = TcpStream::connect(local(port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let len = 20 * 1024 * 1024;
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = writer.write_all(head.as_bytes());
+        let _ = writer.write_all(&vec![b'q'; len]);
+    });
+    let r = support::read_response(&mut BufReader::new(stream)).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (413, "big!"));
+    sender.join().unwrap();
+    let r = post(port, "/", b"small");
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the first connection was not reused"
+    );
+}

@@ -9,15 +9,17 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use hyper::client::conn::http1::SendRequest;
+use bytes::BytesMut;
+use tokio::net::TcpStream;
 
 use crate::config::model::KeepalivePool;
-use crate::http::body::ResponseBody;
 
 /// An upstream connection, new or reused.
 pub struct Connection {
-    /// hyper's handle to send requests on it.
-    pub sender: SendRequest<ResponseBody>,
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes read from it and not yet used (empty between requests).
+    pub buffer: BytesMut,
     /// When it was opened.
     pub born: Instant,
     /// Requests sent on it so far (including the current one once sent).
@@ -25,6 +27,26 @@ pub struct Connection {
     /// Whether it came from the pool (a failure before any response byte
     /// then means the peer closed it while idle: retry on a new one).
     pub reused: bool,
+}
+
+impl Connection {
+    /// A new connection.
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            buffer: BytesMut::new(),
+            born: Instant::now(),
+            requests: 0,
+            reused: false,
+        }
+    }
+
+    /// Whether an idle connection is still open: the peer has neither
+    /// closed it nor sent anything unasked (one non-blocking read).
+    pub fn is_alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
 }
 
 struct Idle {
@@ -59,7 +81,6 @@ impl Pool {
     fn usable(&self, idle: &Idle, now: Instant) -> bool {
         now.duration_since(idle.since) < self.limits.timeout
             && now.duration_since(idle.connection.born) < self.limits.time
-            && !idle.connection.sender.is_closed()
     }
 
     /// An idle connection to `addr`, most recently used first.
@@ -80,7 +101,7 @@ impl Pool {
         let now = Instant::now();
         if connection.requests >= self.limits.requests
             || now.duration_since(connection.born) >= self.limits.time
-            || connection.sender.is_closed()
+            || !connection.buffer.is_empty()
         {
             return;
         }

@@ -3,22 +3,29 @@
 //! `proxy_next_upstream` says, with nginx's error-log lines.
 
 mod body;
+mod chunked;
+mod downstream;
 mod request;
 mod response;
+mod send;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use self::body::{Downstream, PeerGuard};
-use self::request::{build_headers, prepare_body, upstream_uri, UpBody};
-use super::body::{ResponseBody, TimedBody};
+use self::body::PeerGuard;
+use self::downstream::UpstreamBody;
+use self::request::{build_headers, prepare_body, upstream_uri};
+use self::send::{UpBody, Upload, UpstreamError};
+use self::wire::ResponseHead;
+use super::body::ResponseBody;
 use super::exchange::{Exchange, UpstreamTry};
 use super::respond;
 use crate::config::model::{LocationConfig, ProxyPass, Settings};
@@ -33,7 +40,7 @@ enum Failure {
     Connect(std::io::Error),
     ConnectTimeout,
     HeaderTimeout,
-    Protocol(hyper::Error),
+    Upstream(UpstreamError),
 }
 
 impl Failure {
@@ -49,7 +56,7 @@ impl Failure {
     }
 
     fn is_invalid_header(&self) -> bool {
-        matches!(self, Failure::Protocol(e) if e.is_parse())
+        matches!(self, Failure::Upstream(UpstreamError::Head(_)))
     }
 
     fn describe(&self) -> String {
@@ -64,23 +71,21 @@ impl Failure {
             Failure::HeaderTimeout => {
                 "upstream timed out (110: Connection timed out) while reading response header from upstream".into()
             }
-            Failure::Protocol(e) if e.is_incomplete_message() || e.is_canceled() || e.is_closed() => {
+            Failure::Upstream(UpstreamError::Closed { .. }) => {
                 "upstream prematurely closed connection while reading response header from upstream".into()
             }
-            Failure::Protocol(e)
-                if body::io_source(e).is_some_and(|io| io.raw_os_error().is_some()) =>
-            {
-                format!(
-                    "recv() failed ({}) while reading response header from upstream",
-                    body::io_source(e).map(error_log::os_error).unwrap_or_default()
-                )
+            Failure::Upstream(UpstreamError::Recv(e)) => format!(
+                "recv() failed ({}) while reading response header from upstream",
+                error_log::os_error(e)
+            ),
+            Failure::Upstream(UpstreamError::Send(e)) => format!(
+                "writev() failed ({}) while sending request to upstream",
+                error_log::os_error(e)
+            ),
+            Failure::Upstream(UpstreamError::Head(e)) => {
+                format!("{e} while reading response header from upstream")
             }
-            Failure::Protocol(e) if e.is_parse() => {
-                "upstream sent invalid header while reading response header from upstream".into()
-            }
-            Failure::Protocol(e) => {
-                format!("upstream error ({e}) while reading response header from upstream")
-            }
+            Failure::Upstream(UpstreamError::ClientBody(_, words)) => words.clone(),
         }
     }
 }
@@ -102,7 +107,7 @@ pub fn log_context(ex: &Exchange, upstream_url: Option<&str>) -> String {
     s
 }
 
-/// Opens a new upstream connection (HTTP/1.x, with upgrades allowed).
+/// Opens a new upstream connection.
 async fn connect(addr: std::net::SocketAddr, settings: &Settings) -> Result<Connection, Failure> {
     let stream = match tokio::time::timeout(
         settings.proxy_connect_timeout,
@@ -115,20 +120,7 @@ async fn connect(addr: std::net::SocketAddr, settings: &Settings) -> Result<Conn
         Err(_) => return Err(Failure::ConnectTimeout),
     };
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .title_case_headers(true)
-        .handshake::<_, ResponseBody>(TokioIo::new(stream))
-        .await
-        .map_err(Failure::Protocol)?;
-    tokio::spawn(async move {
-        let _ = connection.with_upgrades().await;
-    });
-    Ok(Connection {
-        sender,
-        born: Instant::now(),
-        requests: 0,
-        reused: false,
-    })
+    Ok(Connection::new(stream))
 }
 
 /// Whether nginx may send this method again to another peer after it was
@@ -158,7 +150,7 @@ pub async fn proxy(
     let http11 = settings.proxy_http_version_11;
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
 
-    let (body, body_len) = match prepare_body(settings, ex, &parts.headers, incoming).await {
+    let (mut body, body_len) = match prepare_body(settings, ex, &parts.headers, incoming).await {
         Ok(b) => b,
         Err(status) => {
             if status == 408 {
@@ -174,7 +166,6 @@ pub async fn proxy(
             return respond::error(status, settings.server_tokens);
         }
     };
-    let mut body = Some(body);
     let method = match &settings.proxy_method {
         Some(m) => {
             http::Method::from_bytes(m.render(ex).as_bytes()).unwrap_or(parts.method.clone())
@@ -182,10 +173,22 @@ pub async fn proxy(
         None => parts.method.clone(),
     };
     let uri = upstream_uri(pass, ex);
-    let Ok(up_uri) = uri.parse::<http::Uri>() else {
+    if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return respond::error(400, settings.server_tokens);
-    };
+    }
     let headers = build_headers(settings, ex, &parts.headers, body_len);
+    // A streamed body of unknown length goes up chunked (HTTP/1.1 only:
+    // for HTTP/1.0 such a body was read whole and measured first).
+    let chunked = http11 && body_len.is_none() && matches!(body, UpBody::Stream(_));
+    let mut head = Vec::with_capacity(512);
+    wire::write_request_head(&mut head, &method, &uri, http11, &headers, chunked);
+    let head = bytes::Bytes::from(head);
+    // The upstream may keep the connection only if we asked it to.
+    let request_keepalive = http11
+        && !headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| wire::has_token(v.as_bytes(), b"close"));
     let hash_key: Vec<u8> = match (&upstream.config.method, &upstream.config.hash_key) {
         (balance::Method::IpHash, _) => match ex.client_addr {
             std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -220,149 +223,64 @@ pub async fn proxy(
         // Until an attempt fails, the peer is not blamed: a client that goes
         // away mid-request drops this guard, and nginx does not count that
         // against the peer either.
-        let mut guard = Some(PeerGuard {
+        let mut guard = PeerGuard {
             upstream: upstream.clone(),
             picked: picked.clone(),
             success: true,
-        });
+        };
         let can_try_again = |attempt: &balance::Attempt| attempt.tries_left() > 0 && !out_of_time();
 
-        // A pooled connection first; one the peer closed while idle is
-        // replaced by a new one, without counting against the peer.
-        let mut pooled = match upstream.pool.as_ref().and_then(|p| p.take(picked.addr)) {
-            // Wait (briefly) for hyper to finish the previous exchange on it.
-            Some(mut c) => {
-                match tokio::time::timeout(std::time::Duration::from_millis(100), c.sender.ready())
-                    .await
-                {
-                    Ok(Ok(())) => Some(c),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
-        let (mut connection, response) = loop {
+        // A pooled connection first. One the peer closed while it was idle
+        // is replaced by a new one without counting against the peer: a body
+        // that can be sent again is simply resent; a streamed one is only
+        // sent on a connection seen to be open.
+        let mut pooled = upstream
+            .pool
+            .as_ref()
+            .and_then(|p| p.take(picked.addr))
+            .filter(|c| body.can_resend() || c.is_alive());
+        let outcome = loop {
             let mut connection = match pooled.take() {
                 Some(c) => c,
                 None => match connect(picked.addr, settings).await {
                     Ok(c) => c,
-                    Err(f) => {
-                        record_failure(ex, &f, &url(), started);
-                        if let Some(g) = guard.as_mut() {
-                            g.success = false;
-                        }
-                        guard = None;
-                        // Nothing was sent: any method may go to the next peer.
-                        let retry = if f.is_timeout() {
-                            next.timeout
-                        } else {
-                            next.error
-                        };
-                        if retry && can_try_again(&attempt) {
-                            break (None, None);
-                        }
-                        return respond::error(f.status(), settings.server_tokens);
-                    }
+                    Err(f) => break Err((f, None)),
                 },
             };
             if let Some(t) = ex.upstream.last_mut() {
                 t.connect.get_or_insert(started.elapsed().as_secs_f64());
             }
-            let Some(this_body) = body.take() else {
-                return respond::error(502, settings.server_tokens);
-            };
-            let (up_body, rest) =
-                this_body.for_attempt(settings.client_max_body_size, settings.client_body_timeout);
-            let mut up_request = Request::new(up_body);
-            *up_request.method_mut() = method.clone();
-            *up_request.uri_mut() = up_uri.clone();
-            *up_request.version_mut() = if http11 {
-                Version::HTTP_11
-            } else {
-                Version::HTTP_10
-            };
-            *up_request.headers_mut() = headers.clone();
             connection.requests += 1;
             let sent = tokio::time::timeout(
                 settings.proxy_read_timeout,
-                connection.sender.try_send_request(up_request),
+                send::send(
+                    &mut connection,
+                    Upload::new(head.clone(), &mut body, chunked),
+                    &method,
+                ),
             )
             .await;
             match sent {
-                Ok(Ok(response)) => {
-                    body = rest;
-                    break (Some(connection), Some(Ok(response)));
+                Ok(Ok(sent)) => break Ok((connection, sent)),
+                Ok(Err(UpstreamError::ClientBody(status, words))) => {
+                    // The client's body failed, not the peer: no retry, nginx's status.
+                    error_log::log(
+                        crate::observe::ErrorLevel::Info,
+                        Some(ex.conn.id),
+                        &format!("{words}{}", log_context(ex, Some(&url()))),
+                    );
+                    return respond::error(status, settings.server_tokens);
                 }
-                Ok(Err(mut e)) => {
-                    // Not written at all on a reused connection: the peer
-                    // closed it while idle. Resend on a new connection.
-                    if connection.reused {
-                        if let Some(unsent) = e.take_message() {
-                            body = Some(rest.unwrap_or_else(|| UpBody::Unsent(unsent.into_body())));
-                            continue;
-                        }
-                        if e.error().is_incomplete_message() || e.error().is_canceled() {
-                            if let Some(r) = rest {
-                                body = Some(r);
-                                continue;
-                            }
-                        }
-                    }
-                    body = rest;
-                    let e = e.into_error();
-                    if let Some((status, why)) = body::client_body_failure(&e) {
-                        // The client's body failed, not the peer: no retry, nginx's status.
-                        error_log::log(
-                            crate::observe::ErrorLevel::Info,
-                            Some(ex.conn.id),
-                            &format!("{why}{}", log_context(ex, Some(&url()))),
-                        );
-                        return respond::error(status, settings.server_tokens);
-                    }
-                    break (None, Some(Err(Failure::Protocol(e))));
-                }
-                Err(_) => {
-                    body = rest;
-                    break (None, Some(Err(Failure::HeaderTimeout)));
-                }
-            }
-        };
-        let (Some(response), Some(mut guard)) = (response, guard) else {
-            continue;
-        };
-        match response {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                picked.metrics.response(status, started.elapsed());
-                if let Some(t) = ex.upstream.last_mut() {
-                    t.status = Some(status);
-                    t.header = Some(started.elapsed().as_secs_f64());
-                    t.response = t.header;
-                }
-                let retry_status = next.statuses.contains(&status)
-                    && may_resend
-                    && body.is_some()
-                    && can_try_again(&attempt);
-                if retry_status {
-                    // 403 and 404 never count against the peer; the 5xx and
-                    // 429 do when they are listed (they are, to get here).
-                    guard.success = matches!(status, 403 | 404);
-                    drop(guard);
+                Ok(Err(e)) if connection.reused && e.peer_closed_idle() && body.can_resend() => {
                     continue;
                 }
-                guard.success = true;
-                let keep = connection.take().map(|c| (picked.addr, c));
-                return downstream_response(
-                    response,
-                    settings,
-                    pass,
-                    ex,
-                    guard,
-                    keep,
-                    client_upgrade,
-                );
+                Ok(Err(e)) => break Err((Failure::Upstream(e), Some(()))),
+                Err(_) => break Err((Failure::HeaderTimeout, Some(()))),
             }
-            Err(failure) => {
+        };
+        let (connection, sent) = match outcome {
+            Ok(pair) => pair,
+            Err((failure, sent_any)) => {
                 record_failure(ex, &failure, &url(), started);
                 guard.success = false;
                 drop(guard);
@@ -373,12 +291,46 @@ pub async fn proxy(
                 } else {
                     next.error
                 };
-                if listed && may_resend && body.is_some() && can_try_again(&attempt) {
+                // Nothing was sent when connecting failed: any method may go
+                // to the next peer; after that, only what may be resent.
+                let resendable = sent_any.is_none() || (may_resend && body.can_resend());
+                if listed && resendable && can_try_again(&attempt) {
                     continue;
                 }
                 return respond::error(failure.status(), settings.server_tokens);
             }
+        };
+        let status = sent.head.status.as_u16();
+        picked.metrics.response(status, started.elapsed());
+        if let Some(t) = ex.upstream.last_mut() {
+            t.status = Some(status);
+            t.header = Some(started.elapsed().as_secs_f64());
+            t.response = t.header;
         }
+        let retry_status = next.statuses.contains(&status)
+            && may_resend
+            && body.can_resend()
+            && can_try_again(&attempt);
+        if retry_status {
+            // 403 and 404 never count against the peer; the 5xx and
+            // 429 do when they are listed (they are, to get here).
+            guard.success = matches!(status, 403 | 404);
+            drop(guard);
+            continue;
+        }
+        guard.success = true;
+        let reusable = sent.head.keep_alive
+            && request_keepalive
+            && !sent.write_failed
+            && upstream.pool.is_some();
+        let down = Downstream {
+            connection,
+            upload: sent.upload,
+            reusable,
+            addr: picked.addr,
+            guard,
+        };
+        return downstream_response(sent.head, down, settings, pass, ex, client_upgrade);
     }
 }
 
@@ -419,26 +371,40 @@ fn no_live(ex: &mut Exchange, upstream: &Upstream, settings: &Settings) -> Respo
     respond::error(502, settings.server_tokens)
 }
 
+/// What the response body needs from the attempt that produced it.
+struct Downstream {
+    connection: Connection,
+    upload: Option<Upload>,
+    reusable: bool,
+    addr: std::net::SocketAddr,
+    guard: PeerGuard,
+}
+
 fn downstream_response(
-    response: Response<Incoming>,
+    head: ResponseHead,
+    down: Downstream,
     settings: &Settings,
     pass: &ProxyPass,
     ex: &mut Exchange,
-    guard: PeerGuard,
-    connection: Option<(std::net::SocketAddr, Connection)>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching {
-        return upgrade(response, settings, ex, guard, client_upgrade);
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        return upgrade(head, down, settings, ex, client_upgrade);
     }
-    let (parts, body) = response.into_parts();
-    let mut headers = response::filter_headers(&parts.headers, settings, false);
+    let mut headers = response::filter_headers(&head.headers, settings, false);
     response::rewrite_redirects(&mut headers, settings, pass, ex);
-    ex.upstream_headers = parts.headers;
-    let timed = TimedBody::new(body, settings.proxy_read_timeout);
-    let mut out = Response::new(Downstream::new(timed, guard, connection).boxed_unsync());
-    *out.status_mut() = parts.status;
+    ex.upstream_headers = head.headers;
+    let body = UpstreamBody::new(
+        down.connection,
+        down.upload,
+        head.framing,
+        down.reusable,
+        down.addr,
+        down.guard,
+        settings.proxy_read_timeout,
+    );
+    let mut out = Response::new(body.boxed_unsync());
+    *out.status_mut() = head.status;
     *out.headers_mut() = headers;
     out
 }
@@ -446,33 +412,44 @@ fn downstream_response(
 /// A 101 from the upstream: answer the client with it, then join the two
 /// upgraded connections (WebSocket and any other `Upgrade`) byte for byte.
 fn upgrade(
-    response: Response<Incoming>,
+    head: ResponseHead,
+    down: Downstream,
     settings: &Settings,
     ex: &mut Exchange,
-    guard: PeerGuard,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
     let Some(client_upgrade) = client_upgrade else {
         // The client did not ask to upgrade: nginx would not either.
         return respond::error(502, settings.server_tokens);
     };
-    let mut headers = response::filter_headers(response.headers(), settings, true);
+    let mut headers = response::filter_headers(&head.headers, settings, true);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    ex.upstream_headers = response.headers().clone();
+    ex.upstream_headers = head.headers;
     let conn_id = ex.conn.id;
+    let Downstream {
+        mut connection,
+        guard,
+        ..
+    } = down;
     tokio::spawn(async move {
         let _guard = guard;
-        let (upstream_io, client_io) =
-            match tokio::join!(hyper::upgrade::on(response), client_upgrade) {
-                (Ok(u), Ok(c)) => (u, c),
-                (Err(e), _) | (_, Err(e)) => {
-                    error_log::error(Some(conn_id), &format!("upgrade failed ({e})"));
-                    return;
-                }
-            };
-        let mut upstream_io = TokioIo::new(upstream_io);
+        let client_io = match client_upgrade.await {
+            Ok(c) => c,
+            Err(e) => {
+                error_log::error(Some(conn_id), &format!("upgrade failed ({e})"));
+                return;
+            }
+        };
         let mut client_io = TokioIo::new(client_io);
-        let _ = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await;
+        // What the upstream sent right after its 101 belongs to the client.
+        if !connection.buffer.is_empty() {
+            use tokio::io::AsyncWriteExt;
+            if client_io.write_all(&connection.buffer).await.is_err() {
+                return;
+            }
+            connection.buffer.clear();
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client_io, &mut connection.stream).await;
     });
     let mut out = Response::new(crate::http::body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

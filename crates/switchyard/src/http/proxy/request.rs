@@ -9,8 +9,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::client_body;
+use super::send::UpBody;
 use crate::config::model::{ProxyPass, Settings};
-use crate::http::body::{empty, full, ResponseBody};
 use crate::http::exchange::Exchange;
 
 /// Client request headers nginx never passes up as they are: its own
@@ -31,34 +31,6 @@ const NOT_PASSED: [&str; 8] = [
 /// a retry on the next peer can send them again (nginx buffers every body
 /// with `proxy_request_buffering on`; larger ones are streamed here).
 pub const RETRY_BUFFER: u64 = 64 * 1024;
-
-/// The request body as it goes up.
-pub enum UpBody {
-    /// No body.
-    Empty,
-    /// Held whole: can be sent again on a retry.
-    Buffered(Bytes),
-    /// Streamed from the client: sent once.
-    Stream(Incoming),
-    /// A body handed back unsent (a pooled connection that had closed).
-    Unsent(ResponseBody),
-}
-
-impl UpBody {
-    /// The body for one attempt, and what is left for the next one.
-    pub fn for_attempt(
-        self,
-        limit: u64,
-        timeout: std::time::Duration,
-    ) -> (ResponseBody, Option<UpBody>) {
-        match self {
-            UpBody::Empty => (empty(), Some(UpBody::Empty)),
-            UpBody::Buffered(b) => (full(b.clone()), Some(UpBody::Buffered(b))),
-            UpBody::Stream(s) => (client_body(s, limit, timeout), None),
-            UpBody::Unsent(b) => (b, None),
-        }
-    }
-}
 
 /// Reads a whole body, refusing more than `limit` bytes (0: no limit) with
 /// 413, and a client that stalls longer than `timeout` between reads with 408.
@@ -121,7 +93,12 @@ pub async fn prepare_body(
         let len = bytes.len() as u64;
         return Ok((UpBody::Buffered(bytes), Some(len)));
     }
-    Ok((UpBody::Stream(incoming), declared.filter(|_| !chunked)))
+    let stream = client_body(
+        incoming,
+        settings.client_max_body_size,
+        settings.client_body_timeout,
+    );
+    Ok((UpBody::Stream(stream), declared.filter(|_| !chunked)))
 }
 
 /// The URI sent upstream: the client's URI as sent when `proxy_pass` has

@@ -1,0 +1,262 @@
+//! The upstream's response body on its way down, read straight from the
+//! upstream socket by whoever polls it (hyper's server side, in the
+//! client's connection task). It holds the peer (least_conn, max_conns)
+//! until the body ends, times each wait by `proxy_read_timeout`, and puts
+//! the connection back in the keepalive pool once the body is complete.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio_util::io::poll_read_buf;
+
+use super::body::PeerGuard;
+use super::chunked::{Chunked, Step};
+use super::send::{Upload, READ_SIZE};
+use super::wire::Framing;
+use crate::http::body::{BoxError, ReadTimeout};
+use crate::observe::error_log;
+use crate::upstream::pool::Connection;
+
+/// An upstream body that ended badly, in nginx's words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UpstreamBodyError(String);
+
+enum State {
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+    Done,
+}
+
+/// The response body of one upstream request.
+pub struct UpstreamBody {
+    connection: Option<Connection>,
+    /// The rest of the request, when the upstream answered before it had
+    /// all of it (an echo does): it keeps going up as the response comes.
+    upload: Option<Upload>,
+    state: State,
+    /// The connection may carry another request once this body is read.
+    reusable: bool,
+    addr: SocketAddr,
+    guard: Option<PeerGuard>,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Data went out since this body last returned `Pending`: an error is
+    /// then held back one turn, so that hyper writes that data to the
+    /// client before it aborts the connection (the client must see what
+    /// arrived before the break).
+    fresh_data: bool,
+    held_error: Option<String>,
+}
+
+impl UpstreamBody {
+    /// The body that follows a response head with `framing` on `connection`.
+    pub fn new(
+        connection: Connection,
+        upload: Option<Upload>,
+        framing: Framing,
+        reusable: bool,
+        addr: SocketAddr,
+        guard: PeerGuard,
+        timeout: Duration,
+    ) -> UpstreamBody {
+        let state = match framing {
+            Framing::Empty | Framing::Length(0) => State::Length(0),
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunked(Chunked::Size),
+            Framing::Close => State::UntilClose,
+        };
+        let mut body = UpstreamBody {
+            connection: Some(connection),
+            upload,
+            state,
+            reusable,
+            addr,
+            guard: Some(guard),
+            timeout,
+            sleep: None,
+            fresh_data: false,
+            held_error: None,
+        };
+        if matches!(body.state, State::Length(0)) {
+            // Nothing to read: the connection is free now.
+            body.complete();
+        }
+        body
+    }
+
+    /// The body is read to its end: the connection goes back to the pool
+    /// when the upstream allows it and nothing unexpected followed.
+    fn complete(&mut self) {
+        self.state = State::Done;
+        // An upload still going means the upstream did not read the whole
+        // request: the connection is not in a state to be reused.
+        let uploaded = self.upload.take().is_none();
+        let (Some(connection), Some(guard)) = (self.connection.take(), self.guard.take()) else {
+            return;
+        };
+        if self.reusable && uploaded && connection.buffer.is_empty() {
+            if let Some(pool) = guard.upstream.pool.as_ref() {
+                pool.put(self.addr, connection);
+            }
+        }
+    }
+
+    /// The body failed: the connection is closed, the peer is reported as
+    /// it was (the head had arrived).
+    fn fail(
+        &mut self,
+        words: String,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = State::Done;
+        self.connection = None;
+        self.guard = None;
+        if std::mem::take(&mut self.fresh_data) {
+            self.held_error = Some(words);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(Box::new(UpstreamBodyError(words)))))
+    }
+
+    /// Reads more from the upstream into the buffer: `Ok(0)` at its close.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        if connection.buffer.capacity() - connection.buffer.len() < 1024 {
+            connection.buffer.reserve(READ_SIZE);
+        }
+        poll_read_buf(Pin::new(&mut connection.stream), cx, &mut connection.buffer)
+    }
+
+    /// Takes the next piece of body from the buffer, if there is one.
+    fn decode(&mut self) -> Result<Option<Frame<Bytes>>, String> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(None);
+        };
+        let buffer = &mut connection.buffer;
+        let (data, ended) = match &mut self.state {
+            State::Length(left) if !buffer.is_empty() => {
+                let take = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(buffer.len());
+                *left -= take as u64;
+                (Some(buffer.split_to(take).freeze()), *left == 0)
+            }
+            State::Chunked(decoder) => match decoder.step(buffer) {
+                Ok(Step::Data(data)) => (Some(data), false),
+                Ok(Step::NeedMore) => (None, false),
+                Ok(Step::End) => (None, true),
+                Err(e) => return Err(format!("{e} while reading upstream")),
+            },
+            State::UntilClose if !buffer.is_empty() => (Some(buffer.split().freeze()), false),
+            _ => (None, false),
+        };
+        if ended {
+            self.complete();
+        }
+        Ok(data.map(Frame::data))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(words) = this.held_error.take() {
+            return Poll::Ready(Some(Err(Box::new(UpstreamBodyError(words)))));
+        }
+        if let (Some(upload), Some(connection)) = (this.upload.as_mut(), this.connection.as_mut()) {
+            match upload.poll_write(&mut connection.stream, cx) {
+                Poll::Ready(Ok(())) => this.upload = None,
+                Poll::Ready(Err(_)) => {
+                    // The rest of the request cannot go up; the response
+                    // may still come whole, but the connection is spent.
+                    this.upload = None;
+                    this.reusable = false;
+                }
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            match this.decode() {
+                Ok(Some(frame)) => {
+                    this.fresh_data = true;
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Ok(None) => {}
+                Err(words) => return this.fail(words, cx),
+            }
+            if matches!(this.state, State::Done) {
+                return Poll::Ready(None);
+            }
+            match this.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
+                    if matches!(this.state, State::UntilClose) {
+                        // The close is the end of this body; the connection is spent.
+                        this.reusable = false;
+                        this.complete();
+                        return Poll::Ready(None);
+                    }
+                    return this.fail(
+                        "upstream prematurely closed connection while reading upstream".into(),
+                        cx,
+                    );
+                }
+                Poll::Ready(Ok(_)) => {
+                    this.sleep = None;
+                }
+                Poll::Ready(Err(e)) => {
+                    return this.fail(
+                        format!(
+                            "recv() failed ({}) while reading upstream",
+                            error_log::os_error(&e)
+                        ),
+                        cx,
+                    )
+                }
+                Poll::Pending => {
+                    this.fresh_data = false;
+                    let timeout = this.timeout;
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    return match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            this.state = State::Done;
+                            this.connection = None;
+                            this.guard = None;
+                            Poll::Ready(Some(Err(Box::new(ReadTimeout))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held_error.is_none() && matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(left) => SizeHint::with_exact(left),
+            State::Done if self.held_error.is_none() => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}

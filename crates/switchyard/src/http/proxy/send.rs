@@ -1,0 +1,305 @@
+//! One request on an upstream connection: the head and body go up while
+//! the response head is read, so an upstream that answers before it has
+//! read the whole body (a 413, say) is heard at once.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::Method;
+use http_body::Body;
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio_util::io::poll_read_buf;
+
+use super::body::{BodyTooLarge, ClientBodyTimeout};
+use super::wire::{self, HeadError, ResponseHead};
+use crate::http::body::ResponseBody;
+use crate::upstream::pool::Connection;
+
+/// The largest response head accepted (nginx's limit is
+/// `proxy_buffer_size`, which switchyard accepts but does not size by).
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// How much is read from the upstream at a time.
+pub const READ_SIZE: usize = 16 * 1024;
+
+/// The request body as it goes up.
+pub enum UpBody {
+    /// No body.
+    Empty,
+    /// Held whole: can be sent again on a retry.
+    Buffered(Bytes),
+    /// Streamed from the client (capped and timed): sent once.
+    Stream(ResponseBody),
+    /// A streamed body that has been (partly) sent: cannot be sent again.
+    Spent,
+}
+
+impl UpBody {
+    /// Whether the body can go to another connection or peer.
+    pub fn can_resend(&self) -> bool {
+        matches!(self, UpBody::Empty | UpBody::Buffered(_))
+    }
+}
+
+/// What went wrong on the upstream connection.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// The upstream closed before a complete head; `partial` when part of
+    /// one had arrived.
+    Closed {
+        /// Some bytes of a head had arrived.
+        partial: bool,
+    },
+    /// Reading failed.
+    Recv(std::io::Error),
+    /// Writing the request failed and no response came.
+    Send(std::io::Error),
+    /// The head was not valid.
+    Head(HeadError),
+    /// The client's body failed: this status, and nginx's words for it.
+    ClientBody(u16, String),
+}
+
+impl UpstreamError {
+    /// Whether this is what a kept-alive connection that the peer closed
+    /// while it was idle looks like: nothing came back at all.
+    pub fn peer_closed_idle(&self) -> bool {
+        let reset = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        };
+        match self {
+            UpstreamError::Closed { partial } => !partial,
+            UpstreamError::Recv(e) | UpstreamError::Send(e) => reset(e),
+            _ => false,
+        }
+    }
+}
+
+/// The response head, and the request's upload if the upstream answered
+/// before all of it went up (it carries on while the response streams).
+pub struct Sent {
+    /// The response head.
+    pub head: ResponseHead,
+    /// The rest of the request, still going up.
+    pub upload: Option<Upload>,
+    /// Writing the request failed (the connection cannot be reused).
+    pub write_failed: bool,
+}
+
+/// A failure while sending the request.
+pub enum WriteFailure {
+    /// The socket.
+    Io(std::io::Error),
+    /// The client's body: this status and nginx's words.
+    ClientBody(u16, String),
+}
+
+/// The request going up: head and body, written as the socket takes them,
+/// the body framed as the head announced.
+pub struct Upload {
+    /// Bytes ready to write, in order.
+    pending: VecDeque<Bytes>,
+    /// The streamed body still to read from the client.
+    body: Option<ResponseBody>,
+    chunked: bool,
+}
+
+impl Upload {
+    /// The upload of `head` followed by `body`. A streamed body becomes
+    /// [`UpBody::Spent`]: it can be sent only once.
+    pub fn new(head: Bytes, body: &mut UpBody, chunked: bool) -> Upload {
+        let mut pending = VecDeque::with_capacity(4);
+        pending.push_back(head);
+        let mut stream = None;
+        match body {
+            UpBody::Empty | UpBody::Spent => {}
+            UpBody::Buffered(bytes) if bytes.is_empty() => {}
+            UpBody::Buffered(bytes) => pending.push_back(bytes.clone()),
+            UpBody::Stream(_) => {
+                if let UpBody::Stream(s) = std::mem::replace(body, UpBody::Spent) {
+                    stream = Some(s);
+                }
+            }
+        }
+        Upload {
+            pending,
+            body: stream,
+            chunked,
+        }
+    }
+
+    /// Writes what it can; ready when everything is written.
+    pub fn poll_write(
+        &mut self,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), WriteFailure>> {
+        loop {
+            while !self.pending.is_empty() {
+                let mut slices = [IoSlice::new(&[]); 8];
+                let mut used = 0;
+                for (slot, piece) in slices.iter_mut().zip(&self.pending) {
+                    *slot = IoSlice::new(piece);
+                    used += 1;
+                }
+                // tokio's own write (not `try_write`) notices a short write
+                // and waits for writability instead of trying in vain.
+                let written =
+                    ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..used]))
+                        .map_err(WriteFailure::Io)?;
+                self.advance(written);
+                if written == 0 && !self.pending.is_empty() {
+                    return Poll::Ready(Err(WriteFailure::Io(
+                        std::io::ErrorKind::WriteZero.into(),
+                    )));
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers are not passed up
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if self.chunked {
+                        self.pending
+                            .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
+                        self.pending.push_back(data);
+                        self.pending.push_back(Bytes::from_static(b"\r\n"));
+                    } else {
+                        self.pending.push_back(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    self.body = None;
+                    return Poll::Ready(Err(client_body_failure(e)));
+                }
+                None => {
+                    self.body = None;
+                    if self.chunked {
+                        self.pending.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        loop {
+            // An empty piece would be written as nothing, forever.
+            while self.pending.front().is_some_and(Bytes::is_empty) {
+                self.pending.pop_front();
+            }
+            if written == 0 {
+                return;
+            }
+            let Some(front) = self.pending.front_mut() else {
+                return;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.pending.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+}
+
+/// Sends the request on `connection` and reads the response head, both at
+/// once: an upstream may answer before it has read the whole body.
+pub async fn send(
+    connection: &mut Connection,
+    mut upload: Upload,
+    method: &Method,
+) -> Result<Sent, UpstreamError> {
+    connection.buffer.clear();
+    let stream = &mut connection.stream;
+    let buffer = &mut connection.buffer;
+    let mut written: Option<Result<(), std::io::Error>> = None;
+    let head = std::future::poll_fn(|cx| {
+        if written.is_none() {
+            match upload.poll_write(stream, cx) {
+                Poll::Ready(Ok(())) => written = Some(Ok(())),
+                Poll::Ready(Err(WriteFailure::Io(e))) => written = Some(Err(e)),
+                Poll::Ready(Err(WriteFailure::ClientBody(status, words))) => {
+                    return Poll::Ready(Err(UpstreamError::ClientBody(status, words)));
+                }
+                Poll::Pending => {}
+            }
+        }
+        poll_head(stream, buffer, method, cx)
+    })
+    .await;
+    match (head, written) {
+        (Ok(head), written) => Ok(Sent {
+            head,
+            write_failed: matches!(written, Some(Err(_))),
+            upload: written.is_none().then_some(upload),
+        }),
+        // The upstream refused the request and said nothing: nginx reports
+        // the write that failed.
+        (Err(UpstreamError::Closed { partial: false } | UpstreamError::Recv(_)), Some(Err(e))) => {
+            Err(UpstreamError::Send(e))
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// The client's body failed: its status and nginx's words (the peer is not
+/// to blame, and nothing is retried).
+fn client_body_failure(e: crate::http::body::BoxError) -> WriteFailure {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    while let Some(err) = cause {
+        if err.is::<ClientBodyTimeout>() {
+            return WriteFailure::ClientBody(408, err.to_string());
+        }
+        if err.is::<BodyTooLarge>() {
+            return WriteFailure::ClientBody(413, err.to_string());
+        }
+        cause = err.source();
+    }
+    // hyper's own parse error of the client's chunked body.
+    WriteFailure::ClientBody(400, format!("client sent invalid request body ({e})"))
+}
+
+fn poll_head(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    method: &Method,
+    cx: &mut Context<'_>,
+) -> Poll<Result<ResponseHead, UpstreamError>> {
+    loop {
+        if !buffer.is_empty() {
+            if let Some(head) = wire::parse_response_head(buffer, method, MAX_RESPONSE_HEAD)
+                .map_err(UpstreamError::Head)?
+            {
+                return Poll::Ready(Ok(head));
+            }
+        }
+        buffer.reserve(READ_SIZE);
+        // tokio's own read (not `try_read`) notices a short read and waits
+        // for the next readiness event instead of trying again in vain.
+        match ready!(poll_read_buf(Pin::new(&mut *stream), cx, buffer)) {
+            Ok(0) => {
+                return Poll::Ready(Err(UpstreamError::Closed {
+                    partial: !buffer.is_empty(),
+                }))
+            }
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Err(UpstreamError::Recv(e))),
+        }
+    }
+}
