@@ -31,7 +31,7 @@ pub struct ConnInfo {
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamTry {
     /// The peer's address (`$upstream_addr`), or the group name when no peer was live.
-    pub addr: String,
+    pub addr: std::sync::Arc<str>,
     /// The status it answered, if it answered (`$upstream_status`).
     pub status: Option<u16>,
     /// Seconds to connect.
@@ -301,7 +301,7 @@ impl VarSource for Exchange {
             Var::Status => owned(format!("{:03}", self.status)),
             Var::BodyBytesSent => owned(self.body_bytes_sent.to_string()),
             Var::BytesSent => owned((self.body_bytes_sent + self.header_bytes).to_string()),
-            Var::UpstreamAddr => self.join(|t| Some(t.addr.clone())).map(Cow::Owned),
+            Var::UpstreamAddr => self.join(|t| Some(t.addr.to_string())).map(Cow::Owned),
             Var::UpstreamStatus => self
                 .join(|t| t.status.map(|s| s.to_string()))
                 .map(Cow::Owned),

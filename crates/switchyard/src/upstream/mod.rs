@@ -26,6 +26,17 @@ pub struct Picked {
     pub addr: SocketAddr,
     /// Its counters (looked up once per peer, not per request).
     pub metrics: Arc<crate::observe::metrics::PeerMetrics>,
+    /// The address as text (`$upstream_addr`).
+    pub label: Arc<str>,
+}
+
+/// What a pick hands out about a peer, prepared once per peer.
+#[derive(Debug)]
+struct PeerEntry {
+    addr: SocketAddr,
+    metrics: Arc<crate::observe::metrics::PeerMetrics>,
+    /// The address as `$upstream_addr` shows it, formatted once.
+    label: Arc<str>,
 }
 
 /// One resolved address of a server line.
@@ -45,7 +56,7 @@ struct State {
     balancer: Option<Balancer>,
     /// Every resolved peer, in server-line order.
     resolved: Vec<Resolved>,
-    addrs: HashMap<PeerId, (SocketAddr, Arc<crate::observe::metrics::PeerMetrics>)>,
+    addrs: HashMap<PeerId, PeerEntry>,
 }
 
 /// One upstream group at run time.
@@ -227,8 +238,13 @@ impl Upstream {
         if let Some(b) = balancer.as_ref() {
             let metrics = crate::observe::metrics::global();
             for (id, cfg, _) in b.peers() {
-                if let Ok(a) = cfg.name.parse() {
-                    addrs.insert(id, (a, metrics.peer(&self.config.name, &cfg.name)));
+                if let Ok(addr) = cfg.name.parse::<SocketAddr>() {
+                    let entry = PeerEntry {
+                        addr,
+                        metrics: metrics.peer(&self.config.name, &cfg.name),
+                        label: Arc::from(addr.to_string()),
+                    };
+                    addrs.insert(id, entry);
                 }
             }
         }
@@ -261,11 +277,12 @@ impl Upstream {
             balancer, addrs, ..
         } = &mut *state;
         let id = balancer.as_mut()?.pick(attempt, key, now).ok()?;
-        let (addr, metrics) = addrs.get(&id)?;
+        let entry = addrs.get(&id)?;
         Some(Picked {
             id,
-            addr: *addr,
-            metrics: metrics.clone(),
+            addr: entry.addr,
+            metrics: entry.metrics.clone(),
+            label: entry.label.clone(),
         })
     }
 
@@ -290,7 +307,7 @@ impl Upstream {
     /// The current peers and their addresses.
     pub fn peer_addresses(&self) -> Vec<(PeerId, SocketAddr)> {
         match self.state.lock() {
-            Ok(state) => state.addrs.iter().map(|(id, (a, _))| (*id, *a)).collect(),
+            Ok(state) => state.addrs.iter().map(|(id, e)| (*id, e.addr)).collect(),
             Err(_) => Vec::new(),
         }
     }

@@ -83,15 +83,30 @@ impl Pool {
             && now.duration_since(idle.connection.born) < self.limits.time
     }
 
+    /// Closes the connections idle longer than `keepalive_timeout`. They
+    /// sit oldest first, so this stops at the first one still fresh.
+    fn expire(&self, idle: &mut VecDeque<Idle>, now: Instant) {
+        while idle
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) >= self.limits.timeout)
+        {
+            idle.pop_front();
+        }
+    }
+
     /// An idle connection to `addr`, most recently used first.
     pub fn take(&self, addr: SocketAddr) -> Option<Connection> {
         let now = Instant::now();
         let mut idle = self.idle.lock().ok()?;
-        idle.retain(|i| self.usable(i, now));
-        let position = idle.iter().rposition(|i| i.addr == addr)?;
-        let mut found = idle.remove(position)?;
-        found.connection.reused = true;
-        Some(found.connection)
+        self.expire(&mut idle, now);
+        while let Some(position) = idle.iter().rposition(|i| i.addr == addr) {
+            let mut found = idle.remove(position)?;
+            if self.usable(&found, now) {
+                found.connection.reused = true;
+                return Some(found.connection);
+            }
+        }
+        None
     }
 
     /// Returns a connection whose response is complete. Connections past
@@ -108,7 +123,7 @@ impl Pool {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        idle.retain(|i| self.usable(i, now));
+        self.expire(&mut idle, now);
         if idle.len() >= self.limits.idle {
             idle.pop_front();
         }

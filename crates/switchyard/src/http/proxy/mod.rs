@@ -217,7 +217,7 @@ pub async fn proxy(
         let url = || format!("http://{}{}", picked.addr, uri);
         let started = Instant::now();
         ex.upstream.push(UpstreamTry {
-            addr: picked.addr.to_string(),
+            addr: picked.label.clone(),
             ..Default::default()
         });
         // Until an attempt fails, the peer is not blamed: a client that goes
@@ -364,7 +364,7 @@ fn no_live(ex: &mut Exchange, upstream: &Upstream, settings: &Settings) -> Respo
         ),
     );
     ex.upstream.push(UpstreamTry {
-        addr: upstream.config.name.clone(),
+        addr: Arc::from(upstream.config.name.as_str()),
         status: Some(502),
         ..Default::default()
     });

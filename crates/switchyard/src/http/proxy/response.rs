@@ -46,6 +46,9 @@ pub fn rewrite_redirects(
     pass: &ProxyPass,
     ex: &Exchange,
 ) {
+    if !headers.contains_key(header::LOCATION) && !headers.contains_key(header::REFRESH) {
+        return;
+    }
     let rules: Vec<(String, String)> = match &settings.proxy_redirect {
         ProxyRedirect::Off => return,
         ProxyRedirect::Default => match &pass.location_prefix {
