@@ -181,13 +181,13 @@ pub async fn handle(
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| request.uri().host().map(str::to_string));
-    let Some(server) = select_server(servers, host.as_deref()) else {
+        .or_else(|| request.uri().host());
+    let Some(server) = select_server(servers, host) else {
         return respond::error(500, true);
     };
     let server = server.clone();
     let uri = normalize_uri(request.uri().path());
+    let normalized = uri.is_some();
     let (parts, body) = request.into_parts();
     let rejected = super::guard::check_request(
         &parts,
@@ -197,17 +197,17 @@ pub async fn handle(
     let mut ex = Box::new(Exchange::new(
         conn.clone(),
         &parts,
-        uri.clone().unwrap_or_else(|| parts.uri.path().to_string()),
+        uri.unwrap_or_else(|| parts.uri.path().to_string()),
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
     let request = Request::from_parts(parts, body);
     // Limits come from the location the URI selects before any rewrite.
-    let location = uri
-        .as_deref()
-        .and_then(|u| select_location(&server.locations, u))
-        .cloned();
+    let location = if normalized {
+        select_location(&server.locations, &ex.uri)
+    } else {
+        None
+    };
     let mut settings = location
-        .as_ref()
         .map(|l| l.settings.clone())
         .unwrap_or_else(|| server.settings.clone());
     // A refused request's body is unread and its framing untrusted: close.
@@ -219,7 +219,7 @@ pub async fn handle(
     let mut response = if let Some(rejection) = &rejected {
         let context = proxy::log_context(&ex, None);
         super::guard::refuse(rejection, conn.id, &context, settings.server_tokens)
-    } else if uri.is_none() {
+    } else if !normalized {
         respond::error(400, settings.server_tokens)
     } else if let Some(too_large) = body_too_large(&request, settings.client_max_body_size) {
         error_log::error(
@@ -256,10 +256,13 @@ pub async fn handle(
     let close = close || matches!(response.status().as_u16(), 408 | 413);
     finish_headers(&mut response, settings.server_tokens, close);
     ex.status = response.status().as_u16();
-    ex.header_bytes = estimate_header_bytes(&response);
-    ex.sent_headers = response.headers().clone();
     match generation.access_log(&settings) {
         Some(log) => {
+            // Only a log line reads these; without one they are not made.
+            ex.header_bytes = estimate_header_bytes(&response);
+            if log.reads_sent_headers() {
+                ex.sent_headers = response.headers().clone();
+            }
             let (parts, body) = response.into_parts();
             let on_error: Option<super::body::OnBodyError> =
                 Some(Box::new(|ex: &Exchange, e: &super::body::BoxError| {
