@@ -188,15 +188,17 @@ pub async fn handle(
     let server = server.clone();
     let uri = normalize_uri(request.uri().path());
     let normalized = uri.is_some();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let rejected = super::guard::check_request(
         &parts,
         &super::guard::Limits::from_buffers(server.settings.large_client_header_buffers),
     )
     .err();
+    let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn.clone(),
         &parts,
+        headers,
         uri.unwrap_or_else(|| parts.uri.path().to_string()),
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
@@ -212,7 +214,7 @@ pub async fn handle(
         .unwrap_or_else(|| server.settings.clone());
     // A refused request's body is unread and its framing untrusted: close.
     // keepalive_requests: the Nth response on a connection closes it.
-    let close = wants_close(&request)
+    let close = wants_close(&ex.headers, request.version())
         || rejected.is_some()
         || conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
@@ -221,7 +223,7 @@ pub async fn handle(
         super::guard::refuse(rejection, conn.id, &context, settings.server_tokens)
     } else if !normalized {
         respond::error(400, settings.server_tokens)
-    } else if let Some(too_large) = body_too_large(&request, settings.client_max_body_size) {
+    } else if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
         error_log::error(
             Some(conn.id),
             &format!(
@@ -313,24 +315,25 @@ impl http_body::Body for Abort {
     }
 }
 
-fn wants_close<B>(request: &Request<B>) -> bool {
-    let connection = request
-        .headers()
+fn wants_close(headers: &http::HeaderMap, version: Version) -> bool {
+    let connection = headers
         .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.to_ascii_lowercase());
-    match request.version() {
-        Version::HTTP_10 => !connection.is_some_and(|c| c.contains("keep-alive")),
-        _ => connection.is_some_and(|c| c.contains("close")),
+        .filter(|v| v.to_str().is_ok())
+        .map(|v| v.as_bytes());
+    let says = |word: &[u8]| {
+        connection.is_some_and(|c| c.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word)))
+    };
+    match version {
+        Version::HTTP_10 => !says(b"keep-alive"),
+        _ => says(b"close"),
     }
 }
 
-fn body_too_large<B>(request: &Request<B>, limit: u64) -> Option<u64> {
+fn body_too_large(headers: &http::HeaderMap, limit: u64) -> Option<u64> {
     if limit == 0 {
         return None;
     }
-    let length = request
-        .headers()
+    let length = headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
