@@ -141,18 +141,36 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             Ok::<_, Infallible>(response.map(|body| super::idle::Finished::new(body, activity)))
         }
     });
-    let stream = super::idle::Counted::new(stream, activity.clone());
-    let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    let mut connection = std::pin::pin!(connection);
     let mut epoch = shared.epoch.clone();
     epoch.mark_unchanged();
     let watchdog = super::idle::watchdog(
-        activity,
+        activity.clone(),
         settings.client_header_timeout,
         settings.keepalive_timeout,
+    );
+    let mut watchdog = std::pin::pin!(watchdog);
+    // Until the client sends something, the connection is its socket and
+    // this task only: hyper's 8 KiB read and write buffers and its 5 KiB
+    // request slot, allocated as soon as it is built, wait for the first
+    // bytes. A peek, not `readable()`: tokio takes an accepted socket as
+    // readable before anything arrives.
+    let mut first = [0u8; 1];
+    tokio::select! {
+        peeked = stream.peek(&mut first) => {
+            if peeked.is_err() {
+                return;
+            }
+        }
+        _ = epoch.changed() => return,
+        _ = watchdog.as_mut() => return,
+    }
+    let stream = super::idle::Counted::new(stream, activity);
+    let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
+    // Boxed: the task of an idle connection stays small.
+    let mut connection = Box::pin(
+        builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades(),
     );
     tokio::select! {
         _ = connection.as_mut() => {}
