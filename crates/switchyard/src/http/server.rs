@@ -172,13 +172,23 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades(),
     );
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = epoch.changed() => {
+    enum Stop {
+        Reload,
+        Idle,
+    }
+    let side = std::pin::pin!(async {
+        tokio::select! {
+            _ = epoch.changed() => Stop::Reload,
+            _ = watchdog => Stop::Idle,
+        }
+    });
+    match super::idle::first(connection.as_mut(), side).await {
+        super::idle::First::Main(_) => {}
+        super::idle::First::Side(Stop::Reload) => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
-        _ = watchdog => {
+        super::idle::First::Side(Stop::Idle) => {
             // The wait ran out with no request in flight: close, as nginx
             // closes an idle keep-alive connection or a slow head.
             connection.as_mut().graceful_shutdown();
