@@ -180,8 +180,8 @@ async fn run(
             return (Reply::Response(r), settings);
         }
         drop(response);
-        if ex.method != "HEAD" {
-            ex.method = "GET".to_string();
+        if ex.method != http::Method::HEAD {
+            ex.method = http::Method::GET;
         }
         internal_uri(ex, &target);
         let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
@@ -301,7 +301,7 @@ async fn serve(
             let Some(upstream) = generation.upstreams.get(pass.target_name()).cloned() else {
                 return Content::Status(500);
             };
-            let Some(request) = request.take() else {
+            let Some(mut request) = request.take() else {
                 // The request body went to an earlier upstream: an
                 // error_page cannot proxy again (yet).
                 error_log::error(
@@ -313,6 +313,9 @@ async fn serve(
                 );
                 return Content::Status(500);
             };
+            // The exchange took the headers (see server::handle); the
+            // proxy reads both copies.
+            *request.headers_mut() = ex.headers.clone();
             let response = proxy::proxy(request, location, pass, upstream, ex).await;
             // The upstream answered when its header arrived; a 502/504 made
             // here (refused, timed out, no live peers) is our own error.
@@ -332,11 +335,16 @@ async fn serve(
             Source::Direct,
         ),
         Handler::None => {
-            let headers = request
-                .as_ref()
-                .map(|r| r.headers().clone())
-                .unwrap_or_default();
-            match static_files::serve(location, ex, &headers).await {
+            let ex: &Exchange = ex;
+            // The request's headers are in the exchange; once the request
+            // went upstream, a file is served as to a request without any.
+            let none = http::HeaderMap::new();
+            let headers = if request.is_some() {
+                &ex.headers
+            } else {
+                &none
+            };
+            match static_files::serve(location, ex, headers).await {
                 Served::Response(r) => Content::Response(r, Source::Direct),
                 Served::Status(code) => Content::Status(code),
                 Served::Redirect(uri) => Content::Redirect(uri),

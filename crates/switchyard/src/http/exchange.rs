@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use std::collections::HashMap;
 
@@ -49,10 +49,8 @@ pub struct Exchange {
     pub conn: Arc<ConnInfo>,
     /// When the request's header had been read.
     pub start: Instant,
-    /// The same, on the wall clock.
-    pub start_wall: SystemTime,
     /// The method.
-    pub method: String,
+    pub method: http::Method,
     /// The URI as the client sent it.
     pub raw_uri: String,
     /// The normalized path (`$uri`).
@@ -61,7 +59,8 @@ pub struct Exchange {
     pub args: Option<String>,
     /// `HTTP/1.1` etc.
     pub protocol: &'static str,
-    /// Request headers.
+    /// Request headers. They are moved here from the request, which gets
+    /// them back only if it is proxied (see `dispatch`).
     pub headers: HeaderMap,
     /// The first `server_name` of the server that answered.
     pub server_name: String,
@@ -111,12 +110,17 @@ fn protocol_name(version: http::Version) -> &'static str {
 }
 
 impl Exchange {
-    /// Starts recording a request.
-    pub fn new(conn: Arc<ConnInfo>, parts: &http::request::Parts, uri: String) -> Exchange {
+    /// Starts recording a request whose head is `parts` and whose headers
+    /// (taken out of `parts`) are `headers`.
+    pub fn new(
+        conn: Arc<ConnInfo>,
+        parts: &http::request::Parts,
+        headers: HeaderMap,
+        uri: String,
+    ) -> Exchange {
         Exchange {
             start: Instant::now(),
-            start_wall: SystemTime::now(),
-            method: parts.method.as_str().to_string(),
+            method: parts.method.clone(),
             raw_uri: parts
                 .uri
                 .path_and_query()
@@ -125,7 +129,7 @@ impl Exchange {
             uri,
             args: parts.uri.query().map(str::to_string),
             protocol: protocol_name(parts.version),
-            headers: parts.headers.clone(),
+            headers,
             server_name: String::new(),
             status: 0,
             sent_headers: HeaderMap::new(),
@@ -291,7 +295,7 @@ impl VarSource for Exchange {
                 owned(format!("{}.{:03}", d.as_secs(), d.subsec_millis()))
             }
             Var::Request => owned(self.request_line()),
-            Var::RequestMethod => Some(Cow::Borrowed(&self.method)),
+            Var::RequestMethod => Some(Cow::Borrowed(self.method.as_str())),
             Var::RequestUri => Some(Cow::Borrowed(&self.raw_uri)),
             Var::Uri => Some(Cow::Borrowed(&self.uri)),
             Var::Args => self.args.as_deref().map(Cow::Borrowed),

@@ -71,9 +71,8 @@ pub fn check_request(parts: &Parts, limits: &Limits) -> Result<(), Rejection> {
 /// (a long method counts too) and 400 "Request Header Or Cookie Too Large"
 /// for a header line that does not, or a head that fills them all.
 fn check_sizes(parts: &Parts, limits: &Limits) -> Result<(), Rejection> {
-    let target = parts.uri.to_string();
     // "GET /x HTTP/1.1" plus its CRLF.
-    let request_line = parts.method.as_str().len() + 1 + target.len() + 1 + 8 + 2;
+    let request_line = parts.method.as_str().len() + 1 + display_len(&parts.uri) + 1 + 8 + 2;
     if request_line > limits.line {
         return Err(reject(414, "client sent too long URI"));
     }
@@ -90,6 +89,21 @@ fn check_sizes(parts: &Parts, limits: &Limits) -> Result<(), Rejection> {
         }
     }
     Ok(())
+}
+
+/// The length of `value` as displayed, without building the string (this
+/// runs on every request).
+fn display_len(value: &impl std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = std::fmt::write(&mut count, format_args!("{value}"));
+    count.0
 }
 
 /// nginx's parser takes upper-case letters, `_` and `-` in a method.
@@ -284,6 +298,14 @@ mod tests {
 
     fn parts(build: http::request::Builder) -> Parts {
         build.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn display_len_is_the_length_of_the_text() {
+        for uri in ["/", "/a/b?c=d", "http://example.com:8080/x?y", "*"] {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(display_len(&uri), uri.to_string().len());
+        }
     }
 
     const LIMITS: Limits = Limits {

@@ -8,7 +8,7 @@
 //! when the wait in force runs out.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -104,6 +104,97 @@ pub async fn watchdog(activity: Arc<Activity>, header: Duration, keepalive: Dura
             }
             None => return,
         }
+    }
+}
+
+/// Which of the two futures of [`first`] finished.
+pub enum First<A, B> {
+    /// The main one.
+    Main(A),
+    /// The side one.
+    Side(B),
+}
+
+/// Runs `main` and `side` until one finishes, like a two-branch
+/// `select!`, but polls `side` only when its own waker fired (or the task's
+/// waker changed). The connection wakes its task many times per request;
+/// the reload watch and the idle timer beside it rarely have anything to
+/// say, and polling them each time costs a lock and a timer check.
+pub fn first<M, S>(main: M, side: S) -> FirstOf<M, S>
+where
+    M: std::future::Future + Unpin,
+    S: std::future::Future + Unpin,
+{
+    FirstOf {
+        main,
+        side,
+        wake: Arc::new(SideWake {
+            // Set: the first poll polls `side` to register its waker.
+            woken: AtomicBool::new(true),
+            task: std::sync::Mutex::new(None),
+        }),
+        task: None,
+    }
+}
+
+/// The future of [`first`].
+pub struct FirstOf<M, S> {
+    main: M,
+    side: S,
+    wake: Arc<SideWake>,
+    /// The task waker `side` last saw.
+    task: Option<std::task::Waker>,
+}
+
+struct SideWake {
+    woken: AtomicBool,
+    task: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl std::task::Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let task = match self.task.lock() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+impl<M, S> std::future::Future for FirstOf<M, S>
+where
+    M: std::future::Future + Unpin,
+    S: std::future::Future + Unpin,
+{
+    type Output = First<M::Output, S::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let moved = !this.task.as_ref().is_some_and(|t| t.will_wake(cx.waker()));
+        if this.wake.woken.swap(false, Ordering::Acquire) || moved {
+            if moved {
+                this.task = Some(cx.waker().clone());
+                let mut slot = match this.wake.task.lock() {
+                    Ok(t) => t,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                *slot = Some(cx.waker().clone());
+            }
+            let waker = std::task::Waker::from(this.wake.clone());
+            if let Poll::Ready(out) =
+                Pin::new(&mut this.side).poll(&mut Context::from_waker(&waker))
+            {
+                return Poll::Ready(First::Side(out));
+            }
+        }
+        Pin::new(&mut this.main).poll(cx).map(First::Main)
     }
 }
 
@@ -219,6 +310,24 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Finished<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn first_hears_the_side_only_when_it_wakes() {
+        let (tx, mut rx) = tokio::sync::watch::channel(0u8);
+        let side = std::pin::pin!(async move { rx.changed().await.is_ok() });
+        let main = std::pin::pin!(tokio::time::sleep(Duration::from_secs(5)));
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tx.send(1);
+            tx
+        });
+        assert!(matches!(first(main, side).await, First::Side(true)));
+        let _ = sender.await;
+
+        let side = std::pin::pin!(std::future::pending::<()>());
+        let main = std::pin::pin!(tokio::time::sleep(Duration::from_millis(10)));
+        assert!(matches!(first(main, side).await, First::Main(())));
+    }
 
     #[test]
     fn waits_follow_nginx() {

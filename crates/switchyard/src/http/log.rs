@@ -17,6 +17,7 @@ enum Sink {
 /// Where one location's access-log lines go (possibly nowhere).
 pub struct AccessLog {
     targets: Vec<(Sink, Arc<LogFormat>)>,
+    sent_headers: bool,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -42,7 +43,16 @@ impl AccessLog {
             };
             opened.push((sink, t.format.clone()));
         }
-        Ok(AccessLog { targets: opened })
+        let sent_headers = opened.iter().any(|(_, f)| f.reads_sent_headers());
+        Ok(AccessLog {
+            targets: opened,
+            sent_headers,
+        })
+    }
+
+    /// Whether a line reads the response headers (`$sent_http_*`).
+    pub fn reads_sent_headers(&self) -> bool {
+        self.sent_headers
     }
 
     /// Writes `exchange`'s line to every target.

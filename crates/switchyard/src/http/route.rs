@@ -18,8 +18,17 @@ pub fn select_server<'a>(
         .find(|(_, is_default)| *is_default)
         .or_else(|| servers.first())
         .map(|(s, _)| s);
+    // One server on the address answers whatever the Host says.
+    if servers.len() == 1 {
+        return default;
+    }
     let Some(host) = host else { return default };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
+    };
     let host = strip_port(&host);
     if let Some((s, _)) = servers
         .iter()
@@ -117,6 +126,13 @@ pub fn select_location<'a>(
 /// merging slashes, resolving `.` and `..`. `None` means the URI climbs above
 /// the root (nginx answers 400).
 pub fn normalize_uri(path: &str) -> Option<String> {
+    if is_normal(path) {
+        return Some(path.to_string());
+    }
+    normalize_slow(path)
+}
+
+fn normalize_slow(path: &str) -> Option<String> {
     let decoded = percent_decode(path);
     let mut segments: Vec<&str> = Vec::new();
     let trailing_slash =
@@ -139,6 +155,24 @@ pub fn normalize_uri(path: &str) -> Option<String> {
         out.push('/');
     }
     Some(out)
+}
+
+/// Whether `path` is already what `normalize_uri` makes of it: rooted, no
+/// escapes, no empty segment, no segment starting with a dot (which may be
+/// `.` or `..`). Most paths are, and skip the decoding and rebuilding.
+fn is_normal(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut previous = 0u8;
+    for &b in bytes {
+        if b == b'%' || (previous == b'/' && (b == b'/' || b == b'.')) {
+            return false;
+        }
+        previous = b;
+    }
+    true
 }
 
 fn percent_decode(text: &str) -> String {
@@ -172,5 +206,13 @@ mod tests {
         assert_eq!(normalize_uri("/%41%2"), Some("/A%2".to_string()));
         assert_eq!(normalize_uri("/.."), None);
         assert_eq!(normalize_uri("/a/.."), Some("/".to_string()));
+        for path in [
+            "/", "/a", "/a/b/", "/a.b/c.", "/x-y_z", "/.", "/a/.b", "//", "a", "",
+        ] {
+            if is_normal(path) {
+                assert_eq!(normalize_slow(path).as_deref(), Some(path), "{path}");
+            }
+        }
+        assert!(!is_normal("/a/../b") && !is_normal("/a//b") && !is_normal("/%41"));
     }
 }

@@ -141,26 +141,54 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             Ok::<_, Infallible>(response.map(|body| super::idle::Finished::new(body, activity)))
         }
     });
-    let stream = super::idle::Counted::new(stream, activity.clone());
-    let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    let mut connection = std::pin::pin!(connection);
     let mut epoch = shared.epoch.clone();
     epoch.mark_unchanged();
     let watchdog = super::idle::watchdog(
-        activity,
+        activity.clone(),
         settings.client_header_timeout,
         settings.keepalive_timeout,
     );
+    let mut watchdog = std::pin::pin!(watchdog);
+    // Until the client sends something, the connection is its socket and
+    // this task only: hyper's 8 KiB read and write buffers and its 5 KiB
+    // request slot, allocated as soon as it is built, wait for the first
+    // bytes. A peek, not `readable()`: tokio takes an accepted socket as
+    // readable before anything arrives.
+    let mut first = [0u8; 1];
     tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = epoch.changed() => {
+        peeked = stream.peek(&mut first) => {
+            if peeked.is_err() {
+                return;
+            }
+        }
+        _ = epoch.changed() => return,
+        _ = watchdog.as_mut() => return,
+    }
+    let stream = super::idle::Counted::new(stream, activity);
+    let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
+    // Boxed: the task of an idle connection stays small.
+    let mut connection = Box::pin(
+        builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades(),
+    );
+    enum Stop {
+        Reload,
+        Idle,
+    }
+    let side = std::pin::pin!(async {
+        tokio::select! {
+            _ = epoch.changed() => Stop::Reload,
+            _ = watchdog => Stop::Idle,
+        }
+    });
+    match super::idle::first(connection.as_mut(), side).await {
+        super::idle::First::Main(_) => {}
+        super::idle::First::Side(Stop::Reload) => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
-        _ = watchdog => {
+        super::idle::First::Side(Stop::Idle) => {
             // The wait ran out with no request in flight: close, as nginx
             // closes an idle keep-alive connection or a slow head.
             connection.as_mut().graceful_shutdown();
@@ -181,47 +209,49 @@ pub async fn handle(
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| request.uri().host().map(str::to_string));
-    let Some(server) = select_server(servers, host.as_deref()) else {
+        .or_else(|| request.uri().host());
+    let Some(server) = select_server(servers, host) else {
         return respond::error(500, true);
     };
     let server = server.clone();
     let uri = normalize_uri(request.uri().path());
-    let (parts, body) = request.into_parts();
+    let normalized = uri.is_some();
+    let (mut parts, body) = request.into_parts();
     let rejected = super::guard::check_request(
         &parts,
         &super::guard::Limits::from_buffers(server.settings.large_client_header_buffers),
     )
     .err();
+    let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn.clone(),
         &parts,
-        uri.clone().unwrap_or_else(|| parts.uri.path().to_string()),
+        headers,
+        uri.unwrap_or_else(|| parts.uri.path().to_string()),
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
     let request = Request::from_parts(parts, body);
     // Limits come from the location the URI selects before any rewrite.
-    let location = uri
-        .as_deref()
-        .and_then(|u| select_location(&server.locations, u))
-        .cloned();
+    let location = if normalized {
+        select_location(&server.locations, &ex.uri)
+    } else {
+        None
+    };
     let mut settings = location
-        .as_ref()
         .map(|l| l.settings.clone())
         .unwrap_or_else(|| server.settings.clone());
     // A refused request's body is unread and its framing untrusted: close.
     // keepalive_requests: the Nth response on a connection closes it.
-    let close = wants_close(&request)
+    let close = wants_close(&ex.headers, request.version())
         || rejected.is_some()
         || conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
     let mut response = if let Some(rejection) = &rejected {
         let context = proxy::log_context(&ex, None);
         super::guard::refuse(rejection, conn.id, &context, settings.server_tokens)
-    } else if uri.is_none() {
+    } else if !normalized {
         respond::error(400, settings.server_tokens)
-    } else if let Some(too_large) = body_too_large(&request, settings.client_max_body_size) {
+    } else if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
         error_log::error(
             Some(conn.id),
             &format!(
@@ -256,10 +286,13 @@ pub async fn handle(
     let close = close || matches!(response.status().as_u16(), 408 | 413);
     finish_headers(&mut response, settings.server_tokens, close);
     ex.status = response.status().as_u16();
-    ex.header_bytes = estimate_header_bytes(&response);
-    ex.sent_headers = response.headers().clone();
     match generation.access_log(&settings) {
         Some(log) => {
+            // Only a log line reads these; without one they are not made.
+            ex.header_bytes = estimate_header_bytes(&response);
+            if log.reads_sent_headers() {
+                ex.sent_headers = response.headers().clone();
+            }
             let (parts, body) = response.into_parts();
             let on_error: Option<super::body::OnBodyError> =
                 Some(Box::new(|ex: &Exchange, e: &super::body::BoxError| {
@@ -310,24 +343,25 @@ impl http_body::Body for Abort {
     }
 }
 
-fn wants_close<B>(request: &Request<B>) -> bool {
-    let connection = request
-        .headers()
+fn wants_close(headers: &http::HeaderMap, version: Version) -> bool {
+    let connection = headers
         .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.to_ascii_lowercase());
-    match request.version() {
-        Version::HTTP_10 => !connection.is_some_and(|c| c.contains("keep-alive")),
-        _ => connection.is_some_and(|c| c.contains("close")),
+        .filter(|v| v.to_str().is_ok())
+        .map(|v| v.as_bytes());
+    let says = |word: &[u8]| {
+        connection.is_some_and(|c| c.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word)))
+    };
+    match version {
+        Version::HTTP_10 => !says(b"keep-alive"),
+        _ => says(b"close"),
     }
 }
 
-fn body_too_large<B>(request: &Request<B>, limit: u64) -> Option<u64> {
+fn body_too_large(headers: &http::HeaderMap, limit: u64) -> Option<u64> {
     if limit == 0 {
         return None;
     }
-    let length = request
-        .headers()
+    let length = headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?

@@ -1,6 +1,6 @@
 //! `log_format`: a template plus nginx's escaping of variable values.
 
-use crate::vars::{Segment, Template, TemplateError, VarSource};
+use crate::vars::{Segment, Template, TemplateError, Var, VarSource};
 
 /// How variable values are escaped in a log line (`escape=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,16 @@ impl LogFormat {
                 escape: Escape::Default,
             },
         }
+    }
+
+    /// Whether a line may show response headers (`$sent_http_*`, or a
+    /// `map` variable, whose value may name one): the request's copy of
+    /// them is kept only for such a format.
+    pub fn reads_sent_headers(&self) -> bool {
+        self.template
+            .segments()
+            .iter()
+            .any(|s| matches!(s, Segment::Var(Var::SentHttp(_) | Var::User(_))))
     }
 
     /// Renders one line (without the newline). A variable that is not
@@ -114,6 +124,13 @@ mod tests {
                 _ => None,
             }
         }
+    }
+
+    #[test]
+    fn knows_when_it_reads_sent_headers() {
+        assert!(!LogFormat::combined().reads_sent_headers());
+        let f = LogFormat::compile("$status $sent_http_content_type", Escape::Default).unwrap();
+        assert!(f.reads_sent_headers());
     }
 
     #[test]
