@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use crate::http::h1::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::config::model::{Handler, LocationConfig, LocationMatch, ServerConfig, Settings};
 use crate::observe::error_log;
@@ -54,7 +54,7 @@ enum Content {
 /// Serves a request on `server`; returns the reply and the settings of the
 /// configuration that answered (for logging and connection handling).
 pub async fn respond(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     server: &Arc<ServerConfig>,
     ex: &mut Exchange,
     generation: &Arc<Generation>,
@@ -104,7 +104,7 @@ pub async fn respond_status(
 async fn run(
     mut content: Content,
     mut settings: Arc<Settings>,
-    mut request: Option<Request<Incoming>>,
+    mut request: Option<Request<RequestBody>>,
     server: &Arc<ServerConfig>,
     ex: &mut Exchange,
     generation: &Arc<Generation>,
@@ -224,7 +224,7 @@ async fn find_and_serve(
     server: &Arc<ServerConfig>,
     ex: &mut Exchange,
     generation: &Arc<Generation>,
-    request: &mut Option<Request<Incoming>>,
+    request: &mut Option<Request<RequestBody>>,
 ) -> (Arc<LocationConfig>, Content) {
     let found = select_location(&server.locations, &ex.uri).cloned();
     let found = found.unwrap_or_else(|| {
@@ -294,7 +294,7 @@ async fn serve(
     location: &Arc<LocationConfig>,
     ex: &mut Exchange,
     generation: &Arc<Generation>,
-    request: &mut Option<Request<Incoming>>,
+    request: &mut Option<Request<RequestBody>>,
 ) -> Content {
     match &location.handler {
         Handler::Proxy(pass) => {

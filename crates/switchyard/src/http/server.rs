@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::h1::body::RequestBody;
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -107,6 +107,63 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
     if settings.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }
+    let mut epoch = shared.epoch.clone();
+    epoch.mark_unchanged();
+    // The fast path serves plain requests itself and hands the rest to
+    // hyper (http/h1). Without keep-alive there is nothing for it to save.
+    let mut prefix = bytes::Bytes::new();
+    let mut stream = stream;
+    if !settings.keepalive_timeout.is_zero() {
+        let context = super::h1::conn::ConnectionContext {
+            generation: generation.clone(),
+            conn: conn.clone(),
+            listener: listener_metrics.clone(),
+            header_timeout: settings.client_header_timeout,
+            keepalive_timeout: settings.keepalive_timeout,
+            send_timeout: settings.send_timeout,
+        };
+        match super::h1::conn::serve(stream, context, &mut epoch).await {
+            super::h1::conn::Outcome::Done => return,
+            super::h1::conn::Outcome::Fallback(rest, read) => {
+                stream = rest;
+                prefix = read;
+            }
+        }
+    }
+    // Boxed: the state hyper needs is not part of every connection's task.
+    Box::pin(serve_with_hyper(
+        stream,
+        prefix,
+        HyperContext {
+            generation,
+            conn,
+            listener_metrics,
+            settings,
+            epoch,
+        },
+    ))
+    .await;
+}
+
+/// What a connection served by hyper needs.
+struct HyperContext {
+    generation: Arc<Generation>,
+    conn: Arc<ConnInfo>,
+    listener_metrics: Arc<crate::observe::metrics::ListenerMetrics>,
+    settings: Arc<crate::config::model::Settings>,
+    epoch: watch::Receiver<u64>,
+}
+
+/// Serves a connection with hyper; `prefix` holds bytes already read from it.
+async fn serve_with_hyper(stream: TcpStream, prefix: bytes::Bytes, context: HyperContext) {
+    let HyperContext {
+        generation,
+        conn,
+        listener_metrics,
+        settings,
+        mut epoch,
+    } = context;
+    let id = conn.id;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -136,13 +193,12 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             metrics.requests.fetch_add(1, Ordering::Relaxed);
             listener_metrics.requests.fetch_add(1, Ordering::Relaxed);
             metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+            let request = request.map(RequestBody::Hyper);
             let response = handle(request, conn, generation).await;
             metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
             Ok::<_, Infallible>(response.map(|body| super::idle::Finished::new(body, activity)))
         }
     });
-    let mut epoch = shared.epoch.clone();
-    epoch.mark_unchanged();
     let watchdog = super::idle::watchdog(
         activity.clone(),
         settings.client_header_timeout,
@@ -155,15 +211,18 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
     // bytes. A peek, not `readable()`: tokio takes an accepted socket as
     // readable before anything arrives.
     let mut first = [0u8; 1];
-    tokio::select! {
-        peeked = stream.peek(&mut first) => {
-            if peeked.is_err() {
-                return;
+    if prefix.is_empty() {
+        tokio::select! {
+            peeked = stream.peek(&mut first) => {
+                if peeked.is_err() {
+                    return;
+                }
             }
+            _ = epoch.changed() => return,
+            _ = watchdog.as_mut() => return,
         }
-        _ = epoch.changed() => return,
-        _ = watchdog.as_mut() => return,
     }
+    let stream = super::rewind::Rewind::new(prefix, stream);
     let stream = super::idle::Counted::new(stream, activity);
     let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
     // Boxed: the task of an idle connection stays small.
@@ -199,7 +258,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
 
 /// Serves one request.
 pub async fn handle(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     conn: Arc<ConnInfo>,
     generation: Arc<Generation>,
 ) -> Response<ResponseBody> {

@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::http::h1::body::RequestBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use http_body_util::BodyExt;
 
@@ -21,14 +21,14 @@ pub struct BodyTooLarge;
 
 /// The client's body, failing once it passes `limit` bytes (0: no limit).
 pub struct Limited {
-    inner: Incoming,
+    inner: RequestBody,
     seen: u64,
     limit: u64,
 }
 
 impl Limited {
     /// Wraps `inner`.
-    pub fn new(inner: Incoming, limit: u64) -> Limited {
+    pub fn new(inner: RequestBody, limit: u64) -> Limited {
         Limited {
             inner,
             seen: 0,
@@ -56,7 +56,7 @@ impl Body for Limited {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -94,7 +94,11 @@ impl Drop for PeerGuard {
 pub struct ClientBodyTimeout;
 
 /// The client's body as it streams up: capped at `limit`, each read within `timeout`.
-pub fn client_body(incoming: Incoming, limit: u64, timeout: std::time::Duration) -> ResponseBody {
+pub fn client_body(
+    incoming: RequestBody,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> ResponseBody {
     crate::http::body::TimedBody::new(Limited::new(incoming, limit), timeout)
         .map_err(|e| -> BoxError {
             if e.is::<crate::http::body::ReadTimeout>() {

@@ -13,10 +13,10 @@ mod wire;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::http::h1::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -131,7 +131,7 @@ fn idempotent(method: &http::Method) -> bool {
 
 /// Serves a request through `proxy_pass`.
 pub async fn proxy(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     location: &LocationConfig,
     pass: &ProxyPass,
     upstream: Arc<Upstream>,

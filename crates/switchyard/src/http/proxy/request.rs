@@ -2,11 +2,11 @@
 //! rules (`proxy_set_header` defaults, `proxy_pass` URI replacement,
 //! `proxy_method`, `proxy_pass_request_*`, `proxy_set_body`).
 
+use crate::http::h1::body::RequestBody;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::body::client_body;
 use super::send::UpBody;
@@ -35,7 +35,7 @@ pub const RETRY_BUFFER: u64 = 64 * 1024;
 /// Reads a whole body, refusing more than `limit` bytes (0: no limit) with
 /// 413, and a client that stalls longer than `timeout` between reads with 408.
 pub async fn read_limited(
-    mut incoming: Incoming,
+    mut incoming: RequestBody,
     limit: u64,
     timeout: std::time::Duration,
 ) -> Result<Bytes, u16> {
@@ -61,7 +61,7 @@ pub async fn prepare_body(
     settings: &Settings,
     ex: &Exchange,
     headers: &HeaderMap,
-    incoming: Incoming,
+    incoming: RequestBody,
 ) -> Result<(UpBody, Option<u64>), u16> {
     if let Some(body) = &settings.proxy_set_body {
         let text = body.render(ex);

@@ -8,6 +8,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+pub use crate::http::h1::has_token;
+use crate::http::h1::trim;
+
 /// The most header lines a response head may have (hyper's limit too).
 const MAX_HEADERS: usize = 128;
 
@@ -215,25 +218,6 @@ fn framing(headers: &HeaderMap, status: StatusCode, method: &Method) -> Result<F
         Some(n) => Framing::Length(n),
         None => Framing::Close,
     })
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
-}
-
-/// Whether a comma-separated header value lists `token` (any case).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| trim(t).eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

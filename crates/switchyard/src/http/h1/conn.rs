@@ -1,0 +1,438 @@
+//! One client connection on the fast path: wait for a head (no buffer
+//! while idle), serve it, write the response, repeat; hand the connection
+//! to hyper at the first request the fast path does not take.
+//!
+//! nginx's waits apply as in `http/idle.rs`: the first head must arrive
+//! within `client_header_timeout` of the accept; between requests the
+//! connection may idle for `keepalive_timeout`, and a head that has started
+//! must be complete within `client_header_timeout` of its first byte.
+//! Writes that make no progress for `send_timeout` end the connection.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use http_body::Body;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::io::poll_read_buf;
+
+use super::body::{Feed, RequestBody};
+use super::head::{self, Head};
+use super::response::{encode_head, Framing};
+use crate::http::body::ResponseBody;
+use crate::http::exchange::ConnInfo;
+use crate::http::generation::Generation;
+use crate::observe::error_log;
+use crate::observe::metrics::ListenerMetrics;
+
+/// A head longer than this goes to hyper (which applies
+/// `large_client_header_buffers`); ordinary heads are far shorter.
+const HEAD_LIMIT: usize = 8192;
+
+/// The first read of a head, and of a body chunk.
+const READ_SIZE: usize = 4096;
+
+/// How a fast-path connection ended.
+pub enum Outcome {
+    /// Served and closed.
+    Done,
+    /// A request the fast path does not take: hyper serves the connection
+    /// from here, starting with these bytes already read.
+    Fallback(TcpStream, Bytes),
+}
+
+/// What a connection needs besides its socket.
+pub struct ConnectionContext {
+    /// The configuration it was accepted under.
+    pub generation: Arc<Generation>,
+    /// Its identity and counters.
+    pub conn: Arc<ConnInfo>,
+    /// Its listener's counters.
+    pub listener: Arc<ListenerMetrics>,
+    /// `client_header_timeout`.
+    pub header_timeout: Duration,
+    /// `keepalive_timeout` (not zero: a zero one goes to hyper).
+    pub keepalive_timeout: Duration,
+    /// `send_timeout` (zero: none).
+    pub send_timeout: Duration,
+}
+
+enum Wait {
+    Head(http::request::Parts, u64),
+    Fallback(Option<Bytes>),
+    Close,
+}
+
+/// Serves `stream` until it closes or needs hyper.
+pub async fn serve(
+    mut stream: TcpStream,
+    cx: ConnectionContext,
+    epoch: &mut watch::Receiver<u64>,
+) -> Outcome {
+    let accepted = Instant::now();
+    let mut buffer = BytesMut::new();
+    let mut first = true;
+    loop {
+        let (parts, body_length) =
+            match wait_for_head(&mut stream, &mut buffer, first, accepted, &cx, epoch).await {
+                Wait::Head(parts, length) => (parts, length),
+                Wait::Fallback(None) => return Outcome::Fallback(stream, buffer.freeze()),
+                Wait::Fallback(Some(head)) => {
+                    let mut read = BytesMut::with_capacity(head.len() + buffer.len());
+                    read.extend_from_slice(&head);
+                    read.extend_from_slice(&buffer);
+                    return Outcome::Fallback(stream, read.freeze());
+                }
+                Wait::Close => {
+                    let _ = stream.shutdown().await;
+                    return Outcome::Done;
+                }
+            };
+        first = false;
+        // Boxed: an idle connection's task holds only the wait for a head.
+        let keep = Box::pin(serve_one(
+            &mut stream,
+            &mut buffer,
+            parts,
+            body_length,
+            &cx,
+            epoch,
+        ))
+        .await;
+        if !keep {
+            let _ = stream.shutdown().await;
+            return Outcome::Done;
+        }
+        if buffer.is_empty() {
+            // Idle: hold no buffer until the next request starts.
+            buffer = BytesMut::new();
+        }
+    }
+}
+
+async fn wait_for_head(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    first: bool,
+    accepted: Instant,
+    cx: &ConnectionContext,
+    epoch: &mut watch::Receiver<u64>,
+) -> Wait {
+    let idle_since = Instant::now();
+    let mut head_started = (!buffer.is_empty()).then(Instant::now);
+    loop {
+        if !buffer.is_empty() {
+            match head::parse(buffer, HEAD_LIMIT) {
+                Head::Serve { parts, body } => return Wait::Head(parts, body),
+                Head::Fallback(head) => return Wait::Fallback(head),
+                Head::Partial => {}
+            }
+        }
+        let deadline = if first {
+            accepted + cx.header_timeout
+        } else if let Some(started) = head_started {
+            started + cx.header_timeout
+        } else {
+            idle_since + cx.keepalive_timeout
+        };
+        let idle = buffer.is_empty();
+        tokio::select! {
+            // Bytes that have arrived are read before any reason to close.
+            biased;
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    return Wait::Close;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => return Wait::Close,
+            // A reload or graceful stop: an idle connection closes now.
+            _ = epoch.changed(), if idle => return Wait::Close,
+        }
+        if buffer.capacity() - buffer.len() < 1024 {
+            buffer.reserve(READ_SIZE);
+        }
+        // One try: tokio takes a new socket as readable before anything
+        // has arrived. tokio's own read (not `try_read`) notices a short
+        // read, so the next wait really waits.
+        let read =
+            std::future::poll_fn(|c| Poll::Ready(poll_read_buf(Pin::new(&mut *stream), c, buffer)))
+                .await;
+        match read {
+            // Closed, or half-closed with no request: nothing to answer.
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Wait::Close,
+            Poll::Ready(Ok(_)) => {
+                head_started.get_or_insert_with(Instant::now);
+            }
+            Poll::Pending => {
+                if buffer.is_empty() {
+                    *buffer = BytesMut::new();
+                }
+            }
+        }
+    }
+}
+
+/// Serves one request; whether the connection may carry another.
+async fn serve_one(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    parts: http::request::Parts,
+    body_length: u64,
+    cx: &ConnectionContext,
+    epoch: &mut watch::Receiver<u64>,
+) -> bool {
+    let (feed, body) = if body_length > 0 {
+        let (feed, body) = Feed::new(body_length);
+        (Some(feed), RequestBody::Fed(body))
+    } else {
+        (None, RequestBody::Empty)
+    };
+    let metrics = crate::observe::metrics::global();
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    cx.listener.requests.fetch_add(1, Ordering::Relaxed);
+    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let handler = Box::pin(crate::http::server::handle(
+        Request::from_parts(parts, body),
+        cx.conn.clone(),
+        cx.generation.clone(),
+    ));
+    let response = drive(stream, buffer, feed.as_ref(), handler).await;
+    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let Some(mut response) = response else {
+        return false;
+    };
+    let reloading = epoch.has_changed().unwrap_or(true);
+    if reloading && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        // Finish this one on the old configuration, then close.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let close_asked = response
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| super::has_token(v.as_bytes(), b"close"));
+    let complete = write_response(stream, buffer, feed.as_ref(), response, cx).await;
+    // A body the handler left unread: what has arrived is dropped; if more
+    // is due, the connection closes rather than wait for it.
+    let unread = feed.as_ref().map_or(0, Feed::remaining);
+    let drained = if unread > 0 && (buffer.len() as u64) >= unread {
+        buffer.advance(unread as usize);
+        true
+    } else {
+        unread == 0
+    };
+    complete && drained && !close_asked
+}
+
+/// Polls the handler, feeding the request body from the socket whenever
+/// the handler waits for it. `None`: the connection broke.
+async fn drive(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    feed: Option<&Feed>,
+    mut handler: Pin<Box<impl Future<Output = Response<ResponseBody>>>>,
+) -> Option<Response<ResponseBody>> {
+    std::future::poll_fn(|c| loop {
+        if let Poll::Ready(response) = handler.as_mut().poll(c) {
+            return Poll::Ready(Some(response));
+        }
+        if !feed_step(stream, buffer, feed, c) {
+            return Poll::Pending;
+        }
+    })
+    .await
+}
+
+/// Gives the request body what it waits for: bytes already read, or a
+/// read from the socket. Whether anything was handed over.
+fn feed_step(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    feed: Option<&Feed>,
+    c: &mut Context<'_>,
+) -> bool {
+    let Some(feed) = feed else { return false };
+    let wanted = feed.wanted();
+    if wanted == 0 {
+        return false;
+    }
+    if buffer.is_empty() {
+        if buffer.capacity() < READ_SIZE {
+            buffer.reserve(16 * 1024);
+        }
+        match poll_read_buf(Pin::new(&mut *stream), c, buffer) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                feed.cut();
+                return true;
+            }
+            Poll::Ready(Ok(_)) => {}
+            Poll::Pending => return false,
+        }
+    }
+    let take = usize::try_from(wanted)
+        .unwrap_or(usize::MAX)
+        .min(buffer.len());
+    feed.deliver(buffer.split_to(take).freeze());
+    true
+}
+
+/// Writes the response; whether it went out complete (the connection can
+/// carry another request).
+async fn write_response(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    feed: Option<&Feed>,
+    response: Response<ResponseBody>,
+    cx: &ConnectionContext,
+) -> bool {
+    let (parts, mut body) = response.into_parts();
+    let mut head = Vec::with_capacity(256);
+    let framing = encode_head(&mut head, parts.status, &parts.headers, &body.size_hint());
+    let mut writer = Writer {
+        out: VecDeque::with_capacity(4),
+        framing,
+        left: match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        },
+        ended: None,
+    };
+    writer.out.push_back(Bytes::from(head));
+    if matches!(framing, Framing::Empty | Framing::Length(0)) {
+        writer.ended = Some(true);
+    }
+    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // The first piece of body goes out with the head when it is ready at
+    // once; a body that fails before anything was written sends nothing
+    // at all (`return 444`, an upstream that broke at once).
+    if writer.ended.is_none() {
+        let first = std::future::poll_fn(|c| Poll::Ready(Pin::new(&mut body).poll_frame(c))).await;
+        match first {
+            Poll::Ready(Some(Err(_))) => return false,
+            Poll::Ready(frame) => writer.take(frame),
+            Poll::Pending => {}
+        }
+    }
+    std::future::poll_fn(|c| loop {
+        while !writer.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let mut used = 0;
+            for (slot, piece) in slices.iter_mut().zip(&writer.out) {
+                *slot = IoSlice::new(piece);
+                used += 1;
+            }
+            match Pin::new(&mut *stream).poll_write_vectored(c, &slices[..used]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Ready(Ok(n)) => {
+                    stall = None;
+                    advance(&mut writer.out, n);
+                }
+                Poll::Pending => {
+                    if feed_step(stream, buffer, feed, c) {
+                        continue;
+                    }
+                    if !cx.send_timeout.is_zero() {
+                        let sleep = stall
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(cx.send_timeout)));
+                        if sleep.as_mut().poll(c).is_ready() {
+                            error_log::log(
+                                crate::observe::ErrorLevel::Info,
+                                Some(cx.conn.id),
+                                "client timed out (110: Connection timed out) while sending response to client",
+                            );
+                            return Poll::Ready(false);
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        if let Some(complete) = writer.ended {
+            return Poll::Ready(complete);
+        }
+        match Pin::new(&mut body).poll_frame(c) {
+            // A body that breaks mid-way: the client sees the cut.
+            Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+            Poll::Ready(frame) => writer.take(frame),
+            Poll::Pending => {
+                if !feed_step(stream, buffer, feed, c) {
+                    return Poll::Pending;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// The response's bytes on their way out.
+struct Writer {
+    out: VecDeque<Bytes>,
+    framing: Framing,
+    /// Body bytes still due under `Content-Length`.
+    left: u64,
+    /// The body has ended: whether it was complete.
+    ended: Option<bool>,
+}
+
+impl Writer {
+    /// Queues a frame of the body (`None`: its end).
+    fn take(
+        &mut self,
+        frame: Option<Result<http_body::Frame<Bytes>, crate::http::body::BoxError>>,
+    ) {
+        match frame {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { return };
+                if data.is_empty() {
+                    return;
+                }
+                if self.framing == Framing::Chunked {
+                    self.out
+                        .push_back(Bytes::from(format!("{:X}\r\n", data.len())));
+                    self.out.push_back(data);
+                    self.out.push_back(Bytes::from_static(b"\r\n"));
+                } else {
+                    let n = (data.len() as u64).min(self.left);
+                    self.left -= n;
+                    self.out.push_back(data.slice(..n as usize));
+                    if self.left == 0 {
+                        self.ended = Some(true);
+                    }
+                }
+            }
+            None => {
+                if self.framing == Framing::Chunked {
+                    self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                }
+                // Shorter than announced: the connection must close.
+                self.ended = Some(self.left == 0);
+            }
+            Some(Err(_)) => self.ended = Some(false),
+        }
+    }
+}
+
+fn advance(out: &mut VecDeque<Bytes>, mut written: usize) {
+    while written > 0 {
+        let Some(front) = out.front_mut() else { return };
+        if written >= front.len() {
+            written -= front.len();
+            out.pop_front();
+        } else {
+            front.advance(written);
+            written = 0;
+        }
+    }
+}
