@@ -523,3 +523,44 @@ fn keepalive_timeout_and_client_header_timeout_are_separate() {
         "{later_head:?}"
     );
 }
+
+/// A kept-alive connection idle past a quarter second leaves its task for
+/// the worker's parking lot (http/h1/park.rs): it must still serve its next
+/// request, one after another, and a reload must close it like any idle one.
+#[test]
+fn long_idle_connections_park_serve_again_and_close_on_reload() {
+    let port = free_port();
+    let conf = format!(
+        "keepalive_timeout 30s;\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\"; }} }}"
+    );
+    let balancer = Balancer::start_http(&conf, &[port]);
+    let mut s = TcpStream::connect(local(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    for round in 0..3 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let r = support::read_response(&mut reader).unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "round {round}");
+        // Well past the park threshold.
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // A body sent to a parked connection arrives whole.
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    assert_eq!(support::read_response(&mut reader).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(700));
+    balancer.signal(libc::SIGHUP);
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "a parked connection outlived a reload by {:?}",
+        t.elapsed()
+    );
+    // And the balancer still serves.
+    let r = support::get(port, "/");
+    assert_eq!(r.status, 200);
+}

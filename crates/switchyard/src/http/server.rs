@@ -74,17 +74,35 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         metrics.handled.fetch_add(1, Ordering::Relaxed);
         metrics.active.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, remote, shared).await;
-            crate::observe::metrics::global()
-                .active
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
+        tokio::spawn(serve_connection(stream, remote, shared, Slot(permit)));
     }
 }
 
-async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+/// A connection's place under `worker_connections`: held wherever the
+/// connection is (its task, or the parking lot), given back when it closes.
+pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        crate::observe::metrics::global()
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a connection carries from request to request, wherever it waits.
+pub struct ConnState {
+    /// The fast path's context.
+    pub context: super::h1::conn::ConnectionContext,
+    /// The connection-level settings (of the address's default server).
+    pub settings: Arc<crate::config::model::Settings>,
+    /// Reloads and graceful stops.
+    pub epoch: watch::Receiver<u64>,
+    /// Its place under `worker_connections`.
+    pub slot: Slot,
+}
+
+async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>, slot: Slot) {
     let generation = shared.current.load_full();
     let local = stream.local_addr().unwrap_or(remote);
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
@@ -109,40 +127,64 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
     }
     let mut epoch = shared.epoch.clone();
     epoch.mark_unchanged();
-    // The fast path serves plain requests itself and hands the rest to
-    // hyper (http/h1). Without keep-alive there is nothing for it to save.
-    let mut prefix = bytes::Bytes::new();
-    let mut stream = stream;
-    if !settings.keepalive_timeout.is_zero() {
-        let context = super::h1::conn::ConnectionContext {
-            generation: generation.clone(),
-            conn: conn.clone(),
-            listener: listener_metrics.clone(),
+    let state = ConnState {
+        context: super::h1::conn::ConnectionContext {
+            generation,
+            conn,
+            listener: listener_metrics,
             header_timeout: settings.client_header_timeout,
             keepalive_timeout: settings.keepalive_timeout,
             send_timeout: settings.send_timeout,
-        };
-        match super::h1::conn::serve(stream, context, &mut epoch).await {
-            super::h1::conn::Outcome::Done => return,
-            super::h1::conn::Outcome::Fallback(rest, read) => {
+            park: true,
+        },
+        settings,
+        epoch,
+        slot,
+    };
+    resume(stream, state, super::h1::conn::Waiting::accepted()).await;
+}
+
+/// Serves a connection from where it stands: new, or back from the
+/// parking lot with bytes to read.
+pub async fn resume(stream: TcpStream, mut state: ConnState, waiting: super::h1::conn::Waiting) {
+    use super::h1::conn::{serve, Outcome};
+    let mut prefix = bytes::Bytes::new();
+    let mut stream = stream;
+    // The fast path serves plain requests itself and hands the rest to
+    // hyper (http/h1). Without keep-alive there is nothing for it to save.
+    if !state.settings.keepalive_timeout.is_zero() {
+        match serve(stream, &state.context, &mut state.epoch, waiting).await {
+            Outcome::Done => return,
+            Outcome::Park(stream, waiting) => {
+                super::h1::park::park(stream, state, waiting);
+                return;
+            }
+            Outcome::Fallback(rest, read) => {
                 stream = rest;
                 prefix = read;
             }
         }
     }
+    let ConnState {
+        context,
+        settings,
+        epoch,
+        slot,
+    } = state;
     // Boxed: the state hyper needs is not part of every connection's task.
     Box::pin(serve_with_hyper(
         stream,
         prefix,
         HyperContext {
-            generation,
-            conn,
-            listener_metrics,
+            generation: context.generation,
+            conn: context.conn,
+            listener_metrics: context.listener,
             settings,
             epoch,
         },
     ))
     .await;
+    drop(slot);
 }
 
 /// What a connection served by hyper needs.

@@ -49,6 +49,45 @@ pub enum Outcome {
     /// A request the fast path does not take: hyper serves the connection
     /// from here, starting with these bytes already read.
     Fallback(TcpStream, Bytes),
+    /// Idle long enough to park (http/h1/park.rs), waiting as it says.
+    Park(TcpStream, Waiting),
+}
+
+/// Which wait a connection is in, and since when.
+#[derive(Debug, Clone, Copy)]
+pub struct Waiting {
+    /// No request yet: the first head is due `client_header_timeout`
+    /// after the accept. Else the connection is kept alive.
+    pub first: bool,
+    /// The accept, or the end of the last response.
+    pub since: Instant,
+    /// When an idle connection parks (http/h1/park.rs).
+    pub park_at: Instant,
+}
+
+impl Waiting {
+    /// A connection accepted just now.
+    pub fn accepted() -> Waiting {
+        Waiting::from(true, Instant::now())
+    }
+
+    /// A wait that began at `since`.
+    pub fn from(first: bool, since: Instant) -> Waiting {
+        Waiting {
+            first,
+            since,
+            park_at: since + super::park::PARK_AFTER,
+        }
+    }
+
+    /// When the wait runs out if no byte arrives.
+    pub fn deadline(&self, cx: &ConnectionContext) -> Instant {
+        if self.first {
+            self.since + cx.header_timeout
+        } else {
+            self.since + cx.keepalive_timeout
+        }
+    }
 }
 
 /// What a connection needs besides its socket.
@@ -65,26 +104,28 @@ pub struct ConnectionContext {
     pub keepalive_timeout: Duration,
     /// `send_timeout` (zero: none).
     pub send_timeout: Duration,
+    /// Whether an idle connection may park (http/h1/park.rs).
+    pub park: bool,
 }
 
 enum Wait {
     Head(http::request::Parts, u64),
     Fallback(Option<Bytes>),
+    Park,
     Close,
 }
 
 /// Serves `stream` until it closes or needs hyper.
 pub async fn serve(
     mut stream: TcpStream,
-    cx: ConnectionContext,
+    cx: &ConnectionContext,
     epoch: &mut watch::Receiver<u64>,
+    mut waiting: Waiting,
 ) -> Outcome {
-    let accepted = Instant::now();
     let mut buffer = BytesMut::new();
-    let mut first = true;
     loop {
         let (parts, body_length) =
-            match wait_for_head(&mut stream, &mut buffer, first, accepted, &cx, epoch).await {
+            match wait_for_head(&mut stream, &mut buffer, waiting, cx, epoch).await {
                 Wait::Head(parts, length) => (parts, length),
                 Wait::Fallback(None) => return Outcome::Fallback(stream, buffer.freeze()),
                 Wait::Fallback(Some(head)) => {
@@ -93,19 +134,19 @@ pub async fn serve(
                     read.extend_from_slice(&buffer);
                     return Outcome::Fallback(stream, read.freeze());
                 }
+                Wait::Park => return Outcome::Park(stream, waiting),
                 Wait::Close => {
                     let _ = stream.shutdown().await;
                     return Outcome::Done;
                 }
             };
-        first = false;
         // Boxed: an idle connection's task holds only the wait for a head.
         let keep = Box::pin(serve_one(
             &mut stream,
             &mut buffer,
             parts,
             body_length,
-            &cx,
+            cx,
             epoch,
         ))
         .await;
@@ -117,18 +158,17 @@ pub async fn serve(
             // Idle: hold no buffer until the next request starts.
             buffer = BytesMut::new();
         }
+        waiting = Waiting::from(false, Instant::now());
     }
 }
 
 async fn wait_for_head(
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
-    first: bool,
-    accepted: Instant,
+    waiting: Waiting,
     cx: &ConnectionContext,
     epoch: &mut watch::Receiver<u64>,
 ) -> Wait {
-    let idle_since = Instant::now();
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
     loop {
         if !buffer.is_empty() {
@@ -138,14 +178,14 @@ async fn wait_for_head(
                 Head::Partial => {}
             }
         }
-        let deadline = if first {
-            accepted + cx.header_timeout
-        } else if let Some(started) = head_started {
-            started + cx.header_timeout
-        } else {
-            idle_since + cx.keepalive_timeout
+        let deadline = match head_started {
+            Some(started) if !waiting.first => started + cx.header_timeout,
+            _ => waiting.deadline(cx),
         };
         let idle = buffer.is_empty();
+        // One timer: the deadline, or earlier, the moment to park.
+        let parks = idle && cx.park && waiting.park_at < deadline;
+        let wake = if parks { waiting.park_at } else { deadline };
         tokio::select! {
             // Bytes that have arrived are read before any reason to close.
             biased;
@@ -154,7 +194,9 @@ async fn wait_for_head(
                     return Wait::Close;
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()) => return Wait::Close,
+            _ = tokio::time::sleep_until(wake.into()) => {
+                return if parks { Wait::Park } else { Wait::Close };
+            }
             // A reload or graceful stop: an idle connection closes now.
             _ = epoch.changed(), if idle => return Wait::Close,
         }
@@ -207,6 +249,7 @@ async fn serve_one(
         cx.generation.clone(),
     ));
     let response = drive(stream, buffer, feed.as_ref(), handler).await;
+
     metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let Some(mut response) = response else {
         return false;
@@ -224,6 +267,7 @@ async fn serve_one(
         .iter()
         .any(|v| super::has_token(v.as_bytes(), b"close"));
     let complete = write_response(stream, buffer, feed.as_ref(), response, cx).await;
+
     // A body the handler left unread: what has arrived is dropped; if more
     // is due, the connection closes rather than wait for it.
     let unread = feed.as_ref().map_or(0, Feed::remaining);

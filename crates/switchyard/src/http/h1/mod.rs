@@ -9,6 +9,7 @@
 pub mod body;
 pub mod conn;
 pub mod head;
+pub mod park;
 pub mod response;
 
 /// Whether a comma-separated header value lists `token` (any case).
