@@ -60,7 +60,7 @@ pub async fn respond(
     generation: &Arc<Generation>,
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
-        ex.maps = http.maps.clone();
+        ex.maps = Some(http.maps.clone());
     }
     realip::apply(&server.settings.real_ip, ex);
     let mut settings = server.settings.clone();
@@ -87,7 +87,7 @@ pub async fn respond_status(
     generation: &Arc<Generation>,
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
-        ex.maps = http.maps.clone();
+        ex.maps = Some(http.maps.clone());
     }
     run(
         Content::Status(code),
