@@ -46,7 +46,12 @@ pub struct ReadTimeout;
 pub struct TimedBody<B> {
     inner: B,
     timeout: Duration,
+    /// Kept across frames and reset when a wait starts: a new timer per
+    /// wait cost an allocation, a registration and a deregistration.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` times the current wait (it is left registered
+    /// after a frame arrives; an early wake-up from it is harmless).
+    armed: bool,
 }
 
 impl<B> TimedBody<B> {
@@ -56,7 +61,30 @@ impl<B> TimedBody<B> {
             inner,
             timeout,
             sleep: None,
+            armed: false,
         }
+    }
+}
+
+/// Starts timing a wait of `timeout` on `sleep` unless `armed` says it
+/// already times this one, then polls it.
+pub(crate) fn poll_wait(
+    sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: &mut bool,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if !*armed {
+        *armed = true;
+        let deadline = tokio::time::Instant::now() + timeout;
+        match sleep {
+            Some(s) => s.as_mut().reset(deadline),
+            None => *sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+    match sleep {
+        Some(s) => s.as_mut().poll(cx),
+        None => Poll::Pending,
     }
 }
 
@@ -75,19 +103,13 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.sleep = None;
+                this.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => {
-                let timeout = this.timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimeout)))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match poll_wait(&mut this.sleep, &mut this.armed, this.timeout, cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimeout)))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -173,5 +195,45 @@ impl Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Channel(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl Body for Channel {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn each_wait_gets_the_whole_timeout() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut body = TimedBody::new(Channel(rx), Duration::from_millis(150));
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tx.send(Bytes::from_static(b"x")).await;
+            }
+            // Then silence, longer than the timeout.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        // 4 x 50 ms is longer than the timeout; no single wait is.
+        for _ in 0..4 {
+            let frame = body.frame().await;
+            assert!(matches!(frame, Some(Ok(_))));
+        }
+        let timed_out = body.frame().await;
+        assert!(matches!(timed_out, Some(Err(e)) if e.is::<ReadTimeout>()));
     }
 }

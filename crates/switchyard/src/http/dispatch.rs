@@ -60,7 +60,7 @@ pub async fn respond(
     generation: &Arc<Generation>,
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
-        ex.maps = http.maps.clone();
+        ex.maps = Some(http.maps.clone());
     }
     realip::apply(&server.settings.real_ip, ex);
     let mut settings = server.settings.clone();
@@ -87,7 +87,7 @@ pub async fn respond_status(
     generation: &Arc<Generation>,
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
-        ex.maps = http.maps.clone();
+        ex.maps = Some(http.maps.clone());
     }
     run(
         Content::Status(code),
@@ -246,11 +246,18 @@ async fn find_and_serve(
         // nginx: an `internal` location is not found by a client's URI.
         return (found, Content::Status(404));
     }
-    ex.location = Some(found.clone());
-    let mut current = Some(found.clone());
-    let outcome = rewrite::run(&found.script, ex, &mut current);
-    let location = current.unwrap_or(found);
-    ex.location = Some(location.clone());
+    let (location, outcome) = if found.script.is_empty() {
+        // Nothing to run: skip the copies that let an `if` swap the location.
+        ex.location = Some(found.clone());
+        (found, Outcome::Continue)
+    } else {
+        ex.location = Some(found.clone());
+        let mut current = Some(found.clone());
+        let outcome = rewrite::run(&found.script, ex, &mut current);
+        let location = current.unwrap_or(found);
+        ex.location = Some(location.clone());
+        (location, outcome)
+    };
     if let Outcome::Return(code, text) = outcome {
         return (
             location.clone(),

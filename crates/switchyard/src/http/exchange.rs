@@ -89,8 +89,9 @@ pub struct Exchange {
     pub client_addr: std::net::IpAddr,
     /// Variables set by `set`, latest last.
     pub user_vars: Vec<(String, String)>,
-    /// The `map`s of the configuration, by variable name.
-    pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
+    /// The `map`s of the configuration, by variable name (none until the
+    /// request reaches the rewrite phase).
+    pub maps: Option<Arc<HashMap<String, Arc<MapConfig>>>>,
     /// The location (or location `if`) answering, for `$document_root`
     /// and `$request_filename`.
     pub location: Option<Arc<LocationConfig>>,
@@ -142,7 +143,7 @@ impl Exchange {
             header_bytes: 0,
             client_addr: conn.remote.ip(),
             user_vars: Vec::new(),
-            maps: Arc::default(),
+            maps: None,
             location: None,
             internal: false,
             captures: Vec::new(),
@@ -179,7 +180,7 @@ impl Exchange {
         if let Some((_, v)) = self.user_vars.iter().find(|(n, _)| n == name) {
             return Some(v.clone());
         }
-        let map = self.maps.get(name)?;
+        let map = self.maps.as_ref()?.get(name)?;
         let key = map.source.render(self);
         let lower = key.to_ascii_lowercase();
         let value = match map.exact.get(&lower) {

@@ -3,7 +3,6 @@
 //! while sending response to client"). hyper has no such timer, so it sits
 //! under hyper, around the client's socket.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,7 +17,11 @@ use crate::observe::error_log;
 pub struct SendTimeout<S> {
     inner: S,
     timeout: Duration,
+    /// Kept across writes and reset when a stall starts (see
+    /// `body::poll_wait`).
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Whether `sleep` times the current stall.
+    armed: bool,
     connection: u64,
 }
 
@@ -30,6 +33,7 @@ impl<S> SendTimeout<S> {
             inner,
             timeout,
             sleep: None,
+            armed: false,
             connection,
         }
     }
@@ -39,11 +43,8 @@ impl<S> SendTimeout<S> {
         if self.timeout.is_zero() {
             return Poll::Pending;
         }
-        let timeout = self.timeout;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match sleep.as_mut().poll(cx) {
+        let this = &mut *self;
+        match super::body::poll_wait(&mut this.sleep, &mut this.armed, this.timeout, cx) {
             Poll::Ready(()) => {
                 error_log::log(
                     crate::observe::ErrorLevel::Info,
@@ -76,7 +77,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Pending => self.stalled(cx).map(Err),
             ready => {
-                self.sleep = None;
+                self.armed = false;
                 ready
             }
         }
@@ -90,7 +91,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
             Poll::Pending => self.stalled(cx).map(Err),
             ready => {
-                self.sleep = None;
+                self.armed = false;
                 ready
             }
         }
@@ -104,7 +105,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Pending => self.stalled(cx).map(Err),
             ready => {
-                self.sleep = None;
+                self.armed = false;
                 ready
             }
         }

@@ -223,21 +223,28 @@ async fn serve_with_hyper(stream: TcpStream, prefix: bytes::Bytes, context: Hype
                 .max(8192),
         );
     let activity = super::idle::Activity::new();
-    let service_activity = activity.clone();
+    // One shared record, so that a request clones one Arc, not four.
+    let context = Arc::new(ConnContext {
+        generation,
+        conn,
+        listener_metrics,
+        activity: activity.clone(),
+    });
     let service = service_fn(move |request| {
-        let generation = generation.clone();
-        let conn = conn.clone();
-        let listener_metrics = listener_metrics.clone();
-        let activity = service_activity.clone();
-        activity.request_started();
+        let context = context.clone();
+        context.activity.request_started();
         async move {
             let metrics = crate::observe::metrics::global();
             metrics.requests.fetch_add(1, Ordering::Relaxed);
-            listener_metrics.requests.fetch_add(1, Ordering::Relaxed);
+            context
+                .listener_metrics
+                .requests
+                .fetch_add(1, Ordering::Relaxed);
             metrics.in_flight.fetch_add(1, Ordering::Relaxed);
             let request = request.map(RequestBody::Hyper);
-            let response = handle(request, conn, generation).await;
+            let response = handle(request, context.conn.clone(), &context.generation).await;
             metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let activity = context.activity.clone();
             Ok::<_, Infallible>(response.map(|body| super::idle::Finished::new(body, activity)))
         }
     });
@@ -298,11 +305,19 @@ async fn serve_with_hyper(stream: TcpStream, prefix: bytes::Bytes, context: Hype
     }
 }
 
+/// What a connection's requests share.
+struct ConnContext {
+    generation: Arc<Generation>,
+    conn: Arc<ConnInfo>,
+    listener_metrics: Arc<crate::observe::metrics::ListenerMetrics>,
+    activity: Arc<super::idle::Activity>,
+}
+
 /// Serves one request.
 pub async fn handle(
     request: Request<RequestBody>,
     conn: Arc<ConnInfo>,
-    generation: Arc<Generation>,
+    generation: &Arc<Generation>,
 ) -> Response<ResponseBody> {
     conn.requests.fetch_add(1, Ordering::Relaxed);
     let servers = generation.servers_for(conn.local);
@@ -314,7 +329,6 @@ pub async fn handle(
     let Some(server) = select_server(servers, host) else {
         return respond::error(500, true);
     };
-    let server = server.clone();
     let uri = normalize_uri(request.uri().path());
     let normalized = uri.is_some();
     let (mut parts, body) = request.into_parts();
@@ -325,7 +339,7 @@ pub async fn handle(
     .err();
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
-        conn.clone(),
+        conn,
         &parts,
         headers,
         uri.unwrap_or_else(|| parts.uri.path().to_string()),
@@ -345,23 +359,23 @@ pub async fn handle(
     // keepalive_requests: the Nth response on a connection closes it.
     let close = wants_close(&ex.headers, request.version())
         || rejected.is_some()
-        || conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
+        || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
     let mut response = if let Some(rejection) = &rejected {
         let context = proxy::log_context(&ex, None);
-        super::guard::refuse(rejection, conn.id, &context, settings.server_tokens)
+        super::guard::refuse(rejection, ex.conn.id, &context, settings.server_tokens)
     } else if !normalized {
         respond::error(400, settings.server_tokens)
     } else if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
         error_log::error(
-            Some(conn.id),
+            Some(ex.conn.id),
             &format!(
                 "client intended to send too large body: {too_large} bytes{}",
                 proxy::log_context(&ex, None)
             ),
         );
         let (reply, answered) =
-            dispatch::respond_status(413, settings.clone(), &server, &mut ex, &generation).await;
+            dispatch::respond_status(413, settings.clone(), server, &mut ex, generation).await;
         settings = answered;
         match reply {
             dispatch::Reply::Response(r) => r,
@@ -371,7 +385,7 @@ pub async fn handle(
             }
         }
     } else {
-        let (reply, answered) = dispatch::respond(request, &server, &mut ex, &generation).await;
+        let (reply, answered) = dispatch::respond(request, server, &mut ex, generation).await;
         settings = answered;
         match reply {
             dispatch::Reply::Response(r) => r,

@@ -246,7 +246,7 @@ async fn serve_one(
     let handler = Box::pin(crate::http::server::handle(
         Request::from_parts(parts, body),
         cx.conn.clone(),
-        cx.generation.clone(),
+        &cx.generation,
     ));
     let response = drive(stream, buffer, feed.as_ref(), handler).await;
 
