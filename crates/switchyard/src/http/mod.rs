@@ -1,6 +1,7 @@
 //! The HTTP side: accept -> parse -> route -> proxy (or answer) -> log.
-//! A request reads top to bottom: [`server`] accepts and routes,
-//! [`proxy`] talks to the upstream, [`body`] streams and logs.
+//! A request reads top to bottom: [`server`] accepts and routes (plain
+//! HTTP/1.1 on the fast path in [`h1`], the rest through hyper), [`proxy`]
+//! talks to the upstream, [`body`] streams and logs.
 
 pub mod body;
 pub mod dispatch;
