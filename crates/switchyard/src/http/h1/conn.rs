@@ -39,8 +39,11 @@ use crate::observe::metrics::ListenerMetrics;
 /// `large_client_header_buffers`); ordinary heads are far shorter.
 const HEAD_LIMIT: usize = 8192;
 
-/// The first read of a head, and of a body chunk.
+/// The read buffer for a head (most fit in one read).
 const READ_SIZE: usize = 4096;
+
+/// The read buffer for a request body, when one is fed.
+const BODY_READ_SIZE: usize = 16 * 1024;
 
 /// How a fast-path connection ended.
 pub enum Outcome {
@@ -68,11 +71,11 @@ pub struct Waiting {
 impl Waiting {
     /// A connection accepted just now.
     pub fn accepted() -> Waiting {
-        Waiting::from(true, Instant::now())
+        Waiting::began(true, Instant::now())
     }
 
     /// A wait that began at `since`.
-    pub fn from(first: bool, since: Instant) -> Waiting {
+    pub fn began(first: bool, since: Instant) -> Waiting {
         Waiting {
             first,
             since,
@@ -158,7 +161,7 @@ pub async fn serve(
             // Idle: hold no buffer until the next request starts.
             buffer = BytesMut::new();
         }
-        waiting = Waiting::from(false, Instant::now());
+        waiting = Waiting::began(false, Instant::now());
     }
 }
 
@@ -248,12 +251,8 @@ async fn serve_one(
         cx.conn.clone(),
         &cx.generation,
     ));
-    let response = drive(stream, buffer, feed.as_ref(), handler).await;
-
+    let mut response = drive(stream, buffer, feed.as_ref(), handler).await;
     metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let Some(mut response) = response else {
-        return false;
-    };
     let reloading = epoch.has_changed().unwrap_or(true);
     if reloading && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         // Finish this one on the old configuration, then close.
@@ -281,16 +280,16 @@ async fn serve_one(
 }
 
 /// Polls the handler, feeding the request body from the socket whenever
-/// the handler waits for it. `None`: the connection broke.
+/// the handler waits for it.
 async fn drive(
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
     feed: Option<&Feed>,
     mut handler: Pin<Box<impl Future<Output = Response<ResponseBody>>>>,
-) -> Option<Response<ResponseBody>> {
+) -> Response<ResponseBody> {
     std::future::poll_fn(|c| loop {
         if let Poll::Ready(response) = handler.as_mut().poll(c) {
-            return Poll::Ready(Some(response));
+            return Poll::Ready(response);
         }
         if !feed_step(stream, buffer, feed, c) {
             return Poll::Pending;
@@ -314,7 +313,7 @@ fn feed_step(
     }
     if buffer.is_empty() {
         if buffer.capacity() < READ_SIZE {
-            buffer.reserve(16 * 1024);
+            buffer.reserve(BODY_READ_SIZE);
         }
         match poll_read_buf(Pin::new(&mut *stream), c, buffer) {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
