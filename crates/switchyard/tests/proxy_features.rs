@@ -629,3 +629,83 @@ fn an_early_answer_is_passed_on_and_the_connection_dropped() {
         "the first connection was not reused"
     );
 }
+
+/// A body the upstream did not wait for (it answered first) is read and
+/// dropped by the balancer, as nginx discards it: the client gets the
+/// answer intact (no reset under it) and its connection stays usable.
+#[test]
+fn an_unread_request_body_is_discarded_and_the_connection_kept() {
+    // A backend that answers as soon as the head is in, then reads and
+    // drops the body (what nginx's `return` does) and waits for the next.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let early = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if reader
+                        .get_mut()
+                        .write_all(&ok_response("early", ""))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "upstream u {{ server {}; keepalive 4; }}\n\
+             server {{ listen 127.0.0.1:{port}; client_max_body_size 10m;\n\
+               location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n\
+               location /here {{ return 200 \"here\"; }} }}",
+            early
+        ),
+        &[port],
+    );
+    let stream = TcpStream::connect(local(port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let body = vec![b'b'; 1024 * 1024];
+    for (path, answer) in [
+        ("/here", "here"),
+        ("/", "early"),
+        ("/here", "here"),
+        ("/", "early"),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        writer.write_all(head.as_bytes()).unwrap();
+        writer.write_all(&body).unwrap();
+        let r = support::read_response(&mut reader).unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, answer), "{path}");
+        assert_ne!(r.header("connection"), Some("close"));
+    }
+}

@@ -267,16 +267,47 @@ async fn serve_one(
         .any(|v| super::has_token(v.as_bytes(), b"close"));
     let complete = write_response(stream, buffer, feed.as_ref(), response, cx).await;
 
-    // A body the handler left unread: what has arrived is dropped; if more
-    // is due, the connection closes rather than wait for it.
+    // A body the handler left unread is read and dropped, as nginx
+    // discards it, so that the connection can carry the next request (and
+    // a close never meets unread bytes, which would reset the connection
+    // under the response).
+    if !complete {
+        return false;
+    }
     let unread = feed.as_ref().map_or(0, Feed::remaining);
-    let drained = if unread > 0 && (buffer.len() as u64) >= unread {
-        buffer.advance(unread as usize);
-        true
-    } else {
-        unread == 0
-    };
-    complete && drained && !close_asked
+    let drained = unread == 0 || discard(stream, buffer, unread).await;
+    drained && !close_asked
+}
+
+/// nginx's `lingering_timeout`: the longest wait for more of a body being
+/// discarded.
+const DISCARD_WAIT: Duration = Duration::from_secs(5);
+
+/// nginx's `lingering_time`: the longest a body is discarded for.
+const DISCARD_TIME: Duration = Duration::from_secs(30);
+
+/// Reads and drops `length` bytes of request body; whether all came.
+async fn discard(stream: &mut TcpStream, buffer: &mut BytesMut, mut length: u64) -> bool {
+    let deadline = Instant::now() + DISCARD_TIME;
+    loop {
+        let take = usize::try_from(length)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
+        buffer.advance(take);
+        length -= take as u64;
+        if length == 0 {
+            return true;
+        }
+        if buffer.capacity() < BODY_READ_SIZE {
+            buffer.reserve(BODY_READ_SIZE);
+        }
+        let wait = DISCARD_WAIT.min(deadline.saturating_duration_since(Instant::now()));
+        let read = std::future::poll_fn(|c| poll_read_buf(Pin::new(&mut *stream), c, buffer));
+        match tokio::time::timeout(wait, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Polls the handler, feeding the request body from the socket whenever
