@@ -95,13 +95,11 @@ impl UpstreamBody {
     /// when the upstream allows it and nothing unexpected followed.
     fn complete(&mut self) {
         self.state = State::Done;
-        // An upload still going means the upstream did not read the whole
-        // request: the connection is not in a state to be reused.
-        let uploaded = self.upload.take().is_none();
+        self.upload = None;
         let (Some(connection), Some(guard)) = (self.connection.take(), self.guard.take()) else {
             return;
         };
-        if self.reusable && uploaded && connection.buffer.is_empty() {
+        if self.reusable && connection.buffer.is_empty() {
             if let Some(pool) = guard.upstream.pool.as_ref() {
                 pool.put(self.addr, connection);
             }

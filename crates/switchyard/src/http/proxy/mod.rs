@@ -319,9 +319,13 @@ pub async fn proxy(
             continue;
         }
         guard.success = true;
+        // As nginx: only a connection whose request went up whole before the
+        // answer came is reused. One that answered early may not read the
+        // rest; it would reset the next request sent on it.
         let reusable = sent.head.keep_alive
             && request_keepalive
             && !sent.write_failed
+            && sent.upload.is_none()
             && upstream.pool.is_some();
         let down = Downstream {
             connection,
