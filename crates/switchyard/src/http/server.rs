@@ -74,13 +74,21 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         metrics.handled.fetch_add(1, Ordering::Relaxed);
         metrics.active.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
-        tokio::spawn(serve_connection(stream, remote, shared, Slot(permit)));
+        tokio::spawn(serve_connection(
+            stream,
+            remote,
+            shared,
+            Slot { _permit: permit },
+        ));
     }
 }
 
 /// A connection's place under `worker_connections`: held wherever the
 /// connection is (its task, or the parking lot), given back when it closes.
-pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+pub struct Slot {
+    /// Held, never read: dropping it frees the place.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
