@@ -12,6 +12,7 @@ pub mod h1;
 pub mod headers;
 pub mod idle;
 pub mod log;
+pub mod outbox;
 pub mod proxy;
 pub mod realip;
 pub mod respond;

@@ -8,9 +8,7 @@
 //! must be complete within `client_header_timeout` of its first byte.
 //! Writes that make no progress for `send_timeout` end the connection.
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body::Body;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
@@ -32,6 +30,7 @@ use super::response::{encode_head, Framing};
 use crate::http::body::ResponseBody;
 use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
+use crate::http::outbox::Outbox;
 use crate::observe::error_log;
 use crate::observe::metrics::ListenerMetrics;
 
@@ -375,7 +374,7 @@ async fn write_response(
     let mut head = Vec::with_capacity(256);
     let framing = encode_head(&mut head, parts.status, &parts.headers, &body.size_hint());
     let mut writer = Writer {
-        out: VecDeque::with_capacity(4),
+        out: Outbox::with(Bytes::from(head)),
         framing,
         left: match framing {
             Framing::Length(n) => n,
@@ -383,7 +382,6 @@ async fn write_response(
         },
         ended: None,
     };
-    writer.out.push_back(Bytes::from(head));
     if matches!(framing, Framing::Empty | Framing::Length(0)) {
         writer.ended = Some(true);
     }
@@ -401,18 +399,9 @@ async fn write_response(
     }
     std::future::poll_fn(|c| loop {
         while !writer.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 8];
-            let mut used = 0;
-            for (slot, piece) in slices.iter_mut().zip(&writer.out) {
-                *slot = IoSlice::new(piece);
-                used += 1;
-            }
-            match Pin::new(&mut *stream).poll_write_vectored(c, &slices[..used]) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(false),
-                Poll::Ready(Ok(n)) => {
-                    stall = None;
-                    advance(&mut writer.out, n);
-                }
+            match writer.out.poll_write_some(stream, c) {
+                Poll::Ready(Ok(_)) => stall = None,
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Pending => {
                     if feed_step(stream, buffer, feed, c) {
                         continue;
@@ -452,7 +441,7 @@ async fn write_response(
 
 /// The response's bytes on their way out.
 struct Writer {
-    out: VecDeque<Bytes>,
+    out: Outbox,
     framing: Framing,
     /// Body bytes still due under `Content-Length`.
     left: u64,
@@ -473,14 +462,11 @@ impl Writer {
                     return;
                 }
                 if self.framing == Framing::Chunked {
-                    self.out
-                        .push_back(Bytes::from(format!("{:X}\r\n", data.len())));
-                    self.out.push_back(data);
-                    self.out.push_back(Bytes::from_static(b"\r\n"));
+                    self.out.push_chunk(data);
                 } else {
                     let n = (data.len() as u64).min(self.left);
                     self.left -= n;
-                    self.out.push_back(data.slice(..n as usize));
+                    self.out.push(data.slice(..n as usize));
                     if self.left == 0 {
                         self.ended = Some(true);
                     }
@@ -488,25 +474,12 @@ impl Writer {
             }
             None => {
                 if self.framing == Framing::Chunked {
-                    self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                    self.out.push_last_chunk();
                 }
                 // Shorter than announced: the connection must close.
                 self.ended = Some(self.left == 0);
             }
             Some(Err(_)) => self.ended = Some(false),
-        }
-    }
-}
-
-fn advance(out: &mut VecDeque<Bytes>, mut written: usize) {
-    while written > 0 {
-        let Some(front) = out.front_mut() else { return };
-        if written >= front.len() {
-            written -= front.len();
-            out.pop_front();
-        } else {
-            front.advance(written);
-            written = 0;
         }
     }
 }

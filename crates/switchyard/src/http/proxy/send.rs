@@ -2,21 +2,19 @@
 //! the response head is read, so an upstream that answers before it has
 //! read the whole body (a 413, say) is heard at once.
 
-use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::Body;
-use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
 use super::body::{BodyTooLarge, ClientBodyTimeout};
 use super::wire::{self, HeadError, ResponseHead};
 use crate::http::body::ResponseBody;
+use crate::http::outbox::Outbox;
 use crate::upstream::pool::Connection;
 
 /// The largest response head accepted (nginx's limit is
@@ -105,7 +103,7 @@ pub enum WriteFailure {
 /// the body framed as the head announced.
 pub struct Upload {
     /// Bytes ready to write, in order.
-    pending: VecDeque<Bytes>,
+    pending: Outbox,
     /// The streamed body still to read from the client.
     body: Option<ResponseBody>,
     chunked: bool,
@@ -115,13 +113,11 @@ impl Upload {
     /// The upload of `head` followed by `body`. A streamed body becomes
     /// [`UpBody::Spent`]: it can be sent only once.
     pub fn new(head: Bytes, body: &mut UpBody, chunked: bool) -> Upload {
-        let mut pending = VecDeque::with_capacity(4);
-        pending.push_back(head);
+        let mut pending = Outbox::with(head);
         let mut stream = None;
         match body {
             UpBody::Empty | UpBody::Spent => {}
-            UpBody::Buffered(bytes) if bytes.is_empty() => {}
-            UpBody::Buffered(bytes) => pending.push_back(bytes.clone()),
+            UpBody::Buffered(bytes) => pending.push(bytes.clone()),
             UpBody::Stream(_) => {
                 if let UpBody::Stream(s) = std::mem::replace(body, UpBody::Spent) {
                     stream = Some(s);
@@ -143,23 +139,7 @@ impl Upload {
     ) -> Poll<Result<(), WriteFailure>> {
         loop {
             while !self.pending.is_empty() {
-                let mut slices = [IoSlice::new(&[]); 8];
-                let mut used = 0;
-                for (slot, piece) in slices.iter_mut().zip(&self.pending) {
-                    *slot = IoSlice::new(piece);
-                    used += 1;
-                }
-                // tokio's own write (not `try_write`) notices a short write
-                // and waits for writability instead of trying in vain.
-                let written =
-                    ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..used]))
-                        .map_err(WriteFailure::Io)?;
-                self.advance(written);
-                if written == 0 && !self.pending.is_empty() {
-                    return Poll::Ready(Err(WriteFailure::Io(
-                        std::io::ErrorKind::WriteZero.into(),
-                    )));
-                }
+                ready!(self.pending.poll_write_some(stream, cx)).map_err(WriteFailure::Io)?;
             }
             let Some(body) = self.body.as_mut() else {
                 return Poll::Ready(Ok(()));
@@ -173,12 +153,9 @@ impl Upload {
                         continue;
                     }
                     if self.chunked {
-                        self.pending
-                            .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
-                        self.pending.push_back(data);
-                        self.pending.push_back(Bytes::from_static(b"\r\n"));
+                        self.pending.push_chunk(data);
                     } else {
-                        self.pending.push_back(data);
+                        self.pending.push(data);
                     }
                 }
                 Some(Err(e)) => {
@@ -188,31 +165,9 @@ impl Upload {
                 None => {
                     self.body = None;
                     if self.chunked {
-                        self.pending.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                        self.pending.push_last_chunk();
                     }
                 }
-            }
-        }
-    }
-
-    fn advance(&mut self, mut written: usize) {
-        loop {
-            // An empty piece would be written as nothing, forever.
-            while self.pending.front().is_some_and(Bytes::is_empty) {
-                self.pending.pop_front();
-            }
-            if written == 0 {
-                return;
-            }
-            let Some(front) = self.pending.front_mut() else {
-                return;
-            };
-            if written >= front.len() {
-                written -= front.len();
-                self.pending.pop_front();
-            } else {
-                front.advance(written);
-                written = 0;
             }
         }
     }
