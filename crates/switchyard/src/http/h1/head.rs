@@ -4,7 +4,7 @@
 //! goes to hyper, with the bytes read so far.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::request::Parts;
 use http::{Method, Request, Uri, Version};
 
@@ -31,11 +31,9 @@ pub enum Head {
 
 /// Parses the head at the start of `buffer`; `limit` caps a partial head.
 pub fn parse(buffer: &mut BytesMut, limit: usize) -> Head {
-    let mut lines: Vec<(HeaderName, std::ops::Range<usize>)> = Vec::new();
-    let (length, method, target) = {
+    let (length, method, target, lines) = {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut slots);
-        let base = buffer.as_ptr() as usize;
         let length = match request.parse(buffer) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buffer.len() < limit => return Head::Partial,
@@ -53,64 +51,62 @@ pub fn parse(buffer: &mut BytesMut, limit: usize) -> Head {
         let Some(path) = request.path else {
             return Head::Fallback(None);
         };
-        let start = path.as_ptr() as usize - base;
+        let start = path.as_ptr() as usize - buffer.as_ptr() as usize;
         let target = start..start + path.len();
-        lines.reserve(request.headers.len());
-        for h in request.headers.iter() {
-            let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-                return Head::Fallback(None);
-            };
-            if name == header::TRANSFER_ENCODING
+        let Some(lines) = super::header_offsets(buffer, request.headers) else {
+            return Head::Fallback(None);
+        };
+        let hyper_handles = |name: &HeaderName| {
+            name == header::TRANSFER_ENCODING
                 || name == header::EXPECT
                 || name == header::UPGRADE
                 || name == header::TE
-            {
-                return Head::Fallback(None);
-            }
-            let start = h.value.as_ptr() as usize - base;
-            lines.push((name, start..start + h.value.len()));
+        };
+        if lines.iter().any(|(name, _)| hyper_handles(name)) {
+            return Head::Fallback(None);
         }
-        (length, method, target)
+        (length, method, target, lines)
     };
     let head: Bytes = buffer.split_to(length).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target)) else {
         return Head::Fallback(Some(head));
     };
-    let mut headers = HeaderMap::with_capacity(lines.len());
-    let mut body: Option<u64> = None;
-    for (name, range) in lines {
-        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range)) else {
-            return Head::Fallback(Some(head));
-        };
-        if name == header::CONTENT_LENGTH {
-            if body.is_some() {
-                return Head::Fallback(Some(head));
-            }
-            let digits = value.as_bytes();
-            if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
-                return Head::Fallback(Some(head));
-            }
-            body = std::str::from_utf8(digits)
-                .ok()
-                .and_then(|d| d.parse().ok());
-            if body.is_none() {
-                return Head::Fallback(Some(head));
-            }
-        }
-        if name == header::CONNECTION && super::has_token(value.as_bytes(), b"upgrade") {
-            return Head::Fallback(Some(head));
-        }
-        headers.append(name, value);
+    let Some(headers) = super::header_map(&head, lines) else {
+        return Head::Fallback(Some(head));
+    };
+    let Some(body) = body_length(&headers) else {
+        return Head::Fallback(Some(head));
+    };
+    let upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| super::has_token(v.as_bytes(), b"upgrade"));
+    if upgrade {
+        return Head::Fallback(Some(head));
     }
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     parts.headers = headers;
-    Head::Serve {
-        parts,
-        body: body.unwrap_or(0),
+    Head::Serve { parts, body }
+}
+
+/// The body's length: 0 without a `Content-Length`; `None` for more than
+/// one, or one that is not plain digits (hyper's to judge).
+fn body_length(headers: &HeaderMap) -> Option<u64> {
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(value) = lengths.next() else {
+        return Some(0);
+    };
+    if lengths.next().is_some() {
+        return None;
     }
+    let digits = value.as_bytes();
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use http::header::{self, HeaderMap};
 use http::StatusCode;
 use http_body::SizeHint;
 
+use super::write_header_line;
+
 /// How the body that follows the head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -43,10 +45,7 @@ pub fn encode_head(
                 .ok()
                 .and_then(|v| v.trim().parse().ok());
         }
-        write_title_case(out, name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_header_line(out, name, value);
     }
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -71,14 +70,6 @@ pub fn encode_head(
     }
     out.extend_from_slice(b"\r\n");
     framing
-}
-
-fn write_title_case(out: &mut Vec<u8>, name: &[u8]) {
-    let mut upper = true;
-    for &b in name {
-        out.push(if upper { b.to_ascii_uppercase() } else { b });
-        upper = b == b'-';
-    }
 }
 
 thread_local! {

@@ -5,11 +5,11 @@
 //! which is most of what a proxied request costs in user space.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 pub use crate::http::h1::has_token;
-use crate::http::h1::trim;
+use crate::http::h1::{header_map, header_offsets, trim, write_header_line};
 
 /// The most header lines a response head may have (hyper's limit too).
 const MAX_HEADERS: usize = 128;
@@ -72,23 +72,12 @@ pub fn write_request_head(
         b" HTTP/1.0\r\n"
     });
     for (name, value) in headers {
-        write_title_case(out, name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_header_line(out, name, value);
     }
     if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn write_title_case(out: &mut Vec<u8>, name: &[u8]) {
-    let mut upper = true;
-    for &b in name {
-        out.push(if upper { b.to_ascii_uppercase() } else { b });
-        upper = b == b'-';
-    }
 }
 
 /// Parses a response head at the start of `buffer`. On success the head's
@@ -117,12 +106,9 @@ fn parse_one(
     request_method: &Method,
     limit: usize,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    // Offsets into the head, so that header values can share its bytes.
-    let mut lines: Vec<(HeaderName, std::ops::Range<usize>)> = Vec::new();
-    let (length, status, version) = {
+    let (length, status, version, lines) = {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut slots);
-        let base = buffer.as_ptr() as usize;
         let length = match response.parse(buffer) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buffer.len() >= limit => {
@@ -139,21 +125,11 @@ fn parse_one(
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        lines.reserve(response.headers.len());
-        for h in response.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Invalid)?;
-            let start = h.value.as_ptr() as usize - base;
-            lines.push((name, start..start + h.value.len()));
-        }
-        (length, status, version)
+        let lines = header_offsets(buffer, response.headers).ok_or(HeadError::Invalid)?;
+        (length, status, version, lines)
     };
     let head: Bytes = buffer.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(lines.len());
-    for (name, range) in lines {
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(range)).map_err(|_| HeadError::Invalid)?;
-        headers.append(name, value);
-    }
+    let headers = header_map(&head, lines).ok_or(HeadError::Invalid)?;
     let framing = framing(&headers, status, request_method)?;
     let close_asked = headers
         .get_all(header::CONNECTION)
