@@ -13,6 +13,10 @@ use tokio::time::Sleep;
 
 use crate::observe::error_log;
 
+/// nginx's error-log words when `send_timeout` runs out.
+pub const TIMED_OUT: &str =
+    "client timed out (110: Connection timed out) while sending response to client";
+
 /// A client stream whose writes must make progress within `timeout`.
 pub struct SendTimeout<S> {
     inner: S,
@@ -49,7 +53,7 @@ impl<S> SendTimeout<S> {
                 error_log::log(
                     crate::observe::ErrorLevel::Info,
                     Some(self.connection),
-                    "client timed out (110: Connection timed out) while sending response to client",
+                    TIMED_OUT,
                 );
                 Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "send_timeout"))
             }

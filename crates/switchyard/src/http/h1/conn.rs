@@ -27,7 +27,7 @@ use tokio_util::io::poll_read_buf;
 use super::body::{Feed, RequestBody};
 use super::head::{self, Head};
 use super::response::{encode_head, Framing};
-use crate::http::body::ResponseBody;
+use crate::http::body::{poll_wait, ResponseBody};
 use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
 use crate::http::outbox::Outbox;
@@ -385,7 +385,9 @@ async fn write_response(
     if matches!(framing, Framing::Empty | Framing::Length(0)) {
         writer.ended = Some(true);
     }
+    // send_timeout: the timer is kept and reset between stalls.
     let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut stalled = false;
     // The first piece of body goes out with the head when it is ready at
     // once; a body that fails before anything was written sends nothing
     // at all (`return 444`, an upstream that broke at once).
@@ -400,23 +402,21 @@ async fn write_response(
     std::future::poll_fn(|c| loop {
         while !writer.out.is_empty() {
             match writer.out.poll_write_some(stream, c) {
-                Poll::Ready(Ok(_)) => stall = None,
+                Poll::Ready(Ok(_)) => stalled = false,
                 Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Pending => {
                     if feed_step(stream, buffer, feed, c) {
                         continue;
                     }
-                    if !cx.send_timeout.is_zero() {
-                        let sleep = stall
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(cx.send_timeout)));
-                        if sleep.as_mut().poll(c).is_ready() {
-                            error_log::log(
-                                crate::observe::ErrorLevel::Info,
-                                Some(cx.conn.id),
-                                "client timed out (110: Connection timed out) while sending response to client",
-                            );
-                            return Poll::Ready(false);
-                        }
+                    let timed_out = !cx.send_timeout.is_zero()
+                        && poll_wait(&mut stall, &mut stalled, cx.send_timeout, c).is_ready();
+                    if timed_out {
+                        error_log::log(
+                            crate::observe::ErrorLevel::Info,
+                            Some(cx.conn.id),
+                            crate::http::send_timeout::TIMED_OUT,
+                        );
+                        return Poll::Ready(false);
                     }
                     return Poll::Pending;
                 }

@@ -4,7 +4,6 @@
 //! until the body ends, times each wait by `proxy_read_timeout`, and puts
 //! the connection back in the keepalive pool once the body is complete.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,7 +17,7 @@ use super::body::PeerGuard;
 use super::chunked::{Chunked, Step};
 use super::send::{Upload, READ_SIZE};
 use super::wire::Framing;
-use crate::http::body::{BoxError, ReadTimeout};
+use crate::http::body::{poll_wait, BoxError, ReadTimeout};
 use crate::observe::error_log;
 use crate::upstream::pool::Connection;
 
@@ -46,7 +45,10 @@ pub struct UpstreamBody {
     addr: SocketAddr,
     guard: Option<PeerGuard>,
     timeout: Duration,
+    /// The `proxy_read_timeout` timer, kept and reset between waits.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` times the current wait.
+    armed: bool,
     /// Data went out since this body last returned `Pending`: an error is
     /// then held back one turn, so that hyper writes that data to the
     /// client before it aborts the connection (the client must see what
@@ -81,6 +83,7 @@ impl UpstreamBody {
             guard: Some(guard),
             timeout,
             sleep: None,
+            armed: false,
             fresh_data: false,
             held_error: None,
         };
@@ -215,7 +218,7 @@ impl Body for UpstreamBody {
                     );
                 }
                 Poll::Ready(Ok(_)) => {
-                    this.sleep = None;
+                    this.armed = false;
                 }
                 Poll::Ready(Err(e)) => {
                     return this.fail(
@@ -228,11 +231,7 @@ impl Body for UpstreamBody {
                 }
                 Poll::Pending => {
                     this.fresh_data = false;
-                    let timeout = this.timeout;
-                    let sleep = this
-                        .sleep
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    return match sleep.as_mut().poll(cx) {
+                    return match poll_wait(&mut this.sleep, &mut this.armed, this.timeout, cx) {
                         Poll::Ready(()) => {
                             this.state = State::Done;
                             this.connection = None;
