@@ -52,27 +52,9 @@ impl RawBackend {
                     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
                     let mut reader = BufReader::new(stream);
                     loop {
-                        let mut head = String::new();
-                        loop {
-                            let mut line = String::new();
-                            match reader.read_line(&mut line) {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) => {}
-                            }
-                            head.push_str(&line);
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().to_string())
-                            })
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(0);
+                        let Some((head, len)) = read_request_head(&mut reader) else {
+                            return;
+                        };
                         let mut body = vec![0; len];
                         if reader.read_exact(&mut body).is_err() {
                             return;
@@ -90,6 +72,26 @@ impl RawBackend {
             addr,
             connections,
             requests,
+        }
+    }
+}
+
+/// Reads one request head: its text and its Content-Length (0 without
+/// one). `None` when the connection ends or fails first.
+fn read_request_head(reader: &mut impl BufRead) -> Option<(String, usize)> {
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            return Some((head, length));
         }
     }
 }
@@ -530,19 +532,9 @@ fn streamed_body_never_goes_to_a_closed_pooled_connection() {
             std::thread::spawn(move || {
                 stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
                 let mut reader = BufReader::new(stream);
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
+                let Some((_, length)) = read_request_head(&mut reader) else {
+                    return;
+                };
                 let mut body = vec![0; length];
                 if reader.read_exact(&mut body).is_err() {
                     return;
@@ -646,19 +638,9 @@ fn an_unread_request_body_is_discarded_and_the_connection_kept() {
                 stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
                 let mut reader = BufReader::new(stream);
                 loop {
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
+                    let Some((_, length)) = read_request_head(&mut reader) else {
+                        return;
+                    };
                     if reader
                         .get_mut()
                         .write_all(&ok_response("early", ""))
