@@ -374,26 +374,20 @@ pub async fn handle(
         super::guard::refuse(rejection, ex.conn.id, &context, settings.server_tokens)
     } else if !normalized {
         respond::error(400, settings.server_tokens)
-    } else if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
-        error_log::error(
-            Some(ex.conn.id),
-            &format!(
-                "client intended to send too large body: {too_large} bytes{}",
-                proxy::log_context(&ex, None)
-            ),
-        );
-        let (reply, answered) =
-            dispatch::respond_status(413, settings.clone(), server, &mut ex, generation).await;
-        settings = answered;
-        match reply {
-            dispatch::Reply::Response(r) => r,
-            dispatch::Reply::Close(code) => {
-                ex.status = code;
-                return aborted(ex, generation.access_log(&settings));
-            }
-        }
     } else {
-        let (reply, answered) = dispatch::respond(request, server, &mut ex, generation).await;
+        let (reply, answered) =
+            if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
+                error_log::error(
+                    Some(ex.conn.id),
+                    &format!(
+                        "client intended to send too large body: {too_large} bytes{}",
+                        proxy::log_context(&ex, None)
+                    ),
+                );
+                dispatch::respond_status(413, settings.clone(), server, &mut ex, generation).await
+            } else {
+                dispatch::respond(request, server, &mut ex, generation).await
+            };
         settings = answered;
         match reply {
             dispatch::Reply::Response(r) => r,
