@@ -328,6 +328,40 @@ fn healthz_can_be_switched() {
     assert_eq!(e.get("/healthz").status, 200);
 }
 
+/// Issue 16, finding 7: `PUT /healthz?status=503` switches the health
+/// (it used to answer 503 itself, with `bad status ""`), and a switch with
+/// no code says how to give one.
+#[test]
+fn healthz_is_switched_by_its_query() {
+    let e = start("g", &[]);
+    let r = e.raw(b"PUT /healthz?status=503 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "503\n"));
+    let r = e.get("/healthz");
+    assert_eq!((r.status, r.text().as_str()), (503, "unhealthy\n"));
+    let r = e.raw(b"POST /healthz?status=200 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "200\n"));
+    assert_eq!(e.get("/healthz").status, 200);
+    let r = e.raw(
+        b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("?status=CODE"), "{}", r.text());
+    assert_eq!(e.get("/healthz").status, 200);
+}
+
+/// Issue 16, finding 7: `--help` says how to switch `/healthz`.
+#[test]
+fn help_says_how_to_switch_healthz() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["echo", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("POST /healthz?status=503"), "{text}");
+    assert!(text.contains("X-Served-By"), "{text}");
+}
+
 #[test]
 fn http10_request_is_answered_and_closed() {
     let e = start("g", &[]);

@@ -50,8 +50,11 @@ pub async fn handle(
             if let Some(delay) = overrides.delay.filter(|d| !d.is_zero()) {
                 tokio::time::sleep(delay).await;
             }
+            let sets_health = is_health_switch(&req);
             let mut resp = route(req, peer, &config, &overrides).await;
-            if let Some(status) = overrides.status {
+            // `POST /healthz?status=503` names the new health; the answer
+            // to the switch itself says it was taken.
+            if let Some(status) = overrides.status.filter(|_| !sets_health) {
                 *resp.status_mut() = status;
             }
             resp
@@ -88,7 +91,7 @@ async fn route(
     overrides: &Overrides,
 ) -> Response<EchoBody> {
     if req.uri().path() == "/healthz" {
-        return healthz(req, config).await;
+        return healthz(req, config, overrides.status).await;
     }
     if let Some(size) = overrides.size {
         return with_type(
@@ -102,9 +105,23 @@ async fn route(
     describe(req, peer, config).await
 }
 
-/// `GET /healthz` reports the current health code; `POST /healthz` with a
-/// status code as body changes it, so tests can fail a backend at run time.
-async fn healthz(req: Request<Incoming>, config: &EchoConfig) -> Response<EchoBody> {
+/// Whether `req` switches the health code (`POST` or `PUT /healthz`).
+fn is_health_switch<B>(req: &Request<B>) -> bool {
+    req.uri().path() == "/healthz" && matches!(*req.method(), Method::POST | Method::PUT)
+}
+
+/// How to switch the health code, for a switch request that gave none.
+const HEALTH_USAGE: &str =
+    "give the new /healthz status as ?status=CODE or as the body (curl -d 503 .../healthz)\n";
+
+/// `GET /healthz` reports the current health code; `POST /healthz` (or
+/// `PUT`) changes it, to `?status=` or to the status code in the body, so
+/// tests can fail a backend at run time.
+async fn healthz(
+    req: Request<Incoming>,
+    config: &EchoConfig,
+    query_status: Option<StatusCode>,
+) -> Response<EchoBody> {
     match *req.method() {
         Method::GET | Method::HEAD => {
             let code = config.health();
@@ -116,6 +133,10 @@ async fn healthz(req: Request<Incoming>, config: &EchoConfig) -> Response<EchoBo
             text(code, format!("{word}\n"))
         }
         Method::POST | Method::PUT => {
+            if let Some(code) = query_status {
+                config.set_health(code);
+                return text(StatusCode::OK, format!("{}\n", code.as_u16()));
+            }
             let body = match Limited::new(req.into_body(), MAX_HEALTH_BODY)
                 .collect()
                 .await
@@ -128,6 +149,9 @@ async fn healthz(req: Request<Incoming>, config: &EchoConfig) -> Response<EchoBo
                     )
                 }
             };
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return text(StatusCode::BAD_REQUEST, HEALTH_USAGE);
+            }
             let parsed = std::str::from_utf8(&body)
                 .map_err(|_| "healthz body must be a status code".to_string())
                 .and_then(|s| parse_status(s).map_err(|e| e.to_string()));
