@@ -171,12 +171,18 @@ impl Upstream {
             }
             match resolve::resolve(&server.host, server.port).await {
                 Ok(addrs) => self.add_resolved(index, &addrs),
-                Err(_) => {
-                    error_log::warn(&format!(
-                        "host not found in upstream \"{}\" in {}, will retry",
-                        server.display_name(),
-                        server.position
-                    ));
+                Err(e) => {
+                    // nginx stops here with [emerg]; we keep serving, so say
+                    // it at the default level, where the user looks.
+                    error_log::error(
+                        None,
+                        &format!(
+                            "host not found in upstream \"{}\" in {} ({}), will retry",
+                            server.display_name(),
+                            server.position,
+                            error_log::os_error(&e)
+                        ),
+                    );
                     let me = Arc::downgrade(self);
                     tokio::spawn(async move { retry_until_resolved(me, index).await });
                 }
@@ -352,16 +358,22 @@ async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize)
         let server = &up.config.servers[index];
         if let Ok(addrs) = resolve::resolve(&server.host, server.port).await {
             up.add_resolved(index, &addrs);
-            error_log::notice(&format!(
-                "upstream \"{}\": \"{}\" resolved to {}, peer added",
-                up.config.name,
-                server.display_name(),
-                addrs
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            // At the level of the "host not found" line, so whoever saw that
+            // one sees this one too.
+            error_log::error(
+                None,
+                &format!(
+                    "host \"{}\" in upstream \"{}\" in {} resolved to {}, peer added",
+                    server.display_name(),
+                    up.config.name,
+                    server.position,
+                    addrs
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
             return;
         }
         delay = (delay * 2).min(Duration::from_secs(5));
