@@ -135,12 +135,11 @@ impl Upstream {
     /// logged and retried in the background with backoff (nginx would refuse
     /// to start: "host not found in upstream").
     pub async fn start_resolving(self: &Arc<Self>) {
-        let dns = if self
-            .config
-            .servers
-            .iter()
-            .any(|s| s.resolve || s.service.is_some())
-        {
+        // Under the lab every line comes from its map, `resolve` ones too:
+        // no query goes to a real DNS server.
+        let uses_dns =
+            |s: &UpstreamServer| !resolve::lab_mode() && (s.resolve || s.service.is_some());
+        let dns = if self.config.servers.iter().any(uses_dns) {
             match dns::Dns::new(self.config.resolver.as_ref()) {
                 Ok(d) => Some(Arc::new(d)),
                 Err(e) => {
@@ -161,7 +160,7 @@ impl Upstream {
         // lookups of the other lines: the caller serves only after them.
         let mut first_lookups = Vec::new();
         for (index, server) in self.config.servers.iter().enumerate() {
-            if server.resolve || server.service.is_some() {
+            if uses_dns(server) {
                 if let Some(dns) = dns.clone() {
                     let (done, first) = tokio::sync::oneshot::channel();
                     first_lookups.push(first);

@@ -4,6 +4,9 @@
 //! `SWITCHYARD_PEER_MAP="echogolem1:8080=127.0.1.1:8080,other:80=127.0.0.1:9000"`
 //! maps a `host:port` as written in a `server` line to an address. The lab
 //! uses it so that the seed's names resolve without touching /etc/hosts.
+//! When it is set, it is the only source of addresses: an address literal
+//! or a name it does not list fails to resolve instead of reaching a real
+//! host, so the lab's traffic never leaves loopback.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,9 +32,37 @@ pub fn lookup_hosts(text: &str, host: &str) -> Vec<std::net::IpAddr> {
         .collect()
 }
 
-fn overrides() -> &'static HashMap<String, SocketAddr> {
-    static MAP: OnceLock<HashMap<String, SocketAddr>> = OnceLock::new();
-    MAP.get_or_init(|| parse_map(&std::env::var(PEER_MAP_ENV).unwrap_or_default()))
+/// The lab's map, if this process runs under the lab.
+fn overrides() -> Option<&'static HashMap<String, SocketAddr>> {
+    static MAP: OnceLock<Option<HashMap<String, SocketAddr>>> = OnceLock::new();
+    MAP.get_or_init(|| std::env::var(PEER_MAP_ENV).ok().map(|m| parse_map(&m)))
+        .as_ref()
+}
+
+/// Whether addresses come from the lab's map alone (see the module docs):
+/// then no server line is looked up in DNS either.
+pub fn lab_mode() -> bool {
+    overrides().is_some()
+}
+
+/// Looks `host:port` up in the lab's map.
+fn mapped(
+    map: &HashMap<String, SocketAddr>,
+    host: &str,
+    port: u16,
+) -> std::io::Result<Vec<SocketAddr>> {
+    let key = if host.contains(':') {
+        format!("[{}]:{}", host.to_ascii_lowercase(), port)
+    } else {
+        format!("{}:{}", host.to_ascii_lowercase(), port)
+    };
+    match map.get(&key) {
+        Some(addr) => Ok(vec![*addr]),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{key} has no lab backend"),
+        )),
+    }
 }
 
 /// Parses `name:port=ip:port,...`; malformed entries are skipped.
@@ -44,15 +75,16 @@ pub fn parse_map(text: &str) -> HashMap<String, SocketAddr> {
         .collect()
 }
 
-/// Resolves `host:port`. An IP literal needs no lookup; a name goes through
-/// the override map, then the system resolver (/etc/hosts, DNS).
+/// Resolves `host:port`. Under the lab, only its map answers (address
+/// literals included). Otherwise an IP literal needs no lookup, and a name
+/// goes through `SWITCHYARD_HOSTS`, then the system resolver (/etc/hosts,
+/// DNS).
 pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if let Some(map) = overrides() {
+        return mapped(map, host, port);
+    }
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let key = format!("{}:{}", host.to_ascii_lowercase(), port);
-    if let Some(addr) = overrides().get(&key) {
-        return Ok(vec![*addr]);
     }
     if let Ok(path) = std::env::var(HOSTS_ENV) {
         if let Ok(text) = tokio::fs::read_to_string(&path).await {
@@ -87,6 +119,25 @@ mod tests {
         assert_eq!(m["echogolem1:8080"], "127.0.1.1:8080".parse().unwrap());
         assert_eq!(m["b:80"], "[::1]:81".parse().unwrap());
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn the_lab_map_answers_for_literals_and_refuses_what_it_lacks() {
+        let m = parse_map("192.168.122.11:80=127.0.1.1:4000,echogolem1:8080=127.0.1.2:4001,[fd00::1]:80=127.0.1.3:4002");
+        assert_eq!(
+            mapped(&m, "192.168.122.11", 80).unwrap(),
+            vec!["127.0.1.1:4000".parse().unwrap()]
+        );
+        assert_eq!(
+            mapped(&m, "EchoGolem1", 8080).unwrap(),
+            vec!["127.0.1.2:4001".parse().unwrap()]
+        );
+        assert_eq!(
+            mapped(&m, "fd00::1", 80).unwrap(),
+            vec!["127.0.1.3:4002".parse().unwrap()]
+        );
+        let e = mapped(&m, "192.168.122.11", 81).unwrap_err();
+        assert_eq!(e.to_string(), "192.168.122.11:81 has no lab backend");
     }
 
     #[test]
