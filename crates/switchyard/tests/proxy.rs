@@ -276,7 +276,10 @@ fn unresolved_name_is_reported_at_the_default_level_and_so_is_its_resolution() {
         .find(|l| l.contains("resolved to 127.0.0.1:"))
         .unwrap_or_else(|| panic!("no resolved line in:\n{log}"));
     assert!(line.contains("[error]"), "{line}");
-    assert!(line.contains("latebackend:") && line.contains(&at), "{line}");
+    assert!(
+        line.contains("latebackend:") && line.contains(&at),
+        "{line}"
+    );
 }
 
 const MIB: u64 = 1 << 20;

@@ -5,14 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use support::{children_of, process_exists, raw, wait_for_port, wait_until, BIN};
+use support::lab::Lab;
+use support::{children_of, process_exists, raw, wait_for_port, wait_until};
 
 /// Both tests need port 8080: one at a time.
 static PORT_8080: Mutex<()> = Mutex::new(());
@@ -29,69 +27,6 @@ fn lock_8080() -> MutexGuard<'static, ()> {
         }
     }
     guard
-}
-
-/// A running `switchyard lab`, in its own process group (as a shell job),
-/// with its stdout and stderr collected line by line.
-struct Lab {
-    child: Child,
-    out: Arc<Mutex<Vec<String>>>,
-}
-
-impl Lab {
-    fn start(args: &[&str]) -> Lab {
-        let mut child = Command::new(BIN)
-            .arg("lab")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("spawn switchyard lab");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        for reader in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(reader).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-        }
-        Lab { child, out }
-    }
-
-    fn text(&self) -> String {
-        self.out.lock().unwrap().join("\n")
-    }
-
-    /// Waits for exit; the exit code, or a panic with the output.
-    fn wait(&mut self, limit: Duration) -> i32 {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "the lab did not exit within {limit:?}; output:\n{}",
-            self.text()
-        );
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Take the whole group down, children included, even if the lab
-        // itself is gone (its children may not be).
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
 }
 
 /// The seed's request, as curl sends it.

@@ -1,5 +1,9 @@
 //! The lab's child processes: started as users start them, their output
 //! relayed line by line with a name in front.
+//!
+//! Each child runs in a process group of its own, so that Ctrl-C on the
+//! terminal reaches the lab alone: the lab says it is stopping, then stops
+//! its children in order, and their last lines come after its own.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,13 +18,15 @@ use tokio::process::Command;
 pub struct Child {
     name: String,
     process: tokio::process::Child,
+    /// The tasks relaying its output, finished once it has closed both.
+    relays: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     name: String,
     reader: R,
     first_line: Option<tokio::sync::oneshot::Sender<String>>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
         let mut first_line = first_line;
@@ -30,7 +36,7 @@ fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
             }
             println!("{name:>12} | {line}");
         }
-    });
+    })
 }
 
 impl Child {
@@ -44,22 +50,25 @@ impl Child {
     ) -> anyhow::Result<(Child, tokio::sync::oneshot::Receiver<String>)> {
         let mut process = Command::new(exe)
             .args(["echo", "--listen", listen, "--name", name])
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("cannot start the echo backend")?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut relays = Vec::new();
         if let Some(out) = process.stdout.take() {
-            relay(name.to_string(), out, None);
+            relays.push(relay(name.to_string(), out, None));
         }
         if let Some(err) = process.stderr.take() {
-            relay(name.to_string(), err, Some(tx));
+            relays.push(relay(name.to_string(), err, Some(tx)));
         }
         Ok((
             Child {
                 name: name.to_string(),
                 process,
+                relays,
             },
             rx,
         ))
@@ -85,21 +94,54 @@ impl Child {
         }
         let mut process = command
             .env(crate::upstream::resolve::PEER_MAP_ENV, peer_map)
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("cannot start the balancer")?;
+        let mut relays = Vec::new();
         if let Some(out) = process.stdout.take() {
-            relay("switchyard".into(), out, None);
+            relays.push(relay("switchyard".into(), out, None));
         }
         if let Some(err) = process.stderr.take() {
-            relay("switchyard".into(), err, None);
+            relays.push(relay("switchyard".into(), err, None));
         }
         Ok(Child {
             name: "switchyard".into(),
             process,
+            relays,
         })
+    }
+}
+
+/// A child that exited while the lab still needed it.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} exited ({status}), so the lab stops; the reason is in its last lines above")]
+pub struct Exited {
+    /// Which child.
+    pub name: String,
+    /// How it ended.
+    pub status: std::process::ExitStatus,
+}
+
+/// Resolves when any of `children` exits; pending forever while all run.
+/// Polls: the lab has a handful of children and answers within 50 ms.
+pub async fn first_exit(children: &mut [Child]) -> Exited {
+    loop {
+        for child in children.iter_mut() {
+            if let Ok(Some(status)) = child.process.try_wait() {
+                // Its last lines (the reason, usually) before the lab's own.
+                for relay in child.relays.iter_mut() {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), relay).await;
+                }
+                return Exited {
+                    name: child.name.clone(),
+                    status,
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -5,9 +5,9 @@
 //! with a report of who answered.
 
 mod children;
+mod plan;
 mod traffic;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,9 +33,13 @@ pub struct LabArgs {
     /// Keep running after the requests were sent (until Ctrl-C).
     #[arg(long)]
     pub stay: bool,
+    /// Send the requests to this path (repeatable); by default every
+    /// location that proxies gets its share.
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
 }
 
-/// One upstream server of the config and the echo backend standing in for it.
+/// One upstream address of the config and the echo backend standing in for it.
 struct Backend {
     /// `host:port` as written in the config.
     written: String,
@@ -69,8 +73,23 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
 #[error("interrupted")]
 struct Interrupted;
 
+/// Runs `work` unless a stop signal comes first or a child exits: a lab
+/// whose balancer could not bind its port stops at once and says so.
+async fn guard<T>(
+    stop: &mut Stop,
+    children: &mut [Child],
+    work: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        out = work => Ok(out),
+        _ = stop.wait() => Err(Interrupted.into()),
+        exited = children::first_exit(children) => Err(exited.into()),
+    }
+}
+
 /// Starts the backends and the balancer into `children`, then runs the
-/// traffic or waits for Ctrl-C. Any wait can be cut short by `stop`.
+/// traffic or waits for Ctrl-C. Any wait can be cut short by `stop` or by a
+/// child that exits.
 async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> anyhow::Result<()> {
     let workdir = tempfile::Builder::new()
         .prefix("switchyard-lab-")
@@ -97,29 +116,25 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
         .as_ref()
         .context("the configuration has no http block: nothing to put backends behind")?;
 
-    // Every distinct host:port of every upstream gets an echo backend on its
+    // Every distinct host:port of every upstream, address literals and
+    // implicit `proxy_pass` targets included, gets an echo backend on its
     // own loopback address (127.0.1.N), as each seed container had its own.
-    let mut servers: BTreeMap<String, String> = BTreeMap::new();
-    for up in &http.upstreams {
-        for s in &up.servers {
-            servers
-                .entry(s.display_name())
-                .or_insert_with(|| s.host.clone());
-        }
-    }
-    if servers.is_empty() {
+    // The balancer gets them as its only map: nothing it looks up can
+    // resolve beyond loopback.
+    let stands = plan::stands(http);
+    if stands.is_empty() {
         bail!("the configuration has no upstream servers");
     }
     let exe = std::env::current_exe()?;
     let mut backends = Vec::new();
-    for (i, (written, host)) in servers.iter().enumerate() {
-        let ip = format!("127.0.1.{}", i + 1);
-        let (child, ready) = Child::start_echo(&exe, host, &format!("{ip}:0"))?;
+    for (i, stand) in stands.iter().enumerate() {
+        let ip = loopback_ip(i)?;
+        let (child, ready) = Child::start_echo(&exe, &stand.name, &format!("{ip}:0"))?;
         children.push(child);
-        let addr = stop.or(children::echo_ready(ready)).await??;
+        let addr = guard(stop, children, children::echo_ready(ready)).await??;
         backends.push(Backend {
-            written: written.clone(),
-            name: host.clone(),
+            written: stand.written.clone(),
+            name: stand.name.clone(),
             addr,
         });
     }
@@ -142,29 +157,40 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
     let balancer =
         Child::start_balancer(&exe, workdir.path(), &conf_path, &globals, &peer_map).await?;
     children.push(balancer);
-    stop.or(wait_for_file(&pid_file, Duration::from_secs(10)))
-        .await??;
+    guard(
+        stop,
+        children,
+        wait_for_file(&pid_file, Duration::from_secs(10)),
+    )
+    .await??;
+    let targets = plan::targets(http, &args.paths);
     let listens: Vec<SocketAddr> = http
         .servers
         .iter()
         .flat_map(|s| s.listens.iter().map(|l| l.addr))
         .collect();
-    let Some(front) = listens.first().copied() else {
+    let Some(front) = targets.first().map(|t| t.addr) else {
         bail!("the configuration has no server to listen on");
     };
-    let front = if front.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], front.port()))
-    } else {
-        front
-    };
-    stop.or(children::wait_for_port(front, Duration::from_secs(10)))
-        .await??;
+    guard(
+        stop,
+        children,
+        children::wait_for_port(front, Duration::from_secs(10)),
+    )
+    .await??;
 
     println!();
-    println!(
-        "  switchyard lab: the seed experiment, with {} backend(s)",
-        backends.len()
-    );
+    match &args.config {
+        None => println!(
+            "  switchyard lab: the seed experiment, with {} backend(s)",
+            backends.len()
+        ),
+        Some(path) => println!(
+            "  switchyard lab: {}, with {} simulated backend(s)",
+            path.display(),
+            backends.len()
+        ),
+    }
     for b in &backends {
         println!(
             "    {:<24} -> echo backend \"{}\" on {}",
@@ -179,20 +205,41 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!();
-    println!("  try:  curl -i http://localhost:{}/ -H 'Content-Type: application/json' -d '{{\"foo\": \"bar\"}}'", front.port());
-    println!("  stop: Ctrl-C");
+    for (what, url) in plan::pages(http) {
+        println!("  {what:<12} {url}");
+    }
     println!();
 
     if args.requests > 0 {
-        let counts = stop.or(traffic::send(front, args.requests)).await?;
+        let counts = guard(stop, children, traffic::send(&targets, args.requests)).await?;
         traffic::report(&counts, args.requests);
         if !args.stay {
             return Ok(());
         }
     }
-    stop.wait().await;
-    Err(Interrupted.into())
+    let first = &targets[0];
+    println!(
+        "  try:  curl -i http://localhost:{}{} -H 'Content-Type: application/json' -d '{{\"foo\": \"bar\"}}'",
+        first.addr.port(),
+        first.path
+    );
+    println!("  stop: Ctrl-C");
+    println!();
+    guard(stop, children, std::future::pending::<()>()).await
+}
+
+/// The loopback address of the `index`th echo backend: 127.0.1.1 onwards.
+fn loopback_ip(index: usize) -> anyhow::Result<std::net::Ipv4Addr> {
+    let n = index + 1;
+    if n > 254 * 255 {
+        bail!("the lab simulates at most {} backends", 254 * 255);
+    }
+    Ok(std::net::Ipv4Addr::new(
+        127,
+        0,
+        1 + (n / 255) as u8,
+        (n % 255) as u8,
+    ))
 }
 
 /// SIGINT and SIGTERM, caught for the lab's whole life.
@@ -214,17 +261,6 @@ impl Stop {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
-        }
-    }
-
-    /// Runs `work` unless a stop signal comes first.
-    async fn or<T>(
-        &mut self,
-        work: impl std::future::Future<Output = T>,
-    ) -> Result<T, Interrupted> {
-        tokio::select! {
-            out = work => Ok(out),
-            _ = self.wait() => Err(Interrupted),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! ephemeral ports, readiness by pid file and accepting port, cleanup on drop.
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod nginx;
 
 use std::collections::HashMap;

@@ -1,0 +1,246 @@
+//! Issue 16, the lab tried with a user's own config: every upstream address
+//! is simulated on loopback (address literals and implicit `proxy_pass`
+//! targets included), a child that dies stops the lab at once, the traffic
+//! reaches every proxied location, and the lab's words fit what it does.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::lab::Lab;
+use support::{free_port, write_file, BIN};
+
+/// A network namespace with nothing but loopback: a connection to any other
+/// address fails there (ENETUNREACH), so traffic that would have left the
+/// machine shows as a failed request instead of reaching a real host.
+struct LoopbackOnly {
+    name: String,
+}
+
+impl LoopbackOnly {
+    fn create() -> LoopbackOnly {
+        let name = format!("sy-lab-{}", std::process::id());
+        let ns = LoopbackOnly { name };
+        ns.ip(&["netns", "add", &ns.name]);
+        ns.ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "`ip {}` failed: {} (the lab's loopback test needs root and iproute2, \
+             as scripts/install-test-deps and CI provide)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+}
+
+impl Drop for LoopbackOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// The request counts of the lab's report, by the row's first word.
+fn report_rows(text: &str) -> Vec<(String, u64)> {
+    let Some((_, table)) = text.split_once("requests through the balancer:") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && !l.contains("by path:"))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Finding 1: OpenShift nodes listed by address, and a `proxy_pass` to a
+/// literal with no upstream block, all answered by the lab's own echo
+/// backends inside a namespace where any other address is unreachable.
+/// Before, the balancer connected to the real addresses (502s here).
+#[test]
+fn every_upstream_address_is_simulated_on_loopback() {
+    let ns = LoopbackOnly::create();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_file(
+        dir.path(),
+        "nginx.conf",
+        "events {}\nhttp {\n\
+         upstream ingress {\n    server 192.168.122.11:80;\n    server 192.168.122.12:80;\n}\n\
+         server {\n    listen 127.0.0.1:8080;\n\
+         location / { proxy_pass http://ingress; }\n\
+         location /api/ { proxy_pass http://10.1.2.3:9999; }\n}\n}\n",
+    );
+    let mut lab = Lab::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, BIN])
+            .args(["lab", "-c", conf.to_str().unwrap(), "--requests", "8"]),
+    );
+    let code = lab.wait(Duration::from_secs(60));
+    let text = lab.text();
+    assert_eq!(code, 0, "{text}");
+    let mut rows = report_rows(&text);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("10.1.2.3".to_string(), 4),
+            ("192.168.122.11".to_string(), 2),
+            ("192.168.122.12".to_string(), 2)
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("failed"), "{text}");
+    assert!(text.contains("/api/ -> 10.1.2.3"), "{text}");
+}
+
+/// Finding 5: the balancer cannot bind its port; the lab says so and stops
+/// at once (it used to wait 10 s for a pid file).
+#[test]
+fn a_busy_port_stops_the_lab_at_once() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_file(
+        dir.path(),
+        "nginx.conf",
+        &format!(
+            "events {{}}\nhttp {{\nupstream u {{ server app:80; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; }} }}\n}}\n"
+        ),
+    );
+    let started = Instant::now();
+    let mut lab = Lab::start(&["-c", conf.to_str().unwrap()]);
+    let code = lab.wait(Duration::from_secs(20));
+    let took = started.elapsed();
+    let text = lab.text();
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("Address already in use"), "{text}");
+    assert!(text.contains("switchyard exited"), "{text}");
+    assert!(took < Duration::from_secs(5), "took {took:?}:\n{text}");
+    drop(busy);
+}
+
+/// Finding 6: with `--requests`, the report and nothing that invites a
+/// Ctrl-C; the user's config is named as such, not as the seed; the traffic
+/// reaches every location that proxies, each to its own upstream.
+#[test]
+fn requests_reach_every_location_and_the_words_fit() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_file(
+        dir.path(),
+        "app.conf",
+        &format!(
+            "events {{}}\nhttp {{\nupstream web {{ server web1:80; server web2:80; }}\n\
+             upstream api {{ server api1:9000; }}\n\
+             server {{ listen 127.0.0.1:{port};\n\
+             location / {{ proxy_pass http://web; }}\n\
+             location /api/ {{ proxy_pass http://api; }}\n}}\n}}\n"
+        ),
+    );
+    let mut lab = Lab::start(&["-c", conf.to_str().unwrap(), "--requests", "8"]);
+    let code = lab.wait(Duration::from_secs(60));
+    let text = lab.text();
+    assert_eq!(code, 0, "{text}");
+    let mut rows = report_rows(&text);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("api1".to_string(), 4),
+            ("web1".to_string(), 2),
+            ("web2".to_string(), 2)
+        ],
+        "{text}"
+    );
+    assert!(text.contains("/api/ -> api1"), "{text}");
+    assert!(!text.contains("try:"), "{text}");
+    assert!(!text.contains("Ctrl-C"), "{text}");
+    assert!(!text.contains("the seed experiment"), "{text}");
+    assert!(
+        text.contains("app.conf, with 3 simulated backend(s)"),
+        "{text}"
+    );
+
+    // --path sends everything where it says.
+    let mut lab = Lab::start(&[
+        "-c",
+        conf.to_str().unwrap(),
+        "--requests",
+        "3",
+        "--path",
+        "/api/v1",
+    ]);
+    let code = lab.wait(Duration::from_secs(60));
+    let text = lab.text();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(report_rows(&text), [("api1".to_string(), 3)], "{text}");
+}
+
+/// The process group of `pid` (field 5 of /proc/PID/stat).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Finding 6: Ctrl-C on the terminal (SIGINT to the whole foreground group)
+/// reaches the lab alone (its children run in groups of their own, so they
+/// cannot print `shut down` before the lab decides to stop them), and the
+/// lab prints `stopping...` before any backend's `shut down` line.
+#[test]
+fn ctrl_c_says_stopping_before_the_backends_stop() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_file(
+        dir.path(),
+        "nginx.conf",
+        &format!(
+            "events {{}}\nhttp {{\nupstream u {{ server one:80; server two:80; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; }} }}\n}}\n"
+        ),
+    );
+    let mut lab = Lab::start(&["-c", conf.to_str().unwrap()]);
+    lab.wait_for_line("stop: Ctrl-C", Duration::from_secs(30));
+    let lab_group = process_group(lab.child.id());
+    let children = support::children_of(lab.child.id());
+    assert_eq!(children.len(), 3, "two backends and the balancer");
+    for child in children {
+        assert_ne!(
+            process_group(child),
+            lab_group,
+            "child {child} shares the lab's group"
+        );
+    }
+    unsafe {
+        libc::kill(-(lab.child.id() as i32), libc::SIGINT);
+    }
+    let code = lab.wait(Duration::from_secs(20));
+    let lines = lab.out.lock().unwrap().clone();
+    let text = lines.join("\n");
+    assert_eq!(code, 0, "{text}");
+    let stopping = lines
+        .iter()
+        .position(|l| l.contains("stopping..."))
+        .unwrap_or_else(|| panic!("no stopping line:\n{text}"));
+    let first_shut_down = lines
+        .iter()
+        .position(|l| l.contains("echo: shut down"))
+        .unwrap_or_else(|| panic!("no shut down line:\n{text}"));
+    assert!(stopping < first_shut_down, "{text}");
+}
