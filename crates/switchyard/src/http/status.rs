@@ -6,9 +6,10 @@ use http::{HeaderValue, Response};
 
 use super::body::{full, ResponseBody};
 use super::generation::Generation;
-use crate::observe::metrics::{self, PeerState};
+use crate::observe::metrics::{self, PeerState, Resolving};
 
-/// The live state of every peer of every upstream in `generation`.
+/// The live state of every peer of every upstream in `generation`, and a
+/// row for each server whose name has not resolved yet.
 pub fn peer_states(generation: &Generation) -> Vec<PeerState> {
     let mut names: Vec<&String> = generation.upstreams.keys().collect();
     names.sort();
@@ -27,6 +28,27 @@ pub fn peer_states(generation: &Generation) -> Vec<PeerState> {
                 healthy: stats.healthy,
                 failed: stats.failed,
                 down: cfg.down,
+                resolving: None,
+            });
+        }
+        let now = std::time::Instant::now();
+        for waiting in upstream.unresolved() {
+            out.push(PeerState {
+                upstream: name.clone(),
+                peer: waiting.server,
+                backup: false,
+                requests: 0,
+                active: 0,
+                healthy: false,
+                failed: false,
+                down: false,
+                resolving: Some(Resolving {
+                    error: waiting.error,
+                    next_try_in: waiting
+                        .next_try
+                        .saturating_duration_since(now)
+                        .as_secs_f64(),
+                }),
             });
         }
     }
@@ -88,7 +110,9 @@ fn status_json(generation: &Generation) -> String {
                     .find(|((u, a), _)| *u == p.upstream && *a == p.peer)
                     .map(|(_, pm)| (pm.response_counts(), pm.failures.load(std::sync::atomic::Ordering::Relaxed)))
                     .unwrap_or_default();
-                let state = if p.down {
+                let state = if p.resolving.is_some() {
+                    "resolving"
+                } else if p.down {
                     "down"
                 } else if !p.healthy {
                     "unhealthy"
@@ -105,6 +129,8 @@ fn status_json(generation: &Generation) -> String {
                     "active": p.active,
                     "responses": {"1xx": counts.0[0], "2xx": counts.0[1], "3xx": counts.0[2], "4xx": counts.0[3], "5xx": counts.0[4]},
                     "failures": counts.1,
+                    "error": p.resolving.as_ref().map(|r| r.error.clone()),
+                    "next_try_in": p.resolving.as_ref().map(|r| (r.next_try_in * 10.0).round() / 10.0),
                 })
             })
             .collect();
@@ -136,6 +162,7 @@ table { border-collapse: collapse; margin-bottom: 2em; min-width: 40em; }
 th, td { border-bottom: 1px solid #ddd; padding: .35em .8em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .up { color: #17803d; } .down, .unhealthy, .failed { color: #b42318; font-weight: bold; }
+.resolving { color: #b54708; font-weight: bold; }
 .bar { display: inline-block; height: .8em; background: #3b82f6; vertical-align: middle; }
 #summary { color: #555; }
 </style>
@@ -164,7 +191,7 @@ async function refresh() {
         tr.className = "peer";
         tr.dataset.peer = p.peer;
         tr.appendChild(cell(p.peer + (p.backup ? " (backup)" : "")));
-        tr.appendChild(cell(p.state, p.state));
+        tr.appendChild(cell(p.state === "resolving" ? `resolving (${p.error}; next try in ${p.next_try_in}s)` : p.state, p.state));
         const req = cell(String(p.requests)); req.className = "requests"; tr.appendChild(req);
         tr.appendChild(cell(String(p.active)));
         tr.appendChild(cell(String(p.responses["2xx"])));

@@ -160,6 +160,18 @@ pub struct PeerState {
     pub failed: bool,
     /// Marked `down`.
     pub down: bool,
+    /// Not an address yet: a server whose name is waiting to resolve (then
+    /// `peer` is the server as written).
+    pub resolving: Option<Resolving>,
+}
+
+/// Why a server has no address yet, and when it is looked up again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolving {
+    /// The last lookup's error.
+    pub error: String,
+    /// Seconds until the next lookup (0 when it is due).
+    pub next_try_in: f64,
 }
 
 fn escape_label(value: &str) -> String {
@@ -250,9 +262,16 @@ pub fn prometheus(metrics: &Metrics, peers: &[PeerState]) -> String {
     gauge_block(
         &mut out,
         "switchyard_upstream_peer_up",
-        "1 if the peer takes requests (not down, failed or unhealthy).",
+        "1 if the peer takes requests (not down, failed, unhealthy or resolving).",
         "gauge",
-        &|p| u64::from(p.healthy && !p.failed && !p.down),
+        &|p| u64::from(p.healthy && !p.failed && !p.down && p.resolving.is_none()),
+    );
+    gauge_block(
+        &mut out,
+        "switchyard_upstream_peer_resolving",
+        "1 for a server whose name has not resolved yet (peer is the server as written).",
+        "gauge",
+        &|p| u64::from(p.resolving.is_some()),
     );
     gauge_block(
         &mut out,
@@ -355,10 +374,13 @@ mod tests {
                 healthy: true,
                 failed: false,
                 down: false,
+                resolving: None,
             }],
         );
         assert!(text.contains("switchyard_upstream_peer_response_seconds_bucket{upstream=\"u\",peer=\"127.0.0.1:1\",le=\"0.005\"} 1"));
         assert!(text.contains("switchyard_upstream_peer_response_seconds_bucket{upstream=\"u\",peer=\"127.0.0.1:1\",le=\"0.5\"} 2"));
         assert!(text.contains("switchyard_upstream_peer_responses_total{upstream=\"u\",peer=\"127.0.0.1:1\",code=\"5xx\"} 1"));
+        assert!(text
+            .contains("switchyard_upstream_peer_resolving{upstream=\"u\",peer=\"127.0.0.1:1\"} 0"));
     }
 }

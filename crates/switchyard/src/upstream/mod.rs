@@ -59,6 +59,17 @@ struct State {
     addrs: HashMap<PeerId, PeerEntry>,
 }
 
+/// A server line that has no address yet: its name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    /// The server as written (`echogolem1:8080`).
+    pub server: String,
+    /// Why the last lookup failed.
+    pub error: String,
+    /// When the next lookup is due.
+    pub next_try: Instant,
+}
+
 /// One upstream group at run time.
 pub struct Upstream {
     /// Its configuration.
@@ -66,6 +77,9 @@ pub struct Upstream {
     /// Its idle connections, with `keepalive`.
     pub pool: Option<pool::Pool>,
     state: Mutex<State>,
+    /// Server lines waiting for their name, by line index: shown on the
+    /// status page and in the metrics, which list only addresses otherwise.
+    waiting: Mutex<std::collections::BTreeMap<usize, Unresolved>>,
     epoch: Instant,
     activated: std::sync::atomic::AtomicBool,
 }
@@ -107,6 +121,7 @@ impl Upstream {
                 resolved: Vec::new(),
                 addrs: HashMap::new(),
             }),
+            waiting: Mutex::new(std::collections::BTreeMap::new()),
             epoch: Instant::now(),
             activated: std::sync::atomic::AtomicBool::new(false),
         })
@@ -171,6 +186,7 @@ impl Upstream {
             match resolve::resolve(&server.host, server.port).await {
                 Ok(addrs) => self.add_resolved(index, &addrs),
                 Err(e) => {
+                    self.note_unresolved(index, error_log::os_error(&e), FIRST_RETRY);
                     // nginx stops here with [emerg]; we keep serving, so say
                     // it at the default level, where the user looks.
                     error_log::error(
@@ -189,6 +205,36 @@ impl Upstream {
         }
         for first in first_lookups {
             let _ = first.await;
+        }
+    }
+
+    /// Records that line `index` has no address: `error` says why, the next
+    /// lookup comes in `retry_in`.
+    fn note_unresolved(&self, index: usize, error: String, retry_in: Duration) {
+        let entry = Unresolved {
+            server: self.config.servers[index].display_name(),
+            error,
+            next_try: Instant::now() + retry_in,
+        };
+        match self.waiting.lock() {
+            Ok(mut w) => w.insert(index, entry),
+            Err(poisoned) => poisoned.into_inner().insert(index, entry),
+        };
+    }
+
+    /// Line `index` has addresses again.
+    fn note_resolved(&self, index: usize) {
+        match self.waiting.lock() {
+            Ok(mut w) => w.remove(&index),
+            Err(poisoned) => poisoned.into_inner().remove(&index),
+        };
+    }
+
+    /// The server lines still waiting for their name to resolve.
+    pub fn unresolved(&self) -> Vec<Unresolved> {
+        match self.waiting.lock() {
+            Ok(w) => w.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
         }
     }
 
@@ -349,14 +395,25 @@ fn seed() -> u64 {
     t.as_nanos() as u64 ^ u64::from(std::process::id())
 }
 
+/// The first retry of a name that did not resolve at start; later ones
+/// back off to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
 async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize) {
-    let mut delay = Duration::from_millis(250);
+    let mut delay = FIRST_RETRY;
     loop {
         tokio::time::sleep(delay).await;
         let Some(up) = upstream.upgrade() else { return };
         let server = &up.config.servers[index];
-        if let Ok(addrs) = resolve::resolve(&server.host, server.port).await {
+        let next = (delay * 2).min(LAST_RETRY);
+        let looked_up = resolve::resolve(&server.host, server.port).await;
+        if let Err(e) = &looked_up {
+            up.note_unresolved(index, error_log::os_error(e), next);
+        }
+        if let Ok(addrs) = looked_up {
             up.add_resolved(index, &addrs);
+            up.note_resolved(index);
             // At the level of the "host not found" line, so whoever saw that
             // one sees this one too.
             error_log::error(
@@ -375,7 +432,7 @@ async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize)
             );
             return;
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
+        delay = next;
     }
 }
 
@@ -433,6 +490,7 @@ async fn keep_resolving(
         let wait = match result {
             Ok((entries, next)) => {
                 failures = 0;
+                up.note_resolved(index);
                 if entries != before {
                     describe_change(&up.config.name, &written, &before, &entries);
                     up.set_line(index, entries);
@@ -448,7 +506,9 @@ async fn keep_resolving(
                     ));
                     up.set_line(index, Vec::new());
                 }
-                Duration::from_secs(1)
+                let wait = Duration::from_secs(1);
+                up.note_unresolved(index, "host not found".to_string(), wait);
+                wait
             }
             Err(dns::LookupError::Failed(why)) => {
                 failures += 1;
@@ -457,7 +517,11 @@ async fn keep_resolving(
                     up.config.name,
                     before.len()
                 ));
-                Duration::from_millis(500 * u64::from(failures.min(10)))
+                let wait = Duration::from_millis(500 * u64::from(failures.min(10)));
+                if before.is_empty() {
+                    up.note_unresolved(index, why.to_string(), wait);
+                }
+                wait
             }
         };
         drop(up);
