@@ -157,6 +157,7 @@ fn balancer(options: Options) -> i32 {
                 for line in e.lines() {
                     error_log::stderr_line(ErrorLevel::Emerg, &line);
                 }
+                eprintln!("switchyard: {}", e.summary());
                 eprintln!("switchyard: configuration file {conf_name} test failed");
                 1
             }

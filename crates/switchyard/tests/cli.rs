@@ -127,10 +127,15 @@ fn broken_configs_get_nginx_messages() {
         let (code, _, err) = run(&["-t", "-c", &f]);
         let expected = expected.replace("{F}", &f);
         assert_eq!(code, 1, "case {i}: {err}");
+        let summary = if expected.contains("not supported yet") {
+            "1 problem: 1 directive not supported yet: proxy_cache (1)"
+        } else {
+            "1 problem: 1 error"
+        };
         assert_eq!(
             err,
             format!(
-                "switchyard: [emerg] {expected}\nswitchyard: configuration file {f} test failed\n"
+                "switchyard: [emerg] {expected}\nswitchyard: {summary}\nswitchyard: configuration file {f} test failed\n"
             ),
             "case {i}"
         );
@@ -249,6 +254,30 @@ fn signal_without_pid_file_says_so() {
     );
 }
 
+/// `-t` lists every problem, then counts them on one line (issue 16):
+/// directives not supported yet by name, and the other errors.
+#[test]
+fn test_ends_with_a_summary_of_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nginx.conf");
+    std::fs::write(
+        &file,
+        "events {}\nhttp {\n  gzip on;\n  server {\n    try_files $uri /i;\n    gzip off;\n    \
+         location / { expires 1h; }\n  }\n}\n",
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let (code, _, err) = run(&["-t", "-c", &f]);
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    assert_eq!(
+        lines[4],
+        "switchyard: 4 problems: 3 directives not supported yet: gzip (2), try_files (1); 1 other error",
+        "{err}"
+    );
+}
+
 /// Debian's own nginx.conf (with sites-enabled/default) fails only on
 /// directives switchyard does not support yet, each named at file:line,
 /// all of them in one run.
@@ -273,8 +302,16 @@ fn debian_stock_config_fails_only_on_unsupported_directives() {
         r#"^switchyard: \[emerg\] "([a-z_0-9]+)" is not supported yet in (/etc/nginx/\S+):(\d+)$"#,
     )
     .unwrap();
-    assert!(lines.len() > 1, "{err}");
-    for line in &lines[..lines.len() - 1] {
+    assert!(lines.len() > 2, "{err}");
+    let summary = lines[lines.len() - 2];
+    let problems = lines.len() - 2;
+    assert!(
+        summary.starts_with(&format!(
+            "switchyard: {problems} problems: {problems} directives not supported yet: "
+        )),
+        "{summary}"
+    );
+    for line in &lines[..lines.len() - 2] {
         let captures = unsupported
             .captures(line)
             .unwrap_or_else(|| panic!("not an unsupported-directive line: {line}\n{err}"));

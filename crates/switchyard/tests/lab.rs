@@ -244,3 +244,28 @@ fn ctrl_c_says_stopping_before_the_backends_stop() {
         .unwrap_or_else(|| panic!("no shut down line:\n{text}"));
     assert!(stopping < first_shut_down, "{text}");
 }
+
+/// Beyond the findings: `lab -c` lists every problem of a config at once,
+/// as `-t` does, with the summary line, and exits 1.
+#[test]
+fn a_broken_config_shows_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_file(
+        dir.path(),
+        "nginx.conf",
+        "events {}\nhttp {\n gzip on;\n upstream u { server a:80; }\n\
+         server { listen 127.0.0.1:1; try_files $uri /i;\n location / { proxy_pass http://u; expires 1h; } }\n}\n",
+    );
+    let mut lab = Lab::start(&["-c", conf.to_str().unwrap()]);
+    let code = lab.wait(Duration::from_secs(20));
+    let text = lab.text();
+    assert_eq!(code, 1, "{text}");
+    for needle in [
+        "\"gzip\" is not supported yet in",
+        "\"try_files\" is not supported yet in",
+        "unknown directive \"expires\" in",
+        "3 problems: 2 directives not supported yet: gzip (1), try_files (1); 1 other error",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}

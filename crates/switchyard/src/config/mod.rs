@@ -31,6 +31,8 @@ pub struct ConfigError {
     /// Further errors of the same load: every directive that is not
     /// supported yet is named, not only the first (a migration list).
     pub more: Vec<ConfigError>,
+    /// The directive's name, when the error is that it is not supported yet.
+    pub unsupported: Option<String>,
 }
 
 impl ConfigError {
@@ -40,6 +42,7 @@ impl ConfigError {
             message: message.into(),
             position: Some(position.clone()),
             more: Vec::new(),
+            unsupported: None,
         }
     }
 
@@ -50,7 +53,52 @@ impl ConfigError {
             message: message.into(),
             position: None,
             more: Vec::new(),
+            unsupported: None,
         }
+    }
+
+    /// One line that counts what the load found: `3 problems: 2 directives
+    /// not supported yet: gzip (1), try_files (1); 1 other error`.    ///
+    /// ```
+    /// # use switchyard::config::ConfigError;
+    /// let e = ConfigError::bare("unknown directive \"upstrem\"");
+    /// assert_eq!(e.summary(), "1 problem: 1 error");
+    /// ```
+    pub fn summary(&self) -> String {
+        let all: Vec<&ConfigError> = std::iter::once(self).chain(self.more.iter()).collect();
+        let mut unsupported: Vec<(&str, usize)> = Vec::new();
+        for name in all.iter().filter_map(|e| e.unsupported.as_deref()) {
+            match unsupported.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => unsupported.push((name, 1)),
+            }
+        }
+        let not_yet: usize = unsupported.iter().map(|(_, n)| n).sum();
+        let other = all.len() - not_yet;
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if not_yet > 0 {
+            let names: Vec<String> = unsupported
+                .iter()
+                .map(|(name, n)| format!("{name} ({n})"))
+                .collect();
+            parts.push(format!(
+                "{} not supported yet: {}",
+                plural(not_yet, "directive", "directives"),
+                names.join(", ")
+            ));
+        }
+        match (other, not_yet) {
+            (0, _) => {}
+            (n, 0) => parts.push(plural(n, "error", "errors")),
+            (n, _) => parts.push(plural(n, "other error", "other errors")),
+        }
+        format!(
+            "{}: {}",
+            plural(all.len(), "problem", "problems"),
+            parts.join("; ")
+        )
     }
 
     /// Every error of the load, one line each (this one first).
@@ -188,10 +236,9 @@ pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, Co
         // Recorded, and the directive is skipped: the load goes on so that
         // every unsupported directive is named.
         UNSUPPORTED.with(|u| {
-            u.borrow_mut().push(ConfigError::at(
-                format!("\"{name}\" is not supported yet"),
-                at,
-            ))
+            let mut e = ConfigError::at(format!("\"{name}\" is not supported yet"), at);
+            e.unsupported = Some(name.clone());
+            u.borrow_mut().push(e)
         });
     }
     Ok(spec)

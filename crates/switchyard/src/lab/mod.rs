@@ -109,7 +109,13 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
         prefix: workdir.path().to_path_buf(),
         globals: None,
     };
-    let loaded = config::load(&load).map_err(|e| anyhow::anyhow!("[emerg] {e}"))?;
+    // Every problem at once, as `-t` lists them, not only the first.
+    let loaded = config::load(&load).map_err(|e| {
+        for line in e.lines() {
+            eprintln!("switchyard: [emerg] {line}");
+        }
+        anyhow::anyhow!(e.summary())
+    })?;
     let http = loaded
         .model
         .http
