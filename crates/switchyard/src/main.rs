@@ -34,7 +34,9 @@ What it answers:
   GET /healthz               200 \"ok\" until switched, for health checks
   POST /healthz?status=503   switch /healthz to answer 503 (or send the code as the body:
                              curl -d 503 http://HOST:PORT/healthz); ?status=200 switches it back
-Every answer carries X-Served-By: NAME.";
+Every answer carries X-Served-By: NAME.
+With --mode tcp or --mode udp it is a layer-4 echo for stream {} instead: every
+byte (TCP) or datagram (UDP) sent back; --tag names the instance in each answer.";
 
 #[derive(Parser)]
 #[command(name = "switchyard lab", about = "The seed experiment in one command")]

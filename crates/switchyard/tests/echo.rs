@@ -362,6 +362,67 @@ fn help_says_how_to_switch_healthz() {
     assert!(text.contains("X-Served-By"), "{text}");
 }
 
+/// `--mode tcp`: every byte back, the client's half-close ends the session
+/// after the last byte; `--tag` names the instance first.
+#[test]
+fn tcp_mode_echoes_bytes_and_honours_half_close() {
+    for (tag, first) in [(false, ""), (true, "node1\n")] {
+        let extra: &[&str] = if tag {
+            &["--mode", "tcp", "--tag"]
+        } else {
+            &["--mode", "tcp"]
+        };
+        let e = start("node1", extra);
+        let mut s = e.connect();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let mut w = s.try_clone().unwrap();
+            let payload = payload.clone();
+            std::thread::spawn(move || {
+                w.write_all(&payload).unwrap();
+                w.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        };
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        writer.join().unwrap();
+        assert_eq!(&got[..first.len()], first.as_bytes());
+        assert!(
+            got[first.len()..] == payload[..],
+            "tag {tag}: {} bytes back",
+            got.len()
+        );
+        let line = e.log.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(
+            line.contains("tcp session closed, 200000 bytes echoed node1"),
+            "{line}"
+        );
+    }
+}
+
+/// `--mode udp`: each datagram answered with itself, after `NAME ` with `--tag`.
+#[test]
+fn udp_mode_answers_every_datagram() {
+    let e = start("node2", &["--mode", "udp", "--tag"]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    for word in ["ping", "pong"] {
+        socket.send_to(word.as_bytes(), e.addr).unwrap();
+        let (n, from) = socket.recv_from(&mut buf).unwrap();
+        assert_eq!(from, e.addr);
+        assert_eq!(&buf[..n], format!("node2 {word}").as_bytes());
+    }
+    let line = e.log.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        line.contains("udp datagram of 4 bytes echoed node2"),
+        "{line}"
+    );
+}
+
 #[test]
 fn http10_request_is_answered_and_closed() {
     let e = start("g", &[]);

@@ -27,6 +27,28 @@ pub struct EchoArgs {
     /// Upper bound for `?size=`; larger sizes are clamped.
     #[arg(long, env = "ECHO_MAX_SIZE", default_value = "1GiB", value_parser = parse_size_arg)]
     pub max_size: u64,
+
+    /// What to serve: `http` (echo-golem and more), `tcp` (every byte sent
+    /// back) or `udp` (every datagram answered with itself), for `stream {}`.
+    #[arg(long, env = "ECHO_MODE", value_enum, default_value_t = Mode::Http)]
+    pub mode: Mode,
+
+    /// In `tcp` and `udp` mode, name the instance in every answer: a TCP
+    /// connection starts with `NAME\n`, a UDP answer with `NAME `.
+    #[arg(long, env = "ECHO_TAG")]
+    pub tag: bool,
+}
+
+/// The protocol `switchyard echo` serves.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// HTTP/1.x: echo-golem's behaviour, JSON descriptions, `/healthz`.
+    #[default]
+    Http,
+    /// A TCP echo.
+    Tcp,
+    /// A UDP echo.
+    Udp,
 }
 
 impl Default for EchoArgs {
@@ -37,6 +59,8 @@ impl Default for EchoArgs {
             name: None,
             max_delay: Duration::from_secs(30),
             max_size: 1 << 30,
+            mode: Mode::Http,
+            tag: false,
         }
     }
 }

@@ -14,6 +14,7 @@ mod body;
 mod handler;
 mod log;
 mod params;
+mod raw;
 mod server;
 
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -23,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use http::{HeaderValue, StatusCode};
 
-pub use args::{hostname, resolve_listen, EchoArgs};
+pub use args::{hostname, resolve_listen, EchoArgs, Mode};
 pub use body::EchoBody;
 pub use params::{parse_delay, parse_size, Overrides, ParamError};
 pub use server::serve;
@@ -92,22 +93,48 @@ impl EchoConfig {
 }
 
 /// Binds the configured address, prints
-/// `echo: listening on ADDR as NAME` to stderr once ready, and serves until
-/// SIGTERM or SIGINT; in-flight requests get [`EchoConfig::shutdown_grace`]
-/// to finish.
+/// `echo: listening on ADDR as NAME` to stderr once ready (with `(tcp)` or
+/// `(udp)` after it in those modes), and serves until SIGTERM or SIGINT;
+/// in-flight requests get [`EchoConfig::shutdown_grace`] to finish.
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
     let config = Arc::new(EchoConfig::from_args(&args)?);
     let addr = resolve_listen(&args.listen).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let local = listener.local_addr().context("reading bound address")?;
-    // Install signal handlers before announcing readiness, so a supervisor
-    // that signals us right after the ready line is not killed by default
-    // signal disposition.
-    let shutdown = server::shutdown_signal()?;
-    eprintln!("echo: listening on {local} as {}", config.name);
-    serve(listener, config, shutdown).await?;
+    let raw = Arc::new(raw::RawEcho {
+        name: config.name.clone(),
+        tag: args.tag,
+    });
+    match args.mode {
+        Mode::Http => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let local = listener.local_addr().context("reading bound address")?;
+            // Install signal handlers before announcing readiness, so a
+            // supervisor that signals us right after the ready line is not
+            // killed by default signal disposition.
+            let shutdown = server::shutdown_signal()?;
+            eprintln!("echo: listening on {local} as {}", config.name);
+            serve(listener, config, shutdown).await?;
+        }
+        Mode::Tcp => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let local = listener.local_addr().context("reading bound address")?;
+            let shutdown = server::shutdown_signal()?;
+            eprintln!("echo: listening on {local} as {} (tcp)", config.name);
+            raw::serve_tcp(listener, raw, shutdown).await?;
+        }
+        Mode::Udp => {
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr} (udp)"))?;
+            let local = socket.local_addr().context("reading bound address")?;
+            let shutdown = server::shutdown_signal()?;
+            eprintln!("echo: listening on {local} as {} (udp)", config.name);
+            raw::serve_udp(socket, raw, shutdown).await?;
+        }
+    }
     eprintln!("echo: shut down");
     Ok(())
 }
