@@ -470,6 +470,29 @@ if [ "$podman_ok" = 1 ]; then
                 else
                     fail "podman run the balancer with examples/seed/nginx.conf: $(tail -1 "$tmp/lb.log")"
                 fi
+                # The balancer as deploy/kubernetes runs it: read-only root
+                # filesystem, a writable /tmp, the Deployment's args.
+                k8s_args=$("$PY" -c '
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+(c,) = d["spec"]["template"]["spec"]["containers"]
+print("\0".join(c["args"]), end="")' deploy/kubernetes/switchyard-deployment.yaml | tr '\0' '\n')
+                mapfile -t k8s_argv <<<"$k8s_args"
+                ro=switchyard-validate-ro-$$
+                containers+=("$ro")
+                if prun -d --name "$ro" --label switchyard-validate=1 --network "$net" \
+                    --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=64m,mode=1777 \
+                    -p 127.0.0.1::8080 "$IMAGE" "${k8s_argv[@]}" >/dev/null 2>"$tmp/ro.log"; then
+                    roport=$(podman port "$ro" 8080/tcp | sed 's/.*://')
+                    check "the balancer with a read-only root and the kubernetes Deployment's args serves the seed request" bash -c '
+                        wait_http "http://127.0.0.1:$1/healthz" || { echo "no answer on 127.0.0.1:$1"; podman logs "$2" 2>&1 | tail -5; exit 1; }
+                        http_seed "$1" "$3/ro" || exit 1
+                        head -1 "$3/ro.h" | grep -q "^HTTP/1.1 200" && grep -qi "^x-served-by: echogolem[12]" "$3/ro.h" ||
+                            { cat "$3/ro.h"; podman logs "$2" 2>&1 | tail -5; exit 1; }
+                    ' _ "$roport" "$ro" "$tmp"
+                else
+                    fail "podman run --read-only the balancer with the Deployment's args: $(tail -1 "$tmp/ro.log")"
+                fi
             fi
         fi
     fi
