@@ -284,8 +284,8 @@ http_seed() {
 }
 # wait_http URL: polls until URL answers (at most ~10 s).
 wait_http() {
-    local i
-    for i in $(seq 50); do
+    local _
+    for _ in $(seq 50); do
         curl -s -m 1 -o /dev/null "$1" && return 0
         sleep 0.2
     done
