@@ -17,9 +17,10 @@
 #
 # Environment:
 #   SWITCHYARD_BINARY   static switchyard binary for the image check
-#                       (default: look in target-static/ and the cargo target
-#                       dir, else build one into target-static/)
-#   VALIDATE_NO_BUILD=1 never run cargo; skip the image check if no binary
+#                       (default: build one, glibc +crt-static, in
+#                       target-static/ or $SWITCHYARD_STATIC_TARGET_DIR)
+#   VALIDATE_NO_BUILD=1 never run cargo: use a static binary found in
+#                       target-static/ or the cargo target dir, else skip
 #   VALIDATE_NO_PODMAN=1  skip every podman check
 set -uo pipefail
 
@@ -252,9 +253,6 @@ EOF
 static_target=${SWITCHYARD_STATIC_TARGET_DIR:-$root/target-static}
 find_binary() {
     local t=${CARGO_TARGET_DIR:-$root/target} c d
-    for c in ${SWITCHYARD_BINARY:-}; do
-        if is_static "$c"; then echo "$c"; return 0; fi
-    done
     for d in "$static_target" "$t"; do
         for c in "$d"/x86_64-unknown-linux-musl/{release,dist}/switchyard \
             "$d"/x86_64-unknown-linux-gnu/{release,dist}/switchyard; do
@@ -293,18 +291,28 @@ wait_http() {
 }
 
 if [ "$podman_ok" = 1 ]; then
-    binary=$(find_binary)
-    if [ -z "$binary" ] && [ "${VALIDATE_NO_BUILD:-}" != 1 ] && command -v cargo >/dev/null; then
-        echo "building a static switchyard (glibc +crt-static) into $static_target for the image check"
+    # Build (cargo does nothing when it is up to date) so that the image
+    # holds the current sources; a binary found lying around may be stale.
+    binary=""
+    if [ -n "${SWITCHYARD_BINARY:-}" ]; then
+        if is_static "$SWITCHYARD_BINARY"; then
+            binary=$SWITCHYARD_BINARY
+        else
+            fail "SWITCHYARD_BINARY=$SWITCHYARD_BINARY is not a static executable (scratch has no dynamic loader)"
+        fi
+    elif [ "${VALIDATE_NO_BUILD:-}" != 1 ] && command -v cargo >/dev/null; then
         host=$(rustc -vV | sed -n 's/^host: //p')
+        echo "building a static switchyard (glibc +crt-static, $host) in $static_target for the image check"
         if CARGO_TARGET_DIR=$static_target RUSTFLAGS='-C target-feature=+crt-static' \
             cargo build --quiet --locked --release \
             --target "$host" -p switchyard --bin switchyard >"$tmp/cargo.log" 2>&1; then
-            binary=$(find_binary)
+            is_static "$static_target/$host/release/switchyard" && binary=$static_target/$host/release/switchyard
         else
             fail "static cargo build for the image check"
             sed 's/^/    /' "$tmp/cargo.log" | tail -20
         fi
+    else
+        binary=$(find_binary)
     fi
     if [ -z "$binary" ]; then
         skip "podman build of deploy/Containerfile: no static switchyard binary (set SWITCHYARD_BINARY)"
