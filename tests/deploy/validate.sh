@@ -6,7 +6,10 @@
 #   - deploy/compose.yaml: structure (python) and, where a compose CLI is
 #     installed, its own `config` validation
 #   - deploy/Containerfile*: static checks; with a working podman, builds
-#     Containerfile from a static switchyard binary and runs it
+#     Containerfile from a static switchyard binary, runs it, and serves the
+#     seed topology with it (echogolem1, echogolem2 and the balancer with
+#     examples/seed/nginx.conf on one podman network; the seed's request
+#     twice through the balancer's port on 127.0.0.1)
 #
 # Checks that cannot run here print a SKIPPED line and do not fail the run.
 # The last line is "N passed, M failed, K skipped"; the exit status is
@@ -14,8 +17,10 @@
 #
 # Environment:
 #   SWITCHYARD_BINARY   static switchyard binary for the image check
-#                       (default: look in the cargo target dir, else build one)
-#   VALIDATE_NO_BUILD=1 never run cargo; skip the image check if no binary
+#                       (default: build one, glibc +crt-static, in
+#                       target-static/ or $SWITCHYARD_STATIC_TARGET_DIR)
+#   VALIDATE_NO_BUILD=1 never run cargo: use a static binary found in
+#                       target-static/ or the cargo target dir, else skip
 #   VALIDATE_NO_PODMAN=1  skip every podman check
 set -uo pipefail
 
@@ -44,13 +49,15 @@ check() {
 }
 
 tmp=$(mktemp -d)
-containers=()
+containers=() networks=()
 cleanup() {
     local c
-    for c in "${containers[@]}"; do podman rm -f "$c" >/dev/null 2>&1; done
+    for c in "${containers[@]}"; do podman rm -f -t 2 "$c" >/dev/null 2>&1; done
+    for c in "${networks[@]}"; do podman network rm -f "$c" >/dev/null 2>&1; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 PY=python3
 command -v "$PY" >/dev/null || { echo "FAIL: python3 is required"; echo "0 passed, 1 failed"; exit 1; }
@@ -241,12 +248,16 @@ for i in range(phnum):
 EOF
 }
 
+# A separate target dir for the static build: its RUSTFLAGS would
+# otherwise rebuild what the ordinary builds share.
+static_target=${SWITCHYARD_STATIC_TARGET_DIR:-$root/target-static}
 find_binary() {
-    local t=${CARGO_TARGET_DIR:-$root/target} c
-    for c in ${SWITCHYARD_BINARY:-} \
-        "$t"/x86_64-unknown-linux-musl/{release,dist}/switchyard \
-        "$t"/x86_64-unknown-linux-gnu/{release,dist}/switchyard; do
-        if is_static "$c"; then echo "$c"; return 0; fi
+    local t=${CARGO_TARGET_DIR:-$root/target} c d
+    for d in "$static_target" "$t"; do
+        for c in "$d"/x86_64-unknown-linux-musl/{release,dist}/switchyard \
+            "$d"/x86_64-unknown-linux-gnu/{release,dist}/switchyard; do
+            if is_static "$c"; then echo "$c"; return 0; fi
+        done
     done
     return 1
 }
@@ -257,23 +268,51 @@ if [ "${VALIDATE_NO_PODMAN:-}" = 1 ]; then
 elif ! command -v podman >/dev/null 2>&1; then
     skip "podman build of deploy/Containerfile: podman is not installed (apt-get install podman)"
 elif ! podman info >/dev/null 2>&1; then
-    skip "podman build of deploy/Containerfile: 'podman info' fails on this machine"
+    skip "podman build of deploy/Containerfile: 'podman info' fails on this machine: $(podman info 2>&1 | tail -1)"
 else
     podman_ok=1
 fi
 
+# http_seed PORT OUT: the seed post's `http localhost:8080 foo=bar` (HTTPie
+# sends a JSON object) with curl; headers and body in OUT.h and OUT.b.
+http_seed() {
+    curl -sS -m 5 -D "$2.h" -o "$2.b" \
+        -H 'Content-Type: application/json' -H 'Accept: application/json, */*;q=0.5' \
+        --data-binary '{"foo": "bar"}' "http://127.0.0.1:$1/"
+}
+# wait_http URL: polls until URL answers (at most ~10 s).
+wait_http() {
+    local _
+    for _ in $(seq 50); do
+        curl -s -m 1 -o /dev/null "$1" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 if [ "$podman_ok" = 1 ]; then
-    binary=$(find_binary)
-    if [ -z "$binary" ] && [ "${VALIDATE_NO_BUILD:-}" != 1 ] && command -v cargo >/dev/null; then
-        echo "building a static switchyard (glibc +crt-static) for the image check"
+    # Build (cargo does nothing when it is up to date) so that the image
+    # holds the current sources; a binary found lying around may be stale.
+    binary=""
+    if [ -n "${SWITCHYARD_BINARY:-}" ]; then
+        if is_static "$SWITCHYARD_BINARY"; then
+            binary=$SWITCHYARD_BINARY
+        else
+            fail "SWITCHYARD_BINARY=$SWITCHYARD_BINARY is not a static executable (scratch has no dynamic loader)"
+        fi
+    elif [ "${VALIDATE_NO_BUILD:-}" != 1 ] && command -v cargo >/dev/null; then
         host=$(rustc -vV | sed -n 's/^host: //p')
-        if RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --locked --release \
+        echo "building a static switchyard (glibc +crt-static, $host) in $static_target for the image check"
+        if CARGO_TARGET_DIR=$static_target RUSTFLAGS='-C target-feature=+crt-static' \
+            cargo build --quiet --locked --release \
             --target "$host" -p switchyard --bin switchyard >"$tmp/cargo.log" 2>&1; then
-            binary=$(find_binary)
+            is_static "$static_target/$host/release/switchyard" && binary=$static_target/$host/release/switchyard
         else
             fail "static cargo build for the image check"
             sed 's/^/    /' "$tmp/cargo.log" | tail -20
         fi
+    else
+        binary=$(find_binary)
     fi
     if [ -z "$binary" ]; then
         skip "podman build of deploy/Containerfile: no static switchyard binary (set SWITCHYARD_BINARY)"
@@ -283,14 +322,14 @@ if [ "$podman_ok" = 1 ]; then
         ctx=$tmp/ctx rel=target/x86_64-unknown-linux-gnu/release/switchyard
         mkdir -p "$ctx/$(dirname "$rel")" "$ctx/examples/seed"
         cp "$binary" "$ctx/$rel"
-        cp -r deploy "$ctx/deploy"
+        cp -a deploy "$ctx/deploy"
         cp examples/seed/nginx.conf "$ctx/examples/seed/"
         check "podman build -f deploy/Containerfile ($binary)" \
             podman build -q -f "$ctx/deploy/Containerfile" \
             --ignorefile "$ctx/deploy/Containerfile.dockerignore" \
             --build-arg "BINARY=$rel" -t "$IMAGE" "$ctx"
 
-        check "image config: user, entrypoint, cmd, exposed port, seed config" bash -c '
+        check "image config: user, entrypoint, cmd, exposed port, seed config, /logs" bash -c '
             set -e
             got=$(podman image inspect "$1" --format "{{.Config.User}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}|{{json .Config.ExposedPorts}}")
             want="65532:65532|[\"/switchyard\"]|[\"-c\",\"/etc/switchyard/nginx.conf\",\"-g\",\"daemon off;\",\"-e\",\"stderr\"]|{\"8080/tcp\":{}}"
@@ -298,27 +337,53 @@ if [ "$podman_ok" = 1 ]; then
             c=$(podman create "$1")
             trap "podman rm -f $c >/dev/null" EXIT
             podman cp "$c:/etc/switchyard/nginx.conf" "$2/image-nginx.conf"
-            cmp "$2/image-nginx.conf" examples/seed/nginx.conf' _ "$IMAGE" "$tmp"
+            cmp "$2/image-nginx.conf" examples/seed/nginx.conf
+            m=$(podman mount "$c")
+            trap "podman umount $c >/dev/null; podman rm -f $c >/dev/null" EXIT
+            [ "$(stat -c %u:%g "$m/logs")" = 65532:65532 ] || { echo "/logs is not owned by 65532"; exit 1; }
+            [ "$(readlink "$m/logs/access.log")" = /dev/stdout ] || { echo "/logs/access.log is not a link to /dev/stdout"; exit 1; }' \
+            _ "$IMAGE" "$tmp"
 
-        # Running containers: try podman's defaults, then a fallback for
-        # sandboxes where crun cannot set its default rlimits or cgroups.
-        run_flags=() run_extra=()
-        if podman run --rm "$IMAGE" --version >/dev/null 2>&1; then
-            pass "podman run $IMAGE --version"
-        elif command -v runc >/dev/null && podman --runtime runc run --rm \
-            --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$IMAGE" --version >/dev/null 2>&1; then
-            run_flags=(--runtime runc)
-            run_extra=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
-            pass "podman run $IMAGE --version (needed --runtime runc and explicit --ulimit here)"
-        else
-            skip "running the image: podman cannot start containers on this machine ($(podman run --rm "$IMAGE" --version 2>&1 | tail -1))"
-            run_flags=(unusable)
+        # Running containers. As root, podman asks the OCI runtime for
+        # RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 4194304 in the container;
+        # where the hard limits are lower and CAP_SYS_RESOURCE is withheld
+        # (this sandbox: nofile 20000, nproc 32768 for conmon and runc, and
+        # no CAP_SYS_RESOURCE in the bounding set) runc's setrlimit() fails
+        # with EPERM ("error setting rlimit type 7: operation not
+        # permitted"). Then ask for limits within the hard ones, with the
+        # runtime podman picks and then with runc.
+        nofile=$(ulimit -Hn)
+        [ "$nofile" = unlimited ] && nofile=1048576
+        [ "$nofile" -gt 1048576 ] && nofile=1048576
+        limits=(--ulimit "nofile=$nofile:$nofile" --ulimit nproc=4096:4096)
+        run_flags=(unusable) run_extra=()
+        podman run --rm "$IMAGE" -v >"$tmp/run-default.log" 2>&1
+        default_rc=$?
+        if [ "$default_rc" = 0 ]; then
+            run_flags=() run_extra=()
+            pass "podman run $IMAGE -v (podman's defaults)"
+        elif podman run --rm "${limits[@]}" "$IMAGE" -v >"$tmp/run.log" 2>&1; then
+            run_flags=() run_extra=("${limits[@]}")
+        elif command -v runc >/dev/null && podman --runtime runc run --rm "${limits[@]}" \
+            "$IMAGE" -v >"$tmp/run.log" 2>&1; then
+            run_flags=(--runtime runc) run_extra=("${limits[@]}")
         fi
-        if [ "${run_flags[0]:-}" != unusable ] && command -v curl >/dev/null; then
+        if [ "$default_rc" != 0 ] && [ "${run_flags[0]:-}" != unusable ]; then
+            why=$(grep -o 'error setting rlimit[^"]*' "$tmp/run-default.log" | head -1)
+            pass "podman ${run_flags[*]}${run_flags[*]:+ }run ${run_extra[*]} $IMAGE -v (defaults fail here: ${why:-$(tail -1 "$tmp/run-default.log")})"
+        elif [ "${run_flags[0]:-}" = unusable ]; then
+            skip "running the image: podman cannot start a container on this machine, even with ${limits[*]} and runc: $(tail -1 "$tmp/run.log" 2>/dev/null || tail -1 "$tmp/run-default.log")"
+        fi
+        prun() { podman "${run_flags[@]}" run "${run_extra[@]}" "$@"; }
+
+        if [ "${run_flags[0]:-}" = unusable ]; then
+            skip "the seed topology in the image: no container can start here (see above)"
+        elif ! command -v curl >/dev/null; then
+            skip "switchyard echo and the seed topology in the image: curl is not installed"
+        else
             name=switchyard-validate-$$
             containers+=("$name")
-            if podman "${run_flags[@]}" run -d --name "$name" "${run_extra[@]}" \
-                -p 127.0.0.1::8080 "$IMAGE" echo --name validate >/dev/null 2>&1; then
+            if prun -d --name "$name" -p 127.0.0.1::8080 "$IMAGE" echo --name validate >/dev/null 2>"$tmp/echo.log"; then
                 port=$(podman port "$name" 8080/tcp | sed 's/.*://')
                 check "switchyard echo in the image answers on 127.0.0.1:$port as UID 65532" bash -c '
                     for i in $(seq 50); do
@@ -334,7 +399,108 @@ if [ "$podman_ok" = 1 ]; then
                     [ "$uid" = 65532 ] || { echo "echo runs as uid $uid"; exit 1; }
                 ' _ "$port" "$name"
             else
-                fail "podman run -d $IMAGE echo"
+                fail "podman run -d $IMAGE echo: $(tail -1 "$tmp/echo.log")"
+            fi
+            podman rm -f -t 2 "$name" >/dev/null 2>&1
+
+            # The seed topology, as the seed post runs it: a network that
+            # resolves container names (netavark + aardvark-dns), the two
+            # echo backends under the names the config uses, then the
+            # balancer with examples/seed/nginx.conf and its port published
+            # on 127.0.0.1. The balancer resolves the names with the static
+            # binary's getaddrinfo (glibc's built-in files and dns).
+            net=switchyard-validate-$$
+            seed_ok=1
+            for c in echogolem1 echogolem2; do
+                if podman container exists "$c"; then
+                    if [ "$(podman inspect -f '{{index .Config.Labels "switchyard-validate"}}' "$c" 2>/dev/null)" = 1 ]; then
+                        podman rm -f -t 2 "$c" >/dev/null 2>&1   # left by an interrupted run
+                    else
+                        seed_ok=0
+                        skip "the seed topology in the image: a container named $c exists and is not this script's (podman rm -f $c to allow the check)"
+                    fi
+                fi
+            done
+            if [ "$seed_ok" = 1 ]; then
+                if ! podman network create "$net" >"$tmp/net.log" 2>&1; then
+                    seed_ok=0
+                    fail "podman network create $net: $(tail -1 "$tmp/net.log")"
+                elif [ "$(podman network inspect -f '{{.DNSEnabled}}' "$net" 2>/dev/null)" != true ]; then
+                    networks+=("$net")
+                    seed_ok=0
+                    skip "the seed topology in the image: podman network $net resolves no container names (DNS not enabled: install aardvark-dns for netavark, or the dnsname CNI plugin)"
+                else
+                    networks+=("$net")
+                fi
+            fi
+            if [ "$seed_ok" = 1 ]; then
+                for c in echogolem1 echogolem2; do
+                    containers+=("$c")
+                    if ! prun -d --name "$c" --label switchyard-validate=1 --network "$net" \
+                        -p 127.0.0.1::8080 "$IMAGE" echo --name "$c" >/dev/null 2>"$tmp/$c.log"; then
+                        seed_ok=0
+                        fail "podman run $c: $(tail -1 "$tmp/$c.log")"
+                    fi
+                done
+            fi
+            if [ "$seed_ok" = 1 ]; then
+                # The seed post starts the echo servers first: wait until both answer.
+                for c in echogolem1 echogolem2; do
+                    p=$(podman port "$c" 8080/tcp | sed 's/.*://')
+                    wait_http "http://127.0.0.1:$p/healthz" || { seed_ok=0; fail "$c did not answer /healthz on 127.0.0.1:$p"; }
+                done
+            fi
+            if [ "$seed_ok" = 1 ]; then
+                lb=switchyard-validate-balancer-$$
+                containers+=("$lb")
+                if prun -d --name "$lb" --label switchyard-validate=1 --network "$net" \
+                    -v "$root/examples/seed/nginx.conf:/etc/switchyard/nginx.conf:ro,Z" \
+                    -p 127.0.0.1::8080 "$IMAGE" >/dev/null 2>"$tmp/lb.log"; then
+                    lbport=$(podman port "$lb" 8080/tcp | sed 's/.*://')
+                    export -f wait_http http_seed
+                    check "seed topology in the image: the seed's request twice through 127.0.0.1:$lbport reaches echogolem1 and echogolem2, body echoed" bash -c '
+                        wait_http "http://127.0.0.1:$1/healthz" || { echo "the balancer does not answer"; podman logs "$2" 2>&1 | tail -5; exit 1; }
+                        served=""
+                        for i in 1 2; do
+                            http_seed "$1" "$3/seed$i" || exit 1
+                            head -1 "$3/seed$i.h" | grep -q "^HTTP/1.1 200" || { cat "$3/seed$i.h"; exit 1; }
+                            by=$(sed -n "s/^[Xx]-[Ss]erved-[Bb]y: *\([^[:space:]]*\).*/\1/p" "$3/seed$i.h")
+                            [ -n "$by" ] || { echo "request $i: no X-Served-By"; cat "$3/seed$i.h"; exit 1; }
+                            python3 -c "import json,sys; sys.exit(json.load(open(sys.argv[1])) != {\"foo\": \"bar\"})" "$3/seed$i.b" ||
+                                { echo "request $i ($by): body is not {\"foo\": \"bar\"}:"; cat "$3/seed$i.b"; exit 1; }
+                            served="$served $by"
+                        done
+                        [ "$(echo $served | tr " " "\n" | sort | tr "\n" " ")" = "echogolem1 echogolem2 " ] ||
+                            { echo "served by:$served (want echogolem1 and echogolem2)"; exit 1; }
+                        podman logs "$2" 2>/dev/null | grep -q "\"POST / HTTP/1.1\" 200 " ||
+                            { echo "no access log line on the balancer stdout"; podman logs "$2" 2>&1 | tail -5; exit 1; }
+                    ' _ "$lbport" "$lb" "$tmp"
+                else
+                    fail "podman run the balancer with examples/seed/nginx.conf: $(tail -1 "$tmp/lb.log")"
+                fi
+                # The balancer as deploy/kubernetes runs it: read-only root
+                # filesystem, a writable /tmp, the Deployment's args.
+                k8s_args=$("$PY" -c '
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+(c,) = d["spec"]["template"]["spec"]["containers"]
+print("\0".join(c["args"]), end="")' deploy/kubernetes/switchyard-deployment.yaml | tr '\0' '\n')
+                mapfile -t k8s_argv <<<"$k8s_args"
+                ro=switchyard-validate-ro-$$
+                containers+=("$ro")
+                if prun -d --name "$ro" --label switchyard-validate=1 --network "$net" \
+                    --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=64m,mode=1777 \
+                    -p 127.0.0.1::8080 "$IMAGE" "${k8s_argv[@]}" >/dev/null 2>"$tmp/ro.log"; then
+                    roport=$(podman port "$ro" 8080/tcp | sed 's/.*://')
+                    check "the balancer with a read-only root and the kubernetes Deployment's args serves the seed request" bash -c '
+                        wait_http "http://127.0.0.1:$1/healthz" || { echo "no answer on 127.0.0.1:$1"; podman logs "$2" 2>&1 | tail -5; exit 1; }
+                        http_seed "$1" "$3/ro" || exit 1
+                        head -1 "$3/ro.h" | grep -q "^HTTP/1.1 200" && grep -qi "^x-served-by: echogolem[12]" "$3/ro.h" ||
+                            { cat "$3/ro.h"; podman logs "$2" 2>&1 | tail -5; exit 1; }
+                    ' _ "$roport" "$ro" "$tmp"
+                else
+                    fail "podman run --read-only the balancer with the Deployment's args: $(tail -1 "$tmp/ro.log")"
+                fi
             fi
         fi
     fi
