@@ -207,6 +207,78 @@ else
     skip "compose CLI validation: neither 'docker compose' nor docker-compose is installed"
 fi
 
+# ---------------------------------------------------------------- systemd ---
+unit=deploy/systemd/switchyard.service
+sy_bin=${CARGO_TARGET_DIR:-$root/target}/debug/switchyard
+if [ ! -x "$sy_bin" ] && [ "${VALIDATE_NO_BUILD:-}" != 1 ] && command -v cargo >/dev/null; then
+    cargo build --quiet --locked -p switchyard --bin switchyard >/dev/null 2>&1
+fi
+if [ ! -x "$sy_bin" ]; then
+    skip "$unit: no switchyard binary at $sy_bin to check the unit's commands with"
+else
+    # The unit as systemd would load it, with the binary where it is here.
+    sed "s#/usr/local/bin/switchyard#$sy_bin#g" "$unit" >"$tmp/switchyard.service"
+    if command -v systemd-analyze >/dev/null; then
+        check "systemd-analyze verify $unit" bash -c 'cd "$1" && systemd-analyze verify ./switchyard.service' _ "$tmp"
+    else
+        skip "systemd-analyze verify $unit: systemd-analyze is not installed"
+    fi
+    # The unit's command lines run as systemd runs them (no shell; its
+    # directories made by hand, in a temporary root): ExecStartPre, the
+    # service, a reload while it serves (the ExecReload lines), then its
+    # KillSignal, within TimeoutStopSec.
+    check "$unit: ExecStartPre, ExecStart, ExecReload and KillSignal work with switchyard" \
+        "$PY" - "$tmp/switchyard.service" "$tmp/unit" <<'EOF'
+import os, re, shlex, signal, socket, subprocess, sys, time, urllib.request
+unit_text, base = open(sys.argv[1]).read(), sys.argv[2]
+def lines(key):
+    return [l.split("=", 1)[1] for l in unit_text.splitlines() if l.startswith(key + "=")]
+dirs = {"/etc/switchyard": "etc", "/var/lib/switchyard": "var/lib/switchyard",
+        "/run/switchyard": "run/switchyard", "/var/log/switchyard": "var/log/switchyard"}
+for d in dirs.values():
+    os.makedirs(os.path.join(base, d), exist_ok=True)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+open(os.path.join(base, "etc/nginx.conf"), "w").write(
+    "events {}\nhttp {\n  server {\n    listen 127.0.0.1:%d;\n    location / { return 200 \"up\\n\"; }\n  }\n}\n" % port)
+def argv(cmd):
+    cmd = cmd.lstrip("+-")
+    for real, here in dirs.items():
+        cmd = cmd.replace(real, os.path.join(base, here))
+    return shlex.split(cmd)
+assert len([c for c in lines("ExecStartPre") if " -t " in c]) == 1, "one -t before start"
+for c in lines("ExecStartPre"):
+    r = subprocess.run(argv(c), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (c, r.stderr)
+svc = subprocess.Popen(argv(lines("ExecStart")[0]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def get():
+    return urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5).read()
+try:
+    deadline = time.time() + 20
+    while True:
+        try:
+            assert get() == b"up\n"
+            break
+        except OSError:
+            assert svc.poll() is None, svc.stderr.read()
+            assert time.time() < deadline, "the service did not answer"
+            time.sleep(0.1)
+    pid_file = os.path.join(base, "run/switchyard/switchyard.pid")
+    assert open(pid_file).read().strip() == str(svc.pid), "pid file"
+    for c in lines("ExecReload"):
+        r = subprocess.run(argv(c.replace("$MAINPID", str(svc.pid))), capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, (c, r.stderr)
+    assert get() == b"up\n"
+    assert svc.poll() is None, "exited on reload"
+    (kill,) = lines("KillSignal")
+    svc.send_signal(getattr(signal, kill))
+    limit = int(re.match(r"(\d+)s", lines("TimeoutStopSec")[0]).group(1))
+    svc.wait(timeout=limit)
+finally:
+    if svc.poll() is None:
+        svc.kill()
+EOF
+fi
+
 # ---------------------------------------------------------- Containerfile.source ---
 check "deploy/Containerfile*: scratch final stage, UID 65532, entrypoint, CMD, port, config" \
     "$PY" - deploy/Containerfile.source deploy/Containerfile <<'EOF'
