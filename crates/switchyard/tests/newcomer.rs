@@ -196,6 +196,11 @@ const STEPS: &[(&str, Step, After)] = &[
         ),
     ),
     (
+        "scripts/conformance",
+        Step::NotRun("scripts/test runs it on the repository, where the suite is beside it"),
+        After::Nothing,
+    ),
+    (
         "bench/compare --quick",
         Step::NotRun("a benchmark of minutes; bench/RESULTS.md has its latest run"),
         After::Nothing,
@@ -214,6 +219,9 @@ const STEPS: &[(&str, Step, After)] = &[
 
 /// The commands of a README: every line of its `sh` blocks (comments and
 /// blank lines aside) and the `$ ` lines of its `console` blocks.
+///
+/// A command containing ` #` outside a comment would be cut there: none of
+/// the README's does.
 fn readme_commands(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut block: Option<&str> = None;
@@ -228,7 +236,12 @@ fn readme_commands(text: &str) -> Vec<String> {
         }
         match block {
             Some("sh") if !trimmed.is_empty() && !trimmed.starts_with('#') => {
-                out.push(trimmed.to_string())
+                // A trailing `   # comment` is for the reader.
+                let command = match trimmed.find(" #") {
+                    Some(i) => trimmed[..i].trim_end(),
+                    None => trimmed,
+                };
+                out.push(command.to_string())
             }
             Some("console") => {
                 if let Some(cmd) = trimmed.strip_prefix("$ ") {
