@@ -76,7 +76,7 @@ const STEPS: &[(&str, Step, After)] = &[
                 assert_eq!(code, 0, "{out}");
                 assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
                 assert!(out.contains("X-Served-By: echogolem"), "{out}");
-                assert!(out.ends_with("{\"foo\": \"bar\"}\n"), "{out}");
+                assert!(out.contains("\r\n\r\n{\"foo\": \"bar\"}\n"), "{out}");
             },
         },
         After::Nothing,
