@@ -9,9 +9,9 @@
 //! that are not run say why (`scripts/test` is the suite running this test).
 //!
 //! It builds switchyard in release mode in the clone (minutes the first
-//! time); the build directory is kept under the workspace's target
-//! directory (`CARGO_TARGET_DIR`, set for the clone's commands) so that later
-//! runs only rebuild switchyard's own crates.
+//! time). The clone's `target` is a link to a directory kept under the
+//! workspace's own target directory, so that later runs rebuild only
+//! switchyard's own crates; the commands still find `target/release`.
 
 mod support;
 
@@ -339,7 +339,6 @@ fn kill_tree(pid: u32) {
 struct Shell {
     dir: PathBuf,
     exports: Vec<String>,
-    target_dir: PathBuf,
 }
 
 impl Shell {
@@ -351,11 +350,10 @@ impl Shell {
         c.arg("-c")
             .arg(script)
             .current_dir(&self.dir)
-            .env("CARGO_TARGET_DIR", &self.target_dir)
             .stdin(Stdio::null());
         // What `cargo test` sets for this test is not a newcomer's shell.
         for (key, _) in std::env::vars() {
-            if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+            if key.starts_with("CARGO_") && key != "CARGO_HOME" {
                 c.env_remove(key);
             }
         }
@@ -476,10 +474,12 @@ fn the_readme_walked_through_on_a_fresh_clone() {
         .status()
         .expect("git clone");
     assert!(status.success(), "git clone {}", root.display());
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+    let cache = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("newcomer");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::symlink(&cache, clone.join("target")).unwrap();
 
     let readme = std::fs::read_to_string(clone.join("README.md")).unwrap();
     let commands = readme_commands(&readme);
@@ -492,7 +492,6 @@ fn the_readme_walked_through_on_a_fresh_clone() {
     let mut shell = Shell {
         dir: clone,
         exports: Vec::new(),
-        target_dir,
     };
     let mut background: Option<Background> = None;
     for (line, step, after) in STEPS {
