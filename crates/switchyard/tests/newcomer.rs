@@ -345,7 +345,13 @@ impl Shell {
     fn command(&self, line: &str) -> Command {
         let mut script = self.exports.join("\n");
         script.push('\n');
-        script.push_str(&format!("exec {line}"));
+        // `exec`, so that the process is the command itself (its exit code,
+        // its signals); a builtin like `export` runs in the shell.
+        if line.starts_with("export ") {
+            script.push_str(line);
+        } else {
+            script.push_str(&format!("exec {line}"));
+        }
         let mut c = Command::new("bash");
         c.arg("-c")
             .arg(script)
