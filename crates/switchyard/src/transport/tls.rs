@@ -1,0 +1,230 @@
+//! TLS with rustls (ring as the crypto provider: it builds without cmake
+//! and is what the rest of the Rust TLS stack here already uses).
+//!
+//! Two uses so far: the client side of HTTPS health probes (OpenShift's API
+//! answers `/readyz` over TLS with a certificate of its own CA, usually
+//! probed without verification), and the server side of `switchyard echo
+//! --tls`, which makes itself a certificate when given none.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+/// What can go wrong setting TLS up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or held nothing usable.
+    #[error("cannot load \"{path}\": {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the configuration.
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+    /// A certificate could not be made.
+    #[error("cannot make a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Certificates from a PEM file.
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = |reason: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem("no certificate found".to_string()));
+    }
+    Ok(certs)
+}
+
+/// The first private key of a PEM file.
+pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// A client configuration: verifying the server against the CA
+/// certificates in `trusted` (a PEM file), or, without it, accepting any
+/// certificate (the handshake's signatures are still checked), as a probe
+/// of a cluster's self-signed API does.
+pub fn client_config(trusted: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let config = match trusted {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in load_certificates(path)? {
+                roots.add(cert)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The name a client sends as SNI and checks the certificate against: a
+/// DNS name or an IP address.
+pub fn server_name(name: &str) -> Option<ServerName<'static>> {
+    ServerName::try_from(name.to_string()).ok()
+}
+
+/// Accepts any server certificate; checks the handshake signatures.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A server configuration from PEM files.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(load_certificates(cert)?, load_private_key(key)?)?;
+    Ok(Arc::new(config))
+}
+
+/// A self-signed certificate for `names` (DNS names or IP addresses) and
+/// its key, both PEM.
+pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
+    let key = rcgen::KeyPair::generate()?;
+    let params = rcgen::CertificateParams::new(names.to_vec())?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A server configuration for a self-signed certificate made now.
+pub fn self_signed_server_config(
+    names: &[String],
+) -> Result<(Arc<rustls::ServerConfig>, String), TlsError> {
+    let (cert_pem, key_pem) = self_signed(names)?;
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: PathBuf::from("(generated)"),
+            reason: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Pem {
+        path: PathBuf::from("(generated)"),
+        reason: e.to_string(),
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok((Arc::new(config), cert_pem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handshake over a socket pair: verified against the right CA,
+    /// refused against another, accepted by the any-certificate client.
+    #[tokio::test]
+    async fn verification_follows_the_trusted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["node1.test".to_string(), "127.0.0.1".to_string()];
+        let (server, cert_pem) = self_signed_server_config(&names).unwrap();
+        let right = dir.path().join("right.pem");
+        std::fs::write(&right, &cert_pem).unwrap();
+        let (other_pem, _) = self_signed(&names).unwrap();
+        let wrong = dir.path().join("wrong.pem");
+        std::fs::write(&wrong, other_pem).unwrap();
+
+        for (trusted, name, ok) in [
+            (Some(right.as_path()), "node1.test", true),
+            (Some(right.as_path()), "127.0.0.1", true),
+            (Some(right.as_path()), "other.test", false),
+            (Some(wrong.as_path()), "node1.test", false),
+            (None, "whatever.test", true),
+        ] {
+            let (a, b) = tokio::io::duplex(16 * 1024);
+            let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
+            let serving = tokio::spawn(async move { acceptor.accept(b).await.is_ok() });
+            let connector = tokio_rustls::TlsConnector::from(client_config(trusted).unwrap());
+            let client = connector.connect(server_name(name).unwrap(), a).await;
+            assert_eq!(client.is_ok(), ok, "{trusted:?} {name}");
+            drop(client);
+            let _ = serving.await;
+        }
+    }
+
+    #[test]
+    fn pem_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = load_certificates(&empty).unwrap_err().to_string();
+        assert!(
+            e.contains("empty.pem") && e.contains("no certificate"),
+            "{e}"
+        );
+        assert!(client_config(Some(&dir.path().join("missing.pem"))).is_err());
+    }
+}
