@@ -423,6 +423,50 @@ fn udp_mode_answers_every_datagram() {
     );
 }
 
+/// `--tls`: HTTPS with a certificate made at start (written out for a
+/// client that verifies it); `/readyz`, as OpenShift's API names it, is the
+/// same switch as `/healthz`.
+#[test]
+fn tls_mode_serves_https_with_a_switchable_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("echo.pem");
+    let e = start(
+        "master0",
+        &["--tls", "--tls-cert-out", cert.to_str().unwrap()],
+    );
+    let url = |path: &str| format!("https://127.0.0.1:{}{path}", e.addr.port());
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-m",
+                "10",
+                "--cacert",
+                cert.to_str().unwrap(),
+                "-w",
+                " %{http_code}",
+            ])
+            .args(args)
+            .output()
+            .expect("curl (scripts/install-test-deps installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert_eq!(curl(&[&url("/readyz")]), "ok\n 200");
+    assert_eq!(
+        curl(&["-X", "POST", &url("/readyz?status=503")]),
+        "503\n 200"
+    );
+    assert_eq!(curl(&[&url("/readyz")]), "unhealthy\n 503");
+    assert_eq!(curl(&[&url("/healthz")]), "unhealthy\n 503");
+    assert_eq!(
+        curl(&["-d", "{\"foo\": \"bar\"}", &url("/")]),
+        "{\"foo\": \"bar\"}\n 200"
+    );
+    // Plain HTTP on the TLS port is not answered as HTTP.
+    let r = curl(&[&format!("http://127.0.0.1:{}/readyz", e.addr.port())]);
+    assert!(!r.ends_with(" 200"), "{r}");
+}
+
 #[test]
 fn http10_request_is_answered_and_closed() {
     let e = start("g", &[]);

@@ -37,6 +37,24 @@ pub struct EchoArgs {
     /// connection starts with `NAME\n`, a UDP answer with `NAME `.
     #[arg(long, env = "ECHO_TAG")]
     pub tag: bool,
+
+    /// Serve HTTPS: with `--tls-cert`/`--tls-key`, or a self-signed
+    /// certificate made at start (for localhost, the name and the address).
+    #[arg(long, env = "ECHO_TLS")]
+    pub tls: bool,
+
+    /// PEM certificate (chain) for `--tls`.
+    #[arg(long, env = "ECHO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key for `--tls`.
+    #[arg(long, env = "ECHO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Write the self-signed certificate made for `--tls` here, for a
+    /// client that verifies it.
+    #[arg(long, env = "ECHO_TLS_CERT_OUT")]
+    pub tls_cert_out: Option<std::path::PathBuf>,
 }
 
 /// The protocol `switchyard echo` serves.
@@ -61,6 +79,10 @@ impl Default for EchoArgs {
             max_size: 1 << 30,
             mode: Mode::Http,
             tag: false,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_cert_out: None,
         }
     }
 }

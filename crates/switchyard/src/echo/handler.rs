@@ -90,7 +90,8 @@ async fn route(
     config: &EchoConfig,
     overrides: &Overrides,
 ) -> Response<EchoBody> {
-    if req.uri().path() == "/healthz" {
+    // `/readyz` is the same switch under the name OpenShift's API uses.
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
         return healthz(req, config, overrides.status).await;
     }
     if let Some(size) = overrides.size {
@@ -107,7 +108,8 @@ async fn route(
 
 /// Whether `req` switches the health code (`POST` or `PUT /healthz`).
 fn is_health_switch<B>(req: &Request<B>) -> bool {
-    req.uri().path() == "/healthz" && matches!(*req.method(), Method::POST | Method::PUT)
+    matches!(req.uri().path(), "/healthz" | "/readyz")
+        && matches!(*req.method(), Method::POST | Method::PUT)
 }
 
 /// How to switch the health code, for a switch request that gave none.

@@ -49,6 +49,18 @@ pub struct EchoConfig {
     pub access_log: bool,
     /// Current `/healthz` status code, changed by `POST /healthz`.
     health: AtomicU16,
+    /// `--tls`: HTTPS instead of HTTP.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// The TLS side of `--tls` (rustls's acceptor has no `Debug`).
+#[derive(Clone)]
+pub struct TlsAcceptor(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for TlsAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsAcceptor")
+    }
 }
 
 impl EchoConfig {
@@ -67,6 +79,7 @@ impl EchoConfig {
             shutdown_grace: Duration::from_secs(10),
             access_log: true,
             health: AtomicU16::new(200),
+            tls: None,
         })
     }
 
@@ -92,12 +105,43 @@ impl EchoConfig {
     }
 }
 
+/// The certificate of `--tls`: `--tls-cert`/`--tls-key`, or one made now
+/// for localhost, the instance name and the listening address (written to
+/// `--tls-cert-out` for clients that verify it).
+fn tls_acceptor(
+    args: &EchoArgs,
+    name: &str,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<TlsAcceptor> {
+    let config = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => crate::transport::tls::server_config(cert, key)?,
+        (None, None) => {
+            let mut names = vec![
+                "localhost".to_string(),
+                name.to_string(),
+                local.ip().to_string(),
+            ];
+            names.dedup();
+            let (config, pem) = crate::transport::tls::self_signed_server_config(&names)?;
+            if let Some(out) = &args.tls_cert_out {
+                std::fs::write(out, pem).with_context(|| format!("writing {}", out.display()))?;
+            }
+            config
+        }
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    Ok(TlsAcceptor(tokio_rustls::TlsAcceptor::from(config)))
+}
+
 /// Binds the configured address, prints
 /// `echo: listening on ADDR as NAME` to stderr once ready (with `(tcp)` or
 /// `(udp)` after it in those modes), and serves until SIGTERM or SIGINT;
 /// in-flight requests get [`EchoConfig::shutdown_grace`] to finish.
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
-    let config = Arc::new(EchoConfig::from_args(&args)?);
+    if args.tls && args.mode != Mode::Http {
+        anyhow::bail!("--tls serves HTTPS: it goes with --mode http");
+    }
+    let mut config = EchoConfig::from_args(&args)?;
     let addr = resolve_listen(&args.listen).await?;
     let raw = Arc::new(raw::RawEcho {
         name: config.name.clone(),
@@ -109,12 +153,18 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {addr}"))?;
             let local = listener.local_addr().context("reading bound address")?;
+            let https = if args.tls {
+                config.tls = Some(tls_acceptor(&args, &config.name, local)?);
+                " (https)"
+            } else {
+                ""
+            };
             // Install signal handlers before announcing readiness, so a
             // supervisor that signals us right after the ready line is not
             // killed by default signal disposition.
             let shutdown = server::shutdown_signal()?;
-            eprintln!("echo: listening on {local} as {}", config.name);
-            serve(listener, config, shutdown).await?;
+            eprintln!("echo: listening on {local} as {}{https}", config.name);
+            serve(listener, Arc::new(config), shutdown).await?;
         }
         Mode::Tcp => {
             let listener = tokio::net::TcpListener::bind(addr)

@@ -30,7 +30,17 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(serve_conn(stream, peer, config.clone(), stop_rx.clone()));
+                    // Small responses (JSON, echo of a small POST) should
+                    // not wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    match config.tls.clone() {
+                        None => {
+                            conns.spawn(serve_conn(stream, peer, config.clone(), stop_rx.clone()));
+                        }
+                        Some(tls) => {
+                            conns.spawn(serve_tls(tls, stream, peer, config.clone(), stop_rx.clone()));
+                        }
+                    }
                 }
                 Err(e) => {
                     // Typically EMFILE; back off instead of spinning on it.
@@ -61,14 +71,32 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_conn(
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--tls`: the handshake, then HTTP/1 over it as over plain TCP.
+async fn serve_tls(
+    tls: super::TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     config: Arc<EchoConfig>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    // Small responses (JSON, echo of a small POST) should not wait for Nagle.
-    let _ = stream.set_nodelay(true);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.0.accept(stream)).await {
+        Ok(Ok(stream)) => serve_conn(stream, peer, config, stop).await,
+        Ok(Err(e)) => tracing::debug!("echo: TLS handshake with {peer} failed: {e}"),
+        Err(_) => tracing::debug!("echo: TLS handshake with {peer} timed out"),
+    }
+}
+
+async fn serve_conn<S>(
+    stream: S,
+    peer: SocketAddr,
+    config: Arc<EchoConfig>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req| handler::handle(req, peer, config.clone()));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
