@@ -254,6 +254,39 @@ fn signal_without_pid_file_says_so() {
     );
 }
 
+/// The `ssl` family of `health_check` (ours) is checked by `-t`: a CA file
+/// that cannot be loaded and `ssl_name` without `ssl` name the line.
+#[test]
+fn health_check_ssl_parameters_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (params, expected) in [
+        (
+            "ssl ssl_trusted_certificate=/nonexistent/ca.pem",
+            "cannot load \"/nonexistent/ca.pem\"",
+        ),
+        (
+            "ssl_name=api.test",
+            "health_check parameters \"ssl_trusted_certificate\" and \"ssl_name\" need \"ssl\"",
+        ),
+        ("ssl ssl_name=bad_name!", "invalid ssl_name \"bad_name!\""),
+    ] {
+        let file = dir.path().join("nginx.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "events {{}}\nhttp {{\n  upstream u {{\n    server 127.0.0.1:1;\n    health_check uri=/readyz {params};\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let f = file.display().to_string();
+        let (code, _, err) = run(&["-t", "-c", &f]);
+        assert_eq!(code, 1, "{params}: {err}");
+        let line = err.lines().next().unwrap_or("");
+        assert!(line.contains(expected), "{params}: {err}");
+        assert!(line.ends_with(&format!(" in {f}:5")), "{params}: {err}");
+    }
+}
+
 /// `-t` lists every problem, then counts them on one line (issue 16):
 /// directives not supported yet by name, and the other errors.
 #[test]

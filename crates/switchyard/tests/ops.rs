@@ -281,6 +281,93 @@ fn active_health_checks_take_a_peer_out_and_back() {
     assert!(balancer.error_log_text().contains("is healthy again"));
 }
 
+/// A port free on both 127.0.0.2 and 127.0.0.3 (the health port every
+/// peer of a `health_check port=` shares).
+fn port_free_on_both() -> u16 {
+    for _ in 0..50 {
+        let p = free_port();
+        if std::net::TcpListener::bind(("127.0.0.2", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.3", p)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no port free on 127.0.0.2 and 127.0.0.3");
+}
+
+/// HTTPS probes (`ssl`, ours): traffic on one port, the health check over
+/// TLS on another (OpenShift's routers: traffic 443, readiness elsewhere),
+/// with no verification by default; a peer whose `/readyz` fails leaves and
+/// comes back; with `ssl_trusted_certificate` a peer whose certificate is
+/// not of that CA is unhealthy, with nginx-style wording in the error log.
+#[test]
+fn https_health_probes_on_another_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert1 = dir.path().join("w1.pem");
+    let health = port_free_on_both();
+    let w1 = Echo::start("w1", "127.0.0.2:0");
+    let w2 = Echo::start("w2", "127.0.0.3:0");
+    let w1_health = Echo::start_with(
+        "w1-health",
+        &format!("127.0.0.2:{health}"),
+        &["--tls", "--tls-cert-out", cert1.to_str().unwrap()],
+    );
+    let _w2_health = Echo::start_with("w2-health", &format!("127.0.0.3:{health}"), &["--tls"]);
+    let port = free_port();
+    let conf = |extra: &str| {
+        format!(
+            "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log off;\n\
+             upstream backends {{\n    server {};\n    server {};\n    \
+             health_check interval=200ms fails=1 passes=1 port={health} uri=/readyz ssl{extra};\n}}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://backends; }} }}\n}}\n",
+            w1.addr, w2.addr
+        )
+    };
+    let balancer = Balancer::start_full(&conf(""), &[port], &[]);
+    support::wait_until(Duration::from_secs(5), "both peers to serve", || {
+        let seen = served_by(port, 4);
+        seen.contains(&"w1".to_string()) && seen.contains(&"w2".to_string())
+    });
+    let readyz = |status: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-m", "5", "-X", "POST"])
+            .arg(format!("https://{}/readyz?status={status}", w1_health.addr))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "{out:?}");
+    };
+    readyz("503");
+    support::wait_until(Duration::from_secs(5), "w1 to leave the rotation", || {
+        served_by(port, 4).iter().all(|n| n == "w2")
+    });
+    assert!(balancer
+        .error_log_text()
+        .contains("is unhealthy: status 503"));
+    readyz("200");
+    support::wait_until(Duration::from_secs(5), "w1 to come back", || {
+        served_by(port, 4).contains(&"w1".to_string())
+    });
+    drop(balancer);
+
+    // Verified against w1's certificate: w2's (another self-signed one) fails.
+    let balancer = Balancer::start_full(
+        &conf(&format!(" ssl_trusted_certificate={}", cert1.display())),
+        &[port],
+        &[],
+    );
+    support::wait_until(Duration::from_secs(5), "w2 to be unhealthy", || {
+        served_by(port, 6).iter().all(|n| n == "w1")
+    });
+    let log = balancer.error_log_text();
+    assert!(
+        log.contains(&format!(
+            "peer {} of upstream \"backends\" is unhealthy: SSL handshake failed",
+            w2.addr
+        )),
+        "{log}"
+    );
+}
+
 fn status_conf(port: u16, status_port: u16, a: &Echo, b: &Echo) -> String {
     format!(
         "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log off;\n{}\n\

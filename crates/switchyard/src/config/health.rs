@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nginx_conf::Directive;
 
-use super::model::{HeaderCondition, HeaderMatch, HealthCheck, HealthMatch};
+use super::model::{HeaderCondition, HeaderMatch, HealthCheck, HealthMatch, HealthTls};
 use super::{values, ConfigError};
 
 /// Parses `match NAME { status ...; header ...; body ...; }`.
@@ -95,7 +95,9 @@ pub(crate) fn parse_match(d: &Directive) -> Result<HealthMatch, ConfigError> {
     Ok(m)
 }
 
-/// Parses `health_check [interval=T] [fails=N] [passes=N] [uri=U] [port=N] [match=NAME] [timeout=T]`.
+/// Parses `health_check [interval=T] [fails=N] [passes=N] [uri=U] [port=N]
+/// [match=NAME] [timeout=T] [ssl] [ssl_trusted_certificate=FILE] [ssl_name=NAME]`
+/// (the `ssl` family is ours: HTTPS probes).
 pub(crate) fn parse_health_check(
     d: &Directive,
     matches: &HashMap<String, Arc<HealthMatch>>,
@@ -109,12 +111,24 @@ pub(crate) fn parse_health_check(
         port: None,
         timeout: crate::upstream::health::DEFAULT_TIMEOUT,
         matcher: None,
+        tls: None,
     };
+    let mut ssl = false;
+    let mut trusted = None;
+    let mut name = None;
     for arg in &d.args {
         let p = arg.value.as_str();
         let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
+        if p == "ssl" {
+            ssl = true;
+            continue;
+        }
         let (key, value) = p.split_once('=').ok_or_else(invalid)?;
         match key {
+            "ssl_trusted_certificate" if !value.is_empty() => {
+                trusted = Some(std::path::PathBuf::from(value))
+            }
+            "ssl_name" if !value.is_empty() => name = Some(value.to_string()),
             "interval" => {
                 check.interval = values::parse_time(value)
                     .filter(|t| !t.is_zero())
@@ -157,6 +171,26 @@ pub(crate) fn parse_health_check(
             }
             _ => return Err(invalid()),
         }
+    }
+    if !ssl && (trusted.is_some() || name.is_some()) {
+        return Err(ConfigError::at(
+            "health_check parameters \"ssl_trusted_certificate\" and \"ssl_name\" need \"ssl\"",
+            at,
+        ));
+    }
+    if ssl {
+        let config = crate::transport::tls::client_config(trusted.as_deref())
+            .map_err(|e| ConfigError::at(e.to_string(), at))?;
+        if let Some(n) = &name {
+            if crate::transport::tls::server_name(n).is_none() {
+                return Err(ConfigError::at(format!("invalid ssl_name \"{n}\""), at));
+            }
+        }
+        check.tls = Some(HealthTls {
+            trusted,
+            name,
+            connector: tokio_rustls::TlsConnector::from(config),
+        });
     }
     Ok(check)
 }

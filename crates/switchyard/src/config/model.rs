@@ -523,6 +523,37 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// `match=`: the conditions a response must meet (default: status 2xx or 3xx).
     pub matcher: Option<Arc<HealthMatch>>,
+    /// `ssl` (ours): probe over TLS, e.g. OpenShift's API `/readyz`.
+    pub tls: Option<HealthTls>,
+}
+
+/// How a health probe speaks TLS: `ssl`, `ssl_trusted_certificate=FILE`
+/// (verify against it; without it any certificate is accepted, as a
+/// cluster's self-signed API needs) and `ssl_name=NAME` (SNI and the name
+/// checked; the peer's address by default).
+#[derive(Clone)]
+pub struct HealthTls {
+    /// The CA file, when the server is verified.
+    pub trusted: Option<PathBuf>,
+    /// The name sent and verified.
+    pub name: Option<String>,
+    /// Made when the config is loaded, so a bad CA file fails `-t`.
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for HealthTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthTls")
+            .field("trusted", &self.trusted)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl PartialEq for HealthTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.trusted == other.trusted && self.name == other.name
+    }
 }
 
 impl PartialEq for HealthCheck {
@@ -535,6 +566,7 @@ impl PartialEq for HealthCheck {
             && self.timeout == other.timeout
             && self.matcher.as_ref().map(|m| m.name.clone())
                 == other.matcher.as_ref().map(|m| m.name.clone())
+            && self.tls == other.tls
     }
 }
 

@@ -107,6 +107,29 @@ async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), Strin
     let stream = tokio::net::TcpStream::connect(target)
         .await
         .map_err(|e| format!("connect() failed ({})", error_log::os_error(&e)))?;
+    match &check.tls {
+        None => http_probe(stream, target, check).await,
+        Some(tls) => {
+            let name = match &tls.name {
+                Some(n) => crate::transport::tls::server_name(n),
+                None => Some(rustls_pki_types::ServerName::IpAddress(target.ip().into())),
+            }
+            .ok_or_else(|| "invalid ssl_name".to_string())?;
+            let stream = tls
+                .connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("SSL handshake failed ({e})"))?;
+            http_probe(stream, target, check).await
+        }
+    }
+}
+
+/// The probe's request and the verdict on its response, over any stream.
+async fn http_probe<S>(stream: S, target: SocketAddr, check: &HealthCheck) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
             .await

@@ -62,8 +62,14 @@ pub struct Echo {
 impl Echo {
     /// Starts an echo backend on `listen` (use port 0 for an ephemeral one).
     pub fn start(name: &str, listen: &str) -> Echo {
+        Self::start_with(name, listen, &[])
+    }
+
+    /// As [`Echo::start`], with more flags (`--tls`, `--mode tcp`, ...).
+    pub fn start_with(name: &str, listen: &str, extra: &[&str]) -> Echo {
         let mut child = Command::new(BIN)
             .args(["echo", "--listen", listen, "--name", name])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
