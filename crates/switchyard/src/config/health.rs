@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nginx_conf::Directive;
 
-use super::model::{HeaderCondition, HeaderMatch, HealthCheck, HealthMatch, HealthTls};
+use super::model::{HeaderCondition, HeaderMatch, HealthCheck, HealthMatch, HealthTls, Probe};
 use super::{values, ConfigError};
 
 /// Parses `match NAME { status ...; header ...; body ...; }`.
@@ -112,6 +112,7 @@ pub(crate) fn parse_health_check(
         timeout: crate::upstream::health::DEFAULT_TIMEOUT,
         matcher: None,
         tls: None,
+        probe: Probe::Http,
     };
     let mut ssl = false;
     let mut trusted = None;

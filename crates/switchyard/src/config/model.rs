@@ -525,6 +525,18 @@ pub struct HealthCheck {
     pub matcher: Option<Arc<HealthMatch>>,
     /// `ssl` (ours): probe over TLS, e.g. OpenShift's API `/readyz`.
     pub tls: Option<HealthTls>,
+    /// What a probe does: an HTTP request (http's default, and stream's with
+    /// `uri=`), or a connection alone (stream's default, as nginx Plus).
+    pub probe: Probe,
+}
+
+/// The kind of a health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET uri`, judged by status (or `match`).
+    Http,
+    /// A TCP connection (and the TLS handshake with `ssl`) that succeeds.
+    Connect,
 }
 
 /// How a health probe speaks TLS: `ssl`, `ssl_trusted_certificate=FILE`
@@ -567,6 +579,7 @@ impl PartialEq for HealthCheck {
             && self.matcher.as_ref().map(|m| m.name.clone())
                 == other.matcher.as_ref().map(|m| m.name.clone())
             && self.tls == other.tls
+            && self.probe == other.probe
     }
 }
 

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
 use super::Upstream;
-use crate::config::model::{HeaderCondition, HealthCheck, HealthMatch};
+use crate::config::model::{HeaderCondition, HealthCheck, HealthMatch, Probe};
 use crate::observe::error_log;
 
 /// Runs the checks of `upstream` until it is dropped (a reload that changes
@@ -59,8 +59,9 @@ pub async fn run(upstream: Weak<Upstream>, check: HealthCheck) {
                             crate::observe::ErrorLevel::Warn,
                             None,
                             &format!(
-                                "peer {addr} of upstream \"{}\" is unhealthy: {why} (health check {})",
-                                up.config.name, check.uri
+                                "peer {addr} of upstream \"{}\" is unhealthy: {why} (health check: {})",
+                                up.config.name,
+                                describe(&check)
                             ),
                         );
                     }
@@ -68,6 +69,20 @@ pub async fn run(upstream: Weak<Upstream>, check: HealthCheck) {
             }
         }
     }
+}
+
+/// What a probe does, for the error log: `GET /readyz over TLS`, `connect`.
+fn describe(check: &HealthCheck) -> String {
+    let what = match check.probe {
+        Probe::Http => format!("GET {}", check.uri),
+        Probe::Connect => "connect".to_string(),
+    };
+    let port = check
+        .port
+        .map(|p| format!(" on port {p}"))
+        .unwrap_or_default();
+    let tls = if check.tls.is_some() { " over TLS" } else { "" };
+    format!("{what}{port}{tls}")
 }
 
 /// Runs the probes concurrently (no extra crate: each is a spawned task).
@@ -107,9 +122,10 @@ async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), Strin
     let stream = tokio::net::TcpStream::connect(target)
         .await
         .map_err(|e| format!("connect() failed ({})", error_log::os_error(&e)))?;
-    match &check.tls {
-        None => http_probe(stream, target, check).await,
-        Some(tls) => {
+    match (&check.tls, check.probe) {
+        (None, Probe::Connect) => Ok(()),
+        (None, Probe::Http) => http_probe(stream, target, check).await,
+        (Some(tls), probe) => {
             let name = match &tls.name {
                 Some(n) => crate::transport::tls::server_name(n),
                 None => Some(rustls_pki_types::ServerName::IpAddress(target.ip().into())),
@@ -120,7 +136,10 @@ async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), Strin
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("SSL handshake failed ({e})"))?;
-            http_probe(stream, target, check).await
+            match probe {
+                Probe::Connect => Ok(()),
+                Probe::Http => http_probe(stream, target, check).await,
+            }
         }
     }
 }
