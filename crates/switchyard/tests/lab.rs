@@ -254,7 +254,7 @@ fn a_broken_config_shows_every_problem() {
         dir.path(),
         "nginx.conf",
         "events {}\nhttp {\n gzip on;\n upstream u { server a:80; }\n\
-         server { listen 127.0.0.1:1; try_files $uri /i;\n location / { proxy_pass http://u; expires 1h; } }\n}\n",
+         server { listen 127.0.0.1:1; try_files $uri /i;\n location / { proxy_pass http://u; expirse 1h; } }\n}\n",
     );
     let mut lab = Lab::start(&["-c", conf.to_str().unwrap()]);
     let code = lab.wait(Duration::from_secs(20));
@@ -263,7 +263,7 @@ fn a_broken_config_shows_every_problem() {
     for needle in [
         "\"gzip\" is not supported yet in",
         "\"try_files\" is not supported yet in",
-        "unknown directive \"expires\" in",
+        "unknown directive \"expirse\" in",
         "3 problems: 2 directives not supported yet: gzip (1), try_files (1); 1 other error",
     ] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");

@@ -78,7 +78,8 @@ impl Arity {
     }
 }
 
-const fn take(counts: &[usize]) -> Arity {
+/// The arity that takes exactly `counts` arguments.
+pub(crate) const fn take(counts: &[usize]) -> Arity {
     let mut mask = 0u16;
     let mut i = 0;
     while i < counts.len() {
@@ -341,9 +342,13 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_ssl_server_name", ANY, FLAG, false, NotYet),
 ];
 
-/// Looks a directive up by name.
+/// Looks a directive up by name: switchyard's own table first, then the
+/// rest of nginx's directives ([`super::known::KNOWN`], all not supported yet).
 pub fn lookup(name: &str) -> Option<&'static Spec> {
-    DIRECTIVES.iter().find(|spec| spec.name == name)
+    DIRECTIVES
+        .iter()
+        .chain(super::known::KNOWN.iter())
+        .find(|spec| spec.name == name)
 }
 
 #[cfg(test)]
@@ -358,7 +363,7 @@ mod tests {
             "/../../docs/directives.md"
         ));
         let mut problems = Vec::new();
-        for spec in DIRECTIVES {
+        for spec in DIRECTIVES.iter().chain(super::super::known::KNOWN) {
             let prefix = format!("| `{}` |", spec.name);
             let Some(row) = doc.lines().find(|l| l.starts_with(&prefix)) else {
                 problems.push(format!("{} is missing", spec.name));
@@ -401,5 +406,21 @@ mod tests {
     fn lookups() {
         assert!(lookup("proxy_pass").is_some());
         assert!(lookup("nonsense").is_none());
+        let gzip_types = lookup("gzip_types").unwrap();
+        assert_eq!(gzip_types.support, Support::NotYet);
+        assert!(gzip_types.ctx.contains(Ctx::LOCATION));
+        assert!(!gzip_types.ctx.contains(Ctx::MAIN));
+    }
+
+    /// A directive is in one table or the other, once.
+    #[test]
+    fn the_tables_do_not_overlap() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in DIRECTIVES.iter().chain(super::super::known::KNOWN) {
+            assert!(seen.insert(spec.name), "{} is listed twice", spec.name);
+        }
+        for spec in super::super::known::KNOWN {
+            assert_eq!(spec.support, Support::NotYet, "{}", spec.name);
+        }
     }
 }

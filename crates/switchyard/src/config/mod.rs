@@ -4,6 +4,7 @@
 pub mod directives;
 mod health;
 mod http;
+mod known;
 pub mod listen;
 pub mod model;
 mod rewrite;
