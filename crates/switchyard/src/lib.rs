@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod echo;
 pub mod http;
+pub mod known_vars;
 pub mod lab;
 pub mod observe;
 pub mod runtime;

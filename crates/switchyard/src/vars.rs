@@ -216,9 +216,12 @@ pub struct Template {
 /// Why a template did not compile; `Display` is nginx's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    /// `unknown "x" variable`.
+    /// `unknown "x" variable`: nginx has no such variable.
     #[error("unknown \"{0}\" variable")]
     Unknown(String),
+    /// A variable nginx has and switchyard does not yet.
+    #[error("variable \"${0}\" is not supported yet")]
+    NotYet(String),
     /// `invalid variable name`.
     #[error("invalid variable name")]
     InvalidName,
@@ -250,8 +253,13 @@ impl Template {
             if name.is_empty() {
                 return Err(TemplateError::InvalidName);
             }
-            let var =
-                Var::from_name(name).ok_or_else(|| TemplateError::Unknown(name.to_string()))?;
+            let var = Var::from_name(name).ok_or_else(|| {
+                if crate::known_vars::is_nginx_variable(name) {
+                    TemplateError::NotYet(name.to_string())
+                } else {
+                    TemplateError::Unknown(name.to_string())
+                }
+            })?;
             if !literal.is_empty() {
                 segments.push(Segment::Literal(std::mem::take(&mut literal)));
             }
