@@ -22,6 +22,51 @@ pub struct Model {
     pub main: Main,
     /// The `http` block, if there is one.
     pub http: Option<Http>,
+    /// The `stream` block, if there is one.
+    pub stream: Option<Stream>,
+}
+
+/// The `stream` block.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// Upstream groups (a namespace of their own, apart from http's),
+    /// implicit `host:port` ones included.
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
+    /// Servers in file order.
+    pub servers: Vec<Arc<StreamServer>>,
+    /// `map` blocks, by the variable they define (without `$`).
+    pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
+}
+
+/// One `stream { server { } }`.
+#[derive(Debug, Clone)]
+pub struct StreamServer {
+    /// Its `listen` lines (at least one: nginx requires it).
+    pub listens: Vec<Listen>,
+    /// `proxy_pass`: the upstream group, or an implicit one-server group;
+    /// none means no handler (nginx ends such a session with status 500).
+    pub proxy_pass: Option<ProxyTarget>,
+    /// `proxy_connect_timeout` (default 60s).
+    pub connect_timeout: Duration,
+    /// `proxy_timeout` (default 10m): idle time in both directions that
+    /// ends the session.
+    pub timeout: Duration,
+    /// `proxy_next_upstream` (default on): a failed connect moves on.
+    pub next_upstream: bool,
+    /// `proxy_next_upstream_tries` (0: no limit).
+    pub next_upstream_tries: u32,
+    /// `proxy_next_upstream_timeout` (0: no limit).
+    pub next_upstream_timeout: Duration,
+    /// `proxy_buffer_size` (default 16k): each direction's buffer.
+    pub buffer_size: usize,
+    /// `proxy_half_close` (default off).
+    pub half_close: bool,
+    /// `tcp_nodelay` (default on).
+    pub tcp_nodelay: bool,
+    /// `access_log` targets (empty: off, nginx's stream default).
+    pub access_log: Vec<AccessLogTarget>,
+    /// Where the `server` block is.
+    pub position: Position,
 }
 
 /// Settings of the main context and `events`.

@@ -349,6 +349,14 @@ impl VarSource for Exchange {
             Var::UpstreamHttp(h) => Self::header(&self.upstream_headers, h).map(Cow::Owned),
             Var::Arg(a) => self.arg(a).map(Cow::Owned),
             Var::Cookie(c) => self.cookie(c).map(Cow::Owned),
+            // Stream variables: templates of the http block never name them.
+            Var::BytesReceived
+            | Var::UpstreamBytesSent
+            | Var::UpstreamBytesReceived
+            | Var::UpstreamFirstByteTime
+            | Var::UpstreamSessionTime
+            | Var::SessionTime
+            | Var::Protocol => None,
         }
     }
 }

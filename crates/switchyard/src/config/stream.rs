@@ -1,0 +1,534 @@
+//! The `stream` block: log formats, maps, upstreams and servers, with the
+//! stream modules' defaults and messages (ngx_stream_core_module,
+//! ngx_stream_proxy_module, ngx_stream_upstream_module, ngx_stream_log_module).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nginx_conf::Directive;
+
+use super::directives::{Ctx, Support};
+use super::listen::parse_address;
+use super::model::{AccessLogTarget, Listen, ProxyTarget, Stream, StreamServer, UpstreamConfig};
+use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
+use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
+use crate::observe::log_format::LogFormat;
+use crate::vars::{with_user_vars, with_var_set, VarSet};
+
+/// Settings that merge from `stream` into each `server` (unset = inherit).
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    connect_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    next_upstream: Option<bool>,
+    next_upstream_tries: Option<u32>,
+    next_upstream_timeout: Option<Duration>,
+    buffer_size: Option<usize>,
+    half_close: Option<bool>,
+    tcp_nodelay: Option<bool>,
+    access_log: Option<Vec<AccessLogTarget>>,
+}
+
+impl Layer {
+    /// Applies `d` if it is a merged setting; returns whether it was one.
+    fn apply(
+        &mut self,
+        d: &Directive,
+        prefix: &Path,
+        formats: &[(String, Arc<LogFormat>)],
+    ) -> Result<bool, ConfigError> {
+        let flag = || values::parse_flag(arg0(d)).unwrap_or(false);
+        match d.name.as_str() {
+            "proxy_connect_timeout" => set(&mut self.connect_timeout, d, time_arg(d)?)?,
+            "proxy_timeout" => set(&mut self.timeout, d, time_arg(d)?)?,
+            "proxy_next_upstream" => set(&mut self.next_upstream, d, flag())?,
+            "proxy_next_upstream_tries" => {
+                let n = u32::try_from(number_arg(d)?).map_err(|_| invalid_value(d))?;
+                set(&mut self.next_upstream_tries, d, n)?
+            }
+            "proxy_next_upstream_timeout" => set(&mut self.next_upstream_timeout, d, time_arg(d)?)?,
+            "proxy_buffer_size" => {
+                let n = values::parse_size(arg0(d))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| invalid_value(d))?;
+                set(&mut self.buffer_size, d, n)?
+            }
+            "proxy_half_close" => set(&mut self.half_close, d, flag())?,
+            "tcp_nodelay" => set(&mut self.tcp_nodelay, d, flag())?,
+            "access_log" => {
+                let logs = self.access_log.get_or_insert_with(Vec::new);
+                if let Some(target) = parse_access_log(d, prefix, formats)? {
+                    logs.push(target);
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// This layer over `parent`.
+    fn over(&self, parent: &Layer) -> Layer {
+        Layer {
+            connect_timeout: self.connect_timeout.or(parent.connect_timeout),
+            timeout: self.timeout.or(parent.timeout),
+            next_upstream: self.next_upstream.or(parent.next_upstream),
+            next_upstream_tries: self.next_upstream_tries.or(parent.next_upstream_tries),
+            next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
+            buffer_size: self.buffer_size.or(parent.buffer_size),
+            half_close: self.half_close.or(parent.half_close),
+            tcp_nodelay: self.tcp_nodelay.or(parent.tcp_nodelay),
+            access_log: self
+                .access_log
+                .clone()
+                .or_else(|| parent.access_log.clone()),
+        }
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
+    if slot.is_some() {
+        return Err(ConfigError::at(
+            format!("\"{}\" directive is duplicate", d.name),
+            &d.position,
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// `access_log PATH FORMAT` / `access_log off` in stream: unlike http
+/// there is no default format (nginx: "log format is not specified").
+fn parse_access_log(
+    d: &Directive,
+    prefix: &Path,
+    formats: &[(String, Arc<LogFormat>)],
+) -> Result<Option<AccessLogTarget>, ConfigError> {
+    if arg0(d) != "off" && d.args.len() < 2 {
+        return Err(ConfigError::at("log format is not specified", &d.position));
+    }
+    if arg0(d).contains('$') {
+        return Err(ConfigError::at(
+            "\"access_log\" with variables in the path is not supported yet",
+            &d.position,
+        ));
+    }
+    super::settings::parse_access_log(d, prefix, formats)
+}
+
+/// Builds the typed `stream` block. Templates in it are compiled against
+/// the stream module's variables.
+pub(crate) fn build_stream(d: &Directive, prefix: &Path) -> Result<Stream, ConfigError> {
+    let block = d.block.as_deref().unwrap_or_default();
+    let mut names = Vec::new();
+    super::rewrite::user_var_names(block, &mut names);
+    with_var_set(VarSet::Stream, || {
+        with_user_vars(names, || build_stream_inner(block, prefix))
+    })
+}
+
+fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, ConfigError> {
+    let mut formats: Vec<(String, Arc<LogFormat>)> = Vec::new();
+    let mut maps = std::collections::HashMap::new();
+    let mut upstreams: Vec<Arc<UpstreamConfig>> = Vec::new();
+    let mut layer = Layer::default();
+    let mut seen = Seen::default();
+    let mut server_blocks = Vec::new();
+    for inner in block {
+        let spec = check(inner, Ctx::STREAM)?;
+        if spec.support == Support::NotYet {
+            continue;
+        }
+        match spec.name {
+            "server" => server_blocks.push(inner),
+            "include" => {}
+            "error_log" => not_yet_in_stream(inner),
+            "upstream" => {
+                let up = build_stream_upstream(inner)?;
+                if upstreams.iter().any(|u| u.name == up.name) {
+                    return Err(ConfigError::at(
+                        format!("duplicate upstream \"{}\"", up.name),
+                        &inner.position,
+                    ));
+                }
+                upstreams.push(Arc::new(up));
+            }
+            "log_format" => {
+                let name = arg0(inner).to_string();
+                if formats.iter().any(|(n, _)| *n == name) {
+                    return Err(ConfigError::at(
+                        format!("duplicate \"log_format\" name \"{name}\""),
+                        &inner.position,
+                    ));
+                }
+                let format = super::http::parse_log_format(inner)?;
+                formats.push((name, Arc::new(format)));
+            }
+            "map" => {
+                let (name, map) = super::rewrite::parse_map(inner)?;
+                if maps.contains_key(&name) {
+                    return Err(ConfigError::at(
+                        format!("the duplicate \"{name}\" variable"),
+                        &inner.position,
+                    ));
+                }
+                maps.insert(name, Arc::new(map));
+            }
+            _ => {
+                if !layer.apply(inner, prefix, &formats)? {
+                    // Accepted tuning directives (hash sizes): once each.
+                    seen.once(inner)?;
+                }
+            }
+        }
+    }
+    let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
+    let mut implicit = Vec::new();
+    let mut servers = Vec::new();
+    for s in server_blocks {
+        servers.push(Arc::new(build_server(
+            s,
+            &layer,
+            prefix,
+            &formats,
+            &upstream_names,
+            &mut implicit,
+        )?));
+    }
+    check_listens(&servers)?;
+    for up in implicit {
+        if !upstreams.iter().any(|u| u.name == up.name) {
+            upstreams.push(up);
+        }
+    }
+    Ok(Stream {
+        upstreams,
+        servers,
+        maps: Arc::new(maps),
+    })
+}
+
+/// Records `error_log` inside stream as not supported yet: the process
+/// has one error log, from the main context, and a stream-level one would
+/// otherwise be silently ignored.
+fn not_yet_in_stream(d: &Directive) {
+    super::record_unsupported(ConfigError::at(
+        "\"error_log\" in stream is not supported yet",
+        &d.position,
+    ));
+}
+
+fn build_server(
+    d: &Directive,
+    stream: &Layer,
+    prefix: &Path,
+    formats: &[(String, Arc<LogFormat>)],
+    upstream_names: &[String],
+    implicit: &mut Vec<Arc<UpstreamConfig>>,
+) -> Result<StreamServer, ConfigError> {
+    let mut layer = Layer::default();
+    let mut listens = Vec::new();
+    let mut proxy_pass = None;
+    for inner in d.block.as_deref().unwrap_or_default() {
+        let spec = check(inner, Ctx::STREAM_SERVER)?;
+        if spec.support == Support::NotYet {
+            continue;
+        }
+        match spec.name {
+            "listen" => listens.push(parse_stream_listen(inner)?),
+            "include" => {}
+            "error_log" => not_yet_in_stream(inner),
+            "proxy_pass" => {
+                if proxy_pass.is_some() {
+                    return Err(ConfigError::at(
+                        "\"proxy_pass\" directive is duplicate",
+                        &inner.position,
+                    ));
+                }
+                proxy_pass = Some(parse_proxy_pass(inner, upstream_names, implicit)?);
+            }
+            _ => {
+                if !layer.apply(inner, prefix, formats)? {
+                    return Err(ConfigError::at(
+                        format!("\"{}\" directive is not allowed here", inner.name),
+                        &inner.position,
+                    ));
+                }
+            }
+        }
+    }
+    if listens.is_empty() {
+        return Err(ConfigError::bare(format!(
+            "no \"listen\" is defined for server in {}",
+            d.position
+        )));
+    }
+    let merged = layer.over(stream);
+    Ok(StreamServer {
+        listens,
+        proxy_pass,
+        connect_timeout: merged.connect_timeout.unwrap_or(Duration::from_secs(60)),
+        timeout: merged.timeout.unwrap_or(Duration::from_secs(600)),
+        next_upstream: merged.next_upstream.unwrap_or(true),
+        next_upstream_tries: merged.next_upstream_tries.unwrap_or(0),
+        next_upstream_timeout: merged.next_upstream_timeout.unwrap_or(Duration::ZERO),
+        buffer_size: merged.buffer_size.unwrap_or(16 * 1024),
+        half_close: merged.half_close.unwrap_or(false),
+        tcp_nodelay: merged.tcp_nodelay.unwrap_or(true),
+        access_log: merged.access_log.unwrap_or_default(),
+        position: d.position.clone(),
+    })
+}
+
+/// `proxy_pass NAME` (an upstream block) or `proxy_pass host:port` (an
+/// implicit one-server group, shared by every server that names it).
+fn parse_proxy_pass(
+    d: &Directive,
+    upstream_names: &[String],
+    implicit: &mut Vec<Arc<UpstreamConfig>>,
+) -> Result<ProxyTarget, ConfigError> {
+    let at = &d.position;
+    let target = arg0(d);
+    if target.contains('$') {
+        return Err(ConfigError::at(
+            "\"proxy_pass\" with variables is not supported yet",
+            at,
+        ));
+    }
+    if target.starts_with("unix:") {
+        return Err(ConfigError::at(
+            "\"proxy_pass\" to a unix socket is not supported yet",
+            at,
+        ));
+    }
+    if upstream_names.iter().any(|n| n == target) {
+        return Ok(ProxyTarget::Upstream(target.to_string()));
+    }
+    let (host, port, has_port) = split_host_port(target, 0).map_err(|e| ConfigError::at(e, at))?;
+    if !has_port {
+        return Err(ConfigError::at(
+            format!("no port in upstream \"{target}\""),
+            at,
+        ));
+    }
+    let up = Arc::new(implicit_upstream(host, port, at));
+    if let Some(existing) = implicit.iter().find(|u| u.name == up.name) {
+        return Ok(ProxyTarget::Implicit(existing.clone()));
+    }
+    implicit.push(up.clone());
+    Ok(ProxyTarget::Implicit(up))
+}
+
+/// `listen ADDRESS:PORT [backlog=N] [reuseport] [bind] [so_keepalive=...]
+/// [ipv6only=on|off]`; `udp`, `ssl` and `proxy_protocol` are not
+/// supported yet.
+pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> {
+    let at = &d.position;
+    let first = arg0(d);
+    if first.starts_with("unix:") {
+        return Err(ConfigError::at(
+            "\"listen\" on a unix socket is not supported yet",
+            at,
+        ));
+    }
+    let has_port = first.bytes().all(|b| b.is_ascii_digit())
+        || match first.strip_prefix('[') {
+            Some(rest) => rest.contains("]:"),
+            None => first.contains(':'),
+        };
+    if !has_port {
+        return Err(ConfigError::at(
+            format!("no port in \"{first}\" of the \"listen\" directive"),
+            at,
+        ));
+    }
+    let addr = parse_address(first, 0)
+        .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
+    let mut listen = Listen {
+        addr,
+        default_server: false,
+        backlog: 511,
+        ipv6only: true,
+        position: Some(at.clone()),
+    };
+    for param in d.args.iter().skip(1) {
+        let p = param.value.as_str();
+        match p {
+            "reuseport" | "bind" => {}
+            "udp" | "ssl" | "proxy_protocol" => {
+                return Err(ConfigError::at(
+                    format!("\"listen ... {p}\" is not supported yet"),
+                    at,
+                ))
+            }
+            _ => {
+                if let Some(v) = p.strip_prefix("backlog=") {
+                    listen.backlog = values::parse_number(v)
+                        .filter(|n| *n > 0 && *n <= i32::MAX as u64)
+                        .ok_or_else(|| ConfigError::at(format!("invalid backlog \"{v}\""), at))?
+                        as i32;
+                } else if let Some(v) = p.strip_prefix("ipv6only=") {
+                    listen.ipv6only = values::parse_flag(v).ok_or_else(|| {
+                        ConfigError::at(format!("invalid ipv6only flags \"{v}\""), at)
+                    })?;
+                } else if p.starts_with("so_keepalive=")
+                    || p.starts_with("rcvbuf=")
+                    || p.starts_with("sndbuf=")
+                {
+                    // Socket tuning with no effect on the bytes proxied; accepted.
+                } else {
+                    return Err(ConfigError::at(format!("invalid parameter \"{p}\""), at));
+                }
+            }
+        }
+    }
+    Ok(listen)
+}
+
+/// nginx refuses the same address in two stream `listen`s.
+fn check_listens(servers: &[Arc<StreamServer>]) -> Result<(), ConfigError> {
+    let mut seen: Vec<std::net::SocketAddr> = Vec::new();
+    for listen in servers.iter().flat_map(|s| s.listens.iter()) {
+        if seen.contains(&listen.addr) {
+            let message = format!("duplicate \"{}\" address and port pair", listen.addr);
+            return Err(match &listen.position {
+                Some(p) => ConfigError::at(message, p),
+                None => ConfigError::bare(message),
+            });
+        }
+        seen.push(listen.addr);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{load, LoadOptions, Loaded};
+    use super::*;
+
+    fn try_load(stream_body: &str) -> Result<Loaded, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| ConfigError::bare(e.to_string()))?;
+        let path = dir.path().join("nginx.conf");
+        let text = format!("events {{}}\nstream {{\n{stream_body}\n}}\n");
+        std::fs::write(&path, text).map_err(|e| ConfigError::bare(e.to_string()))?;
+        load(&LoadOptions {
+            conf_file: path,
+            prefix: dir.path().to_path_buf(),
+            globals: None,
+        })
+    }
+
+    fn stream(body: &str) -> Stream {
+        match try_load(body) {
+            Ok(l) => l.model.stream.expect("a stream block"),
+            Err(e) => panic!("unexpected error: {}", e.lines().join("; ")),
+        }
+    }
+
+    fn error(body: &str) -> String {
+        match try_load(body) {
+            Ok(_) => panic!("loaded, expected an error"),
+            Err(e) => e.lines().join("; "),
+        }
+    }
+
+    #[test]
+    fn upstream_and_server_with_defaults() {
+        let s = stream(
+            "upstream u { hash $remote_addr consistent; server 127.0.0.1:81 weight=2 max_fails=3 fail_timeout=5s; server 127.0.0.1:82 down; }\n\
+             server { listen 127.0.0.1:8080; proxy_pass u; }",
+        );
+        assert_eq!(s.upstreams.len(), 1);
+        let up = &s.upstreams[0];
+        assert_eq!(up.method, balance::Method::Hash { consistent: true });
+        assert_eq!(up.servers[0].weight, 2);
+        assert_eq!(up.servers[0].max_fails, 3);
+        assert_eq!(up.servers[0].fail_timeout, Duration::from_secs(5));
+        assert!(up.servers[1].down);
+        let server = &s.servers[0];
+        assert_eq!(server.listens[0].addr, "127.0.0.1:8080".parse().unwrap());
+        assert!(matches!(&server.proxy_pass, Some(ProxyTarget::Upstream(n)) if n == "u"));
+        assert_eq!(server.connect_timeout, Duration::from_secs(60));
+        assert_eq!(server.timeout, Duration::from_secs(600));
+        assert!(server.next_upstream);
+        assert_eq!(server.buffer_size, 16384);
+        assert!(!server.half_close);
+        assert!(server.access_log.is_empty());
+    }
+
+    #[test]
+    fn settings_merge_from_stream_into_server() {
+        let s = stream(
+            "proxy_timeout 5s; proxy_next_upstream off; log_format f $remote_addr; access_log x.log f;\n\
+             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; proxy_timeout 1s; proxy_buffer_size 1k; proxy_next_upstream_tries 2; }\n\
+             server { listen 127.0.0.1:8081; proxy_pass 127.0.0.1:81; access_log off; }",
+        );
+        assert_eq!(s.servers[0].timeout, Duration::from_secs(1));
+        assert!(!s.servers[0].next_upstream);
+        assert_eq!(s.servers[0].buffer_size, 1024);
+        assert_eq!(s.servers[0].next_upstream_tries, 2);
+        assert_eq!(s.servers[0].access_log.len(), 1);
+        assert_eq!(s.servers[1].timeout, Duration::from_secs(5));
+        assert!(s.servers[1].access_log.is_empty());
+        // One implicit group for the two servers that name the same address.
+        assert_eq!(s.upstreams.len(), 1);
+        assert_eq!(s.upstreams[0].name, "127.0.0.1:81");
+    }
+
+    #[test]
+    fn stream_variables_only() {
+        stream("log_format f $bytes_received:$upstream_bytes_sent:$session_time:$protocol;");
+        let e = error("log_format f $request;");
+        assert!(e.starts_with("unknown \"request\" variable in "), "{e}");
+    }
+
+    #[test]
+    fn nginx_messages_with_positions() {
+        let cases = [
+            ("upstream u { server 127.0.0.1; }", "no port in upstream \"127.0.0.1\" in "),
+            ("upstream u { keepalive 2; server 127.0.0.1:80; }", "\"keepalive\" directive is not allowed here in "),
+            ("upstream u { ip_hash; server 127.0.0.1:80; }", "\"ip_hash\" directive is not allowed here in "),
+            ("upstream u { }", "no servers are inside upstream in "),
+            ("server { proxy_pass 127.0.0.1:80; }", "no \"listen\" is defined for server in "),
+            ("server { listen 127.0.0.1; proxy_pass 127.0.0.1:80; }", "no port in \"127.0.0.1\" of the \"listen\" directive in "),
+            ("server { listen 127.0.0.1:80; proxy_pass backend; }", "no port in upstream \"backend\" in "),
+            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_timeout x; }", "\"proxy_timeout\" directive invalid value in "),
+            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_half_close yes; }", "invalid value \"yes\" in \"proxy_half_close\" directive, it must be \"on\" or \"off\" in "),
+            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; access_log x.log; }", "log format is not specified in "),
+            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; location / {} }", "\"location\" directive is not allowed here in "),
+            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; }\nserver { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; }", "duplicate \"127.0.0.1:80\" address and port pair in "),
+            ("server x { listen 127.0.0.1:80; }", "invalid number of arguments in \"server\" directive in "),
+        ];
+        for (body, wanted) in cases {
+            let e = error(body);
+            assert!(e.starts_with(wanted), "{body}: {e}");
+            assert!(e.contains("nginx.conf:"), "{body}: no file:line in {e}");
+        }
+    }
+
+    #[test]
+    fn unimplemented_directives_are_named_not_ignored() {
+        let e = error(
+            "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; ssl_preread on; proxy_protocol on; }",
+        );
+        assert!(
+            e.contains("\"ssl_preread\" is not supported yet in "),
+            "{e}"
+        );
+        assert!(
+            e.contains("\"proxy_protocol\" is not supported yet in "),
+            "{e}"
+        );
+        let e = error("server { listen 127.0.0.1:80 udp; proxy_pass 127.0.0.1:81; }");
+        assert!(
+            e.starts_with("\"listen ... udp\" is not supported yet"),
+            "{e}"
+        );
+        let e = error("error_log logs/s.log;");
+        assert!(
+            e.starts_with("\"error_log\" in stream is not supported yet"),
+            "{e}"
+        );
+    }
+}
