@@ -11,6 +11,7 @@ pub mod http;
 pub mod lab;
 pub mod observe;
 pub mod runtime;
+pub mod stream;
 pub mod upstream;
 pub mod vars;
 

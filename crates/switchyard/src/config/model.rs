@@ -133,6 +133,25 @@ pub struct MapConfig {
     pub default: crate::vars::Template,
 }
 
+impl MapConfig {
+    /// The value for `source`'s variables: the exact key (ignoring case),
+    /// else the first regex that matches, else `default`.
+    pub fn value(&self, source: &dyn crate::vars::VarSource) -> String {
+        let key = self.source.render(source);
+        let lower = key.to_ascii_lowercase();
+        let value = match self.exact.get(&lower) {
+            Some(v) => v,
+            None => self
+                .regexes
+                .iter()
+                .find(|(re, _)| re.is_match(&key))
+                .map(|(_, v)| v)
+                .unwrap_or(&self.default),
+        };
+        value.render(source)
+    }
+}
+
 /// One `upstream` group.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {

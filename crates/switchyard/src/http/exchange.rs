@@ -181,18 +181,7 @@ impl Exchange {
             return Some(v.clone());
         }
         let map = self.maps.as_ref()?.get(name)?;
-        let key = map.source.render(self);
-        let lower = key.to_ascii_lowercase();
-        let value = match map.exact.get(&lower) {
-            Some(v) => v,
-            None => map
-                .regexes
-                .iter()
-                .find(|(re, _)| re.is_match(&key))
-                .map(|(_, v)| v)
-                .unwrap_or(&map.default),
-        };
-        Some(value.render(self))
+        Some(map.value(self))
     }
 
     /// `$request`: the request line.

@@ -85,10 +85,10 @@ pub fn run(options: RunOptions) -> i32 {
         }
     };
     let mut bound = HashMap::new();
-    for (addr, backlog, ipv6only) in generation.bind_addresses() {
+    for (addr, backlog, ipv6only, kind) in bind_addresses(&generation) {
         match listeners::bind(addr, backlog, ipv6only) {
             Ok(l) => {
-                bound.insert(addr, l);
+                bound.insert(addr, (l, kind));
             }
             Err(e) => {
                 error_log::stderr_line(ErrorLevel::Emerg, &e);
@@ -191,20 +191,40 @@ fn daemonize() -> Result<(), String> {
     Ok(())
 }
 
+/// Every address to bind, http's and stream's, with the module serving it.
+fn bind_addresses(generation: &Generation) -> Vec<(SocketAddr, i32, bool, workers::Kind)> {
+    let http = generation
+        .bind_addresses()
+        .into_iter()
+        .map(|(a, b, v6)| (a, b, v6, workers::Kind::Http));
+    let stream = generation
+        .stream
+        .bind_addresses()
+        .into_iter()
+        .map(|(a, b, v6)| (a, b, v6, workers::Kind::Stream));
+    http.chain(stream).collect()
+}
+
 struct Server {
     shared: Arc<Shared>,
     epoch: watch::Sender<u64>,
     stopping: watch::Sender<bool>,
     workers: workers::Workers,
-    /// The bound sockets, by address (kept open across reloads).
-    listening: HashMap<SocketAddr, std::net::TcpListener>,
+    /// The bound sockets, by address (kept open across reloads), with the
+    /// module serving each.
+    listening: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
     max_connections: usize,
 }
 
 impl Server {
-    fn listen(&mut self, addr: SocketAddr, listener: std::net::TcpListener) -> Result<(), String> {
-        self.workers.listen(addr, &listener)?;
-        self.listening.insert(addr, listener);
+    fn listen(
+        &mut self,
+        addr: SocketAddr,
+        listener: std::net::TcpListener,
+        kind: workers::Kind,
+    ) -> Result<(), String> {
+        self.workers.listen(addr, &listener, kind)?;
+        self.listening.insert(addr, (listener, kind));
         Ok(())
     }
 
@@ -223,6 +243,7 @@ async fn start_resolving(generation: &Generation) {
     let attempts: Vec<JoinHandle<()>> = generation
         .upstreams
         .values()
+        .chain(generation.stream.upstreams.values())
         .filter_map(|upstream| upstream.activate())
         .collect();
     for attempt in attempts {
@@ -233,7 +254,7 @@ async fn start_resolving(generation: &Generation) {
 async fn serve(
     options: RunOptions,
     generation: Generation,
-    bound: HashMap<SocketAddr, std::net::TcpListener>,
+    bound: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
     workers: usize,
     pid_file: PathBuf,
 ) -> i32 {
@@ -283,8 +304,8 @@ async fn serve(
         listening: HashMap::new(),
         max_connections,
     };
-    for (addr, listener) in bound {
-        if let Err(e) = server.listen(addr, listener) {
+    for (addr, (listener, kind)) in bound {
+        if let Err(e) = server.listen(addr, listener, kind) {
             error_log::stderr_line(ErrorLevel::Emerg, &e);
             return 1;
         }
@@ -359,17 +380,21 @@ async fn reload(options: &RunOptions, server: &mut Server) {
             return;
         }
     };
-    let wanted: Vec<(SocketAddr, i32, bool)> = generation.bind_addresses();
+    let wanted = bind_addresses(&generation);
     let mut fresh = Vec::new();
-    for (addr, backlog, ipv6only) in &wanted {
-        if !server.listening.contains_key(addr) {
-            match listeners::bind(*addr, *backlog, *ipv6only) {
-                Ok(l) => fresh.push((*addr, l)),
+    let mut switched = Vec::new();
+    for (addr, backlog, ipv6only, kind) in &wanted {
+        match server.listening.get(addr) {
+            // The same socket, now for the other module: workers re-listen.
+            Some((_, old)) if old != kind => switched.push((*addr, *kind)),
+            Some(_) => {}
+            None => match listeners::bind(*addr, *backlog, *ipv6only) {
+                Ok(l) => fresh.push((*addr, l, *kind)),
                 Err(e) => {
                     error_log::log(ErrorLevel::Emerg, None, &e);
                     return;
                 }
-            }
+            },
         }
     }
     if let Err(e) = configure_error_log(
@@ -386,15 +411,22 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     describe_changes(&old, &generation);
     start_resolving(&generation).await;
     server.shared.current.store(Arc::new(generation));
-    for (addr, listener) in fresh {
-        if let Err(e) = server.listen(addr, listener) {
+    for (addr, listener, kind) in fresh {
+        if let Err(e) = server.listen(addr, listener, kind) {
             error_log::log(ErrorLevel::Emerg, None, &e);
+        }
+    }
+    for (addr, kind) in switched {
+        if let Some((listener, _)) = server.listening.remove(&addr) {
+            if let Err(e) = server.listen(addr, listener, kind) {
+                error_log::log(ErrorLevel::Emerg, None, &e);
+            }
         }
     }
     let gone: Vec<SocketAddr> = server
         .listening
         .keys()
-        .filter(|a| !wanted.iter().any(|(w, _, _)| w == *a))
+        .filter(|a| !wanted.iter().any(|(w, _, _, _)| w == *a))
         .copied()
         .collect();
     for addr in gone {

@@ -15,10 +15,19 @@ use tokio::task::JoinHandle;
 use crate::http::server::{accept_loop, Shared};
 use crate::observe::error_log;
 
+/// Which module serves a listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `http { server { listen } }`.
+    Http,
+    /// `stream { server { listen } }`.
+    Stream,
+}
+
 /// What the main thread tells a worker.
 enum Command {
     /// Accept on this socket (a duplicate of the bound one).
-    Listen(SocketAddr, std::net::TcpListener),
+    Listen(SocketAddr, std::net::TcpListener, Kind),
     /// Stop accepting on this address.
     Unlisten(SocketAddr),
 }
@@ -48,8 +57,13 @@ impl Workers {
         Ok(Workers { senders })
     }
 
-    /// Every worker accepts on `listener` from now on.
-    pub fn listen(&self, addr: SocketAddr, listener: &std::net::TcpListener) -> Result<(), String> {
+    /// Every worker accepts on `listener` from now on, for `kind`.
+    pub fn listen(
+        &self,
+        addr: SocketAddr,
+        listener: &std::net::TcpListener,
+        kind: Kind,
+    ) -> Result<(), String> {
         for sender in &self.senders {
             let copy = listener.try_clone().map_err(|e| {
                 format!(
@@ -57,7 +71,7 @@ impl Workers {
                     error_log::os_error(&e)
                 )
             })?;
-            let _ = sender.send(Command::Listen(addr, copy));
+            let _ = sender.send(Command::Listen(addr, copy, kind));
         }
         Ok(())
     }
@@ -74,15 +88,23 @@ async fn worker(mut commands: mpsc::UnboundedReceiver<Command>, shared: Arc<Shar
     let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Listen(addr, listener) => match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    let task = tokio::spawn(accept_loop(listener, shared.clone()));
-                    if let Some(old) = accepting.insert(addr, task) {
-                        old.abort();
+            Command::Listen(addr, listener, kind) => {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        let task = match kind {
+                            Kind::Http => tokio::spawn(accept_loop(listener, shared.clone())),
+                            Kind::Stream => tokio::spawn(crate::stream::session::accept_loop(
+                                listener,
+                                shared.clone(),
+                            )),
+                        };
+                        if let Some(old) = accepting.insert(addr, task) {
+                            old.abort();
+                        }
                     }
+                    Err(e) => error_log::error(None, &format!("cannot accept on {addr}: {e}")),
                 }
-                Err(e) => error_log::error(None, &format!("cannot accept on {addr}: {e}")),
-            },
+            }
             Command::Unlisten(addr) => {
                 if let Some(task) = accepting.remove(&addr) {
                     task.abort();

@@ -1,0 +1,186 @@
+//! Stream listeners and sessions: accept, find the server of the local
+//! address, proxy, log. A session keeps the configuration generation it
+//! started with, so a reload lets it finish on the old one.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd};
+use super::vars::Session;
+use crate::config::model::ProxyTarget;
+use crate::http::server::{Shared, Slot};
+use crate::observe::{error_log, ErrorLevel};
+
+/// Accepts sessions on a stream listener until shutdown.
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: say so and breathe, as nginx does.
+                error_log::log(
+                    ErrorLevel::Alert,
+                    None,
+                    &format!("accept() failed ({})", error_log::os_error(&e)),
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = crate::observe::metrics::global();
+        metrics.accepted.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            error_log::log(
+                ErrorLevel::Alert,
+                None,
+                "worker_connections are not enough, closing a new connection",
+            );
+            continue;
+        };
+        metrics.handled.fetch_add(1, Ordering::Relaxed);
+        metrics.active.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(serve(stream, remote, shared.clone(), Slot::new(permit)));
+    }
+}
+
+async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
+    let generation = shared.current.load_full();
+    let local = client.local_addr().unwrap_or(remote);
+    let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
+    let Some(bound) = generation.stream.server_for(local).cloned() else {
+        // A listener whose server went away in a reload that kept the
+        // socket for a moment: nothing can serve it.
+        return;
+    };
+    let server = bound.server.clone();
+    if server.tcp_nodelay {
+        let _ = client.set_nodelay(true);
+    }
+    error_log::log(
+        ErrorLevel::Info,
+        Some(id),
+        &format!("client {remote} connected to {}", bound.listen),
+    );
+    let mut session = Session {
+        id,
+        remote,
+        local,
+        listen: bound.listen,
+        start: std::time::Instant::now(),
+        status: 200,
+        bytes_received: 0,
+        bytes_sent: 0,
+        tries: Vec::new(),
+        maps: generation.stream.maps.clone(),
+    };
+    let upstream = match &server.proxy_pass {
+        Some(ProxyTarget::Upstream(name)) => generation.stream.upstreams.get(name),
+        Some(ProxyTarget::Implicit(up)) => generation.stream.upstreams.get(&up.name),
+        None => None,
+    };
+    match upstream {
+        None => {
+            // nginx: a server with no content handler ends the session
+            // with 500 ("no handler for server", a debug line).
+            session.status = 500;
+        }
+        Some(upstream) => {
+            match super::proxy::connect(&mut session, &server, upstream.clone()).await {
+                Err(_) => session.status = 502,
+                Ok(mut connected) => {
+                    let counters = Counters::new();
+                    let end = copy(
+                        &mut client,
+                        &mut connected.stream,
+                        server.buffer_size,
+                        server.timeout,
+                        server.half_close,
+                        &counters,
+                    )
+                    .await;
+                    session.bytes_received = counters.from_client.load(Ordering::Relaxed);
+                    session.bytes_sent = counters.to_client.load(Ordering::Relaxed);
+                    if let Some(t) = session.tries.last_mut() {
+                        t.sent = counters.to_upstream.load(Ordering::Relaxed);
+                        t.received = counters.from_upstream.load(Ordering::Relaxed);
+                        t.first_byte = counters
+                            .first_byte()
+                            .map(|d| d + t.connect.unwrap_or_default());
+                        t.session = Some(connected.started.elapsed());
+                    }
+                    log_end(&session, &end);
+                }
+            }
+        }
+    }
+    bound.log.write(&session);
+}
+
+/// The lines nginx's stream proxy writes when a session ends.
+fn log_end(session: &Session, end: &CopyEnd) {
+    let id = Some(session.id);
+    match end {
+        CopyEnd::TimedOut => error_log::log(
+            ErrorLevel::Info,
+            id,
+            &format!(
+                "connection timed out (110: Connection timed out) while proxying connection{}",
+                session.context()
+            ),
+        ),
+        CopyEnd::Closed(direction, how) => {
+            let side = match direction {
+                Direction::Upstream => "client",
+                Direction::Downstream => "upstream",
+            };
+            match how {
+                PumpEnd::Eof => {}
+                PumpEnd::ReadError(e) => {
+                    // nginx logs a failed recv() from the upstream as an
+                    // error, from the client as info.
+                    let (level, from) = match direction {
+                        Direction::Upstream => (ErrorLevel::Info, "client"),
+                        Direction::Downstream => (ErrorLevel::Error, "upstream"),
+                    };
+                    error_log::log(
+                        level,
+                        id,
+                        &format!(
+                            "recv() failed ({}) while proxying and reading from {from}{}",
+                            error_log::os_error(e),
+                            session.context()
+                        ),
+                    );
+                }
+                PumpEnd::WriteError(e) => {
+                    let (level, to) = match direction {
+                        Direction::Upstream => (ErrorLevel::Error, "upstream"),
+                        Direction::Downstream => (ErrorLevel::Info, "client"),
+                    };
+                    error_log::log(
+                        level,
+                        id,
+                        &format!(
+                            "send() failed ({}) while proxying and sending to {to}{}",
+                            error_log::os_error(e),
+                            session.context()
+                        ),
+                    );
+                }
+            }
+            error_log::log(
+                ErrorLevel::Info,
+                id,
+                &format!("{side} disconnected, {}", session.byte_counts()),
+            );
+        }
+    }
+}
