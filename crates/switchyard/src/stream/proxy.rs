@@ -81,6 +81,7 @@ pub(crate) async fn connect(
                 if let Some(t) = session.tries.last_mut() {
                     t.connect = Some(try_started.elapsed());
                 }
+                upstream.connected(picked.id);
                 if let Ok(local) = stream.local_addr() {
                     error_log::log(
                         crate::observe::ErrorLevel::Info,

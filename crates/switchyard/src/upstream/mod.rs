@@ -286,6 +286,16 @@ impl Upstream {
         })
     }
 
+    /// Reports that an attempt connected (stream: a peer that recovered
+    /// after `fail_timeout` is counted healthy from its first connect).
+    pub fn connected(&self, id: PeerId) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some(b) = state.balancer.as_mut() {
+                b.connected(id);
+            }
+        }
+    }
+
     /// Reports how an attempt ended.
     pub fn finish(&self, id: PeerId, success: bool) {
         let now = self.now_ms();
