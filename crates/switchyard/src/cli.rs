@@ -189,15 +189,10 @@ pub fn configure_line() -> String {
         "--without-mail_smtp_module",
         // The stream sub-modules not implemented yet (nginx's test suite
         // reads these to skip what is missing).
-        "--without-stream_access_module",
         "--without-stream_geo_module",
         "--without-stream_limit_conn_module",
         "--without-stream_pass_module",
-        "--without-stream_return_module",
-        "--without-stream_set_module",
-        "--without-stream_split_clients_module",
         "--without-stream_upstream_least_time_module",
-        "--without-stream_upstream_zone_module",
     ];
     format!(
         "switchyard version: switchyard/{}\nbuilt with rustc, TLS not available\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",

@@ -119,6 +119,11 @@ pub enum Var {
     SessionTime,
     /// stream: `$protocol` (`TCP` or `UDP`).
     Protocol,
+    /// `$proxy_protocol_addr`: not found unless the listener reads the
+    /// PROXY protocol (which switchyard does not yet).
+    ProxyProtocolAddr,
+    /// `$proxy_protocol_port`: as `$proxy_protocol_addr`.
+    ProxyProtocolPort,
 }
 
 /// Which module's variables a template may name: http and stream each have
@@ -258,6 +263,8 @@ impl Var {
             "upstream_connect_time" => Var::UpstreamConnectTime,
             "upstream_first_byte_time" => Var::UpstreamFirstByteTime,
             "upstream_session_time" => Var::UpstreamSessionTime,
+            "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+            "proxy_protocol_port" => Var::ProxyProtocolPort,
             _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
             _ => return None,
         })

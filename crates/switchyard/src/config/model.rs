@@ -36,6 +36,81 @@ pub struct Stream {
     pub servers: Vec<Arc<StreamServer>>,
     /// `map` blocks, by the variable they define (without `$`).
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks, by the variable they define (without `$`).
+    pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+}
+
+/// A `split_clients KEY $name { PERCENT% VALUE; ... * VALUE; }` block.
+#[derive(Debug, Clone)]
+pub struct SplitClients {
+    /// The key hashed (MurmurHash2, as nginx).
+    pub source: crate::vars::Template,
+    /// Upper hash bounds (exclusive) with their values, in order; a bound
+    /// of 0 takes every hash left (`*`, or the part reaching 100%).
+    pub parts: Vec<(u32, String)>,
+}
+
+impl SplitClients {
+    /// The value for `source`'s variables (empty when no part matches).
+    pub fn value(&self, source: &dyn crate::vars::VarSource) -> String {
+        let key = self.source.render(source);
+        let hash = murmur_hash2(key.as_bytes());
+        self.parts
+            .iter()
+            .find(|(bound, _)| hash < *bound || *bound == 0)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// nginx's `ngx_murmur_hash2` (MurmurHash2 by Austin Appleby, seed 0).
+pub fn murmur_hash2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// What a stream server does with a session (its content handler).
+#[derive(Debug, Clone)]
+pub enum StreamHandler {
+    /// `proxy_pass`: the upstream group, or an implicit one-server group.
+    Proxy(ProxyTarget),
+    /// `return VALUE`: send the value and close.
+    Return(crate::vars::Template),
+    /// Neither: nginx ends such a session with status 500.
+    None,
+}
+
+/// One `allow` / `deny` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessRule {
+    /// `allow` (true) or `deny`.
+    pub allow: bool,
+    /// The addresses; `None` is `all`.
+    pub cidr: Option<Cidr>,
 }
 
 /// One `stream { server { } }`.
@@ -43,9 +118,13 @@ pub struct Stream {
 pub struct StreamServer {
     /// Its `listen` lines (at least one: nginx requires it).
     pub listens: Vec<Listen>,
-    /// `proxy_pass`: the upstream group, or an implicit one-server group;
-    /// none means no handler (nginx ends such a session with status 500).
-    pub proxy_pass: Option<ProxyTarget>,
+    /// `proxy_pass` or `return` (the last one written, as nginx).
+    pub handler: StreamHandler,
+    /// `set $name value` lines, run in order before the access check
+    /// (nginx's preaccess phase).
+    pub set: Vec<(String, crate::vars::Template)>,
+    /// `allow`/`deny` rules in order (the server's, else the stream's).
+    pub access: Arc<Vec<AccessRule>>,
     /// `proxy_connect_timeout` (default 60s).
     pub connect_timeout: Duration,
     /// `proxy_timeout` (default 10m): idle time in both directions that

@@ -10,7 +10,10 @@ use nginx_conf::Directive;
 
 use super::directives::{Ctx, Support};
 use super::listen::parse_address;
-use super::model::{AccessLogTarget, Listen, ProxyTarget, Stream, StreamServer, UpstreamConfig};
+use super::model::{
+    AccessLogTarget, AccessRule, Listen, ProxyTarget, SplitClients, Stream, StreamHandler,
+    StreamServer, UpstreamConfig,
+};
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
 use crate::observe::log_format::LogFormat;
@@ -28,6 +31,8 @@ struct Layer {
     half_close: Option<bool>,
     tcp_nodelay: Option<bool>,
     access_log: Option<Vec<AccessLogTarget>>,
+    /// `allow`/`deny`: a level with rules of its own inherits none.
+    access: Option<Vec<AccessRule>>,
 }
 
 impl Layer {
@@ -63,6 +68,10 @@ impl Layer {
                     logs.push(target);
                 }
             }
+            "allow" | "deny" => {
+                let rule = parse_access_rule(d)?;
+                self.access.get_or_insert_with(Vec::new).push(rule);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -83,6 +92,7 @@ impl Layer {
                 .access_log
                 .clone()
                 .or_else(|| parent.access_log.clone()),
+            access: self.access.clone().or_else(|| parent.access.clone()),
         }
     }
 }
@@ -96,6 +106,92 @@ fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigErr
     }
     *slot = Some(value);
     Ok(())
+}
+
+/// `allow ADDRESS|CIDR|all` / `deny ...` (ngx_stream_access_module).
+fn parse_access_rule(d: &Directive) -> Result<AccessRule, ConfigError> {
+    let value = arg0(d);
+    let allow = d.name == "allow";
+    if value == "all" {
+        return Ok(AccessRule { allow, cidr: None });
+    }
+    if value.starts_with("unix:") {
+        return Err(ConfigError::at(
+            format!("\"{} unix:\" is not supported yet", d.name),
+            &d.position,
+        ));
+    }
+    let cidr = super::settings::parse_cidr(value)
+        .ok_or_else(|| ConfigError::at(format!("invalid parameter \"{value}\""), &d.position))?;
+    Ok(AccessRule {
+        allow,
+        cidr: Some(cidr),
+    })
+}
+
+/// `split_clients KEY $name { PERCENT% VALUE; ... }`, with nginx's
+/// arithmetic: percentages in hundredths, bounds over the 32-bit hash.
+fn parse_split_clients(d: &Directive) -> Result<(String, SplitClients), ConfigError> {
+    let at = &d.position;
+    let source =
+        crate::vars::Template::compile(arg0(d)).map_err(|e| ConfigError::at(e.to_string(), at))?;
+    let name = d.args[1]
+        .value
+        .strip_prefix('$')
+        .ok_or_else(|| {
+            ConfigError::at(format!("invalid variable name \"{}\"", d.args[1].value), at)
+        })?
+        .to_ascii_lowercase();
+    let mut raw: Vec<(u32, String)> = Vec::new();
+    for line in d.block.as_deref().unwrap_or_default() {
+        let lat = &line.position;
+        if line.args.len() != 1 || line.block.is_some() {
+            return Err(ConfigError::at("invalid number of arguments", lat));
+        }
+        let key = line.name.as_str();
+        let percent = if key == "*" {
+            0
+        } else {
+            key.strip_suffix('%')
+                .and_then(parse_hundredths)
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError::at(format!("invalid percent value \"{key}\""), lat))?
+        };
+        raw.push((percent, line.args[0].value.clone()));
+    }
+    let mut parts = Vec::new();
+    let (mut sum, mut last) = (0u32, 0u64);
+    for (percent, value) in raw {
+        sum = if percent > 0 { sum + percent } else { 10000 };
+        if sum > 10000 {
+            return Err(ConfigError::at("percent total is greater than 100%", at));
+        }
+        let bound = if sum == 10000 || percent == 0 {
+            0
+        } else {
+            last += u64::from(percent) * 0xffff_ffff / 10000;
+            last as u32
+        };
+        parts.push((bound, value));
+    }
+    Ok((name, SplitClients { source, parts }))
+}
+
+/// `12.5` -> 1250 (nginx's `ngx_atofp` with two decimals).
+fn parse_hundredths(text: &str) -> Option<u32> {
+    let (int, frac) = match text.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (text, ""),
+    };
+    if int.is_empty()
+        || frac.len() > 2
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let int: u32 = int.parse().ok()?;
+    let frac: u32 = format!("{frac:0<2}").parse().ok()?;
+    int.checked_mul(100)?.checked_add(frac)
 }
 
 /// `access_log PATH FORMAT` / `access_log off` in stream: unlike http
@@ -131,6 +227,7 @@ pub(crate) fn build_stream(d: &Directive, prefix: &Path) -> Result<Stream, Confi
 fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, ConfigError> {
     let mut formats: Vec<(String, Arc<LogFormat>)> = Vec::new();
     let mut maps = std::collections::HashMap::new();
+    let mut splits = std::collections::HashMap::new();
     let mut upstreams: Vec<Arc<UpstreamConfig>> = Vec::new();
     let mut layer = Layer::default();
     let mut seen = Seen::default();
@@ -175,6 +272,16 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
                 }
                 maps.insert(name, Arc::new(map));
             }
+            "split_clients" => {
+                let (name, split) = parse_split_clients(inner)?;
+                if maps.contains_key(&name) || splits.contains_key(&name) {
+                    return Err(ConfigError::at(
+                        format!("the duplicate \"{name}\" variable"),
+                        &inner.position,
+                    ));
+                }
+                splits.insert(name, Arc::new(split));
+            }
             _ => {
                 if !layer.apply(inner, prefix, &formats)? {
                     // Accepted tuning directives (hash sizes): once each.
@@ -206,6 +313,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         upstreams,
         servers,
         maps: Arc::new(maps),
+        split_clients: Arc::new(splits),
     })
 }
 
@@ -229,7 +337,10 @@ fn build_server(
 ) -> Result<StreamServer, ConfigError> {
     let mut layer = Layer::default();
     let mut listens = Vec::new();
-    let mut proxy_pass = None;
+    let mut handler = StreamHandler::None;
+    let mut proxy_pass_seen = false;
+    let mut return_seen = false;
+    let mut set = Vec::new();
     for inner in d.block.as_deref().unwrap_or_default() {
         let spec = check(inner, Ctx::STREAM_SERVER)?;
         if spec.support == Support::NotYet {
@@ -239,15 +350,32 @@ fn build_server(
             "listen" => listens.push(parse_stream_listen(inner)?),
             "include" => {}
             "error_log" => not_yet_in_stream(inner),
+            // Each sets the server's handler; the last one written wins,
+            // as in nginx.
             "proxy_pass" => {
-                if proxy_pass.is_some() {
+                if std::mem::replace(&mut proxy_pass_seen, true) {
                     return Err(ConfigError::at(
                         "\"proxy_pass\" directive is duplicate",
                         &inner.position,
                     ));
                 }
-                proxy_pass = Some(parse_proxy_pass(inner, upstream_names, implicit)?);
+                handler = StreamHandler::Proxy(parse_proxy_pass(inner, upstream_names, implicit)?);
             }
+            "return" => {
+                if std::mem::replace(&mut return_seen, true) {
+                    return Err(ConfigError::at(
+                        "\"return\" directive is duplicate",
+                        &inner.position,
+                    ));
+                }
+                let text = crate::vars::Template::compile(arg0(inner))
+                    .map_err(|e| ConfigError::at(e.to_string(), &inner.position))?;
+                handler = StreamHandler::Return(text);
+            }
+            "set" => match super::rewrite::parse_set(inner)? {
+                super::model::Op::Set(name, value) => set.push((name, value)),
+                _ => return Err(invalid_value(inner)),
+            },
             _ => {
                 if !layer.apply(inner, prefix, formats)? {
                     return Err(ConfigError::at(
@@ -267,7 +395,9 @@ fn build_server(
     let merged = layer.over(stream);
     Ok(StreamServer {
         listens,
-        proxy_pass,
+        handler,
+        set,
+        access: Arc::new(merged.access.clone().unwrap_or_default()),
         connect_timeout: merged.connect_timeout.unwrap_or(Duration::from_secs(60)),
         timeout: merged.timeout.unwrap_or(Duration::from_secs(600)),
         next_upstream: merged.next_upstream.unwrap_or(true),
@@ -448,7 +578,9 @@ mod tests {
         assert!(up.servers[1].down);
         let server = &s.servers[0];
         assert_eq!(server.listens[0].addr, "127.0.0.1:8080".parse().unwrap());
-        assert!(matches!(&server.proxy_pass, Some(ProxyTarget::Upstream(n)) if n == "u"));
+        assert!(
+            matches!(&server.handler, StreamHandler::Proxy(ProxyTarget::Upstream(n)) if n == "u")
+        );
         assert_eq!(server.connect_timeout, Duration::from_secs(60));
         assert_eq!(server.timeout, Duration::from_secs(600));
         assert!(server.next_upstream);
@@ -529,6 +661,54 @@ mod tests {
         assert!(
             e.starts_with("\"error_log\" in stream is not supported yet"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn split_clients_bounds_follow_nginx() {
+        let s = stream("split_clients $remote_addr $x { 50% a; 25.5% b; * c; }");
+        let split = &s.split_clients["x"];
+        let half = (5000u64 * 0xffff_ffff / 10000) as u32;
+        let more = (5000u64 * 0xffff_ffff / 10000 + 2550u64 * 0xffff_ffff / 10000) as u32;
+        assert_eq!(
+            split.parts,
+            vec![
+                (half, "a".to_string()),
+                (more, "b".to_string()),
+                (0, "c".to_string())
+            ]
+        );
+        assert!(error("split_clients $remote_addr $x { 60% a; 50% b; }")
+            .starts_with("percent total is greater than 100% in "));
+        assert!(error("split_clients $remote_addr $x { 0% a; }")
+            .starts_with("invalid percent value \"0%\" in "));
+        assert!(error("split_clients $remote_addr $x { 1.234% a; }")
+            .starts_with("invalid percent value"));
+    }
+
+    #[test]
+    fn murmur_hash2_known_values() {
+        // Reference values of MurmurHash2 with seed 0, as nginx computes it.
+        assert_eq!(super::super::model::murmur_hash2(b""), 0);
+        assert_eq!(super::super::model::murmur_hash2(b"a"), 0x92685f5e);
+    }
+
+    #[test]
+    fn access_rules_set_and_return() {
+        let s = stream(
+            "deny 10.0.0.0/8; allow all;\n\
+             server { listen 127.0.0.1:8080; set $greeting hi; return $greeting; }\n\
+             server { listen 127.0.0.1:8081; deny all; proxy_pass 127.0.0.1:81; }",
+        );
+        assert_eq!(s.servers[0].access.len(), 2, "inherited from stream");
+        assert_eq!(s.servers[1].access.len(), 1, "its own rules only");
+        assert!(!s.servers[1].access[0].allow);
+        assert!(s.servers[1].access[0].cidr.is_none());
+        assert_eq!(s.servers[0].set.len(), 1);
+        assert!(matches!(s.servers[0].handler, StreamHandler::Return(_)));
+        assert!(
+            error("server { listen 127.0.0.1:80; allow 1.2.3; return x; }")
+                .starts_with("invalid parameter \"1.2.3\" in ")
         );
     }
 }

@@ -345,7 +345,9 @@ impl VarSource for Exchange {
             | Var::UpstreamFirstByteTime
             | Var::UpstreamSessionTime
             | Var::SessionTime
-            | Var::Protocol => None,
+            | Var::Protocol
+            | Var::ProxyProtocolAddr
+            | Var::ProxyProtocolPort => None,
         }
     }
 }

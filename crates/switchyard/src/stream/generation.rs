@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::model::{MapConfig, Stream, StreamServer};
+use crate::config::model::{MapConfig, SplitClients, Stream, StreamServer};
 use crate::http::generation::same_upstream;
 use crate::http::log::AccessLog;
 use crate::upstream::Upstream;
@@ -29,6 +29,8 @@ pub struct StreamRuntime {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// `map` blocks.
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks.
+    pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
     servers: HashMap<SocketAddr, Bound>,
     /// Listen addresses with their backlog and ipv6only, in file order.
     binds: Vec<(SocketAddr, i32, bool)>,
@@ -76,6 +78,7 @@ impl StreamRuntime {
         Ok(StreamRuntime {
             upstreams,
             maps: stream.maps.clone(),
+            splits: stream.split_clients.clone(),
             servers,
             binds,
         })

@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd};
 use super::vars::Session;
-use crate::config::model::ProxyTarget;
+use crate::config::model::{AccessRule, ProxyTarget, StreamHandler, StreamServer};
+use crate::http::generation::Generation;
 use crate::http::server::{Shared, Slot};
 use crate::observe::{error_log, ErrorLevel};
 
@@ -79,49 +81,107 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         bytes_received: 0,
         bytes_sent: 0,
         tries: Vec::new(),
+        set: Vec::new(),
         maps: generation.stream.maps.clone(),
+        splits: generation.stream.splits.clone(),
     };
-    let upstream = match &server.proxy_pass {
-        Some(ProxyTarget::Upstream(name)) => generation.stream.upstreams.get(name),
-        Some(ProxyTarget::Implicit(up)) => generation.stream.upstreams.get(&up.name),
-        None => None,
-    };
-    match upstream {
-        None => {
-            // nginx: a server with no content handler ends the session
-            // with 500 ("no handler for server", a debug line).
-            session.status = 500;
-        }
-        Some(upstream) => {
-            match super::proxy::connect(&mut session, &server, upstream.clone()).await {
-                Err(_) => session.status = 502,
-                Ok(mut connected) => {
-                    let counters = Counters::new();
-                    let end = copy(
-                        &mut client,
-                        &mut connected.stream,
-                        server.buffer_size,
-                        server.timeout,
-                        server.half_close,
-                        &counters,
-                    )
-                    .await;
-                    session.bytes_received = counters.from_client.load(Ordering::Relaxed);
-                    session.bytes_sent = counters.to_client.load(Ordering::Relaxed);
-                    if let Some(t) = session.tries.last_mut() {
-                        t.sent = counters.to_upstream.load(Ordering::Relaxed);
-                        t.received = counters.from_upstream.load(Ordering::Relaxed);
-                        t.first_byte = counters
-                            .first_byte()
-                            .map(|d| d + t.connect.unwrap_or_default());
-                        t.session = Some(connected.started.elapsed());
-                    }
-                    log_end(&session, &end);
-                }
-            }
-        }
+    // nginx's phases in order: preaccess (`set`), access, content.
+    for (name, value) in &server.set {
+        let value = value.render(&session);
+        session.set.push((name.clone(), value));
+    }
+    if !allowed(&server.access, remote) {
+        error_log::error(
+            Some(id),
+            &format!("access forbidden by rule{}", session.context()),
+        );
+        session.status = 403;
+    } else {
+        content(&mut session, &server, &generation, &mut client).await;
     }
     bound.log.write(&session);
+}
+
+/// The access phase: the first rule that matches decides; none matching
+/// allows.
+fn allowed(rules: &[AccessRule], remote: SocketAddr) -> bool {
+    rules
+        .iter()
+        .find(|r| r.cidr.is_none_or(|c| c.contains(remote.ip())))
+        .is_none_or(|r| r.allow)
+}
+
+/// The content phase: `return`, `proxy_pass`, or nothing (500).
+async fn content(
+    session: &mut Session,
+    server: &StreamServer,
+    generation: &Generation,
+    client: &mut TcpStream,
+) {
+    let target = match &server.handler {
+        StreamHandler::Return(text) => {
+            let value = text.render(&*session);
+            match client.write_all(value.as_bytes()).await {
+                Ok(()) => {
+                    session.bytes_sent = value.len() as u64;
+                    let _ = client.shutdown().await;
+                }
+                Err(e) => error_log::log(
+                    ErrorLevel::Info,
+                    Some(session.id),
+                    &format!(
+                        "send() failed ({}){}",
+                        error_log::os_error(&e),
+                        session.context()
+                    ),
+                ),
+            }
+            return;
+        }
+        StreamHandler::Proxy(target) => target,
+        StreamHandler::None => {
+            // nginx: no content handler ends the session with 500 ("no
+            // handler for server", a debug line).
+            session.status = 500;
+            return;
+        }
+    };
+    let name = match target {
+        ProxyTarget::Upstream(name) => name,
+        ProxyTarget::Implicit(up) => &up.name,
+    };
+    let Some(upstream) = generation.stream.upstreams.get(name) else {
+        session.status = 500;
+        return;
+    };
+    let mut connected = match super::proxy::connect(session, server, upstream.clone()).await {
+        Ok(c) => c,
+        Err(_) => {
+            session.status = 502;
+            return;
+        }
+    };
+    let counters = Counters::new();
+    let end = copy(
+        client,
+        &mut connected.stream,
+        server.buffer_size,
+        server.timeout,
+        server.half_close,
+        &counters,
+    )
+    .await;
+    session.bytes_received = counters.from_client.load(Ordering::Relaxed);
+    session.bytes_sent = counters.to_client.load(Ordering::Relaxed);
+    if let Some(t) = session.tries.last_mut() {
+        t.sent = counters.to_upstream.load(Ordering::Relaxed);
+        t.received = counters.from_upstream.load(Ordering::Relaxed);
+        t.first_byte = counters
+            .first_byte()
+            .map(|d| d + t.connect.unwrap_or_default());
+        t.session = Some(connected.started.elapsed());
+    }
+    log_end(session, &end);
 }
 
 /// The lines nginx's stream proxy writes when a session ends.

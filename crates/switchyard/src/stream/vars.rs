@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::model::MapConfig;
+use crate::config::model::{MapConfig, SplitClients};
 use crate::observe::time::Civil;
 use crate::vars::{Var, VarSource};
 
@@ -50,8 +50,12 @@ pub(crate) struct Session {
     pub bytes_sent: u64,
     /// The upstream attempts, in order.
     pub tries: Vec<Try>,
+    /// Values given by `set`, in the order set (a later one wins).
+    pub set: Vec<(String, String)>,
     /// `map` blocks of the stream block.
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks of the stream block.
+    pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
 }
 
 fn secs(d: Duration) -> String {
@@ -131,7 +135,15 @@ impl VarSource for Session {
             Var::UpstreamConnectTime => self.join(|t| time_or_dash(t.connect)),
             Var::UpstreamFirstByteTime => self.join(|t| time_or_dash(t.first_byte)),
             Var::UpstreamSessionTime => self.join(|t| time_or_dash(t.session)),
-            Var::User(name) => self.maps.get(name).map(|m| Cow::Owned(m.value(self))),
+            Var::User(name) => {
+                if let Some((_, v)) = self.set.iter().rev().find(|(n, _)| n == name) {
+                    return Some(Cow::Borrowed(v));
+                }
+                if let Some(m) = self.maps.get(name) {
+                    return owned(m.value(self));
+                }
+                self.splits.get(name).map(|s| Cow::Owned(s.value(self)))
+            }
             _ => None,
         }
     }
@@ -166,7 +178,9 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            set: Vec::new(),
             maps: Arc::default(),
+            splits: Arc::default(),
         };
         let t = with_var_set(VarSet::Stream, || {
             Template::compile(
