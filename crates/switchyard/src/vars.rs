@@ -265,6 +265,9 @@ impl Var {
             "upstream_session_time" => Var::UpstreamSessionTime,
             "proxy_protocol_addr" => Var::ProxyProtocolAddr,
             "proxy_protocol_port" => Var::ProxyProtocolPort,
+            _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
+                Var::Capture((lower.as_bytes()[0] - b'0') as usize)
+            }
             _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
             _ => return None,
         })

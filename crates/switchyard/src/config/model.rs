@@ -215,19 +215,58 @@ pub struct MapConfig {
 impl MapConfig {
     /// The value for `source`'s variables: the exact key (ignoring case),
     /// else the first regex that matches, else `default`.
+    /// A regex key's value may name its captures (`$1`, `$name`).
     pub fn value(&self, source: &dyn crate::vars::VarSource) -> String {
         let key = self.source.render(source);
         let lower = key.to_ascii_lowercase();
-        let value = match self.exact.get(&lower) {
-            Some(v) => v,
-            None => self
-                .regexes
-                .iter()
-                .find(|(re, _)| re.is_match(&key))
-                .map(|(_, v)| v)
-                .unwrap_or(&self.default),
-        };
-        value.render(source)
+        if let Some(v) = self.exact.get(&lower) {
+            return v.render(source);
+        }
+        for (re, v) in &self.regexes {
+            if let Some(captures) = re.captures(&key) {
+                return v.render(&Captured {
+                    inner: source,
+                    re,
+                    captures,
+                });
+            }
+        }
+        self.default.render(source)
+    }
+}
+
+/// Variables as seen by the value of a map's regex key: its captures
+/// first, then everything else.
+struct Captured<'a> {
+    inner: &'a dyn crate::vars::VarSource,
+    re: &'a regex::Regex,
+    captures: regex::Captures<'a>,
+}
+
+impl crate::vars::VarSource for Captured<'_> {
+    fn var(&self, var: &crate::vars::Var) -> Option<std::borrow::Cow<'_, str>> {
+        use crate::vars::Var;
+        match var {
+            Var::Capture(n) => self
+                .captures
+                .get(*n)
+                .map(|m| std::borrow::Cow::Borrowed(m.as_str())),
+            Var::User(name)
+                if self
+                    .re
+                    .capture_names()
+                    .flatten()
+                    .any(|g| g.eq_ignore_ascii_case(name)) =>
+            {
+                self.re
+                    .capture_names()
+                    .flatten()
+                    .find(|g| g.eq_ignore_ascii_case(name))
+                    .and_then(|g| self.captures.name(g))
+                    .map(|m| std::borrow::Cow::Borrowed(m.as_str()))
+            }
+            _ => self.inner.var(var),
+        }
     }
 }
 
