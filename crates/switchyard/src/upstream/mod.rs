@@ -211,7 +211,10 @@ impl Upstream {
         state.resolved.extend(entries);
         // Keep the order of the server lines, as nginx builds its peer list.
         state.resolved.sort_by_key(|r| (r.line, r.addr));
-        state.resolved.dedup_by_key(|r| r.addr);
+        // An address twice in one line is one peer; the same address on two
+        // lines is two peers, as nginx builds them (each with its own
+        // max_conns, down, weight).
+        state.resolved.dedup_by_key(|r| (r.line, r.addr));
         let peers: Vec<PeerConfig> = state
             .resolved
             .iter()
