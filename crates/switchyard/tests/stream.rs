@@ -315,3 +315,63 @@ fn reload_lets_a_session_in_flight_finish() {
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"O3");
 }
+
+/// A UDP backend answering each datagram with `name` and what it got.
+fn udp_backend(name: &'static str) -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp backend");
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let mut reply = name.as_bytes().to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    addr
+}
+
+/// A free UDP port on loopback (bound, then released).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free udp port")
+}
+
+#[test]
+fn udp_round_robin_with_proxy_responses() {
+    let (a, b) = (udp_backend("A"), udp_backend("B"));
+    let port = free_udp_port();
+    let lb = start(&format!(
+        "upstream u {{ server {a}; server {b}; }}\n\
+         server {{ listen 127.0.0.1:{port} udp; proxy_pass u; proxy_responses 1; proxy_timeout 2s; }}"
+    ));
+    let mut seen = String::new();
+    for i in 0..4 {
+        // A new client address each time: a new session.
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        // Datagrams may be lost before the listener is up: bounded retries.
+        let n = (0..20)
+            .find_map(|_| {
+                client.send_to(b"q", ("127.0.0.1", port)).ok()?;
+                client.recv(&mut buf).ok()
+            })
+            .unwrap_or_else(|| panic!("no answer to datagram {i}"));
+        assert_eq!(&buf[1..n], b"q");
+        seen.push(buf[0] as char);
+    }
+    assert!(seen == "ABAB" || seen == "BABA", "{seen}");
+    wait_until(Duration::from_secs(5), "four UDP access-log lines", || {
+        lb.access_lines().len() >= 4
+    });
+    let line = &lb.access_lines()[0];
+    assert!(
+        line.ends_with(" 200 2 1 UDP 1 2"),
+        "one datagram each way, logged as UDP: {line}"
+    );
+}

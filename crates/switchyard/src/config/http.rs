@@ -274,6 +274,7 @@ impl HttpBuilder<'_> {
                 default_server: false,
                 backlog: 511,
                 ipv6only: true,
+                udp: false,
                 position: None,
             });
         }

@@ -140,6 +140,12 @@ pub struct StreamServer {
     pub buffer_size: usize,
     /// `proxy_half_close` (default off).
     pub half_close: bool,
+    /// `proxy_responses` (UDP): datagrams expected back per datagram sent;
+    /// `None` (nginx's default) means any number, until `proxy_timeout`.
+    pub responses: Option<u32>,
+    /// `proxy_requests` (UDP, default 0 = no limit): datagrams from the
+    /// client after which the session takes no more.
+    pub requests: u32,
     /// `tcp_nodelay` (default on).
     pub tcp_nodelay: bool,
     /// `access_log` targets (empty: off, nginx's stream default).
@@ -363,6 +369,8 @@ pub struct Listen {
     pub backlog: i32,
     /// `ipv6only=` (default on).
     pub ipv6only: bool,
+    /// `udp` (stream only): a datagram socket.
+    pub udp: bool,
     /// Where it was written.
     pub position: Option<Position>,
 }

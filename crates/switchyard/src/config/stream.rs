@@ -29,6 +29,8 @@ struct Layer {
     next_upstream_timeout: Option<Duration>,
     buffer_size: Option<usize>,
     half_close: Option<bool>,
+    responses: Option<u32>,
+    requests: Option<u32>,
     tcp_nodelay: Option<bool>,
     access_log: Option<Vec<AccessLogTarget>>,
     /// `allow`/`deny`: a level with rules of its own inherits none.
@@ -61,6 +63,14 @@ impl Layer {
                 set(&mut self.buffer_size, d, n)?
             }
             "proxy_half_close" => set(&mut self.half_close, d, flag())?,
+            "proxy_responses" => {
+                let n = u32::try_from(number_arg(d)?).map_err(|_| invalid_value(d))?;
+                set(&mut self.responses, d, n)?
+            }
+            "proxy_requests" => {
+                let n = u32::try_from(number_arg(d)?).map_err(|_| invalid_value(d))?;
+                set(&mut self.requests, d, n)?
+            }
             "tcp_nodelay" => set(&mut self.tcp_nodelay, d, flag())?,
             "access_log" => {
                 let logs = self.access_log.get_or_insert_with(Vec::new);
@@ -87,6 +97,8 @@ impl Layer {
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             buffer_size: self.buffer_size.or(parent.buffer_size),
             half_close: self.half_close.or(parent.half_close),
+            responses: self.responses.or(parent.responses),
+            requests: self.requests.or(parent.requests),
             tcp_nodelay: self.tcp_nodelay.or(parent.tcp_nodelay),
             access_log: self
                 .access_log
@@ -405,6 +417,8 @@ fn build_server(
         next_upstream_timeout: merged.next_upstream_timeout.unwrap_or(Duration::ZERO),
         buffer_size: merged.buffer_size.unwrap_or(16 * 1024),
         half_close: merged.half_close.unwrap_or(false),
+        responses: merged.responses,
+        requests: merged.requests.unwrap_or(0),
         tcp_nodelay: merged.tcp_nodelay.unwrap_or(true),
         access_log: merged.access_log.unwrap_or_default(),
         position: d.position.clone(),
@@ -480,13 +494,15 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
         default_server: false,
         backlog: 511,
         ipv6only: true,
+        udp: false,
         position: Some(at.clone()),
     };
     for param in d.args.iter().skip(1) {
         let p = param.value.as_str();
         match p {
             "reuseport" | "bind" => {}
-            "udp" | "ssl" | "proxy_protocol" => {
+            "udp" => listen.udp = true,
+            "ssl" | "proxy_protocol" => {
                 return Err(ConfigError::at(
                     format!("\"listen ... {p}\" is not supported yet"),
                     at,
@@ -518,16 +534,16 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
 
 /// nginx refuses the same address in two stream `listen`s.
 fn check_listens(servers: &[Arc<StreamServer>]) -> Result<(), ConfigError> {
-    let mut seen: Vec<std::net::SocketAddr> = Vec::new();
+    let mut seen: Vec<(std::net::SocketAddr, bool)> = Vec::new();
     for listen in servers.iter().flat_map(|s| s.listens.iter()) {
-        if seen.contains(&listen.addr) {
+        if seen.contains(&(listen.addr, listen.udp)) {
             let message = format!("duplicate \"{}\" address and port pair", listen.addr);
             return Err(match &listen.position {
                 Some(p) => ConfigError::at(message, p),
                 None => ConfigError::bare(message),
             });
         }
-        seen.push(listen.addr);
+        seen.push((listen.addr, listen.udp));
     }
     Ok(())
 }
@@ -684,6 +700,23 @@ mod tests {
             .starts_with("invalid percent value \"0%\" in "));
         assert!(error("split_clients $remote_addr $x { 1.234% a; }")
             .starts_with("invalid percent value"));
+    }
+
+    #[test]
+    fn udp_listens_and_responses() {
+        let s = stream(
+            "proxy_responses 1;\n\
+             server { listen 127.0.0.1:8080 udp; listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; proxy_requests 2; }",
+        );
+        let server = &s.servers[0];
+        assert!(
+            server.listens[0].udp && !server.listens[1].udp,
+            "TCP and UDP may share a port"
+        );
+        assert_eq!(server.responses, Some(1));
+        assert_eq!(server.requests, 2);
+        let s = stream("server { listen 127.0.0.1:8080 udp; proxy_pass 127.0.0.1:81; }");
+        assert_eq!(s.servers[0].responses, None, "any number by default");
     }
 
     #[test]

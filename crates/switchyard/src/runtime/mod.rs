@@ -96,6 +96,18 @@ pub fn run(options: RunOptions) -> i32 {
             }
         }
     }
+    let mut bound_udp = HashMap::new();
+    for (addr, _, ipv6only) in generation.stream.bind_addresses(true) {
+        match listeners::bind_udp(addr, ipv6only) {
+            Ok(s) => {
+                bound_udp.insert(addr, s);
+            }
+            Err(e) => {
+                error_log::stderr_line(ErrorLevel::Emerg, &e);
+                return 1;
+            }
+        }
+    }
     let main = generation.model.main.clone();
     if let Some(limit) = main.worker_rlimit_nofile {
         set_nofile(limit);
@@ -124,7 +136,9 @@ pub fn run(options: RunOptions) -> i32 {
         }
     };
     let pid_file = main.pid.clone();
-    let code = runtime.block_on(serve(options, generation, bound, workers, pid_file));
+    let code = runtime.block_on(serve(
+        options, generation, bound, bound_udp, workers, pid_file,
+    ));
     let _ = std::fs::remove_file(&main.pid);
     // Connection tasks may still hold sockets; do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -199,7 +213,7 @@ fn bind_addresses(generation: &Generation) -> Vec<(SocketAddr, i32, bool, worker
         .map(|(a, b, v6)| (a, b, v6, workers::Kind::Http));
     let stream = generation
         .stream
-        .bind_addresses()
+        .bind_addresses(false)
         .into_iter()
         .map(|(a, b, v6)| (a, b, v6, workers::Kind::Stream));
     http.chain(stream).collect()
@@ -213,6 +227,8 @@ struct Server {
     /// The bound sockets, by address (kept open across reloads), with the
     /// module serving each.
     listening: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
+    /// The bound UDP sockets of stream listeners, by address.
+    listening_udp: HashMap<SocketAddr, std::net::UdpSocket>,
     max_connections: usize,
 }
 
@@ -225,6 +241,12 @@ impl Server {
     ) -> Result<(), String> {
         self.workers.listen(addr, &listener, kind)?;
         self.listening.insert(addr, (listener, kind));
+        Ok(())
+    }
+
+    fn listen_udp(&mut self, addr: SocketAddr, socket: std::net::UdpSocket) -> Result<(), String> {
+        self.workers.listen_udp(addr, &socket)?;
+        self.listening_udp.insert(addr, socket);
         Ok(())
     }
 
@@ -255,6 +277,7 @@ async fn serve(
     options: RunOptions,
     generation: Generation,
     bound: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
+    bound_udp: HashMap<SocketAddr, std::net::UdpSocket>,
     workers: usize,
     pid_file: PathBuf,
 ) -> i32 {
@@ -302,10 +325,17 @@ async fn serve(
         stopping: stop_tx,
         workers: worker_threads,
         listening: HashMap::new(),
+        listening_udp: HashMap::new(),
         max_connections,
     };
     for (addr, (listener, kind)) in bound {
         if let Err(e) = server.listen(addr, listener, kind) {
+            error_log::stderr_line(ErrorLevel::Emerg, &e);
+            return 1;
+        }
+    }
+    for (addr, socket) in bound_udp {
+        if let Err(e) = server.listen_udp(addr, socket) {
             error_log::stderr_line(ErrorLevel::Emerg, &e);
             return 1;
         }
@@ -397,6 +427,19 @@ async fn reload(options: &RunOptions, server: &mut Server) {
             },
         }
     }
+    let wanted_udp = generation.stream.bind_addresses(true);
+    let mut fresh_udp = Vec::new();
+    for (addr, _, ipv6only) in &wanted_udp {
+        if !server.listening_udp.contains_key(addr) {
+            match listeners::bind_udp(*addr, *ipv6only) {
+                Ok(s) => fresh_udp.push((*addr, s)),
+                Err(e) => {
+                    error_log::log(ErrorLevel::Emerg, None, &e);
+                    return;
+                }
+            }
+        }
+    }
     if let Err(e) = configure_error_log(
         &generation.model.main.error_log,
         options.error_log.as_deref(),
@@ -432,6 +475,22 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     for addr in gone {
         server.unlisten(addr);
         error_log::notice(&format!("stopped listening on {addr}"));
+    }
+    for (addr, socket) in fresh_udp {
+        if let Err(e) = server.listen_udp(addr, socket) {
+            error_log::log(ErrorLevel::Emerg, None, &e);
+        }
+    }
+    let gone_udp: Vec<SocketAddr> = server
+        .listening_udp
+        .keys()
+        .filter(|a| !wanted_udp.iter().any(|(w, _, _)| w == *a))
+        .copied()
+        .collect();
+    for addr in gone_udp {
+        server.workers.unlisten_udp(addr);
+        server.listening_udp.remove(&addr);
+        error_log::notice(&format!("stopped listening on {addr} (udp)"));
     }
     server.epoch.send_modify(|e| *e += 1);
 }

@@ -30,6 +30,10 @@ enum Command {
     Listen(SocketAddr, std::net::TcpListener, Kind),
     /// Stop accepting on this address.
     Unlisten(SocketAddr),
+    /// Receive stream datagrams on this UDP socket (a duplicate).
+    ListenUdp(SocketAddr, std::net::UdpSocket),
+    /// Stop receiving on this UDP address (sessions in flight finish).
+    UnlistenUdp(SocketAddr),
 }
 
 /// The running workers.
@@ -76,6 +80,27 @@ impl Workers {
         Ok(())
     }
 
+    /// Every worker receives stream datagrams on `socket` from now on.
+    pub fn listen_udp(&self, addr: SocketAddr, socket: &std::net::UdpSocket) -> Result<(), String> {
+        for sender in &self.senders {
+            let copy = socket.try_clone().map_err(|e| {
+                format!(
+                    "dup() of the {addr} udp listener failed ({})",
+                    error_log::os_error(&e)
+                )
+            })?;
+            let _ = sender.send(Command::ListenUdp(addr, copy));
+        }
+        Ok(())
+    }
+
+    /// Every worker stops receiving on the UDP `addr`.
+    pub fn unlisten_udp(&self, addr: SocketAddr) {
+        for sender in &self.senders {
+            let _ = sender.send(Command::UnlistenUdp(addr));
+        }
+    }
+
     /// Every worker stops accepting on `addr` (connections stay).
     pub fn unlisten(&self, addr: SocketAddr) {
         for sender in &self.senders {
@@ -86,6 +111,7 @@ impl Workers {
 
 async fn worker(mut commands: mpsc::UnboundedReceiver<Command>, shared: Arc<Shared>) {
     let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+    let mut receiving: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
             Command::Listen(addr, listener, kind) => {
@@ -107,6 +133,20 @@ async fn worker(mut commands: mpsc::UnboundedReceiver<Command>, shared: Arc<Shar
             }
             Command::Unlisten(addr) => {
                 if let Some(task) = accepting.remove(&addr) {
+                    task.abort();
+                }
+            }
+            Command::ListenUdp(addr, socket) => match tokio::net::UdpSocket::from_std(socket) {
+                Ok(socket) => {
+                    let task = tokio::spawn(crate::stream::udp::recv_loop(socket, shared.clone()));
+                    if let Some(old) = receiving.insert(addr, task) {
+                        old.abort();
+                    }
+                }
+                Err(e) => error_log::error(None, &format!("cannot receive on {addr} (udp): {e}")),
+            },
+            Command::UnlistenUdp(addr) => {
+                if let Some(task) = receiving.remove(&addr) {
                     task.abort();
                 }
             }

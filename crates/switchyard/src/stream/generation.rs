@@ -31,9 +31,11 @@ pub struct StreamRuntime {
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks.
     pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
-    servers: HashMap<SocketAddr, Bound>,
-    /// Listen addresses with their backlog and ipv6only, in file order.
-    binds: Vec<(SocketAddr, i32, bool)>,
+    /// By listening address and whether it is UDP.
+    servers: HashMap<(SocketAddr, bool), Bound>,
+    /// Listen addresses with their backlog, ipv6only and udp flag, in
+    /// file order.
+    binds: Vec<(SocketAddr, i32, bool, bool)>,
 }
 
 impl StreamRuntime {
@@ -65,14 +67,14 @@ impl StreamRuntime {
             let log = Arc::new(AccessLog::open(&server.access_log)?);
             for listen in &server.listens {
                 servers.insert(
-                    listen.addr,
+                    (listen.addr, listen.udp),
                     Bound {
                         server: server.clone(),
                         listen: listen.addr,
                         log: log.clone(),
                     },
                 );
-                binds.push((listen.addr, listen.backlog, listen.ipv6only));
+                binds.push((listen.addr, listen.backlog, listen.ipv6only, listen.udp));
             }
         }
         Ok(StreamRuntime {
@@ -84,28 +86,34 @@ impl StreamRuntime {
         })
     }
 
-    /// The server answering a session whose local address is `local`: the
-    /// one listening on exactly that address, else on the wildcard address
-    /// of its port.
-    pub fn server_for(&self, local: SocketAddr) -> Option<&Bound> {
-        if let Some(b) = self.servers.get(&local) {
+    /// The server answering a session whose local address is `local` (a
+    /// UDP one if `udp`): the one listening on exactly that address, else
+    /// on the wildcard address of its port.
+    pub fn server_for(&self, local: SocketAddr, udp: bool) -> Option<&Bound> {
+        if let Some(b) = self.servers.get(&(local, udp)) {
             return Some(b);
         }
         let wildcard = match local {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
         };
-        self.servers.get(&wildcard)
+        self.servers.get(&(wildcard, udp))
     }
 
-    /// The addresses to bind for stream listeners. A specific address is
-    /// served by a wildcard socket of the same port when there is one (as
-    /// nginx does without `bind`).
-    pub fn bind_addresses(&self) -> Vec<(SocketAddr, i32, bool)> {
+    /// The addresses to bind for stream listeners, TCP or UDP (`udp`). A
+    /// specific address is served by a wildcard socket of the same port
+    /// when there is one (as nginx does without `bind`).
+    pub fn bind_addresses(&self, udp: bool) -> Vec<(SocketAddr, i32, bool)> {
         let mut out: Vec<(SocketAddr, i32, bool)> = Vec::new();
-        for (addr, backlog, ipv6only) in &self.binds {
+        let binds: Vec<_> = self
+            .binds
+            .iter()
+            .filter(|b| b.3 == udp)
+            .map(|&(a, b, v6, _)| (a, b, v6))
+            .collect();
+        for (addr, backlog, ipv6only) in &binds {
             let covered = !addr.ip().is_unspecified()
-                && self.binds.iter().any(|(other, _, _)| {
+                && binds.iter().any(|(other, _, _)| {
                     other.ip().is_unspecified()
                         && other.port() == addr.port()
                         && other.is_ipv4() == addr.is_ipv4()

@@ -3,10 +3,12 @@
 //! balancer, connect (moving on to the next peer on failure, per
 //! `proxy_next_upstream*`), copy bytes both ways with bounded buffers until
 //! one side closes (or both, with `proxy_half_close`) or `proxy_timeout`
-//! passes idle, then write the access-log line.
+//! passes idle, then write the access-log line. UDP sessions (udp.rs)
+//! group a client's datagrams the same way.
 
 mod copy;
 pub mod generation;
 mod proxy;
 pub mod session;
+pub mod udp;
 mod vars;

@@ -57,7 +57,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
     let generation = shared.current.load_full();
     let local = client.local_addr().unwrap_or(remote);
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
-    let Some(bound) = generation.stream.server_for(local).cloned() else {
+    let Some(bound) = generation.stream.server_for(local, false).cloned() else {
         // A listener whose server went away in a reload that kept the
         // socket for a moment: nothing can serve it.
         return;
@@ -84,6 +84,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         set: Vec::new(),
         maps: generation.stream.maps.clone(),
         splits: generation.stream.splits.clone(),
+        udp: false,
     };
     // nginx's phases in order: preaccess (`set`), access, content.
     for (name, value) in &server.set {
@@ -104,7 +105,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
 
 /// The access phase: the first rule that matches decides; none matching
 /// allows.
-fn allowed(rules: &[AccessRule], remote: SocketAddr) -> bool {
+pub(crate) fn allowed(rules: &[AccessRule], remote: SocketAddr) -> bool {
     rules
         .iter()
         .find(|r| r.cidr.is_none_or(|c| c.contains(remote.ip())))

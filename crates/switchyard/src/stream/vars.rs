@@ -56,6 +56,8 @@ pub(crate) struct Session {
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks of the stream block.
     pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
+    /// A UDP session (`$protocol`, `udp client:` in the error log).
+    pub udp: bool,
 }
 
 fn secs(d: Duration) -> String {
@@ -126,7 +128,7 @@ impl VarSource for Session {
             Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
             Var::TimeIso8601 => owned(Civil::now().iso8601()),
             Var::TimeLocal => owned(Civil::now().time_local()),
-            Var::Protocol => Some(Cow::Borrowed("TCP")),
+            Var::Protocol => Some(Cow::Borrowed(if self.udp { "UDP" } else { "TCP" })),
             Var::Status => owned(format!("{:03}", self.status)),
             Var::SessionTime => owned(secs(self.start.elapsed())),
             Var::UpstreamAddr => self.join(|t| t.addr.to_string()),
@@ -181,6 +183,7 @@ mod tests {
             set: Vec::new(),
             maps: Arc::default(),
             splits: Arc::default(),
+            udp: false,
         };
         let t = with_var_set(VarSet::Stream, || {
             Template::compile(
