@@ -668,9 +668,9 @@ mod tests {
             e.contains("\"proxy_protocol\" is not supported yet in "),
             "{e}"
         );
-        let e = error("server { listen 127.0.0.1:80 udp; proxy_pass 127.0.0.1:81; }");
+        let e = error("server { listen 127.0.0.1:80 ssl; proxy_pass 127.0.0.1:81; }");
         assert!(
-            e.starts_with("\"listen ... udp\" is not supported yet"),
+            e.starts_with("\"listen ... ssl\" is not supported yet"),
             "{e}"
         );
         let e = error("error_log logs/s.log;");
