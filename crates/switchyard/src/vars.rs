@@ -124,6 +124,8 @@ pub enum Var {
     ProxyProtocolAddr,
     /// `$proxy_protocol_port`: as `$proxy_protocol_addr`.
     ProxyProtocolPort,
+    /// stream: `$binary_remote_addr` (4 or 16 bytes, not text).
+    BinaryRemoteAddr,
 }
 
 /// Which module's variables a template may name: http and stream each have
@@ -265,6 +267,7 @@ impl Var {
             "upstream_session_time" => Var::UpstreamSessionTime,
             "proxy_protocol_addr" => Var::ProxyProtocolAddr,
             "proxy_protocol_port" => Var::ProxyProtocolPort,
+            "binary_remote_addr" => Var::BinaryRemoteAddr,
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }
@@ -279,6 +282,15 @@ pub trait VarSource {
     /// The variable's value, or `None` when it is not found (nginx's
     /// "not found", logged as `-`).
     fn var(&self, var: &Var) -> Option<Cow<'_, str>>;
+
+    /// The variable's value as bytes: the same as [`VarSource::var`] except
+    /// for variables that are not text (`$binary_remote_addr`).
+    fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
+        self.var(var).map(|value| match value {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        })
+    }
 }
 
 /// One piece of a template.
@@ -368,6 +380,23 @@ impl Template {
     /// `proxy_set_header` whose value is empty).
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    /// Renders to bytes, with missing variables as nothing: what is sent
+    /// on the wire (`return` in stream), where a value may be binary.
+    pub fn render_bytes(&self, source: &dyn VarSource) -> Vec<u8> {
+        let mut out = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Segment::Var(var) => {
+                    if let Some(value) = source.var_bytes(var) {
+                        out.extend_from_slice(&value);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Renders with missing variables as empty strings.

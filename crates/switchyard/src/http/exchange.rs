@@ -347,7 +347,8 @@ impl VarSource for Exchange {
             | Var::SessionTime
             | Var::Protocol
             | Var::ProxyProtocolAddr
-            | Var::ProxyProtocolPort => None,
+            | Var::ProxyProtocolPort
+            | Var::BinaryRemoteAddr => None,
         }
     }
 }

@@ -121,8 +121,8 @@ async fn content(
 ) {
     let target = match &server.handler {
         StreamHandler::Return(text) => {
-            let value = text.render(&*session);
-            match client.write_all(value.as_bytes()).await {
+            let value = text.render_bytes(&*session);
+            match client.write_all(&value).await {
                 Ok(()) => {
                     session.bytes_sent = value.len() as u64;
                     let _ = client.shutdown().await;

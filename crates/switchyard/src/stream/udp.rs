@@ -161,9 +161,9 @@ async fn serve(
     } else {
         match &server.handler {
             StreamHandler::Return(text) => {
-                let value = text.render(&session);
+                let value = text.render_bytes(&session);
                 session.bytes_received = first.len() as u64;
-                if socket.send_to(value.as_bytes(), client).await.is_ok() {
+                if socket.send_to(&value, client).await.is_ok() {
                     session.bytes_sent = value.len() as u64;
                 }
             }

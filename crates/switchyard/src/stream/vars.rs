@@ -92,6 +92,14 @@ impl Session {
         )
     }
 
+    /// The client address in network order: 4 bytes for IPv4, 16 for IPv6.
+    fn binary_remote_addr(&self) -> Vec<u8> {
+        match self.remote.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        }
+    }
+
     fn join(&self, f: impl Fn(&Try) -> String) -> Option<Cow<'_, str>> {
         if self.tries.is_empty() {
             return None;
@@ -128,6 +136,9 @@ impl VarSource for Session {
             Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
             Var::TimeIso8601 => owned(Civil::now().iso8601()),
             Var::TimeLocal => owned(Civil::now().time_local()),
+            Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
+                .ok()
+                .map(Cow::Owned),
             Var::Protocol => Some(Cow::Borrowed(if self.udp { "UDP" } else { "TCP" })),
             Var::Status => owned(format!("{:03}", self.status)),
             Var::SessionTime => owned(secs(self.start.elapsed())),
@@ -147,6 +158,16 @@ impl VarSource for Session {
                 self.splits.get(name).map(|s| Cow::Owned(s.value(self)))
             }
             _ => None,
+        }
+    }
+
+    fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
+        match var {
+            Var::BinaryRemoteAddr => Some(Cow::Owned(self.binary_remote_addr())),
+            _ => self.var(var).map(|value| match value {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            }),
         }
     }
 }
@@ -195,6 +216,17 @@ mod tests {
             t.render(&session),
             "127.0.0.1:81, 127.0.0.1:82!0, 8!0, 3!-, 0.001!200!TCP!8:3"
         );
+        let binary =
+            with_var_set(VarSet::Stream, || Template::compile("$binary_remote_addr")).unwrap();
+        assert_eq!(binary.render_bytes(&session), vec![127, 0, 0, 1]);
+        let log = with_var_set(VarSet::Stream, || {
+            crate::observe::log_format::LogFormat::compile(
+                "$binary_remote_addr",
+                crate::observe::log_format::Escape::Default,
+            )
+        })
+        .unwrap();
+        assert_eq!(log.render(&session), "\\x7F\\x00\\x00\\x01");
         assert_eq!(
             session.context(),
             ", client: 127.0.0.1, server: 127.0.0.1:8080, upstream: \"127.0.0.1:82\", bytes from/to client:8/3, bytes from/to upstream:3/8"
