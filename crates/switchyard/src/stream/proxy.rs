@@ -55,7 +55,7 @@ pub(crate) async fn connect(
         !server.next_upstream_timeout.is_zero() && started.elapsed() >= server.next_upstream_timeout
     };
     let Some(mut attempt) = upstream.start() else {
-        no_live(session);
+        no_live(session, &upstream);
         return Err(ConnectError::Exhausted);
     };
     if server.next_upstream_tries > 0 {
@@ -63,7 +63,7 @@ pub(crate) async fn connect(
     }
     loop {
         let Some(picked) = upstream.pick(&mut attempt, &key) else {
-            no_live(session);
+            no_live(session, &upstream);
             return Err(ConnectError::Exhausted);
         };
         let try_started = Instant::now();
@@ -115,7 +115,13 @@ pub(crate) async fn connect(
     }
 }
 
-fn no_live(session: &Session) {
+/// nginx's "no live upstreams": the attempt is recorded under the group's
+/// name (`$upstream_addr` shows it, as nginx shows it).
+pub(crate) fn no_live(session: &mut Session, upstream: &Upstream) {
+    session.tries.push(Try {
+        addr: Arc::from(upstream.config.name.as_str()),
+        ..Default::default()
+    });
     error_log::error(
         Some(session.id),
         &format!(

@@ -231,13 +231,7 @@ async fn proxy(
         .start()
         .and_then(|mut attempt| upstream.pick(&mut attempt, &key));
     let Some(picked) = picked else {
-        error_log::error(
-            Some(session.id),
-            &format!(
-                "no live upstreams while connecting to upstream{}",
-                session.context()
-            ),
-        );
+        super::proxy::no_live(session, &upstream);
         session.status = 502;
         return;
     };
