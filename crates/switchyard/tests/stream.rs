@@ -375,3 +375,33 @@ fn udp_round_robin_with_proxy_responses() {
         "one datagram each way, logged as UDP: {line}"
     );
 }
+
+#[test]
+fn deny_closes_with_403_and_allow_lets_through() {
+    let backend = Backend::named("B");
+    let (open, closed) = (free_port(), free_port());
+    let lb = start(&format!(
+        "server {{ listen 127.0.0.1:{open}; allow 127.0.0.1; deny all; proxy_pass {0}; }}\n\
+         server {{ listen 127.0.0.1:{closed}; deny 127.0.0.0/8; proxy_pass {0}; }}",
+        backend.addr
+    ));
+    assert_eq!(exchange(open, b"x", 2), b"Bx");
+    let mut s = connect(closed);
+    assert!(
+        read_to_end(&mut s).is_empty(),
+        "a denied client gets nothing"
+    );
+    wait_until(Duration::from_secs(5), "the 403 line", || {
+        lb.access_lines()
+            .iter()
+            .any(|l| l == "127.0.0.1 - 403 0 0 TCP - -")
+    });
+    assert!(lb.error_log_text().contains(&format!(
+        "access forbidden by rule, client: 127.0.0.1, server: 127.0.0.1:{closed}"
+    )));
+    assert_eq!(
+        backend.accepted.load(Ordering::SeqCst),
+        1,
+        "only the allowed session reached it"
+    );
+}
