@@ -190,7 +190,6 @@ pub fn configure_line() -> String {
         // The stream sub-modules not implemented yet (nginx's test suite
         // reads these to skip what is missing).
         "--without-stream_geo_module",
-        "--without-stream_limit_conn_module",
         "--without-stream_pass_module",
         "--without-stream_upstream_least_time_module",
     ];

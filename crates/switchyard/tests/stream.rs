@@ -405,3 +405,32 @@ fn deny_closes_with_403_and_allow_lets_through() {
         "only the allowed session reached it"
     );
 }
+
+#[test]
+fn limit_conn_refuses_a_second_session_with_503() {
+    let backend = Backend::named("B");
+    let port = free_port();
+    let lb = start(&format!(
+        "limit_conn_zone $remote_addr zone=one:1m;\n\
+         server {{ listen 127.0.0.1:{port}; limit_conn one 1; proxy_pass {}; }}",
+        backend.addr
+    ));
+    let mut first = connect(port);
+    first.write_all(b"1").unwrap();
+    let mut buf = [0u8; 2];
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"B1", "the first session is proxied");
+    let mut second = connect(port);
+    assert!(read_to_end(&mut second).is_empty(), "the second is refused");
+    wait_until(Duration::from_secs(5), "the 503 line", || {
+        lb.access_lines().iter().any(|l| l.contains(" 503 "))
+    });
+    assert!(lb
+        .error_log_text()
+        .contains("limiting connections by zone \"one\", client: 127.0.0.1"));
+    // Once the first ends, its count is given back.
+    drop(first);
+    wait_until(Duration::from_secs(5), "a session admitted again", || {
+        exchange(port, b"3", 2) == b"B3"
+    });
+}

@@ -38,6 +38,29 @@ pub struct Stream {
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks, by the variable they define (without `$`).
     pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+    /// `limit_conn_zone` zones.
+    pub limit_zones: Vec<Arc<LimitConnZone>>,
+}
+
+/// A `limit_conn_zone KEY zone=NAME:SIZE`.
+#[derive(Debug, Clone)]
+pub struct LimitConnZone {
+    /// The zone's name.
+    pub name: String,
+    /// The key whose values are counted (an empty value is not counted).
+    pub key: crate::vars::Template,
+    /// The key as written (for messages, and to keep a zone's counts
+    /// across a reload only while its key is the same).
+    pub key_text: String,
+}
+
+/// `limit_conn ZONE N` with `limit_conn_log_level` and `limit_conn_dry_run`.
+#[derive(Debug, Clone)]
+pub struct LimitConn {
+    /// The zone counted in.
+    pub zone: Arc<LimitConnZone>,
+    /// Sessions allowed at once per key value.
+    pub max: u32,
 }
 
 /// A `split_clients KEY $name { PERCENT% VALUE; ... * VALUE; }` block.
@@ -125,6 +148,12 @@ pub struct StreamServer {
     pub set: Vec<(String, crate::vars::Template)>,
     /// `allow`/`deny` rules in order (the server's, else the stream's).
     pub access: Arc<Vec<AccessRule>>,
+    /// `limit_conn` lines (the server's, else the stream's).
+    pub limit_conn: Vec<LimitConn>,
+    /// `limit_conn_log_level` (default error).
+    pub limit_conn_log_level: crate::observe::ErrorLevel,
+    /// `limit_conn_dry_run` (default off): count and log, never refuse.
+    pub limit_conn_dry_run: bool,
     /// `proxy_connect_timeout` (default 60s).
     pub connect_timeout: Duration,
     /// `proxy_timeout` (default 10m): idle time in both directions that

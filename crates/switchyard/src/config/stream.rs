@@ -11,12 +11,13 @@ use nginx_conf::Directive;
 use super::directives::{Ctx, Support};
 use super::listen::parse_address;
 use super::model::{
-    AccessLogTarget, AccessRule, Listen, ProxyTarget, SplitClients, Stream, StreamHandler,
-    StreamServer, UpstreamConfig,
+    AccessLogTarget, AccessRule, LimitConn, LimitConnZone, Listen, ProxyTarget, SplitClients,
+    Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
 use crate::observe::log_format::LogFormat;
+use crate::observe::ErrorLevel;
 use crate::vars::{with_user_vars, with_var_set, VarSet};
 
 /// Settings that merge from `stream` into each `server` (unset = inherit).
@@ -35,6 +36,10 @@ struct Layer {
     access_log: Option<Vec<AccessLogTarget>>,
     /// `allow`/`deny`: a level with rules of its own inherits none.
     access: Option<Vec<AccessRule>>,
+    /// `limit_conn`: as `access`, a level with its own inherits none.
+    limit_conn: Option<Vec<LimitConn>>,
+    limit_conn_log_level: Option<ErrorLevel>,
+    limit_conn_dry_run: Option<bool>,
 }
 
 impl Layer {
@@ -44,6 +49,7 @@ impl Layer {
         d: &Directive,
         prefix: &Path,
         formats: &[(String, Arc<LogFormat>)],
+        zones: &[Arc<LimitConnZone>],
     ) -> Result<bool, ConfigError> {
         let flag = || values::parse_flag(arg0(d)).unwrap_or(false);
         match d.name.as_str() {
@@ -82,6 +88,33 @@ impl Layer {
                 let rule = parse_access_rule(d)?;
                 self.access.get_or_insert_with(Vec::new).push(rule);
             }
+            "limit_conn" => {
+                let limit = parse_limit_conn(d, zones)?;
+                let limits = self.limit_conn.get_or_insert_with(Vec::new);
+                if limits.iter().any(|l| Arc::ptr_eq(&l.zone, &limit.zone)) {
+                    return Err(ConfigError::at(
+                        "\"limit_conn\" directive is duplicate",
+                        &d.position,
+                    ));
+                }
+                limits.push(limit);
+            }
+            "limit_conn_log_level" => {
+                let level = match arg0(d) {
+                    "info" => ErrorLevel::Info,
+                    "notice" => ErrorLevel::Notice,
+                    "warn" => ErrorLevel::Warn,
+                    "error" => ErrorLevel::Error,
+                    other => {
+                        return Err(ConfigError::at(
+                            format!("invalid value \"{other}\""),
+                            &d.position,
+                        ))
+                    }
+                };
+                set(&mut self.limit_conn_log_level, d, level)?
+            }
+            "limit_conn_dry_run" => set(&mut self.limit_conn_dry_run, d, flag())?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -105,6 +138,12 @@ impl Layer {
                 .clone()
                 .or_else(|| parent.access_log.clone()),
             access: self.access.clone().or_else(|| parent.access.clone()),
+            limit_conn: self
+                .limit_conn
+                .clone()
+                .or_else(|| parent.limit_conn.clone()),
+            limit_conn_log_level: self.limit_conn_log_level.or(parent.limit_conn_log_level),
+            limit_conn_dry_run: self.limit_conn_dry_run.or(parent.limit_conn_dry_run),
         }
     }
 }
@@ -138,6 +177,61 @@ fn parse_access_rule(d: &Directive) -> Result<AccessRule, ConfigError> {
     Ok(AccessRule {
         allow,
         cidr: Some(cidr),
+    })
+}
+
+/// `limit_conn_zone KEY zone=NAME:SIZE` (the size is checked as nginx
+/// checks it; the counts live in memory shared by the workers).
+fn parse_limit_conn_zone(d: &Directive) -> Result<LimitConnZone, ConfigError> {
+    let at = &d.position;
+    let key_text = arg0(d).to_string();
+    let key = crate::vars::Template::compile(&key_text)
+        .map_err(|e| ConfigError::at(e.to_string(), at))?;
+    let mut name = None;
+    for arg in &d.args[1..] {
+        let p = arg.value.as_str();
+        let Some(zone) = p.strip_prefix("zone=") else {
+            return Err(ConfigError::at(format!("invalid parameter \"{p}\""), at));
+        };
+        let (zone_name, size) = zone
+            .split_once(':')
+            .ok_or_else(|| ConfigError::at(format!("invalid zone size \"{p}\""), at))?;
+        let size = values::parse_size(size)
+            .filter(|_| !zone_name.is_empty())
+            .ok_or_else(|| ConfigError::at(format!("invalid zone size \"{p}\""), at))?;
+        if size < 8 * 4096 {
+            return Err(ConfigError::at(format!("zone \"{p}\" is too small"), at));
+        }
+        name = Some(zone_name.to_string());
+    }
+    let name = name
+        .ok_or_else(|| ConfigError::at("\"limit_conn_zone\" must have \"zone\" parameter", at))?;
+    Ok(LimitConnZone {
+        name,
+        key,
+        key_text,
+    })
+}
+
+/// `limit_conn ZONE N`.
+fn parse_limit_conn(d: &Directive, zones: &[Arc<LimitConnZone>]) -> Result<LimitConn, ConfigError> {
+    let at = &d.position;
+    let name = arg0(d);
+    let zone = zones
+        .iter()
+        .find(|z| z.name == name)
+        .cloned()
+        .ok_or_else(|| ConfigError::bare(format!("zero size shared memory zone \"{name}\"")))?;
+    let text = &d.args[1].value;
+    let max = values::parse_number(text)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ConfigError::at(format!("invalid number of connections \"{text}\""), at))?;
+    if max > 65535 {
+        return Err(ConfigError::at("connection limit must be less 65536", at));
+    }
+    Ok(LimitConn {
+        zone,
+        max: max as u32,
     })
 }
 
@@ -244,6 +338,22 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
     let mut layer = Layer::default();
     let mut seen = Seen::default();
     let mut server_blocks = Vec::new();
+    // Zones first: limit_conn may name a zone defined further down.
+    let mut zones: Vec<Arc<LimitConnZone>> = Vec::new();
+    for inner in block.iter().filter(|d| d.name == "limit_conn_zone") {
+        check(inner, Ctx::STREAM)?;
+        let zone = parse_limit_conn_zone(inner)?;
+        if let Some(old) = zones.iter().find(|z| z.name == zone.name) {
+            return Err(ConfigError::at(
+                format!(
+                    "limit_conn_zone \"{}\" is already bound to key \"{}\"",
+                    zone.name, old.key_text
+                ),
+                &inner.position,
+            ));
+        }
+        zones.push(Arc::new(zone));
+    }
     for inner in block {
         let spec = check(inner, Ctx::STREAM)?;
         if spec.support == Support::NotYet {
@@ -251,7 +361,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
         match spec.name {
             "server" => server_blocks.push(inner),
-            "include" => {}
+            "include" | "limit_conn_zone" => {}
             "error_log" => not_yet_in_stream(inner),
             "upstream" => {
                 let up = build_stream_upstream(inner)?;
@@ -295,7 +405,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
                 splits.insert(name, Arc::new(split));
             }
             _ => {
-                if !layer.apply(inner, prefix, &formats)? {
+                if !layer.apply(inner, prefix, &formats, &zones)? {
                     // Accepted tuning directives (hash sizes): once each.
                     seen.once(inner)?;
                 }
@@ -311,6 +421,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
             &layer,
             prefix,
             &formats,
+            &zones,
             &upstream_names,
             &mut implicit,
         )?));
@@ -326,6 +437,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         servers,
         maps: Arc::new(maps),
         split_clients: Arc::new(splits),
+        limit_zones: zones,
     })
 }
 
@@ -344,6 +456,7 @@ fn build_server(
     stream: &Layer,
     prefix: &Path,
     formats: &[(String, Arc<LogFormat>)],
+    zones: &[Arc<LimitConnZone>],
     upstream_names: &[String],
     implicit: &mut Vec<Arc<UpstreamConfig>>,
 ) -> Result<StreamServer, ConfigError> {
@@ -389,7 +502,7 @@ fn build_server(
                 _ => return Err(invalid_value(inner)),
             },
             _ => {
-                if !layer.apply(inner, prefix, formats)? {
+                if !layer.apply(inner, prefix, formats, zones)? {
                     return Err(ConfigError::at(
                         format!("\"{}\" directive is not allowed here", inner.name),
                         &inner.position,
@@ -410,6 +523,9 @@ fn build_server(
         handler,
         set,
         access: Arc::new(merged.access.clone().unwrap_or_default()),
+        limit_conn: merged.limit_conn.clone().unwrap_or_default(),
+        limit_conn_log_level: merged.limit_conn_log_level.unwrap_or(ErrorLevel::Error),
+        limit_conn_dry_run: merged.limit_conn_dry_run.unwrap_or(false),
         connect_timeout: merged.connect_timeout.unwrap_or(Duration::from_secs(60)),
         timeout: merged.timeout.unwrap_or(Duration::from_secs(600)),
         next_upstream: merged.next_upstream.unwrap_or(true),
@@ -717,6 +833,54 @@ mod tests {
         assert_eq!(server.requests, 2);
         let s = stream("server { listen 127.0.0.1:8080 udp; proxy_pass 127.0.0.1:81; }");
         assert_eq!(s.servers[0].responses, None, "any number by default");
+    }
+
+    #[test]
+    fn limit_conn_zones_and_limits() {
+        let s = stream(
+            "limit_conn zone 2;\n\
+             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; }\n\
+             server { listen 127.0.0.1:8081; proxy_pass 127.0.0.1:81; limit_conn other 1; limit_conn_log_level warn; }\n\
+             limit_conn_zone $binary_remote_addr zone=zone:1m;\n\
+             limit_conn_zone $remote_addr zone=other:64k;",
+        );
+        assert_eq!(s.limit_zones.len(), 2);
+        assert_eq!(s.servers[0].limit_conn.len(), 1, "inherited");
+        assert_eq!(s.servers[0].limit_conn[0].zone.name, "zone");
+        assert_eq!(s.servers[0].limit_conn[0].max, 2);
+        assert_eq!(s.servers[1].limit_conn.len(), 1, "its own only");
+        assert_eq!(s.servers[1].limit_conn[0].zone.name, "other");
+        assert_eq!(s.servers[1].limit_conn_log_level, ErrorLevel::Warn);
+        let cases = [
+            (
+                "limit_conn_zone $remote_addr zone=z:1k;",
+                "zone \"zone=z:1k\" is too small in ",
+            ),
+            (
+                "limit_conn_zone $remote_addr size=1m;",
+                "invalid parameter \"size=1m\" in ",
+            ),
+            (
+                "limit_conn_zone $remote_addr zone=z:1m; limit_conn_zone $server_addr zone=z:1m;",
+                "limit_conn_zone \"z\" is already bound to key \"$remote_addr\" in ",
+            ),
+            (
+                "limit_conn_zone $remote_addr zone=z:1m; limit_conn z 0;",
+                "invalid number of connections \"0\" in ",
+            ),
+            (
+                "limit_conn_zone $remote_addr zone=z:1m; limit_conn z 70000;",
+                "connection limit must be less 65536 in ",
+            ),
+            (
+                "limit_conn nope 1;",
+                "zero size shared memory zone \"nope\"",
+            ),
+        ];
+        for (body, wanted) in cases {
+            let e = error(body);
+            assert!(e.starts_with(wanted), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct StreamRuntime {
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks.
     pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
+    /// `limit_conn_zone` counts, by zone name.
+    pub zones: HashMap<String, Arc<super::limit::ZoneCounts>>,
     /// By listening address and whether it is UDP.
     servers: HashMap<(SocketAddr, bool), Bound>,
     /// Listen addresses with their backlog, ipv6only and udp flag, in
@@ -61,6 +63,19 @@ impl StreamRuntime {
                 reused.unwrap_or_else(|| Upstream::new(up.clone())),
             );
         }
+        // A zone keeps its counts across a reload while its key is the
+        // same, as nginx keeps a shared memory zone.
+        let mut zones = HashMap::new();
+        for zone in &stream.limit_zones {
+            let reused = previous
+                .and_then(|p| p.zones.get(&zone.name))
+                .filter(|old| old.config.key_text == zone.key_text)
+                .cloned();
+            zones.insert(
+                zone.name.clone(),
+                reused.unwrap_or_else(|| super::limit::ZoneCounts::new(zone.clone())),
+            );
+        }
         let mut servers = HashMap::new();
         let mut binds = Vec::new();
         for server in &stream.servers {
@@ -81,6 +96,7 @@ impl StreamRuntime {
             upstreams,
             maps: stream.maps.clone(),
             splits: stream.split_clients.clone(),
+            zones,
             servers,
             binds,
         })

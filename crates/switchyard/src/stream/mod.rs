@@ -8,6 +8,7 @@
 
 mod copy;
 pub mod generation;
+pub mod limit;
 mod proxy;
 pub mod session;
 pub mod udp;

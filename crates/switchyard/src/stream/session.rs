@@ -91,7 +91,10 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         let value = value.render(&session);
         session.set.push((name.clone(), value));
     }
-    if !allowed(&server.access, remote) {
+    let limits = super::limit::enter(&session, &server, &generation.stream.zones);
+    if limits.is_err() {
+        session.status = 503;
+    } else if !allowed(&server.access, remote) {
         error_log::error(
             Some(id),
             &format!("access forbidden by rule{}", session.context()),

@@ -152,7 +152,10 @@ async fn serve(
         let value = value.render(&session);
         session.set.push((name.clone(), value));
     }
-    if !super::session::allowed(&server.access, client) {
+    let limits = super::limit::enter(&session, &server, &generation.stream.zones);
+    if limits.is_err() {
+        session.status = 503;
+    } else if !super::session::allowed(&server.access, client) {
         error_log::error(
             Some(id),
             &format!("access forbidden by rule{}", session.context()),
