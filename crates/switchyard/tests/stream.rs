@@ -434,3 +434,28 @@ fn limit_conn_refuses_a_second_session_with_503() {
         exchange(port, b"3", 2) == b"B3"
     });
 }
+
+#[test]
+fn proxy_protocol_header_is_seen_by_the_backend() {
+    // Echoes everything it reads, unprefixed.
+    let backend = Backend::start(|mut s| {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let port = free_port();
+    let _lb = start(&format!(
+        "server {{ listen 127.0.0.1:{port}; proxy_pass {}; proxy_protocol on; }}",
+        backend.addr
+    ));
+    let mut s = connect(port);
+    let client_port = s.local_addr().unwrap().port();
+    s.write_all(b"data").unwrap();
+    let wanted = format!("PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {port}\r\ndata");
+    let mut got = vec![0u8; wanted.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), wanted);
+}

@@ -361,7 +361,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_upload_rate", SANY, T1, false, NotYet),
     d("proxy_bind", SANY, T12, false, NotYet),
     d("proxy_socket_keepalive", SANY, FLAG, false, NotYet),
-    d("proxy_protocol", SANY, FLAG, false, NotYet),
+    d("proxy_protocol", SANY, FLAG, false, Yes),
     d("proxy_responses", SANY, T1, false, Yes),
     d("proxy_requests", SANY, T1, false, Yes),
     d("proxy_ssl", SANY, FLAG, false, NotYet),

@@ -169,6 +169,9 @@ pub struct StreamServer {
     pub buffer_size: usize,
     /// `proxy_half_close` (default off).
     pub half_close: bool,
+    /// `proxy_protocol` (default off): send a PROXY protocol v1 header to
+    /// the upstream before the client's bytes.
+    pub proxy_protocol: bool,
     /// `proxy_responses` (UDP): datagrams expected back per datagram sent;
     /// `None` (nginx's default) means any number, until `proxy_timeout`.
     pub responses: Option<u32>,

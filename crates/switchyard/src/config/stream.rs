@@ -30,6 +30,7 @@ struct Layer {
     next_upstream_timeout: Option<Duration>,
     buffer_size: Option<usize>,
     half_close: Option<bool>,
+    proxy_protocol: Option<bool>,
     responses: Option<u32>,
     requests: Option<u32>,
     tcp_nodelay: Option<bool>,
@@ -69,6 +70,7 @@ impl Layer {
                 set(&mut self.buffer_size, d, n)?
             }
             "proxy_half_close" => set(&mut self.half_close, d, flag())?,
+            "proxy_protocol" => set(&mut self.proxy_protocol, d, flag())?,
             "proxy_responses" => {
                 let n = u32::try_from(number_arg(d)?).map_err(|_| invalid_value(d))?;
                 set(&mut self.responses, d, n)?
@@ -130,6 +132,7 @@ impl Layer {
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             buffer_size: self.buffer_size.or(parent.buffer_size),
             half_close: self.half_close.or(parent.half_close),
+            proxy_protocol: self.proxy_protocol.or(parent.proxy_protocol),
             responses: self.responses.or(parent.responses),
             requests: self.requests.or(parent.requests),
             tcp_nodelay: self.tcp_nodelay.or(parent.tcp_nodelay),
@@ -533,6 +536,7 @@ fn build_server(
         next_upstream_timeout: merged.next_upstream_timeout.unwrap_or(Duration::ZERO),
         buffer_size: merged.buffer_size.unwrap_or(16 * 1024),
         half_close: merged.half_close.unwrap_or(false),
+        proxy_protocol: merged.proxy_protocol.unwrap_or(false),
         responses: merged.responses,
         requests: merged.requests.unwrap_or(0),
         tcp_nodelay: merged.tcp_nodelay.unwrap_or(true),
@@ -774,16 +778,13 @@ mod tests {
     #[test]
     fn unimplemented_directives_are_named_not_ignored() {
         let e = error(
-            "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; ssl_preread on; proxy_protocol on; }",
+            "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; ssl_preread on; proxy_ssl on; }",
         );
         assert!(
             e.contains("\"ssl_preread\" is not supported yet in "),
             "{e}"
         );
-        assert!(
-            e.contains("\"proxy_protocol\" is not supported yet in "),
-            "{e}"
-        );
+        assert!(e.contains("\"proxy_ssl\" is not supported yet in "), "{e}");
         let e = error("server { listen 127.0.0.1:80 ssl; proxy_pass 127.0.0.1:81; }");
         assert!(
             e.starts_with("\"listen ... ssl\" is not supported yet"),

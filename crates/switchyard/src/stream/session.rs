@@ -165,6 +165,23 @@ async fn content(
             return;
         }
     };
+    let mut header_len = 0u64;
+    if server.proxy_protocol {
+        let header = proxy_protocol_v1(session.remote, session.local);
+        if let Err(e) = connected.stream.write_all(header.as_bytes()).await {
+            error_log::error(
+                Some(session.id),
+                &format!(
+                    "send() failed ({}) while sending PROXY protocol header to upstream{}",
+                    error_log::os_error(&e),
+                    session.context()
+                ),
+            );
+            session.status = 502;
+            return;
+        }
+        header_len = header.len() as u64;
+    }
     let counters = Counters::new();
     let end = copy(
         client,
@@ -178,7 +195,7 @@ async fn content(
     session.bytes_received = counters.from_client.load(Ordering::Relaxed);
     session.bytes_sent = counters.to_client.load(Ordering::Relaxed);
     if let Some(t) = session.tries.last_mut() {
-        t.sent = counters.to_upstream.load(Ordering::Relaxed);
+        t.sent = counters.to_upstream.load(Ordering::Relaxed) + header_len;
         t.received = counters.from_upstream.load(Ordering::Relaxed);
         t.first_byte = counters
             .first_byte()
@@ -186,6 +203,23 @@ async fn content(
         t.session = Some(connected.started.elapsed());
     }
     log_end(session, &end);
+}
+
+/// The PROXY protocol v1 header nginx sends for a client (`proxy_protocol
+/// on`): `PROXY TCP4 client server cport sport\r\n`, TCP6 for IPv6.
+fn proxy_protocol_v1(client: SocketAddr, local: SocketAddr) -> String {
+    let family = match (client, local) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => "TCP4",
+        (SocketAddr::V6(_), SocketAddr::V6(_)) => "TCP6",
+        _ => return "PROXY UNKNOWN\r\n".to_string(),
+    };
+    format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        client.ip(),
+        local.ip(),
+        client.port(),
+        local.port()
+    )
 }
 
 /// The lines nginx's stream proxy writes when a session ends.
@@ -246,5 +280,21 @@ fn log_end(session: &Session, end: &CopyEnd) {
                 &format!("{side} disconnected, {}", session.byte_counts()),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_protocol_v1_headers() {
+        let v4 = proxy_protocol_v1(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.2:80".parse().unwrap(),
+        );
+        assert_eq!(v4, "PROXY TCP4 127.0.0.1 127.0.0.2 5000 80\r\n");
+        let v6 = proxy_protocol_v1("[::1]:5000".parse().unwrap(), "[::1]:81".parse().unwrap());
+        assert_eq!(v6, "PROXY TCP6 ::1 ::1 5000 81\r\n");
     }
 }
