@@ -119,11 +119,15 @@ pub enum Var {
     SessionTime,
     /// stream: `$protocol` (`TCP` or `UDP`).
     Protocol,
-    /// `$proxy_protocol_addr`: not found unless the listener reads the
-    /// PROXY protocol (which switchyard does not yet).
+    /// stream: `$proxy_protocol_addr`, the client address a PROXY protocol
+    /// header gave (not found without one).
     ProxyProtocolAddr,
-    /// `$proxy_protocol_port`: as `$proxy_protocol_addr`.
+    /// stream: `$proxy_protocol_port`.
     ProxyProtocolPort,
+    /// stream: `$proxy_protocol_server_addr`.
+    ProxyProtocolServerAddr,
+    /// stream: `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
     /// stream: `$binary_remote_addr` (4 or 16 bytes, not text).
     BinaryRemoteAddr,
 }
@@ -267,6 +271,8 @@ impl Var {
             "upstream_session_time" => Var::UpstreamSessionTime,
             "proxy_protocol_addr" => Var::ProxyProtocolAddr,
             "proxy_protocol_port" => Var::ProxyProtocolPort,
+            "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
+            "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
             "binary_remote_addr" => Var::BinaryRemoteAddr,
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)

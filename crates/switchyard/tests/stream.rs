@@ -459,3 +459,44 @@ fn proxy_protocol_header_is_seen_by_the_backend() {
     s.read_exact(&mut got).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), wanted);
 }
+
+#[test]
+fn listen_proxy_protocol_reads_the_header_and_refuses_garbage() {
+    let backend = Backend::named("B");
+    let port = free_port();
+    let lb = Balancer::start_full(
+        &format!(
+            "error_log logs/error.log info;\nevents {{}}\nstream {{\n\
+             log_format pp \"$proxy_protocol_addr:$proxy_protocol_port $remote_addr $status\";\n\
+             server {{ listen 127.0.0.1:{port} proxy_protocol; proxy_pass {}; access_log logs/access.log pp; }}\n}}\n",
+            backend.addr
+        ),
+        &[],
+        &[],
+    );
+    let mut s = connect(port);
+    s.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 80\r\nping")
+        .unwrap();
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        &buf, b"Bping",
+        "the backend gets the bytes after the header only"
+    );
+    drop(s);
+    let mut s = connect(port);
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(read_to_end(&mut s).is_empty());
+    wait_until(Duration::from_secs(5), "two access-log lines", || {
+        lb.access_lines().len() >= 2
+    });
+    let mut lines = lb.access_lines();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec!["-:- 127.0.0.1 400", "192.0.2.1:1111 127.0.0.1 200"]
+    );
+    assert!(lb.error_log_text().contains(
+        "broken header: \"GET / HTTP/1.0\" while reading PROXY protocol, client: 127.0.0.1"
+    ));
+}

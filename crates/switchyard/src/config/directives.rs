@@ -386,7 +386,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("resolver_timeout", SANY, T1, false, NotYet),
     d("preread_buffer_size", SANY, T1, false, NotYet),
     d("preread_timeout", SANY, T1, false, NotYet),
-    d("proxy_protocol_timeout", SANY, T1, false, NotYet),
+    d("proxy_protocol_timeout", SANY, T1, false, Yes),
     d("ssl_preread", SANY, FLAG, false, NotYet),
     d("ssl_certificate", SANY, T1, false, NotYet),
     d("ssl_certificate_key", SANY, T1, false, NotYet),

@@ -275,6 +275,7 @@ impl HttpBuilder<'_> {
                 backlog: 511,
                 ipv6only: true,
                 udp: false,
+                proxy_protocol: false,
                 position: None,
             });
         }

@@ -82,6 +82,7 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
         backlog: 511,
         ipv6only: true,
         udp: false,
+        proxy_protocol: false,
         position: Some(at.clone()),
     };
     for param in d.args.iter().skip(1) {

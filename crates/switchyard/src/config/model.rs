@@ -172,6 +172,9 @@ pub struct StreamServer {
     /// `proxy_protocol` (default off): send a PROXY protocol v1 header to
     /// the upstream before the client's bytes.
     pub proxy_protocol: bool,
+    /// `proxy_protocol_timeout` (default 30s): for reading the header of a
+    /// `listen ... proxy_protocol` connection.
+    pub proxy_protocol_timeout: Duration,
     /// `proxy_responses` (UDP): datagrams expected back per datagram sent;
     /// `None` (nginx's default) means any number, until `proxy_timeout`.
     pub responses: Option<u32>,
@@ -403,6 +406,9 @@ pub struct Listen {
     pub ipv6only: bool,
     /// `udp` (stream only): a datagram socket.
     pub udp: bool,
+    /// `proxy_protocol` (stream only): each connection starts with a PROXY
+    /// protocol header.
+    pub proxy_protocol: bool,
     /// Where it was written.
     pub position: Option<Position>,
 }

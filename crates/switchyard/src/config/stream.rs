@@ -31,6 +31,7 @@ struct Layer {
     buffer_size: Option<usize>,
     half_close: Option<bool>,
     proxy_protocol: Option<bool>,
+    proxy_protocol_timeout: Option<Duration>,
     responses: Option<u32>,
     requests: Option<u32>,
     tcp_nodelay: Option<bool>,
@@ -71,6 +72,7 @@ impl Layer {
             }
             "proxy_half_close" => set(&mut self.half_close, d, flag())?,
             "proxy_protocol" => set(&mut self.proxy_protocol, d, flag())?,
+            "proxy_protocol_timeout" => set(&mut self.proxy_protocol_timeout, d, time_arg(d)?)?,
             "proxy_responses" => {
                 let n = u32::try_from(number_arg(d)?).map_err(|_| invalid_value(d))?;
                 set(&mut self.responses, d, n)?
@@ -133,6 +135,9 @@ impl Layer {
             buffer_size: self.buffer_size.or(parent.buffer_size),
             half_close: self.half_close.or(parent.half_close),
             proxy_protocol: self.proxy_protocol.or(parent.proxy_protocol),
+            proxy_protocol_timeout: self
+                .proxy_protocol_timeout
+                .or(parent.proxy_protocol_timeout),
             responses: self.responses.or(parent.responses),
             requests: self.requests.or(parent.requests),
             tcp_nodelay: self.tcp_nodelay.or(parent.tcp_nodelay),
@@ -537,6 +542,9 @@ fn build_server(
         buffer_size: merged.buffer_size.unwrap_or(16 * 1024),
         half_close: merged.half_close.unwrap_or(false),
         proxy_protocol: merged.proxy_protocol.unwrap_or(false),
+        proxy_protocol_timeout: merged
+            .proxy_protocol_timeout
+            .unwrap_or(Duration::from_secs(30)),
         responses: merged.responses,
         requests: merged.requests.unwrap_or(0),
         tcp_nodelay: merged.tcp_nodelay.unwrap_or(true),
@@ -615,6 +623,7 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
         backlog: 511,
         ipv6only: true,
         udp: false,
+        proxy_protocol: false,
         position: Some(at.clone()),
     };
     for param in d.args.iter().skip(1) {
@@ -622,7 +631,8 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
         match p {
             "reuseport" | "bind" => {}
             "udp" => listen.udp = true,
-            "ssl" | "proxy_protocol" => {
+            "proxy_protocol" => listen.proxy_protocol = true,
+            "ssl" => {
                 return Err(ConfigError::at(
                     format!("\"listen ... {p}\" is not supported yet"),
                     at,
@@ -648,6 +658,12 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
                 }
             }
         }
+    }
+    if listen.udp && listen.proxy_protocol {
+        return Err(ConfigError::at(
+            "\"listen ... udp proxy_protocol\" is not supported yet",
+            at,
+        ));
     }
     Ok(listen)
 }

@@ -348,6 +348,8 @@ impl VarSource for Exchange {
             | Var::Protocol
             | Var::ProxyProtocolAddr
             | Var::ProxyProtocolPort
+            | Var::ProxyProtocolServerAddr
+            | Var::ProxyProtocolServerPort
             | Var::BinaryRemoteAddr => None,
         }
     }

@@ -20,6 +20,8 @@ pub struct Bound {
     pub listen: SocketAddr,
     /// Its access log.
     pub log: Arc<AccessLog>,
+    /// `listen ... proxy_protocol`: connections start with a PROXY header.
+    pub proxy_protocol: bool,
 }
 
 /// The stream block at run time.
@@ -87,6 +89,7 @@ impl StreamRuntime {
                         server: server.clone(),
                         listen: listen.addr,
                         log: log.clone(),
+                        proxy_protocol: listen.proxy_protocol,
                     },
                 );
                 binds.push((listen.addr, listen.backlog, listen.ipv6only, listen.udp));

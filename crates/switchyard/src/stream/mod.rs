@@ -10,6 +10,7 @@ mod copy;
 pub mod generation;
 pub mod limit;
 mod proxy;
+mod proxy_protocol;
 pub mod session;
 pub mod udp;
 mod vars;

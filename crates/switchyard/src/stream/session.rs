@@ -85,7 +85,47 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         maps: generation.stream.maps.clone(),
         splits: generation.stream.splits.clone(),
         udp: false,
+        proxy_protocol: None,
     };
+    if bound.proxy_protocol {
+        let read = tokio::time::timeout(
+            server.proxy_protocol_timeout,
+            super::proxy_protocol::read(&mut client),
+        )
+        .await;
+        match read {
+            Ok(Ok(header)) => session.proxy_protocol = header.addrs,
+            Ok(Err(e)) => {
+                let level = match e {
+                    super::proxy_protocol::ReadError::Header(_) => ErrorLevel::Error,
+                    super::proxy_protocol::ReadError::Io(_) => ErrorLevel::Info,
+                };
+                error_log::log(
+                    level,
+                    Some(id),
+                    &format!("{e} while reading PROXY protocol{}", session.context()),
+                );
+                session.status = match e {
+                    super::proxy_protocol::ReadError::Header(_) => 400,
+                    super::proxy_protocol::ReadError::Io(_) => 200,
+                };
+                bound.log.write(&session);
+                return;
+            }
+            Err(_) => {
+                error_log::log(
+                    ErrorLevel::Info,
+                    Some(id),
+                    &format!(
+                        "client timed out (110: Connection timed out) while reading PROXY protocol{}",
+                        session.context()
+                    ),
+                );
+                bound.log.write(&session);
+                return;
+            }
+        }
+    }
     // nginx's phases in order: preaccess (`set`), access, content.
     for (name, value) in &server.set {
         let value = value.render(&session);

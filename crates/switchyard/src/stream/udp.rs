@@ -147,6 +147,7 @@ async fn serve(
         maps: generation.stream.maps.clone(),
         splits: generation.stream.splits.clone(),
         udp: true,
+        proxy_protocol: None,
     };
     for (name, value) in &server.set {
         let value = value.render(&session);

@@ -58,6 +58,8 @@ pub(crate) struct Session {
     pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
     /// A UDP session (`$protocol`, `udp client:` in the error log).
     pub udp: bool,
+    /// The client and server a PROXY protocol header gave.
+    pub proxy_protocol: Option<(SocketAddr, SocketAddr)>,
 }
 
 fn secs(d: Duration) -> String {
@@ -136,6 +138,18 @@ impl VarSource for Session {
             Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
             Var::TimeIso8601 => owned(Civil::now().iso8601()),
             Var::TimeLocal => owned(Civil::now().time_local()),
+            Var::ProxyProtocolAddr => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.0.ip().to_string())),
+            Var::ProxyProtocolPort => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.0.port().to_string())),
+            Var::ProxyProtocolServerAddr => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.1.ip().to_string())),
+            Var::ProxyProtocolServerPort => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.1.port().to_string())),
             Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
                 .ok()
                 .map(Cow::Owned),
@@ -205,6 +219,7 @@ mod tests {
             maps: Arc::default(),
             splits: Arc::default(),
             udp: false,
+            proxy_protocol: None,
         };
         let t = with_var_set(VarSet::Stream, || {
             Template::compile(
