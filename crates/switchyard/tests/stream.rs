@@ -500,3 +500,30 @@ fn listen_proxy_protocol_reads_the_header_and_refuses_garbage() {
         "broken header: \"GET / HTTP/1.0\" while reading PROXY protocol, client: 127.0.0.1"
     ));
 }
+
+#[test]
+fn proxy_pass_with_variables_picks_per_session() {
+    let (a, b) = (Backend::named("A"), Backend::named("B"));
+    let (to_group, to_addr, to_name) = (free_port(), free_port(), free_port());
+    let lb = start(&format!(
+        "upstream grp {{ server {a}; }}\n\
+         map $server_port $target {{ {to_group} grp; {to_addr} {b}; default nowhere.example:1; }}\n\
+         server {{ listen 127.0.0.1:{to_group}; listen 127.0.0.1:{to_addr}; listen 127.0.0.1:{to_name}; proxy_pass $target; }}",
+        a = a.addr,
+        b = b.addr
+    ));
+    assert_eq!(exchange(to_group, b"1", 2), b"A1", "a value naming a group");
+    assert_eq!(exchange(to_addr, b"2", 2), b"B2", "an address:port value");
+    let mut s = connect(to_name);
+    assert!(
+        read_to_end(&mut s).is_empty(),
+        "a host name needs a resolver"
+    );
+    wait_until(Duration::from_secs(5), "the resolver line", || {
+        lb.error_log_text()
+            .contains("no resolver defined to resolve nowhere.example, client: 127.0.0.1")
+    });
+    wait_until(Duration::from_secs(5), "the 500 line", || {
+        lb.access_lines().iter().any(|l| l.contains(" 500 "))
+    });
+}

@@ -9,7 +9,7 @@ pub mod model;
 mod rewrite;
 mod settings;
 mod stream;
-mod upstream;
+pub(crate) mod upstream;
 pub mod values;
 
 use std::fmt;

@@ -121,6 +121,9 @@ pub fn murmur_hash2(data: &[u8]) -> u32 {
 pub enum StreamHandler {
     /// `proxy_pass`: the upstream group, or an implicit one-server group.
     Proxy(ProxyTarget),
+    /// `proxy_pass` with variables: evaluated per session to an upstream
+    /// name or an `address:port`.
+    ProxyVars(crate::vars::Template),
     /// `return VALUE`: send the value and close.
     Return(crate::vars::Template),
     /// Neither: nginx ends such a session with status 500.

@@ -492,7 +492,7 @@ fn build_server(
                         &inner.position,
                     ));
                 }
-                handler = StreamHandler::Proxy(parse_proxy_pass(inner, upstream_names, implicit)?);
+                handler = parse_proxy_pass(inner, upstream_names, implicit)?;
             }
             "return" => {
                 if std::mem::replace(&mut return_seen, true) {
@@ -553,20 +553,20 @@ fn build_server(
     })
 }
 
-/// `proxy_pass NAME` (an upstream block) or `proxy_pass host:port` (an
-/// implicit one-server group, shared by every server that names it).
+/// `proxy_pass NAME` (an upstream block), `proxy_pass host:port` (an
+/// implicit one-server group, shared by every server that names it), or
+/// either with variables (evaluated per session).
 fn parse_proxy_pass(
     d: &Directive,
     upstream_names: &[String],
     implicit: &mut Vec<Arc<UpstreamConfig>>,
-) -> Result<ProxyTarget, ConfigError> {
+) -> Result<StreamHandler, ConfigError> {
     let at = &d.position;
     let target = arg0(d);
     if target.contains('$') {
-        return Err(ConfigError::at(
-            "\"proxy_pass\" with variables is not supported yet",
-            at,
-        ));
+        let template = crate::vars::Template::compile(target)
+            .map_err(|e| ConfigError::at(e.to_string(), at))?;
+        return Ok(StreamHandler::ProxyVars(template));
     }
     if target.starts_with("unix:") {
         return Err(ConfigError::at(
@@ -575,7 +575,9 @@ fn parse_proxy_pass(
         ));
     }
     if upstream_names.iter().any(|n| n == target) {
-        return Ok(ProxyTarget::Upstream(target.to_string()));
+        return Ok(StreamHandler::Proxy(ProxyTarget::Upstream(
+            target.to_string(),
+        )));
     }
     let (host, port, has_port) = split_host_port(target, 0).map_err(|e| ConfigError::at(e, at))?;
     if !has_port {
@@ -586,10 +588,12 @@ fn parse_proxy_pass(
     }
     let up = Arc::new(implicit_upstream(host, port, at));
     if let Some(existing) = implicit.iter().find(|u| u.name == up.name) {
-        return Ok(ProxyTarget::Implicit(existing.clone()));
+        return Ok(StreamHandler::Proxy(ProxyTarget::Implicit(
+            existing.clone(),
+        )));
     }
     implicit.push(up.clone());
-    Ok(ProxyTarget::Implicit(up))
+    Ok(StreamHandler::Proxy(ProxyTarget::Implicit(up)))
 }
 
 /// `listen ADDRESS:PORT [backlog=N] [reuseport] [bind] [so_keepalive=...]

@@ -12,5 +12,6 @@ pub mod limit;
 mod proxy;
 mod proxy_protocol;
 pub mod session;
+mod target;
 pub mod udp;
 mod vars;

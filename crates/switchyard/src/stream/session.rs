@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd};
 use super::vars::Session;
-use crate::config::model::{AccessRule, ProxyTarget, StreamHandler, StreamServer};
+use crate::config::model::{AccessRule, StreamHandler, StreamServer};
 use crate::http::generation::Generation;
 use crate::http::server::{Shared, Slot};
 use crate::observe::{error_log, ErrorLevel};
@@ -162,7 +162,7 @@ async fn content(
     generation: &Generation,
     client: &mut TcpStream,
 ) {
-    let target = match &server.handler {
+    match &server.handler {
         StreamHandler::Return(text) => {
             let value = text.render_bytes(&*session);
             match client.write_all(&value).await {
@@ -182,23 +182,19 @@ async fn content(
             }
             return;
         }
-        StreamHandler::Proxy(target) => target,
+        StreamHandler::Proxy(_) | StreamHandler::ProxyVars(_) => {}
         StreamHandler::None => {
             // nginx: no content handler ends the session with 500 ("no
             // handler for server", a debug line).
             session.status = 500;
             return;
         }
-    };
-    let name = match target {
-        ProxyTarget::Upstream(name) => name,
-        ProxyTarget::Implicit(up) => &up.name,
-    };
-    let Some(upstream) = generation.stream.upstreams.get(name) else {
+    }
+    let Some(upstream) = super::target::upstream_for(session, server, generation) else {
         session.status = 500;
         return;
     };
-    let mut connected = match super::proxy::connect(session, server, upstream.clone()).await {
+    let mut connected = match super::proxy::connect(session, server, upstream).await {
         Ok(c) => c,
         Err(_) => {
             session.status = 502;

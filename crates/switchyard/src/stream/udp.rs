@@ -15,7 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::vars::{Session, Try};
-use crate::config::model::{ProxyTarget, StreamHandler, StreamServer};
+use crate::config::model::{StreamHandler, StreamServer};
 use crate::http::generation::Generation;
 use crate::http::server::{Shared, Slot};
 use crate::observe::{error_log, ErrorLevel};
@@ -172,17 +172,8 @@ async fn serve(
                 }
             }
             StreamHandler::None => session.status = 500,
-            StreamHandler::Proxy(target) => {
-                proxy(
-                    &mut session,
-                    &server,
-                    &generation,
-                    target,
-                    &socket,
-                    first,
-                    &mut rx,
-                )
-                .await
+            StreamHandler::Proxy(_) | StreamHandler::ProxyVars(_) => {
+                proxy(&mut session, &server, &generation, &socket, first, &mut rx).await
             }
         }
     }
@@ -214,16 +205,11 @@ async fn proxy(
     session: &mut Session,
     server: &StreamServer,
     generation: &Generation,
-    target: &ProxyTarget,
     socket: &UdpSocket,
     first: Vec<u8>,
     rx: &mut mpsc::Receiver<Vec<u8>>,
 ) {
-    let name = match target {
-        ProxyTarget::Upstream(name) => name,
-        ProxyTarget::Implicit(up) => &up.name,
-    };
-    let Some(upstream) = generation.stream.upstreams.get(name).cloned() else {
+    let Some(upstream) = super::target::upstream_for(session, server, generation) else {
         session.status = 500;
         return;
     };
