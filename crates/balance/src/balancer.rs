@@ -173,6 +173,21 @@ impl Balancer {
         }
     }
 
+    /// Report that a pick connected, before the attempt ends (nginx's
+    /// stream `NGX_STREAM_UPSTREAM_NOTIFY_CONNECT`): a peer probed after
+    /// `fail_timeout` (`accessed < checked`) has its `fails` cleared now,
+    /// so long sessions do not keep a recovered peer out of the rotation.
+    /// The active connection stays counted until [`Balancer::finish`].
+    pub fn connected(&mut self, peer: PeerId) {
+        let Some(&sel) = self.index.get(&peer.0) else {
+            return;
+        };
+        let p = self.peer_mut(sel);
+        if p.accessed < p.checked {
+            p.fails = 0;
+        }
+    }
+
     /// All peers (primaries first, then backups, in configuration order)
     /// with a stats snapshot. "Failed" is evaluated at the last `now` seen
     /// by `pick`/`finish`; see [`Balancer::peers_at`] to choose the time.

@@ -355,3 +355,44 @@ fn least_conn_exhaustion_keeps_fails() {
     assert_eq!(b.pick(&mut b.start(), b"", 1), Err(NoLivePeer));
     assert!(b.peers().all(|(_, _, s)| s.fails == 1));
 }
+
+/// stream: a probe that connects clears `fails` at once, while its session
+/// is still open, so the next picks use the recovered peer again.
+#[test]
+fn connected_probe_clears_fails_before_finish() {
+    let mut b = Balancer::new(Method::RoundRobin, peers(&[("a", 1), ("b", 1)]), 0).unwrap();
+    let mut at = b.start();
+    let a = b.pick(&mut at, b"", 0).unwrap();
+    b.finish(a, Outcome::Failure, 0);
+    let t = 10_001;
+    let mut probe = None;
+    for _ in 0..4 {
+        let mut at = b.start();
+        let id = b.pick(&mut at, b"", t).unwrap();
+        if name(&b, id) == "a" {
+            probe = Some(id);
+            break;
+        }
+    }
+    let probe = probe.expect("a probe of a after fail_timeout");
+    // Without a connect report, a stays out while the probe is open.
+    let mut at = b.start();
+    let other = b.pick(&mut at, b"", t).unwrap();
+    assert_eq!(name(&b, other), "b");
+    b.connected(probe);
+    assert_eq!(b.peer(probe).unwrap().1.fails, 0);
+    assert_eq!(
+        b.peer(probe).unwrap().1.active_conns,
+        1,
+        "still counted active"
+    );
+    // a is in the rotation again (its effective weight climbs back).
+    let picks: String = (0..4)
+        .map(|_| {
+            let mut at = b.start();
+            let id = b.pick(&mut at, b"", t).unwrap();
+            name(&b, id)
+        })
+        .collect();
+    assert!(picks.contains('a'), "{picks}");
+}

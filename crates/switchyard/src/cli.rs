@@ -160,6 +160,7 @@ pub fn configure_line() -> String {
         "--with-http_upstream_least_conn_module",
         "--with-http_upstream_random_module",
         "--with-http_upstream_keepalive_module",
+        "--with-stream",
     ];
     let missing = [
         "--without-http_ssi_module",
@@ -186,7 +187,11 @@ pub fn configure_line() -> String {
         "--without-mail_pop3_module",
         "--without-mail_imap_module",
         "--without-mail_smtp_module",
-        "--without-stream_limit_conn_module",
+        // The stream sub-modules not implemented yet (nginx's test suite
+        // reads these to skip what is missing).
+        "--without-stream_geo_module",
+        "--without-stream_pass_module",
+        "--without-stream_upstream_least_time_module",
     ];
     format!(
         "switchyard version: switchyard/{}\nbuilt with rustc, TLS not available\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
@@ -234,7 +239,39 @@ mod tests {
                 );
             }
         }
-        assert!(!line.contains("--with-stream"), "no stream module yet");
+        // Stream sub-modules: denied exactly when their directive is not
+        // supported in a stream context.
+        use crate::config::directives::{lookup_in, Ctx};
+        assert!(line.contains("--with-stream "), "stream is built in");
+        let stream_modules = [
+            ("stream_access_module", "allow", Ctx::STREAM_SERVER),
+            ("stream_map_module", "map", Ctx::STREAM),
+            ("stream_set_module", "set", Ctx::STREAM_SERVER),
+            ("stream_split_clients_module", "split_clients", Ctx::STREAM),
+            ("stream_return_module", "return", Ctx::STREAM_SERVER),
+            ("stream_geo_module", "geo", Ctx::STREAM),
+            ("stream_limit_conn_module", "limit_conn", Ctx::STREAM_SERVER),
+            ("stream_pass_module", "pass", Ctx::STREAM_SERVER),
+            ("stream_upstream_hash_module", "hash", Ctx::STREAM_UPSTREAM),
+            (
+                "stream_upstream_least_conn_module",
+                "least_conn",
+                Ctx::STREAM_UPSTREAM,
+            ),
+            (
+                "stream_upstream_random_module",
+                "random",
+                Ctx::STREAM_UPSTREAM,
+            ),
+        ];
+        for (module, directive, ctx) in stream_modules {
+            let supported = lookup_in(directive, ctx).map(|d| d.support) == Some(Support::Yes);
+            let denied = line.contains(&format!("--without-{module}"));
+            assert_eq!(
+                supported, !denied,
+                "-V and {directive} disagree on {module}"
+            );
+        }
     }
 
     fn p(args: &[&str]) -> Result<Options, String> {

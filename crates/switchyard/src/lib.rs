@@ -12,6 +12,7 @@ pub mod known_vars;
 pub mod lab;
 pub mod observe;
 pub mod runtime;
+pub mod stream;
 pub mod transport;
 pub mod upstream;
 pub mod vars;

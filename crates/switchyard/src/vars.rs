@@ -105,12 +105,59 @@ pub enum Var {
     /// `$1`..`$9`: a capture of the last regex that matched (a `location ~`
     /// or an `if (... ~ ...)`); nginx has no `$0`.
     Capture(usize),
+    /// stream: `$bytes_received` (from the client).
+    BytesReceived,
+    /// stream: `$upstream_bytes_sent`, per upstream attempt.
+    UpstreamBytesSent,
+    /// stream: `$upstream_bytes_received`, per upstream attempt.
+    UpstreamBytesReceived,
+    /// stream: `$upstream_first_byte_time`, per upstream attempt.
+    UpstreamFirstByteTime,
+    /// stream: `$upstream_session_time`, per upstream attempt.
+    UpstreamSessionTime,
+    /// stream: `$session_time`.
+    SessionTime,
+    /// stream: `$protocol` (`TCP` or `UDP`).
+    Protocol,
+    /// stream: `$proxy_protocol_addr`, the client address a PROXY protocol
+    /// header gave (not found without one).
+    ProxyProtocolAddr,
+    /// stream: `$proxy_protocol_port`.
+    ProxyProtocolPort,
+    /// stream: `$proxy_protocol_server_addr`.
+    ProxyProtocolServerAddr,
+    /// stream: `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
+    /// stream: `$binary_remote_addr` (4 or 16 bytes, not text).
+    BinaryRemoteAddr,
+}
+
+/// Which module's variables a template may name: http and stream each have
+/// their own set in nginx (`$bytes_received` is unknown in http, `$request`
+/// in stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarSet {
+    /// The http module's variables.
+    Http,
+    /// The stream module's variables.
+    Stream,
 }
 
 thread_local! {
     /// The names `set` and `map` define in the configuration being loaded:
     /// nginx knows every such variable before it compiles any template.
     static USER_VARS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The variable set of the block being loaded.
+    static VAR_SET: std::cell::Cell<VarSet> = const { std::cell::Cell::new(VarSet::Http) };
+}
+
+/// Runs `f` with templates compiled against `set` (the stream block is
+/// loaded with [`VarSet::Stream`]).
+pub fn with_var_set<T>(set: VarSet, f: impl FnOnce() -> T) -> T {
+    let saved = VAR_SET.with(|v| v.replace(set));
+    let out = f();
+    VAR_SET.with(|v| v.set(saved));
+    out
 }
 
 /// Runs `f` with `names` (lower case) known as user variables.
@@ -124,6 +171,9 @@ pub fn with_user_vars<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
 impl Var {
     /// Looks a variable up by its name (without `$`).
     pub fn from_name(name: &str) -> Option<Var> {
+        if VAR_SET.with(|v| v.get()) == VarSet::Stream {
+            return Self::from_stream_name(name);
+        }
         let lower = name.to_ascii_lowercase();
         let prefixed = |prefix: &str| lower.strip_prefix(prefix).map(str::to_string);
         Some(match lower.as_str() {
@@ -191,11 +241,62 @@ impl Var {
     }
 }
 
+impl Var {
+    /// The stream module's variables (ngx_stream_variables.c and the
+    /// upstream module's), plus `set`/`map` names.
+    fn from_stream_name(name: &str) -> Option<Var> {
+        let lower = name.to_ascii_lowercase();
+        Some(match lower.as_str() {
+            "remote_addr" => Var::RemoteAddr,
+            "remote_port" => Var::RemotePort,
+            "server_addr" => Var::ServerAddr,
+            "server_port" => Var::ServerPort,
+            "bytes_sent" => Var::BytesSent,
+            "bytes_received" => Var::BytesReceived,
+            "connection" => Var::Connection,
+            "hostname" => Var::Hostname,
+            "pid" => Var::Pid,
+            "msec" => Var::Msec,
+            "nginx_version" => Var::NginxVersion,
+            "time_iso8601" => Var::TimeIso8601,
+            "time_local" => Var::TimeLocal,
+            "protocol" => Var::Protocol,
+            "status" => Var::Status,
+            "session_time" => Var::SessionTime,
+            "upstream_addr" => Var::UpstreamAddr,
+            "upstream_bytes_sent" => Var::UpstreamBytesSent,
+            "upstream_bytes_received" => Var::UpstreamBytesReceived,
+            "upstream_connect_time" => Var::UpstreamConnectTime,
+            "upstream_first_byte_time" => Var::UpstreamFirstByteTime,
+            "upstream_session_time" => Var::UpstreamSessionTime,
+            "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+            "proxy_protocol_port" => Var::ProxyProtocolPort,
+            "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
+            "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
+            "binary_remote_addr" => Var::BinaryRemoteAddr,
+            _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
+                Var::Capture((lower.as_bytes()[0] - b'0') as usize)
+            }
+            _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
+            _ => return None,
+        })
+    }
+}
+
 /// Something that knows the value of variables: a request in flight.
 pub trait VarSource {
     /// The variable's value, or `None` when it is not found (nginx's
     /// "not found", logged as `-`).
     fn var(&self, var: &Var) -> Option<Cow<'_, str>>;
+
+    /// The variable's value as bytes: the same as [`VarSource::var`] except
+    /// for variables that are not text (`$binary_remote_addr`).
+    fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
+        self.var(var).map(|value| match value {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        })
+    }
 }
 
 /// One piece of a template.
@@ -295,6 +396,23 @@ impl Template {
         self.segments.is_empty()
     }
 
+    /// Renders to bytes, with missing variables as nothing: what is sent
+    /// on the wire (`return` in stream), where a value may be binary.
+    pub fn render_bytes(&self, source: &dyn VarSource) -> Vec<u8> {
+        let mut out = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Segment::Var(var) => {
+                    if let Some(value) = source.var_bytes(var) {
+                        out.extend_from_slice(&value);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Renders with missing variables as empty strings.
     pub fn render(&self, source: &dyn VarSource) -> String {
         let mut out = String::new();
@@ -331,6 +449,14 @@ mod tests {
     fn compiles_and_renders() {
         let t = Template::compile("$remote_addr - ${http_user_agent}x $status.").unwrap();
         assert_eq!(t.render(&Fixed), "10.0.0.1 - curlx .");
+    }
+
+    #[test]
+    fn stream_and_http_know_their_own_variables() {
+        assert!(Template::compile("$bytes_received").is_err());
+        assert!(with_var_set(VarSet::Stream, || Template::compile("$bytes_received")).is_ok());
+        assert!(with_var_set(VarSet::Stream, || Template::compile("$request")).is_err());
+        assert!(Template::compile("$request").is_ok());
     }
 
     #[test]

@@ -145,6 +145,10 @@ const LOC: Ctx = Ctx::LOCATION;
 const UPS: Ctx = Ctx::UPSTREAM;
 const ANY: Ctx = Ctx::HTTP_ANY;
 const ANY_IF: Ctx = Ctx::HTTP_ANY_IF;
+const SSTREAM: Ctx = Ctx::STREAM;
+const SSRV: Ctx = Ctx::STREAM_SERVER;
+const SUPS: Ctx = Ctx::STREAM_UPSTREAM;
+const SANY: Ctx = Ctx::STREAM_ANY;
 
 /// Every directive switchyard knows, implemented or not.
 pub static DIRECTIVES: &[Spec] = &[
@@ -178,7 +182,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("accept_mutex", Ctx::EVENTS, FLAG, false, Accepted),
     d("accept_mutex_delay", Ctx::EVENTS, T1, false, Accepted),
     d("http", MAIN, T0, true, Yes),
-    d("stream", MAIN, T0, true, NotYet),
+    d("stream", MAIN, T0, true, Yes),
     d("mail", MAIN, T0, true, NotYet),
     // http core
     d("server", HTTP.or(UPS), M1, false, Yes), // the block form is checked in code
@@ -340,15 +344,98 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_set_body", ANY, T1, false, Yes),
     d("proxy_ssl_verify", ANY, FLAG, false, NotYet),
     d("proxy_ssl_server_name", ANY, FLAG, false, NotYet),
+    // stream: rows of their own, after the http rows of the same name (a
+    // lookup in a stream context finds these; `lookup` by name alone finds
+    // the http ones).
+    d("server", SSTREAM.or(SUPS), M1, false, Yes), // the block form is checked in code
+    d("upstream", SSTREAM, T1, true, Yes),
+    d("listen", SSRV, M1, false, Yes),
+    d("proxy_pass", SSRV, T1, false, Yes),
+    d("proxy_connect_timeout", SANY, T1, false, Yes),
+    d("proxy_timeout", SANY, T1, false, Yes),
+    d("proxy_next_upstream", SANY, FLAG, false, Yes),
+    d("proxy_next_upstream_tries", SANY, T1, false, Yes),
+    d("proxy_next_upstream_timeout", SANY, T1, false, Yes),
+    d("proxy_buffer_size", SANY, T1, false, Yes),
+    d("proxy_half_close", SANY, FLAG, false, Yes),
+    d("proxy_download_rate", SANY, T1, false, NotYet),
+    d("proxy_upload_rate", SANY, T1, false, NotYet),
+    d("proxy_bind", SANY, T12, false, NotYet),
+    d("proxy_socket_keepalive", SANY, FLAG, false, NotYet),
+    d("proxy_protocol", SANY, FLAG, false, Yes),
+    d("proxy_responses", SANY, T1, false, Yes),
+    d("proxy_requests", SANY, T1, false, Yes),
+    d("proxy_ssl", SANY, FLAG, false, NotYet),
+    d("proxy_ssl_server_name", SANY, FLAG, false, NotYet),
+    d("proxy_ssl_verify", SANY, FLAG, false, NotYet),
+    d("tcp_nodelay", SANY, FLAG, false, Yes),
+    d("log_format", SSTREAM, M2, false, Yes),
+    d("access_log", SANY, M1, false, Yes),
+    d("map", SSTREAM, T2, true, Yes),
+    d("split_clients", SSTREAM, T2, true, Yes),
+    d("geo", SSTREAM, T12, true, NotYet),
+    d("set", SSRV, T2, false, Yes),
+    d("allow", SANY, T1, false, Yes),
+    d("deny", SANY, T1, false, Yes),
+    d("return", SSRV, T1, false, Yes),
+    d("pass", SSRV, T1, false, NotYet),
+    d("limit_conn", SANY, T2, false, Yes),
+    d("limit_conn_zone", SSTREAM, T2, false, Yes),
+    d("limit_conn_log_level", SANY, T1, false, Yes),
+    d("limit_conn_dry_run", SANY, FLAG, false, Yes),
+    d("resolver", SANY, M1, false, NotYet),
+    d("resolver_timeout", SANY, T1, false, NotYet),
+    d("preread_buffer_size", SANY, T1, false, NotYet),
+    d("preread_timeout", SANY, T1, false, NotYet),
+    d("proxy_protocol_timeout", SANY, T1, false, Yes),
+    d("ssl_preread", SANY, FLAG, false, NotYet),
+    d("ssl_certificate", SANY, T1, false, NotYet),
+    d("ssl_certificate_key", SANY, T1, false, NotYet),
+    d("ssl_protocols", SANY, M1, false, NotYet),
+    d("variables_hash_max_size", SSTREAM, T1, false, Accepted),
+    d("variables_hash_bucket_size", SSTREAM, T1, false, Accepted),
+    d("map_hash_max_size", SSTREAM, T1, false, Accepted),
+    d("map_hash_bucket_size", SSTREAM, T1, false, Accepted),
+    d("server_names_hash_max_size", SSTREAM, T1, false, Accepted),
+    d(
+        "server_names_hash_bucket_size",
+        SSTREAM,
+        T1,
+        false,
+        Accepted,
+    ),
+    d("least_conn", SUPS, T0, false, Yes),
+    d("hash", SUPS, T12, false, Yes),
+    d("random", SUPS, take(&[0, 1, 2]), false, Yes),
+    d("zone", SUPS, T12, false, Accepted),
 ];
 
-/// Looks a directive up by name: switchyard's own table first, then the
-/// rest of nginx's directives ([`super::known::KNOWN`], all not supported yet).
+/// Looks a directive up by name: switchyard's own table first (http's row
+/// when http and stream both have it), then the rest of nginx's directives
+/// ([`super::known::KNOWN`], all not supported yet).
 pub fn lookup(name: &str) -> Option<&'static Spec> {
     DIRECTIVES
         .iter()
         .chain(super::known::KNOWN.iter())
         .find(|spec| spec.name == name)
+}
+
+/// Looks a directive up as written in `ctx`: the row allowed there, else
+/// any row of that name (which then reports "not allowed here", as nginx
+/// does for a directive of another module's context).
+pub fn lookup_in(name: &str, ctx: Ctx) -> Option<&'static Spec> {
+    DIRECTIVES
+        .iter()
+        .chain(super::known::KNOWN.iter())
+        .find(|spec| spec.name == name && spec.ctx.contains(ctx))
+        .or_else(|| lookup(name))
+}
+
+/// Whether a row is one of the stream module's own (documented in the
+/// stream rows of docs/directives.md).
+pub fn is_stream_row(spec: &Spec) -> bool {
+    let stream = Ctx::STREAM.or(Ctx::STREAM_SERVER).or(Ctx::STREAM_UPSTREAM);
+    stream.contains(spec.ctx)
 }
 
 #[cfg(test)]
@@ -365,8 +452,22 @@ mod tests {
         let mut problems = Vec::new();
         for spec in DIRECTIVES.iter().chain(super::super::known::KNOWN) {
             let prefix = format!("| `{}` |", spec.name);
-            let Some(row) = doc.lines().find(|l| l.starts_with(&prefix)) else {
-                problems.push(format!("{} is missing", spec.name));
+            // A stream row is the one whose contexts start with "stream".
+            let stream = is_stream_row(spec);
+            let Some(row) = doc.lines().find(|l| {
+                l.starts_with(&prefix)
+                    && l.split('|')
+                        .nth(2)
+                        .unwrap_or("")
+                        .trim()
+                        .starts_with("stream")
+                        == stream
+            }) else {
+                problems.push(format!(
+                    "{}{} is missing",
+                    spec.name,
+                    if stream { " (stream)" } else { "" }
+                ));
                 continue;
             };
             let status = row.split('|').nth(3).unwrap_or("").trim();
@@ -412,15 +513,31 @@ mod tests {
         assert!(!gzip_types.ctx.contains(Ctx::MAIN));
     }
 
-    /// A directive is in one table or the other, once.
+    /// A name is in switchyard's table once per module (http's row and
+    /// stream's); the rest of nginx's table has it once, for the contexts
+    /// switchyard's rows do not cover, not supported yet.
     #[test]
     fn the_tables_do_not_overlap() {
-        let mut seen = std::collections::HashSet::new();
-        for spec in DIRECTIVES.iter().chain(super::super::known::KNOWN) {
-            assert!(seen.insert(spec.name), "{} is listed twice", spec.name);
+        let mut ours = std::collections::HashSet::new();
+        for spec in DIRECTIVES {
+            assert!(
+                ours.insert((spec.name, is_stream_row(spec))),
+                "{} is listed twice",
+                spec.name
+            );
         }
+        let mut known = std::collections::HashSet::new();
         for spec in super::super::known::KNOWN {
+            assert!(known.insert(spec.name), "{} is listed twice", spec.name);
             assert_eq!(spec.support, Support::NotYet, "{}", spec.name);
+            for row in DIRECTIVES.iter().filter(|r| r.name == spec.name) {
+                assert_eq!(
+                    row.ctx.0 & spec.ctx.0,
+                    0,
+                    "{}: a context is in both tables",
+                    spec.name
+                );
+            }
         }
     }
 }

@@ -122,25 +122,7 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
                         &inner.position,
                     ));
                 }
-                let mut rest = &inner.args[1..];
-                let mut escape = Escape::Default;
-                if let Some(e) = rest.first().and_then(|a| a.value.strip_prefix("escape=")) {
-                    escape = match e {
-                        "default" => Escape::Default,
-                        "json" => Escape::Json,
-                        "none" => Escape::None,
-                        other => {
-                            return Err(ConfigError::at(
-                                format!("unknown log format escaping \"{other}\""),
-                                &inner.position,
-                            ))
-                        }
-                    };
-                    rest = &rest[1..];
-                }
-                let text: String = rest.iter().map(|a| a.value.as_str()).collect();
-                let format = LogFormat::compile(&text, escape)
-                    .map_err(|e| ConfigError::at(e.to_string(), &inner.position))?;
+                let format = parse_log_format(inner)?;
                 b.formats.push((name, Arc::new(format)));
             }
             "include" => {}
@@ -168,6 +150,29 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
         log_formats: b.formats,
         maps: Arc::new(maps),
     })
+}
+
+/// Compiles the format of `log_format NAME [escape=...] TEXT...` (the
+/// arguments after the name are concatenated, as nginx does).
+pub(crate) fn parse_log_format(d: &Directive) -> Result<LogFormat, ConfigError> {
+    let mut rest = &d.args[1..];
+    let mut escape = Escape::Default;
+    if let Some(e) = rest.first().and_then(|a| a.value.strip_prefix("escape=")) {
+        escape = match e {
+            "default" => Escape::Default,
+            "json" => Escape::Json,
+            "none" => Escape::None,
+            other => {
+                return Err(ConfigError::at(
+                    format!("unknown log format escaping \"{other}\""),
+                    &d.position,
+                ))
+            }
+        };
+        rest = &rest[1..];
+    }
+    let text: String = rest.iter().map(|a| a.value.as_str()).collect();
+    LogFormat::compile(&text, escape).map_err(|e| ConfigError::at(e.to_string(), &d.position))
 }
 
 /// nginx refuses two `default_server`s on one address.
@@ -269,6 +274,8 @@ impl HttpBuilder<'_> {
                 default_server: false,
                 backlog: 511,
                 ipv6only: true,
+                udp: false,
+                proxy_protocol: false,
                 position: None,
             });
         }

@@ -558,7 +558,7 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("flv", Ctx::LOCATION, take(&[0]), false),
-    k("geo", Ctx::HTTP.or(Ctx::STREAM), take(&[1, 2]), true),
+    k("geo", Ctx::HTTP, take(&[1, 2]), true),
     k(
         "geoip_city",
         Ctx::HTTP.or(Ctx::STREAM),
@@ -1008,21 +1008,13 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "limit_conn_dry_run",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
         false,
     ),
     k(
         "limit_conn_log_level",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
     ),
@@ -1294,7 +1286,6 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
-    k("pass", Ctx::STREAM_SERVER, take(&[1]), false),
     k(
         "perl",
         Ctx::LOCATION.or(Ctx::LIMIT_EXCEPT),
@@ -1328,27 +1319,11 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k(
-        "preread_buffer_size",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "preread_timeout",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
     k("protocol", Ctx::MAIL, take(&[1]), false),
     k("proxy", Ctx::MAIL, Arity::Flag, false),
     k(
         "proxy_bind",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
         false,
     ),
@@ -1438,12 +1413,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_download_rate",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
         "proxy_downstream_buffer",
         Ctx::STREAM.or(Ctx::STREAM_SERVER),
         take(&[1]),
@@ -1452,12 +1421,6 @@ pub static KNOWN: &[Spec] = &[
     k(
         "proxy_force_ranges",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "proxy_half_close",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
         Arity::Flag,
         false,
     ),
@@ -1498,30 +1461,7 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
-    k(
-        "proxy_protocol",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER).or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_protocol_timeout",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_requests",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_responses",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
+    k("proxy_protocol", Ctx::MAIL, take(&[1]), false),
     k(
         "proxy_send_lowat",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -1531,11 +1471,7 @@ pub static KNOWN: &[Spec] = &[
     k("proxy_smtp_auth", Ctx::MAIL, Arity::Flag, false),
     k(
         "proxy_socket_keepalive",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
         false,
     ),
@@ -1557,12 +1493,6 @@ pub static KNOWN: &[Spec] = &[
             .or(Ctx::STREAM)
             .or(Ctx::STREAM_SERVER),
         take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        Arity::Flag,
         false,
     ),
     k(
@@ -1709,18 +1639,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k(
-        "proxy_timeout",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER).or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_upload_rate",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
+    k("proxy_timeout", Ctx::MAIL, take(&[1]), false),
     k(
         "proxy_upstream_buffer",
         Ctx::STREAM.or(Ctx::STREAM_SERVER),
@@ -2090,6 +2009,13 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("server_name", Ctx::STREAM_SERVER, Arity::AtLeast(1), false),
+    k(
+        "set_real_ip_from",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
     k(
         "slice",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -2109,7 +2035,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k("split_clients", Ctx::HTTP.or(Ctx::STREAM), take(&[2]), true),
+    k("split_clients", Ctx::HTTP, take(&[2]), true),
     k(
         "ssi_ignore_recycled_buffers",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -2303,7 +2229,7 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "ssl_preread",
+        "ssl_prefer_server_ciphers",
         Ctx::STREAM.or(Ctx::STREAM_SERVER),
         Arity::Flag,
         false,

@@ -81,6 +81,8 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
         default_server: false,
         backlog: 511,
         ipv6only: true,
+        udp: false,
+        proxy_protocol: false,
         position: Some(at.clone()),
     };
     for param in d.args.iter().skip(1) {

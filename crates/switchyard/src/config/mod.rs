@@ -9,7 +9,8 @@ pub mod listen;
 pub mod model;
 mod rewrite;
 mod settings;
-mod upstream;
+mod stream;
+pub(crate) mod upstream;
 pub mod values;
 
 use std::fmt;
@@ -187,7 +188,7 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
 pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, ConfigError> {
     let name = &directive.name;
     let at = &directive.position;
-    let spec = directives::lookup(name)
+    let spec = directives::lookup_in(name, ctx)
         .ok_or_else(|| ConfigError::at(format!("unknown directive \"{name}\""), at))?;
     if !spec.ctx.contains(ctx) {
         return Err(ConfigError::at(
@@ -195,9 +196,10 @@ pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, Co
             at,
         ));
     }
-    // `server` is a block in http and a line in upstream.
+    // `server` is a block in http and stream, a line in upstream.
+    let server_block = name == "server" && (ctx == Ctx::HTTP || ctx == Ctx::STREAM);
     let wants_block = if name == "server" {
-        ctx == Ctx::HTTP
+        server_block
     } else {
         spec.block
     };
@@ -213,7 +215,7 @@ pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, Co
             at,
         ));
     }
-    let arity = if name == "server" && ctx == Ctx::HTTP {
+    let arity = if server_block {
         Arity::Counts(1)
     } else {
         spec.arity
@@ -243,6 +245,12 @@ pub(crate) fn check(directive: &Directive, ctx: Ctx) -> Result<&'static Spec, Co
         });
     }
     Ok(spec)
+}
+
+/// Records an error that does not stop the load, like a directive that is
+/// not supported yet: every such problem is reported together.
+pub(crate) fn record_unsupported(error: ConfigError) {
+    UNSUPPORTED.with(|u| u.borrow_mut().push(error));
 }
 
 /// Tracks directives already seen in one block, for `is duplicate`.
@@ -313,6 +321,7 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
     let mut seen = Seen::default();
     let mut events_seen = false;
     let mut http_block = None;
+    let mut stream_block = None;
     for d in directives {
         let spec = check(d, Ctx::MAIN)?;
         let repeatable = matches!(
@@ -361,6 +370,7 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
                 }
             }
             "http" => http_block = Some(d),
+            "stream" => stream_block = Some(d),
             _ => {} // accepted directives with no effect here (user, pcre_jit, ...)
         }
     }
@@ -371,11 +381,16 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
         Some(d) => Some(http::build_http(d, &options.prefix)?),
         None => None,
     };
+    let stream = match stream_block {
+        Some(d) => Some(stream::build_stream(d, &options.prefix)?),
+        None => None,
+    };
     Ok(Model {
         conf_file: options.conf_file.clone(),
         prefix: options.prefix.clone(),
         main,
         http,
+        stream,
     })
 }
 

@@ -22,6 +22,174 @@ pub struct Model {
     pub main: Main,
     /// The `http` block, if there is one.
     pub http: Option<Http>,
+    /// The `stream` block, if there is one.
+    pub stream: Option<Stream>,
+}
+
+/// The `stream` block.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// Upstream groups (a namespace of their own, apart from http's),
+    /// implicit `host:port` ones included.
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
+    /// Servers in file order.
+    pub servers: Vec<Arc<StreamServer>>,
+    /// `map` blocks, by the variable they define (without `$`).
+    pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks, by the variable they define (without `$`).
+    pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+    /// `limit_conn_zone` zones.
+    pub limit_zones: Vec<Arc<LimitConnZone>>,
+}
+
+/// A `limit_conn_zone KEY zone=NAME:SIZE`.
+#[derive(Debug, Clone)]
+pub struct LimitConnZone {
+    /// The zone's name.
+    pub name: String,
+    /// The key whose values are counted (an empty value is not counted).
+    pub key: crate::vars::Template,
+    /// The key as written (for messages, and to keep a zone's counts
+    /// across a reload only while its key is the same).
+    pub key_text: String,
+}
+
+/// `limit_conn ZONE N` with `limit_conn_log_level` and `limit_conn_dry_run`.
+#[derive(Debug, Clone)]
+pub struct LimitConn {
+    /// The zone counted in.
+    pub zone: Arc<LimitConnZone>,
+    /// Sessions allowed at once per key value.
+    pub max: u32,
+}
+
+/// A `split_clients KEY $name { PERCENT% VALUE; ... * VALUE; }` block.
+#[derive(Debug, Clone)]
+pub struct SplitClients {
+    /// The key hashed (MurmurHash2, as nginx).
+    pub source: crate::vars::Template,
+    /// Upper hash bounds (exclusive) with their values, in order; a bound
+    /// of 0 takes every hash left (`*`, or the part reaching 100%).
+    pub parts: Vec<(u32, String)>,
+}
+
+impl SplitClients {
+    /// The value for `source`'s variables (empty when no part matches).
+    pub fn value(&self, source: &dyn crate::vars::VarSource) -> String {
+        let key = self.source.render(source);
+        let hash = murmur_hash2(key.as_bytes());
+        self.parts
+            .iter()
+            .find(|(bound, _)| hash < *bound || *bound == 0)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// nginx's `ngx_murmur_hash2` (MurmurHash2 by Austin Appleby, seed 0).
+pub fn murmur_hash2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// What a stream server does with a session (its content handler).
+#[derive(Debug, Clone)]
+pub enum StreamHandler {
+    /// `proxy_pass`: the upstream group, or an implicit one-server group.
+    Proxy(ProxyTarget),
+    /// `proxy_pass` with variables: evaluated per session to an upstream
+    /// name or an `address:port`.
+    ProxyVars(crate::vars::Template),
+    /// `return VALUE`: send the value and close.
+    Return(crate::vars::Template),
+    /// Neither: nginx ends such a session with status 500.
+    None,
+}
+
+/// One `allow` / `deny` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessRule {
+    /// `allow` (true) or `deny`.
+    pub allow: bool,
+    /// The addresses; `None` is `all`.
+    pub cidr: Option<Cidr>,
+}
+
+/// One `stream { server { } }`.
+#[derive(Debug, Clone)]
+pub struct StreamServer {
+    /// Its `listen` lines (at least one: nginx requires it).
+    pub listens: Vec<Listen>,
+    /// `proxy_pass` or `return` (the last one written, as nginx).
+    pub handler: StreamHandler,
+    /// `set $name value` lines, run in order before the access check
+    /// (nginx's preaccess phase).
+    pub set: Vec<(String, crate::vars::Template)>,
+    /// `allow`/`deny` rules in order (the server's, else the stream's).
+    pub access: Arc<Vec<AccessRule>>,
+    /// `limit_conn` lines (the server's, else the stream's).
+    pub limit_conn: Vec<LimitConn>,
+    /// `limit_conn_log_level` (default error).
+    pub limit_conn_log_level: crate::observe::ErrorLevel,
+    /// `limit_conn_dry_run` (default off): count and log, never refuse.
+    pub limit_conn_dry_run: bool,
+    /// `proxy_connect_timeout` (default 60s).
+    pub connect_timeout: Duration,
+    /// `proxy_timeout` (default 10m): idle time in both directions that
+    /// ends the session.
+    pub timeout: Duration,
+    /// `proxy_next_upstream` (default on): a failed connect moves on.
+    pub next_upstream: bool,
+    /// `proxy_next_upstream_tries` (0: no limit).
+    pub next_upstream_tries: u32,
+    /// `proxy_next_upstream_timeout` (0: no limit).
+    pub next_upstream_timeout: Duration,
+    /// `proxy_buffer_size` (default 16k): each direction's buffer.
+    pub buffer_size: usize,
+    /// `proxy_half_close` (default off).
+    pub half_close: bool,
+    /// `proxy_protocol` (default off): send a PROXY protocol v1 header to
+    /// the upstream before the client's bytes.
+    pub proxy_protocol: bool,
+    /// `proxy_protocol_timeout` (default 30s): for reading the header of a
+    /// `listen ... proxy_protocol` connection.
+    pub proxy_protocol_timeout: Duration,
+    /// `proxy_responses` (UDP): datagrams expected back per datagram sent;
+    /// `None` (nginx's default) means any number, until `proxy_timeout`.
+    pub responses: Option<u32>,
+    /// `proxy_requests` (UDP, default 0 = no limit): datagrams from the
+    /// client after which the session takes no more.
+    pub requests: u32,
+    /// `tcp_nodelay` (default on).
+    pub tcp_nodelay: bool,
+    /// `access_log` targets (empty: off, nginx's stream default).
+    pub access_log: Vec<AccessLogTarget>,
+    /// Where the `server` block is.
+    pub position: Position,
 }
 
 /// Settings of the main context and `events`.
@@ -86,6 +254,64 @@ pub struct MapConfig {
     pub regexes: Vec<(regex::Regex, crate::vars::Template)>,
     /// `default` (empty when not given).
     pub default: crate::vars::Template,
+}
+
+impl MapConfig {
+    /// The value for `source`'s variables: the exact key (ignoring case),
+    /// else the first regex that matches, else `default`.
+    /// A regex key's value may name its captures (`$1`, `$name`).
+    pub fn value(&self, source: &dyn crate::vars::VarSource) -> String {
+        let key = self.source.render(source);
+        let lower = key.to_ascii_lowercase();
+        if let Some(v) = self.exact.get(&lower) {
+            return v.render(source);
+        }
+        for (re, v) in &self.regexes {
+            if let Some(captures) = re.captures(&key) {
+                return v.render(&Captured {
+                    inner: source,
+                    re,
+                    captures,
+                });
+            }
+        }
+        self.default.render(source)
+    }
+}
+
+/// Variables as seen by the value of a map's regex key: its captures
+/// first, then everything else.
+struct Captured<'a> {
+    inner: &'a dyn crate::vars::VarSource,
+    re: &'a regex::Regex,
+    captures: regex::Captures<'a>,
+}
+
+impl crate::vars::VarSource for Captured<'_> {
+    fn var(&self, var: &crate::vars::Var) -> Option<std::borrow::Cow<'_, str>> {
+        use crate::vars::Var;
+        match var {
+            Var::Capture(n) => self
+                .captures
+                .get(*n)
+                .map(|m| std::borrow::Cow::Borrowed(m.as_str())),
+            Var::User(name)
+                if self
+                    .re
+                    .capture_names()
+                    .flatten()
+                    .any(|g| g.eq_ignore_ascii_case(name)) =>
+            {
+                self.re
+                    .capture_names()
+                    .flatten()
+                    .find(|g| g.eq_ignore_ascii_case(name))
+                    .and_then(|g| self.captures.name(g))
+                    .map(|m| std::borrow::Cow::Borrowed(m.as_str()))
+            }
+            _ => self.inner.var(var),
+        }
+    }
 }
 
 /// One `upstream` group.
@@ -181,6 +407,11 @@ pub struct Listen {
     pub backlog: i32,
     /// `ipv6only=` (default on).
     pub ipv6only: bool,
+    /// `udp` (stream only): a datagram socket.
+    pub udp: bool,
+    /// `proxy_protocol` (stream only): each connection starts with a PROXY
+    /// protocol header.
+    pub proxy_protocol: bool,
     /// Where it was written.
     pub position: Option<Position>,
 }

@@ -19,18 +19,42 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
     for d in block {
         let name = match d.name.as_str() {
             "set" => d.args.first(),
-            "map" => d.args.get(1),
+            "map" | "split_clients" => d.args.get(1),
             _ => None,
         };
+        if d.name == "map" {
+            // Named captures of a map's regexes are variables too.
+            for line in d.block.as_deref().unwrap_or_default() {
+                if line.name.starts_with('~') {
+                    named_groups(&line.name, out);
+                }
+            }
+        }
         if let Some(name) = name.and_then(|a| a.value.strip_prefix('$')) {
             let name = name.to_ascii_lowercase();
             if !out.contains(&name) {
                 out.push(name);
             }
         }
-        if d.name != "map" && d.name != "types" {
+        if !matches!(d.name.as_str(), "map" | "types" | "split_clients") {
             if let Some(inner) = &d.block {
                 user_var_names(inner, out);
+            }
+        }
+    }
+}
+
+/// The names of `(?P<name>...)` and `(?<name>...)` groups in `regex`.
+fn named_groups(regex: &str, out: &mut Vec<String>) {
+    for start in ["(?P<", "(?<"] {
+        let mut rest = regex;
+        while let Some(at) = rest.find(start) {
+            rest = &rest[at + start.len()..];
+            if let Some(end) = rest.find('>') {
+                let name = rest[..end].to_ascii_lowercase();
+                if !name.is_empty() && !out.contains(&name) {
+                    out.push(name);
+                }
             }
         }
     }

@@ -90,6 +90,61 @@ pub(crate) fn parse_cidr(text: &str) -> Option<Cidr> {
     (bits <= max).then_some(Cidr { addr, bits })
 }
 
+/// Parses one `access_log PATH [FORMAT]` / `access_log off` (`None`), as
+/// http and stream write it.
+pub(crate) fn parse_access_log(
+    d: &Directive,
+    prefix: &Path,
+    formats: &Formats,
+) -> Result<Option<AccessLogTarget>, ConfigError> {
+    if arg0(d) == "off" {
+        if d.args.len() > 1 {
+            return Err(ConfigError::at(
+                "invalid number of arguments in \"access_log\" directive",
+                &d.position,
+            ));
+        }
+        return Ok(None);
+    }
+    let format = match d.args.get(1) {
+        None => Arc::new(LogFormat::combined()),
+        Some(name) => formats
+            .iter()
+            .find(|(n, _)| *n == name.value)
+            .map(|(_, f)| f.clone())
+            .ok_or_else(|| {
+                ConfigError::at(
+                    format!("unknown log format \"{}\"", name.value),
+                    &d.position,
+                )
+            })?,
+    };
+    if let Some(extra) = d.args.get(2) {
+        let known = ["buffer=", "gzip", "flush=", "if="];
+        let message = if known.iter().any(|k| extra.value.starts_with(k)) {
+            format!(
+                "\"access_log\" parameter \"{}\" is not supported yet",
+                extra.value
+            )
+        } else {
+            format!("invalid parameter \"{}\"", extra.value)
+        };
+        return Err(ConfigError::at(message, &d.position));
+    }
+    let path = arg0(d);
+    let path = if path == "/dev/stderr" || path == "stderr" {
+        LogPath::Stderr
+    } else if path.starts_with("syslog:") {
+        return Err(ConfigError::at(
+            "\"access_log\" to syslog is not supported yet",
+            &d.position,
+        ));
+    } else {
+        LogPath::File(full_path(prefix, path))
+    };
+    Ok(Some(AccessLogTarget { path, format }))
+}
+
 /// Named log formats visible while parsing (for `access_log PATH NAME`).
 pub(crate) type Formats = [(String, Arc<LogFormat>)];
 
@@ -180,53 +235,10 @@ impl Layer {
             )?,
             "access_log" => {
                 let logs = self.access_log.get_or_insert_with(Vec::new);
-                if arg0(d) == "off" {
-                    if d.args.len() > 1 {
-                        return Err(ConfigError::at(
-                            "invalid number of arguments in \"access_log\" directive",
-                            &d.position,
-                        ));
-                    }
-                    logs.clear();
-                    return Ok(true);
+                match parse_access_log(d, prefix, formats)? {
+                    Some(target) => logs.push(target),
+                    None => logs.clear(),
                 }
-                let format = match d.args.get(1) {
-                    None => Arc::new(LogFormat::combined()),
-                    Some(name) => formats
-                        .iter()
-                        .find(|(n, _)| *n == name.value)
-                        .map(|(_, f)| f.clone())
-                        .ok_or_else(|| {
-                            ConfigError::at(
-                                format!("unknown log format \"{}\"", name.value),
-                                &d.position,
-                            )
-                        })?,
-                };
-                if let Some(extra) = d.args.get(2) {
-                    let known = ["buffer=", "gzip", "flush=", "if="];
-                    let message = if known.iter().any(|k| extra.value.starts_with(k)) {
-                        format!(
-                            "\"access_log\" parameter \"{}\" is not supported yet",
-                            extra.value
-                        )
-                    } else {
-                        format!("invalid parameter \"{}\"", extra.value)
-                    };
-                    return Err(ConfigError::at(message, &d.position));
-                }
-                let path = arg0(d);
-                let path = if path == "/dev/stderr" || path == "stderr" {
-                    LogPath::Stderr
-                } else if path.starts_with("syslog:") {
-                    return Err(ConfigError::at(
-                        "\"access_log\" to syslog is not supported yet",
-                        &d.position,
-                    ));
-                } else {
-                    LogPath::File(full_path(prefix, path))
-                };
-                logs.push(AccessLogTarget { path, format });
             }
             "proxy_next_upstream" => {
                 set(&mut self.proxy_next_upstream, d, parse_next_upstream(d)?)?

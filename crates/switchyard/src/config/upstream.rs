@@ -41,7 +41,11 @@ pub(crate) fn split_host_port(
     }
 }
 
-fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServer, ConfigError> {
+fn parse_server(
+    d: &Directive,
+    method: &balance::Method,
+    ctx: Ctx,
+) -> Result<UpstreamServer, ConfigError> {
     let at = &d.position;
     let address = &d.args[0].value;
     if address.starts_with("unix:") {
@@ -50,7 +54,15 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
             at,
         ));
     }
-    let (host, port, _) = split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
+    let (host, port, has_port) =
+        split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
+    // stream has no default port (nginx: ngx_parse_url without one).
+    if ctx == Ctx::STREAM_UPSTREAM && !has_port {
+        return Err(ConfigError::at(
+            format!("no port in upstream \"{address}\""),
+            at,
+        ));
+    }
     let mut server = UpstreamServer::new(address.clone(), host, port, at.clone());
     for arg in d.args.iter().skip(1) {
         let p = arg.value.as_str();
@@ -101,9 +113,30 @@ fn parse_server(d: &Directive, method: &balance::Method) -> Result<UpstreamServe
     Ok(server)
 }
 
-/// Builds one `upstream NAME { ... }`.
+/// Builds one `upstream NAME { ... }` of the http block.
 pub(crate) fn build_upstream(
     d: &Directive,
+    matches: &std::collections::HashMap<String, std::sync::Arc<super::model::HealthMatch>>,
+    http_resolver: Option<&ResolverSettings>,
+) -> Result<UpstreamConfig, ConfigError> {
+    build_upstream_in(d, Ctx::UPSTREAM, matches, http_resolver)
+}
+
+/// Builds one `upstream NAME { ... }` of the stream block: the same
+/// balancers and `server` parameters; the directives the stream upstream
+/// module lacks (`keepalive`, `ip_hash`, ...) are "not allowed here".
+pub(crate) fn build_stream_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigError> {
+    build_upstream_in(
+        d,
+        Ctx::STREAM_UPSTREAM,
+        &std::collections::HashMap::new(),
+        None,
+    )
+}
+
+fn build_upstream_in(
+    d: &Directive,
+    ctx: Ctx,
     matches: &std::collections::HashMap<String, std::sync::Arc<super::model::HealthMatch>>,
     http_resolver: Option<&ResolverSettings>,
 ) -> Result<UpstreamConfig, ConfigError> {
@@ -119,10 +152,13 @@ pub(crate) fn build_upstream(
     let mut servers = Vec::new();
     let mut seen = Seen::default();
     for inner in d.block.as_deref().unwrap_or_default() {
-        let spec = check(inner, Ctx::UPSTREAM)?;
+        let spec = check(inner, ctx)?;
+        if spec.support == super::directives::Support::NotYet {
+            continue;
+        }
         match spec.name {
             "server" => {
-                servers.push(parse_server(inner, &method)?);
+                servers.push(parse_server(inner, &method, ctx)?);
                 continue;
             }
             "include" => continue,

@@ -150,7 +150,7 @@ impl LoggedBody {
 
     fn finish(&mut self) {
         if let Some(exchange) = self.exchange.take() {
-            self.log.write(&exchange);
+            self.log.write(&*exchange);
         }
     }
 }

@@ -181,18 +181,7 @@ impl Exchange {
             return Some(v.clone());
         }
         let map = self.maps.as_ref()?.get(name)?;
-        let key = map.source.render(self);
-        let lower = key.to_ascii_lowercase();
-        let value = match map.exact.get(&lower) {
-            Some(v) => v,
-            None => map
-                .regexes
-                .iter()
-                .find(|(re, _)| re.is_match(&key))
-                .map(|(_, v)| v)
-                .unwrap_or(&map.default),
-        };
-        Some(value.render(self))
+        Some(map.value(self))
     }
 
     /// `$request`: the request line.
@@ -349,6 +338,19 @@ impl VarSource for Exchange {
             Var::UpstreamHttp(h) => Self::header(&self.upstream_headers, h).map(Cow::Owned),
             Var::Arg(a) => self.arg(a).map(Cow::Owned),
             Var::Cookie(c) => self.cookie(c).map(Cow::Owned),
+            // Stream variables: templates of the http block never name them.
+            Var::BytesReceived
+            | Var::UpstreamBytesSent
+            | Var::UpstreamBytesReceived
+            | Var::UpstreamFirstByteTime
+            | Var::UpstreamSessionTime
+            | Var::SessionTime
+            | Var::Protocol
+            | Var::ProxyProtocolAddr
+            | Var::ProxyProtocolPort
+            | Var::ProxyProtocolServerAddr
+            | Var::ProxyProtocolServerPort
+            | Var::BinaryRemoteAddr => None,
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Generation {
     /// Servers on each listening address, with their `default_server` flag.
     pub servers: HashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>>,
     logs: HashMap<usize, Arc<AccessLog>>,
+    /// The `stream` block at run time (empty without one).
+    pub stream: crate::stream::generation::StreamRuntime,
 }
 
 fn key(settings: &Arc<Settings>) -> usize {
@@ -60,11 +62,16 @@ impl Generation {
                 }
             }
         }
+        let stream = crate::stream::generation::StreamRuntime::build(
+            model.stream.as_ref(),
+            previous.map(|p| &p.stream),
+        )?;
         Ok(Generation {
             model,
             upstreams,
             servers,
             logs,
+            stream,
         })
     }
 
@@ -137,7 +144,9 @@ fn open_location_logs(
     Ok(())
 }
 
-fn same_upstream(
+/// Whether two upstream configurations make the same group, so that a
+/// reload keeps the running one (and its balancer state).
+pub(crate) fn same_upstream(
     a: &crate::config::model::UpstreamConfig,
     b: &crate::config::model::UpstreamConfig,
 ) -> bool {

@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::exchange::Exchange;
 use crate::config::model::{AccessLogTarget, LogPath};
 use crate::observe::access_log::{self, LogFile};
 use crate::observe::log_format::LogFormat;
@@ -55,10 +54,10 @@ impl AccessLog {
         self.sent_headers
     }
 
-    /// Writes `exchange`'s line to every target.
-    pub fn write(&self, exchange: &Exchange) {
+    /// Writes the line of a request (or a stream session) to every target.
+    pub fn write(&self, source: &dyn crate::vars::VarSource) {
         for (sink, format) in &self.targets {
-            let line = format.render(exchange);
+            let line = format.render(source);
             match sink {
                 Sink::Stderr => {
                     let _ = writeln!(std::io::stderr(), "{line}");

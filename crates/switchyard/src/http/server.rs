@@ -90,6 +90,14 @@ pub struct Slot {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
+impl Slot {
+    /// A place taken from `worker_connections` by a connection (http) or a
+    /// session (stream); counted as active until dropped.
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Slot {
+        Slot { _permit: permit }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         crate::observe::metrics::global()
@@ -439,7 +447,7 @@ pub async fn handle(
 
 fn aborted(ex: Box<Exchange>, log: Option<Arc<super::log::AccessLog>>) -> Response<ResponseBody> {
     if let Some(log) = log {
-        log.write(&ex);
+        log.write(&*ex);
     }
     Response::new(Abort.boxed_unsync())
 }

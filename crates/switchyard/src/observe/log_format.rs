@@ -63,7 +63,7 @@ impl LogFormat {
         for segment in self.template.segments() {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
-                Segment::Var(var) => match source.var(var) {
+                Segment::Var(var) => match source.var_bytes(var) {
                     Some(value) if !value.is_empty() => escape_into(&mut out, &value, self.escape),
                     _ => {
                         if self.escape != Escape::Json {
@@ -77,11 +77,11 @@ impl LogFormat {
     }
 }
 
-fn escape_into(out: &mut String, value: &str, escape: Escape) {
+fn escape_into(out: &mut String, value: &[u8], escape: Escape) {
     match escape {
-        Escape::None => out.push_str(value),
+        Escape::None => out.push_str(&String::from_utf8_lossy(value)),
         Escape::Default => {
-            for byte in value.bytes() {
+            for &byte in value {
                 if byte == b'"' || byte == b'\\' || !(0x20..0x7f).contains(&byte) {
                     out.push_str(&format!("\\x{byte:02X}"));
                 } else {
@@ -90,7 +90,7 @@ fn escape_into(out: &mut String, value: &str, escape: Escape) {
             }
         }
         Escape::Json => {
-            for ch in value.chars() {
+            for ch in String::from_utf8_lossy(value).chars() {
                 match ch {
                     '"' => out.push_str("\\\""),
                     '\\' => out.push_str("\\\\"),

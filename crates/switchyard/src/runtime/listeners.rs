@@ -31,3 +31,23 @@ pub fn bind(
     socket.listen(backlog).map_err(|e| fail("listen", e))?;
     Ok(socket.into())
 }
+
+/// Binds a UDP `addr` for `listen ... udp` (SO_REUSEADDR, IPV6_V6ONLY);
+/// errors in nginx's words as for TCP.
+pub fn bind_udp(addr: SocketAddr, ipv6only: bool) -> Result<std::net::UdpSocket, String> {
+    let fail =
+        |call: &str, e: std::io::Error| format!("{call}() to {addr} failed ({})", os_error(&e));
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| fail("socket", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| fail("setsockopt", e))?;
+    if addr.is_ipv6() {
+        socket
+            .set_only_v6(ipv6only)
+            .map_err(|e| fail("setsockopt", e))?;
+    }
+    socket.set_nonblocking(true).map_err(|e| fail("ioctl", e))?;
+    socket.bind(&addr.into()).map_err(|e| fail("bind", e))?;
+    Ok(socket.into())
+}

@@ -85,10 +85,22 @@ pub fn run(options: RunOptions) -> i32 {
         }
     };
     let mut bound = HashMap::new();
-    for (addr, backlog, ipv6only) in generation.bind_addresses() {
+    for (addr, backlog, ipv6only, kind) in bind_addresses(&generation) {
         match listeners::bind(addr, backlog, ipv6only) {
             Ok(l) => {
-                bound.insert(addr, l);
+                bound.insert(addr, (l, kind));
+            }
+            Err(e) => {
+                error_log::stderr_line(ErrorLevel::Emerg, &e);
+                return 1;
+            }
+        }
+    }
+    let mut bound_udp = HashMap::new();
+    for (addr, _, ipv6only) in generation.stream.bind_addresses(true) {
+        match listeners::bind_udp(addr, ipv6only) {
+            Ok(s) => {
+                bound_udp.insert(addr, s);
             }
             Err(e) => {
                 error_log::stderr_line(ErrorLevel::Emerg, &e);
@@ -124,7 +136,9 @@ pub fn run(options: RunOptions) -> i32 {
         }
     };
     let pid_file = main.pid.clone();
-    let code = runtime.block_on(serve(options, generation, bound, workers, pid_file));
+    let code = runtime.block_on(serve(
+        options, generation, bound, bound_udp, workers, pid_file,
+    ));
     let _ = std::fs::remove_file(&main.pid);
     // Connection tasks may still hold sockets; do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -191,20 +205,48 @@ fn daemonize() -> Result<(), String> {
     Ok(())
 }
 
+/// Every address to bind, http's and stream's, with the module serving it.
+fn bind_addresses(generation: &Generation) -> Vec<(SocketAddr, i32, bool, workers::Kind)> {
+    let http = generation
+        .bind_addresses()
+        .into_iter()
+        .map(|(a, b, v6)| (a, b, v6, workers::Kind::Http));
+    let stream = generation
+        .stream
+        .bind_addresses(false)
+        .into_iter()
+        .map(|(a, b, v6)| (a, b, v6, workers::Kind::Stream));
+    http.chain(stream).collect()
+}
+
 struct Server {
     shared: Arc<Shared>,
     epoch: watch::Sender<u64>,
     stopping: watch::Sender<bool>,
     workers: workers::Workers,
-    /// The bound sockets, by address (kept open across reloads).
-    listening: HashMap<SocketAddr, std::net::TcpListener>,
+    /// The bound sockets, by address (kept open across reloads), with the
+    /// module serving each.
+    listening: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
+    /// The bound UDP sockets of stream listeners, by address.
+    listening_udp: HashMap<SocketAddr, std::net::UdpSocket>,
     max_connections: usize,
 }
 
 impl Server {
-    fn listen(&mut self, addr: SocketAddr, listener: std::net::TcpListener) -> Result<(), String> {
-        self.workers.listen(addr, &listener)?;
-        self.listening.insert(addr, listener);
+    fn listen(
+        &mut self,
+        addr: SocketAddr,
+        listener: std::net::TcpListener,
+        kind: workers::Kind,
+    ) -> Result<(), String> {
+        self.workers.listen(addr, &listener, kind)?;
+        self.listening.insert(addr, (listener, kind));
+        Ok(())
+    }
+
+    fn listen_udp(&mut self, addr: SocketAddr, socket: std::net::UdpSocket) -> Result<(), String> {
+        self.workers.listen_udp(addr, &socket)?;
+        self.listening_udp.insert(addr, socket);
         Ok(())
     }
 
@@ -223,6 +265,7 @@ async fn start_resolving(generation: &Generation) {
     let attempts: Vec<JoinHandle<()>> = generation
         .upstreams
         .values()
+        .chain(generation.stream.upstreams.values())
         .filter_map(|upstream| upstream.activate())
         .collect();
     for attempt in attempts {
@@ -233,7 +276,8 @@ async fn start_resolving(generation: &Generation) {
 async fn serve(
     options: RunOptions,
     generation: Generation,
-    bound: HashMap<SocketAddr, std::net::TcpListener>,
+    bound: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
+    bound_udp: HashMap<SocketAddr, std::net::UdpSocket>,
     workers: usize,
     pid_file: PathBuf,
 ) -> i32 {
@@ -281,10 +325,17 @@ async fn serve(
         stopping: stop_tx,
         workers: worker_threads,
         listening: HashMap::new(),
+        listening_udp: HashMap::new(),
         max_connections,
     };
-    for (addr, listener) in bound {
-        if let Err(e) = server.listen(addr, listener) {
+    for (addr, (listener, kind)) in bound {
+        if let Err(e) = server.listen(addr, listener, kind) {
+            error_log::stderr_line(ErrorLevel::Emerg, &e);
+            return 1;
+        }
+    }
+    for (addr, socket) in bound_udp {
+        if let Err(e) = server.listen_udp(addr, socket) {
             error_log::stderr_line(ErrorLevel::Emerg, &e);
             return 1;
         }
@@ -359,12 +410,29 @@ async fn reload(options: &RunOptions, server: &mut Server) {
             return;
         }
     };
-    let wanted: Vec<(SocketAddr, i32, bool)> = generation.bind_addresses();
+    let wanted = bind_addresses(&generation);
     let mut fresh = Vec::new();
-    for (addr, backlog, ipv6only) in &wanted {
-        if !server.listening.contains_key(addr) {
-            match listeners::bind(*addr, *backlog, *ipv6only) {
-                Ok(l) => fresh.push((*addr, l)),
+    let mut switched = Vec::new();
+    for (addr, backlog, ipv6only, kind) in &wanted {
+        match server.listening.get(addr) {
+            // The same socket, now for the other module: workers re-listen.
+            Some((_, old)) if old != kind => switched.push((*addr, *kind)),
+            Some(_) => {}
+            None => match listeners::bind(*addr, *backlog, *ipv6only) {
+                Ok(l) => fresh.push((*addr, l, *kind)),
+                Err(e) => {
+                    error_log::log(ErrorLevel::Emerg, None, &e);
+                    return;
+                }
+            },
+        }
+    }
+    let wanted_udp = generation.stream.bind_addresses(true);
+    let mut fresh_udp = Vec::new();
+    for (addr, _, ipv6only) in &wanted_udp {
+        if !server.listening_udp.contains_key(addr) {
+            match listeners::bind_udp(*addr, *ipv6only) {
+                Ok(s) => fresh_udp.push((*addr, s)),
                 Err(e) => {
                     error_log::log(ErrorLevel::Emerg, None, &e);
                     return;
@@ -386,20 +454,43 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     describe_changes(&old, &generation);
     start_resolving(&generation).await;
     server.shared.current.store(Arc::new(generation));
-    for (addr, listener) in fresh {
-        if let Err(e) = server.listen(addr, listener) {
+    for (addr, listener, kind) in fresh {
+        if let Err(e) = server.listen(addr, listener, kind) {
             error_log::log(ErrorLevel::Emerg, None, &e);
+        }
+    }
+    for (addr, kind) in switched {
+        if let Some((listener, _)) = server.listening.remove(&addr) {
+            if let Err(e) = server.listen(addr, listener, kind) {
+                error_log::log(ErrorLevel::Emerg, None, &e);
+            }
         }
     }
     let gone: Vec<SocketAddr> = server
         .listening
         .keys()
-        .filter(|a| !wanted.iter().any(|(w, _, _)| w == *a))
+        .filter(|a| !wanted.iter().any(|(w, _, _, _)| w == *a))
         .copied()
         .collect();
     for addr in gone {
         server.unlisten(addr);
         error_log::notice(&format!("stopped listening on {addr}"));
+    }
+    for (addr, socket) in fresh_udp {
+        if let Err(e) = server.listen_udp(addr, socket) {
+            error_log::log(ErrorLevel::Emerg, None, &e);
+        }
+    }
+    let gone_udp: Vec<SocketAddr> = server
+        .listening_udp
+        .keys()
+        .filter(|a| !wanted_udp.iter().any(|(w, _, _)| w == *a))
+        .copied()
+        .collect();
+    for addr in gone_udp {
+        server.workers.unlisten_udp(addr);
+        server.listening_udp.remove(&addr);
+        error_log::notice(&format!("stopped listening on {addr} (udp)"));
     }
     server.epoch.send_modify(|e| *e += 1);
 }

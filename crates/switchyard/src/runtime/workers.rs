@@ -15,12 +15,25 @@ use tokio::task::JoinHandle;
 use crate::http::server::{accept_loop, Shared};
 use crate::observe::error_log;
 
+/// Which module serves a listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `http { server { listen } }`.
+    Http,
+    /// `stream { server { listen } }`.
+    Stream,
+}
+
 /// What the main thread tells a worker.
 enum Command {
     /// Accept on this socket (a duplicate of the bound one).
-    Listen(SocketAddr, std::net::TcpListener),
+    Listen(SocketAddr, std::net::TcpListener, Kind),
     /// Stop accepting on this address.
     Unlisten(SocketAddr),
+    /// Receive stream datagrams on this UDP socket (a duplicate).
+    ListenUdp(SocketAddr, std::net::UdpSocket),
+    /// Stop receiving on this UDP address (sessions in flight finish).
+    UnlistenUdp(SocketAddr),
 }
 
 /// The running workers.
@@ -48,8 +61,13 @@ impl Workers {
         Ok(Workers { senders })
     }
 
-    /// Every worker accepts on `listener` from now on.
-    pub fn listen(&self, addr: SocketAddr, listener: &std::net::TcpListener) -> Result<(), String> {
+    /// Every worker accepts on `listener` from now on, for `kind`.
+    pub fn listen(
+        &self,
+        addr: SocketAddr,
+        listener: &std::net::TcpListener,
+        kind: Kind,
+    ) -> Result<(), String> {
         for sender in &self.senders {
             let copy = listener.try_clone().map_err(|e| {
                 format!(
@@ -57,9 +75,30 @@ impl Workers {
                     error_log::os_error(&e)
                 )
             })?;
-            let _ = sender.send(Command::Listen(addr, copy));
+            let _ = sender.send(Command::Listen(addr, copy, kind));
         }
         Ok(())
+    }
+
+    /// Every worker receives stream datagrams on `socket` from now on.
+    pub fn listen_udp(&self, addr: SocketAddr, socket: &std::net::UdpSocket) -> Result<(), String> {
+        for sender in &self.senders {
+            let copy = socket.try_clone().map_err(|e| {
+                format!(
+                    "dup() of the {addr} udp listener failed ({})",
+                    error_log::os_error(&e)
+                )
+            })?;
+            let _ = sender.send(Command::ListenUdp(addr, copy));
+        }
+        Ok(())
+    }
+
+    /// Every worker stops receiving on the UDP `addr`.
+    pub fn unlisten_udp(&self, addr: SocketAddr) {
+        for sender in &self.senders {
+            let _ = sender.send(Command::UnlistenUdp(addr));
+        }
     }
 
     /// Every worker stops accepting on `addr` (connections stay).
@@ -72,19 +111,42 @@ impl Workers {
 
 async fn worker(mut commands: mpsc::UnboundedReceiver<Command>, shared: Arc<Shared>) {
     let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+    let mut receiving: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Listen(addr, listener) => match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    let task = tokio::spawn(accept_loop(listener, shared.clone()));
-                    if let Some(old) = accepting.insert(addr, task) {
+            Command::Listen(addr, listener, kind) => {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        let task = match kind {
+                            Kind::Http => tokio::spawn(accept_loop(listener, shared.clone())),
+                            Kind::Stream => tokio::spawn(crate::stream::session::accept_loop(
+                                listener,
+                                shared.clone(),
+                            )),
+                        };
+                        if let Some(old) = accepting.insert(addr, task) {
+                            old.abort();
+                        }
+                    }
+                    Err(e) => error_log::error(None, &format!("cannot accept on {addr}: {e}")),
+                }
+            }
+            Command::Unlisten(addr) => {
+                if let Some(task) = accepting.remove(&addr) {
+                    task.abort();
+                }
+            }
+            Command::ListenUdp(addr, socket) => match tokio::net::UdpSocket::from_std(socket) {
+                Ok(socket) => {
+                    let task = tokio::spawn(crate::stream::udp::recv_loop(socket, shared.clone()));
+                    if let Some(old) = receiving.insert(addr, task) {
                         old.abort();
                     }
                 }
-                Err(e) => error_log::error(None, &format!("cannot accept on {addr}: {e}")),
+                Err(e) => error_log::error(None, &format!("cannot receive on {addr} (udp): {e}")),
             },
-            Command::Unlisten(addr) => {
-                if let Some(task) = accepting.remove(&addr) {
+            Command::UnlistenUdp(addr) => {
+                if let Some(task) = receiving.remove(&addr) {
                     task.abort();
                 }
             }

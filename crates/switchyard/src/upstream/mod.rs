@@ -262,7 +262,10 @@ impl Upstream {
         state.resolved.extend(entries);
         // Keep the order of the server lines, as nginx builds its peer list.
         state.resolved.sort_by_key(|r| (r.line, r.addr));
-        state.resolved.dedup_by_key(|r| r.addr);
+        // An address twice in one line is one peer; the same address on two
+        // lines is two peers, as nginx builds them (each with its own
+        // max_conns, down, weight).
+        state.resolved.dedup_by_key(|r| (r.line, r.addr));
         let peers: Vec<PeerConfig> = state
             .resolved
             .iter()
@@ -335,6 +338,16 @@ impl Upstream {
             metrics: entry.metrics.clone(),
             label: entry.label.clone(),
         })
+    }
+
+    /// Reports that an attempt connected (stream: a peer that recovered
+    /// after `fail_timeout` is counted healthy from its first connect).
+    pub fn connected(&self, id: PeerId) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some(b) = state.balancer.as_mut() {
+                b.connected(id);
+            }
+        }
     }
 
     /// Reports how an attempt ended.

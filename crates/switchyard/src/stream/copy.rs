@@ -1,0 +1,198 @@
+//! The copy phase of a session: bytes both ways through one bounded
+//! buffer per direction (`proxy_buffer_size`), half-close as nginx does
+//! it, and the `proxy_timeout` idle timer, reset by progress either way.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Byte counts and activity of one session, updated as bytes move (so a
+/// session cut by a timeout still reports what it copied).
+#[derive(Debug)]
+pub(crate) struct Counters {
+    /// From the client.
+    pub from_client: AtomicU64,
+    /// To the client.
+    pub to_client: AtomicU64,
+    /// From the upstream.
+    pub from_upstream: AtomicU64,
+    /// To the upstream.
+    pub to_upstream: AtomicU64,
+    /// Milliseconds after `epoch` of the first byte from the upstream
+    /// (`u64::MAX`: none yet).
+    pub first_byte_ms: AtomicU64,
+    /// Milliseconds after `epoch` of the last progress either way.
+    last_activity_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Counters {
+    /// Counters for a copy starting now.
+    pub fn new() -> Counters {
+        Counters {
+            from_client: AtomicU64::new(0),
+            to_client: AtomicU64::new(0),
+            from_upstream: AtomicU64::new(0),
+            to_upstream: AtomicU64::new(0),
+            first_byte_ms: AtomicU64::new(u64::MAX),
+            last_activity_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn touch(&self) {
+        self.last_activity_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Time from the start of the copy to the upstream's first byte.
+    pub fn first_byte(&self) -> Option<Duration> {
+        match self.first_byte_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Resolves once nothing moved either way for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+            let since = self.epoch.elapsed().saturating_sub(last);
+            if since >= timeout {
+                return;
+            }
+            tokio::time::sleep(timeout - since).await;
+        }
+    }
+}
+
+/// Which way bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Client to upstream.
+    Upstream,
+    /// Upstream to client.
+    Downstream,
+}
+
+/// How one direction ended.
+#[derive(Debug)]
+pub(crate) enum PumpEnd {
+    /// The source closed and everything read was written.
+    Eof,
+    /// Reading the source failed (nginx treats it as the end of that side).
+    ReadError(std::io::Error),
+    /// Writing to the destination failed.
+    WriteError(std::io::Error),
+}
+
+/// How the whole copy ended.
+#[derive(Debug)]
+pub(crate) enum CopyEnd {
+    /// A side closed (the one named, last with half-close).
+    Closed(Direction, PumpEnd),
+    /// `proxy_timeout` passed with nothing moving.
+    TimedOut,
+}
+
+/// Copies `src` into `dst` through a buffer of `size` bytes; with
+/// `half_close` the end of `src` is passed on as a shutdown of `dst`'s
+/// write side.
+async fn pump<R, W>(
+    mut src: R,
+    mut dst: W,
+    size: usize,
+    direction: Direction,
+    counters: &Counters,
+    half_close: bool,
+) -> PumpEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (read_count, write_count) = match direction {
+        Direction::Upstream => (&counters.from_client, &counters.to_upstream),
+        Direction::Downstream => (&counters.from_upstream, &counters.to_client),
+    };
+    let mut buf = vec![0u8; size.max(1)];
+    loop {
+        let n = match src.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return PumpEnd::ReadError(e),
+        };
+        if direction == Direction::Downstream {
+            let _ = counters.first_byte_ms.compare_exchange(
+                u64::MAX,
+                counters.now_ms(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        read_count.fetch_add(n as u64, Ordering::Relaxed);
+        counters.touch();
+        let mut written = 0;
+        while written < n {
+            match dst.write(&buf[written..n]).await {
+                Ok(0) => return PumpEnd::WriteError(std::io::ErrorKind::WriteZero.into()),
+                Ok(m) => {
+                    written += m;
+                    write_count.fetch_add(m as u64, Ordering::Relaxed);
+                    counters.touch();
+                }
+                Err(e) => return PumpEnd::WriteError(e),
+            }
+        }
+    }
+    if half_close {
+        // The peer's read side sees the end; our reading of it goes on.
+        let _ = dst.shutdown().await;
+    }
+    PumpEnd::Eof
+}
+
+/// Copies between `client` and `upstream` until the session ends: without
+/// half-close at the first side that closes (nginx's default), with it
+/// once both have; or when nothing moved for `timeout`.
+pub(crate) async fn copy(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    size: usize,
+    timeout: Duration,
+    half_close: bool,
+    counters: &Counters,
+) -> CopyEnd {
+    counters.touch();
+    let (cr, cw) = client.split();
+    let (ur, uw) = upstream.split();
+    let up = pump(cr, uw, size, Direction::Upstream, counters, half_close);
+    let down = pump(ur, cw, size, Direction::Downstream, counters, half_close);
+    tokio::pin!(up, down);
+    let idle = counters.idle(timeout);
+    tokio::pin!(idle);
+    let mut up_done: Option<PumpEnd> = None;
+    let mut down_done: Option<PumpEnd> = None;
+    loop {
+        tokio::select! {
+            end = &mut up, if up_done.is_none() => {
+                if !half_close || !matches!(end, PumpEnd::Eof) || down_done.is_some() {
+                    return CopyEnd::Closed(Direction::Upstream, end);
+                }
+                up_done = Some(end);
+            }
+            end = &mut down, if down_done.is_none() => {
+                if !half_close || !matches!(end, PumpEnd::Eof) || up_done.is_some() {
+                    return CopyEnd::Closed(Direction::Downstream, end);
+                }
+                down_done = Some(end);
+            }
+            _ = &mut idle => return CopyEnd::TimedOut,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The stream part of a configuration generation: the running upstream
+//! groups (kept across reloads when unchanged), the servers by listening
+//! address and their access logs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::model::{MapConfig, SplitClients, Stream, StreamServer};
+use crate::http::generation::same_upstream;
+use crate::http::log::AccessLog;
+use crate::upstream::Upstream;
+
+/// A stream server as one listening address sees it.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The server.
+    pub server: Arc<StreamServer>,
+    /// The `listen` address as configured (nginx's `server:` in log lines).
+    pub listen: SocketAddr,
+    /// Its access log.
+    pub log: Arc<AccessLog>,
+    /// `listen ... proxy_protocol`: connections start with a PROXY header.
+    pub proxy_protocol: bool,
+}
+
+/// The stream block at run time.
+#[derive(Debug, Default)]
+pub struct StreamRuntime {
+    /// Upstream groups by name (implicit ones by `host:port`).
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// `map` blocks.
+    pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks.
+    pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
+    /// `limit_conn_zone` counts, by zone name.
+    pub zones: HashMap<String, Arc<super::limit::ZoneCounts>>,
+    /// By listening address and whether it is UDP.
+    servers: HashMap<(SocketAddr, bool), Bound>,
+    /// Listen addresses with their backlog, ipv6only and udp flag, in
+    /// file order.
+    binds: Vec<(SocketAddr, i32, bool, bool)>,
+}
+
+impl StreamRuntime {
+    /// Builds the runtime of `stream` (empty without a stream block);
+    /// unchanged groups of `previous` are kept, so that balancer state and
+    /// failure counts survive a reload. The error is nginx's `open()`
+    /// message for an access log that cannot be opened.
+    pub fn build(
+        stream: Option<&Stream>,
+        previous: Option<&StreamRuntime>,
+    ) -> Result<StreamRuntime, String> {
+        let Some(stream) = stream else {
+            return Ok(StreamRuntime::default());
+        };
+        let mut upstreams = HashMap::new();
+        for up in &stream.upstreams {
+            let reused = previous
+                .and_then(|p| p.upstreams.get(&up.name))
+                .filter(|old| same_upstream(&old.config, up))
+                .cloned();
+            upstreams.insert(
+                up.name.clone(),
+                reused.unwrap_or_else(|| Upstream::new(up.clone())),
+            );
+        }
+        // A zone keeps its counts across a reload while its key is the
+        // same, as nginx keeps a shared memory zone.
+        let mut zones = HashMap::new();
+        for zone in &stream.limit_zones {
+            let reused = previous
+                .and_then(|p| p.zones.get(&zone.name))
+                .filter(|old| old.config.key_text == zone.key_text)
+                .cloned();
+            zones.insert(
+                zone.name.clone(),
+                reused.unwrap_or_else(|| super::limit::ZoneCounts::new(zone.clone())),
+            );
+        }
+        let mut servers = HashMap::new();
+        let mut binds = Vec::new();
+        for server in &stream.servers {
+            let log = Arc::new(AccessLog::open(&server.access_log)?);
+            for listen in &server.listens {
+                servers.insert(
+                    (listen.addr, listen.udp),
+                    Bound {
+                        server: server.clone(),
+                        listen: listen.addr,
+                        log: log.clone(),
+                        proxy_protocol: listen.proxy_protocol,
+                    },
+                );
+                binds.push((listen.addr, listen.backlog, listen.ipv6only, listen.udp));
+            }
+        }
+        Ok(StreamRuntime {
+            upstreams,
+            maps: stream.maps.clone(),
+            splits: stream.split_clients.clone(),
+            zones,
+            servers,
+            binds,
+        })
+    }
+
+    /// The server answering a session whose local address is `local` (a
+    /// UDP one if `udp`): the one listening on exactly that address, else
+    /// on the wildcard address of its port.
+    pub fn server_for(&self, local: SocketAddr, udp: bool) -> Option<&Bound> {
+        if let Some(b) = self.servers.get(&(local, udp)) {
+            return Some(b);
+        }
+        let wildcard = match local {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
+        };
+        self.servers.get(&(wildcard, udp))
+    }
+
+    /// The addresses to bind for stream listeners, TCP or UDP (`udp`). A
+    /// specific address is served by a wildcard socket of the same port
+    /// when there is one (as nginx does without `bind`).
+    pub fn bind_addresses(&self, udp: bool) -> Vec<(SocketAddr, i32, bool)> {
+        let mut out: Vec<(SocketAddr, i32, bool)> = Vec::new();
+        let binds: Vec<_> = self
+            .binds
+            .iter()
+            .filter(|b| b.3 == udp)
+            .map(|&(a, b, v6, _)| (a, b, v6))
+            .collect();
+        for (addr, backlog, ipv6only) in &binds {
+            let covered = !addr.ip().is_unspecified()
+                && binds.iter().any(|(other, _, _)| {
+                    other.ip().is_unspecified()
+                        && other.port() == addr.port()
+                        && other.is_ipv4() == addr.is_ipv4()
+                });
+            if !covered && !out.iter().any(|(a, _, _)| a == addr) {
+                out.push((*addr, *backlog, *ipv6only));
+            }
+        }
+        out
+    }
+}

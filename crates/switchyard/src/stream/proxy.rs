@@ -1,0 +1,132 @@
+//! The connect phase of a session: pick a peer with the group's balancer,
+//! connect within `proxy_connect_timeout`, and on failure move on to the
+//! next peer while `proxy_next_upstream`, its tries and its timeout allow
+//! (ngx_stream_proxy_connect / ngx_stream_proxy_next_upstream).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+
+use super::vars::{Session, Try};
+use crate::config::model::StreamServer;
+use crate::observe::error_log;
+use crate::upstream::{Picked, Upstream};
+
+/// A connected peer: the socket and the balancer's record of the pick,
+/// reported as a success when dropped (a session that ends, however it
+/// ends after connecting, does not count against the peer, as in nginx).
+pub(crate) struct Connected {
+    /// The upstream connection.
+    pub stream: TcpStream,
+    /// When the attempt started (`$upstream_session_time` counts from it).
+    pub started: Instant,
+    upstream: Arc<Upstream>,
+    picked: Picked,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.upstream.finish(self.picked.id, true);
+    }
+}
+
+/// Why no peer could be connected: the session ends with 502.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// Every peer is down or failed (already logged).
+    #[error("no peer connected")]
+    Exhausted,
+}
+
+/// Connects to a peer of `upstream` for `session`, logging each failure
+/// as nginx words it; every attempt is recorded in `session.tries`.
+pub(crate) async fn connect(
+    session: &mut Session,
+    server: &StreamServer,
+    upstream: Arc<Upstream>,
+) -> Result<Connected, ConnectError> {
+    let key = match &upstream.config.hash_key {
+        Some(template) => template.render(&*session).into_bytes(),
+        None => Vec::new(),
+    };
+    let started = Instant::now();
+    let out_of_time = || {
+        !server.next_upstream_timeout.is_zero() && started.elapsed() >= server.next_upstream_timeout
+    };
+    let Some(mut attempt) = upstream.start() else {
+        no_live(session, &upstream);
+        return Err(ConnectError::Exhausted);
+    };
+    if server.next_upstream_tries > 0 {
+        attempt.limit_tries(server.next_upstream_tries);
+    }
+    loop {
+        let Some(picked) = upstream.pick(&mut attempt, &key) else {
+            no_live(session, &upstream);
+            return Err(ConnectError::Exhausted);
+        };
+        let try_started = Instant::now();
+        session.tries.push(Try {
+            addr: picked.label.clone(),
+            ..Default::default()
+        });
+        let result =
+            tokio::time::timeout(server.connect_timeout, TcpStream::connect(picked.addr)).await;
+        let failure = match result {
+            Ok(Ok(stream)) => {
+                if server.tcp_nodelay {
+                    let _ = stream.set_nodelay(true);
+                }
+                if let Some(t) = session.tries.last_mut() {
+                    t.connect = Some(try_started.elapsed());
+                }
+                upstream.connected(picked.id);
+                if let Ok(local) = stream.local_addr() {
+                    error_log::log(
+                        crate::observe::ErrorLevel::Info,
+                        Some(session.id),
+                        &format!("proxy {local} connected to {}", picked.addr),
+                    );
+                }
+                return Ok(Connected {
+                    stream,
+                    started: try_started,
+                    upstream,
+                    picked,
+                });
+            }
+            Ok(Err(e)) => format!(
+                "connect() failed ({}) while connecting to upstream",
+                error_log::os_error(&e)
+            ),
+            Err(_) => "upstream timed out (110: Connection timed out) while connecting to upstream"
+                .to_string(),
+        };
+        error_log::error(Some(session.id), &format!("{failure}{}", session.context()));
+        if let Some(t) = session.tries.last_mut() {
+            t.session = Some(try_started.elapsed());
+        }
+        picked.metrics.failure();
+        upstream.finish(picked.id, false);
+        if attempt.tries_left() == 0 || !server.next_upstream || out_of_time() {
+            return Err(ConnectError::Exhausted);
+        }
+    }
+}
+
+/// nginx's "no live upstreams": the attempt is recorded under the group's
+/// name (`$upstream_addr` shows it, as nginx shows it).
+pub(crate) fn no_live(session: &mut Session, upstream: &Upstream) {
+    session.tries.push(Try {
+        addr: Arc::from(upstream.config.name.as_str()),
+        ..Default::default()
+    });
+    error_log::error(
+        Some(session.id),
+        &format!(
+            "no live upstreams while connecting to upstream{}",
+            session.context()
+        ),
+    );
+}

@@ -1,0 +1,336 @@
+//! Stream listeners and sessions: accept, find the server of the local
+//! address, proxy, log. A session keeps the configuration generation it
+//! started with, so a reload lets it finish on the old one.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd};
+use super::vars::Session;
+use crate::config::model::{AccessRule, StreamHandler, StreamServer};
+use crate::http::generation::Generation;
+use crate::http::server::{Shared, Slot};
+use crate::observe::{error_log, ErrorLevel};
+
+/// Accepts sessions on a stream listener until shutdown.
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: say so and breathe, as nginx does.
+                error_log::log(
+                    ErrorLevel::Alert,
+                    None,
+                    &format!("accept() failed ({})", error_log::os_error(&e)),
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = crate::observe::metrics::global();
+        metrics.accepted.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            error_log::log(
+                ErrorLevel::Alert,
+                None,
+                "worker_connections are not enough, closing a new connection",
+            );
+            continue;
+        };
+        metrics.handled.fetch_add(1, Ordering::Relaxed);
+        metrics.active.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(serve(stream, remote, shared.clone(), Slot::new(permit)));
+    }
+}
+
+async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
+    let generation = shared.current.load_full();
+    let local = client.local_addr().unwrap_or(remote);
+    let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
+    let Some(bound) = generation.stream.server_for(local, false).cloned() else {
+        // A listener whose server went away in a reload that kept the
+        // socket for a moment: nothing can serve it.
+        return;
+    };
+    let server = bound.server.clone();
+    if server.tcp_nodelay {
+        let _ = client.set_nodelay(true);
+    }
+    error_log::log(
+        ErrorLevel::Info,
+        Some(id),
+        &format!("client {remote} connected to {}", bound.listen),
+    );
+    let mut session = Session {
+        id,
+        remote,
+        local,
+        listen: bound.listen,
+        start: std::time::Instant::now(),
+        status: 200,
+        bytes_received: 0,
+        bytes_sent: 0,
+        tries: Vec::new(),
+        set: Vec::new(),
+        maps: generation.stream.maps.clone(),
+        splits: generation.stream.splits.clone(),
+        udp: false,
+        proxy_protocol: None,
+    };
+    if bound.proxy_protocol {
+        let read = tokio::time::timeout(
+            server.proxy_protocol_timeout,
+            super::proxy_protocol::read(&mut client),
+        )
+        .await;
+        match read {
+            Ok(Ok(header)) => session.proxy_protocol = header.addrs,
+            Ok(Err(e)) => {
+                let level = match e {
+                    super::proxy_protocol::ReadError::Header(_) => ErrorLevel::Error,
+                    super::proxy_protocol::ReadError::Io(_) => ErrorLevel::Info,
+                };
+                error_log::log(
+                    level,
+                    Some(id),
+                    &format!("{e} while reading PROXY protocol{}", session.context()),
+                );
+                session.status = match e {
+                    super::proxy_protocol::ReadError::Header(_) => 400,
+                    super::proxy_protocol::ReadError::Io(_) => 200,
+                };
+                bound.log.write(&session);
+                return;
+            }
+            Err(_) => {
+                error_log::log(
+                    ErrorLevel::Info,
+                    Some(id),
+                    &format!(
+                        "client timed out (110: Connection timed out) while reading PROXY protocol{}",
+                        session.context()
+                    ),
+                );
+                bound.log.write(&session);
+                return;
+            }
+        }
+    }
+    // nginx's phases in order: preaccess (`set`), access, content.
+    for (name, value) in &server.set {
+        let value = value.render(&session);
+        session.set.push((name.clone(), value));
+    }
+    let limits = super::limit::enter(&session, &server, &generation.stream.zones);
+    if limits.is_err() {
+        session.status = 503;
+    } else if !allowed(&server.access, remote) {
+        error_log::error(
+            Some(id),
+            &format!("access forbidden by rule{}", session.context()),
+        );
+        session.status = 403;
+    } else {
+        content(&mut session, &server, &generation, &mut client).await;
+    }
+    bound.log.write(&session);
+}
+
+/// The access phase: the first rule that matches decides; none matching
+/// allows.
+pub(crate) fn allowed(rules: &[AccessRule], remote: SocketAddr) -> bool {
+    rules
+        .iter()
+        .find(|r| r.cidr.is_none_or(|c| c.contains(remote.ip())))
+        .is_none_or(|r| r.allow)
+}
+
+/// The content phase: `return`, `proxy_pass`, or nothing (500).
+async fn content(
+    session: &mut Session,
+    server: &StreamServer,
+    generation: &Generation,
+    client: &mut TcpStream,
+) {
+    match &server.handler {
+        StreamHandler::Return(text) => {
+            let value = text.render_bytes(&*session);
+            match client.write_all(&value).await {
+                Ok(()) => {
+                    session.bytes_sent = value.len() as u64;
+                    let _ = client.shutdown().await;
+                }
+                Err(e) => error_log::log(
+                    ErrorLevel::Info,
+                    Some(session.id),
+                    &format!(
+                        "send() failed ({}){}",
+                        error_log::os_error(&e),
+                        session.context()
+                    ),
+                ),
+            }
+            return;
+        }
+        StreamHandler::Proxy(_) | StreamHandler::ProxyVars(_) => {}
+        StreamHandler::None => {
+            // nginx: no content handler ends the session with 500 ("no
+            // handler for server", a debug line).
+            session.status = 500;
+            return;
+        }
+    }
+    let Some(upstream) = super::target::upstream_for(session, server, generation) else {
+        session.status = 500;
+        return;
+    };
+    let mut connected = match super::proxy::connect(session, server, upstream).await {
+        Ok(c) => c,
+        Err(_) => {
+            session.status = 502;
+            return;
+        }
+    };
+    let mut header_len = 0u64;
+    if server.proxy_protocol {
+        let header = proxy_protocol_v1(session.remote, session.local);
+        if let Err(e) = connected.stream.write_all(header.as_bytes()).await {
+            error_log::error(
+                Some(session.id),
+                &format!(
+                    "send() failed ({}) while sending PROXY protocol header to upstream{}",
+                    error_log::os_error(&e),
+                    session.context()
+                ),
+            );
+            session.status = 502;
+            return;
+        }
+        header_len = header.len() as u64;
+    }
+    let counters = Counters::new();
+    let end = copy(
+        client,
+        &mut connected.stream,
+        server.buffer_size,
+        server.timeout,
+        server.half_close,
+        &counters,
+    )
+    .await;
+    session.bytes_received = counters.from_client.load(Ordering::Relaxed);
+    session.bytes_sent = counters.to_client.load(Ordering::Relaxed);
+    if let Some(t) = session.tries.last_mut() {
+        t.sent = counters.to_upstream.load(Ordering::Relaxed) + header_len;
+        t.received = counters.from_upstream.load(Ordering::Relaxed);
+        t.first_byte = counters
+            .first_byte()
+            .map(|d| d + t.connect.unwrap_or_default());
+        t.session = Some(connected.started.elapsed());
+    }
+    log_end(session, &end);
+}
+
+/// The PROXY protocol v1 header nginx sends for a client (`proxy_protocol
+/// on`): `PROXY TCP4 client server cport sport\r\n`, TCP6 for IPv6.
+fn proxy_protocol_v1(client: SocketAddr, local: SocketAddr) -> String {
+    let family = match (client, local) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => "TCP4",
+        (SocketAddr::V6(_), SocketAddr::V6(_)) => "TCP6",
+        _ => return "PROXY UNKNOWN\r\n".to_string(),
+    };
+    format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        client.ip(),
+        local.ip(),
+        client.port(),
+        local.port()
+    )
+}
+
+/// The lines nginx's stream proxy writes when a session ends.
+fn log_end(session: &Session, end: &CopyEnd) {
+    let id = Some(session.id);
+    match end {
+        CopyEnd::TimedOut => error_log::log(
+            ErrorLevel::Info,
+            id,
+            &format!(
+                "connection timed out (110: Connection timed out) while proxying connection{}",
+                session.context()
+            ),
+        ),
+        CopyEnd::Closed(direction, how) => {
+            let side = match direction {
+                Direction::Upstream => "client",
+                Direction::Downstream => "upstream",
+            };
+            match how {
+                PumpEnd::Eof => {}
+                PumpEnd::ReadError(e) => {
+                    // nginx logs a failed recv() from the upstream as an
+                    // error, from the client as info.
+                    let (level, from) = match direction {
+                        Direction::Upstream => (ErrorLevel::Info, "client"),
+                        Direction::Downstream => (ErrorLevel::Error, "upstream"),
+                    };
+                    error_log::log(
+                        level,
+                        id,
+                        &format!(
+                            "recv() failed ({}) while proxying and reading from {from}{}",
+                            error_log::os_error(e),
+                            session.context()
+                        ),
+                    );
+                }
+                PumpEnd::WriteError(e) => {
+                    let (level, to) = match direction {
+                        Direction::Upstream => (ErrorLevel::Error, "upstream"),
+                        Direction::Downstream => (ErrorLevel::Info, "client"),
+                    };
+                    error_log::log(
+                        level,
+                        id,
+                        &format!(
+                            "send() failed ({}) while proxying and sending to {to}{}",
+                            error_log::os_error(e),
+                            session.context()
+                        ),
+                    );
+                }
+            }
+            error_log::log(
+                ErrorLevel::Info,
+                id,
+                &format!("{side} disconnected, {}", session.byte_counts()),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_protocol_v1_headers() {
+        let v4 = proxy_protocol_v1(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.2:80".parse().unwrap(),
+        );
+        assert_eq!(v4, "PROXY TCP4 127.0.0.1 127.0.0.2 5000 80\r\n");
+        let v6 = proxy_protocol_v1("[::1]:5000".parse().unwrap(), "[::1]:81".parse().unwrap());
+        assert_eq!(v6, "PROXY TCP6 ::1 ::1 5000 81\r\n");
+    }
+}

@@ -1,0 +1,250 @@
+//! What a stream session knows about itself: the addresses, the byte
+//! counts, the upstream attempts and the status, as the stream module's
+//! variables show them (for `log_format`, `map` and `hash`).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::model::{MapConfig, SplitClients};
+use crate::observe::time::Civil;
+use crate::vars::{Var, VarSource};
+
+/// One upstream attempt (one entry of `$upstream_addr`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Try {
+    /// The peer's address as text.
+    pub addr: Arc<str>,
+    /// Time to connect; `None` if it did not connect (shown as `-`).
+    pub connect: Option<Duration>,
+    /// Time to the first byte from the peer.
+    pub first_byte: Option<Duration>,
+    /// Time from the attempt's start to its end.
+    pub session: Option<Duration>,
+    /// Bytes sent to the peer.
+    pub sent: u64,
+    /// Bytes received from the peer.
+    pub received: u64,
+}
+
+/// One session's state, read by its variables.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// nginx's connection number (`$connection`, `*N` in the error log).
+    pub id: u64,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// The `listen` address as configured (`server:` in the error log).
+    pub listen: SocketAddr,
+    /// When it was accepted.
+    pub start: Instant,
+    /// `$status`: 200 unless the session ended otherwise.
+    pub status: u16,
+    /// `$bytes_received`: from the client.
+    pub bytes_received: u64,
+    /// `$bytes_sent`: to the client.
+    pub bytes_sent: u64,
+    /// The upstream attempts, in order.
+    pub tries: Vec<Try>,
+    /// Values given by `set`, in the order set (a later one wins).
+    pub set: Vec<(String, String)>,
+    /// `map` blocks of the stream block.
+    pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks of the stream block.
+    pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
+    /// A UDP session (`$protocol`, `udp client:` in the error log).
+    pub udp: bool,
+    /// The client and server a PROXY protocol header gave.
+    pub proxy_protocol: Option<(SocketAddr, SocketAddr)>,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+impl Session {
+    /// The error-log context nginx's stream module appends: `, client: ..,
+    /// server: ..` and, once a peer is chosen, `, upstream: "..", bytes
+    /// from/to client:../.., bytes from/to upstream:../..`.
+    pub fn context(&self) -> String {
+        let mut s = format!(", client: {}, server: {}", self.remote.ip(), self.listen);
+        if let Some(t) = self.tries.last() {
+            s.push_str(&format!(
+                ", upstream: \"{}\", bytes from/to client:{}/{}, bytes from/to upstream:{}/{}",
+                t.addr, self.bytes_received, self.bytes_sent, t.received, t.sent
+            ));
+        }
+        s
+    }
+
+    /// The byte counts nginx prints when a session ends.
+    pub fn byte_counts(&self) -> String {
+        let (received, sent) = self
+            .tries
+            .last()
+            .map(|t| (t.received, t.sent))
+            .unwrap_or((0, 0));
+        format!(
+            "bytes from/to client:{}/{}, bytes from/to upstream:{}/{}",
+            self.bytes_received, self.bytes_sent, received, sent
+        )
+    }
+
+    /// The client address in network order: 4 bytes for IPv4, 16 for IPv6.
+    fn binary_remote_addr(&self) -> Vec<u8> {
+        match self.remote.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        }
+    }
+
+    fn join(&self, f: impl Fn(&Try) -> String) -> Option<Cow<'_, str>> {
+        if self.tries.is_empty() {
+            return None;
+        }
+        Some(Cow::Owned(
+            self.tries.iter().map(f).collect::<Vec<_>>().join(", "),
+        ))
+    }
+}
+
+fn time_or_dash(d: Option<Duration>) -> String {
+    d.map(secs).unwrap_or_else(|| "-".to_string())
+}
+
+impl VarSource for Session {
+    fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
+        let owned = |s: String| Some(Cow::Owned(s));
+        match var {
+            Var::RemoteAddr => owned(self.remote.ip().to_string()),
+            Var::RemotePort => owned(self.remote.port().to_string()),
+            Var::ServerAddr => owned(self.local.ip().to_string()),
+            Var::ServerPort => owned(self.local.port().to_string()),
+            Var::BytesSent => owned(self.bytes_sent.to_string()),
+            Var::BytesReceived => owned(self.bytes_received.to_string()),
+            Var::Connection => owned(self.id.to_string()),
+            Var::Hostname => owned(crate::echo::hostname()),
+            Var::Pid => owned(std::process::id().to_string()),
+            Var::Msec => {
+                let d = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                owned(format!("{}.{:03}", d.as_secs(), d.subsec_millis()))
+            }
+            Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
+            Var::TimeIso8601 => owned(Civil::now().iso8601()),
+            Var::TimeLocal => owned(Civil::now().time_local()),
+            Var::ProxyProtocolAddr => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.0.ip().to_string())),
+            Var::ProxyProtocolPort => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.0.port().to_string())),
+            Var::ProxyProtocolServerAddr => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.1.ip().to_string())),
+            Var::ProxyProtocolServerPort => self
+                .proxy_protocol
+                .map(|p| Cow::Owned(p.1.port().to_string())),
+            Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
+                .ok()
+                .map(Cow::Owned),
+            Var::Protocol => Some(Cow::Borrowed(if self.udp { "UDP" } else { "TCP" })),
+            Var::Status => owned(format!("{:03}", self.status)),
+            Var::SessionTime => owned(secs(self.start.elapsed())),
+            Var::UpstreamAddr => self.join(|t| t.addr.to_string()),
+            Var::UpstreamBytesSent => self.join(|t| t.sent.to_string()),
+            Var::UpstreamBytesReceived => self.join(|t| t.received.to_string()),
+            Var::UpstreamConnectTime => self.join(|t| time_or_dash(t.connect)),
+            Var::UpstreamFirstByteTime => self.join(|t| time_or_dash(t.first_byte)),
+            Var::UpstreamSessionTime => self.join(|t| time_or_dash(t.session)),
+            Var::User(name) => {
+                if let Some((_, v)) = self.set.iter().rev().find(|(n, _)| n == name) {
+                    return Some(Cow::Borrowed(v));
+                }
+                if let Some(m) = self.maps.get(name) {
+                    return owned(m.value(self));
+                }
+                self.splits.get(name).map(|s| Cow::Owned(s.value(self)))
+            }
+            _ => None,
+        }
+    }
+
+    fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
+        match var {
+            Var::BinaryRemoteAddr => Some(Cow::Owned(self.binary_remote_addr())),
+            _ => self.var(var).map(|value| match value {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vars::{with_var_set, Template, VarSet};
+
+    #[test]
+    fn attempts_render_as_nginx_lists_them() {
+        let session = Session {
+            id: 7,
+            remote: "127.0.0.1:5000".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            start: Instant::now(),
+            status: 200,
+            bytes_received: 8,
+            bytes_sent: 3,
+            tries: vec![
+                Try {
+                    addr: Arc::from("127.0.0.1:81"),
+                    ..Default::default()
+                },
+                Try {
+                    addr: Arc::from("127.0.0.1:82"),
+                    connect: Some(Duration::from_millis(1)),
+                    sent: 8,
+                    received: 3,
+                    ..Default::default()
+                },
+            ],
+            set: Vec::new(),
+            maps: Arc::default(),
+            splits: Arc::default(),
+            udp: false,
+            proxy_protocol: None,
+        };
+        let t = with_var_set(VarSet::Stream, || {
+            Template::compile(
+                "$upstream_addr!$upstream_bytes_sent!$upstream_bytes_received!$upstream_connect_time!$status!$protocol!$bytes_received:$bytes_sent",
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            t.render(&session),
+            "127.0.0.1:81, 127.0.0.1:82!0, 8!0, 3!-, 0.001!200!TCP!8:3"
+        );
+        let binary =
+            with_var_set(VarSet::Stream, || Template::compile("$binary_remote_addr")).unwrap();
+        assert_eq!(binary.render_bytes(&session), vec![127, 0, 0, 1]);
+        let log = with_var_set(VarSet::Stream, || {
+            crate::observe::log_format::LogFormat::compile(
+                "$binary_remote_addr",
+                crate::observe::log_format::Escape::Default,
+            )
+        })
+        .unwrap();
+        assert_eq!(log.render(&session), "\\x7F\\x00\\x00\\x01");
+        assert_eq!(
+            session.context(),
+            ", client: 127.0.0.1, server: 127.0.0.1:8080, upstream: \"127.0.0.1:82\", bytes from/to client:8/3, bytes from/to upstream:3/8"
+        );
+    }
+}
