@@ -1,16 +1,15 @@
 //! Every variable nginx defines, by name, so that one switchyard lacks is
 //! reported as not supported yet instead of nginx's `unknown "x" variable`,
 //! which names a typo. Read off the variable tables of nginx 1.31.5 (commit
-//! 3f6f782), http and stream together; names with a prefix (`$http_*`,
+//! 3f6f782), http's and stream's; names with a prefix (`$http_*`,
 //! `$upstream_cookie_*`, ...) are matched by [`PREFIXES`].
 
-/// nginx's variables with a fixed name, sorted.
-static NAMES: &[&str] = &[
+/// nginx's http variables with a fixed name, sorted.
+static HTTP_NAMES: &[&str] = &[
     "ancient_browser",
     "args",
     "binary_remote_addr",
     "body_bytes_sent",
-    "bytes_received",
     "bytes_sent",
     "connection",
     "connection_requests",
@@ -66,7 +65,6 @@ static NAMES: &[&str] = &[
     "nginx_version",
     "pid",
     "pipe",
-    "protocol",
     "proxy_add_via",
     "proxy_add_x_forwarded_for",
     "proxy_host",
@@ -109,7 +107,6 @@ static NAMES: &[&str] = &[
     "server_name",
     "server_port",
     "server_protocol",
-    "session_time",
     "ssl_alpn_protocol",
     "ssl_cipher",
     "ssl_ciphers",
@@ -132,9 +129,6 @@ static NAMES: &[&str] = &[
     "ssl_early_data",
     "ssl_ech_outer_server_name",
     "ssl_ech_status",
-    "ssl_preread_alpn_protocols",
-    "ssl_preread_protocol",
-    "ssl_preread_server_name",
     "ssl_protocol",
     "ssl_server_name",
     "ssl_session_id",
@@ -155,16 +149,94 @@ static NAMES: &[&str] = &[
     "upstream_cache_last_modified",
     "upstream_cache_status",
     "upstream_connect_time",
-    "upstream_first_byte_time",
     "upstream_header_time",
     "upstream_response_length",
     "upstream_response_time",
-    "upstream_session_time",
     "upstream_status",
     "uri",
 ];
 
-/// nginx's families of variables named by a prefix.
+/// nginx's stream variables with a fixed name, sorted.
+static STREAM_NAMES: &[&str] = &[
+    "binary_remote_addr",
+    "bytes_received",
+    "bytes_sent",
+    "connection",
+    "geoip_area_code",
+    "geoip_city",
+    "geoip_city_continent_code",
+    "geoip_city_country_code",
+    "geoip_city_country_code3",
+    "geoip_city_country_name",
+    "geoip_country_code",
+    "geoip_country_code3",
+    "geoip_country_name",
+    "geoip_dma_code",
+    "geoip_latitude",
+    "geoip_longitude",
+    "geoip_org",
+    "geoip_postal_code",
+    "geoip_region",
+    "geoip_region_name",
+    "hostname",
+    "limit_conn_status",
+    "msec",
+    "nginx_version",
+    "pid",
+    "protocol",
+    "proxy_protocol_addr",
+    "proxy_protocol_port",
+    "proxy_protocol_server_addr",
+    "proxy_protocol_server_port",
+    "realip_remote_addr",
+    "realip_remote_port",
+    "remote_addr",
+    "remote_port",
+    "server_addr",
+    "server_name",
+    "server_port",
+    "session_time",
+    "ssl_alpn_protocol",
+    "ssl_cipher",
+    "ssl_ciphers",
+    "ssl_client_cert",
+    "ssl_client_escaped_cert",
+    "ssl_client_fingerprint",
+    "ssl_client_i_dn",
+    "ssl_client_raw_cert",
+    "ssl_client_s_dn",
+    "ssl_client_serial",
+    "ssl_client_sigalg",
+    "ssl_client_v_end",
+    "ssl_client_v_remain",
+    "ssl_client_v_start",
+    "ssl_client_verify",
+    "ssl_curve",
+    "ssl_curves",
+    "ssl_ech_outer_server_name",
+    "ssl_ech_status",
+    "ssl_preread_alpn_protocols",
+    "ssl_preread_protocol",
+    "ssl_preread_server_name",
+    "ssl_protocol",
+    "ssl_server_name",
+    "ssl_session_id",
+    "ssl_session_reused",
+    "ssl_sigalg",
+    "ssl_sigalgs",
+    "status",
+    "time_iso8601",
+    "time_local",
+    "upstream_addr",
+    "upstream_bytes_received",
+    "upstream_bytes_sent",
+    "upstream_connect_time",
+    "upstream_first_byte_time",
+    "upstream_session_time",
+];
+
+/// nginx's families of http variables named by a prefix (stream has only
+/// `proxy_protocol_tlv_`).
 pub static PREFIXES: &[&str] = &[
     "arg_",
     "cookie_",
@@ -177,11 +249,17 @@ pub static PREFIXES: &[&str] = &[
     "upstream_trailer_",
 ];
 
-/// Whether nginx has a variable called `name` (without the `$`).
-pub fn is_nginx_variable(name: &str) -> bool {
+/// Whether nginx has a variable called `name` (without the `$`) in its
+/// http module, or in its stream module with `stream`.
+pub fn is_nginx_variable(name: &str, stream: bool) -> bool {
     let lower = name.to_ascii_lowercase();
-    NAMES.binary_search(&lower.as_str()).is_ok()
-        || PREFIXES
+    let (names, prefixes): (&[&str], &[&str]) = if stream {
+        (STREAM_NAMES, &["proxy_protocol_tlv_"])
+    } else {
+        (HTTP_NAMES, PREFIXES)
+    };
+    names.binary_search(&lower.as_str()).is_ok()
+        || prefixes
             .iter()
             .any(|p| lower.len() > p.len() && lower.starts_with(p))
 }
@@ -192,17 +270,21 @@ mod tests {
 
     #[test]
     fn names_are_sorted_and_found() {
-        assert!(NAMES.windows(2).all(|w| w[0] < w[1]));
+        assert!(HTTP_NAMES.windows(2).all(|w| w[0] < w[1]));
+        assert!(STREAM_NAMES.windows(2).all(|w| w[0] < w[1]));
         for name in [
             "request_id",
             "upstream_response_length",
             "ssl_early_data",
             "Request_Body",
         ] {
-            assert!(is_nginx_variable(name), "{name}");
+            assert!(is_nginx_variable(name, false), "{name}");
         }
-        assert!(is_nginx_variable("upstream_cookie_session"));
-        assert!(!is_nginx_variable("request_idd"));
-        assert!(!is_nginx_variable("upstream_cookie_"));
+        assert!(is_nginx_variable("upstream_cookie_session", false));
+        assert!(!is_nginx_variable("request_idd", false));
+        assert!(!is_nginx_variable("upstream_cookie_", false));
+        assert!(is_nginx_variable("ssl_preread_server_name", true));
+        assert!(!is_nginx_variable("request", true));
+        assert!(!is_nginx_variable("http_host", true));
     }
 }

@@ -355,7 +355,8 @@ impl Template {
                 return Err(TemplateError::InvalidName);
             }
             let var = Var::from_name(name).ok_or_else(|| {
-                if crate::known_vars::is_nginx_variable(name) {
+                let stream = VAR_SET.with(|v| v.get()) == VarSet::Stream;
+                if crate::known_vars::is_nginx_variable(name, stream) {
                     TemplateError::NotYet(name.to_string())
                 } else {
                     TemplateError::Unknown(name.to_string())
