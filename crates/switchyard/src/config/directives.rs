@@ -351,6 +351,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("upstream", SSTREAM, T1, true, Yes),
     d("listen", SSRV, M1, false, Yes),
     d("proxy_pass", SSRV, T1, false, Yes),
+    d("health_check", SSRV, Arity::AtLeast(0), false, Yes),
     d("proxy_connect_timeout", SANY, T1, false, Yes),
     d("proxy_timeout", SANY, T1, false, Yes),
     d("proxy_next_upstream", SANY, FLAG, false, Yes),

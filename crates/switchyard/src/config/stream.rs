@@ -11,8 +11,8 @@ use nginx_conf::Directive;
 use super::directives::{Ctx, Support};
 use super::listen::parse_address;
 use super::model::{
-    AccessLogTarget, AccessRule, LimitConn, LimitConnZone, Listen, ProxyTarget, SplitClients,
-    Stream, StreamHandler, StreamServer, UpstreamConfig,
+    AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, Listen, ProxyTarget,
+    SplitClients, Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
@@ -421,7 +421,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
     }
     let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
-    let mut implicit = Vec::new();
+    let mut found = FoundInServers::default();
     let mut servers = Vec::new();
     for s in server_blocks {
         servers.push(Arc::new(build_server(
@@ -431,13 +431,28 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
             &formats,
             &zones,
             &upstream_names,
-            &mut implicit,
+            &mut found,
         )?));
     }
     check_listens(&servers)?;
-    for up in implicit {
+    for up in found.implicit {
         if !upstreams.iter().any(|u| u.name == up.name) {
             upstreams.push(up);
+        }
+    }
+    // A server's health_check checks the peers of the group it proxies to
+    // (nginx Plus's stream semantics), whichever servers share that group.
+    for (name, check) in found.checks {
+        if let Some(up) = upstreams.iter_mut().find(|u| u.name == name) {
+            match &up.health_check {
+                Some(existing) if *existing != check => {
+                    return Err(ConfigError::bare(format!(
+                        "upstream \"{name}\" gets two different health checks: \
+                         one health_check per upstream is supported yet"
+                    )))
+                }
+                _ => Arc::make_mut(up).health_check = Some(check),
+            }
         }
     }
     Ok(Stream {
@@ -459,6 +474,15 @@ fn not_yet_in_stream(d: &Directive) {
     ));
 }
 
+/// What servers contribute to the stream block as a whole.
+#[derive(Default)]
+struct FoundInServers {
+    /// Implicit one-server groups (`proxy_pass host:port`).
+    implicit: Vec<Arc<UpstreamConfig>>,
+    /// `health_check` lines, by the group they check.
+    checks: Vec<(String, HealthCheck)>,
+}
+
 fn build_server(
     d: &Directive,
     stream: &Layer,
@@ -466,9 +490,10 @@ fn build_server(
     formats: &[(String, Arc<LogFormat>)],
     zones: &[Arc<LimitConnZone>],
     upstream_names: &[String],
-    implicit: &mut Vec<Arc<UpstreamConfig>>,
+    found: &mut FoundInServers,
 ) -> Result<StreamServer, ConfigError> {
     let mut layer = Layer::default();
+    let mut pending_check: Option<(HealthCheck, &Directive)> = None;
     let mut listens = Vec::new();
     let mut handler = StreamHandler::None;
     let mut proxy_pass_seen = false;
@@ -492,7 +517,7 @@ fn build_server(
                         &inner.position,
                     ));
                 }
-                handler = parse_proxy_pass(inner, upstream_names, implicit)?;
+                handler = parse_proxy_pass(inner, upstream_names, &mut found.implicit)?;
             }
             "return" => {
                 if std::mem::replace(&mut return_seen, true) {
@@ -509,6 +534,15 @@ fn build_server(
                 super::model::Op::Set(name, value) => set.push((name, value)),
                 _ => return Err(invalid_value(inner)),
             },
+            "health_check" => {
+                if pending_check.is_some() {
+                    return Err(ConfigError::at(
+                        "more than one \"health_check\" in a server is not supported yet",
+                        &inner.position,
+                    ));
+                }
+                pending_check = Some((parse_stream_health_check(inner)?, inner));
+            }
             _ => {
                 if !layer.apply(inner, prefix, formats, zones)? {
                     return Err(ConfigError::at(
@@ -524,6 +558,19 @@ fn build_server(
             "no \"listen\" is defined for server in {}",
             d.position
         )));
+    }
+    if let Some((check, at)) = pending_check {
+        let name = match &handler {
+            StreamHandler::Proxy(ProxyTarget::Upstream(name)) => name.clone(),
+            StreamHandler::Proxy(ProxyTarget::Implicit(up)) => up.name.clone(),
+            _ => {
+                return Err(ConfigError::at(
+                    "\"health_check\" needs \"proxy_pass\" to an upstream in the same server",
+                    &at.position,
+                ))
+            }
+        };
+        found.checks.push((name, check));
     }
     let merged = layer.over(stream);
     Ok(StreamServer {
@@ -551,6 +598,28 @@ fn build_server(
         access_log: merged.access_log.unwrap_or_default(),
         position: d.position.clone(),
     })
+}
+
+/// nginx Plus's stream `health_check`, with ours on top: by default a
+/// probe is a connection (and the TLS handshake with `ssl`); with `uri=` it
+/// is an HTTP request, over TLS with `ssl` (OpenShift's API `/readyz`).
+/// `match` blocks with `send`/`expect` and `udp` probes are not supported yet.
+fn parse_stream_health_check(d: &Directive) -> Result<HealthCheck, ConfigError> {
+    for arg in &d.args {
+        let p = arg.value.as_str();
+        if p == "udp" || p.starts_with("match=") {
+            let what = p.split('=').next().unwrap_or(p);
+            return Err(ConfigError::at(
+                format!("health_check parameter \"{what}\" in stream is not supported yet"),
+                &d.position,
+            ));
+        }
+    }
+    let mut check = super::health::parse_health_check(d, &std::collections::HashMap::new())?;
+    if !d.args.iter().any(|a| a.value.starts_with("uri=")) {
+        check.probe = super::model::Probe::Connect;
+    }
+    Ok(check)
 }
 
 /// `proxy_pass NAME` (an upstream block), `proxy_pass host:port` (an
