@@ -1,0 +1,199 @@
+//! Issue 13, the OpenShift load balancer: layer-4 balancing of the API
+//! across control-plane nodes with the HTTPS `/readyz` check nginx OSS
+//! cannot do, on loopback with `switchyard echo --tls` as the nodes.
+
+mod support;
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{free_port, wait_until, Balancer, Echo};
+
+/// One HTTPS request through the balancer (TLS passed through to a node);
+/// the node that answered, or `-` when none did.
+fn served_by(port: u16) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%header{x-served-by}",
+        ])
+        .arg(format!("https://127.0.0.1:{port}/version"))
+        .output()
+        .expect("curl (scripts/install-test-deps installs it)");
+    let who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if who.is_empty() {
+        "-".to_string()
+    } else {
+        who
+    }
+}
+
+fn served_by_n(port: u16, n: usize) -> Vec<String> {
+    (0..n).map(|_| served_by(port)).collect()
+}
+
+/// Switches a node's `/readyz` (its TLS echo) to `status`.
+fn set_readyz(node: &Echo, status: u16) {
+    let out = Command::new("curl")
+        .args(["-sk", "-m", "5", "-X", "POST"])
+        .arg(format!("https://{}/readyz?status={status}", node.addr))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Three control-plane nodes, round robin; a node whose `/readyz` fails
+/// leaves within interval x fails (plus a probe's round trip), gets no new
+/// connection while it is out, and comes back after `passes` good probes.
+#[test]
+fn a_node_failing_readyz_leaves_the_api_pool_and_comes_back() {
+    let nodes: Vec<Echo> = (0..3)
+        .map(|i| {
+            Echo::start_with(
+                &format!("master{i}"),
+                &format!("127.0.0.{}:0", i + 2),
+                &["--tls"],
+            )
+        })
+        .collect();
+    let port = free_port();
+    let servers: String = nodes
+        .iter()
+        .map(|n| format!("        server {};\n", n.addr))
+        .collect();
+    let conf = format!(
+        "error_log logs/error.log info;\nevents {{}}\nstream {{\n    upstream api {{\n{servers}    }}\n    \
+         server {{\n        listen 127.0.0.1:{port};\n        proxy_pass api;\n        \
+         health_check interval=300ms fails=2 passes=2 uri=/readyz ssl;\n    }}\n}}\n"
+    );
+    let balancer = Balancer::start_full(&conf, &[port], &[]);
+    let mut seen = served_by_n(port, 6);
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["master0", "master0", "master1", "master1", "master2", "master2"],
+        "round robin across the three nodes"
+    );
+
+    set_readyz(&nodes[1], 503);
+    let failed = Instant::now();
+    wait_until(Duration::from_secs(10), "master1 to leave the pool", || {
+        served_by_n(port, 3).iter().all(|n| n != "master1")
+    });
+    // interval x fails = 600 ms; one interval of phase, the probes and the
+    // requests that noticed it add to that.
+    assert!(
+        failed.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        failed.elapsed()
+    );
+    let out = served_by_n(port, 10);
+    assert!(
+        out.iter().all(|n| n == "master0" || n == "master2"),
+        "{out:?}"
+    );
+    let log = balancer.error_log_text();
+    assert!(
+        log.contains(&format!(
+            "peer {} of upstream \"api\" is unhealthy: status 503 (health check: GET /readyz over TLS)",
+            nodes[1].addr
+        )),
+        "{log}"
+    );
+
+    set_readyz(&nodes[1], 200);
+    wait_until(Duration::from_secs(10), "master1 to come back", || {
+        served_by_n(port, 3).iter().any(|n| n == "master1")
+    });
+    assert!(balancer.error_log_text().contains("is healthy again"));
+}
+
+/// A stream health check with no `uri=` only connects (nginx Plus's
+/// default): a node that stops listening leaves the pool, and the sessions
+/// go to the other.
+#[test]
+fn a_connect_probe_takes_a_dead_node_out() {
+    let a = Echo::start_with("a", "127.0.0.1:0", &["--mode", "tcp", "--tag"]);
+    let mut b = Echo::start_with("b", "127.0.0.1:0", &["--mode", "tcp", "--tag"]);
+    let port = free_port();
+    let conf = format!(
+        "error_log logs/error.log info;\nevents {{}}\nstream {{\n    upstream nodes {{\n        \
+         server {};\n        server {};\n    }}\n    server {{\n        listen 127.0.0.1:{port};\n        \
+         proxy_pass nodes;\n        proxy_next_upstream off;\n        health_check interval=200ms fails=1 passes=1;\n    }}\n}}\n",
+        a.addr, b.addr
+    );
+    let balancer = Balancer::start_full(&conf, &[port], &[]);
+    let first_line = || -> String {
+        let Ok(s) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))) else {
+            return "-".into();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        // The tag line comes first; the session is dropped after it (a
+        // half-close would end it at once: proxy_half_close is off).
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(s).read_line(&mut line);
+        match line.trim() {
+            "" => "-".to_string(),
+            who => who.to_string(),
+        }
+    };
+    let both: Vec<String> = (0..4).map(|_| first_line()).collect();
+    assert!(
+        both.contains(&"a".to_string()) && both.contains(&"b".to_string()),
+        "{both:?}"
+    );
+    b.kill();
+    wait_until(Duration::from_secs(5), "b to leave the pool", || {
+        (0..4).all(|_| first_line() == "a")
+    });
+    // The probe's verdict, whether or not a failed session noticed first.
+    wait_until(
+        Duration::from_secs(5),
+        "the probe to mark b unhealthy",
+        || {
+            balancer.error_log_text().contains(&format!(
+            "peer {} of upstream \"nodes\" is unhealthy: connect() failed (111: Connection refused) (health check: connect)",
+            b.addr
+        ))
+        },
+    );
+}
+
+/// A reload while a session is open does not cut it: the bytes sent after
+/// the reload still come back from the same backend.
+#[test]
+fn a_reload_does_not_cut_an_established_session() {
+    let node = Echo::start_with("n", "127.0.0.1:0", &["--mode", "tcp"]);
+    let port = free_port();
+    let conf = |timeout: &str| {
+        format!(
+            "error_log logs/error.log info;\nevents {{}}\nstream {{\n    server {{\n        \
+             listen 127.0.0.1:{port};\n        proxy_pass {};\n        proxy_timeout {timeout};\n    }}\n}}\n",
+            node.addr
+        )
+    };
+    let balancer = Balancer::start_full(&conf("30s"), &[port], &[]);
+    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut roundtrip = |text: &[u8]| {
+        s.write_all(text).unwrap();
+        let mut back = vec![0u8; text.len()];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, text);
+    };
+    roundtrip(b"before the reload\n");
+    balancer.rewrite_conf(&conf("31s"));
+    balancer.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "the reload to be done", || {
+        balancer.error_log_text().contains("reconfiguring")
+    });
+    roundtrip(b"after the reload\n");
+    roundtrip(b"and once more\n");
+}
