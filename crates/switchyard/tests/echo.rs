@@ -458,6 +458,7 @@ fn tls_mode_serves_https_with_a_switchable_readyz() {
     );
     assert_eq!(curl(&[&url("/readyz")]), "unhealthy\n 503");
     assert_eq!(curl(&[&url("/healthz")]), "unhealthy\n 503");
+    assert_eq!(curl(&[&url("/healthz/ready")]), "unhealthy\n 503");
     assert_eq!(
         curl(&["-d", "{\"foo\": \"bar\"}", &url("/")]),
         "{\"foo\": \"bar\"}\n 200"

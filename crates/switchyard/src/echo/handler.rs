@@ -90,8 +90,7 @@ async fn route(
     config: &EchoConfig,
     overrides: &Overrides,
 ) -> Response<EchoBody> {
-    // `/readyz` is the same switch under the name OpenShift's API uses.
-    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+    if is_health_path(req.uri().path()) {
         return healthz(req, config, overrides.status).await;
     }
     if let Some(size) = overrides.size {
@@ -108,8 +107,13 @@ async fn route(
 
 /// Whether `req` switches the health code (`POST` or `PUT /healthz`).
 fn is_health_switch<B>(req: &Request<B>) -> bool {
-    matches!(req.uri().path(), "/healthz" | "/readyz")
-        && matches!(*req.method(), Method::POST | Method::PUT)
+    is_health_path(req.uri().path()) && matches!(*req.method(), Method::POST | Method::PUT)
+}
+
+/// The paths of the one health switch: `/healthz`, `/readyz` (OpenShift's
+/// API) and anything under `/healthz/` (its routers' `/healthz/ready`).
+fn is_health_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz") || path.starts_with("/healthz/")
 }
 
 /// How to switch the health code, for a switch request that gave none.
