@@ -56,7 +56,7 @@ fn report_rows(text: &str) -> Vec<(String, u64)> {
     table
         .lines()
         .skip(1)
-        .take_while(|l| !l.trim().is_empty() && !l.contains("by path:"))
+        .take_while(|l| !l.trim().is_empty() && !l.contains("by target:"))
         .filter_map(|l| {
             let mut words = l.split_whitespace();
             Some((words.next()?.to_string(), words.next()?.parse().ok()?))

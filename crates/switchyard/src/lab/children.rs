@@ -47,9 +47,11 @@ impl Child {
         exe: &Path,
         name: &str,
         listen: &str,
+        flags: &[&str],
     ) -> anyhow::Result<(Child, tokio::sync::oneshot::Receiver<String>)> {
         let mut process = Command::new(exe)
             .args(["echo", "--listen", listen, "--name", name])
+            .args(flags)
             .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -16,6 +16,7 @@ use anyhow::{bail, Context};
 
 use crate::config::{self, LoadOptions};
 use children::Child;
+use plan::StandKind;
 
 /// The seed's nginx.conf, embedded: the lab's default.
 pub const SEED_CONFIG: &str = include_str!("../../../../examples/seed/nginx.conf");
@@ -47,6 +48,8 @@ struct Backend {
     name: String,
     /// Where its echo server listens.
     addr: SocketAddr,
+    /// What it speaks.
+    kind: StandKind,
 }
 
 /// Runs the lab until Ctrl-C (or until the report, with `--requests`).
@@ -116,32 +119,58 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
         }
         anyhow::anyhow!(e.summary())
     })?;
-    let http = loaded
-        .model
-        .http
-        .as_ref()
-        .context("the configuration has no http block: nothing to put backends behind")?;
+    let model = &loaded.model;
 
-    // Every distinct host:port of every upstream, address literals and
-    // implicit `proxy_pass` targets included, gets an echo backend on its
-    // own loopback address (127.0.1.N), as each seed container had its own.
-    // The balancer gets them as its only map: nothing it looks up can
-    // resolve beyond loopback.
-    let stands = plan::stands(http);
+    // Every distinct host:port of every upstream, http's and stream's,
+    // address literals and implicit `proxy_pass` targets included, gets an
+    // echo backend on its own loopback address (127.0.1.N), as each seed
+    // container had its own. The balancer gets them as its only map: nothing
+    // it looks up can resolve beyond loopback.
+    let stands = plan::stands(model);
     if stands.is_empty() {
-        bail!("the configuration has no upstream servers");
+        bail!("the configuration has no upstream servers: nothing to put backends behind");
     }
     let exe = std::env::current_exe()?;
     let mut backends = Vec::new();
-    for (i, stand) in stands.iter().enumerate() {
-        let ip = loopback_ip(i)?;
-        let (child, ready) = Child::start_echo(&exe, &stand.name, &format!("{ip}:0"))?;
+    // One loopback address per host, as a node has one address for all its
+    // ports (the API's 6443 and 22623, a router's 80, 443 and 1936).
+    let mut hosts: Vec<&str> = Vec::new();
+    let mut health_started: Vec<(std::net::Ipv4Addr, u16)> = Vec::new();
+    for stand in &stands {
+        let index = match hosts.iter().position(|h| *h == stand.name) {
+            Some(i) => i,
+            None => {
+                hosts.push(&stand.name);
+                hosts.len() - 1
+            }
+        };
+        let ip = loopback_ip(index)?;
+        let flags: &[&str] = match stand.kind {
+            StandKind::Http => &[],
+            StandKind::Https => &["--tls"],
+            StandKind::Udp => &["--mode", "udp", "--tag"],
+        };
+        let (child, ready) = Child::start_echo(&exe, &stand.name, &format!("{ip}:0"), flags)?;
         children.push(child);
         let addr = guard(stop, children, children::echo_ready(ready)).await??;
+        // A health check on another port (the routers' 1936) gets its own
+        // backend on the same address.
+        if let Some((port, tls)) = stand
+            .health_port
+            .filter(|(port, _)| !health_started.contains(&(ip, *port)))
+        {
+            health_started.push((ip, port));
+            let flags: &[&str] = if tls { &["--tls"] } else { &[] };
+            let name = format!("{}-health", stand.name);
+            let (child, ready) = Child::start_echo(&exe, &name, &format!("{ip}:{port}"), flags)?;
+            children.push(child);
+            guard(stop, children, children::echo_ready(ready)).await??;
+        }
         backends.push(Backend {
             written: stand.written.clone(),
             name: stand.name.clone(),
             addr,
+            kind: stand.kind,
         });
     }
     let peer_map = backends
@@ -159,7 +188,7 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
     if !loaded.tree.directives.iter().any(|d| d.name == "daemon") {
         globals.push_str("daemon off;");
     }
-    let pid_file = loaded.model.main.pid.clone();
+    let pid_file = model.main.pid.clone();
     let balancer =
         Child::start_balancer(&exe, workdir.path(), &conf_path, &globals, &peer_map).await?;
     children.push(balancer);
@@ -169,21 +198,37 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
         wait_for_file(&pid_file, Duration::from_secs(10)),
     )
     .await??;
-    let targets = plan::targets(http, &args.paths);
-    let listens: Vec<SocketAddr> = http
-        .servers
-        .iter()
-        .flat_map(|s| s.listens.iter().map(|l| l.addr))
-        .collect();
-    let Some(front) = targets.first().map(|t| t.addr) else {
-        bail!("the configuration has no server to listen on");
+    let mut targets = match &model.http {
+        Some(http) => plan::targets(http, &args.paths),
+        None => Vec::new(),
     };
-    guard(
-        stop,
-        children,
-        children::wait_for_port(front, Duration::from_secs(10)),
-    )
-    .await??;
+    targets.extend(plan::stream_targets(model, &stands));
+    let mut listens: Vec<String> = Vec::new();
+    if let Some(http) = &model.http {
+        listens.extend(
+            http.servers
+                .iter()
+                .flat_map(|s| s.listens.iter().map(|l| l.addr.to_string())),
+        );
+    }
+    if let Some(stream) = &model.stream {
+        listens.extend(stream.servers.iter().flat_map(|s| {
+            s.listens
+                .iter()
+                .map(|l| format!("{}{}", l.addr, if l.udp { " (udp)" } else { "" }))
+        }));
+    }
+    if targets.is_empty() {
+        bail!("the configuration has no server that proxies to its upstreams");
+    }
+    for target in targets.iter().filter(|t| t.kind != StandKind::Udp) {
+        guard(
+            stop,
+            children,
+            children::wait_for_port(target.addr, Duration::from_secs(10)),
+        )
+        .await??;
+    }
 
     println!();
     match &args.config {
@@ -198,21 +243,21 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
         ),
     }
     for b in &backends {
+        let speaks = match b.kind {
+            StandKind::Http => "",
+            StandKind::Https => " (https)",
+            StandKind::Udp => " (udp)",
+        };
         println!(
-            "    {:<24} -> echo backend \"{}\" on {}",
+            "    {:<24} -> echo backend \"{}\" on {}{speaks}",
             b.written, b.name, b.addr
         );
     }
-    println!(
-        "  balancer listening on {}",
-        listens
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    for (what, url) in plan::pages(http) {
-        println!("  {what:<12} {url}");
+    println!("  balancer listening on {}", listens.join(", "));
+    if let Some(http) = &model.http {
+        for (what, url) in plan::pages(http) {
+            println!("  {what:<12} {url}");
+        }
     }
     println!();
 
@@ -224,11 +269,21 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
         }
     }
     let first = &targets[0];
-    println!(
-        "  try:  curl -i http://localhost:{}{} -H 'Content-Type: application/json' -d '{{\"foo\": \"bar\"}}'",
-        first.addr.port(),
-        first.path
-    );
+    match first.kind {
+        StandKind::Http => println!(
+            "  try:  curl -i http://localhost:{}{} -H 'Content-Type: application/json' -d '{{\"foo\": \"bar\"}}'",
+            first.addr.port(),
+            first.path
+        ),
+        StandKind::Https => println!(
+            "  try:  curl -ik https://localhost:{}/readyz",
+            first.addr.port()
+        ),
+        StandKind::Udp => println!(
+            "  try:  echo hello | nc -u -w1 127.0.0.1 {}",
+            first.addr.port()
+        ),
+    }
     println!("  stop: Ctrl-C");
     println!();
     guard(stop, children, std::future::pending::<()>()).await
