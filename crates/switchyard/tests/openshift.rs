@@ -9,7 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{free_port, wait_until, Balancer, Echo};
+use support::lab::Lab;
+use support::{free_port, wait_until, Balancer, Echo, BIN};
 
 /// One HTTPS request through the balancer (TLS passed through to a node);
 /// the node that answered, or `-` when none did.
@@ -196,4 +197,82 @@ fn a_reload_does_not_cut_an_established_session() {
     });
     roundtrip(b"after the reload\n");
     roundtrip(b"and once more\n");
+}
+
+/// A network namespace with only loopback, removed on drop: the example
+/// listens on the cluster's fixed ports (80, 443, 6443, 22623) and names
+/// addresses off this machine, neither of which a test may use outside one.
+struct LoopbackOnly(String);
+
+impl LoopbackOnly {
+    fn create() -> LoopbackOnly {
+        let name = format!("sy-ocp-{}", std::process::id());
+        for args in [
+            vec!["netns", "add", name.as_str()],
+            vec!["-n", name.as_str(), "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().expect("run ip");
+            assert!(
+                out.status.success(),
+                "`ip {}`: {} (needs root and iproute2)",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        LoopbackOnly(name)
+    }
+}
+
+impl Drop for LoopbackOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// `switchyard lab -c examples/openshift-upi/nginx.conf` simulates the
+/// cluster: HTTPS nodes behind 6443 and 22623 in round robin (bootstrap
+/// included), routers behind 80 and 443 with their 1936 readiness port, a
+/// client kept on one router by the hash of its address; the lab reports
+/// which node took each session.
+#[test]
+fn the_openshift_example_runs_in_the_lab() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/openshift-upi/nginx.conf"
+    );
+    let ns = LoopbackOnly::create();
+    let mut lab = Lab::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, BIN])
+            .args(["lab", "-c", example, "--requests", "16"]),
+    );
+    let code = lab.wait(Duration::from_secs(60));
+    let text = lab.text();
+    assert_eq!(code, 0, "{text}");
+    let row = |label: &str| -> Vec<u64> {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(label))
+            .filter_map(|l| l.split_whitespace().nth(3)?.parse().ok())
+            .collect()
+    };
+    // 4 sessions to each port, the four API nodes in turn.
+    for port in [":6443", ":22623"] {
+        for node in ["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"] {
+            assert_eq!(
+                row(&format!("{port} -> {node} ")),
+                [1],
+                "{port} {node}:\n{text}"
+            );
+        }
+    }
+    // One client address: one router per port, all 4 of its sessions.
+    for port in [":443", ":80"] {
+        assert_eq!(row(&format!("{port} -> 192.0.2.2")), [4], "{port}:\n{text}");
+    }
+    // The routers' readiness port answered the checks.
+    assert!(
+        text.contains("\"GET /healthz/ready HTTP/1.1\" 200"),
+        "{text}"
+    );
+    assert!(!text.contains("failed"), "{text}");
 }
