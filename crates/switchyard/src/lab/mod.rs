@@ -184,6 +184,9 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
     let logs = workdir.path().join("logs");
     std::fs::create_dir_all(&logs)?;
     std::os::unix::fs::symlink("/dev/stdout", logs.join("access.log"))?;
+    // And a config's error log file, so that a node leaving and rejoining
+    // the pool is seen here too.
+    std::os::unix::fs::symlink("/dev/stderr", logs.join("error.log"))?;
     let mut globals = String::new();
     if !loaded.tree.directives.iter().any(|d| d.name == "daemon") {
         globals.push_str("daemon off;");
