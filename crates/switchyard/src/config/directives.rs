@@ -172,7 +172,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("pcre_jit", MAIN, FLAG, false, Accepted),
     d("include", Ctx(u32::MAX), T1, false, Yes),
     d("env", MAIN, T1, false, Accepted),
-    d("load_module", MAIN, T1, false, NotYet),
+    d("load_module", MAIN, T1, false, Yes),
     d("thread_pool", MAIN, T12, false, Accepted),
     d("lock_file", MAIN, T1, false, Accepted),
     d("events", MAIN, T0, true, Yes),

@@ -253,6 +253,37 @@ pub(crate) fn record_unsupported(error: ConfigError) {
     UNSUPPORTED.with(|u| u.borrow_mut().push(error));
 }
 
+/// The dynamic modules of nginx that switchyard has built in: loading one
+/// is a no-op, said with a notice (on the error log at startup, and by `-t`).
+const BUILT_IN_MODULES: &[&str] = &["ngx_stream_module"];
+
+/// `load_module FILE`: a module switchyard has built in is accepted with a
+/// notice; any other is not supported yet, by name.
+fn load_module(d: &Directive) {
+    let file = arg0(d);
+    let module = Path::new(file)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.trim_end_matches(".so"))
+        .unwrap_or(file);
+    if BUILT_IN_MODULES.contains(&module) {
+        crate::observe::error_log::stderr_line(
+            ErrorLevel::Notice,
+            &format!(
+                "load_module \"{file}\": {module} is built into switchyard, nothing to load in {}",
+                d.position
+            ),
+        );
+    } else {
+        let mut e = ConfigError::at(
+            format!("module \"{module}\" is not supported yet"),
+            &d.position,
+        );
+        e.unsupported = Some(format!("load_module {module}"));
+        record_unsupported(e);
+    }
+}
+
 /// Tracks directives already seen in one block, for `is duplicate`.
 #[derive(Default)]
 pub(crate) struct Seen(Vec<String>);
@@ -370,6 +401,7 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
                 }
             }
             "http" => http_block = Some(d),
+            "load_module" => load_module(d),
             "stream" => stream_block = Some(d),
             _ => {} // accepted directives with no effect here (user, pcre_jit, ...)
         }
