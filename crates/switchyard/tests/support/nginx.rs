@@ -39,18 +39,26 @@ impl Nginx {
     /// (every path under a temporary prefix) and starts nginx on it; returns
     /// when `port` accepts.
     pub fn start(http_body: &str, port: u16) -> Nginx {
+        Self::start_conf(
+            &format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid logs/nginx.pid;\n\
+                 error_log logs/error.log info;\nevents {{}}\nhttp {{\n\
+                 client_body_temp_path tmp/body;\nproxy_temp_path tmp/proxy;\n\
+                 fastcgi_temp_path tmp/fastcgi;\nuwsgi_temp_path tmp/uwsgi;\nscgi_temp_path tmp/scgi;\n\
+                 {http_body}\n}}\n"
+            ),
+            port,
+        )
+    }
+
+    /// Starts nginx on a whole config text (its paths relative to a
+    /// temporary prefix with `logs/` and `tmp/`); returns when `port` accepts.
+    pub fn start_conf(conf: &str, port: u16) -> Nginx {
         let bin = nginx_bin();
         let dir = tempfile::tempdir().expect("tempdir");
         for sub in ["logs", "tmp"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid logs/nginx.pid;\n\
-             error_log logs/error.log info;\nevents {{}}\nhttp {{\n\
-             client_body_temp_path tmp/body;\nproxy_temp_path tmp/proxy;\n\
-             fastcgi_temp_path tmp/fastcgi;\nuwsgi_temp_path tmp/uwsgi;\nscgi_temp_path tmp/scgi;\n\
-             {http_body}\n}}\n"
-        );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let mut child = Command::new(&bin)
@@ -91,6 +99,16 @@ impl Nginx {
     /// The access log's lines (`logs/access.log` under the prefix).
     pub fn access_lines(&self) -> Vec<String> {
         read_lines(&self.dir.path().join("logs/access.log"))
+    }
+
+    /// Its prefix.
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The lines of a log file under the prefix.
+    pub fn log_lines(&self, relative: &str) -> Vec<String> {
+        read_lines(&self.dir.path().join(relative))
     }
 }
 
