@@ -269,3 +269,61 @@ fn a_broken_config_shows_every_problem() {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
 }
+
+/// Beyond the findings: the lab's console. `fail NAME` makes a backend fail
+/// its health checks and the balancer stops sending to it, `heal NAME`
+/// brings it back, `kill NAME` stops it (the lab keeps running) and
+/// `start NAME` starts it again where it was.
+#[test]
+fn the_console_fails_heals_kills_and_starts_a_backend() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_file(
+        dir.path(),
+        "nginx.conf",
+        &format!(
+            "events {{}}\nhttp {{\nupstream u {{ server web1:80; server web2:80; \
+             health_check interval=200ms fails=1 passes=1 uri=/healthz; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; }} }}\n}}\n"
+        ),
+    );
+    let mut lab = Lab::start_with_console(&["-c", conf.to_str().unwrap()]);
+    lab.wait_for_line("type: fail NAME", Duration::from_secs(30));
+    let who = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let r = support::get(port, "/");
+                match (r.status, r.header("x-served-by")) {
+                    (200, Some(name)) => name.to_string(),
+                    (status, _) => status.to_string(),
+                }
+            })
+            .collect()
+    };
+    fn only(name: &str, seen: Vec<String>) -> bool {
+        seen.iter().all(|n| n == name)
+    }
+    let both = |seen: Vec<String>| seen.contains(&"web1".into()) && seen.contains(&"web2".into());
+    support::wait_until(Duration::from_secs(10), "both backends", || both(who(4)));
+
+    lab.type_line("fail web1");
+    lab.wait_for_line("web1 on 127.0.1.1", Duration::from_secs(5));
+    support::wait_until(Duration::from_secs(10), "web1 out", || only("web2", who(4)));
+    lab.type_line("heal web1");
+    support::wait_until(Duration::from_secs(10), "web1 back", || both(who(4)));
+
+    lab.type_line("kill web2");
+    lab.wait_for_line(": killed", Duration::from_secs(5));
+    support::wait_until(Duration::from_secs(10), "web2 out", || only("web1", who(4)));
+    assert!(
+        lab.child.try_wait().unwrap().is_none(),
+        "the lab stopped:\n{}",
+        lab.text()
+    );
+    lab.type_line("start web2");
+    lab.wait_for_line(": started", Duration::from_secs(10));
+    support::wait_until(Duration::from_secs(10), "web2 back", || both(who(4)));
+
+    lab.type_line("explode");
+    lab.wait_for_line("unknown command \"explode\"", Duration::from_secs(5));
+}

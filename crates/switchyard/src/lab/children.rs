@@ -20,6 +20,8 @@ pub struct Child {
     process: tokio::process::Child,
     /// The tasks relaying its output, finished once it has closed both.
     relays: Vec<tokio::task::JoinHandle<()>>,
+    /// Stopped on purpose (the console's `kill`): its exit stops nothing.
+    stopped: bool,
 }
 
 fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
@@ -71,6 +73,7 @@ impl Child {
                 name: name.to_string(),
                 process,
                 relays,
+                stopped: false,
             },
             rx,
         ))
@@ -113,7 +116,16 @@ impl Child {
             name: "switchyard".into(),
             process,
             relays,
+            stopped: false,
         })
+    }
+}
+
+impl Child {
+    /// Kills it on purpose (SIGKILL, as a node that dies) and reaps it.
+    pub async fn kill(&mut self) {
+        self.stopped = true;
+        let _ = self.process.kill().await;
     }
 }
 
@@ -131,7 +143,7 @@ pub struct Exited {
 /// Polls: the lab has a handful of children and answers within 50 ms.
 pub async fn first_exit(children: &mut [Child]) -> Exited {
     loop {
-        for child in children.iter_mut() {
+        for child in children.iter_mut().filter(|c| !c.stopped) {
             if let Ok(Some(status)) = child.process.try_wait() {
                 // Its last lines (the reason, usually) before the lab's own.
                 for relay in child.relays.iter_mut() {

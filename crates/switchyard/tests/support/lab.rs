@@ -18,9 +18,27 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// `switchyard lab ARGS...`.
+    /// `switchyard lab ARGS...`, with no console (stdin is /dev/null).
     pub fn start(args: &[&str]) -> Lab {
-        Self::spawn(Command::new(BIN).arg("lab").args(args))
+        Self::spawn(Command::new(BIN).arg("lab").args(args).stdin(Stdio::null()))
+    }
+
+    /// `switchyard lab ARGS...` with its console on a pipe: [`Lab::type_line`].
+    pub fn start_with_console(args: &[&str]) -> Lab {
+        Self::spawn(
+            Command::new(BIN)
+                .arg("lab")
+                .args(args)
+                .stdin(Stdio::piped()),
+        )
+    }
+
+    /// Types a line at the lab's console.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("started with a console");
+        writeln!(stdin, "{line}").expect("write to the lab's console");
+        stdin.flush().expect("flush the lab's console");
     }
 
     /// Any command that runs the lab (`ip netns exec NS switchyard lab ...`).
