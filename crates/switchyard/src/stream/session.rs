@@ -86,6 +86,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         splits: generation.stream.splits.clone(),
         udp: false,
         proxy_protocol: None,
+        limit_conn_status: None,
     };
     if bound.proxy_protocol {
         let read = tokio::time::timeout(
@@ -131,7 +132,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         let value = value.render(&session);
         session.set.push((name.clone(), value));
     }
-    let limits = super::limit::enter(&session, &server, &generation.stream.zones);
+    let limits = super::limit::enter(&mut session, &server, &generation.stream.zones);
     if limits.is_err() {
         session.status = 503;
     } else if !allowed(&server.access, remote) {

@@ -166,12 +166,13 @@ async fn serve(
         splits: generation.stream.splits.clone(),
         udp: true,
         proxy_protocol: None,
+        limit_conn_status: None,
     };
     for (name, value) in &server.set {
         let value = value.render(&session);
         session.set.push((name.clone(), value));
     }
-    let limits = super::limit::enter(&session, &server, &generation.stream.zones);
+    let limits = super::limit::enter(&mut session, &server, &generation.stream.zones);
     if limits.is_err() {
         session.status = 503;
     } else if !super::session::allowed(&server.access, client) {
