@@ -362,6 +362,36 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
         zones.push(Arc::new(zone));
     }
+    // The stream-level resolver serves every stream upstream, wherever it
+    // is written (an upstream's own resolver overrides it).
+    let mut resolver = None;
+    let mut resolver_timeout = None;
+    for inner in block
+        .iter()
+        .filter(|d| d.name == "resolver" || d.name == "resolver_timeout")
+    {
+        check(inner, Ctx::STREAM)?;
+        if inner.name == "resolver" {
+            if resolver.is_some() {
+                return Err(ConfigError::at(
+                    "\"resolver\" directive is duplicate",
+                    &inner.position,
+                ));
+            }
+            resolver = Some(super::upstream::parse_resolver(inner)?);
+        } else {
+            if resolver_timeout.is_some() {
+                return Err(ConfigError::at(
+                    "\"resolver_timeout\" directive is duplicate",
+                    &inner.position,
+                ));
+            }
+            resolver_timeout = Some(time_arg(inner)?);
+        }
+    }
+    if let (Some(r), Some(t)) = (resolver.as_mut(), resolver_timeout) {
+        r.timeout = t;
+    }
     for inner in block {
         let spec = check(inner, Ctx::STREAM)?;
         if spec.support == Support::NotYet {
@@ -369,10 +399,10 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
         match spec.name {
             "server" => server_blocks.push(inner),
-            "include" | "limit_conn_zone" => {}
+            "include" | "limit_conn_zone" | "resolver" | "resolver_timeout" => {}
             "error_log" => not_yet_in_stream(inner),
             "upstream" => {
-                let up = build_stream_upstream(inner)?;
+                let up = build_stream_upstream(inner, resolver.as_ref())?;
                 if upstreams.iter().any(|u| u.name == up.name) {
                     return Err(ConfigError::at(
                         format!("duplicate upstream \"{}\"", up.name),
@@ -482,6 +512,12 @@ fn build_server(
         match spec.name {
             "listen" => listens.push(parse_stream_listen(inner)?),
             "include" => {}
+            // A server's resolver would serve proxy_pass with variables,
+            // which resolves no names yet: named, not silently ignored.
+            "resolver" | "resolver_timeout" => super::record_unsupported(ConfigError::at(
+                format!("\"{}\" in a stream server is not supported yet", inner.name),
+                &inner.position,
+            )),
             "error_log" => not_yet_in_stream(inner),
             // Each sets the server's handler; the last one written wins,
             // as in nginx.
@@ -902,6 +938,32 @@ mod tests {
             let e = error(body);
             assert!(e.starts_with(wanted), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn resolver_serves_stream_upstreams() {
+        let s = stream(
+            "upstream u { server example.net:80 resolve; server _x._tcp.example.net service=x; }\n\
+             upstream own { resolver 127.0.0.2; server example.org:80 resolve; }\n\
+             resolver 127.0.0.1:5353 valid=5s; resolver_timeout 2s;",
+        );
+        let u = &s.upstreams[0];
+        let r = u.resolver.as_ref().expect("the stream resolver");
+        assert_eq!(r.servers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(r.timeout, Duration::from_secs(2));
+        assert_eq!(
+            u.servers[1].service.as_deref(),
+            Some("x"),
+            "service= needs no port"
+        );
+        let own = s.upstreams[1].resolver.as_ref().expect("its own resolver");
+        assert_eq!(own.servers, vec!["127.0.0.2:53".parse().unwrap()]);
+        let e =
+            error("server { listen 127.0.0.1:80; resolver 127.0.0.1; proxy_pass 127.0.0.1:81; }");
+        assert!(
+            e.starts_with("\"resolver\" in a stream server is not supported yet in "),
+            "{e}"
+        );
     }
 
     #[test]
