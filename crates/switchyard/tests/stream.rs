@@ -527,3 +527,29 @@ fn proxy_pass_with_variables_picks_per_session() {
         lb.access_lines().iter().any(|l| l.contains(" 500 "))
     });
 }
+
+#[test]
+fn status_json_shows_stream_upstreams() {
+    let backend = Backend::named("B");
+    let (stream_port, http_port) = (free_port(), free_port());
+    let _lb = Balancer::start_full(
+        &format!(
+            "events {{}}\n\
+             http {{ server {{ listen 127.0.0.1:{http_port}; location /status {{ status_page; }} }} }}\n\
+             stream {{ upstream u {{ server {}; }} server {{ listen 127.0.0.1:{stream_port}; proxy_pass u; }} }}\n",
+            backend.addr
+        ),
+        &[http_port],
+        &[],
+    );
+    assert_eq!(exchange(stream_port, b"x", 2), b"Bx");
+    let status = support::get(http_port, "/status.json").text();
+    let json: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let groups = json["upstreams"].as_array().expect("upstreams");
+    let group = groups
+        .iter()
+        .find(|g| g["name"] == "stream:u")
+        .unwrap_or_else(|| panic!("no stream:u in {status}"));
+    assert_eq!(group["peers"][0]["peer"], backend.addr.to_string());
+    assert_eq!(group["peers"][0]["requests"], 1);
+}
