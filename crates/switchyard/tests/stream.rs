@@ -553,3 +553,29 @@ fn status_json_shows_stream_upstreams() {
     assert_eq!(group["peers"][0]["peer"], backend.addr.to_string());
     assert_eq!(group["peers"][0]["requests"], 1);
 }
+
+#[test]
+fn proxy_download_rate_paces_the_bytes_to_the_client() {
+    // Sends 2000 bytes as soon as it reads anything, then closes.
+    let bulk = Backend::start(|mut s| {
+        let mut buf = [0u8; 16];
+        if s.read(&mut buf).is_ok() {
+            let _ = s.write_all(&[b'z'; 2000]);
+        }
+    });
+    let port = free_port();
+    let _lb = start(&format!(
+        "server {{ listen 127.0.0.1:{port}; proxy_pass {}; proxy_download_rate 1000; }}",
+        bulk.addr
+    ));
+    let mut s = connect(port);
+    let started = Instant::now();
+    s.write_all(b"go").unwrap();
+    let got = read_to_end(&mut s);
+    let took = started.elapsed();
+    assert_eq!(got.len(), 2000, "every byte arrives");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "2000 bytes at 1000 bytes/s took {took:?}"
+    );
+}

@@ -11,7 +11,7 @@ use nginx_conf::Directive;
 use super::directives::{Ctx, Support};
 use super::listen::parse_address;
 use super::model::{
-    AccessLogTarget, AccessRule, LimitConn, LimitConnZone, Listen, ProxyTarget, SplitClients,
+    AccessLogTarget, AccessRule, LimitConn, LimitConnZone, Listen, ProxyTarget, Rate, SplitClients,
     Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
@@ -30,6 +30,8 @@ struct Layer {
     next_upstream_timeout: Option<Duration>,
     buffer_size: Option<usize>,
     half_close: Option<bool>,
+    download_rate: Option<Rate>,
+    upload_rate: Option<Rate>,
     proxy_protocol: Option<bool>,
     proxy_protocol_timeout: Option<Duration>,
     responses: Option<u32>,
@@ -71,6 +73,22 @@ impl Layer {
                 set(&mut self.buffer_size, d, n)?
             }
             "proxy_half_close" => set(&mut self.half_close, d, flag())?,
+            "proxy_download_rate" | "proxy_upload_rate" => {
+                let rate = if arg0(d).contains('$') {
+                    Rate::Vars(
+                        crate::vars::Template::compile(arg0(d))
+                            .map_err(|e| ConfigError::at(e.to_string(), &d.position))?,
+                    )
+                } else {
+                    Rate::Fixed(values::parse_size(arg0(d)).ok_or_else(|| invalid_value(d))?)
+                };
+                let slot = if d.name == "proxy_download_rate" {
+                    &mut self.download_rate
+                } else {
+                    &mut self.upload_rate
+                };
+                set(slot, d, rate)?
+            }
             "proxy_protocol" => set(&mut self.proxy_protocol, d, flag())?,
             "proxy_protocol_timeout" => set(&mut self.proxy_protocol_timeout, d, time_arg(d)?)?,
             "proxy_responses" => {
@@ -134,6 +152,14 @@ impl Layer {
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             buffer_size: self.buffer_size.or(parent.buffer_size),
             half_close: self.half_close.or(parent.half_close),
+            download_rate: self
+                .download_rate
+                .clone()
+                .or_else(|| parent.download_rate.clone()),
+            upload_rate: self
+                .upload_rate
+                .clone()
+                .or_else(|| parent.upload_rate.clone()),
             proxy_protocol: self.proxy_protocol.or(parent.proxy_protocol),
             proxy_protocol_timeout: self
                 .proxy_protocol_timeout
@@ -562,6 +588,18 @@ fn build_server(
         )));
     }
     let merged = layer.over(stream);
+    let limited = merged.download_rate.as_ref().is_some_and(Rate::may_limit)
+        || merged.upload_rate.as_ref().is_some_and(Rate::may_limit);
+    if limited {
+        if let Some(udp) = listens.iter().find(|l| l.udp) {
+            // Rates apply to TCP sessions; on datagrams they would be
+            // ignored, so say so.
+            super::record_unsupported(ConfigError::at(
+                "\"proxy_download_rate\" and \"proxy_upload_rate\" on a udp listener are not supported yet",
+                udp.position.as_ref().unwrap_or(&d.position),
+            ));
+        }
+    }
     Ok(StreamServer {
         listens,
         handler,
@@ -577,6 +615,8 @@ fn build_server(
         next_upstream_timeout: merged.next_upstream_timeout.unwrap_or(Duration::ZERO),
         buffer_size: merged.buffer_size.unwrap_or(16 * 1024),
         half_close: merged.half_close.unwrap_or(false),
+        download_rate: merged.download_rate.clone().unwrap_or(Rate::Fixed(0)),
+        upload_rate: merged.upload_rate.clone().unwrap_or(Rate::Fixed(0)),
         proxy_protocol: merged.proxy_protocol.unwrap_or(false),
         proxy_protocol_timeout: merged
             .proxy_protocol_timeout
@@ -964,6 +1004,25 @@ mod tests {
             e.starts_with("\"resolver\" in a stream server is not supported yet in "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rates_fixed_or_from_variables() {
+        let s = stream(
+            "proxy_download_rate 1k;\n\
+             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; proxy_upload_rate $server_port; }",
+        );
+        assert_eq!(s.servers[0].download_rate, Rate::Fixed(1024));
+        assert!(matches!(s.servers[0].upload_rate, Rate::Vars(_)));
+        let e = error("proxy_download_rate fast;");
+        assert!(
+            e.starts_with("\"proxy_download_rate\" directive invalid value in "),
+            "{e}"
+        );
+        let e = error(
+            "server { listen 127.0.0.1:8080 udp; proxy_pass 127.0.0.1:81; proxy_upload_rate 1; }",
+        );
+        assert!(e.contains("on a udp listener are not supported yet"), "{e}");
     }
 
     #[test]

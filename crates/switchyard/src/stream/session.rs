@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd};
+use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd, Shape};
 use super::vars::Session;
 use crate::config::model::{AccessRule, StreamHandler, StreamServer};
 use crate::http::generation::Generation;
@@ -220,12 +220,17 @@ async fn content(
         header_len = header.len() as u64;
     }
     let counters = Counters::new();
+    let shape = Shape {
+        size: server.buffer_size,
+        upload_rate: server.upload_rate.value(&*session),
+        download_rate: server.download_rate.value(&*session),
+        half_close: server.half_close,
+    };
     let end = copy(
         client,
         &mut connected.stream,
-        server.buffer_size,
+        shape,
         server.timeout,
-        server.half_close,
         &counters,
     )
     .await;
