@@ -588,18 +588,6 @@ fn build_server(
         )));
     }
     let merged = layer.over(stream);
-    let limited = merged.download_rate.as_ref().is_some_and(Rate::may_limit)
-        || merged.upload_rate.as_ref().is_some_and(Rate::may_limit);
-    if limited {
-        if let Some(udp) = listens.iter().find(|l| l.udp) {
-            // Rates apply to TCP sessions; on datagrams they would be
-            // ignored, so say so.
-            super::record_unsupported(ConfigError::at(
-                "\"proxy_download_rate\" and \"proxy_upload_rate\" on a udp listener are not supported yet",
-                udp.position.as_ref().unwrap_or(&d.position),
-            ));
-        }
-    }
     Ok(StreamServer {
         listens,
         handler,
@@ -1019,10 +1007,6 @@ mod tests {
             e.starts_with("\"proxy_download_rate\" directive invalid value in "),
             "{e}"
         );
-        let e = error(
-            "server { listen 127.0.0.1:8080 udp; proxy_pass 127.0.0.1:81; proxy_upload_rate 1; }",
-        );
-        assert!(e.contains("on a udp listener are not supported yet"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -332,8 +332,19 @@ async fn exchange(
     let mut pending = Some(first);
     let mut last = Instant::now();
     let mut client_open = true;
+    // proxy_upload_rate / proxy_download_rate: a datagram is never split;
+    // after one of n bytes that direction waits n * 1000 / rate ms.
+    let upload_rate = server.upload_rate.value(&*session);
+    let download_rate = server.download_rate.value(&*session);
+    let mut up_ready = Instant::now();
+    let mut down_ready = Instant::now();
+    let pause = |n: usize, rate: u64| {
+        Duration::from_millis((n as u64 * 1000).checked_div(rate).unwrap_or(0))
+    };
     loop {
-        if let Some(datagram) = pending.take() {
+        let up_open = Instant::now() >= up_ready;
+        if let Some(datagram) = pending.take_if(|_| up_open) {
+            up_ready = Instant::now() + pause(datagram.len(), upload_rate);
             packets.requests += 1;
             session.bytes_received += datagram.len() as u64;
             match peer.send(&datagram).await {
@@ -367,15 +378,21 @@ async fn exchange(
             // waits for its answers.
             rx.release();
         }
-        let idle = server.timeout.saturating_sub(last.elapsed());
+        // A delayed side does not count as idle (nginx stops the timer).
+        let busy_until = last.max(up_ready).max(down_ready);
+        let idle = server.timeout.saturating_sub(busy_until.elapsed());
+        let down_open = Instant::now() >= down_ready;
         tokio::select! {
-            d = rx.rx.recv(), if client_open => match d {
+            _ = tokio::time::sleep_until(up_ready.into()), if pending.is_some() => {}
+            _ = tokio::time::sleep_until(down_ready.into()), if !down_open => {}
+            d = rx.rx.recv(), if client_open && pending.is_none() => match d {
                 Some(d) if requests_full => rx.pass_on(d),
                 Some(d) => pending = Some(d),
                 None => client_open = false,
             },
-            r = peer.recv(&mut buf) => match r {
+            r = peer.recv(&mut buf), if down_open => match r {
                 Ok(n) => {
+                    down_ready = Instant::now() + pause(n, download_rate);
                     if let Some(t) = session.tries.last_mut() {
                         t.received += n as u64;
                         t.first_byte.get_or_insert(started.elapsed());
