@@ -579,3 +579,26 @@ fn proxy_download_rate_paces_the_bytes_to_the_client() {
         "2000 bytes at 1000 bytes/s took {took:?}"
     );
 }
+
+#[test]
+fn proxy_bind_sets_the_source_address() {
+    // Answers with the address the connection came from.
+    let backend = Backend::start(|mut s| {
+        let from = s
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let mut buf = [0u8; 16];
+        if s.read(&mut buf).is_ok() {
+            let _ = s.write_all(from.as_bytes());
+        }
+    });
+    let port = free_port();
+    let _lb = start(&format!(
+        "server {{ listen 127.0.0.1:{port}; proxy_pass {}; proxy_bind 127.0.0.2; }}",
+        backend.addr
+    ));
+    let mut s = connect(port);
+    s.write_all(b"who").unwrap();
+    assert_eq!(read_to_end(&mut s), b"127.0.0.2");
+}

@@ -155,6 +155,29 @@ impl Rate {
     }
 }
 
+/// `proxy_bind ADDRESS[:PORT]`, as written or from variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyBind {
+    /// An address (port 0 unless given).
+    Fixed(SocketAddr),
+    /// A template evaluated per session.
+    Vars(crate::vars::Template),
+}
+
+/// Parses a `proxy_bind` address: `1.2.3.4`, `1.2.3.4:5`, `::1`, `[::1]:5`.
+pub fn parse_bind_address(text: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, 0));
+    }
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip.into(), 0));
+    }
+    text.parse::<SocketAddr>().ok()
+}
+
 /// One `allow` / `deny` rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessRule {
@@ -197,6 +220,10 @@ pub struct StreamServer {
     pub buffer_size: usize,
     /// `proxy_half_close` (default off).
     pub half_close: bool,
+    /// `proxy_bind`: the local address of upstream connections.
+    pub bind: Option<ProxyBind>,
+    /// `proxy_socket_keepalive` (default off): SO_KEEPALIVE upstream.
+    pub socket_keepalive: bool,
     /// `proxy_download_rate` in bytes per second (default 0: no limit).
     pub download_rate: Rate,
     /// `proxy_upload_rate` in bytes per second (default 0: no limit).

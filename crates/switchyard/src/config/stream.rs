@@ -11,8 +11,8 @@ use nginx_conf::Directive;
 use super::directives::{Ctx, Support};
 use super::listen::parse_address;
 use super::model::{
-    AccessLogTarget, AccessRule, LimitConn, LimitConnZone, Listen, ProxyTarget, Rate, SplitClients,
-    Stream, StreamHandler, StreamServer, UpstreamConfig,
+    AccessLogTarget, AccessRule, LimitConn, LimitConnZone, Listen, ProxyBind, ProxyTarget, Rate,
+    SplitClients, Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
@@ -32,6 +32,9 @@ struct Layer {
     half_close: Option<bool>,
     download_rate: Option<Rate>,
     upload_rate: Option<Rate>,
+    /// `proxy_bind`; `Some(None)` is `off`.
+    bind: Option<Option<ProxyBind>>,
+    socket_keepalive: Option<bool>,
     proxy_protocol: Option<bool>,
     proxy_protocol_timeout: Option<Duration>,
     responses: Option<u32>,
@@ -73,6 +76,8 @@ impl Layer {
                 set(&mut self.buffer_size, d, n)?
             }
             "proxy_half_close" => set(&mut self.half_close, d, flag())?,
+            "proxy_bind" => set(&mut self.bind, d, parse_proxy_bind(d)?)?,
+            "proxy_socket_keepalive" => set(&mut self.socket_keepalive, d, flag())?,
             "proxy_download_rate" | "proxy_upload_rate" => {
                 let rate = if arg0(d).contains('$') {
                     Rate::Vars(
@@ -152,6 +157,8 @@ impl Layer {
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             buffer_size: self.buffer_size.or(parent.buffer_size),
             half_close: self.half_close.or(parent.half_close),
+            bind: self.bind.clone().or_else(|| parent.bind.clone()),
+            socket_keepalive: self.socket_keepalive.or(parent.socket_keepalive),
             download_rate: self
                 .download_rate
                 .clone()
@@ -191,6 +198,30 @@ fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigErr
     }
     *slot = Some(value);
     Ok(())
+}
+
+/// `proxy_bind ADDRESS[:PORT] | off`; `transparent` is not supported yet.
+fn parse_proxy_bind(d: &Directive) -> Result<Option<ProxyBind>, ConfigError> {
+    let at = &d.position;
+    if let Some(extra) = d.args.get(1) {
+        return Err(if extra.value == "transparent" {
+            ConfigError::at("\"proxy_bind ... transparent\" is not supported yet", at)
+        } else {
+            ConfigError::at(format!("invalid parameter \"{}\"", extra.value), at)
+        });
+    }
+    let value = arg0(d);
+    if value == "off" {
+        return Ok(None);
+    }
+    if value.contains('$') {
+        let t = crate::vars::Template::compile(value)
+            .map_err(|e| ConfigError::at(e.to_string(), at))?;
+        return Ok(Some(ProxyBind::Vars(t)));
+    }
+    super::model::parse_bind_address(value)
+        .map(|a| Some(ProxyBind::Fixed(a)))
+        .ok_or_else(|| ConfigError::at(format!("invalid address \"{value}\""), at))
 }
 
 /// `allow ADDRESS|CIDR|all` / `deny ...` (ngx_stream_access_module).
@@ -603,6 +634,8 @@ fn build_server(
         next_upstream_timeout: merged.next_upstream_timeout.unwrap_or(Duration::ZERO),
         buffer_size: merged.buffer_size.unwrap_or(16 * 1024),
         half_close: merged.half_close.unwrap_or(false),
+        bind: merged.bind.clone().flatten(),
+        socket_keepalive: merged.socket_keepalive.unwrap_or(false),
         download_rate: merged.download_rate.clone().unwrap_or(Rate::Fixed(0)),
         upload_rate: merged.upload_rate.clone().unwrap_or(Rate::Fixed(0)),
         proxy_protocol: merged.proxy_protocol.unwrap_or(false),
@@ -1007,6 +1040,26 @@ mod tests {
             e.starts_with("\"proxy_download_rate\" directive invalid value in "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn proxy_bind_and_keepalive() {
+        let s = stream(
+            "proxy_bind 127.0.0.2; proxy_socket_keepalive on;\n\
+             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; }\n\
+             server { listen 127.0.0.1:8081; proxy_pass 127.0.0.1:81; proxy_bind off; }\n\
+             server { listen 127.0.0.1:8082; proxy_pass 127.0.0.1:81; proxy_bind $server_addr; }",
+        );
+        assert_eq!(
+            s.servers[0].bind,
+            Some(ProxyBind::Fixed("127.0.0.2:0".parse().unwrap()))
+        );
+        assert!(s.servers[0].socket_keepalive);
+        assert_eq!(s.servers[1].bind, None, "off");
+        assert!(matches!(s.servers[2].bind, Some(ProxyBind::Vars(_))));
+        assert!(error("proxy_bind 127.0.0.2 transparent;")
+            .contains("transparent\" is not supported yet"));
+        assert!(error("proxy_bind nowhere;").starts_with("invalid address \"nowhere\" in "));
     }
 
     #[test]

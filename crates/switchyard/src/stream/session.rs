@@ -197,8 +197,12 @@ async fn content(
     };
     let mut connected = match super::proxy::connect(session, server, upstream).await {
         Ok(c) => c,
-        Err(_) => {
+        Err(super::proxy::ConnectError::Exhausted) => {
             session.status = 502;
+            return;
+        }
+        Err(super::proxy::ConnectError::Local) => {
+            session.status = 500;
             return;
         }
     };

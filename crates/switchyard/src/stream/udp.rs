@@ -273,8 +273,13 @@ async fn proxy(
         addr: picked.label.clone(),
         ..Default::default()
     });
+    let Ok(bind) = super::proxy::bind_address(session, server) else {
+        upstream.finish(picked.id, true);
+        session.status = 500;
+        return;
+    };
     // A datagram session has no next upstream: nginx sends to one peer.
-    let peer = match connect(picked.addr).await {
+    let peer = match connect(picked.addr, bind).await {
         Ok(p) => p,
         Err(e) => {
             error_log::error(
@@ -304,13 +309,13 @@ async fn proxy(
     session.status = outcome;
 }
 
-async fn connect(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+async fn connect(addr: SocketAddr, bind: Option<SocketAddr>) -> std::io::Result<UdpSocket> {
     let any: SocketAddr = if addr.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
         SocketAddr::from(([0u16; 8], 0))
     };
-    let socket = UdpSocket::bind(any).await?;
+    let socket = UdpSocket::bind(bind.unwrap_or(any)).await?;
     socket.connect(addr).await?;
     Ok(socket)
 }
