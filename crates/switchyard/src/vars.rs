@@ -130,6 +130,9 @@ pub enum Var {
     ProxyProtocolServerPort,
     /// stream: `$binary_remote_addr` (4 or 16 bytes, not text).
     BinaryRemoteAddr,
+    /// stream: `$limit_conn_status` (`PASSED`, `REJECTED`,
+    /// `REJECTED_DRY_RUN`; not found without `limit_conn`).
+    LimitConnStatus,
 }
 
 /// Which module's variables a template may name: http and stream each have
@@ -274,6 +277,7 @@ impl Var {
             "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
             "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
             "binary_remote_addr" => Var::BinaryRemoteAddr,
+            "limit_conn_status" => Var::LimitConnStatus,
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }

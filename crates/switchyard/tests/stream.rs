@@ -527,3 +527,78 @@ fn proxy_pass_with_variables_picks_per_session() {
         lb.access_lines().iter().any(|l| l.contains(" 500 "))
     });
 }
+
+#[test]
+fn status_json_shows_stream_upstreams() {
+    let backend = Backend::named("B");
+    let (stream_port, http_port) = (free_port(), free_port());
+    let _lb = Balancer::start_full(
+        &format!(
+            "events {{}}\n\
+             http {{ server {{ listen 127.0.0.1:{http_port}; location /status {{ status_page; }} }} }}\n\
+             stream {{ upstream u {{ server {}; }} server {{ listen 127.0.0.1:{stream_port}; proxy_pass u; }} }}\n",
+            backend.addr
+        ),
+        &[http_port],
+        &[],
+    );
+    assert_eq!(exchange(stream_port, b"x", 2), b"Bx");
+    let status = support::get(http_port, "/status.json").text();
+    let json: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let groups = json["upstreams"].as_array().expect("upstreams");
+    let group = groups
+        .iter()
+        .find(|g| g["name"] == "stream:u")
+        .unwrap_or_else(|| panic!("no stream:u in {status}"));
+    assert_eq!(group["peers"][0]["peer"], backend.addr.to_string());
+    assert_eq!(group["peers"][0]["requests"], 1);
+}
+
+#[test]
+fn proxy_download_rate_paces_the_bytes_to_the_client() {
+    // Sends 2000 bytes as soon as it reads anything, then closes.
+    let bulk = Backend::start(|mut s| {
+        let mut buf = [0u8; 16];
+        if s.read(&mut buf).is_ok() {
+            let _ = s.write_all(&[b'z'; 2000]);
+        }
+    });
+    let port = free_port();
+    let _lb = start(&format!(
+        "server {{ listen 127.0.0.1:{port}; proxy_pass {}; proxy_download_rate 1000; }}",
+        bulk.addr
+    ));
+    let mut s = connect(port);
+    let started = Instant::now();
+    s.write_all(b"go").unwrap();
+    let got = read_to_end(&mut s);
+    let took = started.elapsed();
+    assert_eq!(got.len(), 2000, "every byte arrives");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "2000 bytes at 1000 bytes/s took {took:?}"
+    );
+}
+
+#[test]
+fn proxy_bind_sets_the_source_address() {
+    // Answers with the address the connection came from.
+    let backend = Backend::start(|mut s| {
+        let from = s
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let mut buf = [0u8; 16];
+        if s.read(&mut buf).is_ok() {
+            let _ = s.write_all(from.as_bytes());
+        }
+    });
+    let port = free_port();
+    let _lb = start(&format!(
+        "server {{ listen 127.0.0.1:{port}; proxy_pass {}; proxy_bind 127.0.0.2; }}",
+        backend.addr
+    ));
+    let mut s = connect(port);
+    s.write_all(b"who").unwrap();
+    assert_eq!(read_to_end(&mut s), b"127.0.0.2");
+}

@@ -1503,11 +1503,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "proxy_ssl_certificate",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
     ),
@@ -1523,21 +1519,13 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "proxy_ssl_certificate_key",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
     ),
     k(
         "proxy_ssl_ciphers",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
     ),
@@ -1563,11 +1551,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "proxy_ssl_name",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
     ),
@@ -1583,31 +1567,19 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "proxy_ssl_protocols",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::AtLeast(1),
         false,
     ),
     k(
         "proxy_ssl_session_reuse",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
         false,
     ),
     k(
         "proxy_ssl_trusted_certificate",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
     ),
@@ -2009,13 +1981,6 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k("server_name", Ctx::STREAM_SERVER, Arity::AtLeast(1), false),
-    k(
-        "set_real_ip_from",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
     k(
         "slice",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -2105,21 +2070,13 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_ciphers",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
         take(&[1]),
         false,
     ),
     k(
         "ssl_client_certificate",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
         take(&[1]),
         false,
     ),
@@ -2180,12 +2137,6 @@ pub static KNOWN: &[Spec] = &[
     ),
     k("ssl_engine", Ctx::MAIN, take(&[1]), false),
     k(
-        "ssl_handshake_timeout",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
         "ssl_object_cache_inheritable",
         Ctx::MAIN,
         Arity::Flag,
@@ -2229,12 +2180,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "ssl_prefer_server_ciphers",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        Arity::Flag,
-        false,
-    ),
-    k(
         "ssl_reject_handshake",
         Ctx::HTTP
             .or(Ctx::SERVER)
@@ -2245,11 +2190,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_session_cache",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
         take(&[1, 2]),
         false,
     ),
@@ -2275,11 +2216,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_session_timeout",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
         take(&[1]),
         false,
     ),
@@ -2331,11 +2268,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_verify_client",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
         take(&[1]),
         false,
     ),

@@ -130,6 +130,54 @@ pub enum StreamHandler {
     None,
 }
 
+/// A rate in bytes per second, as written or from variables (evaluated
+/// when the session connects, as nginx evaluates it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rate {
+    /// A size checked at load time (0: no limit).
+    Fixed(u64),
+    /// A template whose value is a size; an invalid value is no limit.
+    Vars(crate::vars::Template),
+}
+
+impl Rate {
+    /// The rate for `source`'s variables.
+    pub fn value(&self, source: &dyn crate::vars::VarSource) -> u64 {
+        match self {
+            Rate::Fixed(n) => *n,
+            Rate::Vars(t) => super::values::parse_size(&t.render(source)).unwrap_or(0),
+        }
+    }
+
+    /// Whether it may limit at all.
+    pub fn may_limit(&self) -> bool {
+        !matches!(self, Rate::Fixed(0))
+    }
+}
+
+/// `proxy_bind ADDRESS[:PORT]`, as written or from variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyBind {
+    /// An address (port 0 unless given).
+    Fixed(SocketAddr),
+    /// A template evaluated per session.
+    Vars(crate::vars::Template),
+}
+
+/// Parses a `proxy_bind` address: `1.2.3.4`, `1.2.3.4:5`, `::1`, `[::1]:5`.
+pub fn parse_bind_address(text: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, 0));
+    }
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip.into(), 0));
+    }
+    text.parse::<SocketAddr>().ok()
+}
+
 /// One `allow` / `deny` rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessRule {
@@ -172,6 +220,14 @@ pub struct StreamServer {
     pub buffer_size: usize,
     /// `proxy_half_close` (default off).
     pub half_close: bool,
+    /// `proxy_bind`: the local address of upstream connections.
+    pub bind: Option<ProxyBind>,
+    /// `proxy_socket_keepalive` (default off): SO_KEEPALIVE upstream.
+    pub socket_keepalive: bool,
+    /// `proxy_download_rate` in bytes per second (default 0: no limit).
+    pub download_rate: Rate,
+    /// `proxy_upload_rate` in bytes per second (default 0: no limit).
+    pub upload_rate: Rate,
     /// `proxy_protocol` (default off): send a PROXY protocol v1 header to
     /// the upstream before the client's bytes.
     pub proxy_protocol: bool,

@@ -11,8 +11,8 @@ use nginx_conf::Directive;
 use super::directives::{Ctx, Support};
 use super::listen::parse_address;
 use super::model::{
-    AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, Listen, ProxyTarget,
-    SplitClients, Stream, StreamHandler, StreamServer, UpstreamConfig,
+    AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, Listen, ProxyBind,
+    ProxyTarget, Rate, SplitClients, Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
@@ -30,6 +30,11 @@ struct Layer {
     next_upstream_timeout: Option<Duration>,
     buffer_size: Option<usize>,
     half_close: Option<bool>,
+    download_rate: Option<Rate>,
+    upload_rate: Option<Rate>,
+    /// `proxy_bind`; `Some(None)` is `off`.
+    bind: Option<Option<ProxyBind>>,
+    socket_keepalive: Option<bool>,
     proxy_protocol: Option<bool>,
     proxy_protocol_timeout: Option<Duration>,
     responses: Option<u32>,
@@ -71,6 +76,24 @@ impl Layer {
                 set(&mut self.buffer_size, d, n)?
             }
             "proxy_half_close" => set(&mut self.half_close, d, flag())?,
+            "proxy_bind" => set(&mut self.bind, d, parse_proxy_bind(d)?)?,
+            "proxy_socket_keepalive" => set(&mut self.socket_keepalive, d, flag())?,
+            "proxy_download_rate" | "proxy_upload_rate" => {
+                let rate = if arg0(d).contains('$') {
+                    Rate::Vars(
+                        crate::vars::Template::compile(arg0(d))
+                            .map_err(|e| ConfigError::at(e.to_string(), &d.position))?,
+                    )
+                } else {
+                    Rate::Fixed(values::parse_size(arg0(d)).ok_or_else(|| invalid_value(d))?)
+                };
+                let slot = if d.name == "proxy_download_rate" {
+                    &mut self.download_rate
+                } else {
+                    &mut self.upload_rate
+                };
+                set(slot, d, rate)?
+            }
             "proxy_protocol" => set(&mut self.proxy_protocol, d, flag())?,
             "proxy_protocol_timeout" => set(&mut self.proxy_protocol_timeout, d, time_arg(d)?)?,
             "proxy_responses" => {
@@ -134,6 +157,16 @@ impl Layer {
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             buffer_size: self.buffer_size.or(parent.buffer_size),
             half_close: self.half_close.or(parent.half_close),
+            bind: self.bind.clone().or_else(|| parent.bind.clone()),
+            socket_keepalive: self.socket_keepalive.or(parent.socket_keepalive),
+            download_rate: self
+                .download_rate
+                .clone()
+                .or_else(|| parent.download_rate.clone()),
+            upload_rate: self
+                .upload_rate
+                .clone()
+                .or_else(|| parent.upload_rate.clone()),
             proxy_protocol: self.proxy_protocol.or(parent.proxy_protocol),
             proxy_protocol_timeout: self
                 .proxy_protocol_timeout
@@ -165,6 +198,30 @@ fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigErr
     }
     *slot = Some(value);
     Ok(())
+}
+
+/// `proxy_bind ADDRESS[:PORT] | off`; `transparent` is not supported yet.
+fn parse_proxy_bind(d: &Directive) -> Result<Option<ProxyBind>, ConfigError> {
+    let at = &d.position;
+    if let Some(extra) = d.args.get(1) {
+        return Err(if extra.value == "transparent" {
+            ConfigError::at("\"proxy_bind ... transparent\" is not supported yet", at)
+        } else {
+            ConfigError::at(format!("invalid parameter \"{}\"", extra.value), at)
+        });
+    }
+    let value = arg0(d);
+    if value == "off" {
+        return Ok(None);
+    }
+    if value.contains('$') {
+        let t = crate::vars::Template::compile(value)
+            .map_err(|e| ConfigError::at(e.to_string(), at))?;
+        return Ok(Some(ProxyBind::Vars(t)));
+    }
+    super::model::parse_bind_address(value)
+        .map(|a| Some(ProxyBind::Fixed(a)))
+        .ok_or_else(|| ConfigError::at(format!("invalid address \"{value}\""), at))
 }
 
 /// `allow ADDRESS|CIDR|all` / `deny ...` (ngx_stream_access_module).
@@ -362,6 +419,36 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
         zones.push(Arc::new(zone));
     }
+    // The stream-level resolver serves every stream upstream, wherever it
+    // is written (an upstream's own resolver overrides it).
+    let mut resolver = None;
+    let mut resolver_timeout = None;
+    for inner in block
+        .iter()
+        .filter(|d| d.name == "resolver" || d.name == "resolver_timeout")
+    {
+        check(inner, Ctx::STREAM)?;
+        if inner.name == "resolver" {
+            if resolver.is_some() {
+                return Err(ConfigError::at(
+                    "\"resolver\" directive is duplicate",
+                    &inner.position,
+                ));
+            }
+            resolver = Some(super::upstream::parse_resolver(inner)?);
+        } else {
+            if resolver_timeout.is_some() {
+                return Err(ConfigError::at(
+                    "\"resolver_timeout\" directive is duplicate",
+                    &inner.position,
+                ));
+            }
+            resolver_timeout = Some(time_arg(inner)?);
+        }
+    }
+    if let (Some(r), Some(t)) = (resolver.as_mut(), resolver_timeout) {
+        r.timeout = t;
+    }
     for inner in block {
         let spec = check(inner, Ctx::STREAM)?;
         if spec.support == Support::NotYet {
@@ -369,10 +456,10 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
         match spec.name {
             "server" => server_blocks.push(inner),
-            "include" | "limit_conn_zone" => {}
+            "include" | "limit_conn_zone" | "resolver" | "resolver_timeout" => {}
             "error_log" => not_yet_in_stream(inner),
             "upstream" => {
-                let up = build_stream_upstream(inner)?;
+                let up = build_stream_upstream(inner, resolver.as_ref())?;
                 if upstreams.iter().any(|u| u.name == up.name) {
                     return Err(ConfigError::at(
                         format!("duplicate upstream \"{}\"", up.name),
@@ -507,6 +594,12 @@ fn build_server(
         match spec.name {
             "listen" => listens.push(parse_stream_listen(inner)?),
             "include" => {}
+            // A server's resolver would serve proxy_pass with variables,
+            // which resolves no names yet: named, not silently ignored.
+            "resolver" | "resolver_timeout" => super::record_unsupported(ConfigError::at(
+                format!("\"{}\" in a stream server is not supported yet", inner.name),
+                &inner.position,
+            )),
             "error_log" => not_yet_in_stream(inner),
             // Each sets the server's handler; the last one written wins,
             // as in nginx.
@@ -588,6 +681,10 @@ fn build_server(
         next_upstream_timeout: merged.next_upstream_timeout.unwrap_or(Duration::ZERO),
         buffer_size: merged.buffer_size.unwrap_or(16 * 1024),
         half_close: merged.half_close.unwrap_or(false),
+        bind: merged.bind.clone().flatten(),
+        socket_keepalive: merged.socket_keepalive.unwrap_or(false),
+        download_rate: merged.download_rate.clone().unwrap_or(Rate::Fixed(0)),
+        upload_rate: merged.upload_rate.clone().unwrap_or(Rate::Fixed(0)),
         proxy_protocol: merged.proxy_protocol.unwrap_or(false),
         proxy_protocol_timeout: merged
             .proxy_protocol_timeout
@@ -971,6 +1068,67 @@ mod tests {
             let e = error(body);
             assert!(e.starts_with(wanted), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn resolver_serves_stream_upstreams() {
+        let s = stream(
+            "upstream u { server example.net:80 resolve; server _x._tcp.example.net service=x; }\n\
+             upstream own { resolver 127.0.0.2; server example.org:80 resolve; }\n\
+             resolver 127.0.0.1:5353 valid=5s; resolver_timeout 2s;",
+        );
+        let u = &s.upstreams[0];
+        let r = u.resolver.as_ref().expect("the stream resolver");
+        assert_eq!(r.servers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(r.timeout, Duration::from_secs(2));
+        assert_eq!(
+            u.servers[1].service.as_deref(),
+            Some("x"),
+            "service= needs no port"
+        );
+        let own = s.upstreams[1].resolver.as_ref().expect("its own resolver");
+        assert_eq!(own.servers, vec!["127.0.0.2:53".parse().unwrap()]);
+        let e =
+            error("server { listen 127.0.0.1:80; resolver 127.0.0.1; proxy_pass 127.0.0.1:81; }");
+        assert!(
+            e.starts_with("\"resolver\" in a stream server is not supported yet in "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rates_fixed_or_from_variables() {
+        let s = stream(
+            "proxy_download_rate 1k;\n\
+             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; proxy_upload_rate $server_port; }",
+        );
+        assert_eq!(s.servers[0].download_rate, Rate::Fixed(1024));
+        assert!(matches!(s.servers[0].upload_rate, Rate::Vars(_)));
+        let e = error("proxy_download_rate fast;");
+        assert!(
+            e.starts_with("\"proxy_download_rate\" directive invalid value in "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn proxy_bind_and_keepalive() {
+        let s = stream(
+            "proxy_bind 127.0.0.2; proxy_socket_keepalive on;\n\
+             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; }\n\
+             server { listen 127.0.0.1:8081; proxy_pass 127.0.0.1:81; proxy_bind off; }\n\
+             server { listen 127.0.0.1:8082; proxy_pass 127.0.0.1:81; proxy_bind $server_addr; }",
+        );
+        assert_eq!(
+            s.servers[0].bind,
+            Some(ProxyBind::Fixed("127.0.0.2:0".parse().unwrap()))
+        );
+        assert!(s.servers[0].socket_keepalive);
+        assert_eq!(s.servers[1].bind, None, "off");
+        assert!(matches!(s.servers[2].bind, Some(ProxyBind::Vars(_))));
+        assert!(error("proxy_bind 127.0.0.2 transparent;")
+            .contains("transparent\" is not supported yet"));
+        assert!(error("proxy_bind nowhere;").starts_with("invalid address \"nowhere\" in "));
     }
 
     #[test]

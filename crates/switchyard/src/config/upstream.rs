@@ -56,13 +56,7 @@ fn parse_server(
     }
     let (host, port, has_port) =
         split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
-    // stream has no default port (nginx: ngx_parse_url without one).
-    if ctx == Ctx::STREAM_UPSTREAM && !has_port {
-        return Err(ConfigError::at(
-            format!("no port in upstream \"{address}\""),
-            at,
-        ));
-    }
+
     let mut server = UpstreamServer::new(address.clone(), host, port, at.clone());
     for arg in d.args.iter().skip(1) {
         let p = arg.value.as_str();
@@ -110,6 +104,14 @@ fn parse_server(
             return Err(invalid());
         }
     }
+    // stream has no default port (nginx: ngx_parse_url without one),
+    // unless SRV records give it (`service=`).
+    if ctx == Ctx::STREAM_UPSTREAM && !has_port && server.service.is_none() {
+        return Err(ConfigError::at(
+            format!("no port in upstream \"{address}\""),
+            at,
+        ));
+    }
     Ok(server)
 }
 
@@ -125,12 +127,15 @@ pub(crate) fn build_upstream(
 /// Builds one `upstream NAME { ... }` of the stream block: the same
 /// balancers and `server` parameters; the directives the stream upstream
 /// module lacks (`keepalive`, `ip_hash`, ...) are "not allowed here".
-pub(crate) fn build_stream_upstream(d: &Directive) -> Result<UpstreamConfig, ConfigError> {
+pub(crate) fn build_stream_upstream(
+    d: &Directive,
+    stream_resolver: Option<&ResolverSettings>,
+) -> Result<UpstreamConfig, ConfigError> {
     build_upstream_in(
         d,
         Ctx::STREAM_UPSTREAM,
         &std::collections::HashMap::new(),
-        None,
+        stream_resolver,
     )
 }
 

@@ -350,7 +350,8 @@ impl VarSource for Exchange {
             | Var::ProxyProtocolPort
             | Var::ProxyProtocolServerAddr
             | Var::ProxyProtocolServerPort
-            | Var::BinaryRemoteAddr => None,
+            | Var::BinaryRemoteAddr
+            | Var::LimitConnStatus => None,
         }
     }
 }

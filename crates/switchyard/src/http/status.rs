@@ -8,19 +8,21 @@ use super::body::{full, ResponseBody};
 use super::generation::Generation;
 use crate::observe::metrics::{self, PeerState, Resolving};
 
-/// The live state of every peer of every upstream in `generation`, and a
-/// row for each server whose name has not resolved yet.
+/// The live state of every peer of every upstream in `generation`, http's
+/// then stream's (`stream:NAME`), and a row for each server whose name has
+/// not resolved yet.
 pub fn peer_states(generation: &Generation) -> Vec<PeerState> {
-    let mut names: Vec<&String> = generation.upstreams.keys().collect();
-    names.sort();
+    let mut groups: Vec<&std::sync::Arc<crate::upstream::Upstream>> =
+        generation.upstreams.values().collect();
+    groups.sort_by(|a, b| a.label.cmp(&b.label));
+    let mut stream: Vec<_> = generation.stream.upstreams.values().collect();
+    stream.sort_by(|a, b| a.label.cmp(&b.label));
+    groups.extend(stream);
     let mut out = Vec::new();
-    for name in names {
-        let Some(upstream) = generation.upstreams.get(name) else {
-            continue;
-        };
+    for upstream in groups {
         for (cfg, stats) in upstream.snapshot() {
             out.push(PeerState {
-                upstream: name.clone(),
+                upstream: upstream.label.clone(),
                 peer: cfg.name.clone(),
                 backup: cfg.backup,
                 requests: stats.requests,
@@ -34,7 +36,7 @@ pub fn peer_states(generation: &Generation) -> Vec<PeerState> {
         let now = std::time::Instant::now();
         for waiting in upstream.unresolved() {
             out.push(PeerState {
-                upstream: name.clone(),
+                upstream: upstream.label.clone(),
                 peer: waiting.server,
                 backup: false,
                 requests: 0,

@@ -65,8 +65,11 @@ impl LogFormat {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Var(var) => match source.var_bytes(var) {
                     Some(value) if !value.is_empty() => escape_into(&mut out, &value, self.escape),
+                    // nginx writes `-` for a value not found (or empty)
+                    // only with the default escaping; json and none
+                    // write nothing.
                     _ => {
-                        if self.escape != Escape::Json {
+                        if self.escape == Escape::Default {
                             out.push('-');
                         }
                     }
@@ -139,6 +142,12 @@ mod tests {
             LogFormat::combined().render(&Req),
             "127.0.0.1 - - [27/Dec/2020:17:31:50 +0000] \"POST / HTTP/1.1\" 200 15 \"-\" \"HTTPie/1.0.3 \\x22x\\x22\""
         );
+    }
+
+    #[test]
+    fn none_escape_leaves_missing_empty() {
+        let f = LogFormat::compile("[$remote_user]$remote_addr", Escape::None).unwrap();
+        assert_eq!(f.render(&Req), "[]127.0.0.1");
     }
 
     #[test]

@@ -101,13 +101,37 @@ pub(crate) enum CopyEnd {
     TimedOut,
 }
 
-/// Copies `src` into `dst` through a buffer of `size` bytes; with
-/// `half_close` the end of `src` is passed on as a shutdown of `dst`'s
-/// write side.
+/// How bytes are moved: the buffer size, the rates, half-close.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Each direction's buffer (`proxy_buffer_size`).
+    pub size: usize,
+    /// `proxy_upload_rate` in bytes per second (0: no limit).
+    pub upload_rate: u64,
+    /// `proxy_download_rate` in bytes per second (0: no limit).
+    pub download_rate: u64,
+    /// `proxy_half_close`.
+    pub half_close: bool,
+}
+
+/// Waits out a rate delay without it counting as idle time (nginx does
+/// not run proxy_timeout while a side is delayed).
+async fn delay(counters: &Counters, ms: u64) {
+    counters.touch();
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    counters.touch();
+}
+
+/// Copies `src` into `dst` through a buffer of `size` bytes, at most
+/// `rate` bytes a second as nginx limits it (`rate * (seconds + 1) -
+/// received` may be read now; each read then waits `n * 1000 / rate` ms);
+/// with `half_close` the end of `src` is passed on as a shutdown of
+/// `dst`'s write side.
 async fn pump<R, W>(
     mut src: R,
     mut dst: W,
     size: usize,
+    rate: u64,
     direction: Direction,
     counters: &Counters,
     half_close: bool,
@@ -122,7 +146,17 @@ where
     };
     let mut buf = vec![0u8; size.max(1)];
     loop {
-        let n = match src.read(&mut buf).await {
+        let mut room = buf.len();
+        if rate > 0 {
+            let received = read_count.load(Ordering::Relaxed);
+            let allowed = rate.saturating_mul(counters.epoch.elapsed().as_secs() + 1);
+            if allowed <= received {
+                delay(counters, (received - allowed) * 1000 / rate + 1).await;
+                continue;
+            }
+            room = room.min(usize::try_from(allowed - received).unwrap_or(usize::MAX));
+        }
+        let n = match src.read(&mut buf[..room]).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => return PumpEnd::ReadError(e),
@@ -149,6 +183,11 @@ where
                 Err(e) => return PumpEnd::WriteError(e),
             }
         }
+        if let Some(ms) = (n as u64 * 1000).checked_div(rate) {
+            if ms > 0 {
+                delay(counters, ms).await;
+            }
+        }
     }
     if half_close {
         // The peer's read side sees the end; our reading of it goes on.
@@ -163,16 +202,32 @@ where
 pub(crate) async fn copy(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
-    size: usize,
+    shape: Shape,
     timeout: Duration,
-    half_close: bool,
     counters: &Counters,
 ) -> CopyEnd {
+    let half_close = shape.half_close;
     counters.touch();
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
-    let up = pump(cr, uw, size, Direction::Upstream, counters, half_close);
-    let down = pump(ur, cw, size, Direction::Downstream, counters, half_close);
+    let up = pump(
+        cr,
+        uw,
+        shape.size,
+        shape.upload_rate,
+        Direction::Upstream,
+        counters,
+        half_close,
+    );
+    let down = pump(
+        ur,
+        cw,
+        shape.size,
+        shape.download_rate,
+        Direction::Downstream,
+        counters,
+        half_close,
+    );
     tokio::pin!(up, down);
     let idle = counters.idle(timeout);
     tokio::pin!(idle);

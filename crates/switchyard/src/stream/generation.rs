@@ -62,7 +62,7 @@ impl StreamRuntime {
                 .cloned();
             upstreams.insert(
                 up.name.clone(),
-                reused.unwrap_or_else(|| Upstream::new(up.clone())),
+                reused.unwrap_or_else(|| Upstream::new_stream(up.clone())),
             );
         }
         // A zone keeps its counts across a reload while its key is the

@@ -52,7 +52,7 @@ impl Drop for Held {
 /// end with 503. The counts taken are released when the returned guards
 /// drop.
 pub(crate) fn enter(
-    session: &Session,
+    session: &mut Session,
     server: &StreamServer,
     zones: &HashMap<String, Arc<ZoneCounts>>,
 ) -> Result<Vec<Held>, ()> {
@@ -61,7 +61,7 @@ pub(crate) fn enter(
         let Some(zone) = zones.get(&limit.zone.name) else {
             continue;
         };
-        let key = limit.zone.key.render_bytes(session);
+        let key = limit.zone.key.render_bytes(&*session);
         if key.is_empty() {
             // nginx counts nothing for an empty key.
             continue;
@@ -99,12 +99,15 @@ pub(crate) fn enter(
                 ),
             );
             if server.limit_conn_dry_run {
+                session.limit_conn_status = Some("REJECTED_DRY_RUN");
                 continue;
             }
+            session.limit_conn_status = Some("REJECTED");
             return Err(());
         }
         *count += 1;
         drop(counts);
+        session.limit_conn_status.get_or_insert("PASSED");
         held.push(Held {
             zone: zone.clone(),
             key,

@@ -6,10 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::TcpStream;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::vars::{Session, Try};
-use crate::config::model::StreamServer;
+use crate::config::model::{parse_bind_address, ProxyBind, StreamServer};
 use crate::observe::error_log;
 use crate::upstream::{Picked, Upstream};
 
@@ -31,12 +33,73 @@ impl Drop for Connected {
     }
 }
 
-/// Why no peer could be connected: the session ends with 502.
+/// Why no peer could be connected (already logged).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    /// Every peer is down or failed (already logged).
+    /// Every peer is down or failed: the session ends with 502.
     #[error("no peer connected")]
     Exhausted,
+    /// The local side could not be set up (`proxy_bind`): 500, as nginx
+    /// ends a session whose ngx_event_connect_peer returned NGX_ERROR.
+    #[error("the upstream socket could not be set up")]
+    Local,
+}
+
+/// The `proxy_bind` address for `session`: `Ok(None)` without one (or
+/// for an empty value, as nginx).
+pub(crate) fn bind_address(
+    session: &Session,
+    server: &StreamServer,
+) -> Result<Option<SocketAddr>, ConnectError> {
+    match &server.bind {
+        None => Ok(None),
+        Some(ProxyBind::Fixed(addr)) => Ok(Some(*addr)),
+        Some(ProxyBind::Vars(template)) => {
+            let value = template.render(session);
+            if value.is_empty() {
+                return Ok(None);
+            }
+            match parse_bind_address(&value) {
+                Some(addr) => Ok(Some(addr)),
+                None => {
+                    error_log::error(
+                        Some(session.id),
+                        &format!("invalid local address \"{value}\"{}", session.context()),
+                    );
+                    Err(ConnectError::Local)
+                }
+            }
+        }
+    }
+}
+
+/// Why opening a connection failed.
+enum OpenError {
+    /// bind() of the local address.
+    Bind(std::io::Error),
+    /// socket(), setsockopt() or connect().
+    Connect(std::io::Error),
+}
+
+/// A TCP connection to `peer`, from `bind` if given.
+async fn open(
+    peer: SocketAddr,
+    bind: Option<SocketAddr>,
+    keepalive: bool,
+) -> Result<TcpStream, OpenError> {
+    let socket = if peer.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(OpenError::Connect)?;
+    if let Some(local) = bind {
+        socket.bind(local).map_err(OpenError::Bind)?;
+    }
+    if keepalive {
+        socket.set_keepalive(true).map_err(OpenError::Connect)?;
+    }
+    socket.connect(peer).await.map_err(OpenError::Connect)
 }
 
 /// Connects to a peer of `upstream` for `session`, logging each failure
@@ -50,6 +113,7 @@ pub(crate) async fn connect(
         Some(template) => template.render(&*session).into_bytes(),
         None => Vec::new(),
     };
+    let bind = bind_address(session, server)?;
     let started = Instant::now();
     let out_of_time = || {
         !server.next_upstream_timeout.is_zero() && started.elapsed() >= server.next_upstream_timeout
@@ -71,8 +135,11 @@ pub(crate) async fn connect(
             addr: picked.label.clone(),
             ..Default::default()
         });
-        let result =
-            tokio::time::timeout(server.connect_timeout, TcpStream::connect(picked.addr)).await;
+        let result = tokio::time::timeout(
+            server.connect_timeout,
+            open(picked.addr, bind, server.socket_keepalive),
+        )
+        .await;
         let failure = match result {
             Ok(Ok(stream)) => {
                 if server.tcp_nodelay {
@@ -96,7 +163,21 @@ pub(crate) async fn connect(
                     picked,
                 });
             }
-            Ok(Err(e)) => format!(
+            Ok(Err(OpenError::Bind(e))) => {
+                error_log::log(
+                    crate::observe::ErrorLevel::Crit,
+                    Some(session.id),
+                    &format!(
+                        "bind({}) failed ({}) while connecting to upstream{}",
+                        bind.map(|b| b.ip().to_string()).unwrap_or_default(),
+                        error_log::os_error(&e),
+                        session.context()
+                    ),
+                );
+                upstream.finish(picked.id, true);
+                return Err(ConnectError::Local);
+            }
+            Ok(Err(OpenError::Connect(e))) => format!(
                 "connect() failed ({}) while connecting to upstream",
                 error_log::os_error(&e)
             ),

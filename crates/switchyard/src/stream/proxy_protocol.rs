@@ -254,4 +254,20 @@ mod tests {
             "unknown PROXY protocol version: 3"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends, parsing answers (never panics), and a
+        /// header it accepts fits in what was given.
+        #[test]
+        fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(Some(h)) = parse(&bytes) {
+                proptest::prop_assert!(h.len <= bytes.len());
+            }
+            let mut v2 = V2_SIGNATURE.to_vec();
+            v2.extend_from_slice(&bytes);
+            if let Ok(Some(h)) = parse(&v2) {
+                proptest::prop_assert!(h.len <= v2.len());
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd};
+use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd, Shape};
 use super::vars::Session;
 use crate::config::model::{AccessRule, StreamHandler, StreamServer};
 use crate::http::generation::Generation;
@@ -86,6 +86,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         splits: generation.stream.splits.clone(),
         udp: false,
         proxy_protocol: None,
+        limit_conn_status: None,
     };
     if bound.proxy_protocol {
         let read = tokio::time::timeout(
@@ -131,7 +132,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         let value = value.render(&session);
         session.set.push((name.clone(), value));
     }
-    let limits = super::limit::enter(&session, &server, &generation.stream.zones);
+    let limits = super::limit::enter(&mut session, &server, &generation.stream.zones);
     if limits.is_err() {
         session.status = 503;
     } else if !allowed(&server.access, remote) {
@@ -196,8 +197,12 @@ async fn content(
     };
     let mut connected = match super::proxy::connect(session, server, upstream).await {
         Ok(c) => c,
-        Err(_) => {
+        Err(super::proxy::ConnectError::Exhausted) => {
             session.status = 502;
+            return;
+        }
+        Err(super::proxy::ConnectError::Local) => {
+            session.status = 500;
             return;
         }
     };
@@ -219,12 +224,17 @@ async fn content(
         header_len = header.len() as u64;
     }
     let counters = Counters::new();
+    let shape = Shape {
+        size: server.buffer_size,
+        upload_rate: server.upload_rate.value(&*session),
+        download_rate: server.download_rate.value(&*session),
+        half_close: server.half_close,
+    };
     let end = copy(
         client,
         &mut connected.stream,
-        server.buffer_size,
+        shape,
         server.timeout,
-        server.half_close,
         &counters,
     )
     .await;

@@ -82,7 +82,7 @@ pub(crate) fn evaluated(
         keepalive: None,
         position: server.position.clone(),
     };
-    let upstream = Upstream::new(Arc::new(config));
+    let upstream = Upstream::new_stream(Arc::new(config));
     upstream.set_line(
         0,
         vec![Resolved {

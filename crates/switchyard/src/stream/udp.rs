@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -36,12 +36,12 @@ pub async fn recv_loop(socket: UdpSocket, shared: Arc<Shared>) {
     };
     let mut stopping = shared.stopping.clone();
     let mut sessions: HashMap<SocketAddr, (u64, mpsc::Sender<Vec<u8>>)> = HashMap::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Note>();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let (n, client) = tokio::select! {
+        let (datagram, client) = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
-                Ok(pair) => pair,
+                Ok((n, client)) => (buf[..n].to_vec(), client),
                 Err(e) => {
                     // An ICMP error for an earlier send_to, or a transient
                     // failure: the listener goes on.
@@ -53,15 +53,18 @@ pub async fn recv_loop(socket: UdpSocket, shared: Arc<Shared>) {
                     continue;
                 }
             },
-            Some((client, id)) = done_rx.recv() => {
-                if sessions.get(&client).is_some_and(|(i, _)| *i == id) {
-                    sessions.remove(&client);
+            Some(note) = done_rx.recv() => match note {
+                Note::Unbind(client, id) => {
+                    if sessions.get(&client).is_some_and(|(i, _)| *i == id) {
+                        sessions.remove(&client);
+                    }
+                    continue;
                 }
-                continue;
-            }
+                // A datagram an unbound session got late: handled as new.
+                Note::Again(client, datagram) => (datagram, client),
+            },
             _ = stopping.wait_for(|s| *s) => return,
         };
-        let datagram = buf[..n].to_vec();
         if let Some((_, tx)) = sessions.get(&client) {
             match tx.try_send(datagram) {
                 Ok(()) => continue,
@@ -81,6 +84,14 @@ pub async fn recv_loop(socket: UdpSocket, shared: Arc<Shared>) {
     }
 }
 
+/// What a session tells its listener.
+enum Note {
+    /// Session `id` no longer takes the datagrams of the client address.
+    Unbind(SocketAddr, u64),
+    /// A datagram of the client that reached a session after it unbound.
+    Again(SocketAddr, Vec<u8>),
+}
+
 /// Starts the session of `client` with its first datagram.
 fn start(
     shared: &Arc<Shared>,
@@ -88,7 +99,7 @@ fn start(
     local: SocketAddr,
     client: SocketAddr,
     first: Vec<u8>,
-    done: &mpsc::UnboundedSender<(SocketAddr, u64)>,
+    done: &mpsc::UnboundedSender<Note>,
 ) -> Option<(u64, mpsc::Sender<Vec<u8>>)> {
     let metrics = crate::observe::metrics::global();
     metrics.accepted.fetch_add(1, Ordering::Relaxed);
@@ -109,8 +120,15 @@ fn start(
     let done = done.clone();
     tokio::spawn(async move {
         let _slot = Slot::new(permit);
-        serve(id, generation, socket, local, client, first, rx).await;
-        let _ = done.send((client, id));
+        let inbox = Inbox {
+            rx,
+            notes: done.clone(),
+            client,
+            id,
+            bound: true,
+        };
+        serve(id, generation, socket, local, client, first, inbox).await;
+        let _ = done.send(Note::Unbind(client, id));
     });
     Some((id, tx))
 }
@@ -122,7 +140,7 @@ async fn serve(
     local: SocketAddr,
     client: SocketAddr,
     first: Vec<u8>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: Inbox,
 ) {
     let Some(bound) = generation.stream.server_for(local, true).cloned() else {
         return;
@@ -148,12 +166,13 @@ async fn serve(
         splits: generation.stream.splits.clone(),
         udp: true,
         proxy_protocol: None,
+        limit_conn_status: None,
     };
     for (name, value) in &server.set {
         let value = value.render(&session);
         session.set.push((name.clone(), value));
     }
-    let limits = super::limit::enter(&session, &server, &generation.stream.zones);
+    let limits = super::limit::enter(&mut session, &server, &generation.stream.zones);
     if limits.is_err() {
         session.status = 503;
     } else if !super::session::allowed(&server.access, client) {
@@ -178,6 +197,30 @@ async fn serve(
         }
     }
     bound.log.write(&session);
+}
+
+/// A session's datagrams from its client, and the way to give up its
+/// binding to the client's address.
+struct Inbox {
+    rx: mpsc::Receiver<Vec<u8>>,
+    notes: mpsc::UnboundedSender<Note>,
+    client: SocketAddr,
+    id: u64,
+    bound: bool,
+}
+
+impl Inbox {
+    /// New datagrams of the client go to a new session from now on.
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.bound, false) {
+            let _ = self.notes.send(Note::Unbind(self.client, self.id));
+        }
+    }
+
+    /// Hands a datagram that came after the release back to the listener.
+    fn pass_on(&self, datagram: Vec<u8>) {
+        let _ = self.notes.send(Note::Again(self.client, datagram));
+    }
 }
 
 /// Datagram counts of a UDP session.
@@ -207,7 +250,7 @@ async fn proxy(
     generation: &Generation,
     socket: &UdpSocket,
     first: Vec<u8>,
-    rx: &mut mpsc::Receiver<Vec<u8>>,
+    rx: &mut Inbox,
 ) {
     let Some(upstream) = super::target::upstream_for(session, server, generation) else {
         session.status = 500;
@@ -230,8 +273,13 @@ async fn proxy(
         addr: picked.label.clone(),
         ..Default::default()
     });
+    let Ok(bind) = super::proxy::bind_address(session, server) else {
+        upstream.finish(picked.id, true);
+        session.status = 500;
+        return;
+    };
     // A datagram session has no next upstream: nginx sends to one peer.
-    let peer = match connect(picked.addr).await {
+    let peer = match connect(picked.addr, bind).await {
         Ok(p) => p,
         Err(e) => {
             error_log::error(
@@ -261,13 +309,13 @@ async fn proxy(
     session.status = outcome;
 }
 
-async fn connect(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+async fn connect(addr: SocketAddr, bind: Option<SocketAddr>) -> std::io::Result<UdpSocket> {
     let any: SocketAddr = if addr.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
         SocketAddr::from(([0u16; 8], 0))
     };
-    let socket = UdpSocket::bind(any).await?;
+    let socket = UdpSocket::bind(bind.unwrap_or(any)).await?;
     socket.connect(addr).await?;
     Ok(socket)
 }
@@ -281,7 +329,7 @@ async fn exchange(
     socket: &UdpSocket,
     peer: &UdpSocket,
     first: Vec<u8>,
-    rx: &mut mpsc::Receiver<Vec<u8>>,
+    rx: &mut Inbox,
     started: Instant,
 ) -> (u16, bool) {
     let mut packets = Packets::default();
@@ -289,8 +337,19 @@ async fn exchange(
     let mut pending = Some(first);
     let mut last = Instant::now();
     let mut client_open = true;
+    // proxy_upload_rate / proxy_download_rate: a datagram is never split;
+    // after one of n bytes that direction waits n * 1000 / rate ms.
+    let upload_rate = server.upload_rate.value(&*session);
+    let download_rate = server.download_rate.value(&*session);
+    let mut up_ready = Instant::now();
+    let mut down_ready = Instant::now();
+    let pause = |n: usize, rate: u64| {
+        Duration::from_millis((n as u64 * 1000).checked_div(rate).unwrap_or(0))
+    };
     loop {
-        if let Some(datagram) = pending.take() {
+        let up_open = Instant::now() >= up_ready;
+        if let Some(datagram) = pending.take_if(|_| up_open) {
+            up_ready = Instant::now() + pause(datagram.len(), upload_rate);
             packets.requests += 1;
             session.bytes_received += datagram.len() as u64;
             match peer.send(&datagram).await {
@@ -318,14 +377,27 @@ async fn exchange(
             return (200, false);
         }
         let requests_full = server.requests > 0 && packets.requests >= server.requests;
-        let idle = server.timeout.saturating_sub(last.elapsed());
+        if requests_full {
+            // nginx drops the binding once proxy_requests came: the
+            // client's next datagram starts a new session while this one
+            // waits for its answers.
+            rx.release();
+        }
+        // A delayed side does not count as idle (nginx stops the timer).
+        let busy_until = last.max(up_ready).max(down_ready);
+        let idle = server.timeout.saturating_sub(busy_until.elapsed());
+        let down_open = Instant::now() >= down_ready;
         tokio::select! {
-            d = rx.recv(), if client_open && !requests_full => match d {
+            _ = tokio::time::sleep_until(up_ready.into()), if pending.is_some() => {}
+            _ = tokio::time::sleep_until(down_ready.into()), if !down_open => {}
+            d = rx.rx.recv(), if client_open && pending.is_none() => match d {
+                Some(d) if requests_full => rx.pass_on(d),
                 Some(d) => pending = Some(d),
                 None => client_open = false,
             },
-            r = peer.recv(&mut buf) => match r {
+            r = peer.recv(&mut buf), if down_open => match r {
                 Ok(n) => {
+                    down_ready = Instant::now() + pause(n, download_rate);
                     if let Some(t) = session.tries.last_mut() {
                         t.received += n as u64;
                         t.first_byte.get_or_insert(started.elapsed());
@@ -349,8 +421,12 @@ async fn exchange(
                 }
             },
             _ = tokio::time::sleep(idle) => {
-                if server.responses.is_none() {
-                    // Any number of answers was fine: a normal end.
+                let answered = server.responses.is_none_or(|r| {
+                    packets.responses >= u64::from(r) * u64::from(packets.requests)
+                });
+                if answered {
+                    // Every answer expected came (or any number was fine):
+                    // a normal end, as nginx ends it.
                     udp_summary(session, &packets, "udp timed out");
                     return (200, false);
                 }

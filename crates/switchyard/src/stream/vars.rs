@@ -60,6 +60,8 @@ pub(crate) struct Session {
     pub udp: bool,
     /// The client and server a PROXY protocol header gave.
     pub proxy_protocol: Option<(SocketAddr, SocketAddr)>,
+    /// `$limit_conn_status`, once limit_conn has counted the session.
+    pub limit_conn_status: Option<&'static str>,
 }
 
 fn secs(d: Duration) -> String {
@@ -150,6 +152,7 @@ impl VarSource for Session {
             Var::ProxyProtocolServerPort => self
                 .proxy_protocol
                 .map(|p| Cow::Owned(p.1.port().to_string())),
+            Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
             Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
                 .ok()
                 .map(Cow::Owned),
@@ -220,6 +223,7 @@ mod tests {
             splits: Arc::default(),
             udp: false,
             proxy_protocol: None,
+            limit_conn_status: None,
         };
         let t = with_var_set(VarSet::Stream, || {
             Template::compile(

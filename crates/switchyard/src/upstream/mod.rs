@@ -74,6 +74,10 @@ pub struct Unresolved {
 pub struct Upstream {
     /// Its configuration.
     pub config: Arc<UpstreamConfig>,
+    /// Its name on the status page and in metrics: the configured name
+    /// for http, `stream:NAME` for stream (the two blocks have separate
+    /// namespaces in nginx).
+    pub label: String,
     /// Its idle connections, with `keepalive`.
     pub pool: Option<pool::Pool>,
     state: Mutex<State>,
@@ -113,7 +117,19 @@ fn peer_config(server: &UpstreamServer, entry: &Resolved) -> PeerConfig {
 impl Upstream {
     /// Creates the group with no peers yet; call [`Upstream::start_resolving`].
     pub fn new(config: Arc<UpstreamConfig>) -> Arc<Upstream> {
+        let label = config.name.clone();
+        Self::labelled(config, label)
+    }
+
+    /// A group of the stream block (labelled `stream:NAME`).
+    pub fn new_stream(config: Arc<UpstreamConfig>) -> Arc<Upstream> {
+        let label = format!("stream:{}", config.name);
+        Self::labelled(config, label)
+    }
+
+    fn labelled(config: Arc<UpstreamConfig>, label: String) -> Arc<Upstream> {
         Arc::new(Upstream {
+            label,
             pool: config.keepalive.clone().map(pool::Pool::new),
             config,
             state: Mutex::new(State {
@@ -295,7 +311,7 @@ impl Upstream {
                 if let Ok(addr) = cfg.name.parse::<SocketAddr>() {
                     let entry = PeerEntry {
                         addr,
-                        metrics: metrics.peer(&self.config.name, &cfg.name),
+                        metrics: metrics.peer(&self.label, &cfg.name),
                         label: Arc::from(addr.to_string()),
                     };
                     addrs.insert(id, entry);
