@@ -161,6 +161,7 @@ pub fn configure_line() -> String {
         "--with-http_upstream_random_module",
         "--with-http_upstream_keepalive_module",
         "--with-stream",
+        "--with-stream_ssl_preread_module",
     ];
     let missing = [
         "--without-http_ssi_module",

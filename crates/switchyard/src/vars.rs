@@ -133,6 +133,12 @@ pub enum Var {
     /// stream: `$limit_conn_status` (`PASSED`, `REJECTED`,
     /// `REJECTED_DRY_RUN`; not found without `limit_conn`).
     LimitConnStatus,
+    /// `$ssl_preread_protocol` (stream, with `ssl_preread on`).
+    SslPrereadProtocol,
+    /// `$ssl_preread_server_name`.
+    SslPrereadServerName,
+    /// `$ssl_preread_alpn_protocols`.
+    SslPrereadAlpnProtocols,
 }
 
 /// Which module's variables a template may name: http and stream each have
@@ -278,6 +284,9 @@ impl Var {
             "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
             "binary_remote_addr" => Var::BinaryRemoteAddr,
             "limit_conn_status" => Var::LimitConnStatus,
+            "ssl_preread_protocol" => Var::SslPrereadProtocol,
+            "ssl_preread_server_name" => Var::SslPrereadServerName,
+            "ssl_preread_alpn_protocols" => Var::SslPrereadAlpnProtocols,
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }

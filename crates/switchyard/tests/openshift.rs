@@ -276,3 +276,61 @@ fn the_openshift_example_runs_in_the_lab() {
     );
     assert!(!text.contains("failed"), "{text}");
 }
+
+/// `ssl_preread` routes port 443 by SNI with TLS passed through (several
+/// clusters behind one address): `map $ssl_preread_server_name` picks the
+/// group, the client's TLS session reaches the node whole, and a client
+/// that sends no TLS hello goes to the default.
+#[test]
+fn ssl_preread_routes_by_server_name() {
+    let prod = Echo::start_with("prod-router", "127.0.0.2:0", &["--tls"]);
+    let test = Echo::start_with("test-router", "127.0.0.3:0", &["--tls"]);
+    let plain = Echo::start("plain", "127.0.0.4:0");
+    let port = free_port();
+    let conf = format!(
+        "error_log logs/error.log info;\nevents {{}}\nstream {{\n    \
+         log_format sni '$ssl_preread_server_name $ssl_preread_protocol \"$ssl_preread_alpn_protocols\" $upstream_addr';\n    \
+         access_log logs/sni.log sni;\n    \
+         map $ssl_preread_server_name $cluster {{\n        ~\\.prod\\.test$ prod;\n        \
+         ~\\.test\\.test$ test;\n        default plain;\n    }}\n    \
+         upstream prod {{ server {}; }}\n    upstream test {{ server {}; }}\n    upstream plain {{ server {}; }}\n    \
+         server {{\n        listen 127.0.0.1:{port};\n        ssl_preread on;\n        proxy_pass $cluster;\n    }}\n}}\n",
+        prod.addr, test.addr, plain.addr
+    );
+    let balancer = Balancer::start_full(&conf, &[port], &[]);
+    let via = |host: &str| -> String {
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                "-m",
+                "5",
+                "--http1.1",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%header{x-served-by}",
+            ])
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("https://{host}:{port}/"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(via("console.apps.prod.test"), "prod-router");
+    assert_eq!(via("console.apps.test.test"), "test-router");
+    // Plain HTTP has no hello: no SNI, the default group.
+    assert_eq!(support::get(port, "/").header("x-served-by"), Some("plain"));
+    let read_log =
+        || std::fs::read_to_string(balancer.dir.path().join("logs/sni.log")).unwrap_or_default();
+    wait_until(Duration::from_secs(5), "three sessions logged", || {
+        read_log().lines().count() >= 3
+    });
+    let log = read_log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("console.apps.prod.test TLSv1.3 \"http/1.1\" ")),
+        "{log}"
+    );
+    assert!(log.lines().any(|l| l.starts_with("- - \"-\" ")), "{log}");
+}

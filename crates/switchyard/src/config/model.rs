@@ -234,6 +234,13 @@ pub struct StreamServer {
     /// `proxy_protocol_timeout` (default 30s): for reading the header of a
     /// `listen ... proxy_protocol` connection.
     pub proxy_protocol_timeout: Duration,
+    /// `ssl_preread` (default off): read the TLS ClientHello before
+    /// proxying, for `$ssl_preread_*`.
+    pub ssl_preread: bool,
+    /// `preread_buffer_size` (default 16k): the most bytes read ahead.
+    pub preread_buffer_size: usize,
+    /// `preread_timeout` (default 30s): how long the preread may wait.
+    pub preread_timeout: Duration,
     /// `proxy_responses` (UDP): datagrams expected back per datagram sent;
     /// `None` (nginx's default) means any number, until `proxy_timeout`.
     pub responses: Option<u32>,

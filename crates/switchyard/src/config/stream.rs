@@ -47,6 +47,9 @@ struct Layer {
     limit_conn: Option<Vec<LimitConn>>,
     limit_conn_log_level: Option<ErrorLevel>,
     limit_conn_dry_run: Option<bool>,
+    ssl_preread: Option<bool>,
+    preread_buffer_size: Option<usize>,
+    preread_timeout: Option<Duration>,
 }
 
 impl Layer {
@@ -95,6 +98,14 @@ impl Layer {
                 set(slot, d, rate)?
             }
             "proxy_protocol" => set(&mut self.proxy_protocol, d, flag())?,
+            "ssl_preread" => set(&mut self.ssl_preread, d, flag())?,
+            "preread_timeout" => set(&mut self.preread_timeout, d, time_arg(d)?)?,
+            "preread_buffer_size" => {
+                let n = values::parse_size(arg0(d))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| invalid_value(d))?;
+                set(&mut self.preread_buffer_size, d, n)?
+            }
             "proxy_protocol_timeout" => set(&mut self.proxy_protocol_timeout, d, time_arg(d)?)?,
             "proxy_responses" => {
                 let n = u32::try_from(number_arg(d)?).map_err(|_| invalid_value(d))?;
@@ -185,6 +196,9 @@ impl Layer {
                 .or_else(|| parent.limit_conn.clone()),
             limit_conn_log_level: self.limit_conn_log_level.or(parent.limit_conn_log_level),
             limit_conn_dry_run: self.limit_conn_dry_run.or(parent.limit_conn_dry_run),
+            ssl_preread: self.ssl_preread.or(parent.ssl_preread),
+            preread_buffer_size: self.preread_buffer_size.or(parent.preread_buffer_size),
+            preread_timeout: self.preread_timeout.or(parent.preread_timeout),
         }
     }
 }
@@ -689,6 +703,9 @@ fn build_server(
         proxy_protocol_timeout: merged
             .proxy_protocol_timeout
             .unwrap_or(Duration::from_secs(30)),
+        ssl_preread: merged.ssl_preread.unwrap_or(false),
+        preread_buffer_size: merged.preread_buffer_size.unwrap_or(16 * 1024),
+        preread_timeout: merged.preread_timeout.unwrap_or(Duration::from_secs(30)),
         responses: merged.responses,
         requests: merged.requests.unwrap_or(0),
         tcp_nodelay: merged.tcp_nodelay.unwrap_or(true),
@@ -964,10 +981,10 @@ mod tests {
     #[test]
     fn unimplemented_directives_are_named_not_ignored() {
         let e = error(
-            "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; ssl_preread on; proxy_ssl on; }",
+            "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_ssl_verify on; proxy_ssl on; }",
         );
         assert!(
-            e.contains("\"ssl_preread\" is not supported yet in "),
+            e.contains("\"proxy_ssl_verify\" is not supported yet in "),
             "{e}"
         );
         assert!(e.contains("\"proxy_ssl\" is not supported yet in "), "{e}");

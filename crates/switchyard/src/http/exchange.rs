@@ -351,7 +351,10 @@ impl VarSource for Exchange {
             | Var::ProxyProtocolServerAddr
             | Var::ProxyProtocolServerPort
             | Var::BinaryRemoteAddr
-            | Var::LimitConnStatus => None,
+            | Var::LimitConnStatus
+            | Var::SslPrereadProtocol
+            | Var::SslPrereadServerName
+            | Var::SslPrereadAlpnProtocols => None,
         }
     }
 }

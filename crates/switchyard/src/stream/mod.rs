@@ -12,6 +12,7 @@ pub mod limit;
 mod proxy;
 mod proxy_protocol;
 pub mod session;
+pub mod ssl_preread;
 mod target;
 pub mod udp;
 mod vars;

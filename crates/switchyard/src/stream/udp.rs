@@ -167,6 +167,7 @@ async fn serve(
         udp: true,
         proxy_protocol: None,
         limit_conn_status: None,
+        ssl_preread: None,
     };
     for (name, value) in &server.set {
         let value = value.render(&session);

@@ -62,6 +62,8 @@ pub(crate) struct Session {
     pub proxy_protocol: Option<(SocketAddr, SocketAddr)>,
     /// `$limit_conn_status`, once limit_conn has counted the session.
     pub limit_conn_status: Option<&'static str>,
+    /// What `ssl_preread` read of the client's TLS hello.
+    pub ssl_preread: Option<super::ssl_preread::ClientHello>,
 }
 
 fn secs(d: Duration) -> String {
@@ -153,6 +155,21 @@ impl VarSource for Session {
                 .proxy_protocol
                 .map(|p| Cow::Owned(p.1.port().to_string())),
             Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
+            Var::SslPrereadProtocol => self
+                .ssl_preread
+                .as_ref()
+                .and_then(|h| h.protocol())
+                .map(Cow::Borrowed),
+            Var::SslPrereadServerName => self
+                .ssl_preread
+                .as_ref()
+                .and_then(|h| h.server_name.as_deref())
+                .map(Cow::Borrowed),
+            Var::SslPrereadAlpnProtocols => self
+                .ssl_preread
+                .as_ref()
+                .and_then(|h| h.alpn.as_deref())
+                .map(Cow::Borrowed),
             Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
                 .ok()
                 .map(Cow::Owned),
@@ -224,6 +241,7 @@ mod tests {
             udp: false,
             proxy_protocol: None,
             limit_conn_status: None,
+            ssl_preread: None,
         };
         let t = with_var_set(VarSet::Stream, || {
             Template::compile(
