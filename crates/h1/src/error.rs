@@ -22,9 +22,6 @@ pub enum RequestError {
         /// The offending byte.
         byte: u8,
     },
-    /// A header line that cannot be parsed, where exactly not found.
-    #[error("client sent invalid header line")]
-    InvalidHeaderLine,
     /// One header line is longer than the line limit.
     #[error("client sent too long header line: \"{0}...\"")]
     HeaderLineTooLong(String),
@@ -89,9 +86,9 @@ impl RequestError {
 /// `while reading response header from upstream`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseError {
-    /// The status line is not `HTTP/1.x NNN reason`, or a header line is
-    /// broken where exactly cannot be told. (nginx falls back to HTTP/0.9
-    /// for a bad status line; switchyard refuses it.)
+    /// The status line is not `HTTP/1.x NNN reason`. (nginx falls back to
+    /// HTTP/0.9 for a bad status line, with "upstream sent no valid
+    /// HTTP/1.0 header"; switchyard refuses it, in these words.)
     #[error("upstream sent invalid header")]
     Invalid,
     /// A header line that cannot be parsed: the line up to the offending

@@ -57,33 +57,40 @@ pub fn parse_request(
     if buffer.is_empty() {
         return Ok(None);
     }
-    check_line_lengths(buffer, limits)?;
+    // Only the first `total` bytes are ever looked at, as nginx reads a
+    // head into buffers of that size: the outcome cannot depend on how
+    // much more has arrived.
+    let seen = &buffer[..buffer.len().min(limits.total)];
+    check_line_lengths(seen, limits)?;
     let (length, method, target, version, lines) = {
         let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
         let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
         let mut request = httparse::Request::new(slots);
-        let length = match request.parse(buffer) {
-            Ok(httparse::Status::Complete(n)) if n > limits.total => {
-                return Err(RequestError::HeadTooLarge)
-            }
+        let length = match request.parse(seen) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buffer.len() >= limits.total => {
+            Ok(httparse::Status::Partial) if seen.len() >= limits.total => {
                 return Err(RequestError::HeadTooLarge)
             }
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
-            Err(httparse::Error::Version) => return Err(version_error(buffer)),
-            Err(
-                httparse::Error::HeaderName
-                | httparse::Error::HeaderValue
-                | httparse::Error::NewLine,
-            ) if in_headers(buffer) => {
-                return Err(match locate::invalid_header(buffer) {
-                    Some((line, byte)) => RequestError::InvalidHeader { line, byte },
-                    None => RequestError::InvalidHeaderLine,
-                })
+            // Whether `HTTP/2` is nginx's 505 or its 400 is told by the
+            // whole version (`HTTP/2.0` or `HTTP/2x`): wait for the line end
+            // (the line limit still bounds the wait).
+            Err(httparse::Error::Version) if !first_line_ended(seen) => return Ok(None),
+            Err(httparse::Error::Version) => return Err(version_error(seen)),
+            Err(_) => {
+                let fails = |prefix: &[u8]| {
+                    let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
+                    let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
+                    httparse::Request::new(slots).parse(prefix).is_err()
+                };
+                return Err(match locate::locate(seen, fails) {
+                    locate::Broken::Header(line, byte) => {
+                        RequestError::InvalidHeader { line, byte }
+                    }
+                    locate::Broken::StartLine => RequestError::InvalidRequestLine,
+                });
             }
-            Err(_) => return Err(RequestError::InvalidRequestLine),
         };
         let method = request
             .method
@@ -115,8 +122,8 @@ pub fn parse_request(
     }))
 }
 
-/// Whether the request line is complete, so that an error is in a header.
-fn in_headers(buffer: &[u8]) -> bool {
+/// Whether the request line has ended (its version can be judged whole).
+fn first_line_ended(buffer: &[u8]) -> bool {
     buffer.contains(&b'\n')
 }
 
@@ -154,7 +161,9 @@ fn check_line_lengths(buffer: &[u8], limits: &RequestLimits) -> Result<(), Reque
             break; // the end of the head
         }
         if line.len() > limits.line {
-            let quoted = &line[..line.len().min(QUOTED)];
+            // As much as is sure to be there whenever this is found, so
+            // that the words do not depend on how the head arrived.
+            let quoted = &line[..QUOTED.min(limits.line)];
             return Err(RequestError::HeaderLineTooLong(
                 String::from_utf8_lossy(quoted).into_owned(),
             ));
@@ -219,6 +228,11 @@ mod tests {
         );
         assert_eq!(status(b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), Err(505));
+        assert_eq!(
+            status(b"GET / HTTP/2"),
+            Ok(None),
+            "505 or 400: not known yet"
+        );
         assert_eq!(status(b"GET / HTTX/1.1\r\nHost: x\r\n\r\n"), Err(400));
         assert_eq!(
             status(b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n"),

@@ -113,29 +113,36 @@ fn parse_one(
         let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
         let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
         let mut response = httparse::Response::new(slots);
-        let length = match response.parse(buffer) {
-            Ok(httparse::Status::Complete(n)) if n > limits.max_head => {
-                return Err(ResponseError::TooBig)
-            }
+        // Only the first `max_head` bytes are ever looked at, as nginx reads
+        // a head into a buffer of that size: the outcome cannot depend on
+        // how much more has arrived.
+        let seen = &buffer[..buffer.len().min(limits.max_head)];
+        let length = match response.parse(seen) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buffer.len() >= limits.max_head => {
+            Ok(httparse::Status::Partial) if seen.len() >= limits.max_head => {
                 return Err(ResponseError::TooBig)
             }
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooBig),
-            Err(
-                httparse::Error::HeaderName
-                | httparse::Error::HeaderValue
-                | httparse::Error::NewLine,
-            ) => {
-                return Err(match locate::invalid_header(buffer) {
-                    Some((line, byte)) => ResponseError::InvalidHeader { line, byte },
-                    None => ResponseError::Invalid,
-                })
+            Err(_) => {
+                let fails = |prefix: &[u8]| {
+                    let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
+                    let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
+                    httparse::Response::new(slots).parse(prefix).is_err()
+                };
+                return Err(match locate::locate(seen, fails) {
+                    locate::Broken::Header(line, byte) => {
+                        ResponseError::InvalidHeader { line, byte }
+                    }
+                    locate::Broken::StartLine => ResponseError::Invalid,
+                });
             }
-            Err(_) => return Err(ResponseError::Invalid),
         };
-        let status = response.code.ok_or(ResponseError::Invalid)?;
+        // httparse takes any three digits; a status below 100 is no status.
+        let status = response
+            .code
+            .filter(|&c| c >= 100)
+            .ok_or(ResponseError::Invalid)?;
         let version = Version::from_minor(response.version.ok_or(ResponseError::Invalid)?);
         let reason = response
             .reason
@@ -254,6 +261,7 @@ mod tests {
             &b"HTTX/1.1 200 OK\r\n\r\n"[..],
             b"HTTP/1.1 2000 OK\r\n\r\n",
             b"HTTP/1.1 OK 200\r\n\r\n",
+            b"HTTP/1.1 001 Low\r\n\r\n",
         ] {
             assert_eq!(parse(text, false), Err(ResponseError::Invalid), "{text:?}");
         }
