@@ -4,13 +4,25 @@
 
 use std::borrow::Cow;
 
+use bytes::BytesMut;
+use h1::chunked::{
+    encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError, ChunkedLimits, Step,
+};
+
 use switchyard::http::guard;
 use switchyard::http::route::normalize_uri;
 use switchyard::observe::log_format::{Escape, LogFormat};
 use switchyard::vars::{Var, VarSource};
 
 /// The names of the targets, as in `fuzz_targets/` and `corpus/`.
-pub const TARGETS: [&str; 3] = ["config_parser", "log_format", "request_head"];
+pub const TARGETS: [&str; 6] = [
+    "config_parser",
+    "log_format",
+    "request_head",
+    "h1_response_head",
+    "h1_chunked",
+    "h1_request_head",
+];
 
 /// Runs target `name` on `data`.
 pub fn run(name: &str, data: &[u8]) {
@@ -18,6 +30,9 @@ pub fn run(name: &str, data: &[u8]) {
         "config_parser" => config_parser(data),
         "log_format" => log_format(data),
         "request_head" => request_head(data),
+        "h1_response_head" => h1_response_head(data),
+        "h1_chunked" => h1_chunked(data),
+        "h1_request_head" => h1_request_head(data),
         other => panic!("no target {other}"),
     }
 }
@@ -66,7 +81,7 @@ pub fn log_format(data: &[u8]) {
 /// A request head as lines: `METHOD TARGET` then `name: value` lines;
 /// whatever `http` accepts goes through the guard and URI normalization.
 pub fn request_head(data: &[u8]) {
-    let _ = guard::parse_content_length(data);
+    let _ = h1::content_length(data);
     let _ = guard::valid_host(data);
     let text = String::from_utf8_lossy(data);
     let mut lines = text.split('\n');
@@ -115,6 +130,216 @@ pub fn request_head(data: &[u8]) {
     if let Some(uri) = normalize_uri(parts.uri.path()) {
         assert!(uri.starts_with('/'), "{uri:?}");
         assert!(!uri.contains("/../") && !uri.ends_with("/.."), "{uri:?}");
+    }
+}
+
+/// A number derived from the input (FNV-1a), so that where an input is cut
+/// in two, or which variant of a target runs, is the same on every replay.
+fn hash(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Where to cut `data` in two for the "any split parses the same" checks.
+fn cut_of(data: &[u8]) -> usize {
+    (hash(data) % (data.len() as u64 + 1)) as usize
+}
+
+/// Parses a response head from `pieces` arriving one after the other: the
+/// outcome and, once a head is taken, what is left in the buffer.
+fn response_in_pieces(
+    pieces: &[&[u8]],
+    limits: &h1::ResponseLimits,
+    head_request: bool,
+) -> (Result<Option<h1::ResponseHead>, h1::ResponseError>, Vec<u8>) {
+    let mut buffer = BytesMut::new();
+    let mut outcome = Ok(None);
+    for piece in pieces {
+        buffer.extend_from_slice(piece);
+        if matches!(outcome, Ok(None)) {
+            outcome = h1::parse_response(&mut buffer, limits, head_request);
+        }
+    }
+    // What is left matters once a head is taken (it is the body); after a
+    // refusal the buffer is dropped.
+    let rest = if matches!(outcome, Ok(Some(_))) {
+        buffer.to_vec()
+    } else {
+        Vec::new()
+    };
+    (outcome, rest)
+}
+
+/// An upstream's response head through the `h1` codec: never a panic; the
+/// same outcome whole or cut in two; a parsed head's framing agrees with
+/// its headers, and written back it parses the same.
+pub fn h1_response_head(data: &[u8]) {
+    let head_request = hash(data) & 1 == 1;
+    for limits in [
+        h1::ResponseLimits::default(),
+        h1::ResponseLimits {
+            max_head: 64,
+            max_headers: 4,
+        },
+    ] {
+        let whole = response_in_pieces(&[data], &limits, head_request);
+        let (a, b) = data.split_at(cut_of(data));
+        let split = response_in_pieces(&[a, b], &limits, head_request);
+        assert_eq!(whole, split, "cut at {}", a.len());
+        let (Ok(Some(head)), _) = whole else {
+            continue;
+        };
+        let lengths: Vec<_> = head.headers.get_all("content-length").collect();
+        let codings: Vec<_> = head.headers.get_all("transfer-encoding").collect();
+        assert!(lengths.len() <= 1 && codings.len() <= 1 && lengths.len() + codings.len() <= 1);
+        match head.framing {
+            h1::Framing::Length(n) => {
+                assert_eq!(
+                    lengths.first().map(|h| h1::content_length(h.value())),
+                    Some(Ok(n))
+                )
+            }
+            h1::Framing::Chunked => assert_eq!(codings.len(), 1),
+            h1::Framing::UntilClose => assert!(lengths.is_empty() && codings.is_empty()),
+            h1::Framing::None => {}
+        }
+        let mut out = Vec::new();
+        h1::write_response_head(
+            &mut out,
+            head.version,
+            head.status,
+            &head.reason,
+            &head.headers,
+        );
+        let again = h1::parse_response(
+            &mut BytesMut::from(&out[..]),
+            &h1::ResponseLimits::default(),
+            head_request,
+        );
+        let Ok(Some(again)) = again else {
+            panic!(
+                "a written head does not parse: {again:?} {:?}",
+                String::from_utf8_lossy(&out)
+            );
+        };
+        assert_eq!((again.headers, again.framing), (head.headers, head.framing));
+    }
+}
+
+/// A client's request head through the `h1` codec: never a panic; the same
+/// outcome whole or cut in two; every refusal has one of nginx's statuses.
+pub fn h1_request_head(data: &[u8]) {
+    let limits = h1::RequestLimits::default();
+    let parse = |pieces: &[&[u8]]| {
+        let mut buffer = BytesMut::new();
+        let mut outcome = Ok(None);
+        for piece in pieces {
+            buffer.extend_from_slice(piece);
+            if matches!(outcome, Ok(None)) {
+                outcome = h1::parse_request(&mut buffer, &limits);
+            }
+        }
+        let rest = if matches!(outcome, Ok(Some(_))) {
+            buffer.to_vec()
+        } else {
+            Vec::new()
+        };
+        (outcome, rest)
+    };
+    let whole = parse(&[data]);
+    let (a, b) = data.split_at(cut_of(data));
+    assert_eq!(whole, parse(&[a, b]), "cut at {}", a.len());
+    match whole.0 {
+        Err(e) => assert!([400, 414, 494, 501, 505].contains(&e.status()), "{e:?}"),
+        Ok(Some(head)) => {
+            let mut out = Vec::new();
+            h1::write_request_head(
+                &mut out,
+                &head.method,
+                &head.target,
+                head.version,
+                &head.headers,
+            );
+            let again = h1::parse_request(&mut BytesMut::from(&out[..]), &limits);
+            assert_eq!(again, Ok(Some(head)));
+        }
+        Ok(None) => {}
+    }
+}
+
+/// A decoded chunked body: its data and how many input bytes it took;
+/// `None` when the input ended first.
+type Decoded = Option<(Vec<u8>, usize)>;
+
+/// Decodes `pieces` one after the other; `bytewise`: one byte per call.
+fn decode_pieces(
+    pieces: &[&[u8]],
+    limits: ChunkedLimits,
+    bytewise: bool,
+) -> Result<Decoded, ChunkedError> {
+    let mut decoder = ChunkedDecoder::new(limits);
+    let mut body = Vec::new();
+    let mut used = 0;
+    for piece in pieces {
+        let mut rest: &[u8] = piece;
+        while !rest.is_empty() {
+            let take = if bytewise { 1 } else { rest.len() };
+            let (now, later) = rest.split_at(take);
+            let mut now = now;
+            loop {
+                match decoder.decode(now)? {
+                    Step::Data(range) => {
+                        assert!(!range.is_empty() && range.end <= now.len());
+                        body.extend_from_slice(&now[range.clone()]);
+                        used += range.end;
+                        now = &now[range.end..];
+                    }
+                    Step::NeedMore => {
+                        used += now.len();
+                        break;
+                    }
+                    Step::Done(n) => return Ok(Some((body, used + n))),
+                }
+            }
+            rest = later;
+        }
+    }
+    Ok(None)
+}
+
+/// A chunked body through the `h1` decoder: never a panic; the same
+/// outcome whole, cut in two, or a byte at a time; a decoded body encoded
+/// again decodes to itself.
+pub fn h1_chunked(data: &[u8]) {
+    let limits = if hash(data) & 1 == 1 {
+        ChunkedLimits::default()
+    } else {
+        ChunkedLimits {
+            max_size_line: 16,
+            max_trailers: 64,
+        }
+    };
+    let whole = decode_pieces(&[data], limits, false);
+    let (a, b) = data.split_at(cut_of(data));
+    assert_eq!(
+        whole,
+        decode_pieces(&[a, b], limits, false),
+        "cut at {}",
+        a.len()
+    );
+    if data.len() <= 4096 {
+        assert_eq!(whole, decode_pieces(&[data], limits, true), "byte by byte");
+    }
+    if let Ok(Some((body, used))) = whole {
+        assert!(used <= data.len());
+        let mut wire = Vec::new();
+        encode_chunk(&mut wire, &body);
+        encode_last_chunk(&mut wire, &h1::Headers::new());
+        assert_eq!(
+            decode_pieces(&[&wire], ChunkedLimits::default(), false),
+            Ok(Some((body, wire.len())))
+        );
     }
 }
 
@@ -168,6 +393,13 @@ const DICTIONARY: &[&[u8]] = &[
     b"Content-Length",
     b"Transfer-Encoding",
     b"chunked",
+    b"HTTP/1.1 200 OK\r\n",
+    b"HTTP/1.0 ",
+    b"\r\n\r\n",
+    b"0\r\n\r\n",
+    b";ext=1",
+    b"ffffffff",
+    b"Connection: close\r\n",
     b"Host",
     b"%00",
     b"%2e%2e",

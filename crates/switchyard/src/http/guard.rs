@@ -174,7 +174,7 @@ fn check_host(parts: &Parts) -> Result<(), Rejection> {
 /// control byte, no `..`, not starting with a dot; a `[v6]` literal is
 /// taken as a whole. Also no spaces (nginx refuses them in the header line).
 pub fn valid_host(host: &[u8]) -> bool {
-    let host = trim_ows(host);
+    let host = ::h1::trim_ows(host);
     if host.is_empty() || host[0] == b'.' {
         return false;
     }
@@ -204,7 +204,8 @@ fn check_framing(headers: &HeaderMap, version: Version) -> Result<(), Rejection>
         ));
     }
     if let Some(value) = length {
-        if parse_content_length(value.as_bytes()).is_none() {
+        // The one Content-Length rule, the codec's (both directions).
+        if ::h1::content_length(value.as_bytes()).is_err() {
             return Err(reject(400, "client sent invalid \"Content-Length\" header"));
         }
     }
@@ -230,34 +231,10 @@ fn check_framing(headers: &HeaderMap, version: Version) -> Result<(), Rejection>
             "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time",
         ));
     }
-    if !trim_ows(coding.as_bytes()).eq_ignore_ascii_case(b"chunked") {
+    if !::h1::trim_ows(coding.as_bytes()).eq_ignore_ascii_case(b"chunked") {
         return Err(reject(501, "client sent unknown \"Transfer-Encoding\""));
     }
     Ok(())
-}
-
-/// A `Content-Length` value: digits only (no sign, no list, no hex), at
-/// least one, fitting in an `i64` as nginx's `off_t` must.
-pub fn parse_content_length(value: &[u8]) -> Option<u64> {
-    let digits = trim_ows(value);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &d in digits {
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    (n <= i64::MAX as u64).then_some(n)
-}
-
-fn trim_ows(mut b: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = b {
-        b = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = b {
-        b = rest;
-    }
-    b
 }
 
 /// nginx's page for a head too large: status 400, its own title.
@@ -312,23 +289,6 @@ mod tests {
         line: 8192,
         total: 32768,
     };
-
-    #[test]
-    fn content_length_forms() {
-        assert_eq!(parse_content_length(b"12"), Some(12));
-        assert_eq!(parse_content_length(b" 12\t"), Some(12));
-        for bad in [
-            &b""[..],
-            b"+1",
-            b"-1",
-            b"0x3",
-            b"1 2",
-            b"3, 3",
-            b"99999999999999999999",
-        ] {
-            assert_eq!(parse_content_length(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn hosts() {

@@ -486,13 +486,7 @@ fn body_too_large(headers: &http::HeaderMap, limit: u64) -> Option<u64> {
     if limit == 0 {
         return None;
     }
-    let length = headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
+    let length = ::h1::content_length(headers.get(header::CONTENT_LENGTH)?.as_bytes()).ok()?;
     (length > limit).then_some(length)
 }
 

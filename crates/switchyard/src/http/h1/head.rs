@@ -93,7 +93,8 @@ pub fn parse(buffer: &mut BytesMut, limit: usize) -> Head {
 }
 
 /// The body's length: 0 without a `Content-Length`; `None` for more than
-/// one, or one that is not plain digits (hyper's to judge).
+/// one, or one the codec's Content-Length rule refuses (the guard answers
+/// those as nginx does, after the fallback).
 fn body_length(headers: &HeaderMap) -> Option<u64> {
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     let Some(value) = lengths.next() else {
@@ -102,11 +103,7 @@ fn body_length(headers: &HeaderMap) -> Option<u64> {
     if lengths.next().is_some() {
         return None;
     }
-    let digits = value.as_bytes();
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    ::h1::content_length(value.as_bytes()).ok()
 }
 
 #[cfg(test)]

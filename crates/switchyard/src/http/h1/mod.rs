@@ -17,11 +17,10 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-/// Whether a comma-separated header value lists `token` (any case).
+/// Whether a comma-separated header value lists `token` (any case): the
+/// `h1` codec's rule, one for both directions.
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| trim(t).eq_ignore_ascii_case(token))
+    ::h1::has_token(value, token)
 }
 
 /// Appends `Name: value` and its line end, the name in its usual case
@@ -67,17 +66,4 @@ pub fn header_map(head: &Bytes, lines: Vec<(HeaderName, Range<usize>)>) -> Optio
         );
     }
     Some(headers)
-}
-
-/// `b` without leading and trailing whitespace.
-pub fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }

@@ -41,9 +41,7 @@ pub fn encode_head(
             continue; // the framing below is ours to choose
         }
         if name == header::CONTENT_LENGTH {
-            length = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.trim().parse().ok());
+            length = ::h1::content_length(value.as_bytes()).ok();
         }
         write_header_line(out, name, value);
     }

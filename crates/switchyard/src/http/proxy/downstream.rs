@@ -9,14 +9,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use ::h1::chunked::{ChunkedDecoder, Step};
+use ::h1::Framing;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
 
 use super::body::PeerGuard;
-use super::chunked::{Chunked, Step};
 use super::send::{Upload, READ_SIZE};
-use super::wire::Framing;
 use crate::http::body::{poll_wait, BoxError, ReadTimeout};
 use crate::observe::error_log;
 use crate::upstream::pool::Connection;
@@ -28,7 +28,7 @@ pub struct UpstreamBodyError(String);
 
 enum State {
     Length(u64),
-    Chunked(Chunked),
+    Chunked(ChunkedDecoder),
     UntilClose,
     Done,
 }
@@ -69,10 +69,10 @@ impl UpstreamBody {
         timeout: Duration,
     ) -> UpstreamBody {
         let state = match framing {
-            Framing::Empty | Framing::Length(0) => State::Length(0),
+            Framing::None | Framing::Length(0) => State::Length(0),
             Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::Chunked(Chunked::Size),
-            Framing::Close => State::UntilClose,
+            Framing::Chunked => State::Chunked(ChunkedDecoder::default()),
+            Framing::UntilClose => State::UntilClose,
         };
         let mut body = UpstreamBody {
             connection: Some(connection),
@@ -152,11 +152,22 @@ impl UpstreamBody {
                 *left -= take as u64;
                 (Some(buffer.split_to(take).freeze()), *left == 0)
             }
-            State::Chunked(decoder) => match decoder.step(buffer) {
-                Ok(Step::Data(data)) => (Some(data), false),
-                Ok(Step::NeedMore) => (None, false),
-                Ok(Step::End) => (None, true),
-                Err(e) => return Err(format!("{e} while reading upstream")),
+            // The decoder names where the data lies; the data is then split
+            // off the buffer, shared, not copied.
+            State::Chunked(decoder) => match decoder.decode(buffer) {
+                Ok(Step::Data(range)) => {
+                    buffer.advance(range.start);
+                    (Some(buffer.split_to(range.len()).freeze()), false)
+                }
+                Ok(Step::NeedMore) => {
+                    buffer.clear();
+                    (None, false)
+                }
+                Ok(Step::Done(used)) => {
+                    buffer.advance(used);
+                    (None, true)
+                }
+                Err(e) => return Err(format!("{} while reading upstream", e.upstream_message())),
             },
             State::UntilClose if !buffer.is_empty() => (Some(buffer.split().freeze()), false),
             _ => (None, false),

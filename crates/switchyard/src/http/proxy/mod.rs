@@ -3,7 +3,6 @@
 //! `proxy_next_upstream` says, with nginx's error-log lines.
 
 mod body;
-mod chunked;
 mod downstream;
 mod request;
 mod response;

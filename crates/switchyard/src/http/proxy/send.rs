@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
 use super::body::{BodyTooLarge, ClientBodyTimeout};
-use super::wire::{self, HeadError, ResponseHead};
+use super::wire::{self, ResponseHead};
 use crate::http::body::ResponseBody;
 use crate::http::outbox::Outbox;
 use crate::upstream::pool::Connection;
@@ -57,7 +57,7 @@ pub enum UpstreamError {
     /// Writing the request failed and no response came.
     Send(std::io::Error),
     /// The head was not valid.
-    Head(HeadError),
+    Head(::h1::ResponseError),
     /// The client's body failed: this status, and nginx's words for it.
     ClientBody(u16, String),
 }

@@ -1,0 +1,270 @@
+//! A client's request head, parsed with nginx's checks of what a client
+//! may send.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::response::{headers_of, line_ranges, range_in};
+use crate::{locate, request_framing, Framing, Headers, RequestError, Version};
+
+/// The limits a request head is held to (nginx's
+/// `large_client_header_buffers number size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// `size`: the longest request line (else 414) or header line (else 494).
+    pub line: usize,
+    /// `number * size`: the longest head (else 494).
+    pub total: usize,
+    /// The most header lines (at most 256; else 494).
+    pub max_headers: usize,
+}
+
+impl Default for RequestLimits {
+    /// nginx's default `large_client_header_buffers 4 8k`, 100 lines.
+    fn default() -> RequestLimits {
+        RequestLimits {
+            line: 8192,
+            total: 4 * 8192,
+            max_headers: 100,
+        }
+    }
+}
+
+/// A parsed request head; its parts share its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method, as sent.
+    pub method: Bytes,
+    /// The request target, as sent.
+    pub target: Bytes,
+    /// The version.
+    pub version: Version,
+    /// The header lines as they came.
+    pub headers: Headers,
+    /// How the body that follows is delimited.
+    pub framing: Framing,
+}
+
+/// nginx quotes at most this much of a too long header line.
+const QUOTED: usize = 2048 - 300;
+
+/// Parses the request head at the start of `buffer`; on success its bytes
+/// are taken from `buffer` (what follows is body). `Ok(None)`: not
+/// complete yet.
+pub fn parse_request(
+    buffer: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<RequestHead>, RequestError> {
+    if buffer.is_empty() {
+        return Ok(None);
+    }
+    // Only the first `total` bytes are ever looked at, as nginx reads a
+    // head into buffers of that size: the outcome cannot depend on how
+    // much more has arrived.
+    let seen = &buffer[..buffer.len().min(limits.total)];
+    check_line_lengths(seen, limits)?;
+    let (length, method, target, version, lines) = {
+        let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
+        let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
+        let mut request = httparse::Request::new(slots);
+        let length = match request.parse(seen) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if seen.len() >= limits.total => {
+                return Err(RequestError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
+            // Whether `HTTP/2` is nginx's 505 or its 400 is told by the
+            // whole version (`HTTP/2.0` or `HTTP/2x`): wait for the line end
+            // (the line limit still bounds the wait).
+            Err(httparse::Error::Version) if !first_line_ended(seen) => return Ok(None),
+            Err(httparse::Error::Version) => return Err(version_error(seen)),
+            Err(_) => {
+                let fails = |prefix: &[u8]| {
+                    let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
+                    let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
+                    httparse::Request::new(slots).parse(prefix).is_err()
+                };
+                return Err(match locate::locate(seen, fails) {
+                    locate::Broken::Header(line, byte) => {
+                        RequestError::InvalidHeader { line, byte }
+                    }
+                    locate::Broken::StartLine => RequestError::InvalidRequestLine,
+                });
+            }
+        };
+        let method = request
+            .method
+            .and_then(|m| range_in(buffer, m.as_bytes()))
+            .ok_or(RequestError::InvalidRequestLine)?;
+        let target = request
+            .path
+            .and_then(|p| range_in(buffer, p.as_bytes()))
+            .ok_or(RequestError::InvalidRequestLine)?;
+        let version = Version::from_minor(request.version.ok_or(RequestError::InvalidRequestLine)?);
+        (
+            length,
+            method,
+            target,
+            version,
+            line_ranges(buffer, request.headers),
+        )
+    };
+    let head = buffer.split_to(length).freeze();
+    let headers = headers_of(&head, lines);
+    check_host(&headers, version)?;
+    let framing = request_framing(&headers, version)?;
+    Ok(Some(RequestHead {
+        method: head.slice(method),
+        target: head.slice(target),
+        version,
+        headers,
+        framing,
+    }))
+}
+
+/// Whether the request line has ended (its version can be judged whole).
+fn first_line_ended(buffer: &[u8]) -> bool {
+    buffer.contains(&b'\n')
+}
+
+/// A version httparse refused: a well-formed `HTTP/x.y` other than 1.x is
+/// nginx's 505, anything else its 400.
+fn version_error(buffer: &[u8]) -> RequestError {
+    let line = buffer.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let token = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    let Some(number) = token.strip_prefix(b"HTTP/") else {
+        return RequestError::InvalidRequestLine;
+    };
+    let mut parts = number.split(|&b| b == b'.');
+    let value = |p: Option<&[u8]>| {
+        p.filter(|p| !p.is_empty() && p.len() <= 3 && p.iter().all(u8::is_ascii_digit))
+            .map(|p| p.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')))
+    };
+    if let (Some(major), Some(_), None) = (value(parts.next()), value(parts.next()), parts.next()) {
+        if major >= 2 {
+            return RequestError::UnsupportedVersion;
+        }
+    }
+    RequestError::InvalidRequestLine
+}
+
+/// nginx's line limits: a request line longer than `line` is 414, a header
+/// line longer than it 494, whether or not the head is complete.
+fn check_line_lengths(buffer: &[u8], limits: &RequestLimits) -> Result<(), RequestError> {
+    let mut lines = buffer.split(|&b| b == b'\n');
+    if lines.next().is_some_and(|l| l.len() > limits.line) {
+        return Err(RequestError::RequestLineTooLong);
+    }
+    for line in lines {
+        if line.is_empty() || line == b"\r" {
+            break; // the end of the head
+        }
+        if line.len() > limits.line {
+            // As much as is sure to be there whenever this is found, so
+            // that the words do not depend on how the head arrived.
+            let quoted = &line[..QUOTED.min(limits.line)];
+            return Err(RequestError::HeaderLineTooLong(
+                String::from_utf8_lossy(quoted).into_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One `Host`, present on HTTP/1.1 (nginx's `ngx_http_process_host` and
+/// `ngx_http_process_request_header`).
+fn check_host(headers: &Headers, version: Version) -> Result<(), RequestError> {
+    let mut hosts = headers.get_all("host");
+    let first = hosts.next();
+    if let (Some(previous), Some(line)) = (first, hosts.next()) {
+        return Err(RequestError::DuplicateHost {
+            line: line.display_line(),
+            previous: previous.display_line(),
+        });
+    }
+    if first.is_none() && version == Version::Http11 {
+        return Err(RequestError::MissingHost);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &[u8]) -> Result<Option<RequestHead>, RequestError> {
+        let mut buffer = BytesMut::from(text);
+        parse_request(&mut buffer, &RequestLimits::default())
+    }
+
+    #[test]
+    fn parses_and_keeps_the_rest() {
+        let mut buffer = BytesMut::from(
+            &b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Key: k\r\nContent-Length: 3\r\n\r\nabcGET"[..],
+        );
+        let head = parse_request(&mut buffer, &RequestLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(&head.method[..], b"POST");
+        assert_eq!(&head.target[..], b"/a?b=1");
+        assert_eq!(head.framing, Framing::Length(3));
+        assert_eq!(
+            head.headers.iter().nth(1).unwrap().name(),
+            b"Sec-WebSocket-Key"
+        );
+        assert_eq!(&buffer[..], b"abcGET");
+    }
+
+    #[test]
+    fn statuses_as_nginx() {
+        let status = |t: &[u8]| parse(t).map_err(|e| e.status());
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHo"), Ok(None));
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Err(400), "no Host");
+        assert!(matches!(parse(b"GET / HTTP/1.0\r\n\r\n"), Ok(Some(_))));
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(status(b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), Err(505));
+        assert_eq!(
+            status(b"GET / HTTP/2"),
+            Ok(None),
+            "505 or 400: not known yet"
+        );
+        assert_eq!(status(b"GET / HTTX/1.1\r\nHost: x\r\n\r\n"), Err(400));
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(501)
+        );
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+        assert_eq!(status(long.as_bytes()), Err(414));
+        assert_eq!(status(&long.as_bytes()[..20_000]), Err(414), "partial too");
+        let header = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        assert_eq!(status(header.as_bytes()), Err(494));
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            status(format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()),
+            Err(494)
+        );
+        let big: String = (0..8)
+            .map(|i| format!("X-{i}: {}\r\n", "v".repeat(5000)))
+            .collect();
+        assert_eq!(
+            status(format!("GET / HTTP/1.1\r\nHost: x\r\n{big}\r\n").as_bytes()),
+            Err(494)
+        );
+    }
+}
