@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
-use nginx_conf::Directive;
+use nginx_conf::{Directive, Position};
 
 use super::model::Listen;
 use super::{values, ConfigError};
@@ -98,15 +98,7 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
                 ));
             }
             _ => {
-                if let Some(v) = p.strip_prefix("backlog=") {
-                    listen.backlog = values::parse_number(v)
-                        .filter(|n| *n > 0 && *n <= i32::MAX as u64)
-                        .ok_or_else(|| ConfigError::at(format!("invalid backlog \"{v}\""), at))?
-                        as i32;
-                } else if let Some(v) = p.strip_prefix("ipv6only=") {
-                    listen.ipv6only = values::parse_flag(v).ok_or_else(|| {
-                        ConfigError::at(format!("invalid ipv6only flags \"{v}\""), at)
-                    })?;
+                if socket_param(&mut listen, p, at)? {
                 } else if p.starts_with("rcvbuf=")
                     || p.starts_with("sndbuf=")
                     || p.starts_with("fastopen=")
@@ -122,6 +114,29 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
         }
     }
     Ok(listen)
+}
+
+/// The `listen` parameters http and stream share that set a socket option:
+/// `backlog=` and `ipv6only=`, with nginx's messages. Returns whether `p`
+/// was one.
+pub(crate) fn socket_param(
+    listen: &mut Listen,
+    p: &str,
+    at: &Position,
+) -> Result<bool, ConfigError> {
+    if let Some(v) = p.strip_prefix("backlog=") {
+        listen.backlog = values::parse_number(v)
+            .filter(|n| *n > 0 && *n <= i32::MAX as u64)
+            .ok_or_else(|| ConfigError::at(format!("invalid backlog \"{v}\""), at))?
+            as i32;
+        return Ok(true);
+    }
+    if let Some(v) = p.strip_prefix("ipv6only=") {
+        listen.ipv6only = values::parse_flag(v)
+            .ok_or_else(|| ConfigError::at(format!("invalid ipv6only flags \"{v}\""), at))?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -826,15 +826,7 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
                 ))
             }
             _ => {
-                if let Some(v) = p.strip_prefix("backlog=") {
-                    listen.backlog = values::parse_number(v)
-                        .filter(|n| *n > 0 && *n <= i32::MAX as u64)
-                        .ok_or_else(|| ConfigError::at(format!("invalid backlog \"{v}\""), at))?
-                        as i32;
-                } else if let Some(v) = p.strip_prefix("ipv6only=") {
-                    listen.ipv6only = values::parse_flag(v).ok_or_else(|| {
-                        ConfigError::at(format!("invalid ipv6only flags \"{v}\""), at)
-                    })?;
+                if super::listen::socket_param(&mut listen, p, at)? {
                 } else if p.starts_with("so_keepalive=")
                     || p.starts_with("rcvbuf=")
                     || p.starts_with("sndbuf=")
