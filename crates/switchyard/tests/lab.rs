@@ -10,43 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::lab::Lab;
+use support::loopback::LoopbackOnly;
 use support::{free_port, write_file, BIN};
-
-/// A network namespace with nothing but loopback: a connection to any other
-/// address fails there (ENETUNREACH), so traffic that would have left the
-/// machine shows as a failed request instead of reaching a real host.
-struct LoopbackOnly {
-    name: String,
-}
-
-impl LoopbackOnly {
-    fn create() -> LoopbackOnly {
-        let name = format!("sy-lab-{}", std::process::id());
-        let ns = LoopbackOnly { name };
-        ns.ip(&["netns", "add", &ns.name]);
-        ns.ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let out = Command::new("ip").args(args).output().expect("run ip");
-        assert!(
-            out.status.success(),
-            "`ip {}` failed: {} (the lab's loopback test needs root and iproute2, \
-             as scripts/install-test-deps and CI provide)",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-}
-
-impl Drop for LoopbackOnly {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
 
 /// The request counts of the lab's report, by the row's first word.
 fn report_rows(text: &str) -> Vec<(String, u64)> {
@@ -70,7 +35,7 @@ fn report_rows(text: &str) -> Vec<(String, u64)> {
 /// Before, the balancer connected to the real addresses (502s here).
 #[test]
 fn every_upstream_address_is_simulated_on_loopback() {
-    let ns = LoopbackOnly::create();
+    let ns = LoopbackOnly::create("lab");
     let dir = tempfile::tempdir().unwrap();
     let conf = write_file(
         dir.path(),
@@ -83,7 +48,7 @@ fn every_upstream_address_is_simulated_on_loopback() {
     );
     let mut lab = Lab::spawn(
         Command::new("ip")
-            .args(["netns", "exec", &ns.name, BIN])
+            .args(["netns", "exec", &ns.0, BIN])
             .args(["lab", "-c", conf.to_str().unwrap(), "--requests", "8"]),
     );
     let code = lab.wait(Duration::from_secs(60));

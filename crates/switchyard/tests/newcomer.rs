@@ -15,15 +15,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use support::children_of;
+use support::lab::Lab;
+use support::loopback::LoopbackOnly;
 
 /// How the walk-through runs one README command.
 #[derive(Debug, Clone, Copy)]
@@ -254,86 +252,6 @@ fn readme_commands(text: &str) -> Vec<String> {
     out
 }
 
-/// A command running in the background, its output collected.
-struct Background {
-    child: Child,
-    out: Arc<Mutex<Vec<String>>>,
-}
-
-impl Background {
-    fn text(&self) -> String {
-        self.out.lock().unwrap().join("\n")
-    }
-
-    fn wait_for(&mut self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.text().contains(needle) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "exited ({status}) before printing {needle:?}:\n{}",
-                    self.text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} after {limit:?}:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Ctrl-C: SIGINT to the process group, then its exit code.
-    fn ctrl_c(&mut self) -> i32 {
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGINT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(200));
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not stop on Ctrl-C:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        kill_tree(self.child.id());
-        let _ = self.child.wait();
-    }
-}
-
-/// SIGKILL to `pid`'s descendants (the lab's children have groups of their
-/// own) and its group.
-fn kill_tree(pid: u32) {
-    let mut stack = vec![pid];
-    let mut all = Vec::new();
-    while let Some(p) = stack.pop() {
-        all.push(p);
-        stack.extend(children_of(p));
-    }
-    for p in all.into_iter().rev() {
-        unsafe {
-            libc::kill(p as i32, libc::SIGKILL);
-        }
-    }
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
-}
-
 /// The shell a newcomer types into: the clone as working directory, the
 /// `export`s made so far.
 struct Shell {
@@ -384,55 +302,8 @@ impl Shell {
         (out.status.code().unwrap_or(-1), text)
     }
 
-    fn start(&self, line: &str) -> Background {
-        let mut child = self
-            .command(line)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("spawn bash");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        for reader in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(reader).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-        }
-        Background { child, out }
-    }
-}
-
-/// A network namespace with nothing but loopback, removed on drop.
-struct LoopbackOnly(String);
-
-impl LoopbackOnly {
-    fn create() -> LoopbackOnly {
-        let name = format!("sy-newcomer-{}", std::process::id());
-        for args in [
-            vec!["netns", "add", name.as_str()],
-            vec!["-n", name.as_str(), "link", "set", "lo", "up"],
-        ] {
-            let out = Command::new("ip").args(&args).output().expect("run ip");
-            assert!(
-                out.status.success(),
-                "`ip {}`: {} (needs root and iproute2)",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        LoopbackOnly(name)
-    }
-}
-
-impl Drop for LoopbackOnly {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    fn start(&self, line: &str) -> Lab {
+        Lab::spawn(&mut self.command(line))
     }
 }
 
@@ -499,14 +370,14 @@ fn the_readme_walked_through_on_a_fresh_clone() {
         dir: clone,
         exports: Vec::new(),
     };
-    let mut background: Option<Background> = None;
+    let mut background: Option<Lab> = None;
     for (line, step, after) in STEPS {
         eprintln!("newcomer: $ {line}");
         match *step {
             Step::NotRun(why) => eprintln!("newcomer:   not run here: {why}"),
             Step::Start { ready, limit } => {
                 let mut bg = shell.start(line);
-                bg.wait_for(ready, limit);
+                bg.wait_for_line(ready, limit);
                 background = Some(bg);
             }
             Step::Run { check } => {
@@ -517,7 +388,7 @@ fn the_readme_walked_through_on_a_fresh_clone() {
                 }
             }
             Step::RunIsolated { check } => {
-                let ns = LoopbackOnly::create();
+                let ns = LoopbackOnly::create("newcomer");
                 let (code, out) = shell.run(line, Some(&ns.0));
                 check(code, &out);
             }
@@ -525,7 +396,7 @@ fn the_readme_walked_through_on_a_fresh_clone() {
         if let After::CtrlC(before, ended) = *after {
             let mut bg = background.take().expect("a background command to stop");
             before(&bg.text());
-            let code = bg.ctrl_c();
+            let code = bg.ctrl_c(Duration::from_secs(30));
             ended(code, &bg.text());
         }
     }

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::lab::Lab;
+use support::loopback::LoopbackOnly;
 use support::{free_port, wait_until, Balancer, Echo, BIN};
 
 /// One HTTPS request through the balancer (TLS passed through to a node);
@@ -199,36 +200,6 @@ fn a_reload_does_not_cut_an_established_session() {
     roundtrip(b"and once more\n");
 }
 
-/// A network namespace with only loopback, removed on drop: the example
-/// listens on the cluster's fixed ports (80, 443, 6443, 22623) and names
-/// addresses off this machine, neither of which a test may use outside one.
-struct LoopbackOnly(String);
-
-impl LoopbackOnly {
-    fn create() -> LoopbackOnly {
-        let name = format!("sy-ocp-{}", std::process::id());
-        for args in [
-            vec!["netns", "add", name.as_str()],
-            vec!["-n", name.as_str(), "link", "set", "lo", "up"],
-        ] {
-            let out = Command::new("ip").args(&args).output().expect("run ip");
-            assert!(
-                out.status.success(),
-                "`ip {}`: {} (needs root and iproute2)",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        LoopbackOnly(name)
-    }
-}
-
-impl Drop for LoopbackOnly {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 /// `switchyard lab -c examples/openshift-upi/nginx.conf` simulates the
 /// cluster: HTTPS nodes behind 6443 and 22623 in round robin (bootstrap
 /// included), routers behind 80 and 443 with their 1936 readiness port, a
@@ -240,7 +211,9 @@ fn the_openshift_example_runs_in_the_lab() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/openshift-upi/nginx.conf"
     );
-    let ns = LoopbackOnly::create();
+    // The example listens on the cluster's fixed ports (80, 443, 6443,
+    // 22623) and names addresses off this machine: a loopback-only namespace.
+    let ns = LoopbackOnly::create("ocp");
     let mut lab = Lab::spawn(
         Command::new("ip")
             .args(["netns", "exec", &ns.0, BIN])

@@ -97,6 +97,15 @@ impl Lab {
         }
     }
 
+    /// Ctrl-C, as a terminal sends it (SIGINT to the whole process group);
+    /// the exit code, or a panic with the output after `limit`.
+    pub fn ctrl_c(&mut self, limit: Duration) -> i32 {
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGINT);
+        }
+        self.wait(limit)
+    }
+
     /// Waits for exit; the exit code, or a panic with the output.
     pub fn wait(&mut self, limit: Duration) -> i32 {
         let deadline = Instant::now() + limit;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod loopback;
 pub mod nginx;
 
 use std::collections::HashMap;
