@@ -65,29 +65,7 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
     let mut layer = Layer::default();
     let mut seen = Seen::default();
     let mut upstreams: Vec<Arc<UpstreamConfig>> = Vec::new();
-    // The http-level resolver serves every upstream, wherever it is written.
-    let mut http_resolver = None;
-    let mut http_resolver_timeout = None;
-    for inner in block
-        .iter()
-        .filter(|d| d.name == "resolver" || d.name == "resolver_timeout")
-    {
-        check(inner, Ctx::HTTP)?;
-        if inner.name == "resolver" {
-            if http_resolver.is_some() {
-                return Err(ConfigError::at(
-                    "\"resolver\" directive is duplicate",
-                    &inner.position,
-                ));
-            }
-            http_resolver = Some(super::upstream::parse_resolver(inner)?);
-        } else {
-            http_resolver_timeout = Some(super::time_arg(inner)?);
-        }
-    }
-    if let (Some(r), Some(t)) = (http_resolver.as_mut(), http_resolver_timeout) {
-        r.timeout = t;
-    }
+    let http_resolver = super::upstream::block_resolver(block, Ctx::HTTP)?;
     let mut server_blocks = Vec::new();
     for inner in block {
         let spec = check(inner, Ctx::HTTP)?;

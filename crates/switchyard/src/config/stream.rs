@@ -433,36 +433,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
         zones.push(Arc::new(zone));
     }
-    // The stream-level resolver serves every stream upstream, wherever it
-    // is written (an upstream's own resolver overrides it).
-    let mut resolver = None;
-    let mut resolver_timeout = None;
-    for inner in block
-        .iter()
-        .filter(|d| d.name == "resolver" || d.name == "resolver_timeout")
-    {
-        check(inner, Ctx::STREAM)?;
-        if inner.name == "resolver" {
-            if resolver.is_some() {
-                return Err(ConfigError::at(
-                    "\"resolver\" directive is duplicate",
-                    &inner.position,
-                ));
-            }
-            resolver = Some(super::upstream::parse_resolver(inner)?);
-        } else {
-            if resolver_timeout.is_some() {
-                return Err(ConfigError::at(
-                    "\"resolver_timeout\" directive is duplicate",
-                    &inner.position,
-                ));
-            }
-            resolver_timeout = Some(time_arg(inner)?);
-        }
-    }
-    if let (Some(r), Some(t)) = (resolver.as_mut(), resolver_timeout) {
-        r.timeout = t;
-    }
+    let resolver = super::upstream::block_resolver(block, Ctx::STREAM)?;
     for inner in block {
         let spec = check(inner, Ctx::STREAM)?;
         if spec.support == Support::NotYet {

@@ -330,6 +330,38 @@ pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) ->
 }
 
 /// Parses `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`.
+/// The `resolver` and `resolver_timeout` of an http or stream block, which
+/// serve every upstream of it wherever they are written (an upstream's own
+/// resolver overrides them); each at most once, as nginx says.
+pub(crate) fn block_resolver(
+    block: &[Directive],
+    ctx: Ctx,
+) -> Result<Option<ResolverSettings>, ConfigError> {
+    let mut resolver = None;
+    let mut timeout = None;
+    for inner in block
+        .iter()
+        .filter(|d| d.name == "resolver" || d.name == "resolver_timeout")
+    {
+        check(inner, ctx)?;
+        let duplicate = if inner.name == "resolver" {
+            resolver.replace(parse_resolver(inner)?).is_some()
+        } else {
+            timeout.replace(super::time_arg(inner)?).is_some()
+        };
+        if duplicate {
+            return Err(ConfigError::at(
+                format!("\"{}\" directive is duplicate", inner.name),
+                &inner.position,
+            ));
+        }
+    }
+    if let (Some(r), Some(t)) = (resolver.as_mut(), timeout) {
+        r.timeout = t;
+    }
+    Ok(resolver)
+}
+
 pub(crate) fn parse_resolver(d: &Directive) -> Result<ResolverSettings, ConfigError> {
     let at = &d.position;
     let mut settings = ResolverSettings {
