@@ -14,40 +14,47 @@ pub fn bind(
     backlog: i32,
     ipv6only: bool,
 ) -> Result<std::net::TcpListener, String> {
-    let fail =
-        |call: &str, e: std::io::Error| format!("{call}() to {addr} failed ({})", os_error(&e));
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(|e| fail("socket", e))?;
+    let socket = bound(addr, Type::STREAM, Protocol::TCP, ipv6only)?;
+    socket
+        .listen(backlog)
+        .map_err(|e| failed("listen", addr, e))?;
+    Ok(socket.into())
+}
+
+/// nginx's words for a failed socket call: `bind() to ADDR failed (98: ...)`.
+fn failed(call: &str, addr: SocketAddr, e: std::io::Error) -> String {
+    format!("{call}() to {addr} failed ({})", os_error(&e))
+}
+
+/// A non-blocking socket of `kind` bound to `addr`, with SO_REUSEADDR and,
+/// for IPv6, IPV6_V6ONLY as `ipv6only` says.
+fn bound(
+    addr: SocketAddr,
+    kind: Type,
+    protocol: Protocol,
+    ipv6only: bool,
+) -> Result<Socket, String> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))
+        .map_err(|e| failed("socket", addr, e))?;
     socket
         .set_reuse_address(true)
-        .map_err(|e| fail("setsockopt", e))?;
+        .map_err(|e| failed("setsockopt", addr, e))?;
     if addr.is_ipv6() {
         socket
             .set_only_v6(ipv6only)
-            .map_err(|e| fail("setsockopt", e))?;
+            .map_err(|e| failed("setsockopt", addr, e))?;
     }
-    socket.set_nonblocking(true).map_err(|e| fail("ioctl", e))?;
-    socket.bind(&addr.into()).map_err(|e| fail("bind", e))?;
-    socket.listen(backlog).map_err(|e| fail("listen", e))?;
-    Ok(socket.into())
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| failed("ioctl", addr, e))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| failed("bind", addr, e))?;
+    Ok(socket)
 }
 
 /// Binds a UDP `addr` for `listen ... udp` (SO_REUSEADDR, IPV6_V6ONLY);
 /// errors in nginx's words as for TCP.
 pub fn bind_udp(addr: SocketAddr, ipv6only: bool) -> Result<std::net::UdpSocket, String> {
-    let fail =
-        |call: &str, e: std::io::Error| format!("{call}() to {addr} failed ({})", os_error(&e));
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| fail("socket", e))?;
-    socket
-        .set_reuse_address(true)
-        .map_err(|e| fail("setsockopt", e))?;
-    if addr.is_ipv6() {
-        socket
-            .set_only_v6(ipv6only)
-            .map_err(|e| fail("setsockopt", e))?;
-    }
-    socket.set_nonblocking(true).map_err(|e| fail("ioctl", e))?;
-    socket.bind(&addr.into()).map_err(|e| fail("bind", e))?;
-    Ok(socket.into())
+    Ok(bound(addr, Type::DGRAM, Protocol::UDP, ipv6only)?.into())
 }
