@@ -306,4 +306,19 @@ fn ssl_preread_routes_by_server_name() {
         "{log}"
     );
     assert!(log.lines().any(|l| l.starts_with("- - \"-\" ")), "{log}");
+
+    // Half a hello, then the client shuts its side: the preread ends at once
+    // (nginx's pending EOF), not at preread_timeout.
+    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    s.write_all(&[0x16, 3, 1, 0, 200, 1]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

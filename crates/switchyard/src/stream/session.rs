@@ -200,12 +200,13 @@ async fn preread(session: &mut Session, server: &StreamServer, client: &TcpStrea
 }
 
 /// Peeks at what the client has sent, waiting until there is more than
-/// `seen` bytes (or EOF: 0). A peek that finds nothing new clears the
-/// socket's readiness, so the wait is for new bytes, not a spin.
+/// `seen` bytes (or EOF, with or without bytes unread: 0). A peek that finds
+/// nothing new clears the socket's readiness, so the wait is for new bytes,
+/// not a spin.
 async fn peek_more(client: &TcpStream, buf: &mut [u8], seen: usize) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     loop {
-        client.readable().await?;
+        let ready = client.ready(tokio::io::Interest::READABLE).await?;
         let result = client.try_io(tokio::io::Interest::READABLE, || {
             // SAFETY: buf is a valid, writable buffer of buf.len() bytes
             // for the duration of the call.
@@ -221,6 +222,9 @@ async fn peek_more(client: &TcpStream, buf: &mut [u8], seen: usize) -> std::io::
                 n if n < 0 => Err(std::io::Error::last_os_error()),
                 0 => Ok(0),
                 n if n as usize > seen => Ok(n as usize),
+                // Nothing new, and the client has shut its side: nginx's
+                // pending EOF, the end of the preread.
+                _ if ready.is_read_closed() => Ok(0),
                 // Nothing new since the last look: wait for the next bytes.
                 _ => Err(std::io::ErrorKind::WouldBlock.into()),
             }
