@@ -2,6 +2,13 @@
 //! react. A node (every echo backend of one host: its ports and its health
 //! port) can fail its health checks, heal, be killed and be started again.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::children::{self, Child};
+
 /// One line typed at the lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -54,6 +61,118 @@ impl Command {
             _ => Command::Unknown(line.trim().to_string()),
         }
     }
+}
+
+/// One echo backend the lab runs, as the console sees it.
+pub struct Echo {
+    /// The node it belongs to: the host as written.
+    pub node: String,
+    /// Its own name (`NODE` or `NODE-health`).
+    pub name: String,
+    /// Its index in the lab's children.
+    pub child: usize,
+    /// Where it listens (a restart listens there again).
+    pub addr: SocketAddr,
+    /// Its `switchyard echo` flags.
+    pub flags: &'static [&'static str],
+    /// Whether it speaks HTTPS.
+    pub tls: bool,
+}
+
+/// Carries out a console command on every echo backend of the node named.
+pub async fn obey(
+    command: Command,
+    exe: &std::path::Path,
+    nodes: &mut [Echo],
+    children: &mut [Child],
+) {
+    let name = match &command {
+        Command::Fail(n) | Command::Heal(n) | Command::Kill(n) | Command::Start(n) => n.clone(),
+        Command::Help => return println!("{}", HELP),
+        Command::Nothing => return,
+        Command::Unknown(line) => return println!("  lab: unknown command {line:?}\n{}", HELP),
+    };
+    let of_node: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].node == name)
+        .collect();
+    if of_node.is_empty() {
+        return println!("  lab: no backend is called {name:?}");
+    }
+    for i in of_node {
+        let echo = &nodes[i];
+        let done = match &command {
+            Command::Fail(_) => switch_health(echo, 503).await,
+            Command::Heal(_) => switch_health(echo, 200).await,
+            Command::Kill(_) => {
+                children[echo.child].kill().await;
+                Ok("killed".to_string())
+            }
+            Command::Start(_) => restart(echo, exe, children).await,
+            _ => Ok(String::new()),
+        };
+        match done {
+            Ok(what) => println!("  lab: {} on {}: {what}", echo.name, echo.addr),
+            Err(e) => println!("  lab: {} on {}: {e:#}", echo.name, echo.addr),
+        }
+    }
+}
+
+/// `POST /healthz?status=CODE` to one echo backend (HTTP or HTTPS).
+async fn switch_health(echo: &Echo, status: u16) -> anyhow::Result<String> {
+    if echo.flags.contains(&"udp") {
+        return Ok("a UDP echo has no health endpoint".to_string());
+    }
+    let stream = tokio::net::TcpStream::connect(echo.addr)
+        .await
+        .context("not running (start it first)")?;
+    let request = format!(
+        "POST /healthz?status={status} HTTP/1.1\r\nHost: lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let answer = if echo.tls {
+        let config = crate::transport::tls::client_config(None)?;
+        let name = rustls_pki_types::ServerName::IpAddress(echo.addr.ip().into());
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await?;
+        exchange(&mut tls, &request).await?
+    } else {
+        let mut stream = stream;
+        exchange(&mut stream, &request).await?
+    };
+    match answer.starts_with("HTTP/1.1 200") {
+        true => Ok(format!("/healthz now answers {status}")),
+        false => anyhow::bail!(
+            "the switch was refused: {}",
+            answer.lines().next().unwrap_or("")
+        ),
+    }
+}
+
+/// Writes `request`, reads the whole answer (bounded by a timeout).
+async fn exchange<S>(stream: &mut S, request: &str) -> anyhow::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await??;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Starts a killed echo backend again on its address.
+async fn restart(
+    echo: &Echo,
+    exe: &std::path::Path,
+    children: &mut [Child],
+) -> anyhow::Result<String> {
+    if tokio::net::TcpStream::connect(echo.addr).await.is_ok() {
+        return Ok("already running".to_string());
+    }
+    let (child, ready) = Child::start_echo(exe, &echo.name, &echo.addr.to_string(), echo.flags)?;
+    children[echo.child] = child;
+    children::echo_ready(ready).await?;
+    Ok("started".to_string())
 }
 
 #[cfg(test)]
