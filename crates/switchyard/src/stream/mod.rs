@@ -9,6 +9,7 @@
 mod copy;
 pub mod generation;
 pub mod limit;
+mod preread;
 mod proxy;
 mod proxy_protocol;
 pub mod session;
