@@ -277,8 +277,41 @@ fn the_console_fails_heals_kills_and_starts_a_backend() {
     lab.type_line("heal web1");
     support::wait_until(Duration::from_secs(10), "web1 back", || both(who(4)));
 
+    lab.type_line("fail web1");
+    lab.type_line("stats");
+    lab.wait_for_line("backend", Duration::from_secs(5));
+    // A stats row: NAME ADDRESS STATE SERVED (a relayed log line has `|`).
+    fn is_row(line: &str, name: &str) -> bool {
+        let mut words = line.split_whitespace();
+        words.next() == Some(name) && words.next().is_some_and(|w| w != "|")
+    }
+    let row = |name: &str, lab: &Lab| -> Vec<String> {
+        let text = lab.text();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| is_row(l, name))
+            .unwrap_or_else(|| panic!("no stats row for {name}:\n{text}"))
+            .to_string();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    support::wait_until(Duration::from_secs(5), "the stats rows", || {
+        lab.text().lines().any(|l| is_row(l, "web2"))
+    });
+    let web1 = row("web1", &lab);
+    assert_eq!(web1[2], "failing", "{web1:?}");
+    assert!(web1[3].parse::<u64>().unwrap() > 0, "{web1:?}");
+    assert_eq!(row("web2", &lab)[2], "up");
+    lab.type_line("heal web1");
+
     lab.type_line("kill web2");
     lab.wait_for_line(": killed", Duration::from_secs(5));
+    lab.type_line("stats");
+    support::wait_until(Duration::from_secs(5), "web2 killed in the stats", || {
+        lab.text()
+            .lines()
+            .any(|l| is_row(l, "web2") && l.contains(" killed "))
+    });
     support::wait_until(Duration::from_secs(10), "web2 out", || only("web1", who(4)));
     assert!(
         lab.child.try_wait().unwrap().is_none(),

@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -17,6 +19,8 @@ use tokio::process::Command;
 /// A running child process.
 pub struct Child {
     name: String,
+    /// Requests its log says it served (echo backends only).
+    served: Arc<AtomicU64>,
     process: tokio::process::Child,
     /// The tasks relaying its output, finished once it has closed both.
     relays: Vec<tokio::task::JoinHandle<()>>,
@@ -28,6 +32,7 @@ fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     name: String,
     reader: R,
     first_line: Option<tokio::sync::oneshot::Sender<String>>,
+    served: Option<Arc<AtomicU64>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
@@ -36,9 +41,23 @@ fn relay<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
             if let Some(tx) = first_line.take() {
                 let _ = tx.send(line.clone());
             }
+            if let Some(count) = &served {
+                if is_served_request(&line) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             println!("{name:>12} | {line}");
         }
     })
+}
+
+/// Whether an echo backend's log line is a request it served (a Werkzeug
+/// access line, or a TCP/UDP echo line), health checks aside.
+fn is_served_request(line: &str) -> bool {
+    let health = ["/healthz", "/readyz"].iter().any(|p| line.contains(p));
+    let request = line.contains("\" ") && line.contains(" HTTP/");
+    let layer4 = line.contains(" tcp session ") || line.contains(" udp datagram ");
+    (request && !health) || layer4
 }
 
 impl Child {
@@ -61,16 +80,18 @@ impl Child {
             .spawn()
             .context("cannot start the echo backend")?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let served = Arc::new(AtomicU64::new(0));
         let mut relays = Vec::new();
         if let Some(out) = process.stdout.take() {
-            relays.push(relay(name.to_string(), out, None));
+            relays.push(relay(name.to_string(), out, None, Some(served.clone())));
         }
         if let Some(err) = process.stderr.take() {
-            relays.push(relay(name.to_string(), err, Some(tx)));
+            relays.push(relay(name.to_string(), err, Some(tx), None));
         }
         Ok((
             Child {
                 name: name.to_string(),
+                served,
                 process,
                 relays,
                 stopped: false,
@@ -107,13 +128,14 @@ impl Child {
             .context("cannot start the balancer")?;
         let mut relays = Vec::new();
         if let Some(out) = process.stdout.take() {
-            relays.push(relay("switchyard".into(), out, None));
+            relays.push(relay("switchyard".into(), out, None, None));
         }
         if let Some(err) = process.stderr.take() {
-            relays.push(relay("switchyard".into(), err, None));
+            relays.push(relay("switchyard".into(), err, None, None));
         }
         Ok(Child {
             name: "switchyard".into(),
+            served: Arc::new(AtomicU64::new(0)),
             process,
             relays,
             stopped: false,
@@ -122,6 +144,16 @@ impl Child {
 }
 
 impl Child {
+    /// How many requests (or sessions) it served, by its log.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Whether it was stopped on purpose.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// Kills it on purpose (SIGKILL, as a node that dies) and reaps it.
     pub async fn kill(&mut self) {
         self.stopped = true;
@@ -205,5 +237,24 @@ pub async fn stop_all(children: Vec<Child>) {
             eprintln!("{} did not stop in time, killing it", child.name);
             let _ = child.process.kill().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_served_request;
+
+    #[test]
+    fn served_lines() {
+        assert!(is_served_request(
+            "127.0.0.1 - - [02/Dec/2026 05:43:34] \"POST / HTTP/1.0\" 200 - echogolem1"
+        ));
+        assert!(!is_served_request(
+            "127.0.0.1 - - [02/Dec/2026 05:43:34] \"GET /healthz HTTP/1.1\" 200 - a"
+        ));
+        assert!(is_served_request(
+            "127.0.0.1:4000 tcp session closed, 12 bytes echoed a"
+        ));
+        assert!(!is_served_request("echo: listening on 127.0.1.1:4000 as a"));
     }
 }

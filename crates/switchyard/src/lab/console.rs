@@ -20,6 +20,8 @@ pub enum Command {
     Kill(String),
     /// `start NAME`: a killed node's backends start again, where they were.
     Start(String),
+    /// `stats`: every backend's state and the requests it served.
+    Stats,
     /// `help` (or `?`).
     Help,
     /// An empty line.
@@ -29,7 +31,7 @@ pub enum Command {
 }
 
 /// The help text, printed at start and on `help`.
-pub const HELP: &str = "  type: fail NAME | heal NAME | kill NAME | start NAME (a backend's name, as listed above), then Enter";
+pub const HELP: &str = "  type: fail NAME | heal NAME | kill NAME | start NAME (a backend's name, as listed above) | stats, then Enter";
 
 /// Whether the lab may read commands from its standard input: a pipe or a
 /// file, or a terminal it has in the foreground (a background job that read
@@ -54,6 +56,7 @@ impl Command {
         let extra = words.next().is_some();
         match (verb, name) {
             ("help" | "?", None) => Command::Help,
+            ("stats", None) => Command::Stats,
             ("fail", Some(n)) if !extra => Command::Fail(n.to_string()),
             ("heal", Some(n)) if !extra => Command::Heal(n.to_string()),
             ("kill", Some(n)) if !extra => Command::Kill(n.to_string()),
@@ -77,6 +80,8 @@ pub struct Echo {
     pub flags: &'static [&'static str],
     /// Whether it speaks HTTPS.
     pub tls: bool,
+    /// Switched to failing its health checks by `fail`.
+    pub failing: bool,
 }
 
 /// Carries out a console command on every echo backend of the node named.
@@ -89,6 +94,7 @@ pub async fn obey(
     let name = match &command {
         Command::Fail(n) | Command::Heal(n) | Command::Kill(n) | Command::Start(n) => n.clone(),
         Command::Help => return println!("{}", HELP),
+        Command::Stats => return print_stats(nodes, children),
         Command::Nothing => return,
         Command::Unknown(line) => return println!("  lab: unknown command {line:?}\n{}", HELP),
     };
@@ -110,10 +116,44 @@ pub async fn obey(
             Command::Start(_) => restart(echo, exe, children).await,
             _ => Ok(String::new()),
         };
+        if done.is_ok() {
+            match &command {
+                Command::Fail(_) => nodes[i].failing = true,
+                Command::Heal(_) | Command::Start(_) => nodes[i].failing = false,
+                _ => {}
+            }
+        }
+        let echo = &nodes[i];
         match done {
             Ok(what) => println!("  lab: {} on {}: {what}", echo.name, echo.addr),
             Err(e) => println!("  lab: {} on {}: {e:#}", echo.name, echo.addr),
         }
+    }
+}
+
+/// `stats`: a row per echo backend: its state and what it served so far.
+fn print_stats(nodes: &[Echo], children: &[Child]) {
+    let widest = nodes.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    println!(
+        "  {:<widest$}  {:<21}  {:<7}  served",
+        "backend", "address", "state"
+    );
+    for echo in nodes {
+        let child = &children[echo.child];
+        let state = if child.stopped() {
+            "killed"
+        } else if echo.failing {
+            "failing"
+        } else {
+            "up"
+        };
+        println!(
+            "  {:<widest$}  {:<21}  {:<7}  {}",
+            echo.name,
+            echo.addr.to_string(),
+            state,
+            child.served()
+        );
     }
 }
 
@@ -195,6 +235,7 @@ mod tests {
         );
         assert_eq!(Command::parse("start a"), Command::Start("a".into()));
         assert_eq!(Command::parse("?"), Command::Help);
+        assert_eq!(Command::parse("stats"), Command::Stats);
         assert_eq!(Command::parse("   "), Command::Nothing);
         assert_eq!(Command::parse("kill"), Command::Unknown("kill".into()));
         assert_eq!(

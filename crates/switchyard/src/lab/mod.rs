@@ -163,6 +163,7 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
             addr,
             flags,
             tls: stand.kind == StandKind::Https,
+            failing: false,
         });
         // A health check on another port (the routers' 1936) gets its own
         // backend on the same address.
@@ -183,6 +184,7 @@ async fn session(args: &LabArgs, stop: &mut Stop, children: &mut Vec<Child>) -> 
                 addr,
                 flags,
                 tls,
+                failing: false,
             });
         }
         backends.push(Backend {
