@@ -191,12 +191,37 @@ fn gateway_timeout_on_a_slow_header() {
     );
 }
 
+/// A hosts file (`SWITCHYARD_HOSTS`) that starts empty, so that the name
+/// `latebackend` resolves only once the test says so.
+struct LateHosts {
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl LateHosts {
+    fn new() -> LateHosts {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "").unwrap();
+        LateHosts {
+            path: path.to_string_lossy().into_owned(),
+            _dir: dir,
+        }
+    }
+
+    fn env(&self) -> (&'static str, &str) {
+        ("SWITCHYARD_HOSTS", &self.path)
+    }
+
+    fn resolve_latebackend(&self) {
+        std::fs::write(&self.path, "127.0.0.1 latebackend\n").unwrap();
+    }
+}
+
 #[test]
 fn name_resolving_after_startup_joins() {
     let echo = Echo::start("late", "127.0.0.1:0");
-    let hosts_dir = tempfile::tempdir().unwrap();
-    let hosts = hosts_dir.path().join("hosts");
-    std::fs::write(&hosts, "").unwrap();
+    let hosts = LateHosts::new();
     let port = free_port();
     let conf = format!(
         "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log logs/access.log;\n{}{}}}\n",
@@ -206,11 +231,7 @@ fn name_resolving_after_startup_joins() {
         ),
         support::proxy_server(port, "backends", "")
     );
-    let lb = Balancer::start_full(
-        &conf,
-        &[port],
-        &[("SWITCHYARD_HOSTS", hosts.to_str().unwrap())],
-    );
+    let lb = Balancer::start_full(&conf, &[port], &[hosts.env()]);
     let log = lb.error_log_text();
     assert!(
         log.contains(&format!(
@@ -222,7 +243,7 @@ fn name_resolving_after_startup_joins() {
     for _ in 0..3 {
         assert_eq!(get(port, "/").status, 502);
     }
-    std::fs::write(&hosts, "127.0.0.1 latebackend\n").unwrap();
+    hosts.resolve_latebackend();
     let written = Instant::now();
     wait_until(Duration::from_secs(10), "the late name to serve", || {
         get(port, "/").status == 200
@@ -242,9 +263,7 @@ fn name_resolving_after_startup_joins() {
 #[test]
 fn unresolved_name_is_reported_at_the_default_level_and_so_is_its_resolution() {
     let echo = Echo::start("late", "127.0.0.1:0");
-    let hosts_dir = tempfile::tempdir().unwrap();
-    let hosts = hosts_dir.path().join("hosts");
-    std::fs::write(&hosts, "").unwrap();
+    let hosts = LateHosts::new();
     let port = free_port();
     let conf = format!(
         "error_log logs/error.log;\nevents {{}}\nhttp {{\naccess_log logs/access.log;\n\
@@ -252,11 +271,7 @@ fn unresolved_name_is_reported_at_the_default_level_and_so_is_its_resolution() {
         echo.addr.port(),
         support::proxy_server(port, "backends", "")
     );
-    let lb = Balancer::start_full(
-        &conf,
-        &[port],
-        &[("SWITCHYARD_HOSTS", hosts.to_str().unwrap())],
-    );
+    let lb = Balancer::start_full(&conf, &[port], &[hosts.env()]);
     let conf_path = lb.conf_path();
     let at = format!("in {}:6", conf_path.display());
     let log = lb.error_log_text();
@@ -266,7 +281,7 @@ fn unresolved_name_is_reported_at_the_default_level_and_so_is_its_resolution() {
         .unwrap_or_else(|| panic!("no host-not-found line in:\n{log}"));
     assert!(line.contains("[error]"), "{line}");
     assert!(line.contains(&at), "{line} lacks {at}");
-    std::fs::write(&hosts, "127.0.0.1 latebackend\n").unwrap();
+    hosts.resolve_latebackend();
     wait_until(Duration::from_secs(10), "the late name to serve", || {
         get(port, "/").status == 200
     });
@@ -288,9 +303,7 @@ fn unresolved_name_is_reported_at_the_default_level_and_so_is_its_resolution() {
 #[test]
 fn unresolved_servers_are_rows_on_the_status_page_and_in_metrics() {
     let echo = Echo::start("early", "127.0.0.1:0");
-    let hosts_dir = tempfile::tempdir().unwrap();
-    let hosts = hosts_dir.path().join("hosts");
-    std::fs::write(&hosts, "").unwrap();
+    let hosts = LateHosts::new();
     let (port, status_port) = (free_port(), free_port());
     let conf = format!(
         "error_log logs/error.log;\nevents {{}}\nhttp {{\naccess_log logs/access.log;\n\
@@ -300,11 +313,7 @@ fn unresolved_servers_are_rows_on_the_status_page_and_in_metrics() {
         echo.addr.port(),
         support::proxy_server(port, "backends", "")
     );
-    let lb = Balancer::start_full(
-        &conf,
-        &[port, status_port],
-        &[("SWITCHYARD_HOSTS", hosts.to_str().unwrap())],
-    );
+    let lb = Balancer::start_full(&conf, &[port, status_port], &[hosts.env()]);
     let late = format!("latebackend:{}", echo.addr.port());
     let json: serde_json::Value =
         serde_json::from_str(&get(status_port, "/status.json").text()).unwrap();
@@ -333,7 +342,7 @@ fn unresolved_servers_are_rows_on_the_status_page_and_in_metrics() {
         "{metrics}"
     );
 
-    std::fs::write(&hosts, "127.0.0.1 latebackend\n").unwrap();
+    hosts.resolve_latebackend();
     wait_until(
         Duration::from_secs(10),
         "the late name to leave the resolving rows",
