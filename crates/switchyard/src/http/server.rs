@@ -60,26 +60,12 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let metrics = crate::observe::metrics::global();
-        metrics.accepted.fetch_add(1, Ordering::Relaxed);
-        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            error_log::log(
-                crate::observe::ErrorLevel::Alert,
-                None,
-                "worker_connections are not enough, closing a new connection",
-            );
+        let Some(slot) = Slot::admit(&shared) else {
             drop(stream);
             continue;
         };
-        metrics.handled.fetch_add(1, Ordering::Relaxed);
-        metrics.active.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
-        tokio::spawn(serve_connection(
-            stream,
-            remote,
-            shared,
-            Slot { _permit: permit },
-        ));
+        tokio::spawn(serve_connection(stream, remote, shared, slot));
     }
 }
 
@@ -95,6 +81,25 @@ impl Slot {
     /// session (stream); counted as active until dropped.
     pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Slot {
         Slot { _permit: permit }
+    }
+
+    /// Admits a new connection or session: counts it as accepted, takes its
+    /// place from `worker_connections` (none left: nginx's alert, and
+    /// `None`: the caller closes it), then counts it as handled and active.
+    pub fn admit(shared: &Shared) -> Option<Slot> {
+        let metrics = crate::observe::metrics::global();
+        metrics.accepted.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            error_log::log(
+                crate::observe::ErrorLevel::Alert,
+                None,
+                "worker_connections are not enough, closing a new connection",
+            );
+            return None;
+        };
+        metrics.handled.fetch_add(1, Ordering::Relaxed);
+        metrics.active.fetch_add(1, Ordering::Relaxed);
+        Some(Slot::new(permit))
     }
 }
 

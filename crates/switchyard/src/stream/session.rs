@@ -37,19 +37,10 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let metrics = crate::observe::metrics::global();
-        metrics.accepted.fetch_add(1, Ordering::Relaxed);
-        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            error_log::log(
-                ErrorLevel::Alert,
-                None,
-                "worker_connections are not enough, closing a new connection",
-            );
+        let Some(slot) = Slot::admit(&shared) else {
             continue;
         };
-        metrics.handled.fetch_add(1, Ordering::Relaxed);
-        metrics.active.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(serve(stream, remote, shared.clone(), Slot::new(permit)));
+        tokio::spawn(serve(stream, remote, shared.clone(), slot));
     }
 }
 

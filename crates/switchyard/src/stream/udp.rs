@@ -101,25 +101,14 @@ fn start(
     first: Vec<u8>,
     done: &mpsc::UnboundedSender<Note>,
 ) -> Option<(u64, mpsc::Sender<Vec<u8>>)> {
-    let metrics = crate::observe::metrics::global();
-    metrics.accepted.fetch_add(1, Ordering::Relaxed);
-    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-        error_log::log(
-            ErrorLevel::Alert,
-            None,
-            "worker_connections are not enough, closing a new connection",
-        );
-        return None;
-    };
-    metrics.handled.fetch_add(1, Ordering::Relaxed);
-    metrics.active.fetch_add(1, Ordering::Relaxed);
+    let slot = Slot::admit(shared)?;
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
     let (tx, rx) = mpsc::channel(QUEUE);
     let generation = shared.current.load_full();
     let socket = socket.clone();
     let done = done.clone();
     tokio::spawn(async move {
-        let _slot = Slot::new(permit);
+        let _slot = slot;
         let inbox = Inbox {
             rx,
             notes: done.clone(),
