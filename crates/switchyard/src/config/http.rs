@@ -247,15 +247,7 @@ impl HttpBuilder<'_> {
             }
         }
         if listens.is_empty() {
-            listens.push(Listen {
-                addr: ([0, 0, 0, 0], default_port()).into(),
-                default_server: false,
-                backlog: 511,
-                ipv6only: true,
-                udp: false,
-                proxy_protocol: false,
-                position: None,
-            });
+            listens.push(Listen::new(([0, 0, 0, 0], default_port()).into(), None));
         }
         if names.is_empty() && name_regexes.is_empty() {
             names.push(String::new());

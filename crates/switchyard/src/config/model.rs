@@ -479,6 +479,22 @@ pub struct Listen {
     pub position: Option<Position>,
 }
 
+impl Listen {
+    /// `addr` with nginx's defaults for every parameter (backlog 511,
+    /// ipv6only on), as written at `position` (`None`: the implicit one).
+    pub fn new(addr: SocketAddr, position: Option<Position>) -> Listen {
+        Listen {
+            addr,
+            default_server: false,
+            backlog: 511,
+            ipv6only: true,
+            udp: false,
+            proxy_protocol: false,
+            position,
+        }
+    }
+}
+
 /// One virtual `server`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -775,15 +775,7 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
     }
     let addr = parse_address(first, 0)
         .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
-    let mut listen = Listen {
-        addr,
-        default_server: false,
-        backlog: 511,
-        ipv6only: true,
-        udp: false,
-        proxy_protocol: false,
-        position: Some(at.clone()),
-    };
+    let mut listen = Listen::new(addr, Some(at.clone()));
     for param in d.args.iter().skip(1) {
         let p = param.value.as_str();
         match p {
