@@ -72,16 +72,7 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
         match spec.name {
             "server" => server_blocks.push(inner),
             "match" | "resolver" | "resolver_timeout" => {}
-            "map" => {
-                let (name, map) = super::rewrite::parse_map(inner)?;
-                if maps.contains_key(&name) {
-                    return Err(ConfigError::at(
-                        format!("the duplicate \"{name}\" variable"),
-                        &inner.position,
-                    ));
-                }
-                maps.insert(name, Arc::new(map));
-            }
+            "map" => super::rewrite::add_map(&mut maps, inner)?,
             "upstream" => {
                 let up = build_upstream(inner, &b.matches, http_resolver.as_ref())?;
                 if upstreams.iter().any(|u| u.name == up.name) {

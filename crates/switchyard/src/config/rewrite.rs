@@ -197,7 +197,24 @@ pub(crate) fn parse_condition(d: &Directive) -> Result<Condition, ConfigError> {
 }
 
 /// `map SOURCE $name { ... }`: returns the name and the map.
-pub(crate) fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
+/// Parses a `map` block into `maps`, by the variable it defines; a second
+/// map of one variable is nginx's "the duplicate" error.
+pub(crate) fn add_map(
+    maps: &mut std::collections::HashMap<String, std::sync::Arc<MapConfig>>,
+    d: &Directive,
+) -> Result<(), ConfigError> {
+    let (name, map) = parse_map(d)?;
+    if maps.contains_key(&name) {
+        return Err(ConfigError::at(
+            format!("the duplicate \"{name}\" variable"),
+            &d.position,
+        ));
+    }
+    maps.insert(name, std::sync::Arc::new(map));
+    Ok(())
+}
+
+fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
     let at = &d.position;
     let source = compile(&d.args[0].value, d)?;
     let name = d.args[1]

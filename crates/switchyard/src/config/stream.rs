@@ -464,16 +464,7 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
                 let format = super::http::parse_log_format(inner)?;
                 formats.push((name, Arc::new(format)));
             }
-            "map" => {
-                let (name, map) = super::rewrite::parse_map(inner)?;
-                if maps.contains_key(&name) {
-                    return Err(ConfigError::at(
-                        format!("the duplicate \"{name}\" variable"),
-                        &inner.position,
-                    ));
-                }
-                maps.insert(name, Arc::new(map));
-            }
+            "map" => super::rewrite::add_map(&mut maps, inner)?,
             "split_clients" => {
                 let (name, split) = parse_split_clients(inner)?;
                 if maps.contains_key(&name) || splits.contains_key(&name) {
