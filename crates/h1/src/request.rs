@@ -111,7 +111,8 @@ pub fn parse_request(
     };
     let head = buffer.split_to(length).freeze();
     let headers = headers_of(&head, lines);
-    check_host(&headers, version)?;
+    let absolute = head.slice(target.clone());
+    check_host(&headers, version, &absolute)?;
     let framing = request_framing(&headers, version)?;
     Ok(Some(RequestHead {
         method: head.slice(method),
@@ -172,9 +173,10 @@ fn check_line_lengths(buffer: &[u8], limits: &RequestLimits) -> Result<(), Reque
     Ok(())
 }
 
-/// One `Host`, present on HTTP/1.1 (nginx's `ngx_http_process_host` and
+/// One `Host`, present on HTTP/1.1 unless the target names the host
+/// (`GET http://host/path`: nginx's `ngx_http_process_host` and
 /// `ngx_http_process_request_header`).
-fn check_host(headers: &Headers, version: Version) -> Result<(), RequestError> {
+fn check_host(headers: &Headers, version: Version, target: &[u8]) -> Result<(), RequestError> {
     let mut hosts = headers.get_all("host");
     let first = hosts.next();
     if let (Some(previous), Some(line)) = (first, hosts.next()) {
@@ -183,7 +185,10 @@ fn check_host(headers: &Headers, version: Version) -> Result<(), RequestError> {
             previous: previous.display_line(),
         });
     }
-    if first.is_none() && version == Version::Http11 {
+    let names_host = target.len() > 7
+        && (target[..7].eq_ignore_ascii_case(b"http://")
+            || target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://"));
+    if first.is_none() && version == Version::Http11 && !names_host {
         return Err(RequestError::MissingHost);
     }
     Ok(())
@@ -221,6 +226,10 @@ mod tests {
         let status = |t: &[u8]| parse(t).map_err(|e| e.status());
         assert_eq!(status(b"GET / HTTP/1.1\r\nHo"), Ok(None));
         assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Err(400), "no Host");
+        assert!(
+            matches!(parse(b"GET http://x/a HTTP/1.1\r\n\r\n"), Ok(Some(_))),
+            "the target names the host"
+        );
         assert!(matches!(parse(b"GET / HTTP/1.0\r\n\r\n"), Ok(Some(_))));
         assert_eq!(
             status(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
