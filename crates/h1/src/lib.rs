@@ -71,6 +71,9 @@ impl Version {
 /// is refused as too large (both sides).
 const MAX_HEADER_SLOTS: usize = 256;
 
+/// The most header lines a head may have (more: nginx's 494).
+pub const MAX_HEADER_LINES: usize = MAX_HEADER_SLOTS;
+
 /// Whether a comma-separated header value lists `token` (any case), as
 /// `Connection: keep-alive, close` lists `close`.
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {

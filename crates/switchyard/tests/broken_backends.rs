@@ -365,15 +365,9 @@ fn invalid_chunk_mid_body_is_visible_to_the_client() {
     );
 }
 
-/// A backend's header names reach the client spelled as the backend spelled
-/// them, as nginx passes them. Not yet: the upstream side keeps them (the
-/// `h1` codec), but the response goes to the client through `http`'s
-/// `HeaderMap`, which lower-cases names, and the client-side writers
-/// title-case them again (`http/h1/mod.rs` `write_header_line` on the fast
-/// path, `title_case_headers(true)` in `http/server.rs` on hyper's). Issue
-/// 12's connection driver is where this is fixed.
+/// A backend's header names reach the client as the backend spelled them
+/// (lower case, mixed case, all capitals), as nginx passes them.
 #[test]
-#[ignore = "the client-side writers re-case names (issue 12, the driver)"]
 fn backend_header_names_keep_their_case() {
     let upstream = backend(|mut s| {
         read_head(&mut s);

@@ -57,6 +57,9 @@ pub struct Exchange {
     pub uri: String,
     /// The query string, if any.
     pub args: Option<String>,
+    /// The host an absolute request target names (`GET http://host/`),
+    /// normalised: it takes precedence over the Host header.
+    pub target_host: Option<String>,
     /// `HTTP/1.1` etc.
     pub protocol: &'static str,
     /// Request headers. They are moved here from the request, which gets
@@ -129,6 +132,7 @@ impl Exchange {
                 .unwrap_or_else(|| parts.uri.to_string()),
             uri,
             args: parts.uri.query().map(str::to_string),
+            target_host: parts.uri.host().map(normalize_host),
             protocol: protocol_name(parts.version),
             headers,
             server_name: String::new(),
@@ -303,11 +307,14 @@ impl VarSource for Exchange {
             Var::UpstreamConnectTime => self.join(|t| t.connect.map(secs)).map(Cow::Owned),
             Var::UpstreamHeaderTime => self.join(|t| t.header.map(secs)).map(Cow::Owned),
             Var::Host => {
-                let host = self
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+                // nginx's order: the request line's host, the Host header,
+                // the server's name.
+                let host = self.target_host.clone().or_else(|| {
+                    self.headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(normalize_host)
+                });
                 match host {
                     Some(h) if !h.is_empty() => owned(h),
                     _ => Some(Cow::Borrowed(&self.server_name)),
@@ -355,6 +362,34 @@ impl VarSource for Exchange {
             | Var::SslPrereadProtocol
             | Var::SslPrereadServerName
             | Var::SslPrereadAlpnProtocols => None,
+        }
+    }
+}
+
+/// A host as nginx keeps it (`ngx_http_validate_host`): lower case, without
+/// its port and without one trailing dot; an `[IPv6]` literal whole.
+pub fn normalize_host(raw: &str) -> String {
+    let raw = raw.trim();
+    let end = if raw.starts_with('[') {
+        raw.find(']').map_or(raw.len(), |i| i + 1)
+    } else {
+        raw.find(':').unwrap_or(raw.len())
+    };
+    let host = &raw[..end];
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_normalise_as_nginx() {
+        for (raw, host) in [
+            ("Example.COM", "example.com"),
+            ("example.com.:8080", "example.com"),
+            ("[::1]:80", "[::1]"),
+            ("a.b", "a.b"),
+        ] {
+            assert_eq!(super::normalize_host(raw), host, "{raw}");
         }
     }
 }

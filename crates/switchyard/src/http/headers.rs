@@ -7,6 +7,7 @@ use crate::config::model::AddHeader;
 
 use super::body::ResponseBody;
 use super::exchange::Exchange;
+use super::h1::HeaderCase;
 
 /// The statuses `add_header` applies to without `always`.
 fn applies(status: u16) -> bool {
@@ -31,6 +32,18 @@ pub fn add(headers: &[AddHeader], ex: &Exchange, response: &mut Response<Respons
             HeaderName::from_bytes(h.name.as_bytes()),
             HeaderValue::from_str(&value),
         ) {
+            // The name goes out as the configuration spells it.
+            let mut noted = HeaderCase::default();
+            noted.note(&name, h.name.as_bytes());
+            if !noted.is_empty() {
+                let extensions = response.extensions_mut();
+                match extensions.get_mut::<HeaderCase>() {
+                    Some(case) => case.extend(&noted),
+                    None => {
+                        extensions.insert(noted);
+                    }
+                }
+            }
             response.headers_mut().append(name, value);
         }
     }

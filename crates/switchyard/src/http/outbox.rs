@@ -10,7 +10,6 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
 /// The most pieces one write hands to the kernel.
 const MAX_SLICES: usize = 8;
@@ -39,13 +38,13 @@ impl Outbox {
         }
     }
 
-    /// Queues `data` as one chunk of a chunked body, its size in hex as
-    /// hyper writes it.
+    /// Queues `data` as one chunk of a chunked body, its size in lower-case
+    /// hex as nginx's chunked filter writes it.
     pub fn push_chunk(&mut self, data: Bytes) {
         if data.is_empty() {
             return; // an empty chunk would end the body
         }
-        self.push(Bytes::from(format!("{:X}\r\n", data.len())));
+        self.push(Bytes::from(format!("{:x}\r\n", data.len())));
         self.push(data);
         self.push(Bytes::from_static(b"\r\n"));
     }
@@ -64,9 +63,9 @@ impl Outbox {
     /// write (not `try_write`) notices a short write and waits for
     /// writability instead of trying in vain. A write that takes nothing is
     /// `WriteZero`.
-    pub fn poll_write_some(
+    pub fn poll_write_some<S: AsyncWrite + Unpin>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<usize>> {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
@@ -112,6 +111,9 @@ mod tests {
         outbox.advance(4 + 2);
         let rest: Vec<u8> = outbox.pieces.iter().flat_map(|b| b.to_vec()).collect();
         assert_eq!(rest, b"\r\n0123456789abcdef\r\n0\r\n\r\n");
+        let mut chunk = Outbox::default();
+        chunk.push_chunk(Bytes::from(vec![b'x'; 255]));
+        assert_eq!(&chunk.pieces[0][..], b"ff\r\n", "lower-case hex, as nginx");
         outbox.advance(rest.len());
         assert!(outbox.is_empty());
     }

@@ -1,7 +1,6 @@
-//! Client connections: accept, serve HTTP/1.x with hyper, route each
-//! request to its server and location, answer or proxy, log.
+//! Client connections: accept, hand each to the HTTP/1 driver (http/h1),
+//! route each request to its server and location, answer or proxy, log.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,8 +10,6 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -113,7 +110,7 @@ impl Drop for Slot {
 
 /// What a connection carries from request to request, wherever it waits.
 pub struct ConnState {
-    /// The fast path's context.
+    /// What the driver needs besides the socket.
     pub context: super::h1::conn::ConnectionContext,
     /// The connection-level settings (of the address's default server).
     pub settings: Arc<crate::config::model::Settings>,
@@ -153,10 +150,12 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             generation,
             conn,
             listener: listener_metrics,
+            limits: request_limits(settings.large_client_header_buffers),
             header_timeout: settings.client_header_timeout,
             keepalive_timeout: settings.keepalive_timeout,
             send_timeout: settings.send_timeout,
-            park: true,
+            park: !settings.keepalive_timeout.is_zero(),
+            server_tokens: settings.server_tokens,
         },
         settings,
         epoch,
@@ -169,169 +168,57 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
 /// parking lot with bytes to read.
 pub async fn resume(stream: TcpStream, mut state: ConnState, waiting: super::h1::conn::Waiting) {
     use super::h1::conn::{serve, Outcome};
-    let mut prefix = bytes::Bytes::new();
-    let mut stream = stream;
-    // The fast path serves plain requests itself and hands the rest to
-    // hyper (http/h1). Without keep-alive there is nothing for it to save.
-    if !state.settings.keepalive_timeout.is_zero() {
-        match serve(stream, &state.context, &mut state.epoch, waiting).await {
-            Outcome::Done => return,
-            Outcome::Park(stream, waiting) => {
-                super::h1::park::park(stream, state, waiting);
-                return;
-            }
-            Outcome::Fallback(rest, read) => {
-                stream = rest;
-                prefix = read;
-            }
-        }
+    match serve(stream, &state.context, &mut state.epoch, waiting).await {
+        Outcome::Done => {}
+        Outcome::Park(stream, waiting) => super::h1::park::park(stream, state, waiting),
     }
-    let ConnState {
-        context,
-        settings,
-        epoch,
-        slot,
-    } = state;
-    // Boxed: the state hyper needs is not part of every connection's task.
-    Box::pin(serve_with_hyper(
-        stream,
-        prefix,
-        HyperContext {
-            generation: context.generation,
-            conn: context.conn,
-            listener_metrics: context.listener,
-            settings,
-            epoch,
-        },
-    ))
-    .await;
-    drop(slot);
 }
 
-/// What a connection served by hyper needs.
-struct HyperContext {
-    generation: Arc<Generation>,
-    conn: Arc<ConnInfo>,
-    listener_metrics: Arc<crate::observe::metrics::ListenerMetrics>,
-    settings: Arc<crate::config::model::Settings>,
-    epoch: watch::Receiver<u64>,
+/// The codec's head limits from `large_client_header_buffers number size`:
+/// a request line or header line over `size` is refused, and so is a head
+/// over `number * size` (nginx has no count of header lines of its own:
+/// the codec's most lines is the cap).
+fn request_limits((number, size): (u64, u64)) -> ::h1::RequestLimits {
+    let line = usize::try_from(size).unwrap_or(usize::MAX);
+    ::h1::RequestLimits {
+        line,
+        total: line.saturating_mul(usize::try_from(number).unwrap_or(usize::MAX)),
+        max_headers: ::h1::MAX_HEADER_LINES,
+    }
 }
 
-/// Serves a connection with hyper; `prefix` holds bytes already read from it.
-async fn serve_with_hyper(stream: TcpStream, prefix: bytes::Bytes, context: HyperContext) {
-    let HyperContext {
-        generation,
-        conn,
-        listener_metrics,
-        settings,
-        mut epoch,
-    } = context;
-    let id = conn.id;
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // nginx writes header names in their usual case (`Content-Type`).
-        .title_case_headers(true)
-        .keep_alive(!settings.keepalive_timeout.is_zero())
-        // The waits between requests are ours (http/idle.rs): hyper's one
-        // timer cannot tell keepalive_timeout from client_header_timeout.
-        .header_read_timeout(None)
-        // A client may shut its write side after the request: still answer.
-        .half_close(true)
-        .max_buf_size(
-            ((settings.large_client_header_buffers.0 * settings.large_client_header_buffers.1)
-                as usize)
-                .max(8192),
-        );
-    let activity = super::idle::Activity::new();
-    // One shared record, so that a request clones one Arc, not four.
-    let context = Arc::new(ConnContext {
-        generation,
-        conn,
-        listener_metrics,
-        activity: activity.clone(),
-    });
-    let service = service_fn(move |request| {
-        let context = context.clone();
-        context.activity.request_started();
-        async move {
-            let metrics = crate::observe::metrics::global();
-            metrics.requests.fetch_add(1, Ordering::Relaxed);
-            context
-                .listener_metrics
-                .requests
-                .fetch_add(1, Ordering::Relaxed);
-            metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-            let request = request.map(RequestBody::Hyper);
-            let response = handle(request, context.conn.clone(), &context.generation).await;
-            metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-            let activity = context.activity.clone();
-            Ok::<_, Infallible>(response.map(|body| super::idle::Finished::new(body, activity)))
-        }
-    });
-    let watchdog = super::idle::watchdog(
-        activity.clone(),
-        settings.client_header_timeout,
-        settings.keepalive_timeout,
+/// The answer to a head nginx refuses, logged at `info` in nginx's words
+/// (nginx logs client errors there); the connection closes after it.
+pub fn refusal(
+    error: &::h1::RequestError,
+    conn: &ConnInfo,
+    server_tokens: bool,
+) -> Response<ResponseBody> {
+    let phase = match error {
+        ::h1::RequestError::InvalidRequestLine
+        | ::h1::RequestError::UnsupportedVersion
+        | ::h1::RequestError::RequestLineTooLong => "reading client request line",
+        _ => "reading client request headers",
+    };
+    error_log::log(
+        crate::observe::ErrorLevel::Info,
+        Some(conn.id),
+        &format!(
+            "{error} while {phase}, client: {}, server: {}",
+            conn.remote.ip(),
+            conn.local
+        ),
     );
-    let mut watchdog = std::pin::pin!(watchdog);
-    // Until the client sends something, the connection is its socket and
-    // this task only: hyper's 8 KiB read and write buffers and its 5 KiB
-    // request slot, allocated as soon as it is built, wait for the first
-    // bytes. A peek, not `readable()`: tokio takes an accepted socket as
-    // readable before anything arrives.
-    let mut first = [0u8; 1];
-    if prefix.is_empty() {
-        tokio::select! {
-            peeked = stream.peek(&mut first) => {
-                if peeked.is_err() {
-                    return;
-                }
-            }
-            _ = epoch.changed() => return,
-            _ = watchdog.as_mut() => return,
-        }
-    }
-    let stream = super::rewind::Rewind::new(prefix, stream);
-    let stream = super::idle::Counted::new(stream, activity);
-    let stream = super::send_timeout::SendTimeout::new(stream, settings.send_timeout, id);
-    // Boxed: the task of an idle connection stays small.
-    let mut connection = Box::pin(
-        builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades(),
-    );
-    enum Stop {
-        Reload,
-        Idle,
-    }
-    let side = std::pin::pin!(async {
-        tokio::select! {
-            _ = epoch.changed() => Stop::Reload,
-            _ = watchdog => Stop::Idle,
-        }
-    });
-    match super::idle::first(connection.as_mut(), side).await {
-        super::idle::First::Main(_) => {}
-        super::idle::First::Side(Stop::Reload) => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-        super::idle::First::Side(Stop::Idle) => {
-            // The wait ran out with no request in flight: close, as nginx
-            // closes an idle keep-alive connection or a slow head.
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), connection).await;
-        }
-    }
-}
-
-/// What a connection's requests share.
-struct ConnContext {
-    generation: Arc<Generation>,
-    conn: Arc<ConnInfo>,
-    listener_metrics: Arc<crate::observe::metrics::ListenerMetrics>,
-    activity: Arc<super::idle::Activity>,
+    let status = error.status();
+    let mut response = if status == 494 {
+        let mut r = respond::error(400, server_tokens);
+        *r.body_mut() = super::body::full(super::guard::header_too_large_page(server_tokens));
+        r
+    } else {
+        respond::error(status, server_tokens)
+    };
+    finish_headers(&mut response, server_tokens, true);
+    response
 }
 
 /// Serves one request.
@@ -342,22 +229,20 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     conn.requests.fetch_add(1, Ordering::Relaxed);
     let servers = generation.servers_for(conn.local);
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().host());
+    // nginx's order: the request line's host, then the Host header.
+    let host = request.uri().host().or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
     let Some(server) = select_server(servers, host) else {
         return respond::error(500, true);
     };
     let uri = normalize_uri(request.uri().path());
     let normalized = uri.is_some();
     let (mut parts, body) = request.into_parts();
-    let rejected = super::guard::check_request(
-        &parts,
-        &super::guard::Limits::from_buffers(server.settings.large_client_header_buffers),
-    )
-    .err();
+    let rejected = super::guard::check_request(&parts).err();
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn,

@@ -1,7 +1,8 @@
 //! The client's request body. On the fast path the connection owns the
 //! socket and feeds the body: the body says it wants bytes, the connection
 //! reads them (from what it already has, or from the socket) and hands
-//! them over. Nothing is read before the handler asks, as with hyper.
+//! them over (a chunked body decoded first). Nothing is read before the
+//! handler asks.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -9,17 +10,14 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::http::body::BoxError;
 
-/// A request's body, from either connection path.
+/// A request's body.
 pub enum RequestBody {
     /// No body.
     Empty,
-    /// hyper's body (the connection is served by hyper).
-    Hyper(Incoming),
-    /// The fast path's body, fed by its connection.
+    /// The body, fed by its connection.
     Fed(FedBody),
 }
 
@@ -33,9 +31,6 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Hyper(incoming) => Pin::new(incoming)
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map_err(Into::into))),
             RequestBody::Fed(fed) => fed.poll(cx),
         }
     }
@@ -43,7 +38,6 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
-            RequestBody::Hyper(incoming) => incoming.is_end_stream(),
             RequestBody::Fed(fed) => fed.feed.lock().is_none_or(|s| s.ended()),
         }
     }
@@ -51,10 +45,10 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Hyper(incoming) => incoming.size_hint(),
             RequestBody::Fed(fed) => fed
                 .feed
                 .lock()
+                .filter(|s| !s.chunked)
                 .map(|s| SizeHint::with_exact(s.left()))
                 .unwrap_or_default(),
         }
@@ -66,11 +60,21 @@ impl Body for RequestBody {
 #[error("client prematurely closed connection")]
 pub struct BodyCut;
 
+/// The client's chunked body broke the coding (nginx answers 400).
+#[derive(Debug, thiserror::Error)]
+#[error("client sent invalid chunked body")]
+pub struct InvalidChunkedBody;
+
 /// What the body and its connection share.
 #[derive(Debug, Default)]
 pub struct FeedState {
-    /// Bytes still to come from the connection.
+    /// Bytes still to come from the connection (a chunked body: `u64::MAX`
+    /// until its last chunk).
     remaining: u64,
+    /// The body is chunked: its length is not known.
+    chunked: bool,
+    /// The chunked coding was broken.
+    invalid: bool,
     /// Bytes handed over and not yet taken by the body.
     chunk: Option<Bytes>,
     /// The body is waiting for bytes.
@@ -107,6 +111,34 @@ impl Feed {
         self.0.lock().ok()
     }
 
+    /// A feed for a chunked body, and the body it feeds.
+    pub fn chunked() -> (Feed, FedBody) {
+        let shared = Arc::new(Mutex::new(FeedState {
+            remaining: u64::MAX,
+            chunked: true,
+            ..FeedState::default()
+        }));
+        (Feed(shared.clone()), FedBody { feed: Feed(shared) })
+    }
+
+    /// The chunked body has ended: nothing more comes.
+    pub fn finish(&self) {
+        let Some(mut s) = self.lock() else { return };
+        s.remaining = 0;
+        if let Some(waker) = s.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// The chunked body broke its coding.
+    pub fn invalid(&self) {
+        let Some(mut s) = self.lock() else { return };
+        s.invalid = true;
+        if let Some(waker) = s.waker.take() {
+            waker.wake();
+        }
+    }
+
     /// How many bytes the body is waiting for now (0: none wanted now).
     pub fn wanted(&self) -> u64 {
         self.lock()
@@ -122,11 +154,21 @@ impl Feed {
     /// Hands `data` (at most what is wanted) to the body.
     pub fn deliver(&self, data: Bytes) {
         let Some(mut s) = self.lock() else { return };
-        s.remaining = s.remaining.saturating_sub(data.len() as u64);
+        if !s.chunked {
+            s.remaining = s.remaining.saturating_sub(data.len() as u64);
+        }
         s.chunk = Some(data);
         s.wants = false;
         if let Some(waker) = s.waker.take() {
             waker.wake();
+        }
+    }
+
+    /// `n` bytes of the body were read and dropped, never handed over.
+    pub fn consumed(&self, n: u64) {
+        let Some(mut s) = self.lock() else { return };
+        if !s.chunked {
+            s.remaining = s.remaining.saturating_sub(n);
         }
     }
 
@@ -155,6 +197,9 @@ impl FedBody {
         }
         if s.remaining == 0 {
             return Poll::Ready(None);
+        }
+        if s.invalid {
+            return Poll::Ready(Some(Err(Box::new(InvalidChunkedBody))));
         }
         if s.cut {
             return Poll::Ready(Some(Err(Box::new(BodyCut))));

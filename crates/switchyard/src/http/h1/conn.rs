@@ -1,6 +1,6 @@
-//! One client connection on the fast path: wait for a head (no buffer
-//! while idle), serve it, write the response, repeat; hand the connection
-//! to hyper at the first request the fast path does not take.
+//! One client connection: wait for a head (no buffer while idle), serve
+//! it, write the response, repeat, until the connection closes, parks
+//! (http/h1/park.rs) or becomes a tunnel after a 101.
 //!
 //! nginx's waits apply as in `http/idle.rs`: the first head must arrive
 //! within `client_header_timeout` of the accept; between requests the
@@ -12,45 +12,36 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderValue};
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
 use super::body::{Feed, RequestBody};
-use super::head::{self, Head};
-use super::response::{encode_head, Framing};
-use crate::http::body::{poll_wait, ResponseBody};
+use super::head::{self, BodyFraming, Head, Served};
+use super::intake::{Intake, LINGER_TIME, LINGER_WAIT};
+use super::response::HeadFor;
+use super::upgrade::{self, UpgradeSender, Upgraded};
+use super::writer::write_response;
+use crate::http::body::ResponseBody;
 use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
-use crate::http::outbox::Outbox;
-use crate::observe::error_log;
 use crate::observe::metrics::ListenerMetrics;
-
-/// A head longer than this goes to hyper (which applies
-/// `large_client_header_buffers`); ordinary heads are far shorter.
-const HEAD_LIMIT: usize = 8192;
 
 /// The read buffer for a head (most fit in one read).
 const READ_SIZE: usize = 4096;
 
-/// The read buffer for a request body, when one is fed.
-const BODY_READ_SIZE: usize = 16 * 1024;
-
-/// How a fast-path connection ended.
+/// How a connection ended.
 pub enum Outcome {
-    /// Served and closed.
+    /// Served and closed (or handed to a tunnel).
     Done,
-    /// A request the fast path does not take: hyper serves the connection
-    /// from here, starting with these bytes already read.
-    Fallback(TcpStream, Bytes),
     /// Idle long enough to park (http/h1/park.rs), waiting as it says.
     Park(TcpStream, Waiting),
 }
@@ -100,24 +91,38 @@ pub struct ConnectionContext {
     pub conn: Arc<ConnInfo>,
     /// Its listener's counters.
     pub listener: Arc<ListenerMetrics>,
+    /// `large_client_header_buffers`, as the codec's limits.
+    pub limits: ::h1::RequestLimits,
     /// `client_header_timeout`.
     pub header_timeout: Duration,
-    /// `keepalive_timeout` (not zero: a zero one goes to hyper).
+    /// `keepalive_timeout` (zero: every response closes the connection).
     pub keepalive_timeout: Duration,
     /// `send_timeout` (zero: none).
     pub send_timeout: Duration,
     /// Whether an idle connection may park (http/h1/park.rs).
     pub park: bool,
+    /// `server_tokens` of the address's default server, for refusals.
+    pub server_tokens: bool,
 }
 
 enum Wait {
-    Head(http::request::Parts, u64),
-    Fallback(Option<Bytes>),
+    Head(Box<Served>),
+    Refuse(::h1::RequestError),
     Park,
     Close,
 }
 
-/// Serves `stream` until it closes or needs hyper.
+/// What became of a connection after one request.
+enum Next {
+    /// It may carry another request.
+    Keep,
+    /// It closes.
+    Close,
+    /// It is now the client's side of a tunnel.
+    Upgrade(UpgradeSender),
+}
+
+/// Serves `stream` until it closes, parks or becomes a tunnel.
 pub async fn serve(
     mut stream: TcpStream,
     cx: &ConnectionContext,
@@ -126,35 +131,31 @@ pub async fn serve(
 ) -> Outcome {
     let mut buffer = BytesMut::new();
     loop {
-        let (parts, body_length) =
-            match wait_for_head(&mut stream, &mut buffer, waiting, cx, epoch).await {
-                Wait::Head(parts, length) => (parts, length),
-                Wait::Fallback(None) => return Outcome::Fallback(stream, buffer.freeze()),
-                Wait::Fallback(Some(head)) => {
-                    let mut read = BytesMut::with_capacity(head.len() + buffer.len());
-                    read.extend_from_slice(&head);
-                    read.extend_from_slice(&buffer);
-                    return Outcome::Fallback(stream, read.freeze());
-                }
-                Wait::Park => return Outcome::Park(stream, waiting),
-                Wait::Close => {
-                    let _ = stream.shutdown().await;
-                    return Outcome::Done;
-                }
-            };
+        let served = match wait_for_head(&mut stream, &mut buffer, waiting, cx, epoch).await {
+            Wait::Head(served) => served,
+            Wait::Refuse(e) => {
+                refuse(&mut stream, &mut buffer, &e, cx).await;
+                return Outcome::Done;
+            }
+            Wait::Park => return Outcome::Park(stream, waiting),
+            Wait::Close => {
+                let _ = stream.shutdown().await;
+                return Outcome::Done;
+            }
+        };
         // Boxed: an idle connection's task holds only the wait for a head.
-        let keep = Box::pin(serve_one(
-            &mut stream,
-            &mut buffer,
-            parts,
-            body_length,
-            cx,
-            epoch,
-        ))
-        .await;
-        if !keep {
-            let _ = stream.shutdown().await;
-            return Outcome::Done;
+        let next = Box::pin(serve_one(&mut stream, &mut buffer, served, cx, epoch)).await;
+        match next {
+            Next::Keep => {}
+            Next::Close => {
+                let _ = stream.shutdown().await;
+                return Outcome::Done;
+            }
+            Next::Upgrade(sender) => {
+                let read = buffer.split().freeze();
+                sender.send(Upgraded { stream, read });
+                return Outcome::Done;
+            }
         }
         if buffer.is_empty() {
             // Idle: hold no buffer until the next request starts.
@@ -174,9 +175,9 @@ async fn wait_for_head(
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
     loop {
         if !buffer.is_empty() {
-            match head::parse(buffer, HEAD_LIMIT) {
-                Head::Serve { parts, body } => return Wait::Head(parts, body),
-                Head::Fallback(head) => return Wait::Fallback(head),
+            match head::parse(buffer, &cx.limits) {
+                Head::Serve(served) => return Wait::Head(served),
+                Head::Refuse(e) => return Wait::Refuse(e),
                 Head::Partial => {}
             }
         }
@@ -226,20 +227,80 @@ async fn wait_for_head(
     }
 }
 
-/// Serves one request; whether the connection may carry another.
+/// Answers a head nginx refuses, then closes as nginx does: the write side
+/// first, then whatever the client still sends is read and dropped for a
+/// while (nginx's lingering close), so that the answer is not lost to a
+/// reset.
+async fn refuse(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    error: &::h1::RequestError,
+    cx: &ConnectionContext,
+) {
+    let response = crate::http::server::refusal(error, &cx.conn, cx.server_tokens);
+    let request = HeadFor {
+        head_request: false,
+        chunked: true,
+    };
+    if write_response(stream, buffer, None, response, request, cx).await {
+        let _ = stream.shutdown().await;
+        linger(stream).await;
+    }
+}
+
+/// Reads and drops what the client sends until it closes, within nginx's
+/// lingering limits.
+async fn linger(stream: &mut TcpStream) {
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut sink = [0u8; 4096];
+    loop {
+        let wait = LINGER_WAIT.min(deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// Serves one request.
 async fn serve_one(
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
-    parts: http::request::Parts,
-    body_length: u64,
+    served: Box<Served>,
     cx: &ConnectionContext,
     epoch: &mut watch::Receiver<u64>,
-) -> bool {
-    let (feed, body) = if body_length > 0 {
-        let (feed, body) = Feed::new(body_length);
-        (Some(feed), RequestBody::Fed(body))
-    } else {
-        (None, RequestBody::Empty)
+) -> Next {
+    let Served {
+        mut parts,
+        body: framing,
+        expect_continue,
+        upgrade: asks_upgrade,
+    } = *served;
+    let (mut intake, body) = match framing {
+        BodyFraming::None => (None, RequestBody::Empty),
+        BodyFraming::Length(n) => {
+            let (feed, body) = Feed::new(n);
+            (
+                Some(Intake::length(feed, expect_continue)),
+                RequestBody::Fed(body),
+            )
+        }
+        BodyFraming::Chunked => {
+            let (feed, body) = Feed::chunked();
+            (
+                Some(Intake::chunked(feed, expect_continue)),
+                RequestBody::Fed(body),
+            )
+        }
+    };
+    let upgrade_sender = asks_upgrade.then(|| {
+        let (sender, receiver) = upgrade::pair();
+        parts.extensions.insert(receiver);
+        sender
+    });
+    let request = HeadFor {
+        head_request: parts.method == Method::HEAD,
+        chunked: parts.version != Version::HTTP_10,
     };
     let metrics = crate::observe::metrics::global();
     metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -250,11 +311,16 @@ async fn serve_one(
         cx.conn.clone(),
         &cx.generation,
     ));
-    let mut response = drive(stream, buffer, feed.as_ref(), handler).await;
+    let mut response = drive(stream, buffer, intake.as_mut(), handler).await;
     metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let reloading = epoch.has_changed().unwrap_or(true);
-    if reloading && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        // Finish this one on the old configuration, then close.
+    // Finish this one on the old configuration, then close; with
+    // keepalive_timeout 0 every response closes; a body of unknown length
+    // to an HTTP/1.0 client is delimited by the close.
+    if !switching
+        && (reloading || cx.keepalive_timeout.is_zero() || until_close(&response, request))
+    {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -264,49 +330,43 @@ async fn serve_one(
         .get_all(header::CONNECTION)
         .iter()
         .any(|v| super::has_token(v.as_bytes(), b"close"));
-    let complete = write_response(stream, buffer, feed.as_ref(), response, cx).await;
-
+    let complete = write_response(stream, buffer, intake.as_mut(), response, request, cx).await;
+    if !complete {
+        return Next::Close;
+    }
+    if switching {
+        return match upgrade_sender {
+            Some(sender) => Next::Upgrade(sender),
+            None => Next::Close,
+        };
+    }
     // A body the handler left unread is read and dropped, as nginx
     // discards it, so that the connection can carry the next request (and
     // a close never meets unread bytes, which would reset the connection
     // under the response).
-    if !complete {
-        return false;
+    let drained = match intake.as_mut() {
+        Some(intake) if !intake.is_done() => intake.discard(stream, buffer).await,
+        _ => true,
+    };
+    if drained && !close_asked {
+        Next::Keep
+    } else {
+        Next::Close
     }
-    let unread = feed.as_ref().map_or(0, Feed::remaining);
-    let drained = unread == 0 || discard(stream, buffer, unread).await;
-    drained && !close_asked
 }
 
-/// nginx's `lingering_timeout`: the longest wait for more of a body being
-/// discarded.
-const DISCARD_WAIT: Duration = Duration::from_secs(5);
-
-/// nginx's `lingering_time`: the longest a body is discarded for.
-const DISCARD_TIME: Duration = Duration::from_secs(30);
-
-/// Reads and drops `length` bytes of request body; whether all came.
-async fn discard(stream: &mut TcpStream, buffer: &mut BytesMut, mut length: u64) -> bool {
-    let deadline = Instant::now() + DISCARD_TIME;
-    loop {
-        let take = usize::try_from(length)
-            .unwrap_or(usize::MAX)
-            .min(buffer.len());
-        buffer.advance(take);
-        length -= take as u64;
-        if length == 0 {
-            return true;
-        }
-        if buffer.capacity() < BODY_READ_SIZE {
-            buffer.reserve(BODY_READ_SIZE);
-        }
-        let wait = DISCARD_WAIT.min(deadline.saturating_duration_since(Instant::now()));
-        let read = std::future::poll_fn(|c| poll_read_buf(Pin::new(&mut *stream), c, buffer));
-        match tokio::time::timeout(wait, read).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return false,
-        }
-    }
+/// Whether the response's body can only be delimited by closing the
+/// connection: one of unknown length to a client that cannot take chunks.
+fn until_close(response: &Response<ResponseBody>, request: HeadFor) -> bool {
+    let status = response.status();
+    let no_body = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    !request.chunked
+        && !request.head_request
+        && !no_body
+        && !response.headers().contains_key(header::CONTENT_LENGTH)
+        && response.body().size_hint().exact().is_none()
 }
 
 /// Polls the handler, feeding the request body from the socket whenever
@@ -314,172 +374,19 @@ async fn discard(stream: &mut TcpStream, buffer: &mut BytesMut, mut length: u64)
 async fn drive(
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
-    feed: Option<&Feed>,
+    mut intake: Option<&mut Intake>,
     mut handler: Pin<Box<impl Future<Output = Response<ResponseBody>>>>,
 ) -> Response<ResponseBody> {
     std::future::poll_fn(|c| loop {
         if let Poll::Ready(response) = handler.as_mut().poll(c) {
             return Poll::Ready(response);
         }
-        if !feed_step(stream, buffer, feed, c) {
+        let fed = intake
+            .as_deref_mut()
+            .is_some_and(|i| i.step(stream, buffer, c));
+        if !fed {
             return Poll::Pending;
         }
     })
     .await
-}
-
-/// Gives the request body what it waits for: bytes already read, or a
-/// read from the socket. Whether anything was handed over.
-fn feed_step(
-    stream: &mut TcpStream,
-    buffer: &mut BytesMut,
-    feed: Option<&Feed>,
-    c: &mut Context<'_>,
-) -> bool {
-    let Some(feed) = feed else { return false };
-    let wanted = feed.wanted();
-    if wanted == 0 {
-        return false;
-    }
-    if buffer.is_empty() {
-        if buffer.capacity() < READ_SIZE {
-            buffer.reserve(BODY_READ_SIZE);
-        }
-        match poll_read_buf(Pin::new(&mut *stream), c, buffer) {
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                feed.cut();
-                return true;
-            }
-            Poll::Ready(Ok(_)) => {}
-            Poll::Pending => return false,
-        }
-    }
-    let take = usize::try_from(wanted)
-        .unwrap_or(usize::MAX)
-        .min(buffer.len());
-    feed.deliver(buffer.split_to(take).freeze());
-    true
-}
-
-/// Writes the response; whether it went out complete (the connection can
-/// carry another request).
-async fn write_response(
-    stream: &mut TcpStream,
-    buffer: &mut BytesMut,
-    feed: Option<&Feed>,
-    response: Response<ResponseBody>,
-    cx: &ConnectionContext,
-) -> bool {
-    let (parts, mut body) = response.into_parts();
-    let mut head = Vec::with_capacity(256);
-    let framing = encode_head(&mut head, parts.status, &parts.headers, &body.size_hint());
-    let mut writer = Writer {
-        out: Outbox::with(Bytes::from(head)),
-        framing,
-        left: match framing {
-            Framing::Length(n) => n,
-            _ => 0,
-        },
-        ended: None,
-    };
-    if matches!(framing, Framing::Empty | Framing::Length(0)) {
-        writer.ended = Some(true);
-    }
-    // send_timeout: the timer is kept and reset between stalls.
-    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut stalled = false;
-    // The first piece of body goes out with the head when it is ready at
-    // once; a body that fails before anything was written sends nothing
-    // at all (`return 444`, an upstream that broke at once).
-    if writer.ended.is_none() {
-        let first = std::future::poll_fn(|c| Poll::Ready(Pin::new(&mut body).poll_frame(c))).await;
-        match first {
-            Poll::Ready(Some(Err(_))) => return false,
-            Poll::Ready(frame) => writer.take(frame),
-            Poll::Pending => {}
-        }
-    }
-    std::future::poll_fn(|c| loop {
-        while !writer.out.is_empty() {
-            match writer.out.poll_write_some(stream, c) {
-                Poll::Ready(Ok(_)) => stalled = false,
-                Poll::Ready(Err(_)) => return Poll::Ready(false),
-                Poll::Pending => {
-                    if feed_step(stream, buffer, feed, c) {
-                        continue;
-                    }
-                    let timed_out = !cx.send_timeout.is_zero()
-                        && poll_wait(&mut stall, &mut stalled, cx.send_timeout, c).is_ready();
-                    if timed_out {
-                        error_log::log(
-                            crate::observe::ErrorLevel::Info,
-                            Some(cx.conn.id),
-                            crate::http::send_timeout::TIMED_OUT,
-                        );
-                        return Poll::Ready(false);
-                    }
-                    return Poll::Pending;
-                }
-            }
-        }
-        if let Some(complete) = writer.ended {
-            return Poll::Ready(complete);
-        }
-        match Pin::new(&mut body).poll_frame(c) {
-            // A body that breaks mid-way: the client sees the cut.
-            Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
-            Poll::Ready(frame) => writer.take(frame),
-            Poll::Pending => {
-                if !feed_step(stream, buffer, feed, c) {
-                    return Poll::Pending;
-                }
-            }
-        }
-    })
-    .await
-}
-
-/// The response's bytes on their way out.
-struct Writer {
-    out: Outbox,
-    framing: Framing,
-    /// Body bytes still due under `Content-Length`.
-    left: u64,
-    /// The body has ended: whether it was complete.
-    ended: Option<bool>,
-}
-
-impl Writer {
-    /// Queues a frame of the body (`None`: its end).
-    fn take(
-        &mut self,
-        frame: Option<Result<http_body::Frame<Bytes>, crate::http::body::BoxError>>,
-    ) {
-        match frame {
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else { return };
-                if data.is_empty() {
-                    return;
-                }
-                if self.framing == Framing::Chunked {
-                    self.out.push_chunk(data);
-                } else {
-                    let n = (data.len() as u64).min(self.left);
-                    self.left -= n;
-                    self.out.push(data.slice(..n as usize));
-                    if self.left == 0 {
-                        self.ended = Some(true);
-                    }
-                }
-            }
-            None => {
-                if self.framing == Framing::Chunked {
-                    self.out.push_last_chunk();
-                }
-                // Shorter than announced: the connection must close.
-                self.ended = Some(self.left == 0);
-            }
-            Some(Err(_)) => self.ended = Some(false),
-        }
-    }
 }

@@ -1,70 +1,113 @@
-//! The response head as hyper writes it for switchyard (names in their
-//! usual case, a `Date`, the body delimited by `Content-Length` when its
-//! size is known and chunked otherwise), so that both connection paths
-//! answer byte for byte alike.
+//! The response head as nginx's header filter writes it: the status line,
+//! then the lines nginx writes in a place of their own (`Server`, `Date`,
+//! `Content-Type`, `Content-Length`, `Last-Modified`,
+//! `Transfer-Encoding`, `Connection`), then every other header in its
+//! order, each name as it came or as the configuration spells it.
 
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::StatusCode;
 use http_body::SizeHint;
 
-use super::write_header_line;
+use super::{write_header_line, HeaderCase};
 
 /// How the body that follows the head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// No body may follow (1xx, 204, 304).
+    /// No body may follow (1xx, 204, 304, a response to HEAD).
     Empty,
     /// Exactly this many bytes.
     Length(u64),
     /// Chunked.
     Chunked,
+    /// Until the connection closes: a body of unknown length to an
+    /// HTTP/1.0 client, which cannot take chunked coding.
+    UntilClose,
 }
+
+/// What the request asked of the head besides the response itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadFor {
+    /// A HEAD request: the head says what a GET would get, no body follows.
+    pub head_request: bool,
+    /// The client takes chunked coding (HTTP/1.1).
+    pub chunked: bool,
+}
+
+/// The lines written in nginx's fixed places, in that order.
+const PLACED: [HeaderName; 5] = [
+    header::SERVER,
+    header::DATE,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::LAST_MODIFIED,
+];
 
 /// Appends the head of a response; returns how its body is delimited.
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    case: Option<&HeaderCase>,
     body: &SizeHint,
+    request: HeadFor,
 ) -> Framing {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut length: Option<u64> = None;
-    for (name, value) in headers {
-        if name == header::TRANSFER_ENCODING {
-            continue; // the framing below is ours to choose
-        }
-        if name == header::CONTENT_LENGTH {
-            length = ::h1::content_length(value.as_bytes()).ok();
-        }
-        write_header_line(out, name, value);
-    }
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framing = if no_body {
+    let mut length: Option<u64> = None;
+    for name in &PLACED {
+        for value in headers.get_all(name) {
+            if *name == header::CONTENT_LENGTH {
+                if no_body {
+                    continue; // nginx drops it where no body may be
+                }
+                length = ::h1::content_length(value.as_bytes()).ok();
+            }
+            write_header_line(out, name, value, case);
+        }
+        if *name == header::DATE && !headers.contains_key(header::DATE) {
+            out.extend_from_slice(b"Date: ");
+            with_date(|d| out.extend_from_slice(d.as_bytes()));
+            out.extend_from_slice(b"\r\n");
+        }
+        if *name == header::CONTENT_LENGTH && length.is_none() && !no_body {
+            if let Some(n) = body.exact() {
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(n.to_string().as_bytes());
+                out.extend_from_slice(b"\r\n");
+                length = Some(n);
+            }
+        }
+    }
+    let framing = if no_body || request.head_request {
         Framing::Empty
     } else if let Some(n) = length {
         Framing::Length(n)
-    } else if let Some(n) = body.exact() {
-        out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(n.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        Framing::Length(n)
-    } else {
+    } else if request.chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         Framing::Chunked
+    } else {
+        Framing::UntilClose
     };
-    if !headers.contains_key(header::DATE) {
-        out.extend_from_slice(b"Date: ");
-        with_date(|d| out.extend_from_slice(d.as_bytes()));
-        out.extend_from_slice(b"\r\n");
+    for value in headers.get_all(header::CONNECTION) {
+        write_header_line(out, &header::CONNECTION, value, case);
+    }
+    for (name, value) in headers {
+        let placed = PLACED.contains(name)
+            || name == header::CONNECTION
+            // the framing is ours to choose
+            || name == header::TRANSFER_ENCODING;
+        if !placed {
+            write_header_line(out, name, value, case);
+        }
     }
     out.extend_from_slice(b"\r\n");
     framing
@@ -92,17 +135,30 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    const GET11: HeadFor = HeadFor {
+        head_request: false,
+        chunked: true,
+    };
+
     fn encode(
         status: u16,
         headers: &[(&'static str, &'static str)],
         hint: SizeHint,
+        request: HeadFor,
     ) -> (String, Framing) {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.append(*k, HeaderValue::from_static(v));
         }
         let mut out = Vec::new();
-        let framing = encode_head(&mut out, StatusCode::from_u16(status).unwrap(), &map, &hint);
+        let framing = encode_head(
+            &mut out,
+            StatusCode::from_u16(status).unwrap(),
+            &map,
+            None,
+            &hint,
+            request,
+        );
         (String::from_utf8(out).unwrap(), framing)
     }
 
@@ -112,28 +168,86 @@ mod tests {
             200,
             &[("content-length", "5"), ("x-a-b", "1")],
             SizeHint::default(),
+            GET11,
         );
         assert_eq!(f, Framing::Length(5));
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{text}");
         assert!(
-            text.starts_with("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A-B: 1\r\nDate: "),
+            text.ends_with(" GMT\r\nContent-Length: 5\r\nX-A-B: 1\r\n\r\n"),
             "{text}"
         );
-        assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
-        let (text, f) = encode(404, &[], SizeHint::with_exact(7));
+        let (text, f) = encode(404, &[], SizeHint::with_exact(7), GET11);
         assert_eq!(f, Framing::Length(7));
-        assert!(
-            text.starts_with("HTTP/1.1 404 Not Found\r\nContent-Length: 7\r\n"),
-            "{text}"
-        );
-        let (text, f) = encode(599, &[], SizeHint::default());
+        assert!(text.contains("\r\nContent-Length: 7\r\n"), "{text}");
+        let (text, f) = encode(599, &[], SizeHint::default(), GET11);
         assert_eq!(f, Framing::Chunked);
+        assert!(text.starts_with("HTTP/1.1 599 <none>\r\n"), "{text}");
         assert!(
-            text.starts_with("HTTP/1.1 599 <none>\r\nTransfer-Encoding: chunked\r\n"),
+            text.contains("\r\nTransfer-Encoding: chunked\r\n"),
             "{text}"
         );
-        let (_, f) = encode(304, &[("content-length", "10")], SizeHint::default());
+        let (text, f) = encode(304, &[("content-length", "10")], SizeHint::default(), GET11);
         assert_eq!(f, Framing::Empty);
-        let (text, _) = encode(200, &[("date", "x")], SizeHint::with_exact(0));
+        assert!(!text.contains("Content-Length"), "{text}");
+        let (text, _) = encode(200, &[("date", "x")], SizeHint::with_exact(0), GET11);
         assert_eq!(text.matches("Date").count(), 1);
+    }
+
+    #[test]
+    fn lines_come_in_nginx_order() {
+        let (text, _) = encode(
+            200,
+            &[
+                ("x-first", "1"),
+                ("connection", "keep-alive"),
+                ("content-type", "text/plain"),
+                ("server", "switchyard"),
+                ("x-second", "2"),
+            ],
+            SizeHint::with_exact(2),
+            GET11,
+        );
+        let names: Vec<&str> = text
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split(':').next())
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Connection",
+                "X-First",
+                "X-Second"
+            ]
+        );
+    }
+
+    #[test]
+    fn head_and_http10_bodies() {
+        let head = HeadFor {
+            head_request: true,
+            chunked: true,
+        };
+        let (text, f) = encode(200, &[("content-length", "5")], SizeHint::default(), head);
+        assert_eq!(f, Framing::Empty);
+        assert!(
+            text.contains("Content-Length: 5"),
+            "HEAD keeps the length: {text}"
+        );
+        let (text, f) = encode(200, &[], SizeHint::default(), head);
+        assert_eq!(f, Framing::Empty);
+        assert!(!text.contains("Transfer-Encoding"), "{text}");
+        let http10 = HeadFor {
+            head_request: false,
+            chunked: false,
+        };
+        let (text, f) = encode(200, &[], SizeHint::default(), http10);
+        assert_eq!(f, Framing::UntilClose);
+        assert!(!text.contains("Transfer-Encoding"), "{text}");
     }
 }

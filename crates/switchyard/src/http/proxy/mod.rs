@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::http::h1::body::RequestBody;
+use crate::http::h1::upgrade::{ClientUpgrade, Upgraded};
+use crate::http::h1::HeaderCase;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use self::body::PeerGuard;
@@ -147,7 +148,7 @@ pub async fn proxy(
         .unwrap_or(80);
     let (mut parts, incoming) = request.into_parts();
     let http11 = settings.proxy_http_version_11;
-    let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let client_upgrade = parts.extensions.remove::<ClientUpgrade>();
 
     let (mut body, body_len) = match prepare_body(settings, ex, &parts.headers, incoming).await {
         Ok(b) => b,
@@ -175,12 +176,26 @@ pub async fn proxy(
     if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return respond::error(400, settings.server_tokens);
     }
-    let headers = build_headers(settings, ex, &parts.headers, body_len);
+    let (headers, case) = build_headers(
+        settings,
+        ex,
+        &parts.headers,
+        parts.extensions.get::<HeaderCase>(),
+        body_len,
+    );
     // A streamed body of unknown length goes up chunked (HTTP/1.1 only:
     // for HTTP/1.0 such a body was read whole and measured first).
     let chunked = http11 && body_len.is_none() && matches!(body, UpBody::Stream(_));
     let mut head = Vec::with_capacity(512);
-    wire::write_request_head(&mut head, &method, &uri, http11, &headers, chunked);
+    wire::write_request_head(
+        &mut head,
+        &method,
+        &uri,
+        http11,
+        &headers,
+        (!case.is_empty()).then_some(&case),
+        chunked,
+    );
     let head = bytes::Bytes::from(head);
     // The upstream may keep the connection only if we asked it to.
     let request_keepalive = http11
@@ -389,7 +404,7 @@ fn downstream_response(
     settings: &Settings,
     pass: &ProxyPass,
     ex: &mut Exchange,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Response<ResponseBody> {
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         return upgrade(head, down, settings, ex, client_upgrade);
@@ -397,6 +412,7 @@ fn downstream_response(
     let mut headers = response::filter_headers(&head.headers, settings, false);
     response::rewrite_redirects(&mut headers, settings, pass, ex);
     ex.upstream_headers = head.headers;
+    let case = head.case;
     let body = UpstreamBody::new(
         down.connection,
         down.upload,
@@ -409,6 +425,9 @@ fn downstream_response(
     let mut out = Response::new(body.boxed_unsync());
     *out.status_mut() = head.status;
     *out.headers_mut() = headers;
+    if !case.is_empty() {
+        out.extensions_mut().insert(case);
+    }
     out
 }
 
@@ -419,7 +438,7 @@ fn upgrade(
     down: Downstream,
     settings: &Settings,
     ex: &mut Exchange,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Response<ResponseBody> {
     let Some(client_upgrade) = client_upgrade else {
         // The client did not ask to upgrade: nginx would not either.
@@ -428,6 +447,7 @@ fn upgrade(
     let mut headers = response::filter_headers(&head.headers, settings, true);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     ex.upstream_headers = head.headers;
+    let case = head.case;
     let conn_id = ex.conn.id;
     let Downstream {
         mut connection,
@@ -436,17 +456,23 @@ fn upgrade(
     } = down;
     tokio::spawn(async move {
         let _guard = guard;
-        let client_io = match client_upgrade.await {
+        use tokio::io::AsyncWriteExt;
+        let Upgraded {
+            stream: mut client_io,
+            read,
+        } = match client_upgrade.wait().await {
             Ok(c) => c,
             Err(e) => {
                 error_log::error(Some(conn_id), &format!("upgrade failed ({e})"));
                 return;
             }
         };
-        let mut client_io = TokioIo::new(client_io);
-        // What the upstream sent right after its 101 belongs to the client.
+        // What the client sent after its request head belongs to the
+        // upstream; what the upstream sent after its 101, to the client.
+        if !read.is_empty() && connection.stream.write_all(&read).await.is_err() {
+            return;
+        }
         if !connection.buffer.is_empty() {
-            use tokio::io::AsyncWriteExt;
             if client_io.write_all(&connection.buffer).await.is_err() {
                 return;
             }
@@ -457,5 +483,8 @@ fn upgrade(
     let mut out = Response::new(crate::http::body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *out.headers_mut() = headers;
+    if !case.is_empty() {
+        out.extensions_mut().insert(case);
+    }
     out
 }

@@ -12,6 +12,7 @@ use super::body::client_body;
 use super::send::UpBody;
 use crate::config::model::{ProxyPass, Settings};
 use crate::http::exchange::Exchange;
+use crate::http::h1::HeaderCase;
 
 /// Client request headers nginx never passes up as they are: its own
 /// defaults replace them (`Host`, `Connection`, the body framing) or drop
@@ -132,14 +133,17 @@ fn escape_path(path: &str) -> String {
 
 /// The headers sent upstream: `proxy_set_header` values first (nginx's
 /// defaults included), then the client's headers that nginx passes, then
-/// the body length.
+/// the body length; and how their names are spelled (the configuration's
+/// spelling, then the client's).
 pub fn build_headers(
     settings: &Settings,
     ex: &Exchange,
     client: &HeaderMap,
+    client_case: Option<&HeaderCase>,
     body_len: Option<u64>,
-) -> HeaderMap {
+) -> (HeaderMap, HeaderCase) {
     let mut headers = HeaderMap::with_capacity(client.len() + 4);
+    let mut case = HeaderCase::default();
     for (name, value) in &settings.proxy_set_headers {
         let rendered = value.render(ex);
         if rendered.is_empty() {
@@ -149,8 +153,12 @@ pub fn build_headers(
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&rendered),
         ) {
+            case.note(&n, name.as_bytes());
             headers.append(n, v);
         }
+    }
+    if let Some(client_case) = client_case.filter(|_| settings.proxy_pass_request_headers) {
+        case.extend(client_case);
     }
     if settings.proxy_pass_request_headers {
         for (name, value) in client {
@@ -169,5 +177,5 @@ pub fn build_headers(
     if let Some(len) = body_len {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    headers
+    (headers, case)
 }

@@ -11,7 +11,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 pub use crate::http::h1::has_token;
-use crate::http::h1::write_header_line;
+use crate::http::h1::{write_header_line, HeaderCase};
 
 /// A parsed response head.
 #[derive(Debug)]
@@ -20,6 +20,8 @@ pub struct ResponseHead {
     pub status: StatusCode,
     /// The header lines, in order.
     pub headers: HeaderMap,
+    /// The spelling of names that came in another case than the usual.
+    pub case: HeaderCase,
     /// How the body that follows is delimited.
     pub framing: Framing,
     /// Whether the upstream allows another request on this connection
@@ -28,14 +30,16 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
-/// Appends the request head: request line, headers (names in their usual
-/// case, `Content-Type`, as nginx writes its own), blank line.
+/// Appends the request head: request line, headers (names as `case`
+/// spells them: the client's and the configuration's spelling; else their
+/// usual case, `Content-Type`, as nginx writes its own), blank line.
 pub fn write_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     uri: &str,
     http11: bool,
     headers: &HeaderMap,
+    case: Option<&HeaderCase>,
     chunked: bool,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -47,7 +51,7 @@ pub fn write_request_head(
         b" HTTP/1.0\r\n"
     });
     for (name, value) in headers {
-        write_header_line(out, name, value);
+        write_header_line(out, name, value, case);
     }
     if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -75,18 +79,21 @@ pub fn parse_response_head(
     };
     let status = StatusCode::from_u16(head.status).map_err(|_| ResponseError::Invalid)?;
     // The rest of the response path works on `http`'s map, which keeps
-    // order and repeats but lower-cases names; the values still share the
-    // head's bytes.
+    // order and repeats but lower-cases names (their spelling goes in
+    // `case`); the values still share the head's bytes.
     let mut headers = HeaderMap::with_capacity(head.headers.len());
+    let mut case = HeaderCase::default();
     for line in head.headers {
         let name = HeaderName::from_bytes(line.name()).map_err(|_| ResponseError::Invalid)?;
         let value = HeaderValue::from_maybe_shared(line.value_bytes().clone())
             .map_err(|_| ResponseError::Invalid)?;
+        case.note(&name, line.name());
         headers.append(name, value);
     }
     Ok(Some(ResponseHead {
         status,
         headers,
+        case,
         framing: head.framing,
         keep_alive: head.keep_alive,
     }))
@@ -104,16 +111,45 @@ mod tests {
     }
 
     #[test]
-    fn writes_head_in_title_case() {
+    fn writes_head_in_title_case_or_as_spelled() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("backend"));
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        headers.insert("sec-websocket-key", HeaderValue::from_static("k"));
+        let mut case = HeaderCase::default();
+        case.note(
+            &HeaderName::from_static("sec-websocket-key"),
+            b"Sec-WebSocket-Key",
+        );
         let mut out = Vec::new();
-        write_request_head(&mut out, &Method::GET, "/a?b", false, &headers, false);
+        write_request_head(
+            &mut out,
+            &Method::GET,
+            "/a?b",
+            false,
+            &headers,
+            Some(&case),
+            false,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET /a?b HTTP/1.0\r\nHost: backend\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"
+            "GET /a?b HTTP/1.0\r\nHost: backend\r\nX-Forwarded-For: 1.2.3.4\r\nSec-WebSocket-Key: k\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn notes_the_backends_spelling() {
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            head.case.spelling(&header::SET_COOKIE),
+            Some(&b"set-cookie"[..])
+        );
+        assert_eq!(head.case.spelling(&header::CONTENT_LENGTH), None);
     }
 
     #[test]

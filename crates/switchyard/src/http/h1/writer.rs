@@ -1,0 +1,170 @@
+//! A response on its way out to the client: the head as nginx writes it,
+//! then the body framed as the head says, written as it comes, with
+//! `send_timeout` on every stall. While the client is slow to read, the
+//! request body is still fed to the handler (a proxied upload and its
+//! response may be in flight at once).
+
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use http::Response;
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::conn::ConnectionContext;
+use super::intake::Intake;
+use super::response::{encode_head, Framing, HeadFor};
+use super::HeaderCase;
+use crate::http::body::{poll_wait, ResponseBody};
+use crate::http::outbox::Outbox;
+use crate::observe::error_log;
+
+/// nginx's error-log words when `send_timeout` runs out.
+pub const SEND_TIMED_OUT: &str =
+    "client timed out (110: Connection timed out) while sending response to client";
+
+/// Writes the response; whether it went out complete (the connection can
+/// carry another request).
+pub async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    mut intake: Option<&mut Intake>,
+    response: Response<ResponseBody>,
+    request: HeadFor,
+    cx: &ConnectionContext,
+) -> bool {
+    let (parts, mut body) = response.into_parts();
+    let mut head = Vec::with_capacity(256);
+    let framing = encode_head(
+        &mut head,
+        parts.status,
+        &parts.headers,
+        parts.extensions.get::<HeaderCase>(),
+        &body.size_hint(),
+        request,
+    );
+    let mut writer = Writer {
+        out: Outbox::with(Bytes::from(head)),
+        framing,
+        left: match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        },
+        ended: None,
+    };
+    if matches!(framing, Framing::Empty | Framing::Length(0)) {
+        writer.ended = Some(true);
+    }
+    // send_timeout: the timer is kept and reset between stalls.
+    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut stalled = false;
+    // The first piece of body goes out with the head when it is ready at
+    // once; a body that fails before anything was written sends nothing
+    // at all (`return 444`, an upstream that broke at once).
+    if writer.ended.is_none() {
+        let first = std::future::poll_fn(|c| Poll::Ready(Pin::new(&mut body).poll_frame(c))).await;
+        match first {
+            Poll::Ready(Some(Err(_))) => return false,
+            Poll::Ready(frame) => writer.take(frame),
+            Poll::Pending => {}
+        }
+    } else if parts.status.as_u16() >= 200 {
+        // No body goes out, but a failing one means no response at all.
+        let first = std::future::poll_fn(|c| Poll::Ready(Pin::new(&mut body).poll_frame(c))).await;
+        if let Poll::Ready(Some(Err(_))) = first {
+            return false;
+        }
+    }
+    let mut feed = |stream: &mut S, buffer: &mut BytesMut, c: &mut std::task::Context<'_>| {
+        intake
+            .as_deref_mut()
+            .is_some_and(|i| i.step(stream, buffer, c))
+    };
+    std::future::poll_fn(|c| loop {
+        while !writer.out.is_empty() {
+            match writer.out.poll_write_some(stream, c) {
+                Poll::Ready(Ok(_)) => stalled = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Pending => {
+                    if feed(stream, buffer, c) {
+                        continue;
+                    }
+                    let timed_out = !cx.send_timeout.is_zero()
+                        && poll_wait(&mut stall, &mut stalled, cx.send_timeout, c).is_ready();
+                    if timed_out {
+                        error_log::log(
+                            crate::observe::ErrorLevel::Info,
+                            Some(cx.conn.id),
+                            SEND_TIMED_OUT,
+                        );
+                        return Poll::Ready(false);
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        if let Some(complete) = writer.ended {
+            return Poll::Ready(complete);
+        }
+        match Pin::new(&mut body).poll_frame(c) {
+            // A body that breaks mid-way: the client sees the cut.
+            Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+            Poll::Ready(frame) => writer.take(frame),
+            Poll::Pending => {
+                if !feed(stream, buffer, c) {
+                    return Poll::Pending;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// The response's bytes on their way out.
+struct Writer {
+    out: Outbox,
+    framing: Framing,
+    /// Body bytes still due under `Content-Length`.
+    left: u64,
+    /// The body has ended: whether it was complete.
+    ended: Option<bool>,
+}
+
+impl Writer {
+    /// Queues a frame of the body (`None`: its end).
+    fn take(
+        &mut self,
+        frame: Option<Result<http_body::Frame<Bytes>, crate::http::body::BoxError>>,
+    ) {
+        match frame {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { return };
+                if data.is_empty() {
+                    return;
+                }
+                match self.framing {
+                    Framing::Chunked => self.out.push_chunk(data),
+                    Framing::UntilClose => self.out.push(data),
+                    Framing::Length(_) | Framing::Empty => {
+                        let n = (data.len() as u64).min(self.left);
+                        self.left -= n;
+                        self.out.push(data.slice(..n as usize));
+                        if self.left == 0 {
+                            self.ended = Some(true);
+                        }
+                    }
+                }
+            }
+            None => {
+                if self.framing == Framing::Chunked {
+                    self.out.push_last_chunk();
+                }
+                // Shorter than announced: the connection must close. A
+                // body delimited by the close ends the connection anyway.
+                self.ended = Some(self.left == 0 && self.framing != Framing::UntilClose);
+            }
+            Some(Err(_)) => self.ended = Some(false),
+        }
+    }
+}
