@@ -195,8 +195,9 @@ pub fn configure_line() -> String {
         "--without-stream_upstream_least_time_module",
     ];
     format!(
-        "switchyard version: switchyard/{}\nbuilt with rustc, TLS not available\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
+        "switchyard version: switchyard/{}\nnginx version: nginx/{} (the behaviour switchyard follows)\nbuilt with rustc, TLS not available\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
         crate::VERSION,
+        crate::NGINX_BEHAVIOUR,
         have.join(" "),
         missing.join(" ")
     )

@@ -19,3 +19,9 @@ pub mod vars;
 
 /// switchyard's version, as `-v` prints it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The nginx release whose documented behaviour switchyard follows (where
+/// nginx changed behaviour, switchyard does what this release does). `-V`
+/// says it in nginx's own words, so that tools and nginx's test suite
+/// hold switchyard to that release's behaviour, not an older one's.
+pub const NGINX_BEHAVIOUR: &str = "1.31.5";
