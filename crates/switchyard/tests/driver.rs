@@ -316,3 +316,28 @@ fn an_upgrade_carries_bytes_sent_right_after_the_head() {
     s.read_exact(&mut later).unwrap();
     assert_eq!(&later, b"later");
 }
+
+#[test]
+fn trace_and_connect_are_not_allowed_and_100_precedes_an_unread_body() {
+    let backend = Backend::start(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let (_balancer, port) = start(&backend, "");
+    let trace = send(port, b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(trace.starts_with("HTTP/1.1 405 Not Allowed\r\n"), "{trace}");
+    let connect = send(port, b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        connect.starts_with("HTTP/1.1 405 Not Allowed\r\n"),
+        "{connect}"
+    );
+    let connect = send(port, b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(connect.starts_with("HTTP/1.1 400 "), "{connect}");
+    // `return` never reads the body: nginx's discard still sends the 100.
+    let made = send(
+        port,
+        b"POST /made HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        made.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
+        "{made}"
+    );
+    assert!(backend.requests().is_empty());
+}

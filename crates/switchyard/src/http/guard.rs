@@ -28,6 +28,14 @@ pub fn check_request(parts: &Parts) -> Result<(), Rejection> {
     check_method(&parts.method)?;
     check_target(parts)?;
     check_host(parts)?;
+    // nginx's last checks of a head (`ngx_http_process_request_header`):
+    // it does not tunnel (no `allow_connect`), and never echoes TRACE.
+    if parts.method == Method::CONNECT {
+        return Err(reject(405, "client sent CONNECT method"));
+    }
+    if parts.method == Method::TRACE {
+        return Err(reject(405, "client sent TRACE method"));
+    }
     Ok(())
 }
 
@@ -49,6 +57,19 @@ fn check_method(method: &Method) -> Result<(), Rejection> {
 /// `%00` anywhere in the path.
 fn check_target(parts: &Parts) -> Result<(), Rejection> {
     let uri = &parts.uri;
+    if parts.method == Method::CONNECT {
+        // CONNECT takes the authority form (`host:port`) only.
+        let authority_form = uri.scheme().is_none()
+            && uri.authority().is_some_and(|a| a.port().is_some())
+            && uri
+                .path_and_query()
+                .is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/");
+        return if authority_form {
+            Ok(())
+        } else {
+            Err(reject(400, "client sent invalid request"))
+        };
+    }
     match uri.scheme_str() {
         None => {
             if !uri.path().starts_with('/') || uri.authority().is_some() {
@@ -166,6 +187,20 @@ mod tests {
         let p = parts(http::Request::get("http://x/a"));
         assert!(check_request(&p).is_ok());
         let p = parts(http::Request::options("*").header("host", "x"));
+        assert_eq!(check_request(&p).unwrap_err().status, 400);
+        let p = parts(http::Request::get("/").method("TRACE").header("host", "x"));
+        assert_eq!(check_request(&p).unwrap_err().status, 405);
+        let p = parts(
+            http::Request::get("localhost:8080")
+                .method("CONNECT")
+                .header("host", "x"),
+        );
+        assert_eq!(check_request(&p).unwrap_err().status, 405);
+        let p = parts(
+            http::Request::get("/")
+                .method("CONNECT")
+                .header("host", "x"),
+        );
         assert_eq!(check_request(&p).unwrap_err().status, 400);
         let p = parts(http::Request::get("/a%00").header("host", "x"));
         assert_eq!(check_request(&p).unwrap_err().status, 400);

@@ -242,7 +242,7 @@ async fn refuse(
         head_request: false,
         chunked: true,
     };
-    if write_response(stream, buffer, None, response, request, cx).await {
+    if write_response(stream, buffer, None, &[], response, request, cx).await {
         let _ = stream.shutdown().await;
         linger(stream).await;
     }
@@ -313,6 +313,15 @@ async fn serve_one(
     ));
     let mut response = drive(stream, buffer, intake.as_mut(), handler).await;
     metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    // A `100 Continue` never sent because the body was never read goes
+    // before the response, as nginx's discarding of the body sends it;
+    // not before a 413, for which nginx refuses the body unread.
+    let interim: &'static [u8] = match (intake.as_mut(), response.status().as_u16()) {
+        (_, 413) => &[],
+        (Some(intake), _) => intake.take_continue(),
+        (None, _) if expect_continue => super::intake::CONTINUE,
+        (None, _) => &[],
+    };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let reloading = epoch.has_changed().unwrap_or(true);
     // Finish this one on the old configuration, then close; with
@@ -330,7 +339,16 @@ async fn serve_one(
         .get_all(header::CONNECTION)
         .iter()
         .any(|v| super::has_token(v.as_bytes(), b"close"));
-    let complete = write_response(stream, buffer, intake.as_mut(), response, request, cx).await;
+    let complete = write_response(
+        stream,
+        buffer,
+        intake.as_mut(),
+        interim,
+        response,
+        request,
+        cx,
+    )
+    .await;
     if !complete {
         return Next::Close;
     }

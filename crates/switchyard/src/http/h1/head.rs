@@ -30,7 +30,7 @@ pub struct Served {
     /// How its body is delimited.
     pub body: BodyFraming,
     /// `Expect: 100-continue` on HTTP/1.1: a `100 Continue` is due when the
-    /// body is first read.
+    /// body is first read, or before the response if it never was.
     pub expect_continue: bool,
     /// `Connection: upgrade` with an `Upgrade` header: the connection may
     /// become the client's side of a tunnel after a 101.
@@ -85,10 +85,10 @@ fn into_parts(head: ::h1::RequestHead) -> Result<Served, ::h1::RequestError> {
         ::h1::Framing::Length(n) => BodyFraming::Length(n),
         ::h1::Framing::Chunked => BodyFraming::Chunked,
     };
-    // nginx answers `100 Continue` to HTTP/1.1 clients only, and ignores
-    // any other expectation (`ngx_http_test_expect`).
+    // nginx answers `100 Continue` to HTTP/1.1 clients only, whenever the
+    // body is read or discarded (even an empty one), and ignores any other
+    // expectation (`ngx_http_test_expect`).
     let expect_continue = version == Version::HTTP_11
-        && body != BodyFraming::None
         && headers
             .get(header::EXPECT)
             .is_some_and(|v| ::h1::trim_ows(v.as_bytes()).eq_ignore_ascii_case(b"100-continue"));

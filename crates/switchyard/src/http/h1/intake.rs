@@ -19,7 +19,7 @@ use super::body::Feed;
 pub const BODY_READ_SIZE: usize = 16 * 1024;
 
 /// What nginx sends before reading a body the client holds back.
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// nginx's `lingering_timeout`: the longest wait for more of a body being
 /// discarded.
@@ -54,6 +54,15 @@ impl Intake {
             chunked: Some(ChunkedDecoder::default()),
             continue_sent: expect_continue.then_some(0),
         }
+    }
+
+    /// Takes what is left to write of a `100 Continue` that is due and was
+    /// not (fully) sent because the body was never read: the caller writes
+    /// it, the intake will not.
+    pub fn take_continue(&mut self) -> &'static [u8] {
+        self.continue_sent
+            .take()
+            .map_or(&[], |sent| &CONTINUE[sent..])
     }
 
     /// Whether the whole body has been handed over or dropped.

@@ -24,18 +24,21 @@ use crate::observe::error_log;
 pub const SEND_TIMED_OUT: &str =
     "client timed out (110: Connection timed out) while sending response to client";
 
-/// Writes the response; whether it went out complete (the connection can
-/// carry another request).
+/// Writes the response, after `interim` (an interim response still due);
+/// whether it went out complete (the connection can carry another
+/// request).
 pub async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buffer: &mut BytesMut,
     mut intake: Option<&mut Intake>,
+    interim: &[u8],
     response: Response<ResponseBody>,
     request: HeadFor,
     cx: &ConnectionContext,
 ) -> bool {
     let (parts, mut body) = response.into_parts();
-    let mut head = Vec::with_capacity(256);
+    let mut head = Vec::with_capacity(256 + interim.len());
+    head.extend_from_slice(interim);
     let framing = encode_head(
         &mut head,
         parts.status,
