@@ -147,7 +147,7 @@ fn names_pass_as_spelled_both_ways_and_config_names_as_written() {
 }
 
 #[test]
-fn header_lines_come_in_nginx_order() {
+fn status_line_and_header_lines_come_as_nginx_writes_them() {
     let backend = Backend::start(
         b"HTTP/1.1 200 OK\r\nX-Before: 1\r\nContent-Type: text/plain\r\nX-After: 2\r\nContent-Length: 2\r\n\r\nok",
     );

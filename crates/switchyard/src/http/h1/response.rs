@@ -36,6 +36,63 @@ pub struct HeadFor {
     pub chunked: bool,
 }
 
+/// An upstream's status line (`200 Fine`), in a proxied response's
+/// extensions: nginx passes the upstream's reason phrase on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    /// The status it goes with (a response whose status changed since, an
+    /// intercepted error, does not use it).
+    pub status: StatusCode,
+    /// The code, and the reason phrase if one came: `200 Fine`.
+    pub text: bytes::Bytes,
+}
+
+/// nginx's reason phrases (`ngx_http_status_lines`), which differ from
+/// the RFC's in places (`302 Moved Temporarily`, `405 Not Allowed`).
+fn nginx_reason(status: u16) -> Option<&'static str> {
+    Some(match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Time-out",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range Not Satisfiable",
+        421 => "Misdirected Request",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        101 => "Switching Protocols",
+        _ => return None,
+    })
+}
+
 /// The lines written in nginx's fixed places, in that order.
 const PLACED: [HeaderName; 5] = [
     header::SERVER,
@@ -49,15 +106,27 @@ const PLACED: [HeaderName; 5] = [
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
+    status_line: Option<&StatusLine>,
     headers: &HeaderMap,
     case: Option<&HeaderCase>,
     body: &SizeHint,
     request: HeadFor,
 ) -> Framing {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+    match (status_line, nginx_reason(status.as_u16())) {
+        // A proxied response keeps the upstream's reason phrase.
+        (Some(line), _) if line.status == status => out.extend_from_slice(&line.text),
+        (_, Some(reason)) => {
+            out.extend_from_slice(status.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(reason.as_bytes());
+        }
+        // nginx has no words for the others: the code and a space.
+        (_, None) => {
+            out.extend_from_slice(status.as_str().as_bytes());
+            out.push(b' ');
+        }
+    }
     out.extend_from_slice(b"\r\n");
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -154,6 +223,7 @@ mod tests {
         let framing = encode_head(
             &mut out,
             StatusCode::from_u16(status).unwrap(),
+            None,
             &map,
             None,
             &hint,
@@ -181,9 +251,14 @@ mod tests {
         assert!(text.contains("\r\nContent-Length: 7\r\n"), "{text}");
         let (text, f) = encode(599, &[], SizeHint::default(), GET11);
         assert_eq!(f, Framing::Chunked);
-        assert!(text.starts_with("HTTP/1.1 599 <none>\r\n"), "{text}");
+        assert!(text.starts_with("HTTP/1.1 599 \r\n"), "{text}");
         assert!(
             text.contains("\r\nTransfer-Encoding: chunked\r\n"),
+            "{text}"
+        );
+        let (text, _) = encode(302, &[], SizeHint::with_exact(0), GET11);
+        assert!(
+            text.starts_with("HTTP/1.1 302 Moved Temporarily\r\n"),
             "{text}"
         );
         let (text, f) = encode(304, &[("content-length", "10")], SizeHint::default(), GET11);

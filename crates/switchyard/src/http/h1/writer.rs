@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::ConnectionContext;
 use super::intake::Intake;
-use super::response::{encode_head, Framing, HeadFor};
+use super::response::{encode_head, Framing, HeadFor, StatusLine};
 use super::HeaderCase;
 use crate::http::body::{poll_wait, ResponseBody};
 use crate::http::outbox::Outbox;
@@ -42,6 +42,7 @@ pub async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
     let framing = encode_head(
         &mut head,
         parts.status,
+        parts.extensions.get::<StatusLine>(),
         &parts.headers,
         parts.extensions.get::<HeaderCase>(),
         &body.size_hint(),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::http::h1::body::RequestBody;
+use crate::http::h1::response::StatusLine;
 use crate::http::h1::upgrade::{ClientUpgrade, Upgraded};
 use crate::http::h1::HeaderCase;
 use http::header::{self, HeaderValue};
@@ -413,6 +414,7 @@ fn downstream_response(
     response::rewrite_redirects(&mut headers, settings, pass, ex);
     ex.upstream_headers = head.headers;
     let case = head.case;
+    let status_line = upstream_status_line(head.status, &head.reason);
     let body = UpstreamBody::new(
         down.connection,
         down.upload,
@@ -428,7 +430,22 @@ fn downstream_response(
     if !case.is_empty() {
         out.extensions_mut().insert(case);
     }
+    out.extensions_mut().insert(status_line);
     out
+}
+
+/// The status line nginx passes on: the upstream's code and reason.
+fn upstream_status_line(status: StatusCode, reason: &[u8]) -> StatusLine {
+    let mut text = Vec::with_capacity(4 + reason.len());
+    text.extend_from_slice(status.as_str().as_bytes());
+    if !reason.is_empty() {
+        text.push(b' ');
+        text.extend_from_slice(reason);
+    }
+    StatusLine {
+        status,
+        text: bytes::Bytes::from(text),
+    }
 }
 
 /// A 101 from the upstream: answer the client with it, then join the two

@@ -22,6 +22,8 @@ pub struct ResponseHead {
     pub headers: HeaderMap,
     /// The spelling of names that came in another case than the usual.
     pub case: HeaderCase,
+    /// The reason phrase, as sent.
+    pub reason: bytes::Bytes,
     /// How the body that follows is delimited.
     pub framing: Framing,
     /// Whether the upstream allows another request on this connection
@@ -94,6 +96,7 @@ pub fn parse_response_head(
         status,
         headers,
         case,
+        reason: head.reason,
         framing: head.framing,
         keep_alive: head.keep_alive,
     }))
