@@ -50,6 +50,8 @@ struct Layer {
     ssl_preread: Option<bool>,
     preread_buffer_size: Option<usize>,
     preread_timeout: Option<Duration>,
+    /// ngx_stream_ssl_module's settings.
+    ssl: super::stream_ssl::SslLayer,
 }
 
 impl Layer {
@@ -61,6 +63,9 @@ impl Layer {
         formats: &[(String, Arc<LogFormat>)],
         zones: &[Arc<LimitConnZone>],
     ) -> Result<bool, ConfigError> {
+        if self.ssl.apply(d)? {
+            return Ok(true);
+        }
         let flag = || values::parse_flag(arg0(d)).unwrap_or(false);
         match d.name.as_str() {
             "proxy_connect_timeout" => set(&mut self.connect_timeout, d, time_arg(d)?)?,
@@ -199,6 +204,7 @@ impl Layer {
             ssl_preread: self.ssl_preread.or(parent.ssl_preread),
             preread_buffer_size: self.preread_buffer_size.or(parent.preread_buffer_size),
             preread_timeout: self.preread_timeout.or(parent.preread_timeout),
+            ssl: self.ssl.over(&parent.ssl),
         }
     }
 }
@@ -400,16 +406,26 @@ fn parse_access_log(
 
 /// Builds the typed `stream` block. Templates in it are compiled against
 /// the stream module's variables.
-pub(crate) fn build_stream(d: &Directive, prefix: &Path) -> Result<Stream, ConfigError> {
+/// Certificate files are relative to `conf_prefix`, the directory of
+/// nginx.conf, as in nginx.
+pub(crate) fn build_stream(
+    d: &Directive,
+    prefix: &Path,
+    conf_prefix: &Path,
+) -> Result<Stream, ConfigError> {
     let block = d.block.as_deref().unwrap_or_default();
     let mut names = Vec::new();
     super::rewrite::user_var_names(block, &mut names);
     with_var_set(VarSet::Stream, || {
-        with_user_vars(names, || build_stream_inner(block, prefix))
+        with_user_vars(names, || build_stream_inner(block, prefix, conf_prefix))
     })
 }
 
-fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, ConfigError> {
+fn build_stream_inner(
+    block: &[Directive],
+    prefix: &Path,
+    conf_prefix: &Path,
+) -> Result<Stream, ConfigError> {
     let mut formats: Vec<(String, Arc<LogFormat>)> = Vec::new();
     let mut maps = std::collections::HashMap::new();
     let mut splits = std::collections::HashMap::new();
@@ -484,7 +500,11 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
     }
     let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
-    let mut found = FoundInServers::default();
+    let mut found = FoundInServers {
+        implicit: Vec::new(),
+        checks: Vec::new(),
+        ssl: super::stream_ssl::SslBuild::new(conf_prefix),
+    };
     let mut servers = Vec::new();
     for s in server_blocks {
         servers.push(Arc::new(build_server(
@@ -538,12 +558,13 @@ fn not_yet_in_stream(d: &Directive) {
 }
 
 /// What servers contribute to the stream block as a whole.
-#[derive(Default)]
 struct FoundInServers {
     /// Implicit one-server groups (`proxy_pass host:port`).
     implicit: Vec<Arc<UpstreamConfig>>,
     /// `health_check` lines, by the group they check.
     checks: Vec<(String, HealthCheck)>,
+    /// The servers' TLS, built as each server is.
+    ssl: super::stream_ssl::SslBuild,
 }
 
 fn build_server(
@@ -642,7 +663,16 @@ fn build_server(
         found.checks.push((name, check));
     }
     let merged = layer.over(stream);
+    let ssl_listen = listens.iter().any(|l| l.ssl);
+    let ssl = found.ssl.server(&merged.ssl, ssl_listen, &d.position)?;
+    if ssl_listen && merged.ssl_preread == Some(true) {
+        return Err(ConfigError::bare(format!(
+            "\"ssl_preread\" in a server with \"listen ... ssl\" is not supported yet in {}",
+            d.position
+        )));
+    }
     Ok(StreamServer {
+        ssl,
         listens,
         handler,
         set,
@@ -773,12 +803,7 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
             "reuseport" | "bind" => {}
             "udp" => listen.udp = true,
             "proxy_protocol" => listen.proxy_protocol = true,
-            "ssl" => {
-                return Err(ConfigError::at(
-                    format!("\"listen ... {p}\" is not supported yet"),
-                    at,
-                ))
-            }
+            "ssl" => listen.ssl = true,
             _ => {
                 if super::listen::socket_param(&mut listen, p, at)? {
                 } else if p.starts_with("so_keepalive=")
@@ -791,6 +816,12 @@ pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
                 }
             }
         }
+    }
+    if listen.udp && listen.ssl {
+        return Err(ConfigError::at(
+            "\"ssl\" parameter is incompatible with \"udp\"",
+            at,
+        ));
     }
     if listen.udp && listen.proxy_protocol {
         return Err(ConfigError::at(
@@ -936,7 +967,14 @@ mod tests {
         assert!(e.contains("\"proxy_ssl\" is not supported yet in "), "{e}");
         let e = error("server { listen 127.0.0.1:80 ssl; proxy_pass 127.0.0.1:81; }");
         assert!(
-            e.starts_with("\"listen ... ssl\" is not supported yet"),
+            e.starts_with(
+                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in "
+            ) && e.contains("nginx.conf:"),
+            "{e}"
+        );
+        let e = error("server { listen 127.0.0.1:80 ssl; ssl_verify_client on; }");
+        assert!(
+            e.contains("\"ssl_verify_client\" is not supported yet in "),
             "{e}"
         );
         let e = error("error_log logs/s.log;");
