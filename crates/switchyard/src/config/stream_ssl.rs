@@ -319,3 +319,106 @@ impl SslBuild {
         })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{load, LoadOptions};
+    use super::*;
+
+    /// Loads a stream block with a certificate pair made in the prefix;
+    /// the error lines, if it fails.
+    fn try_stream(body: &str) -> Result<crate::config::model::Stream, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (cert, key) = crate::transport::tls::self_signed(&["localhost".to_string()])
+            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("c.pem"), cert).map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("k.pem"), key).map_err(|e| e.to_string())?;
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, format!("events {{}}\nstream {{\n{body}\n}}\n"))
+            .map_err(|e| e.to_string())?;
+        let loaded = load(&LoadOptions {
+            conf_file: path,
+            prefix: dir.path().to_path_buf(),
+            globals: None,
+        })
+        .map_err(|e| e.lines().join("; "))?;
+        loaded.model.stream.ok_or_else(|| "no stream".to_string())
+    }
+
+    #[test]
+    fn settings_merge_and_certificates_are_relative_to_the_conf() {
+        let s = try_stream(
+            "ssl_certificate c.pem; ssl_certificate_key k.pem; ssl_handshake_timeout 5s;\n\
+             server { listen 127.0.0.1:8443 ssl; return x; }\n\
+             server { listen 127.0.0.1:8444 ssl; ssl_handshake_timeout 1s; return x; }\n\
+             server { listen 127.0.0.1:8445; return x; }",
+        )
+        .unwrap();
+        let timeout = |i: usize| s.servers[i].ssl.as_ref().map(|t| t.handshake_timeout);
+        assert_eq!(timeout(0), Some(Duration::from_secs(5)));
+        assert_eq!(timeout(1), Some(Duration::from_secs(1)));
+        // nginx makes the context wherever a certificate is inherited.
+        assert!(s.servers[2].ssl.is_some());
+        assert!(s.servers[0].listens[0].ssl && !s.servers[2].listens[0].ssl);
+    }
+
+    #[test]
+    fn nginx_messages() {
+        let pair = "ssl_certificate c.pem; ssl_certificate_key k.pem;";
+        let cases = [
+            (
+                "server { listen 127.0.0.1:8443 ssl; ssl_certificate c.pem; return x; }"
+                    .to_string(),
+                "no \"ssl_certificate_key\" is defined for certificate \"c.pem\"",
+            ),
+            (
+                format!("{pair} ssl_protocols TLSv1.2 TLSv9;"),
+                "invalid value \"TLSv9\" in ",
+            ),
+            (
+                format!("{pair} ssl_protocols TLSv1 TLSv1.1;"),
+                "\"ssl_protocols\" without TLSv1.2 or TLSv1.3 is not supported yet",
+            ),
+            (
+                format!("{pair} ssl_ciphers AES128-SHA;"),
+                "ssl_ciphers \"AES128-SHA\" selects none of the TLSv1.2 cipher suites",
+            ),
+            (
+                format!("{pair} ssl_session_cache shared:x;"),
+                "invalid session cache \"shared:x\" in ",
+            ),
+            (
+                format!("{pair} ssl_session_cache shared:x:1k;"),
+                "session cache \"shared:x:1k\" is too small in ",
+            ),
+            (
+                format!("{pair} ssl_session_cache none builtin;"),
+                "invalid session cache \"none\" in ",
+            ),
+            (
+                // Loaded by the servers that inherit it, as nginx's merge.
+                "ssl_certificate missing.pem; ssl_certificate_key k.pem;\n\
+                 server { listen 127.0.0.1:8443; return x; }"
+                    .to_string(),
+                "cannot load certificate \"",
+            ),
+            (
+                "ssl_certificate $name.pem; ssl_certificate_key k.pem;".to_string(),
+                "variables and \"data:\" in \"ssl_certificate\" are not supported yet in ",
+            ),
+            (
+                "server { listen 127.0.0.1:8443 udp ssl; return x; }".to_string(),
+                "\"ssl\" parameter is incompatible with \"udp\" in ",
+            ),
+        ];
+        for (body, wanted) in cases {
+            let e = try_stream(&body).err().unwrap_or_default();
+            assert!(e.contains(wanted), "{body}: {e}");
+        }
+        // The older protocol names are accepted beside a usable one.
+        try_stream(&format!(
+            "{pair} ssl_protocols TLSv1 TLSv1.1 TLSv1.2; ssl_session_cache builtin:100 shared:S:1m;"
+        ))
+        .unwrap();
+    }
+}

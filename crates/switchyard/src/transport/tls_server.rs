@@ -154,15 +154,26 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
     };
     let mut keys = Vec::new();
     for (cert, key) in &settings.certificates {
-        let chain = load_certificates(cert)?;
-        let der = load_private_key(key)?;
-        let signing = provider
-            .key_provider
-            .load_private_key(der)
-            .map_err(|e| TlsError::Pem {
-                path: key.clone(),
-                reason: e.to_string(),
-            })?;
+        let reason = |e: TlsError| match e {
+            TlsError::Pem { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let chain = load_certificates(cert).map_err(|e| TlsError::Certificate {
+            path: cert.clone(),
+            reason: reason(e),
+        })?;
+        let der = load_private_key(key).map_err(|e| TlsError::CertificateKey {
+            path: key.clone(),
+            reason: reason(e),
+        })?;
+        let signing =
+            provider
+                .key_provider
+                .load_private_key(der)
+                .map_err(|e| TlsError::CertificateKey {
+                    path: key.clone(),
+                    reason: e.to_string(),
+                })?;
         // rustls's own check parses the certificate with webpki, which
         // refuses X.509 v1 (what `openssl req -x509` makes without
         // extensions) although OpenSSL serves those; compare the public
@@ -171,7 +182,7 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
         let have = chain.first().and_then(|c| subject_public_key_info(c));
         if let (Some(wanted), Some(have)) = (wanted, have) {
             if wanted.as_ref() != have {
-                return Err(TlsError::Pem {
+                return Err(TlsError::CertificateKey {
                     path: key.clone(),
                     reason: "the key does not match the certificate".to_string(),
                 });
