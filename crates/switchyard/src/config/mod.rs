@@ -11,6 +11,7 @@ mod rewrite;
 mod settings;
 mod stream;
 mod stream_ssl;
+mod stream_values;
 pub(crate) mod upstream;
 pub mod values;
 
