@@ -149,6 +149,9 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
+/// The rustls this build links (Cargo.lock's, checked by a test).
+const RUSTLS_VERSION: &str = "0.23";
+
 /// The `-V` text: what this build has, in nginx's `configure arguments:`
 /// form, so scripts that grep it find the truth.
 pub fn configure_line() -> String {
@@ -161,6 +164,7 @@ pub fn configure_line() -> String {
         "--with-http_upstream_random_module",
         "--with-http_upstream_keepalive_module",
         "--with-stream",
+        "--with-stream_ssl_module",
         "--with-stream_ssl_preread_module",
     ];
     let missing = [
@@ -195,9 +199,10 @@ pub fn configure_line() -> String {
         "--without-stream_upstream_least_time_module",
     ];
     format!(
-        "switchyard version: switchyard/{}\nnginx version: nginx/{} (the behaviour switchyard follows)\nbuilt with rustc, TLS not available\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
+        "switchyard version: switchyard/{}\nnginx version: nginx/{} (the behaviour switchyard follows)\nbuilt with rustc and rustls {} (TLS termination in stream only)\nTLS SNI support enabled\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
         crate::VERSION,
         crate::NGINX_BEHAVIOUR,
+        RUSTLS_VERSION,
         have.join(" "),
         missing.join(" ")
     )
@@ -274,6 +279,24 @@ mod tests {
                 "-V and {directive} disagree on {module}"
             );
         }
+        // Listed with --with- as nginx lists them (not built by default).
+        for (module, directive) in [
+            ("stream_ssl_module", "ssl_certificate"),
+            ("stream_ssl_preread_module", "ssl_preread"),
+        ] {
+            let supported =
+                lookup_in(directive, Ctx::STREAM_SERVER).map(|d| d.support) == Some(Support::Yes);
+            assert_eq!(
+                supported,
+                line.contains(&format!("--with-{module} ")),
+                "-V and {directive} disagree on {module}"
+            );
+        }
+        let lock = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"));
+        assert!(
+            lock.contains(&format!("name = \"rustls\"\nversion = \"{RUSTLS_VERSION}.")),
+            "-V names rustls {RUSTLS_VERSION}, Cargo.lock another"
+        );
     }
 
     fn p(args: &[&str]) -> Result<Options, String> {

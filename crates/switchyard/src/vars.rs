@@ -139,6 +139,9 @@ pub enum Var {
     SslPrereadServerName,
     /// `$ssl_preread_alpn_protocols`.
     SslPrereadAlpnProtocols,
+    /// `$ssl_protocol`, `$ssl_cipher`, ...: what a terminated TLS
+    /// handshake negotiated (stream `listen ... ssl`).
+    Ssl(crate::transport::tls_server::SslVar),
 }
 
 /// Which module's variables a template may name: http and stream each have
@@ -287,6 +290,9 @@ impl Var {
             "ssl_preread_protocol" => Var::SslPrereadProtocol,
             "ssl_preread_server_name" => Var::SslPrereadServerName,
             "ssl_preread_alpn_protocols" => Var::SslPrereadAlpnProtocols,
+            _ if crate::transport::tls_server::SslVar::from_name(&lower).is_some() => {
+                Var::Ssl(crate::transport::tls_server::SslVar::from_name(&lower)?)
+            }
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }

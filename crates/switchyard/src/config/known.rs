@@ -2038,12 +2038,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "ssl_alpn",
-        Ctx::STREAM.or(Ctx::STREAM_SERVER),
-        Arity::AtLeast(1),
-        false,
-    ),
-    k(
         "ssl_buffer_size",
         Ctx::HTTP.or(Ctx::SERVER),
         take(&[1]),
@@ -2206,11 +2200,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_session_tickets",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
         Arity::Flag,
         false,
     ),

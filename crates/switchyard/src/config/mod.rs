@@ -10,6 +10,8 @@ pub mod model;
 mod rewrite;
 mod settings;
 mod stream;
+mod stream_ssl;
+mod stream_values;
 pub(crate) mod upstream;
 pub mod values;
 
@@ -414,7 +416,11 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
         None => None,
     };
     let stream = match stream_block {
-        Some(d) => Some(stream::build_stream(d, &options.prefix)?),
+        Some(d) => {
+            let conf_file = full_path(&options.prefix, &options.conf_file.to_string_lossy());
+            let conf_prefix = conf_file.parent().unwrap_or(&options.prefix);
+            Some(stream::build_stream(d, &options.prefix, conf_prefix)?)
+        }
         None => None,
     };
     Ok(Model {

@@ -237,6 +237,9 @@ pub struct StreamServer {
     /// `ssl_preread` (default off): read the TLS ClientHello before
     /// proxying, for `$ssl_preread_*`.
     pub ssl_preread: bool,
+    /// The server's TLS (`ssl_certificate` and the other `ssl_*`), used by
+    /// its `listen ... ssl` addresses; `None` without a certificate.
+    pub ssl: Option<Arc<crate::transport::tls_server::TlsServer>>,
     /// `preread_buffer_size` (default 16k): the most bytes read ahead.
     pub preread_buffer_size: usize,
     /// `preread_timeout` (default 30s): how long the preread may wait.
@@ -475,6 +478,8 @@ pub struct Listen {
     /// `proxy_protocol` (stream only): each connection starts with a PROXY
     /// protocol header.
     pub proxy_protocol: bool,
+    /// `ssl` (stream only so far): connections start with a TLS handshake.
+    pub ssl: bool,
     /// Where it was written.
     pub position: Option<Position>,
 }
@@ -490,6 +495,7 @@ impl Listen {
             ipv6only: true,
             udp: false,
             proxy_protocol: false,
+            ssl: false,
             position,
         }
     }

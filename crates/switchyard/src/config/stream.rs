@@ -9,10 +9,13 @@ use std::time::Duration;
 use nginx_conf::Directive;
 
 use super::directives::{Ctx, Support};
-use super::listen::parse_address;
 use super::model::{
-    AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, Listen, ProxyBind,
-    ProxyTarget, Rate, SplitClients, Stream, StreamHandler, StreamServer, UpstreamConfig,
+    AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, ProxyBind, ProxyTarget,
+    Rate, Stream, StreamHandler, StreamServer, UpstreamConfig,
+};
+use super::stream_values::{
+    check_listens, parse_access_log, parse_access_rule, parse_limit_conn, parse_limit_conn_zone,
+    parse_proxy_bind, parse_split_clients, parse_stream_listen, set,
 };
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
@@ -50,6 +53,8 @@ struct Layer {
     ssl_preread: Option<bool>,
     preread_buffer_size: Option<usize>,
     preread_timeout: Option<Duration>,
+    /// ngx_stream_ssl_module's settings.
+    ssl: super::stream_ssl::SslLayer,
 }
 
 impl Layer {
@@ -61,6 +66,9 @@ impl Layer {
         formats: &[(String, Arc<LogFormat>)],
         zones: &[Arc<LimitConnZone>],
     ) -> Result<bool, ConfigError> {
+        if self.ssl.apply(d)? {
+            return Ok(true);
+        }
         let flag = || values::parse_flag(arg0(d)).unwrap_or(false);
         match d.name.as_str() {
             "proxy_connect_timeout" => set(&mut self.connect_timeout, d, time_arg(d)?)?,
@@ -199,217 +207,33 @@ impl Layer {
             ssl_preread: self.ssl_preread.or(parent.ssl_preread),
             preread_buffer_size: self.preread_buffer_size.or(parent.preread_buffer_size),
             preread_timeout: self.preread_timeout.or(parent.preread_timeout),
+            ssl: self.ssl.over(&parent.ssl),
         }
     }
-}
-
-fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-/// `proxy_bind ADDRESS[:PORT] | off`; `transparent` is not supported yet.
-fn parse_proxy_bind(d: &Directive) -> Result<Option<ProxyBind>, ConfigError> {
-    let at = &d.position;
-    if let Some(extra) = d.args.get(1) {
-        return Err(if extra.value == "transparent" {
-            ConfigError::at("\"proxy_bind ... transparent\" is not supported yet", at)
-        } else {
-            ConfigError::at(format!("invalid parameter \"{}\"", extra.value), at)
-        });
-    }
-    let value = arg0(d);
-    if value == "off" {
-        return Ok(None);
-    }
-    if value.contains('$') {
-        let t = crate::vars::Template::compile(value)
-            .map_err(|e| ConfigError::at(e.to_string(), at))?;
-        return Ok(Some(ProxyBind::Vars(t)));
-    }
-    super::model::parse_bind_address(value)
-        .map(|a| Some(ProxyBind::Fixed(a)))
-        .ok_or_else(|| ConfigError::at(format!("invalid address \"{value}\""), at))
-}
-
-/// `allow ADDRESS|CIDR|all` / `deny ...` (ngx_stream_access_module).
-fn parse_access_rule(d: &Directive) -> Result<AccessRule, ConfigError> {
-    let value = arg0(d);
-    let allow = d.name == "allow";
-    if value == "all" {
-        return Ok(AccessRule { allow, cidr: None });
-    }
-    if value.starts_with("unix:") {
-        return Err(ConfigError::at(
-            format!("\"{} unix:\" is not supported yet", d.name),
-            &d.position,
-        ));
-    }
-    let cidr = super::settings::parse_cidr(value)
-        .ok_or_else(|| ConfigError::at(format!("invalid parameter \"{value}\""), &d.position))?;
-    Ok(AccessRule {
-        allow,
-        cidr: Some(cidr),
-    })
-}
-
-/// `limit_conn_zone KEY zone=NAME:SIZE` (the size is checked as nginx
-/// checks it; the counts live in memory shared by the workers).
-fn parse_limit_conn_zone(d: &Directive) -> Result<LimitConnZone, ConfigError> {
-    let at = &d.position;
-    let key_text = arg0(d).to_string();
-    let key = crate::vars::Template::compile(&key_text)
-        .map_err(|e| ConfigError::at(e.to_string(), at))?;
-    let mut name = None;
-    for arg in &d.args[1..] {
-        let p = arg.value.as_str();
-        let Some(zone) = p.strip_prefix("zone=") else {
-            return Err(ConfigError::at(format!("invalid parameter \"{p}\""), at));
-        };
-        let (zone_name, size) = zone
-            .split_once(':')
-            .ok_or_else(|| ConfigError::at(format!("invalid zone size \"{p}\""), at))?;
-        let size = values::parse_size(size)
-            .filter(|_| !zone_name.is_empty())
-            .ok_or_else(|| ConfigError::at(format!("invalid zone size \"{p}\""), at))?;
-        if size < 8 * 4096 {
-            return Err(ConfigError::at(format!("zone \"{p}\" is too small"), at));
-        }
-        name = Some(zone_name.to_string());
-    }
-    let name = name
-        .ok_or_else(|| ConfigError::at("\"limit_conn_zone\" must have \"zone\" parameter", at))?;
-    Ok(LimitConnZone {
-        name,
-        key,
-        key_text,
-    })
-}
-
-/// `limit_conn ZONE N`.
-fn parse_limit_conn(d: &Directive, zones: &[Arc<LimitConnZone>]) -> Result<LimitConn, ConfigError> {
-    let at = &d.position;
-    let name = arg0(d);
-    let zone = zones
-        .iter()
-        .find(|z| z.name == name)
-        .cloned()
-        .ok_or_else(|| ConfigError::bare(format!("zero size shared memory zone \"{name}\"")))?;
-    let text = &d.args[1].value;
-    let max = values::parse_number(text)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ConfigError::at(format!("invalid number of connections \"{text}\""), at))?;
-    if max > 65535 {
-        return Err(ConfigError::at("connection limit must be less 65536", at));
-    }
-    Ok(LimitConn {
-        zone,
-        max: max as u32,
-    })
-}
-
-/// `split_clients KEY $name { PERCENT% VALUE; ... }`, with nginx's
-/// arithmetic: percentages in hundredths, bounds over the 32-bit hash.
-fn parse_split_clients(d: &Directive) -> Result<(String, SplitClients), ConfigError> {
-    let at = &d.position;
-    let source =
-        crate::vars::Template::compile(arg0(d)).map_err(|e| ConfigError::at(e.to_string(), at))?;
-    let name = d.args[1]
-        .value
-        .strip_prefix('$')
-        .ok_or_else(|| {
-            ConfigError::at(format!("invalid variable name \"{}\"", d.args[1].value), at)
-        })?
-        .to_ascii_lowercase();
-    let mut raw: Vec<(u32, String)> = Vec::new();
-    for line in d.block.as_deref().unwrap_or_default() {
-        let lat = &line.position;
-        if line.args.len() != 1 || line.block.is_some() {
-            return Err(ConfigError::at("invalid number of arguments", lat));
-        }
-        let key = line.name.as_str();
-        let percent = if key == "*" {
-            0
-        } else {
-            key.strip_suffix('%')
-                .and_then(parse_hundredths)
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConfigError::at(format!("invalid percent value \"{key}\""), lat))?
-        };
-        raw.push((percent, line.args[0].value.clone()));
-    }
-    let mut parts = Vec::new();
-    let (mut sum, mut last) = (0u32, 0u64);
-    for (percent, value) in raw {
-        sum = if percent > 0 { sum + percent } else { 10000 };
-        if sum > 10000 {
-            return Err(ConfigError::at("percent total is greater than 100%", at));
-        }
-        let bound = if sum == 10000 || percent == 0 {
-            0
-        } else {
-            last += u64::from(percent) * 0xffff_ffff / 10000;
-            last as u32
-        };
-        parts.push((bound, value));
-    }
-    Ok((name, SplitClients { source, parts }))
-}
-
-/// `12.5` -> 1250 (nginx's `ngx_atofp` with two decimals).
-fn parse_hundredths(text: &str) -> Option<u32> {
-    let (int, frac) = match text.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (text, ""),
-    };
-    if int.is_empty()
-        || frac.len() > 2
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let int: u32 = int.parse().ok()?;
-    let frac: u32 = format!("{frac:0<2}").parse().ok()?;
-    int.checked_mul(100)?.checked_add(frac)
-}
-
-/// `access_log PATH FORMAT` / `access_log off` in stream: unlike http
-/// there is no default format (nginx: "log format is not specified").
-fn parse_access_log(
-    d: &Directive,
-    prefix: &Path,
-    formats: &[(String, Arc<LogFormat>)],
-) -> Result<Option<AccessLogTarget>, ConfigError> {
-    if arg0(d) != "off" && d.args.len() < 2 {
-        return Err(ConfigError::at("log format is not specified", &d.position));
-    }
-    if arg0(d).contains('$') {
-        return Err(ConfigError::at(
-            "\"access_log\" with variables in the path is not supported yet",
-            &d.position,
-        ));
-    }
-    super::settings::parse_access_log(d, prefix, formats)
 }
 
 /// Builds the typed `stream` block. Templates in it are compiled against
 /// the stream module's variables.
-pub(crate) fn build_stream(d: &Directive, prefix: &Path) -> Result<Stream, ConfigError> {
+/// Certificate files are relative to `conf_prefix`, the directory of
+/// nginx.conf, as in nginx.
+pub(crate) fn build_stream(
+    d: &Directive,
+    prefix: &Path,
+    conf_prefix: &Path,
+) -> Result<Stream, ConfigError> {
     let block = d.block.as_deref().unwrap_or_default();
     let mut names = Vec::new();
     super::rewrite::user_var_names(block, &mut names);
     with_var_set(VarSet::Stream, || {
-        with_user_vars(names, || build_stream_inner(block, prefix))
+        with_user_vars(names, || build_stream_inner(block, prefix, conf_prefix))
     })
 }
 
-fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, ConfigError> {
+fn build_stream_inner(
+    block: &[Directive],
+    prefix: &Path,
+    conf_prefix: &Path,
+) -> Result<Stream, ConfigError> {
     let mut formats: Vec<(String, Arc<LogFormat>)> = Vec::new();
     let mut maps = std::collections::HashMap::new();
     let mut splits = std::collections::HashMap::new();
@@ -484,7 +308,11 @@ fn build_stream_inner(block: &[Directive], prefix: &Path) -> Result<Stream, Conf
         }
     }
     let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
-    let mut found = FoundInServers::default();
+    let mut found = FoundInServers {
+        implicit: Vec::new(),
+        checks: Vec::new(),
+        ssl: super::stream_ssl::SslBuild::new(conf_prefix),
+    };
     let mut servers = Vec::new();
     for s in server_blocks {
         servers.push(Arc::new(build_server(
@@ -538,12 +366,13 @@ fn not_yet_in_stream(d: &Directive) {
 }
 
 /// What servers contribute to the stream block as a whole.
-#[derive(Default)]
 struct FoundInServers {
     /// Implicit one-server groups (`proxy_pass host:port`).
     implicit: Vec<Arc<UpstreamConfig>>,
     /// `health_check` lines, by the group they check.
     checks: Vec<(String, HealthCheck)>,
+    /// The servers' TLS, built as each server is.
+    ssl: super::stream_ssl::SslBuild,
 }
 
 fn build_server(
@@ -642,7 +471,16 @@ fn build_server(
         found.checks.push((name, check));
     }
     let merged = layer.over(stream);
+    let ssl_listen = listens.iter().any(|l| l.ssl);
+    let ssl = found.ssl.server(&merged.ssl, ssl_listen, &d.position)?;
+    if ssl_listen && merged.ssl_preread == Some(true) {
+        return Err(ConfigError::bare(format!(
+            "\"ssl_preread\" in a server with \"listen ... ssl\" is not supported yet in {}",
+            d.position
+        )));
+    }
     Ok(StreamServer {
+        ssl,
         listens,
         handler,
         set,
@@ -741,382 +579,6 @@ fn parse_proxy_pass(
     Ok(StreamHandler::Proxy(ProxyTarget::Implicit(up)))
 }
 
-/// `listen ADDRESS:PORT [backlog=N] [reuseport] [bind] [so_keepalive=...]
-/// [ipv6only=on|off]`; `udp`, `ssl` and `proxy_protocol` are not
-/// supported yet.
-pub(crate) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> {
-    let at = &d.position;
-    let first = arg0(d);
-    if first.starts_with("unix:") {
-        return Err(ConfigError::at(
-            "\"listen\" on a unix socket is not supported yet",
-            at,
-        ));
-    }
-    let has_port = first.bytes().all(|b| b.is_ascii_digit())
-        || match first.strip_prefix('[') {
-            Some(rest) => rest.contains("]:"),
-            None => first.contains(':'),
-        };
-    if !has_port {
-        return Err(ConfigError::at(
-            format!("no port in \"{first}\" of the \"listen\" directive"),
-            at,
-        ));
-    }
-    let addr = parse_address(first, 0)
-        .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
-    let mut listen = Listen::new(addr, Some(at.clone()));
-    for param in d.args.iter().skip(1) {
-        let p = param.value.as_str();
-        match p {
-            "reuseport" | "bind" => {}
-            "udp" => listen.udp = true,
-            "proxy_protocol" => listen.proxy_protocol = true,
-            "ssl" => {
-                return Err(ConfigError::at(
-                    format!("\"listen ... {p}\" is not supported yet"),
-                    at,
-                ))
-            }
-            _ => {
-                if super::listen::socket_param(&mut listen, p, at)? {
-                } else if p.starts_with("so_keepalive=")
-                    || p.starts_with("rcvbuf=")
-                    || p.starts_with("sndbuf=")
-                {
-                    // Socket tuning with no effect on the bytes proxied; accepted.
-                } else {
-                    return Err(ConfigError::at(format!("invalid parameter \"{p}\""), at));
-                }
-            }
-        }
-    }
-    if listen.udp && listen.proxy_protocol {
-        return Err(ConfigError::at(
-            "\"listen ... udp proxy_protocol\" is not supported yet",
-            at,
-        ));
-    }
-    Ok(listen)
-}
-
-/// nginx refuses the same address in two stream `listen`s.
-fn check_listens(servers: &[Arc<StreamServer>]) -> Result<(), ConfigError> {
-    let mut seen: Vec<(std::net::SocketAddr, bool)> = Vec::new();
-    for listen in servers.iter().flat_map(|s| s.listens.iter()) {
-        if seen.contains(&(listen.addr, listen.udp)) {
-            let message = format!("duplicate \"{}\" address and port pair", listen.addr);
-            return Err(match &listen.position {
-                Some(p) => ConfigError::at(message, p),
-                None => ConfigError::bare(message),
-            });
-        }
-        seen.push((listen.addr, listen.udp));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::super::{load, LoadOptions, Loaded};
-    use super::*;
-
-    fn try_load(stream_body: &str) -> Result<Loaded, ConfigError> {
-        let dir = tempfile::tempdir().map_err(|e| ConfigError::bare(e.to_string()))?;
-        let path = dir.path().join("nginx.conf");
-        let text = format!("events {{}}\nstream {{\n{stream_body}\n}}\n");
-        std::fs::write(&path, text).map_err(|e| ConfigError::bare(e.to_string()))?;
-        load(&LoadOptions {
-            conf_file: path,
-            prefix: dir.path().to_path_buf(),
-            globals: None,
-        })
-    }
-
-    fn stream(body: &str) -> Stream {
-        match try_load(body) {
-            Ok(l) => l.model.stream.expect("a stream block"),
-            Err(e) => panic!("unexpected error: {}", e.lines().join("; ")),
-        }
-    }
-
-    fn error(body: &str) -> String {
-        match try_load(body) {
-            Ok(_) => panic!("loaded, expected an error"),
-            Err(e) => e.lines().join("; "),
-        }
-    }
-
-    #[test]
-    fn upstream_and_server_with_defaults() {
-        let s = stream(
-            "upstream u { hash $remote_addr consistent; server 127.0.0.1:81 weight=2 max_fails=3 fail_timeout=5s; server 127.0.0.1:82 down; }\n\
-             server { listen 127.0.0.1:8080; proxy_pass u; }",
-        );
-        assert_eq!(s.upstreams.len(), 1);
-        let up = &s.upstreams[0];
-        assert_eq!(up.method, balance::Method::Hash { consistent: true });
-        assert_eq!(up.servers[0].weight, 2);
-        assert_eq!(up.servers[0].max_fails, 3);
-        assert_eq!(up.servers[0].fail_timeout, Duration::from_secs(5));
-        assert!(up.servers[1].down);
-        let server = &s.servers[0];
-        assert_eq!(server.listens[0].addr, "127.0.0.1:8080".parse().unwrap());
-        assert!(
-            matches!(&server.handler, StreamHandler::Proxy(ProxyTarget::Upstream(n)) if n == "u")
-        );
-        assert_eq!(server.connect_timeout, Duration::from_secs(60));
-        assert_eq!(server.timeout, Duration::from_secs(600));
-        assert!(server.next_upstream);
-        assert_eq!(server.buffer_size, 16384);
-        assert!(!server.half_close);
-        assert!(server.access_log.is_empty());
-    }
-
-    #[test]
-    fn settings_merge_from_stream_into_server() {
-        let s = stream(
-            "proxy_timeout 5s; proxy_next_upstream off; log_format f $remote_addr; access_log x.log f;\n\
-             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; proxy_timeout 1s; proxy_buffer_size 1k; proxy_next_upstream_tries 2; }\n\
-             server { listen 127.0.0.1:8081; proxy_pass 127.0.0.1:81; access_log off; }",
-        );
-        assert_eq!(s.servers[0].timeout, Duration::from_secs(1));
-        assert!(!s.servers[0].next_upstream);
-        assert_eq!(s.servers[0].buffer_size, 1024);
-        assert_eq!(s.servers[0].next_upstream_tries, 2);
-        assert_eq!(s.servers[0].access_log.len(), 1);
-        assert_eq!(s.servers[1].timeout, Duration::from_secs(5));
-        assert!(s.servers[1].access_log.is_empty());
-        // One implicit group for the two servers that name the same address.
-        assert_eq!(s.upstreams.len(), 1);
-        assert_eq!(s.upstreams[0].name, "127.0.0.1:81");
-    }
-
-    #[test]
-    fn stream_variables_only() {
-        stream("log_format f $bytes_received:$upstream_bytes_sent:$session_time:$protocol;");
-        let e = error("log_format f $request;");
-        assert!(e.starts_with("unknown \"request\" variable in "), "{e}");
-    }
-
-    #[test]
-    fn nginx_messages_with_positions() {
-        let cases = [
-            ("upstream u { server 127.0.0.1; }", "no port in upstream \"127.0.0.1\" in "),
-            ("upstream u { keepalive 2; server 127.0.0.1:80; }", "\"keepalive\" directive is not allowed here in "),
-            ("upstream u { ip_hash; server 127.0.0.1:80; }", "\"ip_hash\" directive is not allowed here in "),
-            ("upstream u { }", "no servers are inside upstream in "),
-            ("server { proxy_pass 127.0.0.1:80; }", "no \"listen\" is defined for server in "),
-            ("server { listen 127.0.0.1; proxy_pass 127.0.0.1:80; }", "no port in \"127.0.0.1\" of the \"listen\" directive in "),
-            ("server { listen 127.0.0.1:80; proxy_pass backend; }", "no port in upstream \"backend\" in "),
-            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_timeout x; }", "\"proxy_timeout\" directive invalid value in "),
-            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_half_close yes; }", "invalid value \"yes\" in \"proxy_half_close\" directive, it must be \"on\" or \"off\" in "),
-            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; access_log x.log; }", "log format is not specified in "),
-            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; location / {} }", "\"location\" directive is not allowed here in "),
-            ("server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; }\nserver { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; }", "duplicate \"127.0.0.1:80\" address and port pair in "),
-            ("server x { listen 127.0.0.1:80; }", "invalid number of arguments in \"server\" directive in "),
-        ];
-        for (body, wanted) in cases {
-            let e = error(body);
-            assert!(e.starts_with(wanted), "{body}: {e}");
-            assert!(e.contains("nginx.conf:"), "{body}: no file:line in {e}");
-        }
-    }
-
-    #[test]
-    fn unimplemented_directives_are_named_not_ignored() {
-        let e = error(
-            "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_ssl_verify on; proxy_ssl on; }",
-        );
-        assert!(
-            e.contains("\"proxy_ssl_verify\" is not supported yet in "),
-            "{e}"
-        );
-        assert!(e.contains("\"proxy_ssl\" is not supported yet in "), "{e}");
-        let e = error("server { listen 127.0.0.1:80 ssl; proxy_pass 127.0.0.1:81; }");
-        assert!(
-            e.starts_with("\"listen ... ssl\" is not supported yet"),
-            "{e}"
-        );
-        let e = error("error_log logs/s.log;");
-        assert!(
-            e.starts_with("\"error_log\" in stream is not supported yet"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn split_clients_bounds_follow_nginx() {
-        let s = stream("split_clients $remote_addr $x { 50% a; 25.5% b; * c; }");
-        let split = &s.split_clients["x"];
-        let half = (5000u64 * 0xffff_ffff / 10000) as u32;
-        let more = (5000u64 * 0xffff_ffff / 10000 + 2550u64 * 0xffff_ffff / 10000) as u32;
-        assert_eq!(
-            split.parts,
-            vec![
-                (half, "a".to_string()),
-                (more, "b".to_string()),
-                (0, "c".to_string())
-            ]
-        );
-        assert!(error("split_clients $remote_addr $x { 60% a; 50% b; }")
-            .starts_with("percent total is greater than 100% in "));
-        assert!(error("split_clients $remote_addr $x { 0% a; }")
-            .starts_with("invalid percent value \"0%\" in "));
-        assert!(error("split_clients $remote_addr $x { 1.234% a; }")
-            .starts_with("invalid percent value"));
-    }
-
-    #[test]
-    fn udp_listens_and_responses() {
-        let s = stream(
-            "proxy_responses 1;\n\
-             server { listen 127.0.0.1:8080 udp; listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; proxy_requests 2; }",
-        );
-        let server = &s.servers[0];
-        assert!(
-            server.listens[0].udp && !server.listens[1].udp,
-            "TCP and UDP may share a port"
-        );
-        assert_eq!(server.responses, Some(1));
-        assert_eq!(server.requests, 2);
-        let s = stream("server { listen 127.0.0.1:8080 udp; proxy_pass 127.0.0.1:81; }");
-        assert_eq!(s.servers[0].responses, None, "any number by default");
-    }
-
-    #[test]
-    fn limit_conn_zones_and_limits() {
-        let s = stream(
-            "limit_conn zone 2;\n\
-             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; }\n\
-             server { listen 127.0.0.1:8081; proxy_pass 127.0.0.1:81; limit_conn other 1; limit_conn_log_level warn; }\n\
-             limit_conn_zone $binary_remote_addr zone=zone:1m;\n\
-             limit_conn_zone $remote_addr zone=other:64k;",
-        );
-        assert_eq!(s.limit_zones.len(), 2);
-        assert_eq!(s.servers[0].limit_conn.len(), 1, "inherited");
-        assert_eq!(s.servers[0].limit_conn[0].zone.name, "zone");
-        assert_eq!(s.servers[0].limit_conn[0].max, 2);
-        assert_eq!(s.servers[1].limit_conn.len(), 1, "its own only");
-        assert_eq!(s.servers[1].limit_conn[0].zone.name, "other");
-        assert_eq!(s.servers[1].limit_conn_log_level, ErrorLevel::Warn);
-        let cases = [
-            (
-                "limit_conn_zone $remote_addr zone=z:1k;",
-                "zone \"zone=z:1k\" is too small in ",
-            ),
-            (
-                "limit_conn_zone $remote_addr size=1m;",
-                "invalid parameter \"size=1m\" in ",
-            ),
-            (
-                "limit_conn_zone $remote_addr zone=z:1m; limit_conn_zone $server_addr zone=z:1m;",
-                "limit_conn_zone \"z\" is already bound to key \"$remote_addr\" in ",
-            ),
-            (
-                "limit_conn_zone $remote_addr zone=z:1m; limit_conn z 0;",
-                "invalid number of connections \"0\" in ",
-            ),
-            (
-                "limit_conn_zone $remote_addr zone=z:1m; limit_conn z 70000;",
-                "connection limit must be less 65536 in ",
-            ),
-            (
-                "limit_conn nope 1;",
-                "zero size shared memory zone \"nope\"",
-            ),
-        ];
-        for (body, wanted) in cases {
-            let e = error(body);
-            assert!(e.starts_with(wanted), "{body}: {e}");
-        }
-    }
-
-    #[test]
-    fn resolver_serves_stream_upstreams() {
-        let s = stream(
-            "upstream u { server example.net:80 resolve; server _x._tcp.example.net service=x; }\n\
-             upstream own { resolver 127.0.0.2; server example.org:80 resolve; }\n\
-             resolver 127.0.0.1:5353 valid=5s; resolver_timeout 2s;",
-        );
-        let u = &s.upstreams[0];
-        let r = u.resolver.as_ref().expect("the stream resolver");
-        assert_eq!(r.servers, vec!["127.0.0.1:5353".parse().unwrap()]);
-        assert_eq!(r.timeout, Duration::from_secs(2));
-        assert_eq!(
-            u.servers[1].service.as_deref(),
-            Some("x"),
-            "service= needs no port"
-        );
-        let own = s.upstreams[1].resolver.as_ref().expect("its own resolver");
-        assert_eq!(own.servers, vec!["127.0.0.2:53".parse().unwrap()]);
-        let e =
-            error("server { listen 127.0.0.1:80; resolver 127.0.0.1; proxy_pass 127.0.0.1:81; }");
-        assert!(
-            e.starts_with("\"resolver\" in a stream server is not supported yet in "),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn rates_fixed_or_from_variables() {
-        let s = stream(
-            "proxy_download_rate 1k;\n\
-             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; proxy_upload_rate $server_port; }",
-        );
-        assert_eq!(s.servers[0].download_rate, Rate::Fixed(1024));
-        assert!(matches!(s.servers[0].upload_rate, Rate::Vars(_)));
-        let e = error("proxy_download_rate fast;");
-        assert!(
-            e.starts_with("\"proxy_download_rate\" directive invalid value in "),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn proxy_bind_and_keepalive() {
-        let s = stream(
-            "proxy_bind 127.0.0.2; proxy_socket_keepalive on;\n\
-             server { listen 127.0.0.1:8080; proxy_pass 127.0.0.1:81; }\n\
-             server { listen 127.0.0.1:8081; proxy_pass 127.0.0.1:81; proxy_bind off; }\n\
-             server { listen 127.0.0.1:8082; proxy_pass 127.0.0.1:81; proxy_bind $server_addr; }",
-        );
-        assert_eq!(
-            s.servers[0].bind,
-            Some(ProxyBind::Fixed("127.0.0.2:0".parse().unwrap()))
-        );
-        assert!(s.servers[0].socket_keepalive);
-        assert_eq!(s.servers[1].bind, None, "off");
-        assert!(matches!(s.servers[2].bind, Some(ProxyBind::Vars(_))));
-        assert!(error("proxy_bind 127.0.0.2 transparent;")
-            .contains("transparent\" is not supported yet"));
-        assert!(error("proxy_bind nowhere;").starts_with("invalid address \"nowhere\" in "));
-    }
-
-    #[test]
-    fn murmur_hash2_known_values() {
-        // Reference values of MurmurHash2 with seed 0, as nginx computes it.
-        assert_eq!(super::super::model::murmur_hash2(b""), 0);
-        assert_eq!(super::super::model::murmur_hash2(b"a"), 0x92685f5e);
-    }
-
-    #[test]
-    fn access_rules_set_and_return() {
-        let s = stream(
-            "deny 10.0.0.0/8; allow all;\n\
-             server { listen 127.0.0.1:8080; set $greeting hi; return $greeting; }\n\
-             server { listen 127.0.0.1:8081; deny all; proxy_pass 127.0.0.1:81; }",
-        );
-        assert_eq!(s.servers[0].access.len(), 2, "inherited from stream");
-        assert_eq!(s.servers[1].access.len(), 1, "its own rules only");
-        assert!(!s.servers[1].access[0].allow);
-        assert!(s.servers[1].access[0].cidr.is_none());
-        assert_eq!(s.servers[0].set.len(), 1);
-        assert!(matches!(s.servers[0].handler, StreamHandler::Return(_)));
-        assert!(
-            error("server { listen 127.0.0.1:80; allow 1.2.3; return x; }")
-                .starts_with("invalid parameter \"1.2.3\" in ")
-        );
-    }
-}
+#[path = "stream_tests.rs"]
+mod tests;

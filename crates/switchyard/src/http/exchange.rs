@@ -361,7 +361,8 @@ impl VarSource for Exchange {
             | Var::LimitConnStatus
             | Var::SslPrereadProtocol
             | Var::SslPrereadServerName
-            | Var::SslPrereadAlpnProtocols => None,
+            | Var::SslPrereadAlpnProtocols
+            | Var::Ssl(_) => None,
         }
     }
 }

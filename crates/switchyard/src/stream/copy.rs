@@ -206,10 +206,45 @@ pub(crate) async fn copy(
     timeout: Duration,
     counters: &Counters,
 ) -> CopyEnd {
-    let half_close = shape.half_close;
-    counters.touch();
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
+    copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+}
+
+/// [`copy`] for a client that is not a bare socket (TLS): its halves share
+/// the stream through a lock, which a plain socket does not need.
+pub(crate) async fn copy_stream<C>(
+    client: &mut C,
+    upstream: &mut TcpStream,
+    shape: Shape,
+    timeout: Duration,
+    counters: &Counters,
+) -> CopyEnd
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (cr, cw) = tokio::io::split(client);
+    let (ur, uw) = upstream.split();
+    copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+}
+
+async fn copy_halves<CR, CW, UR, UW>(
+    cr: CR,
+    cw: CW,
+    ur: UR,
+    uw: UW,
+    shape: Shape,
+    timeout: Duration,
+    counters: &Counters,
+) -> CopyEnd
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let half_close = shape.half_close;
+    counters.touch();
     let up = pump(
         cr,
         uw,

@@ -22,6 +22,8 @@ pub struct Bound {
     pub log: Arc<AccessLog>,
     /// `listen ... proxy_protocol`: connections start with a PROXY header.
     pub proxy_protocol: bool,
+    /// `listen ... ssl`: connections start with a TLS handshake.
+    pub ssl: bool,
 }
 
 /// The stream block at run time.
@@ -90,6 +92,7 @@ impl StreamRuntime {
                         listen: listen.addr,
                         log: log.clone(),
                         proxy_protocol: listen.proxy_protocol,
+                        ssl: listen.ssl,
                     },
                 );
                 binds.push((listen.addr, listen.backlog, listen.ipv6only, listen.udp));

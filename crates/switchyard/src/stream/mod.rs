@@ -15,5 +15,6 @@ mod proxy_protocol;
 pub mod session;
 pub mod ssl_preread;
 mod target;
+mod tls;
 pub mod udp;
 mod vars;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::copy::{copy, CopyEnd, Counters, Direction, PumpEnd, Shape};
+use super::copy::{CopyEnd, Counters, Direction, PumpEnd, Shape};
 use super::vars::Session;
 use crate::config::model::{AccessRule, StreamHandler, StreamServer};
 use crate::http::generation::Generation;
@@ -79,6 +79,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         proxy_protocol: None,
         limit_conn_status: None,
         ssl_preread: None,
+        ssl: None,
     };
     if bound.proxy_protocol {
         let read = tokio::time::timeout(
@@ -133,6 +134,18 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
             &format!("access forbidden by rule{}", session.context()),
         );
         session.status = 403;
+    } else if bound.ssl {
+        // The ssl phase (after access, before preread and content).
+        match server.ssl.as_deref() {
+            Some(tls) => {
+                if let Some(mut stream) = super::tls::handshake(&mut session, tls, client).await {
+                    content(&mut session, &server, &generation, &mut stream).await;
+                }
+            }
+            // Refused at load ("no ssl_certificate ..."); never serve
+            // plain bytes on a TLS address.
+            None => session.status = 500,
+        }
     } else if server.ssl_preread && !super::preread::preread(&mut session, &server, &client).await {
         // The preread ended the session (timeout, EOF, buffer full).
     } else {
@@ -151,11 +164,11 @@ pub(crate) fn allowed(rules: &[AccessRule], remote: SocketAddr) -> bool {
 }
 
 /// The content phase: `return`, `proxy_pass`, or nothing (500).
-async fn content(
+async fn content<C: super::tls::Downstream>(
     session: &mut Session,
     server: &StreamServer,
     generation: &Generation,
-    client: &mut TcpStream,
+    client: &mut C,
 ) {
     match &server.handler {
         StreamHandler::Return(text) => {
@@ -224,14 +237,9 @@ async fn content(
         download_rate: server.download_rate.value(&*session),
         half_close: server.half_close,
     };
-    let end = copy(
-        client,
-        &mut connected.stream,
-        shape,
-        server.timeout,
-        &counters,
-    )
-    .await;
+    let end = client
+        .copy_with(&mut connected.stream, shape, server.timeout, &counters)
+        .await;
     session.bytes_received = counters.from_client.load(Ordering::Relaxed);
     session.bytes_sent = counters.to_client.load(Ordering::Relaxed);
     if let Some(t) = session.tries.last_mut() {

@@ -157,6 +157,7 @@ async fn serve(
         proxy_protocol: None,
         limit_conn_status: None,
         ssl_preread: None,
+        ssl: None,
     };
     for (name, value) in &server.set {
         let value = value.render(&session);

@@ -64,6 +64,8 @@ pub(crate) struct Session {
     pub limit_conn_status: Option<&'static str>,
     /// What `ssl_preread` read of the client's TLS hello.
     pub ssl_preread: Option<super::ssl_preread::ClientHello>,
+    /// What the TLS handshake of a `listen ... ssl` negotiated.
+    pub ssl: Option<crate::transport::tls_server::Handshake>,
 }
 
 fn secs(d: Duration) -> String {
@@ -170,6 +172,8 @@ impl VarSource for Session {
                 .as_ref()
                 .and_then(|h| h.alpn.as_deref())
                 .map(Cow::Borrowed),
+            // Not found on a plain connection (`-` in the log), as nginx.
+            Var::Ssl(v) => self.ssl.as_ref().map(|h| Cow::Borrowed(h.value(*v))),
             Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
                 .ok()
                 .map(Cow::Owned),
@@ -242,6 +246,7 @@ mod tests {
             proxy_protocol: None,
             limit_conn_status: None,
             ssl_preread: None,
+            ssl: None,
         };
         let t = with_var_set(VarSet::Stream, || {
             Template::compile(

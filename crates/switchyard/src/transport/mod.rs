@@ -1,3 +1,6 @@
 //! Byte streams the engines run over, beyond plain TCP: TLS so far.
 
+pub mod ciphers;
+pub mod sessions;
 pub mod tls;
+pub mod tls_server;

@@ -26,6 +26,24 @@ pub enum TlsError {
         /// Why.
         reason: String,
     },
+    /// A server certificate (`ssl_certificate`) could not be loaded; the
+    /// wording is nginx's.
+    #[error("cannot load certificate \"{path}\": {reason}")]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A server key (`ssl_certificate_key`) could not be loaded or does
+    /// not belong to its certificate.
+    #[error("cannot load certificate key \"{path}\": {reason}")]
+    CertificateKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// rustls refused the configuration.
     #[error("{0}")]
     Rustls(#[from] rustls::Error),

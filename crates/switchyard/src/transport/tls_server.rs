@@ -1,0 +1,363 @@
+//! The server side of TLS termination (`listen ... ssl`): a rustls server
+//! configuration from nginx's `ssl_*` settings, and what a finished
+//! handshake tells the `$ssl_*` variables.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, StoresServerSessions,
+};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConnection;
+
+use super::tls::{load_certificates, load_private_key, TlsError};
+
+/// `ssl_protocols`: the versions rustls can speak. rustls implements
+/// TLSv1.2 and TLSv1.3 only; `SSLv2`, `SSLv3`, `TLSv1` and `TLSv1.1` are
+/// accepted in the list as nginx accepts them, but never negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    /// `TLSv1.2` is listed.
+    pub tls12: bool,
+    /// `TLSv1.3` is listed.
+    pub tls13: bool,
+}
+
+impl Default for Protocols {
+    /// nginx's default, `TLSv1.2 TLSv1.3`.
+    fn default() -> Protocols {
+        Protocols {
+            tls12: true,
+            tls13: true,
+        }
+    }
+}
+
+/// `ssl_session_cache`.
+#[derive(Debug, Clone)]
+pub enum SessionCache {
+    /// `off`: no session is stored.
+    Off,
+    /// `none` (the default): sessions are not stored either; nginx only
+    /// words the refusal more gently to the client.
+    None,
+    /// `builtin[:size]` and/or `shared:NAME:size`: one store, shared by
+    /// every server naming the same zone.
+    Store(Arc<dyn StoresServerSessions>),
+}
+
+/// The TLS settings of one server, as `ssl_*` directives give them.
+#[derive(Debug, Clone)]
+pub struct ServerTlsSettings {
+    /// `ssl_certificate` / `ssl_certificate_key` pairs, in order.
+    pub certificates: Vec<(PathBuf, PathBuf)>,
+    /// `ssl_protocols`.
+    pub protocols: Protocols,
+    /// `ssl_ciphers`, selected (TLSv1.2 suites in order, TLSv1.3 ones).
+    pub ciphers: Vec<rustls::SupportedCipherSuite>,
+    /// `ssl_prefer_server_ciphers`.
+    pub prefer_server_ciphers: bool,
+    /// `ssl_session_cache`.
+    pub session_cache: SessionCache,
+    /// `ssl_session_timeout`.
+    pub session_timeout: Duration,
+    /// `ssl_session_tickets`.
+    pub session_tickets: bool,
+    /// `ssl_alpn`, in order.
+    pub alpn: Vec<Vec<u8>>,
+    /// A number telling this server's sessions apart in a shared cache.
+    pub context: u64,
+}
+
+/// A server's TLS at run time: the rustls configuration and the handshake
+/// timeout.
+#[derive(Clone)]
+pub struct TlsServer {
+    /// Accepts the client's handshake.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// `ssl_handshake_timeout`.
+    pub handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsServer")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Picks, among a server's certificates, the first whose key can sign with
+/// a scheme the client offers (an RSA and an ECDSA certificate side by
+/// side, as nginx lets OpenSSL choose), else the first.
+#[derive(Debug)]
+struct ByKeyType(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for ByKeyType {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        self.0
+            .iter()
+            .find(|c| c.key.choose_scheme(schemes).is_some())
+            .or_else(|| self.0.first())
+            .cloned()
+    }
+}
+
+/// One DER element at the start of `input`: its tag, its whole encoding
+/// and its content.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *input.first()?;
+    let first = *input.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for b in input.get(2..2 + n)? {
+            len = (len << 8) | usize::from(*b);
+        }
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((tag, input.get(..end)?, input.get(header..end)?))
+}
+
+/// The SubjectPublicKeyInfo (with its SEQUENCE header) of a certificate:
+/// the seventh element of tbsCertificate, counting the optional version.
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    let (_, _, certificate) = der_element(cert)?;
+    let (_, _, mut tbs) = der_element(certificate)?;
+    let (tag, whole, _) = der_element(tbs)?;
+    if tag == 0xa0 {
+        tbs = &tbs[whole.len()..];
+    }
+    // serial, signature, issuer, validity, subject, then the key.
+    for _ in 0..5 {
+        let (_, whole, _) = der_element(tbs)?;
+        tbs = &tbs[whole.len()..];
+    }
+    let (tag, whole, _) = der_element(tbs)?;
+    (tag == 0x30).then_some(whole)
+}
+
+/// Loads the certificates and builds the rustls configuration.
+pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: settings.ciphers.clone(),
+        ..rustls::crypto::ring::default_provider()
+    };
+    let mut keys = Vec::new();
+    for (cert, key) in &settings.certificates {
+        let reason = |e: TlsError| match e {
+            TlsError::Pem { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let chain = load_certificates(cert).map_err(|e| TlsError::Certificate {
+            path: cert.clone(),
+            reason: reason(e),
+        })?;
+        let der = load_private_key(key).map_err(|e| TlsError::CertificateKey {
+            path: key.clone(),
+            reason: reason(e),
+        })?;
+        let signing =
+            provider
+                .key_provider
+                .load_private_key(der)
+                .map_err(|e| TlsError::CertificateKey {
+                    path: key.clone(),
+                    reason: e.to_string(),
+                })?;
+        // rustls's own check parses the certificate with webpki, which
+        // refuses X.509 v1 (what `openssl req -x509` makes without
+        // extensions) although OpenSSL serves those; compare the public
+        // keys ourselves, as OpenSSL's "key values mismatch" check does.
+        let wanted = signing.public_key();
+        let have = chain.first().and_then(|c| subject_public_key_info(c));
+        if let (Some(wanted), Some(have)) = (wanted, have) {
+            if wanted.as_ref() != have {
+                return Err(TlsError::CertificateKey {
+                    path: key.clone(),
+                    reason: "the key does not match the certificate".to_string(),
+                });
+            }
+        }
+        keys.push(Arc::new(CertifiedKey::new(chain, signing)));
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if settings.protocols.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if settings.protocols.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ByKeyType(keys)));
+    config.ignore_client_order = settings.prefer_server_ciphers;
+    config.alpn_protocols = settings.alpn.clone();
+    config.session_storage = match &settings.session_cache {
+        SessionCache::Off | SessionCache::None => Arc::new(NoServerSessionStorage {}),
+        SessionCache::Store(store) => Arc::new(super::sessions::TimedCache::new(
+            store.clone(),
+            settings.context,
+            settings.session_timeout,
+        )),
+    };
+    if settings.session_tickets {
+        config.ticketer = Arc::new(super::sessions::TimedTickets::new(
+            rustls::crypto::ring::Ticketer::new()?,
+            settings.session_timeout,
+        ));
+    }
+    Ok(config)
+}
+
+/// The `$ssl_*` variables a terminated TLS connection answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslVar {
+    /// `$ssl_protocol`.
+    Protocol,
+    /// `$ssl_cipher`.
+    Cipher,
+    /// `$ssl_curve`.
+    Curve,
+    /// `$ssl_server_name`.
+    ServerName,
+    /// `$ssl_alpn_protocol`.
+    AlpnProtocol,
+    /// `$ssl_session_reused`.
+    SessionReused,
+}
+
+impl SslVar {
+    /// The variable of `name` (without `$`), if it is one of these.
+    pub fn from_name(name: &str) -> Option<SslVar> {
+        Some(match name {
+            "ssl_protocol" => SslVar::Protocol,
+            "ssl_cipher" => SslVar::Cipher,
+            "ssl_curve" => SslVar::Curve,
+            "ssl_server_name" => SslVar::ServerName,
+            "ssl_alpn_protocol" => SslVar::AlpnProtocol,
+            "ssl_session_reused" => SslVar::SessionReused,
+            _ => return None,
+        })
+    }
+}
+
+/// What a finished handshake tells the `$ssl_*` variables.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    /// `$ssl_protocol`: `TLSv1.2` or `TLSv1.3`.
+    pub protocol: &'static str,
+    /// `$ssl_cipher`, in OpenSSL's naming.
+    pub cipher: &'static str,
+    /// `$ssl_curve`, in OpenSSL's naming (`X25519`, `prime256v1`).
+    pub curve: &'static str,
+    /// `$ssl_server_name`: the SNI the client sent.
+    pub server_name: Option<String>,
+    /// `$ssl_alpn_protocol`.
+    pub alpn: Option<String>,
+    /// `$ssl_session_reused`: `r` when resumed, else `.`.
+    pub reused: bool,
+}
+
+impl Handshake {
+    /// Reads the negotiated parameters off a connection.
+    pub fn of(conn: &ServerConnection) -> Handshake {
+        use rustls::{HandshakeKind, NamedGroup, ProtocolVersion};
+        Handshake {
+            protocol: match conn.protocol_version() {
+                Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "",
+            },
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map(super::ciphers::openssl_name)
+                .unwrap_or(""),
+            curve: match conn.negotiated_key_exchange_group().map(|g| g.name()) {
+                Some(NamedGroup::X25519) => "X25519",
+                Some(NamedGroup::secp256r1) => "prime256v1",
+                Some(NamedGroup::secp384r1) => "secp384r1",
+                Some(NamedGroup::secp521r1) => "secp521r1",
+                _ => "",
+            },
+            server_name: conn.server_name().map(str::to_string),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            reused: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        }
+    }
+
+    /// The value of `var`: as nginx, an empty string for what the
+    /// handshake did not have (no SNI, no ALPN), never "not found".
+    pub fn value(&self, var: SslVar) -> &str {
+        match var {
+            SslVar::Protocol => self.protocol,
+            SslVar::Cipher => self.cipher,
+            SslVar::Curve => self.curve,
+            SslVar::ServerName => self.server_name.as_deref().unwrap_or(""),
+            SslVar::AlpnProtocol => self.alpn.as_deref().unwrap_or(""),
+            SslVar::SessionReused => {
+                if self.reused {
+                    "r"
+                } else {
+                    "."
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &std::path::Path, tickets: bool) -> ServerTlsSettings {
+        let (cert, key) = super::super::tls::self_signed(&["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("c.pem"), cert).unwrap();
+        std::fs::write(dir.join("k.pem"), key).unwrap();
+        ServerTlsSettings {
+            certificates: vec![(dir.join("c.pem"), dir.join("k.pem"))],
+            protocols: Protocols::default(),
+            ciphers: super::super::ciphers::select("HIGH").unwrap(),
+            prefer_server_ciphers: false,
+            session_cache: SessionCache::None,
+            session_timeout: Duration::from_secs(300),
+            session_tickets: tickets,
+            alpn: Vec::new(),
+            context: 1,
+        }
+    }
+
+    #[test]
+    fn tickets_follow_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = build(&settings(dir.path(), true)).unwrap();
+        assert!(on.ticketer.enabled());
+        assert_eq!(on.ticketer.lifetime(), 300);
+        let off = build(&settings(dir.path(), false)).unwrap();
+        assert!(!off.ticketer.enabled());
+        assert!(!off.session_storage.can_cache());
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path(), true);
+        let (_, other) = super::super::tls::self_signed(&["x".to_string()]).unwrap();
+        std::fs::write(dir.path().join("other.pem"), other).unwrap();
+        s.certificates[0].1 = dir.path().join("other.pem");
+        let e = build(&s).unwrap_err().to_string();
+        assert!(e.contains("other.pem"), "{e}");
+    }
+}
