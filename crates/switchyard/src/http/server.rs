@@ -25,8 +25,9 @@ pub struct Shared {
     /// The configuration in force for new connections.
     pub current: ArcSwap<Generation>,
     /// Bumped on every reload and on graceful shutdown: a connection that
-    /// sees it change finishes its current request and closes, so the next
-    /// one reaches the new configuration (nginx's old workers do the same).
+    /// sees it change takes the newest configuration before its next
+    /// request (a reload closes nothing), or closes if the process is
+    /// stopping or its address is no longer served.
     pub epoch: watch::Receiver<u64>,
     /// Set when the process is shutting down gracefully: accept loops stop.
     pub stopping: watch::Receiver<bool>,
@@ -112,8 +113,6 @@ impl Drop for Slot {
 pub struct ConnState {
     /// What the driver needs besides the socket.
     pub context: super::h1::conn::ConnectionContext,
-    /// The connection-level settings (of the address's default server).
-    pub settings: Arc<crate::config::model::Settings>,
     /// Reloads and graceful stops.
     pub epoch: watch::Receiver<u64>,
     /// Its place under `worker_connections`.
@@ -130,34 +129,20 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         local,
         requests: AtomicU64::new(0),
     });
-    // Connection-level limits come from the default server of the address.
-    let settings = generation
-        .servers_for(local)
-        .iter()
-        .find(|(_, d)| *d)
-        .or_else(|| generation.servers_for(local).first())
-        .map(|(s, _)| s.settings.clone());
-    let Some(settings) = settings else { return };
     let listener_metrics = crate::observe::metrics::global().listener(local);
-    listener_metrics.connections.fetch_add(1, Ordering::Relaxed);
-    if settings.tcp_nodelay {
+    let Some(context) =
+        super::h1::conn::ConnectionContext::new(shared.clone(), generation, conn, listener_metrics)
+    else {
+        return;
+    };
+    context.listener.connections.fetch_add(1, Ordering::Relaxed);
+    if context.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }
     let mut epoch = shared.epoch.clone();
     epoch.mark_unchanged();
     let state = ConnState {
-        context: super::h1::conn::ConnectionContext {
-            generation,
-            conn,
-            listener: listener_metrics,
-            limits: request_limits(settings.large_client_header_buffers),
-            header_timeout: settings.client_header_timeout,
-            keepalive_timeout: settings.keepalive_timeout,
-            send_timeout: settings.send_timeout,
-            park: !settings.keepalive_timeout.is_zero(),
-            server_tokens: settings.server_tokens,
-        },
-        settings,
+        context,
         epoch,
         slot,
     };
@@ -168,7 +153,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
 /// parking lot with bytes to read.
 pub async fn resume(stream: TcpStream, mut state: ConnState, waiting: super::h1::conn::Waiting) {
     use super::h1::conn::{serve, Outcome};
-    match serve(stream, &state.context, &mut state.epoch, waiting).await {
+    match serve(stream, &mut state.context, &mut state.epoch, waiting).await {
         Outcome::Done => {}
         Outcome::Park(stream, waiting) => super::h1::park::park(stream, state, waiting),
     }
@@ -178,7 +163,7 @@ pub async fn resume(stream: TcpStream, mut state: ConnState, waiting: super::h1:
 /// a request line or header line over `size` is refused, and so is a head
 /// over `number * size` (nginx has no count of header lines of its own:
 /// the codec's most lines is the cap).
-fn request_limits((number, size): (u64, u64)) -> ::h1::RequestLimits {
+pub fn request_limits((number, size): (u64, u64)) -> ::h1::RequestLimits {
     let line = usize::try_from(size).unwrap_or(usize::MAX);
     ::h1::RequestLimits {
         line,

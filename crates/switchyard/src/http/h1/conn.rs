@@ -33,6 +33,7 @@ use super::writer::write_response;
 use crate::http::body::ResponseBody;
 use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
+use crate::http::server::Shared;
 use crate::observe::metrics::ListenerMetrics;
 
 /// The read buffer for a head (most fit in one read).
@@ -103,6 +104,76 @@ pub struct ConnectionContext {
     pub park: bool,
     /// `server_tokens` of the address's default server, for refusals.
     pub server_tokens: bool,
+    /// `tcp_nodelay` of the address's default server.
+    pub tcp_nodelay: bool,
+    /// Where a newer configuration is found after a reload.
+    pub shared: Arc<Shared>,
+}
+
+impl ConnectionContext {
+    /// The context of a connection to `conn.local` under `generation`;
+    /// `None` if no server listens there.
+    pub fn new(
+        shared: Arc<Shared>,
+        generation: Arc<Generation>,
+        conn: Arc<ConnInfo>,
+        listener: Arc<ListenerMetrics>,
+    ) -> Option<ConnectionContext> {
+        let settings = address_settings(&generation, conn.local)?;
+        Some(ConnectionContext {
+            generation,
+            conn,
+            listener,
+            limits: crate::http::server::request_limits(settings.large_client_header_buffers),
+            header_timeout: settings.client_header_timeout,
+            keepalive_timeout: settings.keepalive_timeout,
+            send_timeout: settings.send_timeout,
+            park: !settings.keepalive_timeout.is_zero(),
+            server_tokens: settings.server_tokens,
+            tcp_nodelay: settings.tcp_nodelay,
+            shared,
+        })
+    }
+
+    /// After a reload: takes the newest configuration for the next request,
+    /// so that a kept-alive connection is never closed under a client about
+    /// to send on it (nginx's old workers close them; here nothing is lost).
+    /// False when the process is stopping or the address is no longer
+    /// served: the connection closes.
+    pub fn refresh(&mut self) -> bool {
+        if *self.shared.stopping.borrow() {
+            return false;
+        }
+        let current = self.shared.current.load_full();
+        if Arc::ptr_eq(&current, &self.generation) {
+            return true;
+        }
+        let Some(settings) = address_settings(&current, self.conn.local) else {
+            return false;
+        };
+        self.limits = crate::http::server::request_limits(settings.large_client_header_buffers);
+        self.header_timeout = settings.client_header_timeout;
+        self.keepalive_timeout = settings.keepalive_timeout;
+        self.send_timeout = settings.send_timeout;
+        self.park = !settings.keepalive_timeout.is_zero();
+        self.server_tokens = settings.server_tokens;
+        self.tcp_nodelay = settings.tcp_nodelay;
+        self.generation = current;
+        true
+    }
+}
+
+/// The connection-level settings of an address: its default server's.
+fn address_settings(
+    generation: &Generation,
+    local: std::net::SocketAddr,
+) -> Option<Arc<crate::config::model::Settings>> {
+    let servers = generation.servers_for(local);
+    servers
+        .iter()
+        .find(|(_, default)| *default)
+        .or_else(|| servers.first())
+        .map(|(s, _)| s.settings.clone())
 }
 
 enum Wait {
@@ -125,12 +196,21 @@ enum Next {
 /// Serves `stream` until it closes, parks or becomes a tunnel.
 pub async fn serve(
     mut stream: TcpStream,
-    cx: &ConnectionContext,
+    cx: &mut ConnectionContext,
     epoch: &mut watch::Receiver<u64>,
     mut waiting: Waiting,
 ) -> Outcome {
     let mut buffer = BytesMut::new();
     loop {
+        // A reload since the last request (or while parked): the next
+        // request is the new configuration's.
+        if epoch.has_changed().unwrap_or(true) {
+            epoch.mark_unchanged();
+            if !cx.refresh() {
+                let _ = stream.shutdown().await;
+                return Outcome::Done;
+            }
+        }
         let served = match wait_for_head(&mut stream, &mut buffer, waiting, cx, epoch).await {
             Wait::Head(served) => served,
             Wait::Refuse(e) => {
@@ -144,7 +224,7 @@ pub async fn serve(
             }
         };
         // Boxed: an idle connection's task holds only the wait for a head.
-        let next = Box::pin(serve_one(&mut stream, &mut buffer, served, cx, epoch)).await;
+        let next = Box::pin(serve_one(&mut stream, &mut buffer, served, cx)).await;
         match next {
             Next::Keep => {}
             Next::Close => {
@@ -169,7 +249,7 @@ async fn wait_for_head(
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
     waiting: Waiting,
-    cx: &ConnectionContext,
+    cx: &mut ConnectionContext,
     epoch: &mut watch::Receiver<u64>,
 ) -> Wait {
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
@@ -200,8 +280,15 @@ async fn wait_for_head(
             _ = tokio::time::sleep_until(wake.into()) => {
                 return if parks { Wait::Park } else { Wait::Close };
             }
-            // A reload or graceful stop: an idle connection closes now.
-            _ = epoch.changed(), if idle => return Wait::Close,
+            // A reload: an idle connection takes the new configuration
+            // and waits on; a graceful stop closes it now.
+            _ = epoch.changed(), if idle => {
+                epoch.mark_unchanged();
+                if !cx.refresh() {
+                    return Wait::Close;
+                }
+                continue;
+            }
         }
         if buffer.capacity() - buffer.len() < 1024 {
             buffer.reserve(READ_SIZE);
@@ -268,7 +355,6 @@ async fn serve_one(
     buffer: &mut BytesMut,
     served: Box<Served>,
     cx: &ConnectionContext,
-    epoch: &mut watch::Receiver<u64>,
 ) -> Next {
     let Served {
         mut parts,
@@ -323,12 +409,12 @@ async fn serve_one(
         (None, _) => &[],
     };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let reloading = epoch.has_changed().unwrap_or(true);
-    // Finish this one on the old configuration, then close; with
-    // keepalive_timeout 0 every response closes; a body of unknown length
-    // to an HTTP/1.0 client is delimited by the close.
-    if !switching
-        && (reloading || cx.keepalive_timeout.is_zero() || until_close(&response, request))
+    let stopping = *cx.shared.stopping.borrow();
+    // A graceful stop: finish this one, then close; with keepalive_timeout
+    // 0 every response closes; a body of unknown length to an HTTP/1.0
+    // client is delimited by the close. (A reload closes nothing: the next
+    // request takes the new configuration.)
+    if !switching && (stopping || cx.keepalive_timeout.is_zero() || until_close(&response, request))
     {
         response
             .headers_mut()

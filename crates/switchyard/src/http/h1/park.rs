@@ -2,8 +2,9 @@
 //! [`PARK_AFTER`] for its next request gives up its task and its place in
 //! tokio's reactor, and waits as a bare socket in its worker's parking lot
 //! (one mio poller and one task per worker thread). When bytes arrive it
-//! gets a new task and carries on; when its wait runs out, or on a reload
-//! or graceful stop, it is closed. This is nginx's model for idle
+//! gets a new task and carries on (taking the newest configuration, if a
+//! reload came meanwhile); when its wait runs out, or on a graceful stop,
+//! it is closed. This is nginx's model for idle
 //! connections (a socket and a few words of state), where a task per
 //! connection would cost kilobytes each.
 
@@ -28,8 +29,6 @@ struct Parked {
     stream: mio::net::TcpStream,
     state: ConnState,
     waiting: Waiting,
-    /// The reload epoch it was parked under.
-    epoch: u64,
 }
 
 /// One worker thread's parked connections.
@@ -55,7 +54,6 @@ thread_local! {
 /// Parks `stream`; `state` and `waiting` are what it needs to carry on.
 /// Closes it instead if no parking lot can be had on this thread.
 pub fn park(stream: TcpStream, state: ConnState, waiting: Waiting) {
-    let epoch = *state.epoch.borrow();
     let Some(lot) = lot(&state.epoch) else {
         return;
     };
@@ -81,7 +79,6 @@ pub fn park(stream: TcpStream, state: ConnState, waiting: Waiting) {
             stream,
             state,
             waiting,
-            epoch,
         },
     );
     drop(parking);
@@ -112,7 +109,7 @@ fn lot(epoch: &watch::Receiver<u64>) -> Option<Arc<Lot>> {
 }
 
 /// The lot's task: wakes parked connections that have bytes to read,
-/// closes those whose wait ran out, and all of them on a reload.
+/// closes those whose wait ran out, and all of them on a graceful stop.
 async fn watch_lot(lot: Arc<Lot>, mut poller: AsyncFd<mio::Poll>, mut epoch: watch::Receiver<u64>) {
     let mut events = Events::with_capacity(256);
     loop {
@@ -145,8 +142,8 @@ async fn watch_lot(lot: Arc<Lot>, mut poller: AsyncFd<mio::Poll>, mut epoch: wat
                 if changed.is_err() {
                     return;
                 }
-                let current = *epoch.borrow_and_update();
-                close_older(&lot, current);
+                epoch.mark_unchanged();
+                close_if_stopping(&lot);
             }
         }
     }
@@ -167,8 +164,9 @@ fn unpark(lot: &Lot, token: usize) {
     let Ok(stream) = TcpStream::from_std(std) else {
         return;
     };
-    let mut state = parked.state;
-    state.epoch.mark_unchanged();
+    // A reload while parked is seen by the driver, which takes the new
+    // configuration before the next request.
+    let state = parked.state;
     let mut waiting = parked.waiting;
     // Not straight back: the reactor has yet to report the bytes that woke it.
     waiting.park_at = Instant::now() + PARK_AFTER;
@@ -191,18 +189,19 @@ fn expire(lot: &Lot, now: Instant) {
     }
 }
 
-/// Closes the connections parked before the reload to epoch `current`.
-fn close_older(lot: &Lot, current: u64) {
+/// On a graceful stop, closes every parked connection (a reload closes
+/// none: each takes the new configuration when its next request comes).
+fn close_if_stopping(lot: &Lot) {
     let Ok(mut parking) = lot.parked.lock() else {
         return;
     };
-    let stale: Vec<usize> = parking
+    let stopping: Vec<usize> = parking
         .entries
         .iter()
-        .filter(|(_, p)| p.epoch != current)
+        .filter(|(_, p)| *p.state.context.shared.stopping.borrow())
         .map(|(t, _)| *t)
         .collect();
-    for token in stale {
+    for token in stopping {
         if let Some(mut parked) = parking.entries.remove(&token) {
             let _ = lot.registry.deregister(&mut parked.stream);
         }
