@@ -23,3 +23,4 @@ pub mod send_timeout;
 pub mod server;
 pub mod static_files;
 pub mod status;
+pub mod try_files;
