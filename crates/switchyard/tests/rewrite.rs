@@ -224,3 +224,39 @@ fn config_errors_name_the_line() {
         );
     }
 }
+
+#[test]
+fn a_proxied_location_redirects_its_name_without_the_slash() {
+    let back = free_port();
+    let (_b, port, _d) = start(&format!(
+        r#"
+        location /app/ {{ proxy_pass http://127.0.0.1:{back}; }}
+        location /app-x {{ return 200 "app-x"; }}
+        location ~ ^/app$ {{ return 200 "regex not reached"; }}
+        location "/dir sp/" {{ return 200; }}
+        "#
+    ));
+    // nginx answers before regexes, with the location's name and the
+    // request's arguments.
+    let r = get(port, "/app?a=b");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://localhost:{port}/app/?a=b").as_str())
+    );
+    assert_eq!(get(port, "/app-x").text(), "app-x");
+    // A location without proxy_pass does not redirect.
+    assert_eq!(get(port, "/dir%20sp").status, 404);
+}
+
+#[test]
+fn a_directory_redirect_escapes_the_uri() {
+    let (_b, port, d) = start("root DIR;");
+    std::fs::create_dir_all(d.path().join("a dir")).unwrap();
+    let r = get(port, "/a%20dir");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://localhost:{port}/a%20dir/").as_str())
+    );
+}

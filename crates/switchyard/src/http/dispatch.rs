@@ -19,9 +19,10 @@ use super::body::ResponseBody;
 use super::exchange::Exchange;
 use super::generation::Generation;
 use super::rewrite::{self, Outcome, Script};
-use super::route::{normalize_uri, select_location};
+use super::route::{auto_redirect, escape_uri, select_location};
 use super::static_files::{self, Served};
 use super::try_files::{self, Tried};
+use super::uri_changes::{internal_uri, named_location, Changes, URI_CHANGES};
 use super::{headers, proxy, realip, respond};
 
 /// What to send.
@@ -31,32 +32,6 @@ pub enum Reply {
     /// Close the connection without a response (`return 444`, `return 499`):
     /// the status for the access log.
     Close(u16),
-}
-
-/// nginx's `NGX_HTTP_MAX_URI_CHANGES` + 1: rewrite cycles and internal
-/// redirects share it; the one that brings it to 0 answers 500.
-const URI_CHANGES: u8 = 11;
-
-/// nginx's `r->uri_changes`: what is left of [`URI_CHANGES`].
-struct Changes(u8);
-
-impl Changes {
-    /// Counts one change; `false` (and nginx's error-log line, `what`
-    /// being its tail) when the request cycled.
-    fn take(&mut self, ex: &Exchange, what: &str) -> bool {
-        self.0 = self.0.saturating_sub(1);
-        if self.0 > 0 {
-            return true;
-        }
-        error_log::error(
-            Some(ex.conn.id),
-            &format!(
-                "rewrite or internal redirection cycle {what}{}",
-                proxy::log_context(ex, None)
-            ),
-        );
-        false
-    }
 }
 
 /// Where a response came from, for `error_page`.
@@ -298,50 +273,6 @@ async fn run(
     }
 }
 
-/// nginx's `ngx_http_named_location`: counts the change and finds
-/// `location @name`; `Err` (after nginx's error-log line) means 500.
-fn named_location(
-    server: &ServerConfig,
-    name: &str,
-    ex: &mut Exchange,
-    changes: &mut Changes,
-) -> Result<Arc<LocationConfig>, ()> {
-    if !changes.take(ex, &format!("while redirect to named location \"{name}\"")) {
-        return Err(());
-    }
-    ex.internal = true;
-    let found = server
-        .named_locations
-        .iter()
-        .find(|l| matches!(&l.matcher, LocationMatch::Named(n) if n == name));
-    match found {
-        Some(l) => Ok(l.clone()),
-        None => {
-            error_log::error(
-                Some(ex.conn.id),
-                &format!(
-                    "could not find named location \"{name}\"{}",
-                    proxy::log_context(ex, None)
-                ),
-            );
-            Err(())
-        }
-    }
-}
-
-/// Sets `$uri` and `$args` for an internal redirect to `target`.
-fn internal_uri(ex: &mut Exchange, target: &str) {
-    ex.internal = true;
-    let (path, args) = match target.split_once('?') {
-        Some((p, a)) => (p, Some(a.to_string())),
-        None => (target, None),
-    };
-    ex.uri = normalize_uri(path).unwrap_or_else(|| path.to_string());
-    if args.is_some() {
-        ex.args = args;
-    }
-}
-
 /// The location for `ex.uri` (the server itself when none matches), or
 /// `named`, then its rewrite directives, `try_files` and its content; a
 /// rewritten URI searches the location again.
@@ -357,6 +288,21 @@ async fn find_and_serve(
         let found = match named.take() {
             Some(l) => l,
             None => {
+                if let Some(name) = auto_redirect(&server.locations, &ex.uri) {
+                    let mut to = escape_uri(name);
+                    if let Some(args) = &ex.args {
+                        to.push('?');
+                        to.push_str(args);
+                    }
+                    let mut r = respond::error(301, server.settings.server_tokens);
+                    if let Ok(v) = HeaderValue::from_str(&to) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    return (
+                        find_location(server, ex),
+                        Content::Response(r, Source::Page),
+                    );
+                }
                 let found = find_location(server, ex);
                 if found.internal && !ex.internal {
                     // nginx: an `internal` location is not found by a client's URI.

@@ -24,3 +24,4 @@ pub mod server;
 pub mod static_files;
 pub mod status;
 pub mod try_files;
+mod uri_changes;

@@ -104,7 +104,7 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
         }
     };
     if meta.is_dir() {
-        let mut to = format!("{}/", ex.uri);
+        let mut to = format!("{}/", super::route::escape_uri(&ex.uri));
         if let Some(args) = &ex.args {
             to.push('?');
             to.push_str(args);
