@@ -246,14 +246,15 @@ pub static DIRECTIVES: &[Spec] = &[
     ),
     d("ssl_certificate", HTTP.or(SRV), T1, false, NotYet),
     d("ssl_certificate_key", HTTP.or(SRV), T1, false, NotYet),
-    d("try_files", SRV.or(LOC), M2, false, NotYet),
+    d("try_files", SRV.or(LOC), M2, false, Yes),
     d(
         "rewrite",
         SRV.or(LOC).or(Ctx::SERVER_IF).or(Ctx::LOCATION_IF),
         take(&[2, 3]),
         false,
-        NotYet,
+        Yes,
     ),
+    d("rewrite_log", Ctx::HTTP_ALL_IF, FLAG, false, Yes),
     d("if", SRV.or(LOC), M1, true, Yes),
     d(
         "set",

@@ -8,8 +8,8 @@ use nginx_conf::Directive;
 use super::directives::Ctx;
 use super::listen::{default_port, parse_listen};
 use super::model::{
-    Handler, Http, IfBlock, Listen, LocationConfig, LocationMatch, Op, ProxyPass, ProxyTarget,
-    ServerConfig, UpstreamConfig,
+    Alias, Handler, Http, IfBlock, Listen, LocationConfig, LocationMatch, Op, ProxyPass,
+    ProxyTarget, ServerConfig, UpstreamConfig,
 };
 use super::settings::Layer;
 use super::upstream::{build_upstream, implicit_upstream, split_host_port};
@@ -171,6 +171,7 @@ impl HttpBuilder<'_> {
         let mut seen = Seen::default();
         let mut script = Vec::new();
         let mut name_regexes = Vec::new();
+        let mut try_files = None;
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::SERVER)?;
             match spec.name {
@@ -205,6 +206,11 @@ impl HttpBuilder<'_> {
                 "location" => location_blocks.push(inner),
                 "return" => script.push(super::rewrite::parse_return(inner)?),
                 "set" => script.push(super::rewrite::parse_set(inner)?),
+                "rewrite" => script.push(super::rewrite::parse_rewrite(inner)?),
+                "try_files" => {
+                    seen.once(inner)?;
+                    try_files = Some(Arc::new(super::rewrite::parse_try_files(inner)?));
+                }
                 "break" => script.push(Op::Break),
                 "if" => {
                     let mut inner_script = Vec::new();
@@ -213,6 +219,7 @@ impl HttpBuilder<'_> {
                         match spec.name {
                             "return" => inner_script.push(super::rewrite::parse_return(i)?),
                             "set" => inner_script.push(super::rewrite::parse_set(i)?),
+                            "rewrite" => inner_script.push(super::rewrite::parse_rewrite(i)?),
                             "break" => inner_script.push(Op::Break),
                             "include" => {}
                             other => {
@@ -245,8 +252,23 @@ impl HttpBuilder<'_> {
         }
         let merged = layer.over(http);
         let mut locations = Vec::new();
+        let mut named_locations: Vec<Arc<LocationConfig>> = Vec::new();
         for l in location_blocks {
-            locations.push(Arc::new(self.build_location(l, &merged)?));
+            let location = Arc::new(self.build_location(l, &merged, None, false)?);
+            if let LocationMatch::Named(name) = &location.matcher {
+                if named_locations
+                    .iter()
+                    .any(|n| matches!(&n.matcher, LocationMatch::Named(m) if m == name))
+                {
+                    return Err(ConfigError::at(
+                        format!("duplicate location \"{name}\""),
+                        &l.position,
+                    ));
+                }
+                named_locations.push(location);
+            } else {
+                locations.push(location);
+            }
         }
         Ok(ServerConfig {
             listens,
@@ -255,6 +277,8 @@ impl HttpBuilder<'_> {
             settings: Arc::new(merged.finish(self.prefix)),
             name_regexes,
             script,
+            named_locations,
+            try_files,
         })
     }
 
@@ -262,23 +286,24 @@ impl HttpBuilder<'_> {
         &mut self,
         d: &Directive,
         parent: &Layer,
+        parent_alias: Option<&Alias>,
+        nested: bool,
     ) -> Result<LocationConfig, ConfigError> {
         let at = &d.position;
         let (modifier, pattern) = match d.args.len() {
             1 => ("", d.args[0].value.as_str()),
             _ => (d.args[0].value.as_str(), d.args[1].value.as_str()),
         };
-        let regex = |case_insensitive: bool| {
-            regex::RegexBuilder::new(pattern)
-                .case_insensitive(case_insensitive)
-                .build()
-                .map_err(|e| {
-                    ConfigError::at(format!("pcre2_compile() failed: {e} in \"{pattern}\""), at)
-                })
-        };
+        let regex = |caseless: bool| super::rewrite::regex(pattern, caseless, d);
         let matcher = match modifier {
             "" if pattern.starts_with('@') => {
-                return Err(ConfigError::at("named locations are not supported yet", at));
+                if nested {
+                    return Err(ConfigError::at(
+                        format!("named location \"{pattern}\" can be on the server level only"),
+                        at,
+                    ));
+                }
+                LocationMatch::Named(pattern.to_string())
             }
             "" => LocationMatch::Prefix(pattern.to_string()),
             "=" => LocationMatch::Exact(pattern.to_string()),
@@ -300,6 +325,7 @@ impl HttpBuilder<'_> {
         let mut alias = None;
         let mut root_seen = false;
         let mut internal = false;
+        let mut try_files = None;
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::LOCATION)?;
             match spec.name {
@@ -308,7 +334,11 @@ impl HttpBuilder<'_> {
                     seen.once(inner)?;
                     handler = Handler::Proxy(self.parse_proxy_pass(inner, &matcher, false)?);
                 }
-                "return" | "set" | "if" | "break" => {}
+                "return" | "set" | "if" | "break" | "rewrite" => {}
+                "try_files" => {
+                    seen.once(inner)?;
+                    try_files = Some(Arc::new(super::rewrite::parse_try_files(inner)?));
+                }
                 "internal" => {
                     seen.once(inner)?;
                     internal = true;
@@ -327,13 +357,15 @@ impl HttpBuilder<'_> {
                             &inner.position,
                         ));
                     }
-                    if matches!(matcher, LocationMatch::Regex(_)) {
-                        return Err(ConfigError::at(
-                            "\"alias\" in a location given by regular expression is not supported yet",
-                            &inner.position,
-                        ));
-                    }
-                    alias = Some(super::full_path(self.prefix, arg0(inner)));
+                    alias = Some(Alias {
+                        path: super::full_path(self.prefix, arg0(inner)),
+                        prefix: match &matcher {
+                            LocationMatch::Exact(p)
+                            | LocationMatch::Prefix(p)
+                            | LocationMatch::PrefixNoRegex(p) => Some(p.clone()),
+                            LocationMatch::Regex(_) | LocationMatch::Named(_) => None,
+                        },
+                    });
                 }
                 "root" if alias.is_some() => {
                     return Err(ConfigError::at(
@@ -370,16 +402,35 @@ impl HttpBuilder<'_> {
                 }
             }
         }
+        if alias.is_none() && !root_seen {
+            // nginx inherits an enclosing location's alias with its root.
+            alias = parent_alias.cloned();
+        }
         let merged = layer.over(parent);
         let mut nested = Vec::new();
         for n in nested_blocks {
-            nested.push(Arc::new(self.build_location(n, &merged)?));
+            if let LocationMatch::Named(name) = &matcher {
+                let inner = n.args.last().map(|a| a.value.as_str()).unwrap_or_default();
+                return Err(ConfigError::at(
+                    format!(
+                        "location \"{inner}\" could not be inside the named location \"{name}\""
+                    ),
+                    &n.position,
+                ));
+            }
+            nested.push(Arc::new(self.build_location(
+                n,
+                &merged,
+                alias.as_ref(),
+                true,
+            )?));
         }
         let mut script = Vec::new();
         for inner in d.block.as_deref().unwrap_or_default() {
             match inner.name.as_str() {
                 "return" => script.push(super::rewrite::parse_return(inner)?),
                 "set" => script.push(super::rewrite::parse_set(inner)?),
+                "rewrite" => script.push(super::rewrite::parse_rewrite(inner)?),
                 "break" => script.push(Op::Break),
                 "if" => {
                     script.push(self.build_location_if(inner, &matcher, &merged, &handler, &alias)?)
@@ -395,6 +446,7 @@ impl HttpBuilder<'_> {
             script,
             alias,
             internal,
+            try_files,
         })
     }
 
@@ -407,7 +459,7 @@ impl HttpBuilder<'_> {
         matcher: &LocationMatch,
         parent: &Layer,
         parent_handler: &Handler,
-        alias: &Option<std::path::PathBuf>,
+        alias: &Option<Alias>,
     ) -> Result<Op, ConfigError> {
         let condition = super::rewrite::parse_condition(d)?;
         let mut layer = Layer::default();
@@ -419,6 +471,7 @@ impl HttpBuilder<'_> {
             match spec.name {
                 "return" => script.push(super::rewrite::parse_return(inner)?),
                 "set" => script.push(super::rewrite::parse_set(inner)?),
+                "rewrite" => script.push(super::rewrite::parse_rewrite(inner)?),
                 "break" => script.push(Op::Break),
                 "proxy_pass" => {
                     seen.once(inner)?;
@@ -441,6 +494,9 @@ impl HttpBuilder<'_> {
             script: Vec::new(),
             alias: alias.clone(),
             internal: false,
+            // nginx does not merge try_files into an `if` (one of the
+            // reasons "if is evil"): a matching `if` has none.
+            try_files: None,
         };
         Ok(Op::If(Box::new(IfBlock {
             condition,
@@ -477,7 +533,9 @@ impl HttpBuilder<'_> {
             Some(i) => (&rest[..i], Some(rest[i..].to_string())),
             None => (rest, None),
         };
-        if uri.is_some() && (in_if || matches!(matcher, LocationMatch::Regex(_))) {
+        if uri.is_some()
+            && (in_if || matches!(matcher, LocationMatch::Regex(_) | LocationMatch::Named(_)))
+        {
             return Err(ConfigError::at(
                 "\"proxy_pass\" cannot have URI part in location given by regular expression, \
                  or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
@@ -508,7 +566,7 @@ impl HttpBuilder<'_> {
             LocationMatch::Exact(p)
             | LocationMatch::Prefix(p)
             | LocationMatch::PrefixNoRegex(p) => Some(p.clone()),
-            LocationMatch::Regex(_) => None,
+            LocationMatch::Regex(_) | LocationMatch::Named(_) => None,
         };
         Ok(ProxyPass {
             target,

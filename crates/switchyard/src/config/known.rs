@@ -1665,16 +1665,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "rewrite_log",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::SERVER_IF)
-            .or(Ctx::LOCATION_IF),
-        Arity::Flag,
-        false,
-    ),
-    k(
         "satisfy",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),

@@ -514,9 +514,13 @@ pub struct ServerConfig {
     pub settings: Arc<Settings>,
     /// `server_name ~regex` names, in file order.
     pub name_regexes: Vec<regex::Regex>,
-    /// The server-level rewrite directives (`set`, `return`, `if`), run
-    /// before a location is chosen.
+    /// The server-level rewrite directives (`set`, `return`, `if`,
+    /// `rewrite`), run before a location is chosen.
     pub script: Vec<Op>,
+    /// `location @name` blocks: reached only by internal redirects.
+    pub named_locations: Vec<Arc<LocationConfig>>,
+    /// The server's own `try_files`: for requests no location matches.
+    pub try_files: Option<Arc<TryFiles>>,
 }
 
 /// How a location matches the URI.
@@ -530,6 +534,8 @@ pub enum LocationMatch {
     PrefixNoRegex(String),
     /// `location ~ re` / `location ~* re`.
     Regex(regex::Regex),
+    /// `location @name`: never matched by a URI.
+    Named(String),
 }
 
 /// One `location` block with everything inherited into it.
@@ -545,10 +551,82 @@ pub struct LocationConfig {
     pub settings: Arc<Settings>,
     /// The rewrite-phase directives (`set`, `return`, `if`) in file order.
     pub script: Vec<Op>,
-    /// `alias` (a location's own, not inherited).
-    pub alias: Option<PathBuf>,
+    /// `alias`: the location's own, or its enclosing location's.
+    pub alias: Option<Alias>,
     /// `internal`: only internal redirects (error_page, index) reach it.
     pub internal: bool,
+    /// `try_files` (a location's own: nginx does not inherit it).
+    pub try_files: Option<Arc<TryFiles>>,
+}
+
+/// `alias PATH` and the part of the URI it replaces.
+#[derive(Debug, Clone)]
+pub struct Alias {
+    /// The directory (or, in a regex location, the file) it names.
+    pub path: PathBuf,
+    /// The prefix of the location that set it, replaced by `path`; `None`
+    /// in a regex location, where `path` is the whole file name.
+    pub prefix: Option<String>,
+}
+
+/// `try_files FILE ... URI` / `try_files FILE ... =CODE`.
+#[derive(Debug, Clone)]
+pub struct TryFiles {
+    /// The names tried in order, relative to `root` / `alias`.
+    pub files: Vec<TryFile>,
+    /// What happens when none exists.
+    pub fallback: TryFallback,
+}
+
+/// One name tried by `try_files`.
+#[derive(Debug, Clone)]
+pub struct TryFile {
+    /// The name (variables rendered per request), without a trailing `/`.
+    pub name: crate::vars::Template,
+    /// Written with a trailing `/`: only a directory matches.
+    pub dir: bool,
+}
+
+/// The last argument of `try_files`.
+#[derive(Debug, Clone)]
+pub enum TryFallback {
+    /// An internal redirect to a URI (with `?args`), or to a named
+    /// location when it renders to `@name`.
+    Uri(crate::vars::Template),
+    /// `=CODE`: finish with this status.
+    Code(u16),
+}
+
+/// `rewrite REGEX REPLACEMENT [FLAG]`.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    /// The regex, tested against `$uri`.
+    pub regex: regex::Regex,
+    /// The regex as written (nginx's log lines quote it).
+    pub pattern: String,
+    /// The replacement up to its first literal `?` (all of it for a
+    /// redirect, which is sent as one `Location`).
+    pub uri: crate::vars::Template,
+    /// The replacement after its first literal `?`: the new arguments.
+    pub args: Option<crate::vars::Template>,
+    /// No trailing `?`: the request's arguments are appended.
+    pub add_args: bool,
+    /// What happens after a match.
+    pub flag: RewriteFlag,
+}
+
+/// The flag of `rewrite`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteFlag {
+    /// None: the script goes on, then the location is searched again.
+    None,
+    /// `last`: the script stops, the location is searched again.
+    Last,
+    /// `break`: the script stops, the location stays.
+    Break,
+    /// `redirect` (302), `permanent` (301), or a replacement that starts
+    /// with `http://`, `https://` or `$scheme` (302).
+    Redirect(u16),
 }
 
 /// One rewrite-module directive, run in file order (nginx's rewrite phase).
@@ -565,6 +643,8 @@ pub enum Op {
     },
     /// `if (condition) { ... }`.
     If(Box<IfBlock>),
+    /// `rewrite regex replacement [flag]`.
+    Rewrite(Box<Rewrite>),
     /// `break`: stops the rewrite directives of this request.
     Break,
 }
@@ -590,7 +670,7 @@ pub enum Condition {
     Equals(crate::vars::Template, crate::vars::Template, bool),
     /// `($var ~ re)`, `~*`, `!~`, `!~*` (negated).
     Matches(crate::vars::Template, regex::Regex, bool),
-    /// `-f`/`-d`/`-e` and their `!` forms (negated).
+    /// `-f`/`-d`/`-e`/`-x` and their `!` forms (negated).
     File(crate::vars::Template, FileTest, bool),
 }
 
@@ -603,6 +683,8 @@ pub enum FileTest {
     Dir,
     /// `-e`: anything.
     Exists,
+    /// `-x`: executable by its owner (nginx tests `S_IXUSR`).
+    Exec,
 }
 
 /// `add_header NAME VALUE [always]`.
@@ -810,6 +892,8 @@ pub struct Settings {
     pub server_name_in_redirect: bool,
     /// The realip module's settings.
     pub real_ip: Arc<RealIp>,
+    /// `rewrite_log` (default off): the rewrite module's notice lines.
+    pub rewrite_log: bool,
 }
 
 /// One `access_log` destination.

@@ -1,11 +1,14 @@
-//! The rewrite module's directives (`return`, `set`, `if`) and `map`:
-//! parsed into [`Op`]s that run in file order for each request.
+//! The rewrite module's directives (`return`, `set`, `if`, `rewrite`),
+//! `try_files` and `map`: parsed into [`Op`]s that run in file order for
+//! each request.
 
 use std::collections::HashMap;
 
 use nginx_conf::Directive;
 
-use super::model::{Condition, FileTest, MapConfig, Op};
+use super::model::{
+    Condition, FileTest, MapConfig, Op, Rewrite, RewriteFlag, TryFallback, TryFile, TryFiles,
+};
 use super::{arg0, values, ConfigError};
 use crate::vars::Template;
 
@@ -19,6 +22,23 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
     for d in block {
         let name = match d.name.as_str() {
             "set" => d.args.first(),
+            "rewrite" => {
+                // A rewrite's named captures are variables too.
+                if let Some(re) = d.args.first() {
+                    named_groups(&re.value, out);
+                }
+                None
+            }
+            "location" if d.args.len() == 2 && d.args[0].value.starts_with('~') => {
+                named_groups(&d.args[1].value, out);
+                None
+            }
+            "if" => {
+                for a in &d.args {
+                    named_groups(&a.value, out);
+                }
+                None
+            }
             "map" | "split_clients" => d.args.get(1),
             _ => None,
         };
@@ -96,6 +116,116 @@ pub(crate) fn parse_return(d: &Directive) -> Result<Op, ConfigError> {
     }
 }
 
+/// Compiles a regex as nginx's PCRE would take it (`caseless` for `~*`).
+pub(crate) fn regex(
+    pattern: &str,
+    caseless: bool,
+    d: &Directive,
+) -> Result<regex::Regex, ConfigError> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(caseless)
+        .build()
+        .map_err(|e| {
+            ConfigError::at(
+                format!("pcre2_compile() failed: {e} in \"{pattern}\""),
+                &d.position,
+            )
+        })
+}
+
+/// `rewrite regex replacement [last|break|redirect|permanent]`.
+pub(crate) fn parse_rewrite(d: &Directive) -> Result<Op, ConfigError> {
+    let at = &d.position;
+    let pattern = d.args[0].value.as_str();
+    let mut replacement = d.args[1].value.as_str();
+    if replacement.is_empty() {
+        return Err(ConfigError::at("empty replacement", at));
+    }
+    let regex = regex(pattern, false, d)?;
+    // The last "?" drops the original arguments.
+    let add_args = match replacement.strip_suffix('?') {
+        Some(r) => {
+            replacement = r;
+            false
+        }
+        None => true,
+    };
+    let mut flag = if ["http://", "https://", "$scheme"]
+        .iter()
+        .any(|p| replacement.starts_with(p))
+    {
+        RewriteFlag::Redirect(302)
+    } else {
+        RewriteFlag::None
+    };
+    if let Some(f) = d.args.get(2) {
+        flag = match (f.value.as_str(), flag) {
+            ("last", RewriteFlag::None) => RewriteFlag::Last,
+            ("break", RewriteFlag::None) => RewriteFlag::Break,
+            ("last" | "break", redirect) => redirect,
+            ("redirect", _) => RewriteFlag::Redirect(302),
+            ("permanent", _) => RewriteFlag::Redirect(301),
+            (other, _) => {
+                return Err(ConfigError::at(
+                    format!("invalid parameter \"{other}\""),
+                    at,
+                ))
+            }
+        };
+    }
+    // A literal "?" starts the new arguments; a redirect keeps them in
+    // one Location, where they only choose '&' for appended arguments.
+    let (uri, args) = match replacement.split_once('?') {
+        Some((u, a)) if !matches!(flag, RewriteFlag::Redirect(_)) => {
+            (compile(u, d)?, Some(compile(a, d)?))
+        }
+        Some(_) => (compile(replacement, d)?, Some(Template::default())),
+        None => (compile(replacement, d)?, None),
+    };
+    Ok(Op::Rewrite(Box::new(Rewrite {
+        regex,
+        pattern: pattern.to_string(),
+        uri,
+        args,
+        add_args,
+        flag,
+    })))
+}
+
+/// `try_files file ... uri` / `try_files file ... =code`.
+pub(crate) fn parse_try_files(d: &Directive) -> Result<TryFiles, ConfigError> {
+    let (last, names) = d.args.split_last().ok_or_else(|| {
+        ConfigError::at(
+            "invalid number of arguments in \"try_files\" directive",
+            &d.position,
+        )
+    })?;
+    let mut files = Vec::new();
+    for a in names {
+        let (name, dir) = match a.value.strip_suffix('/') {
+            Some(n) => (n, true),
+            None => (a.value.as_str(), false),
+        };
+        files.push(TryFile {
+            name: compile(name, d)?,
+            dir,
+        });
+    }
+    let fallback = match last.value.strip_prefix('=') {
+        Some(code) => match values::parse_number(code) {
+            Some(c) if c <= 999 => TryFallback::Code(c as u16),
+            _ => {
+                return Err(ConfigError::at(
+                    format!("invalid code \"{}\"", last.value),
+                    &d.position,
+                ))
+            }
+        },
+        None => TryFallback::Uri(compile(&last.value, d)?),
+    };
+    Ok(TryFiles { files, fallback })
+}
+
 /// `set $name value`.
 pub(crate) fn parse_set(d: &Directive) -> Result<Op, ConfigError> {
     let name = arg0(d);
@@ -151,12 +281,7 @@ pub(crate) fn parse_condition(d: &Directive) -> Result<Condition, ConfigError> {
                 "-f" => FileTest::File,
                 "-d" => FileTest::Dir,
                 "-e" => FileTest::Exists,
-                "-x" => {
-                    return Err(ConfigError::at(
-                        "\"if\" condition \"-x\" is not supported yet",
-                        at,
-                    ))
-                }
+                "-x" => FileTest::Exec,
                 _ => {
                     return Err(ConfigError::at(
                         format!("unexpected \"{}\" in condition", args[0]),

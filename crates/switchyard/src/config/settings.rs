@@ -60,6 +60,7 @@ pub(crate) struct Layer {
     real_ip_from: Option<Vec<Cidr>>,
     real_ip_header: Option<String>,
     real_ip_recursive: Option<bool>,
+    rewrite_log: Option<bool>,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -322,6 +323,7 @@ impl Layer {
             "port_in_redirect" => set(&mut self.port_in_redirect, d, flag(d))?,
             "server_name_in_redirect" => set(&mut self.server_name_in_redirect, d, flag(d))?,
             "real_ip_recursive" => set(&mut self.real_ip_recursive, d, flag(d))?,
+            "rewrite_log" => set(&mut self.rewrite_log, d, flag(d))?,
             "root" => {
                 if arg0(d).contains('$') {
                     return Err(ConfigError::at(
@@ -452,7 +454,8 @@ impl Layer {
             server_name_in_redirect,
             real_ip_from,
             real_ip_header,
-            real_ip_recursive
+            real_ip_recursive,
+            rewrite_log
         )
     }
 
@@ -537,6 +540,7 @@ impl Layer {
                 header: self.real_ip_header.clone(),
                 recursive: self.real_ip_recursive.unwrap_or(false),
             }),
+            rewrite_log: self.rewrite_log.unwrap_or(false),
         }
     }
 }
@@ -631,12 +635,6 @@ fn parse_error_page(d: &Directive) -> Result<ErrorPage, ConfigError> {
                 ))
             }
         }
-    }
-    if uri_text.starts_with('@') {
-        return Err(ConfigError::at(
-            "\"error_page\" to a named location is not supported yet",
-            at,
-        ));
     }
     let uri = Template::compile(uri_text).map_err(|e| ConfigError::at(e.to_string(), at))?;
     Ok(ErrorPage {

@@ -10,15 +10,19 @@ use crate::http::h1::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
-use crate::config::model::{Handler, LocationConfig, LocationMatch, ServerConfig, Settings};
+use crate::config::model::{
+    Handler, LocationConfig, LocationMatch, ProxyPass, ServerConfig, Settings,
+};
 use crate::observe::error_log;
 
 use super::body::ResponseBody;
 use super::exchange::Exchange;
 use super::generation::Generation;
-use super::rewrite::{self, Outcome};
-use super::route::{normalize_uri, select_location};
+use super::rewrite::{self, Outcome, Script};
+use super::route::{auto_redirect, escape_uri, select_location};
 use super::static_files::{self, Served};
+use super::try_files::{self, Tried};
+use super::uri_changes::{internal_uri, named_location, Changes, URI_CHANGES};
 use super::{headers, proxy, realip, respond};
 
 /// What to send.
@@ -29,9 +33,6 @@ pub enum Reply {
     /// the status for the access log.
     Close(u16),
 }
-
-/// nginx stops after this many internal redirects.
-const MAX_REDIRECTS: usize = 10;
 
 /// Where a response came from, for `error_page`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,10 @@ enum Source {
 enum Content {
     Response(Response<ResponseBody>, Source),
     Status(u16),
+    /// An internal redirect to a URI (with `?args` if it has them).
     Redirect(String),
+    /// An internal redirect to `location @name`.
+    Named(String),
     Close(u16),
 }
 
@@ -63,17 +67,33 @@ pub async fn respond(
         ex.maps = Some(http.maps.clone());
     }
     realip::apply(&server.settings.real_ip, ex);
-    let mut settings = server.settings.clone();
     let mut request = Some(request);
-    let content = match rewrite::run(&server.script, ex, &mut None) {
-        Outcome::Return(code, text) => returned(code, text, &settings, ex),
-        Outcome::Continue => {
-            let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
-            settings = l.settings.clone();
-            c
+    let mut changes = Changes(URI_CHANGES);
+    let (settings, content) = enter(server, ex, generation, &mut request, &mut changes).await;
+    run(content, settings, request, server, ex, generation, changes).await
+}
+
+/// From the server's rewrite directives on: where a request starts, and
+/// where an internal redirect to a URI starts again.
+async fn enter(
+    server: &Arc<ServerConfig>,
+    ex: &mut Exchange,
+    generation: &Arc<Generation>,
+    request: &mut Option<Request<RequestBody>>,
+    changes: &mut Changes,
+) -> (Arc<Settings>, Content) {
+    let mut script = Script::new(server.settings.rewrite_log);
+    match rewrite::run(&server.script, ex, &mut None, &mut script) {
+        Outcome::Return(code, text) => {
+            let content = returned(code, text, &server.settings, ex);
+            (server.settings.clone(), content)
         }
-    };
-    run(content, settings, request, server, ex, generation).await
+        // The location is searched next whether or not the URI changed.
+        Outcome::Continue | Outcome::Restart => {
+            let (l, c) = find_and_serve(server, ex, generation, request, changes, None).await;
+            (l.settings.clone(), c)
+        }
+    }
 }
 
 /// An error status decided before the content phase (e.g. 413 for
@@ -96,6 +116,7 @@ pub async fn respond_status(
         server,
         ex,
         generation,
+        Changes(URI_CHANGES),
     )
     .await
 }
@@ -108,22 +129,14 @@ async fn run(
     server: &Arc<ServerConfig>,
     ex: &mut Exchange,
     generation: &Arc<Generation>,
+    mut changes: Changes,
 ) -> (Reply, Arc<Settings>) {
-    let mut redirects = 0;
     let mut intercepted = false;
     loop {
         let (response, source) = match content {
             Content::Close(code) => return (Reply::Close(code), settings),
             Content::Redirect(uri) => {
-                redirects += 1;
-                if redirects > MAX_REDIRECTS {
-                    error_log::error(
-                        Some(ex.conn.id),
-                        &format!(
-                            "rewrite or internal redirection cycle while internally redirecting to \"{uri}\"{}",
-                            proxy::log_context(ex, None)
-                        ),
-                    );
+                if !changes.take(ex, &format!("while internally redirecting to \"{uri}\"")) {
                     content = Content::Response(
                         respond::error(500, settings.server_tokens),
                         Source::Direct,
@@ -131,7 +144,28 @@ async fn run(
                     continue;
                 }
                 internal_uri(ex, &uri);
-                let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
+                let (s, c) = enter(server, ex, generation, &mut request, &mut changes).await;
+                settings = s;
+                content = c;
+                continue;
+            }
+            Content::Named(name) => {
+                let Ok(named) = named_location(server, &name, ex, &mut changes) else {
+                    content = Content::Response(
+                        respond::error(500, settings.server_tokens),
+                        Source::Direct,
+                    );
+                    continue;
+                };
+                let (l, c) = find_and_serve(
+                    server,
+                    ex,
+                    generation,
+                    &mut request,
+                    &mut changes,
+                    Some(named),
+                )
+                .await;
                 settings = l.settings.clone();
                 content = c;
                 continue;
@@ -166,7 +200,7 @@ async fn run(
         };
         intercepted = true;
         let target = page.uri.render(ex);
-        if !target.starts_with('/') {
+        if !target.starts_with('/') && !target.starts_with('@') {
             // An URL: a redirect (302 unless `=301` etc.).
             let code = match page.response {
                 Some(Some(c @ (301 | 302 | 303 | 307 | 308))) => c,
@@ -179,22 +213,56 @@ async fn run(
             headers::add(&settings.add_headers, ex, &mut r);
             return (Reply::Response(r), settings);
         }
+        // nginx keeps the headers the request had set (a redirect's
+        // Location) across the error page's internal redirect.
+        let location = response.headers().get(header::LOCATION).cloned();
         drop(response);
         if ex.method != http::Method::HEAD {
             ex.method = http::Method::GET;
         }
-        internal_uri(ex, &target);
-        let (l, c) = find_and_serve(server, ex, generation, &mut request).await;
-        settings = l.settings.clone();
+        // The error page's own redirect is counted and followed here, so
+        // that its status can be forced below.
+        let (s, c) = if target.starts_with('@') {
+            match named_location(server, &target, ex, &mut changes) {
+                Ok(named) => {
+                    let (l, c) = find_and_serve(
+                        server,
+                        ex,
+                        generation,
+                        &mut request,
+                        &mut changes,
+                        Some(named),
+                    )
+                    .await;
+                    (l.settings.clone(), c)
+                }
+                Err(()) => (settings.clone(), Content::Status(500)),
+            }
+        } else if !changes.take(ex, &format!("while internally redirecting to \"{target}\"")) {
+            (settings.clone(), Content::Status(500))
+        } else {
+            internal_uri(ex, &target);
+            enter(server, ex, generation, &mut request, &mut changes).await
+        };
+        settings = s;
         let forced = match page.response {
             None => Some(status),
             Some(code) => code,
         };
         content = match c {
             Content::Response(mut r, up) => {
-                if let Some(code) = forced {
+                // A redirect answering an error (`return 302`, `rewrite
+                // ... redirect`) keeps its own status, as nginx's does.
+                let redirect = up == Source::Page
+                    && matches!(r.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+                if let Some(code) = forced.filter(|_| !redirect) {
                     if let Ok(s) = StatusCode::from_u16(code) {
                         *r.status_mut() = s;
+                    }
+                }
+                if let Some(l) = &location {
+                    if !r.headers().contains_key(header::LOCATION) && up != Source::Upstream {
+                        r.headers_mut().insert(header::LOCATION, l.clone());
                     }
                 }
                 Content::Response(r, up)
@@ -205,27 +273,96 @@ async fn run(
     }
 }
 
-/// Sets `$uri` and `$args` for an internal redirect to `target`.
-fn internal_uri(ex: &mut Exchange, target: &str) {
-    ex.internal = true;
-    let (path, args) = match target.split_once('?') {
-        Some((p, a)) => (p, Some(a.to_string())),
-        None => (target, None),
-    };
-    ex.uri = normalize_uri(path).unwrap_or_else(|| path.to_string());
-    if args.is_some() {
-        ex.args = args;
-    }
-}
-
-/// The location for `ex.uri` (the server itself when none matches), its
-/// rewrite directives, then its content.
+/// The location for `ex.uri` (the server itself when none matches), or
+/// `named`, then its rewrite directives, `try_files` and its content; a
+/// rewritten URI searches the location again.
 async fn find_and_serve(
     server: &Arc<ServerConfig>,
     ex: &mut Exchange,
     generation: &Arc<Generation>,
     request: &mut Option<Request<RequestBody>>,
+    changes: &mut Changes,
+    mut named: Option<Arc<LocationConfig>>,
 ) -> (Arc<LocationConfig>, Content) {
+    loop {
+        let found = match named.take() {
+            Some(l) => l,
+            None => {
+                if let Some(name) = auto_redirect(&server.locations, &ex.uri) {
+                    let mut to = escape_uri(name);
+                    if let Some(args) = &ex.args {
+                        to.push('?');
+                        to.push_str(args);
+                    }
+                    let mut r = respond::error(301, server.settings.server_tokens);
+                    if let Ok(v) = HeaderValue::from_str(&to) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    return (
+                        find_location(server, ex),
+                        Content::Response(r, Source::Page),
+                    );
+                }
+                let found = find_location(server, ex);
+                if found.internal && !ex.internal {
+                    // nginx: an `internal` location is not found by a client's URI.
+                    return (found, Content::Status(404));
+                }
+                found
+            }
+        };
+        ex.location = Some(found.clone());
+        let mut script = Script::new(found.settings.rewrite_log);
+        let (location, outcome) = if found.script.is_empty() {
+            // Nothing to run: skip the copies that let an `if` swap the location.
+            (found, Outcome::Continue)
+        } else {
+            let mut current = Some(found.clone());
+            let outcome = rewrite::run(&found.script, ex, &mut current, &mut script);
+            let location = current.unwrap_or(found);
+            ex.location = Some(location.clone());
+            (location, outcome)
+        };
+        match outcome {
+            Outcome::Return(code, text) => {
+                let content = returned(code, text, &location.settings, ex);
+                return (location, content);
+            }
+            Outcome::Restart => {
+                let what = format!("while processing \"{}\"", ex.uri);
+                if !changes.take(ex, &what) {
+                    return (location, Content::Status(500));
+                }
+                continue;
+            }
+            Outcome::Continue => {}
+        }
+        // A location's realip runs in nginx's preaccess phase: after the
+        // rewrite directives, before content (and only if the server's did not).
+        if ex.client_addr == ex.conn.remote.ip() {
+            realip::apply(&location.settings.real_ip, ex);
+        }
+        let location = match &location.try_files {
+            None => location,
+            Some(tf) => match try_files::run(tf, &location, ex).await {
+                Tried::Found(Some(derived)) => {
+                    ex.location = Some(derived.clone());
+                    derived
+                }
+                Tried::Found(None) => location,
+                Tried::Redirect(uri) => return (location, Content::Redirect(uri)),
+                Tried::Named(name) => return (location, Content::Named(name)),
+                Tried::Status(code) => return (location, Content::Status(code)),
+            },
+        };
+        let content = serve(&location, ex, generation, request, script.valid_location).await;
+        return (location, content);
+    }
+}
+
+/// The location `ex.uri` selects, its regex captures kept; without one,
+/// the server's own configuration (its `try_files` included).
+fn find_location(server: &Arc<ServerConfig>, ex: &mut Exchange) -> Arc<LocationConfig> {
     let found = select_location(&server.locations, &ex.uri).cloned();
     let found = found.unwrap_or_else(|| {
         Arc::new(LocationConfig {
@@ -236,41 +373,14 @@ async fn find_and_serve(
             script: Vec::new(),
             alias: None,
             internal: false,
+            try_files: server.try_files.clone(),
         })
     });
     if let LocationMatch::Regex(re) = &found.matcher {
         let uri = ex.uri.clone();
-        ex.capture(re, &uri);
+        rewrite::capture(ex, re, &uri);
     }
-    if found.internal && !ex.internal {
-        // nginx: an `internal` location is not found by a client's URI.
-        return (found, Content::Status(404));
-    }
-    let (location, outcome) = if found.script.is_empty() {
-        // Nothing to run: skip the copies that let an `if` swap the location.
-        ex.location = Some(found.clone());
-        (found, Outcome::Continue)
-    } else {
-        ex.location = Some(found.clone());
-        let mut current = Some(found.clone());
-        let outcome = rewrite::run(&found.script, ex, &mut current);
-        let location = current.unwrap_or(found);
-        ex.location = Some(location.clone());
-        (location, outcome)
-    };
-    if let Outcome::Return(code, text) = outcome {
-        return (
-            location.clone(),
-            returned(code, text, &location.settings, ex),
-        );
-    }
-    // A location's realip runs in nginx's preaccess phase: after the
-    // rewrite directives, before content (and only if the server's did not).
-    if ex.client_addr == ex.conn.remote.ip() {
-        realip::apply(&location.settings.real_ip, ex);
-    }
-    let content = serve(&location, ex, generation, request).await;
-    (location, content)
+    found
 }
 
 fn returned(code: u16, text: Option<String>, settings: &Settings, ex: &Exchange) -> Content {
@@ -302,9 +412,11 @@ async fn serve(
     ex: &mut Exchange,
     generation: &Arc<Generation>,
     request: &mut Option<Request<RequestBody>>,
+    valid_location: bool,
 ) -> Content {
     match &location.handler {
         Handler::Proxy(pass) => {
+            let pass = &rewritten_pass(pass, ex, valid_location);
             let Some(upstream) = generation.upstreams.get(pass.target_name()).cloned() else {
                 return Content::Status(500);
             };
@@ -360,11 +472,33 @@ async fn serve(
                     if let Ok(v) = HeaderValue::from_str(&to) {
                         r.headers_mut().insert(header::LOCATION, v);
                     }
-                    Content::Response(r, Source::Direct)
+                    // A special response of nginx's: error_page may catch it.
+                    Content::Response(r, Source::Page)
                 }
             }
         }
     }
+}
+
+/// The `proxy_pass` for a request whose URI was changed. nginx sends the
+/// client's URI as it came only while it is the request's URI; after a
+/// rewrite or an internal redirect it sends the new URI (escaped) with its
+/// arguments, and after `break` (or `rewrite ... break`) the whole new URI
+/// even when `proxy_pass` has a URI part (`valid_location` unset).
+fn rewritten_pass<'a>(
+    pass: &'a ProxyPass,
+    ex: &Exchange,
+    valid_location: bool,
+) -> std::borrow::Cow<'a, ProxyPass> {
+    if valid_location && !(ex.internal && pass.uri.is_none()) {
+        return std::borrow::Cow::Borrowed(pass);
+    }
+    // An empty URI part replacing an empty prefix: the new URI, whole.
+    std::borrow::Cow::Owned(ProxyPass {
+        uri: Some(String::new()),
+        location_prefix: Some(String::new()),
+        ..pass.clone()
+    })
 }
 
 /// nginx's header filter: a `Location` starting with `/` becomes

@@ -20,3 +20,5 @@ pub mod route;
 pub mod server;
 pub mod static_files;
 pub mod status;
+pub mod try_files;
+mod uri_changes;

@@ -122,6 +122,59 @@ pub fn select_location<'a>(
     longest.map(|(loc, _, _)| loc)
 }
 
+/// nginx's auto redirect: `uri` is a location's name without its trailing
+/// `/`, that location passes requests on (`proxy_pass`), and no location
+/// is named `uri` itself; nginx then answers 301 to the location's name
+/// without looking at regexes. Returns that name.
+pub fn auto_redirect<'a>(locations: &'a [Arc<LocationConfig>], uri: &str) -> Option<&'a str> {
+    let name = |loc: &'a LocationConfig| match &loc.matcher {
+        LocationMatch::Exact(p) | LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) => {
+            Some(p.as_str())
+        }
+        LocationMatch::Regex(_) | LocationMatch::Named(_) => None,
+    };
+    if locations.iter().any(|l| name(l) == Some(uri)) {
+        return None;
+    }
+    let target = locations.iter().find_map(|l| {
+        let n = name(l)?;
+        let proxied = matches!(l.handler, crate::config::model::Handler::Proxy(_));
+        (proxied && n.strip_suffix('/') == Some(uri)).then_some(n)
+    });
+    if target.is_some() {
+        return target;
+    }
+    // nginx looks into the nested locations of the longest prefix.
+    let longest = locations
+        .iter()
+        .filter(|l| {
+            matches!(&l.matcher, LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p)
+                if uri.starts_with(p.as_str()))
+        })
+        .max_by_key(|l| name(l).map(str::len))?;
+    auto_redirect(&longest.nested, uri)
+}
+
+/// nginx's `ngx_escape_uri(..., NGX_ESCAPE_URI)`: what a decoded URI needs
+/// escaped to be sent in a `Location` again.
+pub fn escape_uri(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        let escaped = b <= 0x20
+            || b >= 0x7f
+            || matches!(
+                b,
+                b'"' | b'#' | b'%' | b'<' | b'>' | b'?' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+            );
+        if escaped {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
 /// nginx's URI normalization for matching and `$uri`: percent-decoding,
 /// merging slashes, resolving `.` and `..`. `None` means the URI climbs above
 /// the root (nginx answers 400).
@@ -214,5 +267,6 @@ mod tests {
             }
         }
         assert!(!is_normal("/a/../b") && !is_normal("/a//b") && !is_normal("/%41"));
+        assert_eq!(escape_uri("/dir sp/?#%é"), "/dir%20sp/%3F%23%25%C3%A9");
     }
 }

@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
-use crate::config::model::{LocationConfig, LocationMatch, Settings};
+use crate::config::model::{Alias, LocationConfig, Settings};
 use crate::observe::error_log;
 
 use super::body::{empty, BoxError, ResponseBody};
@@ -37,15 +37,20 @@ pub enum Served {
 /// The file path for `uri` under the location's `alias` or `root`
 /// (`$request_filename`) and the document root (`$document_root`).
 pub fn file_path(location: &LocationConfig, uri: &str) -> (PathBuf, PathBuf) {
-    match (&location.alias, &location.matcher) {
-        (
-            Some(alias),
-            LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) | LocationMatch::Exact(p),
-        ) if uri.starts_with(p.as_str()) => {
+    match &location.alias {
+        Some(Alias {
+            path: alias,
+            prefix: Some(p),
+        }) if uri.starts_with(p.as_str()) => {
             let mut path = alias.as_os_str().to_owned();
             path.push(&uri[p.len()..]);
             (PathBuf::from(path), alias.clone())
         }
+        // In a regex location the alias is the whole file name.
+        Some(Alias {
+            path: alias,
+            prefix: None,
+        }) => (alias.clone(), alias.clone()),
         _ => {
             let root = &location.settings.root;
             let mut path = root.as_os_str().to_owned();
@@ -99,7 +104,7 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
         }
     };
     if meta.is_dir() {
-        let mut to = format!("{}/", ex.uri);
+        let mut to = format!("{}/", super::route::escape_uri(&ex.uri));
         if let Some(args) = &ex.args {
             to.push('?');
             to.push_str(args);
