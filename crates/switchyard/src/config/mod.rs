@@ -1,6 +1,7 @@
 //! nginx.conf's syntax tree -> the typed [`model::Model`]. Every directive is
 //! checked here, with nginx's message and `file:line` on error.
 
+pub mod access;
 pub mod directives;
 mod health;
 mod http;

@@ -178,13 +178,24 @@ pub fn parse_bind_address(text: &str) -> Option<SocketAddr> {
     text.parse::<SocketAddr>().ok()
 }
 
-/// One `allow` / `deny` rule.
+/// One `allow` / `deny` rule (http's and stream's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessRule {
     /// `allow` (true) or `deny`.
     pub allow: bool,
-    /// The addresses; `None` is `all`.
-    pub cidr: Option<Cidr>,
+    /// The clients it covers.
+    pub from: AccessFrom,
+}
+
+/// The clients an `allow` / `deny` rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessFrom {
+    /// `all`: every client, unix-domain peers included.
+    All,
+    /// An address or a network of one family.
+    Addr(Cidr),
+    /// `unix:`: peers of unix-domain sockets.
+    Unix,
 }
 
 /// One `stream { server { } }`.
@@ -804,6 +815,8 @@ pub struct Settings {
     pub server_name_in_redirect: bool,
     /// The realip module's settings.
     pub real_ip: Arc<RealIp>,
+    /// `allow` / `deny` rules in order (the innermost level that has any).
+    pub access: Arc<[AccessRule]>,
 }
 
 /// One `access_log` destination.

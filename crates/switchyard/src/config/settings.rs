@@ -60,6 +60,7 @@ pub(crate) struct Layer {
     real_ip_from: Option<Vec<Cidr>>,
     real_ip_header: Option<String>,
     real_ip_recursive: Option<bool>,
+    access: Option<Vec<super::model::AccessRule>>,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -399,6 +400,10 @@ impl Layer {
                 .error_log
                 .get_or_insert_with(Vec::new)
                 .push(error_log_target(d, prefix)?),
+            "allow" | "deny" => self
+                .access
+                .get_or_insert_with(Vec::new)
+                .push(super::access::parse_rule(d)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -452,7 +457,8 @@ impl Layer {
             server_name_in_redirect,
             real_ip_from,
             real_ip_header,
-            real_ip_recursive
+            real_ip_recursive,
+            access
         )
     }
 
@@ -537,6 +543,7 @@ impl Layer {
                 header: self.real_ip_header.clone(),
                 recursive: self.real_ip_recursive.unwrap_or(false),
             }),
+            access: self.access.clone().unwrap_or_default().into(),
         }
     }
 }

@@ -238,25 +238,10 @@ fn parse_proxy_bind(d: &Directive) -> Result<Option<ProxyBind>, ConfigError> {
         .ok_or_else(|| ConfigError::at(format!("invalid address \"{value}\""), at))
 }
 
-/// `allow ADDRESS|CIDR|all` / `deny ...` (ngx_stream_access_module).
+/// `allow ADDRESS|CIDR|unix:|all` / `deny ...` (ngx_stream_access_module,
+/// the same rules as http's).
 fn parse_access_rule(d: &Directive) -> Result<AccessRule, ConfigError> {
-    let value = arg0(d);
-    let allow = d.name == "allow";
-    if value == "all" {
-        return Ok(AccessRule { allow, cidr: None });
-    }
-    if value.starts_with("unix:") {
-        return Err(ConfigError::at(
-            format!("\"{} unix:\" is not supported yet", d.name),
-            &d.position,
-        ));
-    }
-    let cidr = super::settings::parse_cidr(value)
-        .ok_or_else(|| ConfigError::at(format!("invalid parameter \"{value}\""), &d.position))?;
-    Ok(AccessRule {
-        allow,
-        cidr: Some(cidr),
-    })
+    super::access::parse_rule(d)
 }
 
 /// `limit_conn_zone KEY zone=NAME:SIZE` (the size is checked as nginx
@@ -1111,7 +1096,10 @@ mod tests {
         assert_eq!(s.servers[0].access.len(), 2, "inherited from stream");
         assert_eq!(s.servers[1].access.len(), 1, "its own rules only");
         assert!(!s.servers[1].access[0].allow);
-        assert!(s.servers[1].access[0].cidr.is_none());
+        assert_eq!(
+            s.servers[1].access[0].from,
+            super::super::model::AccessFrom::All
+        );
         assert_eq!(s.servers[0].set.len(), 1);
         assert!(matches!(s.servers[0].handler, StreamHandler::Return(_)));
         assert!(

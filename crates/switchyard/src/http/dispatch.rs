@@ -269,6 +269,10 @@ async fn find_and_serve(
     if ex.client_addr == ex.conn.remote.ip() {
         realip::apply(&location.settings.real_ip, ex);
     }
+    // The access phase (allow/deny): a denial is a 403 error_page may catch.
+    if !super::access::check(&location.settings, ex) {
+        return (location, Content::Status(403));
+    }
     let content = serve(&location, ex, generation, request).await;
     (location, content)
 }
