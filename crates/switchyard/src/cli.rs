@@ -165,7 +165,6 @@ pub fn configure_line() -> String {
     ];
     let missing = [
         "--without-http_ssi_module",
-        "--without-http_gzip_module",
         "--without-http_autoindex_module",
         "--without-http_fastcgi_module",
         "--without-http_uwsgi_module",

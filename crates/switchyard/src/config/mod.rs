@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod directives;
+mod gzip;
 mod health;
 mod http;
 mod known;

@@ -817,6 +817,88 @@ pub struct Settings {
     pub real_ip: Arc<RealIp>,
     /// `allow` / `deny` rules in order (the innermost level that has any).
     pub access: Arc<[AccessRule]>,
+    /// The gzip module's settings.
+    pub gzip: Arc<Gzip>,
+}
+
+/// ngx_http_gzip_module's settings (with the core module's gzip_*).
+#[derive(Debug, Clone)]
+pub struct Gzip {
+    /// `gzip` (default off).
+    pub enable: bool,
+    /// `gzip_types` (text/html always).
+    pub types: GzipTypes,
+    /// `gzip_min_length` (default 20): a known Content-Length below it is
+    /// sent as it is.
+    pub min_length: u64,
+    /// `gzip_comp_level` (1..=9, default 1).
+    pub level: u32,
+    /// `gzip_proxied` as a mask of [`Proxied`] bits (default off).
+    pub proxied: u16,
+    /// `gzip_vary` (default off).
+    pub vary: bool,
+    /// `gzip_http_version 1.1` (the default) rather than 1.0.
+    pub http_version_11: bool,
+    /// `gzip_disable msie6`.
+    pub disable_msie6: bool,
+    /// `gzip_disable` regexes, matched case-insensitively on User-Agent.
+    pub disable: Vec<regex::Regex>,
+}
+
+/// `gzip_types`: the MIME types compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GzipTypes {
+    /// `*`.
+    Any,
+    /// These types, lower case.
+    List(Vec<String>),
+}
+
+impl GzipTypes {
+    /// Whether a response of media type `t` (lower case, no parameters)
+    /// is compressed.
+    pub fn matches(&self, t: &str) -> bool {
+        match self {
+            GzipTypes::Any => true,
+            GzipTypes::List(list) => list.iter().any(|l| l == t),
+        }
+    }
+}
+
+/// The `gzip_proxied` values as nginx's bits.
+pub struct Proxied;
+
+impl Proxied {
+    /// `off`.
+    pub const OFF: u16 = 1 << 1;
+    /// `expired`.
+    pub const EXPIRED: u16 = 1 << 2;
+    /// `no-cache`.
+    pub const NO_CACHE: u16 = 1 << 3;
+    /// `no-store`.
+    pub const NO_STORE: u16 = 1 << 4;
+    /// `private`.
+    pub const PRIVATE: u16 = 1 << 5;
+    /// `no_last_modified`.
+    pub const NO_LAST_MODIFIED: u16 = 1 << 6;
+    /// `no_etag`.
+    pub const NO_ETAG: u16 = 1 << 7;
+    /// `auth`.
+    pub const AUTH: u16 = 1 << 8;
+    /// `any`.
+    pub const ANY: u16 = 1 << 9;
+    /// Every value by its name.
+    pub const ALL: [(&'static str, u16); 9] = [
+        ("off", Self::OFF),
+        ("expired", Self::EXPIRED),
+        ("no-cache", Self::NO_CACHE),
+        ("no-store", Self::NO_STORE),
+        ("private", Self::PRIVATE),
+        ("no_last_modified", Self::NO_LAST_MODIFIED),
+        ("no_etag", Self::NO_ETAG),
+        ("auth", Self::AUTH),
+        ("any", Self::ANY),
+    ];
 }
 
 /// One `access_log` destination.

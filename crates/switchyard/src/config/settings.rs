@@ -61,6 +61,7 @@ pub(crate) struct Layer {
     real_ip_header: Option<String>,
     real_ip_recursive: Option<bool>,
     access: Option<Vec<super::model::AccessRule>>,
+    gzip: super::gzip::GzipLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -400,6 +401,7 @@ impl Layer {
                 .error_log
                 .get_or_insert_with(Vec::new)
                 .push(error_log_target(d, prefix)?),
+            name if name.starts_with("gzip") => return self.gzip.apply(d),
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
@@ -413,7 +415,10 @@ impl Layer {
     pub(crate) fn over(&self, parent: &Layer) -> Layer {
         macro_rules! pick {
             ($($field:ident),*) => {
-                Layer { $($field: self.$field.clone().or_else(|| parent.$field.clone()),)* }
+                Layer {
+                    $($field: self.$field.clone().or_else(|| parent.$field.clone()),)*
+                    gzip: self.gzip.over(&parent.gzip),
+                }
             };
         }
         pick!(
@@ -544,6 +549,7 @@ impl Layer {
                 recursive: self.real_ip_recursive.unwrap_or(false),
             }),
             access: self.access.clone().unwrap_or_default().into(),
+            gzip: Arc::new(self.gzip.finish()),
         }
     }
 }

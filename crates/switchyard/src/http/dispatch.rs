@@ -73,7 +73,17 @@ pub async fn respond(
             c
         }
     };
-    run(content, settings, request, server, ex, generation).await
+    let (reply, settings) = run(content, settings, request, server, ex, generation).await;
+    // The gzip filter (http/gzip.rs), last of the header filters.
+    (gzipped(reply, &settings, ex), settings)
+}
+
+/// Applies the gzip filter to a response reply.
+fn gzipped(reply: Reply, settings: &Settings, ex: &mut Exchange) -> Reply {
+    match reply {
+        Reply::Response(r) => Reply::Response(super::gzip::filter(ex, settings, r)),
+        close => close,
+    }
 }
 
 /// An error status decided before the content phase (e.g. 413 for
@@ -89,7 +99,7 @@ pub async fn respond_status(
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
     }
-    run(
+    let (reply, settings) = run(
         Content::Status(code),
         settings,
         None,
@@ -97,7 +107,9 @@ pub async fn respond_status(
         ex,
         generation,
     )
-    .await
+    .await;
+    // The gzip filter (http/gzip.rs), last of the header filters.
+    (gzipped(reply, &settings, ex), settings)
 }
 
 /// Internal redirects, `error_page` and the header filters until a reply.

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod exchange;
 pub mod generation;
 pub mod guard;
+pub mod gzip;
 pub mod h1;
 pub mod headers;
 pub mod idle;
