@@ -477,8 +477,8 @@ pub struct Listen {
     pub addr: SocketAddr,
     /// `default_server`.
     pub default_server: bool,
-    /// `backlog=` (default 511 as nginx on Linux).
-    pub backlog: i32,
+    /// The parameters that set socket options (`backlog=`, `rcvbuf=`, ...).
+    pub socket: SocketOpts,
     /// `ipv6only=` (default on).
     pub ipv6only: bool,
     /// `udp` (stream only): a datagram socket.
@@ -497,13 +497,60 @@ impl Listen {
         Listen {
             addr,
             default_server: false,
-            backlog: 511,
+            socket: SocketOpts::default(),
             ipv6only: true,
             udp: false,
             proxy_protocol: false,
             position,
         }
     }
+}
+
+/// The `listen` parameters that set options of the listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOpts {
+    /// `backlog=` (default 511 as nginx on Linux).
+    pub backlog: i32,
+    /// `rcvbuf=`: SO_RCVBUF.
+    pub rcvbuf: Option<usize>,
+    /// `sndbuf=`: SO_SNDBUF.
+    pub sndbuf: Option<usize>,
+    /// `so_keepalive=`: SO_KEEPALIVE and its TCP timers.
+    pub keepalive: Option<SoKeepalive>,
+    /// `deferred`: TCP_DEFER_ACCEPT (nginx sets 1 second).
+    pub deferred: bool,
+    /// `fastopen=`: TCP_FASTOPEN's queue length.
+    pub fastopen: Option<u32>,
+}
+
+impl Default for SocketOpts {
+    fn default() -> Self {
+        SocketOpts {
+            backlog: 511,
+            rcvbuf: None,
+            sndbuf: None,
+            keepalive: None,
+            deferred: false,
+            fastopen: None,
+        }
+    }
+}
+
+/// `so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoKeepalive {
+    /// `off`: SO_KEEPALIVE cleared.
+    Off,
+    /// `on`, or the timers (seconds, count) that are given; the others
+    /// keep the system's values.
+    On {
+        /// TCP_KEEPIDLE.
+        idle: Option<u32>,
+        /// TCP_KEEPINTVL.
+        interval: Option<u32>,
+        /// TCP_KEEPCNT.
+        count: Option<u32>,
+    },
 }
 
 /// One virtual `server`.
