@@ -108,3 +108,40 @@ fn stream_listen_parameters_set_the_socket_options() {
     assert_eq!(s.recv_buffer_size().unwrap(), 80000);
     assert!(s.keepalive().unwrap());
 }
+
+/// Socket parameters go on one `listen` of an address only, as nginx says.
+#[test]
+fn options_on_two_listens_of_one_address_fail_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nginx.conf");
+    let test = |text: &str| {
+        std::fs::write(&conf, format!("events {{}}\nhttp {{\n{text}\n}}\n")).unwrap();
+        let out = std::process::Command::new(support::BIN)
+            .arg("-t")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = test(
+        "server { listen 127.0.0.1:8080 rcvbuf=8k; server_name a; }\n\
+         server { listen 127.0.0.1:8080 backlog=10; server_name b; }",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "duplicate listen options for 127.0.0.1:8080 in {}:4",
+            conf.display()
+        )),
+        "{err}"
+    );
+    let (code, err) = test(
+        "server { listen 127.0.0.1:8080 rcvbuf=8k; server_name a; }\n\
+         server { listen 127.0.0.1:8080; server_name b; }",
+    );
+    assert_eq!(code, Some(0), "{err}");
+}

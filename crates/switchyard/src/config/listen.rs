@@ -82,8 +82,11 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
         let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
         match p {
             "default_server" | "default" => listen.default_server = true,
-            "reuseport" | "bind" => {}
-            "deferred" => listen.socket.deferred = true,
+            "reuseport" | "bind" => listen.options_set = true,
+            "deferred" => {
+                listen.socket.deferred = true;
+                listen.options_set = true;
+            }
             "ssl" | "http2" | "quic" | "proxy_protocol" => {
                 return Err(ConfigError::at(
                     format!("\"listen ... {p}\" is not supported yet"),
@@ -97,6 +100,7 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
                         .and_then(|n| u32::try_from(n).ok())
                         .ok_or_else(|| ConfigError::at(format!("invalid fastopen \"{v}\""), at))?;
                     listen.socket.fastopen = Some(n);
+                    listen.options_set = true;
                 } else if p.starts_with("setfib=") || p.starts_with("accept_filter=") {
                     // FreeBSD's; nginx on Linux has them compiled out.
                 } else {
@@ -108,6 +112,25 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
     Ok(listen)
 }
 
+/// nginx allows socket parameters on one `listen` of an address only:
+/// `duplicate listen options for ADDR` at the second.
+pub(crate) fn check_options<'a>(
+    listens: impl Iterator<Item = &'a Listen>,
+) -> Result<(), ConfigError> {
+    let mut set: Vec<std::net::SocketAddr> = Vec::new();
+    for listen in listens.filter(|l| l.options_set) {
+        if set.contains(&listen.addr) {
+            let message = format!("duplicate listen options for {}", listen.addr);
+            return Err(match &listen.position {
+                Some(p) => ConfigError::at(message, p),
+                None => ConfigError::bare(message),
+            });
+        }
+        set.push(listen.addr);
+    }
+    Ok(())
+}
+
 /// The `listen` parameters http and stream share that set a socket option:
 /// `backlog=` and `ipv6only=`, with nginx's messages. Returns whether `p`
 /// was one.
@@ -116,6 +139,16 @@ pub(crate) fn socket_param(
     p: &str,
     at: &Position,
 ) -> Result<bool, ConfigError> {
+    let known = [
+        "backlog=",
+        "rcvbuf=",
+        "sndbuf=",
+        "so_keepalive=",
+        "ipv6only=",
+    ];
+    if known.iter().any(|k| p.starts_with(k)) {
+        listen.options_set = true;
+    }
     if let Some(v) = p.strip_prefix("backlog=") {
         listen.socket.backlog = values::parse_number(v)
             .filter(|n| *n > 0 && *n <= i32::MAX as u64)

@@ -479,6 +479,9 @@ pub struct Listen {
     pub default_server: bool,
     /// The parameters that set socket options (`backlog=`, `rcvbuf=`, ...).
     pub socket: SocketOpts,
+    /// Whether any socket parameter was written (nginx allows them on one
+    /// `listen` of an address only).
+    pub options_set: bool,
     /// `ipv6only=` (default on).
     pub ipv6only: bool,
     /// `udp` (stream only): a datagram socket.
@@ -498,6 +501,7 @@ impl Listen {
             addr,
             default_server: false,
             socket: SocketOpts::default(),
+            options_set: false,
             ipv6only: true,
             udp: false,
             proxy_protocol: false,
