@@ -169,7 +169,6 @@ pub fn configure_line() -> String {
     ];
     let missing = [
         "--without-http_ssi_module",
-        "--without-http_gzip_module",
         "--without-http_autoindex_module",
         "--without-http_fastcgi_module",
         "--without-http_uwsgi_module",
@@ -178,7 +177,6 @@ pub fn configure_line() -> String {
         "--without-http_memcached_module",
         "--without-http_limit_conn_module",
         "--without-http_limit_req_module",
-        "--without-http_access_module",
         "--without-http_auth_basic_module",
         "--without-http_geo_module",
         "--without-http_split_clients_module",

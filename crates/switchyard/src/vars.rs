@@ -42,6 +42,8 @@ pub enum Var {
     BodyBytesSent,
     /// `$bytes_sent`.
     BytesSent,
+    /// `$gzip_ratio`.
+    GzipRatio,
     /// `$upstream_addr`.
     UpstreamAddr,
     /// `$upstream_status`.
@@ -206,6 +208,7 @@ impl Var {
             "status" => Var::Status,
             "body_bytes_sent" => Var::BodyBytesSent,
             "bytes_sent" => Var::BytesSent,
+            "gzip_ratio" => Var::GzipRatio,
             "upstream_addr" => Var::UpstreamAddr,
             "upstream_status" => Var::UpstreamStatus,
             "upstream_response_time" => Var::UpstreamResponseTime,

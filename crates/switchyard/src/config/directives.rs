@@ -235,7 +235,16 @@ pub static DIRECTIVES: &[Spec] = &[
         false,
         Yes,
     ),
-    d("gzip", ANY_IF, FLAG, false, NotYet),
+    // gzip (ngx_http_gzip_module, with the core module's gzip_*)
+    d("gzip", ANY_IF, FLAG, false, Yes),
+    d("gzip_types", ANY, M1, false, Yes),
+    d("gzip_min_length", ANY, T1, false, Yes),
+    d("gzip_comp_level", ANY, T1, false, Yes),
+    d("gzip_proxied", ANY, M1, false, Yes),
+    d("gzip_vary", ANY, FLAG, false, Yes),
+    d("gzip_disable", ANY, M1, false, Yes),
+    d("gzip_http_version", ANY, T1, false, Yes),
+    d("gzip_buffers", ANY, T2, false, Accepted),
     d("ssl_protocols", HTTP.or(SRV), M1, false, NotYet),
     d(
         "ssl_prefer_server_ciphers",
@@ -278,8 +287,8 @@ pub static DIRECTIVES: &[Spec] = &[
     ),
     d("alias", LOC, T1, false, Yes),
     d("autoindex", ANY, FLAG, false, NotYet),
-    d("allow", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, NotYet),
-    d("deny", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, NotYet),
+    d("allow", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, Yes),
+    d("deny", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, Yes),
     d("set_real_ip_from", ANY, T1, false, Yes),
     d("real_ip_header", ANY, T1, false, Yes),
     d("real_ip_recursive", ANY, FLAG, false, Yes),
@@ -527,10 +536,10 @@ mod tests {
     fn lookups() {
         assert!(lookup("proxy_pass").is_some());
         assert!(lookup("nonsense").is_none());
-        let gzip_types = lookup("gzip_types").unwrap();
-        assert_eq!(gzip_types.support, Support::NotYet);
-        assert!(gzip_types.ctx.contains(Ctx::LOCATION));
-        assert!(!gzip_types.ctx.contains(Ctx::MAIN));
+        let gzip_static = lookup("gzip_static").unwrap();
+        assert_eq!(gzip_static.support, Support::NotYet);
+        assert!(gzip_static.ctx.contains(Ctx::LOCATION));
+        assert!(!gzip_static.ctx.contains(Ctx::MAIN));
     }
 
     /// A name is in switchyard's table once per module (http's row and

@@ -107,6 +107,7 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
         servers.push(Arc::new(b.build_server(s, &layer)?));
     }
     check_listens(&servers)?;
+    super::listen::check_options(servers.iter().flat_map(|s| s.listens.iter()))?;
     upstreams.append(&mut b.implicit);
     for (name, check) in b.location_checks.drain(..) {
         if let Some(up) = upstreams.iter_mut().find(|u| u.name == name) {

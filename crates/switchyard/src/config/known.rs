@@ -768,37 +768,7 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "gzip_buffers",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[2]),
-        false,
-    ),
-    k(
-        "gzip_comp_level",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "gzip_disable",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::AtLeast(1),
-        false,
-    ),
-    k(
         "gzip_hash",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "gzip_http_version",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "gzip_min_length",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
@@ -810,27 +780,9 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "gzip_proxied",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::AtLeast(1),
-        false,
-    ),
-    k(
         "gzip_static",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
-        false,
-    ),
-    k(
-        "gzip_types",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::AtLeast(1),
-        false,
-    ),
-    k(
-        "gzip_vary",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
         false,
     ),
     k(

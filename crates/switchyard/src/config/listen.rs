@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use nginx_conf::{Directive, Position};
 
-use super::model::Listen;
+use super::model::{Listen, SoKeepalive};
 use super::{values, ConfigError};
 
 /// The port nginx listens on when a server has no `listen`: 80 for root,
@@ -82,7 +82,11 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
         let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
         match p {
             "default_server" | "default" => listen.default_server = true,
-            "reuseport" | "bind" | "deferred" | "so_keepalive=on" | "so_keepalive=off" => {}
+            "reuseport" | "bind" => listen.options_set = true,
+            "deferred" => {
+                listen.socket.deferred = true;
+                listen.options_set = true;
+            }
             "ssl" | "http2" | "quic" | "proxy_protocol" => {
                 return Err(ConfigError::at(
                     format!("\"listen ... {p}\" is not supported yet"),
@@ -91,14 +95,14 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
             }
             _ => {
                 if socket_param(&mut listen, p, at)? {
-                } else if p.starts_with("rcvbuf=")
-                    || p.starts_with("sndbuf=")
-                    || p.starts_with("fastopen=")
-                    || p.starts_with("so_keepalive=")
-                    || p.starts_with("setfib=")
-                    || p.starts_with("accept_filter=")
-                {
-                    // Socket tuning with no effect on what clients see; accepted.
+                } else if let Some(v) = p.strip_prefix("fastopen=") {
+                    let n = values::parse_number(v)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| ConfigError::at(format!("invalid fastopen \"{v}\""), at))?;
+                    listen.socket.fastopen = Some(n);
+                    listen.options_set = true;
+                } else if p.starts_with("setfib=") || p.starts_with("accept_filter=") {
+                    // FreeBSD's; nginx on Linux has them compiled out.
                 } else {
                     return Err(invalid());
                 }
@@ -106,6 +110,25 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
         }
     }
     Ok(listen)
+}
+
+/// nginx allows socket parameters on one `listen` of an address only:
+/// `duplicate listen options for ADDR` at the second.
+pub(crate) fn check_options<'a>(
+    listens: impl Iterator<Item = &'a Listen>,
+) -> Result<(), ConfigError> {
+    let mut set: Vec<std::net::SocketAddr> = Vec::new();
+    for listen in listens.filter(|l| l.options_set) {
+        if set.contains(&listen.addr) {
+            let message = format!("duplicate listen options for {}", listen.addr);
+            return Err(match &listen.position {
+                Some(p) => ConfigError::at(message, p),
+                None => ConfigError::bare(message),
+            });
+        }
+        set.push(listen.addr);
+    }
+    Ok(())
 }
 
 /// The `listen` parameters http and stream share that set a socket option:
@@ -116,11 +139,43 @@ pub(crate) fn socket_param(
     p: &str,
     at: &Position,
 ) -> Result<bool, ConfigError> {
+    let known = [
+        "backlog=",
+        "rcvbuf=",
+        "sndbuf=",
+        "so_keepalive=",
+        "ipv6only=",
+    ];
+    if known.iter().any(|k| p.starts_with(k)) {
+        listen.options_set = true;
+    }
     if let Some(v) = p.strip_prefix("backlog=") {
-        listen.backlog = values::parse_number(v)
+        listen.socket.backlog = values::parse_number(v)
             .filter(|n| *n > 0 && *n <= i32::MAX as u64)
             .ok_or_else(|| ConfigError::at(format!("invalid backlog \"{v}\""), at))?
             as i32;
+        return Ok(true);
+    }
+    for (name, slot) in [
+        ("rcvbuf=", &mut listen.socket.rcvbuf),
+        ("sndbuf=", &mut listen.socket.sndbuf),
+    ] {
+        if let Some(v) = p.strip_prefix(name) {
+            let n = values::parse_size(v)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    let name = name.trim_end_matches('=');
+                    ConfigError::at(format!("invalid {name} \"{v}\""), at)
+                })?;
+            *slot = Some(n);
+            return Ok(true);
+        }
+    }
+    if let Some(v) = p.strip_prefix("so_keepalive=") {
+        listen.socket.keepalive =
+            Some(parse_so_keepalive(v).ok_or_else(|| {
+                ConfigError::at(format!("invalid so_keepalive value: \"{v}\""), at)
+            })?);
         return Ok(true);
     }
     if let Some(v) = p.strip_prefix("ipv6only=") {
@@ -131,9 +186,95 @@ pub(crate) fn socket_param(
     Ok(false)
 }
 
+/// `on`, `off` or `[keepidle]:[keepintvl]:[keepcnt]` (times in seconds
+/// by default, not all three empty or zero), as nginx reads it.
+fn parse_so_keepalive(v: &str) -> Option<SoKeepalive> {
+    match v {
+        "on" => {
+            return Some(SoKeepalive::On {
+                idle: None,
+                interval: None,
+                count: None,
+            })
+        }
+        "off" => return Some(SoKeepalive::Off),
+        _ => {}
+    }
+    let mut parts = v.splitn(3, ':');
+    let time = |t: Option<&str>| -> Option<Option<u32>> {
+        match t {
+            None | Some("") => Some(None),
+            Some(t) => {
+                let d = values::parse_time(t)?;
+                (d.subsec_nanos() == 0)
+                    .then(|| u32::try_from(d.as_secs()).ok())
+                    .flatten()
+                    .map(Some)
+            }
+        }
+    };
+    let idle = time(parts.next())?;
+    let interval = time(parts.next())?;
+    let count = match parts.next() {
+        None | Some("") => None,
+        Some(c) => Some(u32::try_from(values::parse_number(c)?).ok()?),
+    };
+    let zero = |x: Option<u32>| x.unwrap_or(0) == 0;
+    if zero(idle) && zero(interval) && zero(count) {
+        return None;
+    }
+    Some(SoKeepalive::On {
+        idle: idle.filter(|n| *n > 0),
+        interval: interval.filter(|n| *n > 0),
+        count: count.filter(|n| *n > 0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_parameters_as_nginx_reads_them() {
+        let listen = |text: &str| {
+            let conf = nginx_conf::parse_str(
+                &format!("listen {text};"),
+                nginx_conf::Source::CommandLine,
+                std::path::Path::new("/"),
+            )
+            .unwrap();
+            parse_listen(&conf.directives[0]).map_err(|e| e.message)
+        };
+        let l =
+            listen("127.0.0.1:80 rcvbuf=64k sndbuf=8192 deferred fastopen=5 backlog=9").unwrap();
+        assert_eq!(l.socket.rcvbuf, Some(65536));
+        assert_eq!(l.socket.sndbuf, Some(8192));
+        assert!(l.socket.deferred);
+        assert_eq!((l.socket.fastopen, l.socket.backlog), (Some(5), 9));
+        let l = listen("80 so_keepalive=1m::3").unwrap();
+        assert_eq!(
+            l.socket.keepalive,
+            Some(SoKeepalive::On {
+                idle: Some(60),
+                interval: None,
+                count: Some(3)
+            })
+        );
+        let l = listen("80 so_keepalive=off").unwrap();
+        assert_eq!(l.socket.keepalive, Some(SoKeepalive::Off));
+        assert_eq!(listen("80 rcvbuf=x").unwrap_err(), "invalid rcvbuf \"x\"");
+        assert_eq!(listen("80 sndbuf=").unwrap_err(), "invalid sndbuf \"\"");
+        assert_eq!(
+            listen("80 fastopen=-1").unwrap_err(),
+            "invalid fastopen \"-1\""
+        );
+        for bad in ["::", "0:0:0", "x", "1:2:y"] {
+            assert_eq!(
+                listen(&format!("80 so_keepalive={bad}")).unwrap_err(),
+                format!("invalid so_keepalive value: \"{bad}\"")
+            );
+        }
+    }
 
     #[test]
     fn addresses() {

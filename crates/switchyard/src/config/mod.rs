@@ -1,7 +1,9 @@
 //! nginx.conf's syntax tree -> the typed [`model::Model`]. Every directive is
 //! checked here, with nginx's message and `file:line` on error.
 
+pub mod access;
 pub mod directives;
+mod gzip;
 mod health;
 mod http;
 mod known;

@@ -178,13 +178,24 @@ pub fn parse_bind_address(text: &str) -> Option<SocketAddr> {
     text.parse::<SocketAddr>().ok()
 }
 
-/// One `allow` / `deny` rule.
+/// One `allow` / `deny` rule (http's and stream's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessRule {
     /// `allow` (true) or `deny`.
     pub allow: bool,
-    /// The addresses; `None` is `all`.
-    pub cidr: Option<Cidr>,
+    /// The clients it covers.
+    pub from: AccessFrom,
+}
+
+/// The clients an `allow` / `deny` rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessFrom {
+    /// `all`: every client, unix-domain peers included.
+    All,
+    /// An address or a network of one family.
+    Addr(Cidr),
+    /// `unix:`: peers of unix-domain sockets.
+    Unix,
 }
 
 /// One `stream { server { } }`.
@@ -469,8 +480,11 @@ pub struct Listen {
     pub addr: SocketAddr,
     /// `default_server`.
     pub default_server: bool,
-    /// `backlog=` (default 511 as nginx on Linux).
-    pub backlog: i32,
+    /// The parameters that set socket options (`backlog=`, `rcvbuf=`, ...).
+    pub socket: SocketOpts,
+    /// Whether any socket parameter was written (nginx allows them on one
+    /// `listen` of an address only).
+    pub options_set: bool,
     /// `ipv6only=` (default on).
     pub ipv6only: bool,
     /// `udp` (stream only): a datagram socket.
@@ -491,7 +505,8 @@ impl Listen {
         Listen {
             addr,
             default_server: false,
-            backlog: 511,
+            socket: SocketOpts::default(),
+            options_set: false,
             ipv6only: true,
             udp: false,
             proxy_protocol: false,
@@ -499,6 +514,53 @@ impl Listen {
             position,
         }
     }
+}
+
+/// The `listen` parameters that set options of the listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOpts {
+    /// `backlog=` (default 511 as nginx on Linux).
+    pub backlog: i32,
+    /// `rcvbuf=`: SO_RCVBUF.
+    pub rcvbuf: Option<usize>,
+    /// `sndbuf=`: SO_SNDBUF.
+    pub sndbuf: Option<usize>,
+    /// `so_keepalive=`: SO_KEEPALIVE and its TCP timers.
+    pub keepalive: Option<SoKeepalive>,
+    /// `deferred`: TCP_DEFER_ACCEPT (nginx sets 1 second).
+    pub deferred: bool,
+    /// `fastopen=`: TCP_FASTOPEN's queue length.
+    pub fastopen: Option<u32>,
+}
+
+impl Default for SocketOpts {
+    fn default() -> Self {
+        SocketOpts {
+            backlog: 511,
+            rcvbuf: None,
+            sndbuf: None,
+            keepalive: None,
+            deferred: false,
+            fastopen: None,
+        }
+    }
+}
+
+/// `so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoKeepalive {
+    /// `off`: SO_KEEPALIVE cleared.
+    Off,
+    /// `on`, or the timers (seconds, count) that are given; the others
+    /// keep the system's values.
+    On {
+        /// TCP_KEEPIDLE.
+        idle: Option<u32>,
+        /// TCP_KEEPINTVL.
+        interval: Option<u32>,
+        /// TCP_KEEPCNT.
+        count: Option<u32>,
+    },
 }
 
 /// One virtual `server`.
@@ -894,6 +956,90 @@ pub struct Settings {
     pub real_ip: Arc<RealIp>,
     /// `rewrite_log` (default off): the rewrite module's notice lines.
     pub rewrite_log: bool,
+    /// `allow` / `deny` rules in order (the innermost level that has any).
+    pub access: Arc<[AccessRule]>,
+    /// The gzip module's settings.
+    pub gzip: Arc<Gzip>,
+}
+
+/// ngx_http_gzip_module's settings (with the core module's gzip_*).
+#[derive(Debug, Clone)]
+pub struct Gzip {
+    /// `gzip` (default off).
+    pub enable: bool,
+    /// `gzip_types` (text/html always).
+    pub types: GzipTypes,
+    /// `gzip_min_length` (default 20): a known Content-Length below it is
+    /// sent as it is.
+    pub min_length: u64,
+    /// `gzip_comp_level` (1..=9, default 1).
+    pub level: u32,
+    /// `gzip_proxied` as a mask of [`Proxied`] bits (default off).
+    pub proxied: u16,
+    /// `gzip_vary` (default off).
+    pub vary: bool,
+    /// `gzip_http_version 1.1` (the default) rather than 1.0.
+    pub http_version_11: bool,
+    /// `gzip_disable msie6`.
+    pub disable_msie6: bool,
+    /// `gzip_disable` regexes, matched case-insensitively on User-Agent.
+    pub disable: Vec<regex::Regex>,
+}
+
+/// `gzip_types`: the MIME types compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GzipTypes {
+    /// `*`.
+    Any,
+    /// These types, lower case.
+    List(Vec<String>),
+}
+
+impl GzipTypes {
+    /// Whether a response of media type `t` (lower case, no parameters)
+    /// is compressed.
+    pub fn matches(&self, t: &str) -> bool {
+        match self {
+            GzipTypes::Any => true,
+            GzipTypes::List(list) => list.iter().any(|l| l == t),
+        }
+    }
+}
+
+/// The `gzip_proxied` values as nginx's bits.
+pub struct Proxied;
+
+impl Proxied {
+    /// `off`.
+    pub const OFF: u16 = 1 << 1;
+    /// `expired`.
+    pub const EXPIRED: u16 = 1 << 2;
+    /// `no-cache`.
+    pub const NO_CACHE: u16 = 1 << 3;
+    /// `no-store`.
+    pub const NO_STORE: u16 = 1 << 4;
+    /// `private`.
+    pub const PRIVATE: u16 = 1 << 5;
+    /// `no_last_modified`.
+    pub const NO_LAST_MODIFIED: u16 = 1 << 6;
+    /// `no_etag`.
+    pub const NO_ETAG: u16 = 1 << 7;
+    /// `auth`.
+    pub const AUTH: u16 = 1 << 8;
+    /// `any`.
+    pub const ANY: u16 = 1 << 9;
+    /// Every value by its name.
+    pub const ALL: [(&'static str, u16); 9] = [
+        ("off", Self::OFF),
+        ("expired", Self::EXPIRED),
+        ("no-cache", Self::NO_CACHE),
+        ("no-store", Self::NO_STORE),
+        ("private", Self::PRIVATE),
+        ("no_last_modified", Self::NO_LAST_MODIFIED),
+        ("no_etag", Self::NO_ETAG),
+        ("auth", Self::AUTH),
+        ("any", Self::ANY),
+    ];
 }
 
 /// One `access_log` destination.

@@ -61,6 +61,8 @@ pub(crate) struct Layer {
     real_ip_header: Option<String>,
     real_ip_recursive: Option<bool>,
     rewrite_log: Option<bool>,
+    access: Option<Vec<super::model::AccessRule>>,
+    gzip: super::gzip::GzipLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -401,6 +403,11 @@ impl Layer {
                 .error_log
                 .get_or_insert_with(Vec::new)
                 .push(error_log_target(d, prefix)?),
+            name if name.starts_with("gzip") => return self.gzip.apply(d),
+            "allow" | "deny" => self
+                .access
+                .get_or_insert_with(Vec::new)
+                .push(super::access::parse_rule(d)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -410,7 +417,10 @@ impl Layer {
     pub(crate) fn over(&self, parent: &Layer) -> Layer {
         macro_rules! pick {
             ($($field:ident),*) => {
-                Layer { $($field: self.$field.clone().or_else(|| parent.$field.clone()),)* }
+                Layer {
+                    $($field: self.$field.clone().or_else(|| parent.$field.clone()),)*
+                    gzip: self.gzip.over(&parent.gzip),
+                }
             };
         }
         pick!(
@@ -455,7 +465,8 @@ impl Layer {
             real_ip_from,
             real_ip_header,
             real_ip_recursive,
-            rewrite_log
+            rewrite_log,
+            access
         )
     }
 
@@ -541,6 +552,8 @@ impl Layer {
                 recursive: self.real_ip_recursive.unwrap_or(false),
             }),
             rewrite_log: self.rewrite_log.unwrap_or(false),
+            access: self.access.clone().unwrap_or_default().into(),
+            gzip: Arc::new(self.gzip.finish()),
         }
     }
 }

@@ -297,7 +297,10 @@ fn access_rules_set_and_return() {
     assert_eq!(s.servers[0].access.len(), 2, "inherited from stream");
     assert_eq!(s.servers[1].access.len(), 1, "its own rules only");
     assert!(!s.servers[1].access[0].allow);
-    assert!(s.servers[1].access[0].cidr.is_none());
+    assert_eq!(
+        s.servers[1].access[0].from,
+        super::super::model::AccessFrom::All
+    );
     assert_eq!(s.servers[0].set.len(), 1);
     assert!(matches!(s.servers[0].handler, StreamHandler::Return(_)));
     assert!(

@@ -52,23 +52,7 @@ pub(super) fn parse_proxy_bind(d: &Directive) -> Result<Option<ProxyBind>, Confi
 
 /// `allow ADDRESS|CIDR|all` / `deny ...` (ngx_stream_access_module).
 pub(super) fn parse_access_rule(d: &Directive) -> Result<AccessRule, ConfigError> {
-    let value = arg0(d);
-    let allow = d.name == "allow";
-    if value == "all" {
-        return Ok(AccessRule { allow, cidr: None });
-    }
-    if value.starts_with("unix:") {
-        return Err(ConfigError::at(
-            format!("\"{} unix:\" is not supported yet", d.name),
-            &d.position,
-        ));
-    }
-    let cidr = super::settings::parse_cidr(value)
-        .ok_or_else(|| ConfigError::at(format!("invalid parameter \"{value}\""), &d.position))?;
-    Ok(AccessRule {
-        allow,
-        cidr: Some(cidr),
-    })
+    super::access::parse_rule(d)
 }
 
 /// `limit_conn_zone KEY zone=NAME:SIZE` (the size is checked as nginx

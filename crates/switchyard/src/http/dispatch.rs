@@ -70,7 +70,17 @@ pub async fn respond(
     let mut request = Some(request);
     let mut changes = Changes(URI_CHANGES);
     let (settings, content) = enter(server, ex, generation, &mut request, &mut changes).await;
-    run(content, settings, request, server, ex, generation, changes).await
+    let (reply, settings) = run(content, settings, request, server, ex, generation, changes).await;
+    // The gzip filter (http/gzip.rs), last of the header filters.
+    (gzipped(reply, &settings, ex), settings)
+}
+
+/// Applies the gzip filter to a response reply.
+fn gzipped(reply: Reply, settings: &Settings, ex: &mut Exchange) -> Reply {
+    match reply {
+        Reply::Response(r) => Reply::Response(super::gzip::filter(ex, settings, r)),
+        close => close,
+    }
 }
 
 /// From the server's rewrite directives on: where a request starts, and
@@ -109,7 +119,7 @@ pub async fn respond_status(
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
     }
-    run(
+    let (reply, settings) = run(
         Content::Status(code),
         settings,
         None,
@@ -118,7 +128,9 @@ pub async fn respond_status(
         generation,
         Changes(URI_CHANGES),
     )
-    .await
+    .await;
+    // The gzip filter (http/gzip.rs), last of the header filters.
+    (gzipped(reply, &settings, ex), settings)
 }
 
 /// Internal redirects, `error_page` and the header filters until a reply.
@@ -341,6 +353,10 @@ async fn find_and_serve(
         // rewrite directives, before content (and only if the server's did not).
         if ex.client_addr == ex.conn.remote.ip() {
             realip::apply(&location.settings.real_ip, ex);
+        }
+        // The access phase (allow/deny): a denial is a 403 error_page may catch.
+        if !super::access::check(&location.settings, ex) {
+            return (location, Content::Status(403));
         }
         let location = match &location.try_files {
             None => location,

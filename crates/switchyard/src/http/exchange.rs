@@ -102,6 +102,9 @@ pub struct Exchange {
     pub internal: bool,
     /// Captures of the last regex that matched (`$0`..`$9`).
     pub captures: Vec<Option<String>>,
+    /// The gzip filter's byte counts, when it compresses the response
+    /// (`$gzip_ratio`).
+    pub gzip: Option<Arc<crate::http::gzip::Counts>>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -151,6 +154,7 @@ impl Exchange {
             location: None,
             internal: false,
             captures: Vec::new(),
+            gzip: None,
             conn,
         }
     }
@@ -298,6 +302,7 @@ impl VarSource for Exchange {
             Var::RequestTime => owned(secs(self.start.elapsed().as_secs_f64())),
             Var::Status => owned(format!("{:03}", self.status)),
             Var::BodyBytesSent => owned(self.body_bytes_sent.to_string()),
+            Var::GzipRatio => self.gzip.as_ref().and_then(|c| c.ratio()).map(Cow::Owned),
             Var::BytesSent => owned((self.body_bytes_sent + self.header_bytes).to_string()),
             Var::UpstreamAddr => self.join(|t| Some(t.addr.to_string())).map(Cow::Owned),
             Var::UpstreamStatus => self

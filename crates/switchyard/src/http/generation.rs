@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::model::{Http, LocationConfig, Model, ServerConfig, Settings};
+use crate::config::model::{Http, LocationConfig, Model, ServerConfig, Settings, SocketOpts};
 use crate::upstream::Upstream;
 
 use super::log::AccessLog;
@@ -104,8 +104,8 @@ impl Generation {
     /// The addresses to bind: each distinct listen address, except that a
     /// specific address is served by a wildcard socket on the same port when
     /// there is one (as nginx does without `bind`).
-    pub fn bind_addresses(&self) -> Vec<(SocketAddr, i32, bool)> {
-        let mut out: Vec<(SocketAddr, i32, bool)> = Vec::new();
+    pub fn bind_addresses(&self) -> Vec<(SocketAddr, SocketOpts, bool)> {
+        let mut out: Vec<(SocketAddr, SocketOpts, bool)> = Vec::new();
         let Some(http) = self.http() else { return out };
         let all: Vec<_> = http.servers.iter().flat_map(|s| s.listens.iter()).collect();
         for listen in &all {
@@ -116,7 +116,7 @@ impl Generation {
                         && other.addr.is_ipv4() == listen.addr.is_ipv4()
                 });
             if !covered && !out.iter().any(|(a, _, _)| *a == listen.addr) {
-                out.push((listen.addr, listen.backlog, listen.ipv6only));
+                out.push((listen.addr, listen.socket, listen.ipv6only));
             }
         }
         out

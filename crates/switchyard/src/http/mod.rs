@@ -3,11 +3,13 @@
 //! HTTP/1.1 on the fast path in [`h1`], the rest through hyper), [`proxy`]
 //! talks to the upstream, [`body`] streams and logs.
 
+pub mod access;
 pub mod body;
 pub mod dispatch;
 pub mod exchange;
 pub mod generation;
 pub mod guard;
+pub mod gzip;
 pub mod h1;
 pub mod headers;
 pub mod log;

@@ -86,7 +86,7 @@ pub fn run(options: RunOptions) -> i32 {
     };
     let mut bound = HashMap::new();
     for (addr, backlog, ipv6only, kind) in bind_addresses(&generation) {
-        match listeners::bind(addr, backlog, ipv6only) {
+        match listeners::bind(addr, &backlog, ipv6only) {
             Ok(l) => {
                 bound.insert(addr, (l, kind));
             }
@@ -97,8 +97,8 @@ pub fn run(options: RunOptions) -> i32 {
         }
     }
     let mut bound_udp = HashMap::new();
-    for (addr, _, ipv6only) in generation.stream.bind_addresses(true) {
-        match listeners::bind_udp(addr, ipv6only) {
+    for (addr, opts, ipv6only) in generation.stream.bind_addresses(true) {
+        match listeners::bind_udp(addr, &opts, ipv6only) {
             Ok(s) => {
                 bound_udp.insert(addr, s);
             }
@@ -206,7 +206,14 @@ fn daemonize() -> Result<(), String> {
 }
 
 /// Every address to bind, http's and stream's, with the module serving it.
-fn bind_addresses(generation: &Generation) -> Vec<(SocketAddr, i32, bool, workers::Kind)> {
+fn bind_addresses(
+    generation: &Generation,
+) -> Vec<(
+    SocketAddr,
+    crate::config::model::SocketOpts,
+    bool,
+    workers::Kind,
+)> {
     let http = generation
         .bind_addresses()
         .into_iter()
@@ -418,7 +425,7 @@ async fn reload(options: &RunOptions, server: &mut Server) {
             // The same socket, now for the other module: workers re-listen.
             Some((_, old)) if old != kind => switched.push((*addr, *kind)),
             Some(_) => {}
-            None => match listeners::bind(*addr, *backlog, *ipv6only) {
+            None => match listeners::bind(*addr, backlog, *ipv6only) {
                 Ok(l) => fresh.push((*addr, l, *kind)),
                 Err(e) => {
                     error_log::log(ErrorLevel::Emerg, None, &e);
@@ -429,9 +436,9 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     }
     let wanted_udp = generation.stream.bind_addresses(true);
     let mut fresh_udp = Vec::new();
-    for (addr, _, ipv6only) in &wanted_udp {
+    for (addr, opts, ipv6only) in &wanted_udp {
         if !server.listening_udp.contains_key(addr) {
-            match listeners::bind_udp(*addr, *ipv6only) {
+            match listeners::bind_udp(*addr, opts, *ipv6only) {
                 Ok(s) => fresh_udp.push((*addr, s)),
                 Err(e) => {
                     error_log::log(ErrorLevel::Emerg, None, &e);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::model::{MapConfig, SplitClients, Stream, StreamServer};
+use crate::config::model::{MapConfig, SocketOpts, SplitClients, Stream, StreamServer};
 use crate::http::generation::same_upstream;
 use crate::http::log::AccessLog;
 use crate::upstream::Upstream;
@@ -41,7 +41,7 @@ pub struct StreamRuntime {
     servers: HashMap<(SocketAddr, bool), Bound>,
     /// Listen addresses with their backlog, ipv6only and udp flag, in
     /// file order.
-    binds: Vec<(SocketAddr, i32, bool, bool)>,
+    binds: Vec<(SocketAddr, SocketOpts, bool, bool)>,
 }
 
 impl StreamRuntime {
@@ -95,7 +95,7 @@ impl StreamRuntime {
                         ssl: listen.ssl,
                     },
                 );
-                binds.push((listen.addr, listen.backlog, listen.ipv6only, listen.udp));
+                binds.push((listen.addr, listen.socket, listen.ipv6only, listen.udp));
             }
         }
         Ok(StreamRuntime {
@@ -125,8 +125,8 @@ impl StreamRuntime {
     /// The addresses to bind for stream listeners, TCP or UDP (`udp`). A
     /// specific address is served by a wildcard socket of the same port
     /// when there is one (as nginx does without `bind`).
-    pub fn bind_addresses(&self, udp: bool) -> Vec<(SocketAddr, i32, bool)> {
-        let mut out: Vec<(SocketAddr, i32, bool)> = Vec::new();
+    pub fn bind_addresses(&self, udp: bool) -> Vec<(SocketAddr, SocketOpts, bool)> {
+        let mut out: Vec<(SocketAddr, SocketOpts, bool)> = Vec::new();
         let binds: Vec<_> = self
             .binds
             .iter()

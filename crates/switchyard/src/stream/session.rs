@@ -157,10 +157,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
 /// The access phase: the first rule that matches decides; none matching
 /// allows.
 pub(crate) fn allowed(rules: &[AccessRule], remote: SocketAddr) -> bool {
-    rules
-        .iter()
-        .find(|r| r.cidr.is_none_or(|c| c.contains(remote.ip())))
-        .is_none_or(|r| r.allow)
+    crate::config::access::allowed(rules, crate::config::access::Client::Ip(remote.ip()))
 }
 
 /// The content phase: `return`, `proxy_pass`, or nothing (500).
