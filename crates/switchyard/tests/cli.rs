@@ -342,7 +342,7 @@ fn test_ends_with_a_summary_of_every_problem() {
     let file = dir.path().join("nginx.conf");
     std::fs::write(
         &file,
-        "events {}\nhttp {\n  gzip_static on;\n  server {\n    try_files $uri /i;\n    gzip_static off;\n    \
+        "events {}\nhttp {\n  gzip_static on;\n  server {\n    sub_filter a b;\n    gzip_static off;\n    \
          location / { expirse 1h; }\n  }\n}\n",
     )
     .unwrap();
@@ -353,7 +353,7 @@ fn test_ends_with_a_summary_of_every_problem() {
     assert_eq!(lines.len(), 6, "{err}");
     assert_eq!(
         lines[4],
-        "switchyard: 4 problems: 3 directives not supported yet: gzip_static (2), try_files (1); 1 other error",
+        "switchyard: 4 problems: 3 directives not supported yet: gzip_static (2), sub_filter (1); 1 other error",
         "{err}"
     );
 }

@@ -349,6 +349,16 @@ pub async fn proxy(
             addr: picked.addr,
             guard,
         };
+        for words in &sent.head.ignored {
+            error_log::log(
+                crate::observe::ErrorLevel::Warn,
+                Some(ex.conn.id),
+                &format!(
+                    "{words} while reading response header from upstream{}",
+                    log_context(ex, Some(&url()))
+                ),
+            );
+        }
         return downstream_response(sent.head, down, settings, pass, ex, client_upgrade);
     }
 }

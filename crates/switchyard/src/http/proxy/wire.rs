@@ -13,6 +13,24 @@ use http::{Method, StatusCode};
 pub use crate::http::h1::has_token;
 use crate::http::h1::{write_header_line, HeaderCase};
 
+/// Upstream headers nginx takes once: a repeated line is dropped with a
+/// warning (`ngx_http_upstream_process_header_line` and its kin). Content-
+/// Length and Transfer-Encoding are the codec's (a repeat is a 502).
+const UNIQUE: [&str; 12] = [
+    "status",
+    "content-type",
+    "date",
+    "etag",
+    "server",
+    "location",
+    "refresh",
+    "x-accel-redirect",
+    "expires",
+    "last-modified",
+    "x-accel-expires",
+    "x-accel-limit-rate",
+];
+
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -24,6 +42,9 @@ pub struct ResponseHead {
     pub case: HeaderCase,
     /// The reason phrase, as sent.
     pub reason: bytes::Bytes,
+    /// Repeated lines of headers nginx keeps once (the first), dropped:
+    /// nginx's warning for each, without its context.
+    pub ignored: Vec<String>,
     /// How the body that follows is delimited.
     pub framing: Framing,
     /// Whether the upstream allows another request on this connection
@@ -85,10 +106,23 @@ pub fn parse_response_head(
     // `case`); the values still share the head's bytes.
     let mut headers = HeaderMap::with_capacity(head.headers.len());
     let mut case = HeaderCase::default();
+    let mut ignored = Vec::new();
+    // The first line of each unique header, for the warning on a repeat.
+    let mut firsts: Vec<(HeaderName, String)> = Vec::new();
     for line in head.headers {
         let name = HeaderName::from_bytes(line.name()).map_err(|_| ResponseError::Invalid)?;
         let value = HeaderValue::from_maybe_shared(line.value_bytes().clone())
             .map_err(|_| ResponseError::Invalid)?;
+        if UNIQUE.contains(&name.as_str()) {
+            if let Some((_, previous)) = firsts.iter().find(|(n, _)| *n == name) {
+                ignored.push(format!(
+                    "upstream sent duplicate header line: \"{}\", previous value: \"{previous}\", ignored",
+                    line.display_line(),
+                ));
+                continue;
+            }
+            firsts.push((name.clone(), line.display_line()));
+        }
         case.note(&name, line.name());
         headers.append(name, value);
     }
@@ -97,6 +131,7 @@ pub fn parse_response_head(
         headers,
         case,
         reason: head.reason,
+        ignored,
         framing: head.framing,
         keep_alive: head.keep_alive,
     }))
@@ -137,6 +172,23 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a?b HTTP/1.0\r\nHost: backend\r\nX-Forwarded-For: 1.2.3.4\r\nSec-WebSocket-Key: k\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn repeats_of_unique_headers_are_dropped_with_nginx_words() {
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nExpires: foo\r\nSet-Cookie: a\r\nexpires: bar\r\nSet-Cookie: b\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        let expires: Vec<_> = head.headers.get_all(header::EXPIRES).iter().collect();
+        assert_eq!(expires, ["foo"]);
+        assert_eq!(head.headers.get_all(header::SET_COOKIE).iter().count(), 2);
+        assert_eq!(
+            head.ignored,
+            ["upstream sent duplicate header line: \"expires: bar\", previous value: \"Expires: foo\", ignored"]
         );
     }
 
