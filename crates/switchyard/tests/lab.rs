@@ -213,18 +213,18 @@ fn a_broken_config_shows_every_problem() {
     let conf = write_file(
         dir.path(),
         "nginx.conf",
-        "events {}\nhttp {\n gzip on;\n upstream u { server a:80; }\n\
-         server { listen 127.0.0.1:1; try_files $uri /i;\n location / { proxy_pass http://u; expirse 1h; } }\n}\n",
+        "events {}\nhttp {\n gzip_static on;\n upstream u { server a:80; }\n\
+         server { listen 127.0.0.1:1; sub_filter a b;\n location / { proxy_pass http://u; expirse 1h; } }\n}\n",
     );
     let mut lab = Lab::start(&["-c", conf.to_str().unwrap()]);
     let code = lab.wait(Duration::from_secs(20));
     let text = lab.text();
     assert_eq!(code, 1, "{text}");
     for needle in [
-        "\"gzip\" is not supported yet in",
-        "\"try_files\" is not supported yet in",
+        "\"gzip_static\" is not supported yet in",
+        "\"sub_filter\" is not supported yet in",
         "unknown directive \"expirse\" in",
-        "3 problems: 2 directives not supported yet: gzip (1), try_files (1); 1 other error",
+        "3 problems: 2 directives not supported yet: gzip_static (1), sub_filter (1); 1 other error",
     ] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
