@@ -298,6 +298,8 @@ fn proxy_redirect_default_and_explicit() {
     let backend = RawBackend::start(|head| {
         let location = if head.contains("/app/r2") {
             "http://elsewhere/x"
+        } else if head.contains("/in/r3") {
+            "/rel/x"
         } else {
             "http://u/in/page"
         };
@@ -319,12 +321,23 @@ fn proxy_redirect_default_and_explicit() {
         ),
         &[port],
     );
-    assert_eq!(get(port, "/app/r1").header("location"), Some("/app/page"));
+    // A Location a rule rewrote to a relative URI is made absolute, as
+    // nginx's header filter does (absolute_redirect on); one no rule
+    // touched passes as it came.
+    let absolute = |path: &str| format!("http://localhost:{port}{path}");
+    assert_eq!(
+        get(port, "/app/r1").header("location"),
+        Some(absolute("/app/page").as_str())
+    );
+    assert_eq!(get(port, "/app/r3").header("location"), Some("/rel/x"));
     assert_eq!(
         get(port, "/off/r1").header("location"),
         Some("http://u/in/page")
     );
-    assert_eq!(get(port, "/exp/r2").header("location"), Some("/moved/x"));
+    assert_eq!(
+        get(port, "/exp/r2").header("location"),
+        Some(absolute("/moved/x").as_str())
+    );
 }
 
 #[test]

@@ -1235,5 +1235,16 @@ pub enum ProxyRedirect {
     /// `off`.
     Off,
     /// `proxy_redirect REPLACED REPLACEMENT` lines, in order.
-    Rules(Vec<(String, crate::vars::Template)>),
+    Rules(Vec<(RedirectFrom, crate::vars::Template)>),
+}
+
+/// What a `proxy_redirect` line replaces.
+#[derive(Debug, Clone)]
+pub enum RedirectFrom {
+    /// A prefix (variables allowed), compared case-sensitively as nginx's
+    /// `ngx_rstrncmp`; the prefix is replaced.
+    Prefix(crate::vars::Template),
+    /// `~regex` or `~*regex`: a match replaces the whole value, and the
+    /// replacement may use its captures.
+    Regex(regex::Regex),
 }

@@ -10,7 +10,7 @@ use nginx_conf::Directive;
 
 use super::model::{
     AccessLogTarget, AddHeader, Cidr, ErrorLogTarget, ErrorPage, LogPath, NextUpstream,
-    ProxyRedirect, RealIp, Settings,
+    ProxyRedirect, RealIp, RedirectFrom, Settings,
 };
 use super::{arg0, error_log_target, full_path, invalid_value, values, ConfigError};
 use crate::observe::log_format::LogFormat;
@@ -282,7 +282,16 @@ impl Layer {
                     ("default", 1) => ProxyRedirect::Default,
                     ("off", 1) => ProxyRedirect::Off,
                     (_, 2) => {
-                        let rule = (first.to_string(), compile(d, &d.args[1].value)?);
+                        let from = match first.strip_prefix("~*") {
+                            Some(re) => RedirectFrom::Regex(super::rewrite::regex(re, true, d)?),
+                            None => match first.strip_prefix('~') {
+                                Some(re) => {
+                                    RedirectFrom::Regex(super::rewrite::regex(re, false, d)?)
+                                }
+                                None => RedirectFrom::Prefix(compile(d, first)?),
+                            },
+                        };
+                        let rule = (from, compile(d, &d.args[1].value)?);
                         match self.proxy_redirect.take() {
                             Some(ProxyRedirect::Rules(mut rules)) => {
                                 rules.push(rule);

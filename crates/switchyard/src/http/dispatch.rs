@@ -539,10 +539,15 @@ pub fn absolute_location(
     let host = if settings.server_name_in_redirect {
         ex.server_name.clone()
     } else {
-        ex.headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| strip_port(h).to_ascii_lowercase())
+        // nginx's `headers_in.server`: the request line's host, then Host.
+        ex.target_host
+            .clone()
+            .or_else(|| {
+                ex.headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| strip_port(h).to_ascii_lowercase())
+            })
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| ex.conn.local.ip().to_string())
     };

@@ -421,7 +421,7 @@ fn downstream_response(
         return upgrade(head, down, settings, ex, client_upgrade);
     }
     let mut headers = response::filter_headers(&head.headers, settings, false);
-    response::rewrite_redirects(&mut headers, settings, pass, ex);
+    let rewritten = response::rewrite_redirects(&mut headers, settings, pass, ex);
     ex.upstream_headers = head.headers;
     let case = head.case;
     let status_line = upstream_status_line(head.status, &head.reason);
@@ -441,6 +441,9 @@ fn downstream_response(
         out.extensions_mut().insert(case);
     }
     out.extensions_mut().insert(status_line);
+    if rewritten {
+        crate::http::dispatch::absolute_location(&mut out, settings, ex);
+    }
     out
 }
 

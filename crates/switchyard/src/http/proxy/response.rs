@@ -4,7 +4,7 @@
 use http::header::{self, HeaderValue};
 use http::HeaderMap;
 
-use crate::config::model::{ProxyPass, ProxyRedirect, Settings};
+use crate::config::model::{ProxyPass, ProxyRedirect, RedirectFrom, Settings};
 use crate::http::exchange::Exchange;
 
 /// Upstream response headers nginx does not pass down by default
@@ -39,18 +39,20 @@ pub fn filter_headers(upstream: &HeaderMap, settings: &Settings, switching: bool
     out
 }
 
-/// Rewrites `Location` and `Refresh` by `proxy_redirect`.
+/// Rewrites `Location` and `Refresh` by `proxy_redirect`; whether a rule
+/// rewrote `Location` (nginx's header filter then makes a relative one
+/// absolute, and leaves one no rule touched as it came).
 pub fn rewrite_redirects(
     headers: &mut HeaderMap,
     settings: &Settings,
     pass: &ProxyPass,
-    ex: &Exchange,
-) {
+    ex: &mut Exchange,
+) -> bool {
     if !headers.contains_key(header::LOCATION) && !headers.contains_key(header::REFRESH) {
-        return;
+        return false;
     }
-    let rules: Vec<(String, String)> = match &settings.proxy_redirect {
-        ProxyRedirect::Off => return,
+    let rules: Vec<Rule> = match &settings.proxy_redirect {
+        ProxyRedirect::Off => return false,
         ProxyRedirect::Default => match &pass.location_prefix {
             // nginx: the proxy_pass URL (with the location name when the URL
             // has no URI part) is replaced by the location name.
@@ -60,27 +62,48 @@ pub fn rewrite_redirects(
                     pass.proxy_host,
                     pass.uri.as_deref().unwrap_or(prefix.as_str())
                 );
-                vec![(from, prefix.clone())]
+                vec![Rule::Prefix(from, prefix.clone())]
             }
-            None => return,
+            None => return false,
         },
         ProxyRedirect::Rules(rules) => rules
             .iter()
-            .map(|(from, to)| (from.clone(), to.render(ex)))
+            .map(|(from, to)| match from {
+                RedirectFrom::Prefix(p) => Rule::Prefix(p.render(ex), to.render(ex)),
+                RedirectFrom::Regex(re) => Rule::Regex(re, to),
+            })
             .collect(),
     };
+    let mut location_rewritten = false;
     for name in [header::LOCATION, header::REFRESH] {
         let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
         };
-        let rewritten = rewrite_one(value, &rules, name == header::REFRESH);
+        let value = value.to_string();
+        let rewritten = rewrite_one(&value, &rules, name == header::REFRESH, ex);
         if let Some(new) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            location_rewritten |= name == header::LOCATION;
             headers.insert(name, new);
         }
     }
+    location_rewritten
 }
 
-fn rewrite_one(value: &str, rules: &[(String, String)], refresh: bool) -> Option<String> {
+/// One `proxy_redirect` line, its variables rendered.
+enum Rule<'a> {
+    /// A prefix and what replaces it.
+    Prefix(String, String),
+    /// A regex and the replacement template (rendered with its captures).
+    Regex(&'a regex::Regex, &'a crate::vars::Template),
+}
+
+/// The first rule that applies, applied (nginx's `proxy_redirect` order).
+fn rewrite_one(
+    value: &str,
+    rules: &[Rule<'_>],
+    refresh: bool,
+    ex: &mut Exchange,
+) -> Option<String> {
     // Refresh: "5; url=http://..." — the URL part is rewritten.
     let (head, url) = if refresh {
         let at = value.to_ascii_lowercase().find("url=")? + 4;
@@ -88,12 +111,18 @@ fn rewrite_one(value: &str, rules: &[(String, String)], refresh: bool) -> Option
     } else {
         ("", value)
     };
-    for (from, to) in rules {
-        if url.len() >= from.len()
-            && url.is_char_boundary(from.len())
-            && url[..from.len()].eq_ignore_ascii_case(from)
-        {
-            return Some(format!("{head}{to}{}", &url[from.len()..]));
+    for rule in rules {
+        match rule {
+            Rule::Prefix(from, to) => {
+                if url.starts_with(from.as_str()) {
+                    return Some(format!("{head}{to}{}", &url[from.len()..]));
+                }
+            }
+            Rule::Regex(re, to) => {
+                if ex.capture(re, url) {
+                    return Some(format!("{head}{}", to.render(ex)));
+                }
+            }
         }
     }
     None
@@ -102,18 +131,52 @@ fn rewrite_one(value: &str, rules: &[(String, String)], refresh: bool) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::exchange::ConnInfo;
+
+    fn exchange() -> Exchange {
+        let conn = std::sync::Arc::new(ConnInfo {
+            id: 1,
+            remote: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:80".parse().unwrap(),
+            requests: Default::default(),
+        });
+        let (parts, ()) = http::Request::new(()).into_parts();
+        Exchange::new(conn, &parts, HeaderMap::new(), "/".into())
+    }
 
     #[test]
-    fn rewrites_prefix_case_insensitively() {
-        let rules = vec![("http://backend/".to_string(), "/app/".to_string())];
+    fn rewrites_a_prefix_case_sensitively_as_nginx() {
+        let mut ex = exchange();
+        let rules = vec![Rule::Prefix("http://backend/".into(), "/app/".into())];
         assert_eq!(
-            rewrite_one("HTTP://Backend/x?y", &rules, false).as_deref(),
+            rewrite_one("http://backend/x?y", &rules, false, &mut ex).as_deref(),
             Some("/app/x?y")
         );
-        assert_eq!(rewrite_one("http://other/x", &rules, false), None);
         assert_eq!(
-            rewrite_one("5; url=http://backend/z", &rules, true).as_deref(),
+            rewrite_one("HTTP://Backend/x", &rules, false, &mut ex),
+            None
+        );
+        assert_eq!(
+            rewrite_one("5; url=http://backend/z", &rules, true, &mut ex).as_deref(),
             Some("5; url=/app/z")
+        );
+    }
+
+    #[test]
+    fn a_regex_replaces_the_whole_value_with_its_captures() {
+        let mut ex = exchange();
+        let re = regex::Regex::new("^(.+)/regex_w_([^/]+)").unwrap();
+        let to = crate::vars::Template::compile("$1/$2/test.html").unwrap();
+        let rules = vec![Rule::Regex(&re, &to)];
+        assert_eq!(
+            rewrite_one(
+                "http://b/regex_w_captures/test.html",
+                &rules,
+                false,
+                &mut ex
+            )
+            .as_deref(),
+            Some("http://b/captures/test.html")
         );
     }
 }
