@@ -704,3 +704,44 @@ fn an_unread_request_body_is_discarded_and_the_connection_kept() {
         assert_ne!(r.header("connection"), Some("close"));
     }
 }
+
+/// An upstream 401 caught by `proxy_intercept_errors` keeps its
+/// WWW-Authenticate lines on the error page, as nginx keeps them.
+#[test]
+fn intercepted_401_keeps_the_upstream_challenges() {
+    let backend = RawBackend::start(|_| {
+        (
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"a\"\r\nWWW-Authenticate: Bearer\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            false,
+        )
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port};\n\
+               location / {{ proxy_pass http://{}; proxy_intercept_errors on; error_page 401 /e; }}\n\
+               location = /e {{ return 401 \"intercepted\"; }} }}",
+            backend.addr
+        ),
+        &[port],
+    );
+    let raw = support::raw(
+        ([127, 0, 0, 1], port).into(),
+        b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((raw.status, raw.text().as_str()), (401, "intercepted"));
+    let challenges: Vec<&str> = raw
+        .raw_headers
+        .iter()
+        .filter(|l| l.starts_with("WWW-Authenticate: "))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        challenges,
+        [
+            "WWW-Authenticate: Basic realm=\"a\"",
+            "WWW-Authenticate: Bearer"
+        ]
+    );
+}

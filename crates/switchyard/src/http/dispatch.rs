@@ -144,6 +144,9 @@ async fn run(
     mut changes: Changes,
 ) -> (Reply, Arc<Settings>) {
     let mut intercepted = false;
+    // An intercepted 401 keeps the upstream's WWW-Authenticate lines on
+    // the error page (nginx's ngx_http_upstream_intercept_errors).
+    let mut challenges: Vec<HeaderValue> = Vec::new();
     loop {
         let (response, source) = match content {
             Content::Close(code) => return (Reply::Close(code), settings),
@@ -207,10 +210,23 @@ async fn run(
                 // nginx leaves an upstream's relative Location as it is.
                 absolute_location(&mut response, &settings, ex);
             }
+            for value in challenges {
+                response
+                    .headers_mut()
+                    .append(header::WWW_AUTHENTICATE, value);
+            }
             headers::add(&settings.add_headers, ex, &mut response);
             return (Reply::Response(response), settings);
         };
         intercepted = true;
+        if source == Source::Upstream && status == 401 {
+            challenges = response
+                .headers()
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .cloned()
+                .collect();
+        }
         let target = page.uri.render(ex);
         if !target.starts_with('/') && !target.starts_with('@') {
             // An URL: a redirect (302 unless `=301` etc.).
@@ -221,6 +237,9 @@ async fn run(
             let mut r = respond::error(code, settings.server_tokens);
             if let Ok(v) = HeaderValue::from_str(&target) {
                 r.headers_mut().insert(header::LOCATION, v);
+            }
+            for value in challenges {
+                r.headers_mut().append(header::WWW_AUTHENTICATE, value);
             }
             headers::add(&settings.add_headers, ex, &mut r);
             return (Reply::Response(r), settings);
