@@ -78,9 +78,11 @@ impl Pool {
         }
     }
 
+    /// `keepalive_time` is checked when a connection comes back (`put`), as
+    /// nginx checks it when it frees a peer: one taken in time serves its
+    /// request even if its life ends meanwhile.
     fn usable(&self, idle: &Idle, now: Instant) -> bool {
         now.duration_since(idle.since) < self.limits.timeout
-            && now.duration_since(idle.connection.born) < self.limits.time
     }
 
     /// Closes the connections idle longer than `keepalive_timeout`. They
