@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -737,4 +737,56 @@ fn twenty_reloads_under_keepalive_traffic_lose_no_request() {
     );
     // The kept-alive connections now serve the last configuration.
     assert_eq!(support::get(port, "/").text(), "g20");
+}
+
+/// With `worker_shutdown_timeout`, an upgraded connection of a replaced
+/// configuration is closed that long after the reload, as nginx's old
+/// worker closes it; other connections carry on.
+#[test]
+fn reload_closes_old_tunnels_after_worker_shutdown_timeout() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = upstream.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = upstream.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let _ = s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
+        );
+        let mut buf = [0u8; 64];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    let port = free_port();
+    let conf = format!(
+        "error_log logs/error.log info;\nworker_shutdown_timeout 50ms;\nevents {{}}\n\
+         http {{ server {{ listen 127.0.0.1:{port};\n\
+           location / {{ proxy_pass http://{up}; proxy_http_version 1.1;\n\
+             proxy_set_header Upgrade foo; proxy_set_header Connection upgrade; }} }} }}"
+    );
+    let balancer = Balancer::start_full(&conf, &[port], &[]);
+    let mut s = TcpStream::connect(local(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\nping")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"ping") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    balancer.signal(libc::SIGHUP);
+    let t = Instant::now();
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the tunnel outlived the old configuration");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }

@@ -24,6 +24,10 @@ pub struct Generation {
     logs: HashMap<usize, Arc<AccessLog>>,
     /// The `stream` block at run time (empty without one).
     pub stream: crate::stream::generation::StreamRuntime,
+    /// Set when this configuration's `worker_shutdown_timeout` has run out
+    /// after a reload replaced it: what still runs on it (upgraded
+    /// connections) closes, as nginx's old workers close theirs.
+    retired: tokio::sync::watch::Sender<bool>,
 }
 
 fn key(settings: &Arc<Settings>) -> usize {
@@ -72,7 +76,18 @@ impl Generation {
             servers,
             logs,
             stream,
+            retired: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Waits until this configuration is retired (see [`Generation::retire`]).
+    pub fn retirement(&self) -> Retirement {
+        Retirement(self.retired.subscribe())
+    }
+
+    /// Retires this configuration: its long-lived connections close.
+    pub fn retire(&self) {
+        self.retired.send_replace(true);
     }
 
     /// The `http` block, if any.
@@ -168,4 +183,18 @@ pub(crate) fn same_upstream(
                 && x.resolve == y.resolve
                 && x.service == y.service
         })
+}
+
+/// A handle that resolves when a configuration is retired; carried in a
+/// request's extensions to the tunnel an upgrade starts.
+#[derive(Clone)]
+pub struct Retirement(tokio::sync::watch::Receiver<bool>);
+
+impl Retirement {
+    /// Resolves once the configuration is retired (never, if it is not).
+    pub async fn wait(mut self) {
+        if self.0.wait_for(|retired| *retired).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }

@@ -227,6 +227,14 @@ pub async fn handle(
     let uri = normalize_uri(request.uri().path());
     let normalized = uri.is_some();
     let (mut parts, body) = request.into_parts();
+    if parts
+        .extensions
+        .get::<super::h1::upgrade::ClientUpgrade>()
+        .is_some()
+    {
+        // A tunnel this request may start ends with this configuration.
+        parts.extensions.insert(generation.retirement());
+    }
     let rejected = super::guard::check_request(&parts).err();
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(

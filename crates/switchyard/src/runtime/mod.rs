@@ -460,7 +460,15 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     }
     describe_changes(&old, &generation);
     start_resolving(&generation).await;
-    server.shared.current.store(Arc::new(generation));
+    let replaced = server.shared.current.swap(Arc::new(generation));
+    // nginx's old workers close what they still hold (upgraded connections)
+    // `worker_shutdown_timeout` after a reload; without it they wait.
+    if let Some(timeout) = replaced.model.main.worker_shutdown_timeout {
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            replaced.retire();
+        });
+    }
     for (addr, listener, kind) in fresh {
         if let Err(e) = server.listen(addr, listener, kind) {
             error_log::log(ErrorLevel::Emerg, None, &e);

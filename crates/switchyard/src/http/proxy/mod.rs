@@ -12,6 +12,7 @@ mod wire;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::http::generation::Retirement;
 use crate::http::h1::body::RequestBody;
 use crate::http::h1::response::StatusLine;
 use crate::http::h1::upgrade::{ClientUpgrade, Upgraded};
@@ -149,7 +150,10 @@ pub async fn proxy(
         .unwrap_or(80);
     let (mut parts, incoming) = request.into_parts();
     let http11 = settings.proxy_http_version_11;
-    let client_upgrade = parts.extensions.remove::<ClientUpgrade>();
+    let client_upgrade = parts
+        .extensions
+        .remove::<ClientUpgrade>()
+        .map(|u| (u, parts.extensions.remove::<Retirement>()));
 
     let (mut body, body_len) = match prepare_body(settings, ex, &parts.headers, incoming).await {
         Ok(b) => b,
@@ -415,7 +419,7 @@ fn downstream_response(
     settings: &Settings,
     pass: &ProxyPass,
     ex: &mut Exchange,
-    client_upgrade: Option<ClientUpgrade>,
+    client_upgrade: Option<(ClientUpgrade, Option<Retirement>)>,
 ) -> Response<ResponseBody> {
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         return upgrade(head, down, settings, ex, client_upgrade);
@@ -468,9 +472,9 @@ fn upgrade(
     down: Downstream,
     settings: &Settings,
     ex: &mut Exchange,
-    client_upgrade: Option<ClientUpgrade>,
+    client_upgrade: Option<(ClientUpgrade, Option<Retirement>)>,
 ) -> Response<ResponseBody> {
-    let Some(client_upgrade) = client_upgrade else {
+    let Some((client_upgrade, retirement)) = client_upgrade else {
         // The client did not ask to upgrade: nginx would not either.
         return respond::error(502, settings.server_tokens);
     };
@@ -508,7 +512,18 @@ fn upgrade(
             }
             connection.buffer.clear();
         }
-        let _ = tokio::io::copy_bidirectional(&mut client_io, &mut connection.stream).await;
+        let tunnel = tokio::io::copy_bidirectional(&mut client_io, &mut connection.stream);
+        match retirement {
+            Some(retirement) => {
+                tokio::select! {
+                    _ = tunnel => {}
+                    () = retirement.wait() => {}
+                }
+            }
+            None => {
+                let _ = tunnel.await;
+            }
+        }
     });
     let mut out = Response::new(crate::http::body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
