@@ -112,25 +112,80 @@ fn check_host(parts: &Parts) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// nginx's `ngx_http_validate_host`: not empty, no `/`, `\`, NUL or
-/// control byte, no `..`, not starting with a dot; a `[v6]` literal is
-/// taken as a whole. Also no spaces (nginx refuses them in the header line).
+/// nginx's `ngx_http_validate_host`, state by state: a name of letters,
+/// digits and RFC 3986's unreserved and sub-delim characters (no `..`), or
+/// an `[IP-literal]` closed by its bracket, then optionally `:` and a port
+/// of at most 65535; one trailing dot is allowed (and dropped), nothing
+/// may be left empty.
 pub fn valid_host(host: &[u8]) -> bool {
+    #[derive(PartialEq)]
+    enum State {
+        Start,
+        Name,
+        Literal,
+        LiteralEnd,
+        Port,
+    }
     let host = ::h1::trim_ows(host);
-    if host.is_empty() || host[0] == b'.' {
+    let mut state = State::Start;
+    let mut dot: Option<usize> = None;
+    let mut host_len = host.len();
+    let mut port: u32 = 0;
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_~!$&'()*+,;=".contains(&b);
+    for (i, &b) in host.iter().enumerate() {
+        if state == State::Start {
+            if b == b'[' {
+                state = State::Literal;
+                continue;
+            }
+            state = State::Name;
+        }
+        match state {
+            State::Start => {}
+            State::Name | State::Literal => match b {
+                b'.' => {
+                    if i > 0 && dot == Some(i - 1) {
+                        return false;
+                    }
+                    dot = Some(i);
+                }
+                b':' if state == State::Name => {
+                    host_len = i;
+                    state = State::Port;
+                }
+                b':' => {}
+                b']' if state == State::Literal => {
+                    host_len = i + 1;
+                    state = State::LiteralEnd;
+                }
+                b'%' if state == State::Name => {}
+                b if allowed(b) => {}
+                _ => return false,
+            },
+            State::LiteralEnd => {
+                if b != b':' {
+                    return false;
+                }
+                state = State::Port;
+            }
+            State::Port => {
+                if !b.is_ascii_digit() {
+                    return false;
+                }
+                port = port * 10 + u32::from(b - b'0');
+                if port > 65535 {
+                    return false;
+                }
+            }
+        }
+    }
+    if state == State::Literal {
         return false;
     }
-    let mut previous = 0u8;
-    for &b in host {
-        match b {
-            b'.' if previous == b'.' => return false,
-            b'/' | b'\\' | b' ' | b'\t' | 0x7f => return false,
-            b if b < 0x20 => return false,
-            _ => {}
-        }
-        previous = b;
+    if host_len > 0 && dot == Some(host_len - 1) {
+        host_len -= 1;
     }
-    true
+    host_len > 0
 }
 
 /// nginx's page for a head too large: status 400, its own title.
@@ -173,7 +228,24 @@ mod tests {
     fn hosts() {
         assert!(valid_host(b"example.com:80"));
         assert!(valid_host(b"[::1]:80"));
-        for bad in [&b""[..], b"..", b".a", b"a/b", b"a b", b"a\\b", b"a..b"] {
+        assert!(valid_host(b"example.com.:80"));
+        assert!(valid_host(b"[::1]"));
+        for bad in [
+            &b""[..],
+            b"..",
+            b"a/b",
+            b"a b",
+            b"a\\b",
+            b"a..b",
+            b"example.com.:1.2",
+            b"1.2.3.4:123456",
+            b"1.2.3.4:9000:80",
+            b"[::1].",
+            b"[::1].:98",
+            b"extra[::1]:98",
+            b"[::1",
+            b".",
+        ] {
             assert!(!valid_host(bad), "{bad:?}");
         }
     }
