@@ -261,28 +261,7 @@ fn expect_100_continue_is_answered_before_the_body_is_read() {
 #[test]
 fn an_upgrade_carries_bytes_sent_right_after_the_head() {
     // The backend answers 101 and then echoes what it reads.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let Ok((mut stream, _)) = listener.accept() else {
-            return;
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        if read_request(&mut stream).is_none() {
-            return;
-        }
-        let _ = stream.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-        );
-        let mut buf = [0u8; 64];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                return;
-            }
-        }
-    });
+    let addr = support::upgrade_echo_backend("websocket");
     let port = free_port();
     let _balancer = Balancer::start_http(
         &format!(

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -744,27 +744,7 @@ fn twenty_reloads_under_keepalive_traffic_lose_no_request() {
 /// worker closes it; other connections carry on.
 #[test]
 fn reload_closes_old_tunnels_after_worker_shutdown_timeout() {
-    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
-    let up = upstream.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let Ok((mut s, _)) = upstream.accept() else {
-            return;
-        };
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
-        }
-        let _ = s.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
-        );
-        let mut buf = [0u8; 64];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 || s.write_all(&buf[..n]).is_err() {
-                return;
-            }
-        }
-    });
+    let up = support::upgrade_echo_backend("foo");
     let port = free_port();
     let conf = format!(
         "error_log logs/error.log info;\nworker_shutdown_timeout 50ms;\nevents {{}}\n\
