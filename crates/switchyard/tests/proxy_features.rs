@@ -745,3 +745,29 @@ fn intercepted_401_keeps_the_upstream_challenges() {
         ]
     );
 }
+
+/// `access_log ... if=condition` writes a line only when the condition is
+/// neither empty nor "0".
+#[test]
+fn access_log_if_skips_lines_whose_condition_is_empty_or_zero() {
+    let port = free_port();
+    let b = Balancer::start_full(
+        &format!(
+            "error_log logs/error.log info;\nevents {{}}\nhttp {{\n\
+             access_log logs/access.log combined if=$arg_log;\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }} }} }}"
+        ),
+        &[port],
+        &[],
+    );
+    for path in ["/?log=1", "/?log=0", "/", "/?log=yes"] {
+        assert_eq!(get(port, path).status, 200);
+    }
+    support::wait_until(Duration::from_secs(5), "two lines", || {
+        b.access_lines().len() >= 2
+    });
+    let lines = b.access_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("GET /?log=1 "), "{lines:?}");
+    assert!(lines[1].contains("GET /?log=yes "), "{lines:?}");
+}

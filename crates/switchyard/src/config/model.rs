@@ -1049,6 +1049,9 @@ pub struct AccessLogTarget {
     pub path: LogPath,
     /// The format.
     pub format: Arc<LogFormat>,
+    /// `if=condition`: a line is written only when it renders to neither
+    /// "" nor "0".
+    pub condition: Option<crate::vars::Template>,
 }
 
 /// An active health check (`health_check` in an upstream or in the location

@@ -122,8 +122,15 @@ pub(crate) fn parse_access_log(
                 )
             })?,
     };
-    if let Some(extra) = d.args.get(2) {
-        let known = ["buffer=", "gzip", "flush=", "if="];
+    let mut condition = None;
+    for extra in d.args.iter().skip(2) {
+        if let Some(text) = extra.value.strip_prefix("if=") {
+            let template = crate::vars::Template::compile(text)
+                .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
+            condition = Some(template);
+            continue;
+        }
+        let known = ["buffer=", "gzip", "flush="];
         let message = if known.iter().any(|k| extra.value.starts_with(k)) {
             format!(
                 "\"access_log\" parameter \"{}\" is not supported yet",
@@ -145,7 +152,11 @@ pub(crate) fn parse_access_log(
     } else {
         LogPath::File(full_path(prefix, path))
     };
-    Ok(Some(AccessLogTarget { path, format }))
+    Ok(Some(AccessLogTarget {
+        path,
+        format,
+        condition,
+    }))
 }
 
 /// Named log formats visible while parsing (for `access_log PATH NAME`).
@@ -499,6 +510,7 @@ impl Layer {
             vec![AccessLogTarget {
                 path: LogPath::File(full_path(prefix, "logs/access.log")),
                 format: Arc::new(LogFormat::combined()),
+                condition: None,
             }]
         });
         Settings {

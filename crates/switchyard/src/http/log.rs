@@ -15,7 +15,7 @@ enum Sink {
 
 /// Where one location's access-log lines go (possibly nowhere).
 pub struct AccessLog {
-    targets: Vec<(Sink, Arc<LogFormat>)>,
+    targets: Vec<(Sink, Arc<LogFormat>, Option<crate::vars::Template>)>,
     sent_headers: bool,
 }
 
@@ -40,9 +40,9 @@ impl AccessLog {
                     )
                 })?),
             };
-            opened.push((sink, t.format.clone()));
+            opened.push((sink, t.format.clone(), t.condition.clone()));
         }
-        let sent_headers = opened.iter().any(|(_, f)| f.reads_sent_headers());
+        let sent_headers = opened.iter().any(|(_, f, _)| f.reads_sent_headers());
         Ok(AccessLog {
             targets: opened,
             sent_headers,
@@ -56,7 +56,13 @@ impl AccessLog {
 
     /// Writes the line of a request (or a stream session) to every target.
     pub fn write(&self, source: &dyn crate::vars::VarSource) {
-        for (sink, format) in &self.targets {
+        for (sink, format, condition) in &self.targets {
+            if let Some(condition) = condition {
+                let value = condition.render(source);
+                if value.is_empty() || value == "0" {
+                    continue;
+                }
+            }
             let line = format.render(source);
             match sink {
                 Sink::Stderr => {
