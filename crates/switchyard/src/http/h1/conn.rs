@@ -138,8 +138,9 @@ impl ConnectionContext {
     /// After a reload: takes the newest configuration for the next request,
     /// so that a kept-alive connection is never closed under a client about
     /// to send on it (nginx's old workers close them; here nothing is lost).
-    /// False when the process is stopping or the address is no longer
-    /// served: the connection closes.
+    /// False when the process is stopping, the address is no longer served,
+    /// or the replaced configuration set `worker_shutdown_timeout` (which
+    /// asks for nginx's closing): the connection closes.
     pub fn refresh(&mut self) -> bool {
         if *self.shared.stopping.borrow() {
             return false;
@@ -147,6 +148,12 @@ impl ConnectionContext {
         let current = self.shared.current.load_full();
         if Arc::ptr_eq(&current, &self.generation) {
             return true;
+        }
+        // `worker_shutdown_timeout` in the replaced configuration asks for
+        // nginx's behaviour: its connections end with it (in-flight
+        // requests finish first, tunnels when the timeout runs out).
+        if self.generation.model.main.worker_shutdown_timeout.is_some() {
+            return false;
         }
         let Some(settings) = address_settings(&current, self.conn.local) else {
             return false;
