@@ -1,10 +1,11 @@
-//! The request URI as nginx decodes it.
+//! The request URI as nginx decodes it, and static-file ranges under
+//! `If-Range`.
 
 mod support;
 
 use std::net::SocketAddr;
 
-use support::{raw, Balancer, Response};
+use support::{raw, write_file, Balancer, Response};
 
 fn send(port: u16, head: &str) -> Response {
     raw(SocketAddr::from(([127, 0, 0, 1], port)), head.as_bytes()).expect("response")
@@ -33,4 +34,95 @@ fn a_broken_percent_escape_is_a_bad_request() {
     let r = get_with(port, "/a/%62/../c%2Ed", "");
     assert_eq!(r.status, 204);
     assert_eq!(r.header("x-uri"), Some("[/a/c.d]"));
+}
+
+/// A 1000-byte file served from a fresh root, with `body` in the server.
+fn static_server(body: &str) -> (Balancer, u16, tempfile::TempDir) {
+    let docs = tempfile::tempdir().expect("tempdir");
+    let text: String = (0..100).map(|i| format!("X{i:03}XXXXXX")).collect();
+    for name in ["plain.html", "notime.html", "oldtime.html"] {
+        write_file(docs.path(), name, &text);
+    }
+    let port = support::free_port();
+    let conf = format!(
+        "server {{ listen 127.0.0.1:{port}; server_name localhost; root {};\n{body}\n}}",
+        docs.path().display()
+    );
+    let b = Balancer::start_http(&conf, &[port]);
+    (b, port, docs)
+}
+
+#[test]
+fn if_range_serves_the_range_only_for_the_same_entity() {
+    let (_b, port, _d) = static_server(
+        r#"location /notime.html { add_header Last-Modified ""; }
+           location /oldtime.html { add_header Last-Modified "Mon, 28 Sep 1970 06:00:00 GMT"; }"#,
+    );
+    let range = "Range: bytes=0-9\r\n";
+    let full = get_with(port, "/plain.html", "");
+    let modified = full
+        .header("last-modified")
+        .expect("last-modified")
+        .to_string();
+    let etag = full.header("etag").expect("etag").to_string();
+
+    let r = get_with(port, "/plain.html", range);
+    assert_eq!((r.status, r.text().as_str()), (206, "X000XXXXXX"));
+    for matching in [modified.as_str(), etag.as_str()] {
+        let r = get_with(
+            port,
+            "/plain.html",
+            &format!("{range}If-Range: {matching}\r\n"),
+        );
+        assert_eq!(r.status, 206, "If-Range: {matching}");
+    }
+    // Anything else, a weak tag of the same entity included (the comparison
+    // is strong), sends the whole file.
+    let weak = format!("W/{etag}");
+    for other in [
+        "wrong",
+        "\"other\"",
+        weak.as_str(),
+        "Mon, 28 Sep 1970 06:00:00 GMT",
+    ] {
+        let r = get_with(
+            port,
+            "/plain.html",
+            &format!("{range}If-Range: {other}\r\n"),
+        );
+        assert_eq!((r.status, r.body.len()), (200, 1000), "If-Range: {other}");
+        assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    }
+
+    // add_header removes the time: no date can match, and none is sent.
+    let r = get_with(
+        port,
+        "/notime.html",
+        &format!("{range}If-Range: {modified}\r\n"),
+    );
+    assert_eq!(r.status, 200);
+    assert!(!r
+        .raw_headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("last-modified")));
+    // add_header replaces the time: it is the one If-Range must name.
+    let old = "Mon, 28 Sep 1970 06:00:00 GMT";
+    let r = get_with(
+        port,
+        "/oldtime.html",
+        &format!("{range}If-Range: {modified}\r\n"),
+    );
+    assert_eq!(r.status, 200);
+    let sent: Vec<_> = r
+        .raw_headers
+        .iter()
+        .filter(|h| h.to_ascii_lowercase().starts_with("last-modified"))
+        .collect();
+    assert_eq!(sent, [&format!("Last-Modified: {old}")]);
+    let r = get_with(
+        port,
+        "/oldtime.html",
+        &format!("{range}If-Range: {old}\r\n"),
+    );
+    assert_eq!(r.status, 206);
 }
