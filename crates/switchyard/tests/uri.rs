@@ -1,5 +1,6 @@
-//! The request URI as nginx decodes it, and static-file ranges under
-//! `If-Range`.
+//! The request URI as nginx decodes it, static-file ranges under
+//! `If-Range`, and the host of an absolute redirect when the request's Host
+//! is invalid.
 
 mod support;
 
@@ -125,4 +126,30 @@ fn if_range_serves_the_range_only_for_the_same_entity() {
         &format!("{range}If-Range: {old}\r\n"),
     );
     assert_eq!(r.status, 206);
+}
+
+#[test]
+fn an_invalid_host_reaches_error_page_and_redirects_to_the_local_address() {
+    let port = support::free_port();
+    let conf = format!(
+        "server {{ listen 127.0.0.1:{port}; server_name name;
+           error_page 400 /bounce;
+           location /bounce {{ return 301 /redirect; }} }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    let r = send(port, "GET /x HTTP/1.0\r\nHost: .\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://127.0.0.1:{port}/redirect").as_str())
+    );
+    // A valid Host names the redirect's host.
+    let r = send(port, "GET /bounce HTTP/1.0\r\nHost: other\r\n\r\n");
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://other:{port}/redirect").as_str())
+    );
+    // Another refusal of the head is answered plainly, error_page or not.
+    let r = send(port, "GET x HTTP/1.0\r\nHost: .\r\n\r\n");
+    assert_eq!(r.status, 400);
 }
