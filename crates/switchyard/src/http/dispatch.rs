@@ -558,12 +558,14 @@ pub fn absolute_location(
     let host = if settings.server_name_in_redirect {
         ex.server_name.clone()
     } else {
-        // nginx's `headers_in.server`: the request line's host, then Host.
+        // nginx's `headers_in.server`: the request line's host, then Host
+        // (an invalid one is never set there).
         ex.target_host
             .clone()
             .or_else(|| {
                 ex.headers
                     .get(header::HOST)
+                    .filter(|h| super::guard::valid_host(h.as_bytes()))
                     .and_then(|h| h.to_str().ok())
                     .map(|h| strip_port(h).to_ascii_lowercase())
             })

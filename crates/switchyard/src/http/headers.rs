@@ -17,6 +17,31 @@ fn applies(status: u16) -> bool {
     )
 }
 
+/// The headers nginx's `add_header` sets rather than adds
+/// (`ngx_http_set_response_header`): one value replaces the handler's, an
+/// empty value removes it.
+fn replaces(name: &str) -> bool {
+    name.eq_ignore_ascii_case("last-modified") || name.eq_ignore_ascii_case("etag")
+}
+
+/// What `add_header` will make of `name` (`Last-Modified` or `ETag`) on a
+/// response of `status`: `None` when no line applies (the handler's value
+/// stands), `Some(None)` when a line removes it, `Some(Some(v))` when one
+/// replaces it. The range filter compares `If-Range` with these final
+/// values, as nginx's runs after the headers filter.
+pub fn replaced(
+    headers: &[AddHeader],
+    ex: &Exchange,
+    status: u16,
+    name: &str,
+) -> Option<Option<String>> {
+    let ok = applies(status);
+    headers
+        .iter()
+        .rfind(|h| (ok || h.always) && h.name.eq_ignore_ascii_case(name))
+        .map(|h| Some(h.value.render(ex)).filter(|v| !v.is_empty()))
+}
+
 /// Adds the `add_header` lines that apply to `response`.
 pub fn add(headers: &[AddHeader], ex: &Exchange, response: &mut Response<ResponseBody>) {
     if headers.is_empty() {
@@ -25,7 +50,11 @@ pub fn add(headers: &[AddHeader], ex: &Exchange, response: &mut Response<Respons
     let ok = applies(response.status().as_u16());
     for h in headers.iter().filter(|h| ok || h.always) {
         let value = h.value.render(ex);
+        let replace = replaces(&h.name);
         if value.is_empty() {
+            if replace {
+                response.headers_mut().remove(h.name.as_str());
+            }
             continue;
         }
         if let (Ok(name), Ok(value)) = (
@@ -44,7 +73,11 @@ pub fn add(headers: &[AddHeader], ex: &Exchange, response: &mut Response<Respons
                     }
                 }
             }
-            response.headers_mut().append(name, value);
+            if replace {
+                response.headers_mut().insert(name, value);
+            } else {
+                response.headers_mut().append(name, value);
+            }
         }
     }
 }

@@ -177,7 +177,8 @@ pub fn escape_uri(text: &str) -> String {
 
 /// nginx's URI normalization for matching and `$uri`: percent-decoding,
 /// merging slashes, resolving `.` and `..`. `None` means the URI climbs above
-/// the root (nginx answers 400).
+/// the root or has a `%` not followed by two hex digits (nginx's
+/// `ngx_http_parse_complex_uri` refuses both: 400).
 pub fn normalize_uri(path: &str) -> Option<String> {
     if is_normal(path) {
         return Some(path.to_string());
@@ -186,7 +187,7 @@ pub fn normalize_uri(path: &str) -> Option<String> {
 }
 
 fn normalize_slow(path: &str) -> Option<String> {
-    let decoded = percent_decode(path);
+    let decoded = percent_decode(path)?;
     let mut segments: Vec<&str> = Vec::new();
     let trailing_slash =
         decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
@@ -228,23 +229,28 @@ fn is_normal(path: &str) -> bool {
     true
 }
 
-fn percent_decode(text: &str) -> String {
+/// `None` for a `%` without two hex digits after it, or one that decodes to
+/// NUL: nginx refuses the request rather than pass the `%` on.
+fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
+        if bytes[i] == b'%' {
+            let (h, l) = (hex(bytes.get(i + 1))?, hex(bytes.get(i + 2))?);
+            let decoded = (h * 16 + l) as u8;
+            if decoded == 0 {
+                return None;
             }
+            out.push(decoded);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
@@ -256,7 +262,10 @@ mod tests {
         assert_eq!(normalize_uri("/a//b/./c/../d").as_deref(), Some("/a/b/d"));
         assert_eq!(normalize_uri("/").as_deref(), Some("/"));
         assert_eq!(normalize_uri("/a/").as_deref(), Some("/a/"));
-        assert_eq!(normalize_uri("/%41%2"), Some("/A%2".to_string()));
+        assert_eq!(normalize_uri("/%41"), Some("/A".to_string()));
+        for bad in ["/%41%2", "/a%", "/a%1", "/%zz", "/%00", "/a%g1"] {
+            assert_eq!(normalize_uri(bad), None, "{bad}");
+        }
         assert_eq!(normalize_uri("/.."), None);
         assert_eq!(normalize_uri("/a/.."), Some("/".to_string()));
         for path in [

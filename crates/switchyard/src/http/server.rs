@@ -206,6 +206,23 @@ pub fn refusal(
     response
 }
 
+/// Whether a refused head is refused for its Host alone: the Host is
+/// invalid and the head passes once it is replaced by a valid one.
+fn host_alone_refused(parts: &mut http::request::Parts) -> bool {
+    let Some(host) = parts.headers.get(header::HOST).cloned() else {
+        return false;
+    };
+    if super::guard::valid_host(host.as_bytes()) {
+        return false;
+    }
+    parts
+        .headers
+        .insert(header::HOST, HeaderValue::from_static("localhost"));
+    let alone = super::guard::check_request(parts).is_ok();
+    parts.headers.insert(header::HOST, host);
+    alone
+}
+
 /// Serves one request.
 pub async fn handle(
     request: Request<RequestBody>,
@@ -236,6 +253,9 @@ pub async fn handle(
         parts.extensions.insert(generation.retirement());
     }
     let rejected = super::guard::check_request(&parts).err();
+    // nginx finalizes an invalid Host with 400 once the request exists, so
+    // the server's error_page applies to it; other refusals answer plainly.
+    let bad_host = rejected.is_some() && host_alone_refused(&mut parts);
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn,
@@ -260,25 +280,33 @@ pub async fn handle(
         || rejected.is_some()
         || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
-    let mut response = if let Some(rejection) = &rejected {
+    let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !bad_host) {
         let context = proxy::log_context(&ex, None);
         super::guard::refuse(rejection, ex.conn.id, &context, settings.server_tokens)
-    } else if !normalized {
+    } else if !normalized && rejected.is_none() {
         respond::error(400, settings.server_tokens)
     } else {
-        let (reply, answered) =
-            if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
-                error_log::error(
-                    Some(ex.conn.id),
-                    &format!(
-                        "client intended to send too large body: {too_large} bytes{}",
-                        proxy::log_context(&ex, None)
-                    ),
-                );
-                dispatch::respond_status(413, settings.clone(), server, &mut ex, generation).await
-            } else {
-                dispatch::respond(request, server, &mut ex, generation).await
-            };
+        let (reply, answered) = if let Some(rejection) = &rejected {
+            let context = proxy::log_context(&ex, None);
+            error_log::log(
+                crate::observe::ErrorLevel::Info,
+                Some(ex.conn.id),
+                &format!("{}{context}", rejection.message),
+            );
+            let settings = server.settings.clone();
+            dispatch::respond_status(rejection.status, settings, server, &mut ex, generation).await
+        } else if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
+            error_log::error(
+                Some(ex.conn.id),
+                &format!(
+                    "client intended to send too large body: {too_large} bytes{}",
+                    proxy::log_context(&ex, None)
+                ),
+            );
+            dispatch::respond_status(413, settings.clone(), server, &mut ex, generation).await
+        } else {
+            dispatch::respond(request, server, &mut ex, generation).await
+        };
         settings = answered;
         match reply {
             dispatch::Reply::Response(r) => r,

@@ -128,7 +128,7 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
             return Served::Status(os_error_status(&e));
         }
     };
-    Served::Response(file_response(file, &path, &meta, settings, request, method == "HEAD").await)
+    Served::Response(file_response(file, &path, &meta, settings, ex, request).await)
 }
 
 async fn index(settings: &Settings, ex: &Exchange, dir: &Path) -> Served {
@@ -227,9 +227,10 @@ async fn file_response(
     path: &Path,
     meta: &std::fs::Metadata,
     settings: &Settings,
+    ex: &Exchange,
     request: &HeaderMap,
-    head: bool,
 ) -> Response<ResponseBody> {
+    let head = ex.method == http::Method::HEAD;
     let size = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let secs = mtime
@@ -266,7 +267,9 @@ async fn file_response(
         response.headers_mut().remove(header::CONTENT_TYPE);
         return response;
     }
-    let (start, end) = match get(header::RANGE).map(|r| parse_range(r, size)) {
+    let range = get(header::RANGE)
+        .filter(|_| if_range_holds(get(header::IF_RANGE), settings, ex, &etag, mtime));
+    let (start, end) = match range.map(|r| parse_range(r, size)) {
         Some(Ok(Some((s, e)))) => {
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{size}")) {
@@ -305,6 +308,35 @@ async fn file_response(
     }
     .boxed_unsync();
     response
+}
+
+/// nginx's range filter: a `Range` is served only when `If-Range` (if any)
+/// is the response's entity tag, compared strongly, or its exact
+/// modification time; both are taken after `add_header`, which may replace
+/// or remove them. A date that does not parse, or a response without a
+/// time, never matches.
+fn if_range_holds(
+    if_range: Option<&str>,
+    settings: &Settings,
+    ex: &Exchange,
+    etag: &str,
+    mtime: std::time::SystemTime,
+) -> bool {
+    let Some(if_range) = if_range else {
+        return true;
+    };
+    let added = |name| super::headers::replaced(&settings.add_headers, ex, 200, name);
+    if if_range.len() >= 2 && if_range.ends_with('"') {
+        return match added("ETag") {
+            Some(tag) => tag.as_deref() == Some(if_range),
+            None => if_range == etag,
+        };
+    }
+    let time = match added("Last-Modified") {
+        Some(value) => value.and_then(|v| httpdate::parse_http_date(&v).ok()),
+        None => Some(mtime),
+    };
+    time.is_some_and(|t| httpdate::parse_http_date(if_range).ok() == Some(t))
 }
 
 /// Streams `remaining` bytes of a file in chunks of up to 64 KiB.
