@@ -594,7 +594,7 @@ fn sigterm_lets_in_flight_request_finish() {
     // The connection is closed after this last response.
     r.read_to_end(&mut rest).unwrap();
     let rest = String::from_utf8_lossy(&rest);
-    assert!(rest.contains("content-length: 12"), "{rest:?}");
+    assert!(rest.contains("Content-Length: 12"), "{rest:?}");
     assert!(rest.ends_with("\r\n\r\nhello world\n"), "{rest:?}");
     assert_eq!(sigterm_wait(&mut e).code(), Some(0));
 }

@@ -100,6 +100,9 @@ async fn serve_conn<S>(
     let svc = service_fn(move |req| handler::handle(req, peer, config.clone()));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
+        // echo-golem (Python's http.server) writes names in their usual
+        // case (`Content-Type`, `X-Served-By`); a balancer passes them on.
+        .title_case_headers(true)
         .header_read_timeout(Duration::from_secs(30))
         .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
@@ -182,7 +185,7 @@ mod tests {
         )
         .await;
         assert!(resp.starts_with("HTTP/1.0 200 OK\r\n"), "{resp}");
-        assert!(resp.contains("x-served-by: inproc\r\n"), "{resp}");
+        assert!(resp.contains("X-Served-By: inproc\r\n"), "{resp}");
         assert!(resp.ends_with("\r\n\r\n{\"foo\": \"bar\"}\n"), "{resp}");
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();
