@@ -151,11 +151,19 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
 
 /// Serves a connection from where it stands: new, or back from the
 /// parking lot with bytes to read.
-pub async fn resume(stream: TcpStream, mut state: ConnState, waiting: super::h1::conn::Waiting) {
+pub async fn resume<S: crate::transport::client::ClientStream>(
+    stream: S,
+    mut state: ConnState,
+    waiting: super::h1::conn::Waiting,
+) {
     use super::h1::conn::{serve, Outcome};
     match serve(stream, &mut state.context, &mut state.epoch, waiting).await {
         Outcome::Done => {}
-        Outcome::Park(stream, waiting) => super::h1::park::park(stream, state, waiting),
+        Outcome::Park(stream, waiting) => {
+            if let Ok(socket) = stream.into_plain_socket() {
+                super::h1::park::park(socket, state, waiting);
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! Byte streams the engines run over, beyond plain TCP: TLS so far.
+//! Byte streams the engines run over: plain TCP and TLS, and what the
+//! HTTP driver asks of each (client.rs).
 
 pub mod ciphers;
+pub mod client;
 pub mod sessions;
 pub mod tls;
 pub mod tls_server;

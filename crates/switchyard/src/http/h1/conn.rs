@@ -20,7 +20,6 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::io::poll_read_buf;
 
@@ -35,16 +34,18 @@ use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
 use crate::http::server::Shared;
 use crate::observe::metrics::ListenerMetrics;
+use crate::transport::client::ClientStream;
 
 /// The read buffer for a head (most fit in one read).
 const READ_SIZE: usize = 4096;
 
 /// How a connection ended.
-pub enum Outcome {
+pub enum Outcome<S> {
     /// Served and closed (or handed to a tunnel).
     Done,
     /// Idle long enough to park (http/h1/park.rs), waiting as it says.
-    Park(TcpStream, Waiting),
+    /// Only a plain socket parks.
+    Park(S, Waiting),
 }
 
 /// Which wait a connection is in, and since when.
@@ -201,12 +202,12 @@ enum Next {
 }
 
 /// Serves `stream` until it closes, parks or becomes a tunnel.
-pub async fn serve(
-    mut stream: TcpStream,
+pub async fn serve<S: ClientStream>(
+    mut stream: S,
     cx: &mut ConnectionContext,
     epoch: &mut watch::Receiver<u64>,
     mut waiting: Waiting,
-) -> Outcome {
+) -> Outcome<S> {
     let mut buffer = BytesMut::new();
     loop {
         // A reload since the last request (or while parked): the next
@@ -240,7 +241,10 @@ pub async fn serve(
             }
             Next::Upgrade(sender) => {
                 let read = buffer.split().freeze();
-                sender.send(Upgraded { stream, read });
+                sender.send(Upgraded {
+                    stream: Box::new(stream),
+                    read,
+                });
                 return Outcome::Done;
             }
         }
@@ -252,8 +256,8 @@ pub async fn serve(
     }
 }
 
-async fn wait_for_head(
-    stream: &mut TcpStream,
+async fn wait_for_head<S: ClientStream>(
+    stream: &mut S,
     buffer: &mut BytesMut,
     waiting: Waiting,
     cx: &mut ConnectionContext,
@@ -274,14 +278,20 @@ async fn wait_for_head(
         };
         let idle = buffer.is_empty();
         // One timer: the deadline, or earlier, the moment to park.
-        let parks = idle && cx.park && waiting.park_at < deadline;
+        let parks =
+            idle && cx.park && stream.plain_socket().is_some() && waiting.park_at < deadline;
         let wake = if parks { waiting.park_at } else { deadline };
         tokio::select! {
             // Bytes that have arrived are read before any reason to close.
             biased;
-            ready = stream.readable() => {
-                if ready.is_err() {
-                    return Wait::Close;
+            arrived = arrive(stream, buffer) => {
+                match arrived {
+                    Err(_) | Ok(Arrival::Read(0)) => return Wait::Close,
+                    Ok(Arrival::Read(_)) => {
+                        head_started.get_or_insert_with(Instant::now);
+                        continue;
+                    }
+                    Ok(Arrival::Readable) => {}
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {
@@ -321,12 +331,38 @@ async fn wait_for_head(
     }
 }
 
+/// What a wait for the client's bytes found.
+enum Arrival {
+    /// A plain socket is readable; nothing was read yet.
+    Readable,
+    /// Bytes were read into the buffer (0: the client closed).
+    Read(usize),
+}
+
+/// Waits for the client's next bytes: on a plain socket without touching
+/// the buffer (an idle connection holds none); on any other stream by
+/// reading into it, since the stream may hold bytes its socket no longer
+/// shows (`read_buf` is cancel-safe: nothing is lost when a timer wins).
+async fn arrive<S: ClientStream>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+) -> std::io::Result<Arrival> {
+    if let Some(socket) = stream.plain_socket() {
+        socket.readable().await?;
+        return Ok(Arrival::Readable);
+    }
+    if buffer.capacity() - buffer.len() < 1024 {
+        buffer.reserve(READ_SIZE);
+    }
+    stream.read_buf(buffer).await.map(Arrival::Read)
+}
+
 /// Answers a head nginx refuses, then closes as nginx does: the write side
 /// first, then whatever the client still sends is read and dropped for a
 /// while (nginx's lingering close), so that the answer is not lost to a
 /// reset.
-async fn refuse(
-    stream: &mut TcpStream,
+async fn refuse<S: ClientStream>(
+    stream: &mut S,
     buffer: &mut BytesMut,
     error: &::h1::RequestError,
     cx: &ConnectionContext,
@@ -344,7 +380,7 @@ async fn refuse(
 
 /// Reads and drops what the client sends until it closes, within nginx's
 /// lingering limits.
-async fn linger(stream: &mut TcpStream) {
+async fn linger<S: ClientStream>(stream: &mut S) {
     let deadline = Instant::now() + LINGER_TIME;
     let mut sink = [0u8; 4096];
     loop {
@@ -357,8 +393,8 @@ async fn linger(stream: &mut TcpStream) {
 }
 
 /// Serves one request.
-async fn serve_one(
-    stream: &mut TcpStream,
+async fn serve_one<S: ClientStream>(
+    stream: &mut S,
     buffer: &mut BytesMut,
     served: Box<Served>,
     cx: &ConnectionContext,
@@ -482,8 +518,8 @@ fn until_close(response: &Response<ResponseBody>, request: HeadFor) -> bool {
 
 /// Polls the handler, feeding the request body from the socket whenever
 /// the handler waits for it.
-async fn drive(
-    stream: &mut TcpStream,
+async fn drive<S: ClientStream>(
+    stream: &mut S,
     buffer: &mut BytesMut,
     mut intake: Option<&mut Intake>,
     mut handler: Pin<Box<impl Future<Output = Response<ResponseBody>>>>,

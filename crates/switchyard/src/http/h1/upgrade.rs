@@ -7,13 +7,12 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// A client connection after its 101.
 pub struct Upgraded {
-    /// The client's socket.
-    pub stream: TcpStream,
+    /// The client's connection, whatever its transport.
+    pub stream: Box<dyn crate::transport::client::Duplex>,
     /// Bytes the client sent after the request head, already read: they
     /// belong to the upstream.
     pub read: Bytes,
