@@ -157,6 +157,7 @@ const RUSTLS_VERSION: &str = "0.23";
 pub fn configure_line() -> String {
     let have = [
         "--with-http_realip_module",
+        "--with-http_ssl_module",
         "--with-http_stub_status_module",
         "--with-http_upstream_hash_module",
         "--with-http_upstream_ip_hash_module",

@@ -68,6 +68,8 @@ pub enum Var {
     ServerProtocol,
     /// `$scheme`.
     Scheme,
+    /// `$https`: `on` on a TLS connection, else empty.
+    Https,
     /// `$connection`.
     Connection,
     /// `$connection_requests`.
@@ -221,6 +223,7 @@ impl Var {
             "server_name" => Var::ServerName,
             "server_protocol" => Var::ServerProtocol,
             "scheme" => Var::Scheme,
+            "https" => Var::Https,
             "connection" => Var::Connection,
             "connection_requests" => Var::ConnectionRequests,
             "pid" => Var::Pid,
@@ -236,6 +239,9 @@ impl Var {
             }
             "document_root" => Var::DocumentRoot,
             "request_filename" => Var::RequestFilename,
+            _ if crate::transport::tls_server::SslVar::from_name(&lower).is_some() => {
+                Var::Ssl(crate::transport::tls_server::SslVar::from_name(&lower)?)
+            }
             _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
             _ => {
                 if let Some(h) = prefixed("http_") {

@@ -13,6 +13,7 @@ use super::model::{
 };
 use super::settings::Layer;
 use super::upstream::{build_upstream, implicit_upstream, split_host_port};
+use super::ssl::{SslBuild, SslLayer};
 use super::{arg0, check, ConfigError, Seen};
 use crate::observe::log_format::{Escape, LogFormat};
 
@@ -25,16 +26,25 @@ struct HttpBuilder<'a> {
     matches: std::collections::HashMap<String, Arc<super::model::HealthMatch>>,
     /// `health_check` lines found in locations: (upstream name, check).
     location_checks: Vec<(String, super::model::HealthCheck)>,
+    /// The `ssl_*` settings of the `http` level.
+    ssl_layer: SslLayer,
+    /// What the servers' TLS contexts share (session caches).
+    ssl: SslBuild,
 }
 
-/// Builds the typed `http` block.
-pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
+/// Builds the typed `http` block. Certificate files are relative to
+/// `conf_prefix`, the directory of nginx.conf.
+pub(crate) fn build_http(
+    d: &Directive,
+    prefix: &Path,
+    conf_prefix: &Path,
+) -> Result<Http, ConfigError> {
     let mut names = Vec::new();
     super::rewrite::user_var_names(d.block.as_deref().unwrap_or_default(), &mut names);
-    crate::vars::with_user_vars(names, || build_http_inner(d, prefix))
+    crate::vars::with_user_vars(names, || build_http_inner(d, prefix, conf_prefix))
 }
 
-fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
+fn build_http_inner(d: &Directive, prefix: &Path, conf_prefix: &Path) -> Result<Http, ConfigError> {
     let block = d.block.as_deref().unwrap_or_default();
     let mut maps = std::collections::HashMap::new();
     let mut b = HttpBuilder {
@@ -49,6 +59,8 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
         formats: vec![("combined".to_string(), Arc::new(LogFormat::combined()))],
         matches: std::collections::HashMap::new(),
         location_checks: Vec::new(),
+        ssl_layer: SslLayer::default(),
+        ssl: SslBuild::new(conf_prefix),
     };
     // `match` blocks may be named by health checks anywhere in http.
     for inner in block.iter().filter(|d| d.name == "match") {
@@ -96,7 +108,7 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
             }
             "include" => {}
             _ => {
-                if !layer.apply(inner, prefix, &b.formats)? {
+                if !b.ssl_layer.apply(inner)? && !layer.apply(inner, prefix, &b.formats)? {
                     seen.once(inner)?;
                 }
             }
@@ -107,6 +119,7 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
         servers.push(Arc::new(b.build_server(s, &layer)?));
     }
     check_listens(&servers)?;
+    check_ssl_defaults(&servers)?;
     super::listen::check_options(servers.iter().flat_map(|s| s.listens.iter()))?;
     upstreams.append(&mut b.implicit);
     for (name, check) in b.location_checks.drain(..) {
@@ -163,6 +176,32 @@ fn check_listens(servers: &[Arc<ServerConfig>]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What ALPN offers for HTTP/1 (nginx's NGX_HTTP_ALPN_PROTOS), in the
+/// server's order of preference.
+const HTTP1_ALPN: &[&[u8]] = &[b"http/1.1", b"http/1.0", b"http/0.9"];
+
+/// An address is TLS when any `listen` of it says `ssl` (nginx merges the
+/// flag per address); its default server must then have a certificate, as
+/// nginx's ngx_http_ssl_init checks: the one a client without SNI gets.
+fn check_ssl_defaults(servers: &[Arc<ServerConfig>]) -> Result<(), ConfigError> {
+    let listens = || servers.iter().flat_map(|s| s.listens.iter().map(move |l| (s, l)));
+    for (_, listen) in listens().filter(|(_, l)| l.ssl) {
+        let on_addr = || listens().filter(|(_, l)| l.addr == listen.addr);
+        let default = on_addr()
+            .find(|(_, l)| l.default_server)
+            .or_else(|| on_addr().next());
+        if let Some((server, _)) = default {
+            if server.tls.is_none() {
+                return Err(ConfigError::bare(format!(
+                    "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in {}",
+                    server.position
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl HttpBuilder<'_> {
     fn build_server(&mut self, d: &Directive, http: &Layer) -> Result<ServerConfig, ConfigError> {
         let mut layer = Layer::default();
@@ -173,6 +212,7 @@ impl HttpBuilder<'_> {
         let mut script = Vec::new();
         let mut name_regexes = Vec::new();
         let mut try_files = None;
+        let mut ssl_layer = SslLayer::default();
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::SERVER)?;
             match spec.name {
@@ -239,7 +279,8 @@ impl HttpBuilder<'_> {
                 }
                 "include" => {}
                 _ => {
-                    if !layer.apply(inner, self.prefix, &self.formats)? {
+                    if !ssl_layer.apply(inner)? && !layer.apply(inner, self.prefix, &self.formats)?
+                    {
                         seen.once(inner)?;
                     }
                 }
@@ -271,11 +312,20 @@ impl HttpBuilder<'_> {
                 locations.push(location);
             }
         }
+        let settings = Arc::new(merged.finish(self.prefix));
+        // nginx makes a TLS context wherever certificates are set (or
+        // inherited); whether one is required is the address's question.
+        let ssl = ssl_layer
+            .over(&self.ssl_layer)
+            .for_http(HTTP1_ALPN, settings.client_header_timeout);
+        let tls = self.ssl.server(&ssl, false, &d.position)?;
         Ok(ServerConfig {
             listens,
             names,
             locations,
-            settings: Arc::new(merged.finish(self.prefix)),
+            settings,
+            tls,
+            position: d.position.clone(),
             name_regexes,
             script,
             named_locations,

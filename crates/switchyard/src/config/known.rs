@@ -2006,7 +2006,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_ciphers",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
+        Ctx::MAIL,
         take(&[1]),
         false,
     ),
@@ -2126,7 +2126,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_session_cache",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
+        Ctx::MAIL,
         take(&[1, 2]),
         false,
     ),
@@ -2142,13 +2142,13 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_session_tickets",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
+        Ctx::MAIL,
         Arity::Flag,
         false,
     ),
     k(
         "ssl_session_timeout",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
+        Ctx::MAIL,
         take(&[1]),
         false,
     ),

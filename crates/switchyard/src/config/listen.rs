@@ -87,7 +87,8 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
                 listen.socket.deferred = true;
                 listen.options_set = true;
             }
-            "ssl" | "http2" | "quic" | "proxy_protocol" => {
+            "ssl" => listen.ssl = true,
+            "http2" | "quic" | "proxy_protocol" => {
                 return Err(ConfigError::at(
                     format!("\"listen ... {p}\" is not supported yet"),
                     at,

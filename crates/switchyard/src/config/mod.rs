@@ -12,7 +12,7 @@ pub mod model;
 mod rewrite;
 mod settings;
 mod stream;
-mod stream_ssl;
+mod ssl;
 mod stream_values;
 pub(crate) mod upstream;
 pub mod values;
@@ -413,16 +413,15 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
     if !events_seen {
         return Err(ConfigError::bare("no \"events\" section in configuration"));
     }
+    // Certificates are named relative to the directory of nginx.conf.
+    let conf_file = full_path(&options.prefix, &options.conf_file.to_string_lossy());
+    let conf_prefix = conf_file.parent().unwrap_or(&options.prefix);
     let http = match http_block {
-        Some(d) => Some(http::build_http(d, &options.prefix)?),
+        Some(d) => Some(http::build_http(d, &options.prefix, conf_prefix)?),
         None => None,
     };
     let stream = match stream_block {
-        Some(d) => {
-            let conf_file = full_path(&options.prefix, &options.conf_file.to_string_lossy());
-            let conf_prefix = conf_file.parent().unwrap_or(&options.prefix);
-            Some(stream::build_stream(d, &options.prefix, conf_prefix)?)
-        }
+        Some(d) => Some(stream::build_stream(d, &options.prefix, conf_prefix)?),
         None => None,
     };
     Ok(Model {

@@ -492,7 +492,7 @@ pub struct Listen {
     /// `proxy_protocol` (stream only): each connection starts with a PROXY
     /// protocol header.
     pub proxy_protocol: bool,
-    /// `ssl` (stream only so far): connections start with a TLS handshake.
+    /// `ssl`: connections start with a TLS handshake.
     pub ssl: bool,
     /// Where it was written.
     pub position: Option<Position>,
@@ -583,6 +583,12 @@ pub struct ServerConfig {
     pub named_locations: Vec<Arc<LocationConfig>>,
     /// The server's own `try_files`: for requests no location matches.
     pub try_files: Option<Arc<TryFiles>>,
+    /// Its TLS context (`ssl_certificate` set here or inherited): what a
+    /// handshake on a `listen ... ssl` address uses when SNI (or the
+    /// address's default) picks this server.
+    pub tls: Option<Arc<crate::transport::tls_server::TlsServer>>,
+    /// Where its `server {` block is.
+    pub position: nginx_conf::Position,
 }
 
 /// How a location matches the URI.

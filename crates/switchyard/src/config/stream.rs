@@ -54,7 +54,7 @@ struct Layer {
     preread_buffer_size: Option<usize>,
     preread_timeout: Option<Duration>,
     /// ngx_stream_ssl_module's settings.
-    ssl: super::stream_ssl::SslLayer,
+    ssl: super::ssl::SslLayer,
 }
 
 impl Layer {
@@ -311,7 +311,7 @@ fn build_stream_inner(
     let mut found = FoundInServers {
         implicit: Vec::new(),
         checks: Vec::new(),
-        ssl: super::stream_ssl::SslBuild::new(conf_prefix),
+        ssl: super::ssl::SslBuild::new(conf_prefix),
     };
     let mut servers = Vec::new();
     for s in server_blocks {
@@ -372,7 +372,7 @@ struct FoundInServers {
     /// `health_check` lines, by the group they check.
     checks: Vec<(String, HealthCheck)>,
     /// The servers' TLS, built as each server is.
-    ssl: super::stream_ssl::SslBuild,
+    ssl: super::ssl::SslBuild,
 }
 
 fn build_server(

@@ -572,13 +572,20 @@ pub fn absolute_location(
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| ex.conn.local.ip().to_string())
     };
+    // nginx's header filter: the connection's scheme, and the port
+    // unless it is the scheme's own.
+    let (scheme, default_port) = if ex.conn.tls.is_some() {
+        ("https", 443)
+    } else {
+        ("http", 80)
+    };
     let port = ex.conn.local.port();
-    let port = if settings.port_in_redirect && port != 80 {
+    let port = if settings.port_in_redirect && port != default_port {
         format!(":{port}")
     } else {
         String::new()
     };
-    if let Ok(v) = HeaderValue::from_str(&format!("http://{host}{port}{location}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{port}{location}")) {
         response.headers_mut().insert(header::LOCATION, v);
     }
 }

@@ -25,6 +25,9 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Requests served on this connection so far.
     pub requests: std::sync::atomic::AtomicU64,
+    /// What its TLS handshake negotiated (`listen ... ssl`); `None` on a
+    /// plain connection.
+    pub tls: Option<crate::transport::tls_server::Handshake>,
 }
 
 /// One attempt on an upstream peer, for `$upstream_*`.
@@ -330,7 +333,13 @@ impl VarSource for Exchange {
             Var::ServerPort => owned(self.conn.local.port().to_string()),
             Var::ServerName => Some(Cow::Borrowed(&self.server_name)),
             Var::ServerProtocol => Some(Cow::Borrowed(self.protocol)),
-            Var::Scheme => Some(Cow::Borrowed("http")),
+            Var::Scheme => Some(Cow::Borrowed(if self.conn.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            })),
+            Var::Https => Some(Cow::Borrowed(if self.conn.tls.is_some() { "on" } else { "" })),
+            Var::Ssl(v) => self.conn.tls.as_ref().map(|h| Cow::Borrowed(h.value(*v))),
             Var::Connection => owned(self.conn.id.to_string()),
             Var::ConnectionRequests => owned(
                 self.conn
@@ -366,8 +375,7 @@ impl VarSource for Exchange {
             | Var::LimitConnStatus
             | Var::SslPrereadProtocol
             | Var::SslPrereadServerName
-            | Var::SslPrereadAlpnProtocols
-            | Var::Ssl(_) => None,
+            | Var::SslPrereadAlpnProtocols => None,
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct Generation {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Servers on each listening address, with their `default_server` flag.
     pub servers: HashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>>,
+    /// The addresses whose connections start with a TLS handshake: those
+    /// with `ssl` on any of their `listen`s (nginx merges it per address).
+    ssl: std::collections::HashSet<SocketAddr>,
     logs: HashMap<usize, Arc<AccessLog>>,
     /// The `stream` block at run time (empty without one).
     pub stream: crate::stream::generation::StreamRuntime,
@@ -28,6 +31,14 @@ pub struct Generation {
     /// after a reload replaced it: what still runs on it (upgraded
     /// connections) closes, as nginx's old workers close theirs.
     retired: tokio::sync::watch::Sender<bool>,
+}
+
+/// The wildcard address of `local`'s port and family.
+fn wildcard(local: SocketAddr) -> SocketAddr {
+    match local {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
+    }
 }
 
 fn key(settings: &Arc<Settings>) -> usize {
@@ -44,6 +55,7 @@ impl Generation {
         let mut upstreams = HashMap::new();
         let mut servers: HashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>> = HashMap::new();
         let mut logs = HashMap::new();
+        let mut ssl = std::collections::HashSet::new();
         if let Some(http) = &model.http {
             for up in &http.upstreams {
                 let reused = previous
@@ -55,6 +67,9 @@ impl Generation {
             }
             for server in &http.servers {
                 for listen in &server.listens {
+                    if listen.ssl {
+                        ssl.insert(listen.addr);
+                    }
                     servers
                         .entry(listen.addr)
                         .or_default()
@@ -74,6 +89,7 @@ impl Generation {
             model,
             upstreams,
             servers,
+            ssl,
             logs,
             stream,
             retired: tokio::sync::watch::Sender::new(false),
@@ -106,14 +122,19 @@ impl Generation {
         if let Some(s) = self.servers.get(&local) {
             return s;
         }
-        let wildcard = match local {
-            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
-            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
-        };
         self.servers
-            .get(&wildcard)
+            .get(&wildcard(local))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// Whether connections to `local` start with a TLS handshake (looked
+    /// up as [`Generation::servers_for`] looks its servers up).
+    pub fn is_ssl(&self, local: SocketAddr) -> bool {
+        if self.servers.contains_key(&local) {
+            return self.ssl.contains(&local);
+        }
+        self.ssl.contains(&wildcard(local))
     }
 
     /// The addresses to bind: each distinct listen address, except that a

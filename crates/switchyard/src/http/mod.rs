@@ -22,5 +22,6 @@ pub mod route;
 pub mod server;
 pub mod static_files;
 pub mod status;
+pub mod tls;
 pub mod try_files;
 mod uri_changes;

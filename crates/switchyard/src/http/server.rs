@@ -123,30 +123,77 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
     let generation = shared.current.load_full();
     let local = stream.local_addr().unwrap_or(remote);
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
-    let conn = Arc::new(ConnInfo {
-        id,
-        remote,
-        local,
-        requests: AtomicU64::new(0),
-    });
     let listener_metrics = crate::observe::metrics::global().listener(local);
+    let Some(settings) = super::h1::conn::address_settings(&generation, local) else {
+        return;
+    };
+    listener_metrics.connections.fetch_add(1, Ordering::Relaxed);
+    if settings.tcp_nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    let mut epoch = shared.epoch.clone();
+    epoch.mark_unchanged();
+    let peer = super::tls::Peer { id, remote, local };
+    let timeout = settings.client_header_timeout;
+    let tls = generation.is_ssl(local);
+    let plain = !tls
+        || match super::tls::first_byte(&stream, &peer, timeout).await {
+            super::tls::FirstByte::Tls => false,
+            // Served as HTTP: `handle` answers nginx's 497.
+            super::tls::FirstByte::Plain => true,
+            super::tls::FirstByte::Gone => return,
+        };
+    if !plain {
+        let Some((tls, handshake)) = super::tls::accept(stream, &generation, &peer, timeout).await
+        else {
+            return;
+        };
+        let conn = connection_info(id, remote, local, Some(handshake));
+        let Some(context) = super::h1::conn::ConnectionContext::new(
+            shared.clone(),
+            generation,
+            conn,
+            listener_metrics,
+        ) else {
+            return;
+        };
+        let state = ConnState {
+            context,
+            epoch,
+            slot,
+        };
+        // The handshake took the first wait's time: the head is due
+        // within `client_header_timeout` of now.
+        resume(tls, state, super::h1::conn::Waiting::accepted()).await;
+        return;
+    }
+    let conn = connection_info(id, remote, local, None);
     let Some(context) =
         super::h1::conn::ConnectionContext::new(shared.clone(), generation, conn, listener_metrics)
     else {
         return;
     };
-    context.listener.connections.fetch_add(1, Ordering::Relaxed);
-    if context.tcp_nodelay {
-        let _ = stream.set_nodelay(true);
-    }
-    let mut epoch = shared.epoch.clone();
-    epoch.mark_unchanged();
     let state = ConnState {
         context,
         epoch,
         slot,
     };
     resume(stream, state, super::h1::conn::Waiting::accepted()).await;
+}
+
+fn connection_info(
+    id: u64,
+    remote: SocketAddr,
+    local: SocketAddr,
+    tls: Option<crate::transport::tls_server::Handshake>,
+) -> Arc<ConnInfo> {
+    Arc::new(ConnInfo {
+        id,
+        remote,
+        local,
+        requests: AtomicU64::new(0),
+        tls,
+    })
 }
 
 /// Serves a connection from where it stands: new, or back from the
@@ -261,6 +308,8 @@ pub async fn handle(
         parts.extensions.insert(generation.retirement());
     }
     let rejected = super::guard::check_request(&parts).err();
+    // Plain HTTP on a TLS address: nginx's 497 once the request is read.
+    let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(conn.local);
     // nginx finalizes an invalid Host with 400 once the request exists, so
     // the server's error_page applies to it; other refusals answer plainly.
     let bad_host = rejected.is_some() && host_alone_refused(&mut parts);
@@ -286,6 +335,7 @@ pub async fn handle(
     // keepalive_requests: the Nth response on a connection closes it.
     let close = wants_close(&ex.headers, request.version())
         || rejected.is_some()
+        || plain_on_ssl
         || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
     let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !bad_host) {
@@ -303,6 +353,16 @@ pub async fn handle(
             );
             let settings = server.settings.clone();
             dispatch::respond_status(rejection.status, settings, server, &mut ex, generation).await
+        } else if plain_on_ssl {
+            error_log::log(
+                crate::observe::ErrorLevel::Info,
+                Some(ex.conn.id),
+                &format!(
+                    "client sent plain HTTP request to HTTPS port{}",
+                    proxy::log_context(&ex, None)
+                ),
+            );
+            dispatch::respond_status(497, settings.clone(), server, &mut ex, generation).await
         } else if let Some(too_large) = body_too_large(&ex.headers, settings.client_max_body_size) {
             error_log::error(
                 Some(ex.conn.id),

@@ -28,16 +28,7 @@ pub(crate) async fn handshake(
             Some(stream)
         }
         Ok(Err(e)) => {
-            let message = match e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                Some(tls_error) => format!("SSL_do_handshake() failed (SSL: {tls_error})"),
-                None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    "peer closed connection in SSL handshake".to_string()
-                }
-                None => format!("SSL_do_handshake() failed ({})", error_log::os_error(&e)),
-            };
+            let message = crate::transport::tls_server::handshake_failure(&e);
             // Client-side failures are info in nginx's stream module.
             error_log::log(
                 ErrorLevel::Info,

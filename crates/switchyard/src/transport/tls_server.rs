@@ -220,6 +220,24 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
     Ok(config)
 }
 
+/// nginx's words for a failed server-side handshake (what follows is the
+/// caller's: `while SSL handshaking, client: ...`).
+pub fn handshake_failure(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls_error) => format!("SSL_do_handshake() failed (SSL: {tls_error})"),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "peer closed connection in SSL handshake".to_string()
+        }
+        None => format!(
+            "SSL_do_handshake() failed ({})",
+            crate::observe::error_log::os_error(e)
+        ),
+    }
+}
+
 /// The `$ssl_*` variables a terminated TLS connection answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslVar {

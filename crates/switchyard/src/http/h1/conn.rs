@@ -172,7 +172,7 @@ impl ConnectionContext {
 }
 
 /// The connection-level settings of an address: its default server's.
-fn address_settings(
+pub fn address_settings(
     generation: &Generation,
     local: std::net::SocketAddr,
 ) -> Option<Arc<crate::config::model::Settings>> {

@@ -139,6 +139,7 @@ mod tests {
             remote: "127.0.0.1:1".parse().unwrap(),
             local: "127.0.0.1:80".parse().unwrap(),
             requests: Default::default(),
+            tls: None,
         });
         let (parts, ()) = http::Request::new(()).into_parts();
         Exchange::new(conn, &parts, HeaderMap::new(), "/".into())

@@ -1,7 +1,12 @@
-//! ngx_stream_ssl_module's directives: TLS termination on `listen ...
-//! ssl`. Settings merge from `stream` into each `server`; a server with
-//! certificates gets its rustls configuration at load (as nginx makes an
-//! SSL context for it), so a bad file fails `-t` with nginx's wording.
+//! The `ssl_*` directives of ngx_http_ssl_module and ngx_stream_ssl_module:
+//! TLS termination on `listen ... ssl`. Settings merge from `http` or
+//! `stream` into each `server`; a server with certificates gets its rustls
+//! configuration at load (as nginx makes an SSL context for it), so a bad
+//! file fails `-t` with nginx's wording. The two modules share the
+//! directives; the table (config/directives.rs) says which contexts take
+//! which (`ssl_alpn` and `ssl_handshake_timeout` are stream's only: http
+//! offers ALPN by its own protocols and bounds the handshake by
+//! `client_header_timeout`).
 //!
 //! Not here yet (refused as "not supported yet" by the directive table):
 //! client certificates (`ssl_verify_client`, `ssl_client_certificate`,
@@ -119,6 +124,17 @@ impl SslLayer {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// An http server's layer: ALPN offers what the server speaks (nginx's
+    /// ngx_http_ssl_alpn_select), and the handshake is bounded by
+    /// `client_header_timeout`, as nginx's post-accept timer bounds it.
+    pub(crate) fn for_http(&self, alpn: &[&[u8]], handshake_timeout: Duration) -> SslLayer {
+        SslLayer {
+            alpn: Some(alpn.iter().map(|p| p.to_vec()).collect()),
+            handshake_timeout: Some(handshake_timeout),
+            ..self.clone()
+        }
     }
 
     /// This level over `parent`.
