@@ -479,16 +479,15 @@ mod tests {
         let mut problems = Vec::new();
         for spec in DIRECTIVES.iter().chain(super::super::known::KNOWN) {
             let prefix = format!("| `{}` |", spec.name);
-            // A stream row is the one whose contexts start with "stream".
+            // A stream row is the one whose contexts start with "stream", a
+            // mail row the one whose contexts are "mail" alone.
             let stream = is_stream_row(spec);
+            let mail = spec.ctx == Ctx::MAIL;
             let Some(row) = doc.lines().find(|l| {
+                let contexts = l.split('|').nth(2).unwrap_or("").trim();
                 l.starts_with(&prefix)
-                    && l.split('|')
-                        .nth(2)
-                        .unwrap_or("")
-                        .trim()
-                        .starts_with("stream")
-                        == stream
+                    && contexts.starts_with("stream") == stream
+                    && (contexts == "mail") == mail
             }) else {
                 problems.push(format!(
                     "{}{} is missing",

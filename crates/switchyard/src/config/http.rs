@@ -12,8 +12,8 @@ use super::model::{
     ProxyTarget, ServerConfig, UpstreamConfig,
 };
 use super::settings::Layer;
-use super::upstream::{build_upstream, implicit_upstream, split_host_port};
 use super::ssl::{SslBuild, SslLayer};
+use super::upstream::{build_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, ConfigError, Seen};
 use crate::observe::log_format::{Escape, LogFormat};
 
@@ -184,7 +184,11 @@ const HTTP1_ALPN: &[&[u8]] = &[b"http/1.1", b"http/1.0", b"http/0.9"];
 /// flag per address); its default server must then have a certificate, as
 /// nginx's ngx_http_ssl_init checks: the one a client without SNI gets.
 fn check_ssl_defaults(servers: &[Arc<ServerConfig>]) -> Result<(), ConfigError> {
-    let listens = || servers.iter().flat_map(|s| s.listens.iter().map(move |l| (s, l)));
+    let listens = || {
+        servers
+            .iter()
+            .flat_map(|s| s.listens.iter().map(move |l| (s, l)))
+    };
     for (_, listen) in listens().filter(|(_, l)| l.ssl) {
         let on_addr = || listens().filter(|(_, l)| l.addr == listen.addr);
         let default = on_addr()
@@ -279,7 +283,8 @@ impl HttpBuilder<'_> {
                 }
                 "include" => {}
                 _ => {
-                    if !ssl_layer.apply(inner)? && !layer.apply(inner, self.prefix, &self.formats)?
+                    if !ssl_layer.apply(inner)?
+                        && !layer.apply(inner, self.prefix, &self.formats)?
                     {
                         seen.once(inner)?;
                     }

@@ -2004,12 +2004,7 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
-    k(
-        "ssl_ciphers",
-        Ctx::MAIL,
-        take(&[1]),
-        false,
-    ),
+    k("ssl_ciphers", Ctx::MAIL, take(&[1]), false),
     k(
         "ssl_client_certificate",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
@@ -2124,12 +2119,7 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
-    k(
-        "ssl_session_cache",
-        Ctx::MAIL,
-        take(&[1, 2]),
-        false,
-    ),
+    k("ssl_session_cache", Ctx::MAIL, take(&[1, 2]), false),
     k(
         "ssl_session_ticket_key",
         Ctx::HTTP
@@ -2140,18 +2130,8 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k(
-        "ssl_session_tickets",
-        Ctx::MAIL,
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "ssl_session_timeout",
-        Ctx::MAIL,
-        take(&[1]),
-        false,
-    ),
+    k("ssl_session_tickets", Ctx::MAIL, Arity::Flag, false),
+    k("ssl_session_timeout", Ctx::MAIL, take(&[1]), false),
     k(
         "ssl_stapling",
         Ctx::HTTP

@@ -338,7 +338,11 @@ impl VarSource for Exchange {
             } else {
                 "http"
             })),
-            Var::Https => Some(Cow::Borrowed(if self.conn.tls.is_some() { "on" } else { "" })),
+            Var::Https => Some(Cow::Borrowed(if self.conn.tls.is_some() {
+                "on"
+            } else {
+                ""
+            })),
             Var::Ssl(v) => self.conn.tls.as_ref().map(|h| Cow::Borrowed(h.value(*v))),
             Var::Connection => owned(self.conn.id.to_string()),
             Var::ConnectionRequests => owned(

@@ -1,0 +1,276 @@
+//! TLS termination in `http {}` (`listen ... ssl`), driven by the clients
+//! people use: curl and `openssl s_client`. SNI picks the certificate by
+//! nginx's virtual-server rules, plain HTTP on the TLS port gets nginx's
+//! 497 page, ALPN and protocol versions are what the config says, sessions
+//! resume, and a reload re-reads certificates (a broken one is refused and
+//! the old one keeps serving). Certificates are made here with rcgen.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{free_port, wait_until, Balancer};
+
+/// A self-signed certificate for `name`, written as `name.pem` and
+/// `name.key` into `dir`.
+fn certificate(dir: &Path, name: &str) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+fn conf(body: &str) -> String {
+    format!(
+        "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log logs/access.log;\n{body}\n}}\n"
+    )
+}
+
+/// `openssl s_client` to `port` with `args`; its whole output (the
+/// server's certificate subject, the protocol, the ALPN, resumption).
+fn s_client(port: u16, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client (apt-get install openssl)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// curl over HTTPS, trusting any certificate; stdout, or the error.
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl (apt-get install curl)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn sni_picks_the_certificate_and_the_host_picks_the_server() {
+    let port = free_port();
+    let (lb, _certs) = tls_servers(port, &["a.test", "b.test"]);
+    // The address is TLS for both servers (ssl on any listen of it).
+    let a = curl(&[
+        "--resolve",
+        &format!("a.test:{port}:127.0.0.1"),
+        &format!("https://a.test:{port}/"),
+    ]);
+    assert_eq!(a, "a https on a.test TLSv1.3\n");
+    let b = curl(&[
+        "--resolve",
+        &format!("b.test:{port}:127.0.0.1"),
+        &format!("https://b.test:{port}/"),
+    ]);
+    assert_eq!(b, "b https on b.test\n");
+    // The certificate follows SNI; no SNI gets the default server's.
+    for (sni, subject) in [
+        ("b.test", "b.test"),
+        ("a.test", "a.test"),
+        ("c.test", "a.test"),
+    ] {
+        let out = s_client(port, &["-servername", sni]);
+        assert!(subject_line(&out).contains(subject), "{sni}: {out}");
+    }
+    let out = s_client(port, &["-noservername"]);
+    assert!(subject_line(&out).contains("a.test"), "{out}");
+    // A redirect is absolute in the connection's scheme, and 443 aside the
+    // port is kept.
+    let head = curl(&[
+        "-D-",
+        "-o/dev/null",
+        "--resolve",
+        &format!("b.test:{port}:127.0.0.1"),
+        &format!("https://b.test:{port}/away"),
+    ]);
+    assert!(
+        head.contains(&format!("Location: https://b.test:{port}/there")),
+        "{head}"
+    );
+}
+
+/// The subject line `openssl s_client` prints for the server's leaf.
+fn subject_line(out: &str) -> &str {
+    out.lines()
+        .find(|l| l.starts_with("subject=") || l.contains(" s:"))
+        .unwrap_or("")
+}
+
+/// A balancer with a server on `port` for each of `names`, each with a
+/// certificate of its own (the first is the default server, and the only
+/// one whose `listen` says `ssl`); the certificates' directory with it.
+fn tls_servers(port: u16, names: &[&str]) -> (Balancer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        certificate(dir.path(), name);
+    }
+    let mut body = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let ssl = if i == 0 { " ssl" } else { "" };
+        let letter = &name[..1];
+        body.push_str(&format!(
+            "server {{ listen 127.0.0.1:{port}{ssl}; server_name {name};\n\
+             ssl_certificate {dir}/{name}.pem; ssl_certificate_key {dir}/{name}.key;\n\
+             location / {{ return 200 \"{letter} $scheme $https $ssl_server_name{extra}\\n\"; }}\n\
+             location /away {{ return 302 /there; }} }}\n",
+            dir = dir.path().display(),
+            extra = if i == 0 { " $ssl_protocol" } else { "" },
+        ));
+    }
+    (Balancer::start_full(&conf(&body), &[port], &[]), dir)
+}
+
+#[test]
+fn plain_http_on_the_tls_port_gets_nginx_497_page_and_is_closed() {
+    let port = free_port();
+    let (lb, _certs) = tls_servers(port, &["a.test"]);
+    let r = support::raw(
+        ([127, 0, 0, 1], port).into(),
+        b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        r.text()
+            .contains("The plain HTTP request was sent to HTTPS port"),
+        "{}",
+        r.text()
+    );
+    wait_until(Duration::from_secs(5), "the info line", || {
+        lb.error_log_text()
+            .contains("client sent plain HTTP request to HTTPS port")
+    });
+}
+
+#[test]
+fn alpn_versions_and_resumption_are_what_the_config_says() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "a.test");
+    let d = dir.path().display();
+    let lb = Balancer::start_full(
+        &conf(&format!(
+            "ssl_certificate {d}/a.test.pem; ssl_certificate_key {d}/a.test.key;\n\
+             ssl_session_cache shared:SSL:1m; ssl_protocols TLSv1.3;\n\
+             server {{ listen 127.0.0.1:{port} ssl; location / {{ return 200 \"$ssl_session_reused\"; }} }}"
+        )),
+        &[port],
+        &[],
+    );
+    // ALPN: http/1.1 is chosen; a client offering only h2 is refused, as
+    // nginx's ALPN callback refuses a protocol it does not serve.
+    let out = s_client(port, &["-alpn", "http/1.1"]);
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    let out = s_client(port, &["-alpn", "h2"]);
+    assert!(!out.contains("ALPN protocol: h2"), "{out}");
+    wait_until(Duration::from_secs(5), "the refusal logged", || {
+        lb.error_log_text().contains("SSL_do_handshake() failed")
+    });
+    // Only TLSv1.3 is configured: a TLSv1.2-only client gets no session.
+    let out = s_client(port, &["-tls1_2"]);
+    assert!(
+        out.contains("alert protocol version") && out.contains("Cipher is (NONE)"),
+        "{out}"
+    );
+    assert!(s_client(port, &["-tls1_3"]).contains("New, TLSv1.3"));
+    // A session saved by one connection is resumed by the next.
+    let sess = dir.path().join("session.pem");
+    let sess = sess.to_str().unwrap();
+    let first = s_client(port, &["-tls1_3", "-sess_out", sess]);
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    let second = s_client(port, &["-tls1_3", "-sess_in", sess]);
+    assert!(second.contains("Reused, TLSv1.3"), "{second}");
+}
+
+#[test]
+fn a_reload_rereads_certificates_and_a_broken_one_keeps_the_old() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "one.test");
+    let d = dir.path().display();
+    let body = format!(
+        "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/cert.pem;\n\
+         ssl_certificate_key {d}/cert.key; location / {{ return 200 ok; }} }}"
+    );
+    let install = |name: &str| {
+        std::fs::copy(
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join("cert.pem"),
+        )
+        .unwrap();
+        std::fs::copy(
+            dir.path().join(format!("{name}.key")),
+            dir.path().join("cert.key"),
+        )
+        .unwrap();
+    };
+    install("one.test");
+    let lb = Balancer::start_full(&conf(&body), &[port], &[]);
+    assert!(subject_line(&s_client(port, &[])).contains("one.test"));
+
+    certificate(dir.path(), "two.test");
+    install("two.test");
+    lb.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "the new certificate", || {
+        subject_line(&s_client(port, &[])).contains("two.test")
+    });
+
+    // A broken certificate: the reload is refused with file:line and the
+    // running one keeps serving.
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate\n").unwrap();
+    lb.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "the refusal", || {
+        let log = lb.error_log_text();
+        log.contains("cert.pem") && log.contains("nginx.conf:")
+    });
+    assert!(subject_line(&s_client(port, &[])).contains("two.test"));
+    assert_eq!(curl(&[&format!("https://127.0.0.1:{port}/")]), "ok");
+}
+
+#[test]
+fn a_tls_address_whose_default_server_has_no_certificate_is_refused() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf_path,
+        conf(&format!(
+            "server {{ listen 127.0.0.1:{port} ssl; location / {{ return 200; }} }}"
+        )),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-t")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in {}:5",
+            conf_path.display()
+        )),
+        "{err}"
+    );
+}
