@@ -65,7 +65,7 @@ fn curl(args: &[&str]) -> String {
 #[test]
 fn sni_picks_the_certificate_and_the_host_picks_the_server() {
     let port = free_port();
-    let (lb, _certs) = tls_servers(port, &["a.test", "b.test"]);
+    let (_lb, _certs) = tls_servers(port, &["a.test", "b.test"]);
     // The address is TLS for both servers (ssl on any listen of it).
     let a = curl(&[
         "--resolve",
