@@ -35,12 +35,26 @@ fn conf(body: &str) -> String {
 /// `openssl s_client` to `port` with `args`; its whole output (the
 /// server's certificate subject, the protocol, the ALPN, resumption).
 fn s_client(port: u16, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+    // A request, and reading until the server closes: the session (and a
+    // TLSv1.3 ticket, which comes after the handshake) is complete then.
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-ign_eof",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("openssl s_client (apt-get install openssl)");
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    }
+    let out = child.wait_with_output().expect("s_client's output");
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -273,4 +287,86 @@ fn a_tls_address_whose_default_server_has_no_certificate_is_refused() {
         )),
         "{err}"
     );
+}
+
+/// A CA, a client certificate it signed, and a stranger's self-signed one,
+/// written into `dir` as `ca.pem`, `good.pem`/`good.key`, `bad.pem`/`bad.key`.
+fn client_certificates(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    let good = params.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("good.pem"), good.pem()).unwrap();
+    std::fs::write(dir.join("good.key"), key.serialize_pem()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mallory");
+    let bad = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("bad.pem"), bad.pem()).unwrap();
+    std::fs::write(dir.join("bad.key"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn client_certificates_are_judged_per_request_as_nginx_judges_them() {
+    let (on, optional, no_ca) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "a.test");
+    client_certificates(dir.path());
+    let d = dir.path().display();
+    let lb = Balancer::start_full(
+        &conf(&format!(
+            "ssl_certificate {d}/a.test.pem; ssl_certificate_key {d}/a.test.key;\n\
+             ssl_client_certificate {d}/ca.pem;\n\
+             server {{ listen 127.0.0.1:{on} ssl; ssl_verify_client on;\n\
+             location / {{ return 200 \"$ssl_client_verify|$ssl_client_s_dn|$ssl_client_i_dn\"; }} }}\n\
+             server {{ listen 127.0.0.1:{optional} ssl; ssl_verify_client optional;\n\
+             location / {{ return 200 \"$ssl_client_verify\"; }} }}\n\
+             server {{ listen 127.0.0.1:{no_ca} ssl; ssl_verify_client optional_no_ca;\n\
+             location / {{ return 200 \"$ssl_client_verify|$ssl_client_s_dn\"; }} }}"
+        )),
+        &[on, optional, no_ca],
+        &[],
+    );
+    let with = |port: u16, who: &str| {
+        curl(&[
+            "--cert",
+            &format!("{d}/{who}.pem"),
+            "--key",
+            &format!("{d}/{who}.key"),
+            &format!("https://127.0.0.1:{port}/"),
+        ])
+    };
+    let without = |port: u16| curl(&["-w", " %{http_code}", &format!("https://127.0.0.1:{port}/")]);
+    assert_eq!(with(on, "good"), "SUCCESS|CN=alice|CN=Test CA");
+    // `on` without a certificate: 496, nginx's 400 page; a bad one: 495.
+    let none = without(on);
+    assert!(
+        none.contains("No required SSL certificate was sent") && none.ends_with(" 400"),
+        "{none}"
+    );
+    let bad = with(on, "bad");
+    assert!(bad.contains("The SSL certificate error"), "{bad}");
+    assert_eq!(without(optional), "NONE 200");
+    assert!(with(optional, "bad").contains("The SSL certificate error"));
+    // optional_no_ca lets an unknown issuer through and says so.
+    assert_eq!(
+        with(no_ca, "bad"),
+        "FAILED:self-signed certificate|CN=mallory"
+    );
+    wait_until(Duration::from_secs(5), "both refusals logged", || {
+        let log = lb.error_log_text();
+        log.contains("client sent no required SSL certificate")
+            && log.contains("client SSL certificate verify error: (18:self-signed certificate)")
+    });
 }

@@ -330,6 +330,7 @@ impl HttpBuilder<'_> {
             locations,
             settings,
             tls,
+            verify_client: ssl.verify_client(),
             position: d.position.clone(),
             name_regexes,
             script,

@@ -2005,12 +2005,7 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("ssl_ciphers", Ctx::MAIL, take(&[1]), false),
-    k(
-        "ssl_client_certificate",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
+    k("ssl_client_certificate", Ctx::MAIL, take(&[1]), false),
     k(
         "ssl_conf_command",
         Ctx::HTTP
@@ -2168,32 +2163,9 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
-    k(
-        "ssl_trusted_certificate",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "ssl_verify_client",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "ssl_verify_depth",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
+    k("ssl_trusted_certificate", Ctx::MAIL, take(&[1]), false),
+    k("ssl_verify_client", Ctx::MAIL, take(&[1]), false),
+    k("ssl_verify_depth", Ctx::MAIL, take(&[1]), false),
     k("starttls", Ctx::MAIL, take(&[1]), false),
     k("sticky", Ctx::UPSTREAM, Arity::AtLeast(2), false),
     k(

@@ -587,6 +587,9 @@ pub struct ServerConfig {
     /// handshake on a `listen ... ssl` address uses when SNI (or the
     /// address's default) picks this server.
     pub tls: Option<Arc<crate::transport::tls_server::TlsServer>>,
+    /// `ssl_verify_client`: how its requests' client certificates are
+    /// judged (by the verdict of whichever context the handshake used).
+    pub verify_client: crate::transport::client_cert::VerifyClient,
     /// Where its `server {` block is.
     pub position: nginx_conf::Position,
 }

@@ -24,6 +24,7 @@ use nginx_conf::{Directive, Position};
 use rustls::server::StoresServerSessions;
 
 use super::{arg0, invalid_value, time_arg, values, ConfigError};
+use crate::transport::client_cert::{ClientAuth, VerifyClient};
 use crate::transport::tls_server::{self, Protocols, ServerTlsSettings, SessionCache, TlsServer};
 
 /// The `ssl_*` settings of one level (unset = inherit).
@@ -41,6 +42,12 @@ pub(crate) struct SslLayer {
     session_timeout: Option<Duration>,
     session_tickets: Option<bool>,
     alpn: Option<Vec<Vec<u8>>>,
+    verify_client: Option<VerifyClient>,
+    /// `ssl_client_certificate`, with where.
+    client_certificate: Option<(String, Position)>,
+    /// `ssl_trusted_certificate`, with where.
+    trusted_certificate: Option<(String, Position)>,
+    verify_depth: Option<usize>,
 }
 
 /// `ssl_session_cache` as written.
@@ -121,6 +128,32 @@ impl SslLayer {
                 }
                 set(&mut self.alpn, d, list)?
             }
+            "ssl_verify_client" => {
+                let mode = match arg0(d) {
+                    "off" => VerifyClient::Off,
+                    "on" => VerifyClient::On,
+                    "optional" => VerifyClient::Optional,
+                    "optional_no_ca" => VerifyClient::OptionalNoCa,
+                    _ => return Err(invalid_value(d)),
+                };
+                set(&mut self.verify_client, d, mode)?
+            }
+            "ssl_client_certificate" => set(
+                &mut self.client_certificate,
+                d,
+                (arg0(d).to_string(), d.position.clone()),
+            )?,
+            "ssl_trusted_certificate" => set(
+                &mut self.trusted_certificate,
+                d,
+                (arg0(d).to_string(), d.position.clone()),
+            )?,
+            "ssl_verify_depth" => {
+                let depth = values::parse_number(arg0(d))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| invalid_value(d))?;
+                set(&mut self.verify_depth, d, depth)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -135,6 +168,12 @@ impl SslLayer {
             handshake_timeout: Some(handshake_timeout),
             ..self.clone()
         }
+    }
+
+    /// `ssl_verify_client` as merged (nginx checks it per request, even
+    /// in a server without certificates of its own).
+    pub(crate) fn verify_client(&self) -> VerifyClient {
+        self.verify_client.unwrap_or_default()
     }
 
     /// This level over `parent`.
@@ -156,6 +195,16 @@ impl SslLayer {
             session_timeout: self.session_timeout.or(parent.session_timeout),
             session_tickets: self.session_tickets.or(parent.session_tickets),
             alpn: self.alpn.clone().or_else(|| parent.alpn.clone()),
+            verify_client: self.verify_client.or(parent.verify_client),
+            client_certificate: self
+                .client_certificate
+                .clone()
+                .or_else(|| parent.client_certificate.clone()),
+            trusted_certificate: self
+                .trusted_certificate
+                .clone()
+                .or_else(|| parent.trusted_certificate.clone()),
+            verify_depth: self.verify_depth.or(parent.verify_depth),
         }
     }
 }
@@ -308,6 +357,7 @@ impl SslBuild {
                 })
             }
         };
+        let client_auth = self.client_auth(merged, at)?;
         self.next_context += 1;
         let settings = ServerTlsSettings {
             certificates: pairs,
@@ -323,6 +373,7 @@ impl SslBuild {
             session_tickets: merged.session_tickets.unwrap_or(true),
             alpn: merged.alpn.clone().unwrap_or_default(),
             context: self.next_context,
+            client_auth: client_auth.clone(),
         };
         let config = tls_server::build(&settings).map_err(|e| {
             // nginx names the directive's file and line after a file error.
@@ -332,7 +383,44 @@ impl SslBuild {
         Ok(Some(Arc::new(TlsServer {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             handshake_timeout: merged.handshake_timeout.unwrap_or(Duration::from_secs(60)),
+            client_auth,
         })))
+    }
+
+    /// `ssl_verify_client` and its certificates, as nginx's merge checks
+    /// them: `on` and `optional` need a CA to verify against.
+    fn client_auth(
+        &self,
+        merged: &SslLayer,
+        at: &Position,
+    ) -> Result<Option<ClientAuth>, ConfigError> {
+        let mode = merged.verify_client.unwrap_or_default();
+        if mode == VerifyClient::Off {
+            return Ok(None);
+        }
+        if mode != VerifyClient::OptionalNoCa
+            && merged.client_certificate.is_none()
+            && merged.trusted_certificate.is_none()
+        {
+            return Err(ConfigError::bare(format!(
+                "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client in {at}"
+            )));
+        }
+        let load = |file: &Option<(String, Position)>| -> Result<Vec<_>, ConfigError> {
+            let Some((name, pos)) = file else {
+                return Ok(Vec::new());
+            };
+            let path = super::full_path(&self.conf_prefix, name);
+            crate::transport::tls::load_certificates(&path)
+                .map_err(|e| ConfigError::at(e.to_string(), pos))
+        };
+        let hints = load(&merged.client_certificate)?;
+        let mut roots = hints.clone();
+        roots.extend(load(&merged.trusted_certificate)?);
+        let depth = merged.verify_depth.unwrap_or(1);
+        ClientAuth::new(mode, roots, &hints, depth)
+            .map(Some)
+            .map_err(|e| ConfigError::bare(format!("{e} in {at}")))
     }
 }
 

@@ -343,7 +343,7 @@ impl VarSource for Exchange {
             } else {
                 ""
             })),
-            Var::Ssl(v) => self.conn.tls.as_ref().map(|h| Cow::Borrowed(h.value(*v))),
+            Var::Ssl(v) => self.conn.tls.as_ref().map(|h| h.value(*v)),
             Var::Connection => owned(self.conn.id.to_string()),
             Var::ConnectionRequests => owned(
                 self.conn

@@ -71,7 +71,8 @@ pub fn select_server<'a>(
     default
 }
 
-fn strip_port(host: &str) -> &str {
+/// A Host value without its port.
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
             .split(']')

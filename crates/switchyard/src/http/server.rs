@@ -296,6 +296,11 @@ pub async fn handle(
     let Some(server) = select_server(servers, host) else {
         return respond::error(500, true);
     };
+    // Client certificates: 421, 495 or 496 as nginx refuses them.
+    let ssl_refusal = conn
+        .tls
+        .as_ref()
+        .and_then(|h| super::tls::refusal(h, server, host));
     let uri = normalize_uri(request.uri().path());
     let normalized = uri.is_some();
     let (mut parts, body) = request.into_parts();
@@ -310,6 +315,7 @@ pub async fn handle(
     let rejected = super::guard::check_request(&parts).err();
     // Plain HTTP on a TLS address: nginx's 497 once the request is read.
     let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(conn.local);
+
     // nginx finalizes an invalid Host with 400 once the request exists, so
     // the server's error_page applies to it; other refusals answer plainly.
     let bad_host = rejected.is_some() && host_alone_refused(&mut parts);
@@ -336,6 +342,8 @@ pub async fn handle(
     let close = wants_close(&ex.headers, request.version())
         || rejected.is_some()
         || plain_on_ssl
+        // nginx ends the connection after a certificate refusal.
+        || matches!(ssl_refusal, Some((495 | 496, _)))
         || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
     let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !bad_host) {
@@ -353,6 +361,13 @@ pub async fn handle(
             );
             let settings = server.settings.clone();
             dispatch::respond_status(rejection.status, settings, server, &mut ex, generation).await
+        } else if let Some((code, message)) = ssl_refusal {
+            error_log::log(
+                crate::observe::ErrorLevel::Info,
+                Some(ex.conn.id),
+                &format!("{message}{}", proxy::log_context(&ex, None)),
+            );
+            dispatch::respond_status(code, settings.clone(), server, &mut ex, generation).await
         } else if plain_on_ssl {
             error_log::log(
                 crate::observe::ErrorLevel::Info,

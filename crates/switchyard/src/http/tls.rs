@@ -16,7 +16,8 @@ use tokio_rustls::server::TlsStream;
 use super::generation::Generation;
 use super::route::select_server;
 use crate::observe::{error_log, ErrorLevel};
-use crate::transport::tls_server::{handshake_failure, Handshake};
+use crate::transport::client_cert::{Verdict, VerifyClient};
+use crate::transport::tls_server::{handshake_failure, ClientVerification, Handshake};
 
 /// Who is shaking hands, for the log lines.
 pub struct Peer {
@@ -92,14 +93,22 @@ pub async fn accept(
     };
     let sni = start.client_hello().server_name().map(str::to_string);
     let servers = generation.servers_for(peer.local);
-    let Some(tls) = select_server(servers, sni.as_deref()).and_then(|s| s.tls.clone()) else {
+    // A server without certificates of its own leaves the handshake to the
+    // default server's context, as nginx's SNI callback switches only to a
+    // server that has one.
+    let by_name = select_server(servers, sni.as_deref()).and_then(|s| s.tls.clone());
+    let Some(tls) = by_name.or_else(|| select_server(servers, None).and_then(|s| s.tls.clone()))
+    else {
         peer.log("no \"ssl_certificate\" is defined in server listening on SSL port");
         return None;
     };
     let config = tls.acceptor.config().clone();
     match tokio::time::timeout_at(deadline.into(), start.into_stream(config)).await {
         Ok(Ok(stream)) => {
-            let handshake = Handshake::of(stream.get_ref().1);
+            let mut handshake = Handshake::of(stream.get_ref().1);
+            if let Some(auth) = &tls.client_auth {
+                handshake.client = Some(ClientVerification::of(stream.get_ref().1, auth));
+            }
             Some((stream, handshake))
         }
         Ok(Err(e)) => {
@@ -111,4 +120,59 @@ pub async fn accept(
             None
         }
     }
+}
+
+/// What nginx's request processing says of a TLS connection's request
+/// before anything else (ngx_http_set_virtual_server and
+/// ngx_http_process_request): the status it is refused with and the info
+/// line logged, if it is.
+pub fn refusal(
+    handshake: &Handshake,
+    server: &crate::config::model::ServerConfig,
+    host: Option<&str>,
+) -> Option<(u16, String)> {
+    let mode = server.verify_client;
+    if mode == VerifyClient::Off {
+        return None;
+    }
+    // A Host other than the name the handshake was for may not reach a
+    // server that verifies clients: its certificate was checked for
+    // another (nginx's 421).
+    if let (Some(sni), Some(host)) = (handshake.server_name.as_deref(), host) {
+        let host = host.trim_end_matches('.');
+        let host = super::route::strip_port(host);
+        if !host.eq_ignore_ascii_case(sni) {
+            return Some((
+                421,
+                "client attempted to request the server name different from the one that was negotiated"
+                    .to_string(),
+            ));
+        }
+    }
+    let verdict = handshake
+        .client
+        .as_ref()
+        .map(|c| c.verdict)
+        .unwrap_or_default();
+    match verdict {
+        Verdict::Failed(code, why)
+            if !(mode == VerifyClient::OptionalNoCa && verify_error_optional(code)) =>
+        {
+            Some((
+                495,
+                format!("client SSL certificate verify error: ({code}:{why})"),
+            ))
+        }
+        Verdict::None if mode == VerifyClient::On => {
+            Some((496, "client sent no required SSL certificate".to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// The verification errors `optional_no_ca` lets through (nginx's
+/// ngx_ssl_verify_error_optional): those about a missing or untrusted
+/// issuer.
+fn verify_error_optional(code: u32) -> bool {
+    matches!(code, 2 | 18 | 19 | 20 | 21)
 }

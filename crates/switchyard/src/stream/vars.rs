@@ -173,7 +173,7 @@ impl VarSource for Session {
                 .and_then(|h| h.alpn.as_deref())
                 .map(Cow::Borrowed),
             // Not found on a plain connection (`-` in the log), as nginx.
-            Var::Ssl(v) => self.ssl.as_ref().map(|h| Cow::Borrowed(h.value(*v))),
+            Var::Ssl(v) => self.ssl.as_ref().map(|h| h.value(*v)),
             Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
                 .ok()
                 .map(Cow::Owned),

@@ -3,6 +3,7 @@
 
 pub mod ciphers;
 pub mod client;
+pub mod client_cert;
 pub mod sessions;
 pub mod tls;
 pub mod tls_server;

@@ -69,6 +69,8 @@ pub struct ServerTlsSettings {
     pub alpn: Vec<Vec<u8>>,
     /// A number telling this server's sessions apart in a shared cache.
     pub context: u64,
+    /// `ssl_verify_client` and what it verifies against.
+    pub client_auth: Option<super::client_cert::ClientAuth>,
 }
 
 /// A server's TLS at run time: the rustls configuration and the handshake
@@ -79,6 +81,9 @@ pub struct TlsServer {
     pub acceptor: tokio_rustls::TlsAcceptor,
     /// `ssl_handshake_timeout`.
     pub handshake_timeout: Duration,
+    /// `ssl_verify_client`: the verdict on a client's certificate is given
+    /// per request (http/server.rs), as nginx gives it.
+    pub client_auth: Option<super::client_cert::ClientAuth>,
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -197,10 +202,13 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
     if settings.protocols.tls12 {
         versions.push(&rustls::version::TLS12);
     }
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(ByKeyType(keys)));
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)?;
+    let with_auth = match &settings.client_auth {
+        Some(auth) => builder.with_client_cert_verifier(auth.handshake_verifier()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = with_auth.with_cert_resolver(Arc::new(ByKeyType(keys)));
     config.ignore_client_order = settings.prefer_server_ciphers;
     config.alpn_protocols = settings.alpn.clone();
     config.session_storage = match &settings.session_cache {
@@ -253,6 +261,32 @@ pub enum SslVar {
     AlpnProtocol,
     /// `$ssl_session_reused`.
     SessionReused,
+    /// `$ssl_client_verify`.
+    ClientVerify,
+    /// `$ssl_client_s_dn`.
+    ClientSubject,
+    /// `$ssl_client_i_dn`.
+    ClientIssuer,
+    /// `$ssl_client_s_dn_legacy`.
+    ClientSubjectLegacy,
+    /// `$ssl_client_i_dn_legacy`.
+    ClientIssuerLegacy,
+    /// `$ssl_client_serial`.
+    ClientSerial,
+    /// `$ssl_client_fingerprint`.
+    ClientFingerprint,
+    /// `$ssl_client_raw_cert`.
+    ClientRawCert,
+    /// `$ssl_client_cert`.
+    ClientCert,
+    /// `$ssl_client_escaped_cert`.
+    ClientEscapedCert,
+    /// `$ssl_client_v_start`.
+    ClientValidFrom,
+    /// `$ssl_client_v_end`.
+    ClientValidUntil,
+    /// `$ssl_client_v_remain`.
+    ClientDaysLeft,
 }
 
 impl SslVar {
@@ -265,6 +299,19 @@ impl SslVar {
             "ssl_server_name" => SslVar::ServerName,
             "ssl_alpn_protocol" => SslVar::AlpnProtocol,
             "ssl_session_reused" => SslVar::SessionReused,
+            "ssl_client_verify" => SslVar::ClientVerify,
+            "ssl_client_s_dn" => SslVar::ClientSubject,
+            "ssl_client_i_dn" => SslVar::ClientIssuer,
+            "ssl_client_s_dn_legacy" => SslVar::ClientSubjectLegacy,
+            "ssl_client_i_dn_legacy" => SslVar::ClientIssuerLegacy,
+            "ssl_client_serial" => SslVar::ClientSerial,
+            "ssl_client_fingerprint" => SslVar::ClientFingerprint,
+            "ssl_client_raw_cert" => SslVar::ClientRawCert,
+            "ssl_client_cert" => SslVar::ClientCert,
+            "ssl_client_escaped_cert" => SslVar::ClientEscapedCert,
+            "ssl_client_v_start" => SslVar::ClientValidFrom,
+            "ssl_client_v_end" => SslVar::ClientValidUntil,
+            "ssl_client_v_remain" => SslVar::ClientDaysLeft,
             _ => return None,
         })
     }
@@ -285,6 +332,34 @@ pub struct Handshake {
     pub alpn: Option<String>,
     /// `$ssl_session_reused`: `r` when resumed, else `.`.
     pub reused: bool,
+    /// What `ssl_verify_client` found (`None` when it is off).
+    pub client: Option<ClientVerification>,
+}
+
+/// A client's certificate and its verdict, as a handshake left them.
+#[derive(Debug, Clone, Default)]
+pub struct ClientVerification {
+    /// What verification said.
+    pub verdict: super::client_cert::Verdict,
+    /// The `$ssl_client_*` values (`None`: no certificate was sent).
+    pub certificate: Option<Arc<super::client_cert::ClientCertificate>>,
+}
+
+impl ClientVerification {
+    /// The verdict on the certificates `conn` received, by `auth`.
+    pub fn of(
+        conn: &ServerConnection,
+        auth: &super::client_cert::ClientAuth,
+    ) -> ClientVerification {
+        let chain = conn.peer_certificates().unwrap_or_default();
+        let verdict = auth.verify(chain);
+        ClientVerification {
+            verdict,
+            certificate: chain
+                .first()
+                .map(|leaf| Arc::new(super::client_cert::ClientCertificate::of(leaf, verdict))),
+        }
+    }
 }
 
 impl Handshake {
@@ -313,25 +388,48 @@ impl Handshake {
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             reused: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+            client: None,
         }
     }
 
     /// The value of `var`: as nginx, an empty string for what the
-    /// handshake did not have (no SNI, no ALPN), never "not found".
-    pub fn value(&self, var: SslVar) -> &str {
+    /// handshake did not have (no SNI, no ALPN, no client certificate),
+    /// never "not found".
+    pub fn value(&self, var: SslVar) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        let cert = self.client.as_ref().and_then(|c| c.certificate.as_deref());
+        let of_cert = |f: fn(&super::client_cert::ClientCertificate) -> &str| {
+            Cow::Borrowed(cert.map(f).unwrap_or(""))
+        };
         match var {
-            SslVar::Protocol => self.protocol,
-            SslVar::Cipher => self.cipher,
-            SslVar::Curve => self.curve,
-            SslVar::ServerName => self.server_name.as_deref().unwrap_or(""),
-            SslVar::AlpnProtocol => self.alpn.as_deref().unwrap_or(""),
-            SslVar::SessionReused => {
-                if self.reused {
-                    "r"
-                } else {
-                    "."
-                }
-            }
+            SslVar::Protocol => Cow::Borrowed(self.protocol),
+            SslVar::Cipher => Cow::Borrowed(self.cipher),
+            SslVar::Curve => Cow::Borrowed(self.curve),
+            SslVar::ServerName => Cow::Borrowed(self.server_name.as_deref().unwrap_or("")),
+            SslVar::AlpnProtocol => Cow::Borrowed(self.alpn.as_deref().unwrap_or("")),
+            SslVar::SessionReused => Cow::Borrowed(if self.reused { "r" } else { "." }),
+            SslVar::ClientVerify => Cow::Owned(
+                self.client
+                    .as_ref()
+                    .map(|c| c.verdict)
+                    .unwrap_or_default()
+                    .text(),
+            ),
+            SslVar::ClientSubject => of_cert(|c| &c.subject),
+            SslVar::ClientIssuer => of_cert(|c| &c.issuer),
+            SslVar::ClientSubjectLegacy => of_cert(|c| &c.subject_legacy),
+            SslVar::ClientIssuerLegacy => of_cert(|c| &c.issuer_legacy),
+            SslVar::ClientSerial => of_cert(|c| &c.serial),
+            SslVar::ClientFingerprint => of_cert(|c| &c.fingerprint),
+            SslVar::ClientRawCert => of_cert(|c| &c.raw),
+            SslVar::ClientCert => of_cert(|c| &c.indented),
+            SslVar::ClientEscapedCert => of_cert(|c| &c.escaped),
+            SslVar::ClientValidFrom => of_cert(|c| &c.not_before),
+            SslVar::ClientValidUntil => of_cert(|c| &c.not_after),
+            SslVar::ClientDaysLeft => match cert {
+                Some(c) => Cow::Owned(c.days_left()),
+                None => Cow::Borrowed(""),
+            },
         }
     }
 }
@@ -354,6 +452,7 @@ mod tests {
             session_tickets: tickets,
             alpn: Vec::new(),
             context: 1,
+            client_auth: None,
         }
     }
 
