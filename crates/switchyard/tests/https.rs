@@ -370,3 +370,34 @@ fn client_certificates_are_judged_per_request_as_nginx_judges_them() {
             && log.contains("client SSL certificate verify error: (18:self-signed certificate)")
     });
 }
+
+#[test]
+fn ssl_reject_handshake_answers_unrecognized_name() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "a.test");
+    let d = dir.path().display();
+    let _lb = Balancer::start_full(
+        &conf(&format!(
+            "server {{ listen 127.0.0.1:{port} ssl; ssl_reject_handshake on; }}\n\
+             server {{ listen 127.0.0.1:{port}; server_name a.test;\n\
+             ssl_certificate {d}/a.test.pem; ssl_certificate_key {d}/a.test.key;\n\
+             location / {{ return 200 \"$ssl_server_name\"; }} }}"
+        )),
+        &[port],
+        &[],
+    );
+    // No SNI, or a name no server has: the default server rejects.
+    for args in [&["-noservername"][..], &["-servername", "other.test"][..]] {
+        let out = s_client(port, args);
+        assert!(out.contains("unrecognized name"), "{args:?}: {out}");
+    }
+    assert_eq!(
+        curl(&[
+            "--resolve",
+            &format!("a.test:{port}:127.0.0.1"),
+            &format!("https://a.test:{port}/"),
+        ]),
+        "a.test"
+    );
+}

@@ -257,6 +257,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("ssl_client_certificate", HTTP.or(SRV), T1, false, Yes),
     d("ssl_trusted_certificate", HTTP.or(SRV), T1, false, Yes),
     d("ssl_verify_depth", HTTP.or(SRV), T1, false, Yes),
+    d("ssl_reject_handshake", HTTP.or(SRV), FLAG, false, Yes),
     d("try_files", SRV.or(LOC), M2, false, Yes),
     d(
         "rewrite",

@@ -195,7 +195,7 @@ fn check_ssl_defaults(servers: &[Arc<ServerConfig>]) -> Result<(), ConfigError> 
             .find(|(_, l)| l.default_server)
             .or_else(|| on_addr().next());
         if let Some((server, _)) = default {
-            if server.tls.is_none() {
+            if server.tls.is_none() && !server.reject_handshake {
                 return Err(ConfigError::bare(format!(
                     "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in {}",
                     server.position
@@ -331,6 +331,7 @@ impl HttpBuilder<'_> {
             settings,
             tls,
             verify_client: ssl.verify_client(),
+            reject_handshake: ssl.reject_handshake(),
             position: d.position.clone(),
             name_regexes,
             script,

@@ -2107,10 +2107,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "ssl_reject_handshake",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
         Arity::Flag,
         false,
     ),

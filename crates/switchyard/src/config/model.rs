@@ -590,6 +590,9 @@ pub struct ServerConfig {
     /// `ssl_verify_client`: how its requests' client certificates are
     /// judged (by the verdict of whichever context the handshake used).
     pub verify_client: crate::transport::client_cert::VerifyClient,
+    /// `ssl_reject_handshake`: a handshake that picks this server (by SNI,
+    /// or as the default without one) is refused with `unrecognized_name`.
+    pub reject_handshake: bool,
     /// Where its `server {` block is.
     pub position: nginx_conf::Position,
 }

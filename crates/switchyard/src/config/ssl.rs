@@ -48,6 +48,7 @@ pub(crate) struct SslLayer {
     /// `ssl_trusted_certificate`, with where.
     trusted_certificate: Option<(String, Position)>,
     verify_depth: Option<usize>,
+    reject_handshake: Option<bool>,
 }
 
 /// `ssl_session_cache` as written.
@@ -148,6 +149,7 @@ impl SslLayer {
                 d,
                 (arg0(d).to_string(), d.position.clone()),
             )?,
+            "ssl_reject_handshake" => set(&mut self.reject_handshake, d, flag())?,
             "ssl_verify_depth" => {
                 let depth = values::parse_number(arg0(d))
                     .and_then(|n| usize::try_from(n).ok())
@@ -174,6 +176,11 @@ impl SslLayer {
     /// in a server without certificates of its own).
     pub(crate) fn verify_client(&self) -> VerifyClient {
         self.verify_client.unwrap_or_default()
+    }
+
+    /// `ssl_reject_handshake` as merged.
+    pub(crate) fn reject_handshake(&self) -> bool {
+        self.reject_handshake.unwrap_or(false)
     }
 
     /// This level over `parent`.
@@ -205,6 +212,7 @@ impl SslLayer {
                 .clone()
                 .or_else(|| parent.trusted_certificate.clone()),
             verify_depth: self.verify_depth.or(parent.verify_depth),
+            reject_handshake: self.reject_handshake.or(parent.reject_handshake),
         }
     }
 }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -93,10 +94,23 @@ pub async fn accept(
     };
     let sni = start.client_hello().server_name().map(str::to_string);
     let servers = generation.servers_for(peer.local);
+    let chosen = select_server(servers, sni.as_deref());
+    if chosen.is_some_and(|s| s.reject_handshake) {
+        // nginx's SNI callback answers with a fatal `unrecognized_name`
+        // alert: a plaintext alert record (TLSv1.2 record version, as
+        // every version's first flight uses).
+        let mut io = start.io;
+        let _ = io
+            .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70])
+            .await;
+        let _ = io.shutdown().await;
+        peer.log("SSL_do_handshake() failed (SSL: handshake rejected by \"ssl_reject_handshake\")");
+        return None;
+    }
     // A server without certificates of its own leaves the handshake to the
     // default server's context, as nginx's SNI callback switches only to a
     // server that has one.
-    let by_name = select_server(servers, sni.as_deref()).and_then(|s| s.tls.clone());
+    let by_name = chosen.and_then(|s| s.tls.clone());
     let Some(tls) = by_name.or_else(|| select_server(servers, None).and_then(|s| s.tls.clone()))
     else {
         peer.log("no \"ssl_certificate\" is defined in server listening on SSL port");
