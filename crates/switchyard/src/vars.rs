@@ -299,6 +299,8 @@ impl Var {
             "ssl_preread_protocol" => Var::SslPrereadProtocol,
             "ssl_preread_server_name" => Var::SslPrereadServerName,
             "ssl_preread_alpn_protocols" => Var::SslPrereadAlpnProtocols,
+            // The stream module's handshake does not see the ClientHello.
+            "ssl_curves" => return None,
             _ if crate::transport::tls_server::SslVar::from_name(&lower).is_some() => {
                 Var::Ssl(crate::transport::tls_server::SslVar::from_name(&lower)?)
             }

@@ -401,3 +401,25 @@ fn ssl_reject_handshake_answers_unrecognized_name() {
         "a.test"
     );
 }
+
+#[test]
+fn ssl_ecdh_curve_chooses_the_group_and_ssl_curves_lists_the_offer() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "a.test");
+    let d = dir.path().display();
+    let _lb = Balancer::start_full(
+        &conf(&format!(
+            "ssl_certificate {d}/a.test.pem; ssl_certificate_key {d}/a.test.key;\n\
+             ssl_ecdh_curve secp521r1:prime256v1;\n\
+             server {{ listen 127.0.0.1:{port} ssl; location / {{ return 200 \"$ssl_curve|$ssl_curves\\n\"; }} }}"
+        )),
+        &[port],
+        &[],
+    );
+    let out = s_client(port, &["-groups", "X25519:P-256"]);
+    assert!(out.contains("prime256v1|X25519:prime256v1"), "{out}");
+    // A client offering only a group not configured gets no handshake.
+    let out = s_client(port, &["-groups", "X25519"]);
+    assert!(out.contains("Cipher is (NONE)"), "{out}");
+}

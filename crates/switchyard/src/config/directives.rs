@@ -258,6 +258,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("ssl_trusted_certificate", HTTP.or(SRV), T1, false, Yes),
     d("ssl_verify_depth", HTTP.or(SRV), T1, false, Yes),
     d("ssl_reject_handshake", HTTP.or(SRV), FLAG, false, Yes),
+    d("ssl_ecdh_curve", HTTP.or(SRV), T1, false, Yes),
     d("try_files", SRV.or(LOC), M2, false, Yes),
     d(
         "rewrite",
@@ -418,6 +419,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("ssl_verify_client", SANY, T1, false, NotYet),
     d("ssl_trusted_certificate", SANY, T1, false, NotYet),
     d("ssl_verify_depth", SANY, T1, false, NotYet),
+    d("ssl_ecdh_curve", SANY, T1, false, Yes),
     d("ssl_session_cache", SANY, T12, false, Yes),
     d("ssl_session_timeout", SANY, T1, false, Yes),
     d("ssl_session_tickets", SANY, FLAG, false, Yes),

@@ -2042,16 +2042,7 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
-    k(
-        "ssl_ecdh_curve",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
+    k("ssl_ecdh_curve", Ctx::MAIL, take(&[1]), false),
     k(
         "ssl_ech_file",
         Ctx::HTTP

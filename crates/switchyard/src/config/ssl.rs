@@ -49,6 +49,7 @@ pub(crate) struct SslLayer {
     trusted_certificate: Option<(String, Position)>,
     verify_depth: Option<usize>,
     reject_handshake: Option<bool>,
+    ecdh_curve: Option<Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>>,
 }
 
 /// `ssl_session_cache` as written.
@@ -150,6 +151,7 @@ impl SslLayer {
                 (arg0(d).to_string(), d.position.clone()),
             )?,
             "ssl_reject_handshake" => set(&mut self.reject_handshake, d, flag())?,
+            "ssl_ecdh_curve" => set(&mut self.ecdh_curve, d, parse_curves(d)?)?,
             "ssl_verify_depth" => {
                 let depth = values::parse_number(arg0(d))
                     .and_then(|n| usize::try_from(n).ok())
@@ -213,6 +215,10 @@ impl SslLayer {
                 .or_else(|| parent.trusted_certificate.clone()),
             verify_depth: self.verify_depth.or(parent.verify_depth),
             reject_handshake: self.reject_handshake.or(parent.reject_handshake),
+            ecdh_curve: self
+                .ecdh_curve
+                .clone()
+                .or_else(|| parent.ecdh_curve.clone()),
         }
     }
 }
@@ -246,6 +252,47 @@ fn parse_protocols(d: &Directive) -> Result<Protocols, ConfigError> {
         ));
     }
     Ok(p)
+}
+
+/// `ssl_ecdh_curve auto | NAME[:NAME...]`, OpenSSL's names mapped onto
+/// the key-exchange groups rustls has (X25519, P-256, P-384). Names
+/// OpenSSL knows and rustls lacks are accepted and never offered, as with
+/// the protocols; an unknown name is nginx's error; a list of none rustls
+/// has is refused. `None`: `auto`, rustls's default order.
+fn parse_curves(
+    d: &Directive,
+) -> Result<Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>, ConfigError> {
+    use rustls::crypto::ring::kx_group;
+    let list = arg0(d);
+    if list == "auto" {
+        return Ok(None);
+    }
+    let mut groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup> = Vec::new();
+    for name in list.split(':') {
+        let group: &'static dyn rustls::crypto::SupportedKxGroup = match name {
+            "X25519" | "x25519" => kx_group::X25519,
+            "prime256v1" | "secp256r1" | "P-256" => kx_group::SECP256R1,
+            "secp384r1" | "P-384" => kx_group::SECP384R1,
+            "secp521r1" | "P-521" | "X448" | "x448" | "secp224r1" | "P-224" | "X25519MLKEM768"
+            | "brainpoolP256r1" | "brainpoolP384r1" | "brainpoolP512r1" => continue,
+            _ => {
+                return Err(ConfigError::at(
+                    format!("SSL_CTX_set1_curves_list(\"{list}\") failed"),
+                    &d.position,
+                ))
+            }
+        };
+        if !groups.iter().any(|g| g.name() == group.name()) {
+            groups.push(group);
+        }
+    }
+    if groups.is_empty() {
+        return Err(ConfigError::at(
+            format!("\"ssl_ecdh_curve\" \"{list}\" names no group rustls has (X25519, prime256v1, secp384r1)"),
+            &d.position,
+        ));
+    }
+    Ok(Some(groups))
 }
 
 /// `ssl_session_cache off | none | [builtin[:size]] [shared:name:size]`.
@@ -382,6 +429,7 @@ impl SslBuild {
             alpn: merged.alpn.clone().unwrap_or_default(),
             context: self.next_context,
             client_auth: client_auth.clone(),
+            kx_groups: merged.ecdh_curve.clone().flatten(),
         };
         let config = tls_server::build(&settings).map_err(|e| {
             // nginx names the directive's file and line after a file error.

@@ -93,6 +93,7 @@ pub async fn accept(
         }
     };
     let sni = start.client_hello().server_name().map(str::to_string);
+    let curves = crate::transport::tls_server::offered_curves(&start.client_hello());
     let servers = generation.servers_for(peer.local);
     let chosen = select_server(servers, sni.as_deref());
     if chosen.is_some_and(|s| s.reject_handshake) {
@@ -120,6 +121,7 @@ pub async fn accept(
     match tokio::time::timeout_at(deadline.into(), start.into_stream(config)).await {
         Ok(Ok(stream)) => {
             let mut handshake = Handshake::of(stream.get_ref().1);
+            handshake.curves = curves;
             if let Some(auth) = &tls.client_auth {
                 handshake.client = Some(ClientVerification::of(stream.get_ref().1, auth));
             }

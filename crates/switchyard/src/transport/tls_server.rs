@@ -71,6 +71,8 @@ pub struct ServerTlsSettings {
     pub context: u64,
     /// `ssl_verify_client` and what it verifies against.
     pub client_auth: Option<super::client_cert::ClientAuth>,
+    /// `ssl_ecdh_curve`: the key-exchange groups, in order (`None`: auto).
+    pub kx_groups: Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>,
 }
 
 /// A server's TLS at run time: the rustls configuration and the handshake
@@ -153,9 +155,14 @@ fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
 
 /// Loads the certificates and builds the rustls configuration.
 pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsError> {
+    let defaults = rustls::crypto::ring::default_provider();
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: settings.ciphers.clone(),
-        ..rustls::crypto::ring::default_provider()
+        kx_groups: settings
+            .kx_groups
+            .clone()
+            .unwrap_or_else(|| defaults.kx_groups.clone()),
+        ..defaults
     };
     let mut keys = Vec::new();
     for (cert, key) in &settings.certificates {
@@ -228,6 +235,27 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
     Ok(config)
 }
 
+/// `$ssl_curves` from what a ClientHello offers: OpenSSL's short names,
+/// `0x` and the code for a group OpenSSL has no name for.
+pub fn offered_curves(hello: &rustls::server::ClientHello<'_>) -> String {
+    use rustls::NamedGroup;
+    let Some(groups) = hello.named_groups() else {
+        return String::new();
+    };
+    groups
+        .iter()
+        .map(|g| match g {
+            NamedGroup::X25519 => "X25519".to_string(),
+            NamedGroup::X448 => "X448".to_string(),
+            NamedGroup::secp256r1 => "prime256v1".to_string(),
+            NamedGroup::secp384r1 => "secp384r1".to_string(),
+            NamedGroup::secp521r1 => "secp521r1".to_string(),
+            other => format!("0x{:04x}", u16::from(*other)),
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// nginx's words for a failed server-side handshake (what follows is the
 /// caller's: `while SSL handshaking, client: ...`).
 pub fn handshake_failure(e: &std::io::Error) -> String {
@@ -255,6 +283,8 @@ pub enum SslVar {
     Cipher,
     /// `$ssl_curve`.
     Curve,
+    /// `$ssl_curves`: the groups the client offered.
+    Curves,
     /// `$ssl_server_name`.
     ServerName,
     /// `$ssl_alpn_protocol`.
@@ -296,6 +326,7 @@ impl SslVar {
             "ssl_protocol" => SslVar::Protocol,
             "ssl_cipher" => SslVar::Cipher,
             "ssl_curve" => SslVar::Curve,
+            "ssl_curves" => SslVar::Curves,
             "ssl_server_name" => SslVar::ServerName,
             "ssl_alpn_protocol" => SslVar::AlpnProtocol,
             "ssl_session_reused" => SslVar::SessionReused,
@@ -334,6 +365,8 @@ pub struct Handshake {
     pub reused: bool,
     /// What `ssl_verify_client` found (`None` when it is off).
     pub client: Option<ClientVerification>,
+    /// `$ssl_curves`: the client's groups in OpenSSL's names, `:` between.
+    pub curves: String,
 }
 
 /// A client's certificate and its verdict, as a handshake left them.
@@ -389,6 +422,7 @@ impl Handshake {
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             reused: conn.handshake_kind() == Some(HandshakeKind::Resumed),
             client: None,
+            curves: String::new(),
         }
     }
 
@@ -405,6 +439,7 @@ impl Handshake {
             SslVar::Protocol => Cow::Borrowed(self.protocol),
             SslVar::Cipher => Cow::Borrowed(self.cipher),
             SslVar::Curve => Cow::Borrowed(self.curve),
+            SslVar::Curves => Cow::Borrowed(&self.curves),
             SslVar::ServerName => Cow::Borrowed(self.server_name.as_deref().unwrap_or("")),
             SslVar::AlpnProtocol => Cow::Borrowed(self.alpn.as_deref().unwrap_or("")),
             SslVar::SessionReused => Cow::Borrowed(if self.reused { "r" } else { "." }),
@@ -453,6 +488,7 @@ mod tests {
             alpn: Vec::new(),
             context: 1,
             client_auth: None,
+            kx_groups: None,
         }
     }
 
