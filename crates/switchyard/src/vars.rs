@@ -68,6 +68,8 @@ pub enum Var {
     ServerProtocol,
     /// `$scheme`.
     Scheme,
+    /// `$http2`: the HTTP/2 protocol a request came by, empty for HTTP/1.
+    Http2,
     /// `$connection`.
     Connection,
     /// `$connection_requests`.
@@ -221,6 +223,7 @@ impl Var {
             "server_name" => Var::ServerName,
             "server_protocol" => Var::ServerProtocol,
             "scheme" => Var::Scheme,
+            "http2" => Var::Http2,
             "connection" => Var::Connection,
             "connection_requests" => Var::ConnectionRequests,
             "pid" => Var::Pid,

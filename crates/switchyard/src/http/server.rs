@@ -156,6 +156,7 @@ pub async fn resume(stream: TcpStream, mut state: ConnState, waiting: super::h1:
     match serve(stream, &mut state.context, &mut state.epoch, waiting).await {
         Outcome::Done => {}
         Outcome::Park(stream, waiting) => super::h1::park::park(stream, state, waiting),
+        Outcome::H2(stream, preread) => super::h2::serve(stream, preread, state).await,
     }
 }
 

@@ -45,6 +45,8 @@ pub enum Outcome {
     Done,
     /// Idle long enough to park (http/h1/park.rs), waiting as it says.
     Park(TcpStream, Waiting),
+    /// The client speaks HTTP/2 (http/h2), having sent these bytes.
+    H2(TcpStream, bytes::Bytes),
 }
 
 /// Which wait a connection is in, and since when.
@@ -185,6 +187,7 @@ fn address_settings(
 
 enum Wait {
     Head(Box<Served>),
+    H2,
     Refuse(::h1::RequestError),
     Park,
     Close,
@@ -225,6 +228,7 @@ pub async fn serve(
                 return Outcome::Done;
             }
             Wait::Park => return Outcome::Park(stream, waiting),
+            Wait::H2 => return Outcome::H2(stream, buffer.split().freeze()),
             Wait::Close => {
                 let _ = stream.shutdown().await;
                 return Outcome::Done;
@@ -260,8 +264,18 @@ async fn wait_for_head(
     epoch: &mut watch::Receiver<u64>,
 ) -> Wait {
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
+    // HTTP/2 with prior knowledge: nginx looks for the preface in a new
+    // connection's first bytes when the address takes HTTP/2 (http/h2).
+    let mut http2 = waiting.first && crate::http::h2::enabled(&cx.generation, cx.conn.local);
     loop {
-        if !buffer.is_empty() {
+        if http2 && !buffer.is_empty() {
+            match crate::http::h2::preface(buffer) {
+                crate::http::h2::Preface::Whole => return Wait::H2,
+                crate::http::h2::Preface::Partial => {}
+                crate::http::h2::Preface::No => http2 = false,
+            }
+        }
+        if !http2 && !buffer.is_empty() {
             match head::parse(buffer, &cx.limits) {
                 Head::Serve(served) => return Wait::Head(served),
                 Head::Refuse(e) => return Wait::Refuse(e),
