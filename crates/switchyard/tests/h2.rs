@@ -398,6 +398,76 @@ fn header_field_over_the_limit_ends_the_connection() {
 }
 
 #[test]
+fn header_list_over_the_limit_ends_the_connection() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "large_client_header_buffers 2 1k;");
+    runtime().block_on(async {
+        let (mut client, conn) = connect(port).await;
+        // Each field fits in 1k, all of them not in 2k.
+        let mut request = get("/many");
+        for i in 0..4 {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(format!("x-f{i}").as_bytes()).unwrap(),
+                "b".repeat(900).parse().unwrap(),
+            );
+        }
+        assert!(exchange(&mut client, request, None).await.is_err());
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .expect("ends")
+            .unwrap();
+        let e = ended.expect_err("GOAWAY");
+        assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e:?}");
+        // Within the limit, the same connection setup is served.
+        let (mut client, _conn) = connect(port).await;
+        let mut request = get("/few");
+        request
+            .headers_mut()
+            .insert("x-f", "b".repeat(900).parse().unwrap());
+        let (parts, _) = exchange(&mut client, request, None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+    });
+}
+
+#[test]
+fn keepalive_limits_say_goaway_after_the_stream() {
+    for extra in ["keepalive_requests 2;", "keepalive_timeout 0;"] {
+        let port = free_port();
+        let backend = Backend::start(Duration::ZERO);
+        let _b = balancer(port, backend.addr, extra);
+        runtime().block_on(async {
+            let (mut client, conn) = connect(port).await;
+            let mut served = 0;
+            for i in 0..3 {
+                match exchange(&mut client, get(&format!("/k{i}")), None).await {
+                    Ok((parts, _)) => {
+                        assert_eq!(parts.status, StatusCode::OK);
+                        served += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let wanted = if extra.starts_with("keepalive_requests") {
+                2
+            } else {
+                1
+            };
+            assert_eq!(served, wanted, "{extra}");
+            let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+                .await
+                .expect("the connection ends")
+                .unwrap();
+            assert!(
+                ended.is_ok()
+                    || ended.as_ref().err().and_then(|e| e.reason()) == Some(h2::Reason::NO_ERROR),
+                "{extra}: {ended:?}"
+            );
+        });
+    }
+}
+
+#[test]
 fn graceful_stop_lets_the_stream_in_flight_finish() {
     let port = free_port();
     let backend = Backend::start(Duration::from_millis(800));

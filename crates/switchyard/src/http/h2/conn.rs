@@ -5,9 +5,14 @@
 //!
 //! nginx's waits, as it has them since http2_idle_timeout and
 //! http2_recv_timeout became obsolete: the preface and SETTINGS are due
-//! within `client_header_timeout`; a connection with no stream open
-//! closes (GOAWAY) after `keepalive_timeout`; after `keepalive_requests`
-//! streams it says GOAWAY and ends when those finish.
+//! within `client_header_timeout` (so is the first stream); a connection
+//! with no stream open closes (GOAWAY) after `keepalive_timeout`; with
+//! `keepalive_timeout 0`, after `keepalive_requests` streams or once
+//! `keepalive_time` has passed, it says GOAWAY as a stream starts and ends
+//! when the streams begun finish. (h2 says GOAWAY in two steps, as RFC
+//! 9113 6.8 advises: first with the highest stream id, then, after a
+//! PING's round trip, with the last stream taken; nginx says the last one
+//! at once.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +27,8 @@ use http::{Method, Request};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
-use super::request::{self, Refusal};
+use super::linger::Lingering;
+use super::request::{self, HeadLimits, Refusal};
 use super::response::{self, Sending};
 use super::rewind::Rewind;
 use crate::http::exchange::ConnInfo;
@@ -80,7 +86,7 @@ impl ResetWatch {
 struct Streams {
     conn: Arc<ConnInfo>,
     tls: bool,
-    field_limit: usize,
+    limits: HeadLimits,
     sending: Sending,
     server_tokens: bool,
     counters: Counters,
@@ -104,8 +110,14 @@ where
         return;
     };
     let (number, size) = settings.large_client_header_buffers;
-    let field_limit = usize::try_from(size).unwrap_or(usize::MAX);
-    let header_limit = u32::try_from(number.saturating_mul(size)).unwrap_or(u32::MAX);
+    let limits = HeadLimits {
+        field: usize::try_from(size).unwrap_or(usize::MAX),
+        total: usize::try_from(number.saturating_mul(size)).unwrap_or(usize::MAX),
+    };
+    // h2 refuses a head past its own limit with 431 (and counts 32 bytes
+    // more per field than nginx does): twice nginx's limit leaves the
+    // decision to nginx's rule in request.rs, and still bounds decoding.
+    let header_limit = u32::try_from(limits.total.saturating_mul(2)).unwrap_or(u32::MAX);
     let concurrent = settings.http2_max_concurrent_streams;
     let mut builder = Builder::new();
     builder
@@ -114,8 +126,8 @@ where
         .max_concurrent_streams(concurrent)
         .initial_window_size(settings.http2_body_preread_size)
         .initial_connection_window_size(MAX_WINDOW)
-        // nginx's limit on a decoded header list (the CONTINUATION flood
-        // is bounded by it too: h2 stops decoding past it, and ends the
+        // The bound on a decoded header list (the CONTINUATION flood is
+        // bounded by it too: h2 stops decoding past it, and ends the
         // connection with ENHANCE_YOUR_CALM when a block runs far over).
         .max_header_list_size(header_limit)
         // Rapid reset: streams opened and reset before the accept loop
@@ -131,9 +143,9 @@ where
     // SETTINGS and PING floods need no setting: h2 answers one at a time
     // and reads no further frame while an answer waits to be written, so
     // a client that sends without reading only stalls its own connection.
-    let io = Rewind::new(stream, preread);
+    let io = Lingering::new(Rewind::new(stream, preread));
     let handshake = tokio::time::timeout(context.header_timeout, builder.handshake(io)).await;
-    let mut conn: h2::server::Connection<Rewind<S>, Bytes> = match handshake {
+    let mut conn: h2::server::Connection<Lingering<Rewind<S>>, Bytes> = match handshake {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             log_connection_error(&context.conn, &e);
@@ -155,7 +167,7 @@ where
     let streams = Streams {
         conn: context.conn.clone(),
         tls,
-        field_limit,
+        limits,
         sending: Sending {
             head_request: false,
             chunk_size: settings.http2_chunk_size,
@@ -169,20 +181,34 @@ where
     };
     let mut resets = ResetWatch::new(u64::from(concurrent).max(50) * RESETS_PER_STREAM_SLOT);
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut idle_since = Instant::now();
+    let started = Instant::now();
+    let mut idle_since = started;
     let mut accepted: u64 = 0;
     // Set once GOAWAY has gone: no new stream is taken.
     let mut closing = false;
     loop {
         let idle = tasks.is_empty();
-        let idle_deadline = idle_since + context.keepalive_timeout;
+        // Before the first stream the head is awaited for
+        // client_header_timeout, as nginx sets its first timer; after
+        // that an idle connection waits keepalive_timeout.
+        let idle_deadline = if accepted == 0 {
+            idle_since + context.header_timeout
+        } else {
+            idle_since + context.keepalive_timeout
+        };
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((head, respond))) => {
                     accepted += 1;
                     start_stream(&mut tasks, &mut conn, &streams, &context.generation, head, respond);
-                    // keepalive_requests counts streams on HTTP/2.
-                    if accepted >= settings.keepalive_requests && !closing {
+                    // nginx's test as each stream starts: keepalive_timeout
+                    // 0, keepalive_requests streams (each stream counts as
+                    // a request) or keepalive_time since the accept say
+                    // GOAWAY, and the streams begun are finished.
+                    let last = context.keepalive_timeout.is_zero()
+                        || accepted >= settings.keepalive_requests
+                        || started.elapsed() > settings.keepalive_time;
+                    if last && !closing {
                         conn.graceful_shutdown();
                         closing = true;
                     }
@@ -249,7 +275,7 @@ fn start_stream<S>(
 {
     let mut sending = streams.sending;
     sending.head_request = head.method() == Method::HEAD;
-    match request::convert(head, streams.tls, streams.field_limit) {
+    match request::convert(head, streams.tls, streams.limits) {
         Ok(request) => {
             let task = stream_task(
                 request,
@@ -261,8 +287,8 @@ fn start_stream<S>(
             );
             tasks.spawn(task);
         }
-        Err(Refusal::FieldTooLarge) => {
-            log_refusal(&streams.conn, &Refusal::FieldTooLarge);
+        Err(refusal @ (Refusal::FieldTooLarge | Refusal::HeaderTooLarge)) => {
+            log_refusal(&streams.conn, &refusal);
             conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
         }
         Err(refusal @ Refusal::Status { status, .. }) => {

@@ -8,6 +8,7 @@
 
 mod body;
 mod conn;
+mod linger;
 mod preface;
 mod request;
 mod response;

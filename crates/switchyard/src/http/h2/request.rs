@@ -28,6 +28,20 @@ pub enum Refusal {
     /// nginx ends the connection with ENHANCE_YOUR_CALM.
     #[error("client sent too large header field")]
     FieldTooLarge,
+    /// Header fields longer together than `large_client_header_buffers`'
+    /// number times size: nginx ends the connection the same way.
+    #[error("client sent too large header")]
+    HeaderTooLarge,
+}
+
+/// `large_client_header_buffers number size`, as nginx applies it to an
+/// HTTP/2 head: no field over `size`, all of them within `number * size`.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// The longest field (name and value).
+    pub field: usize,
+    /// The whole head.
+    pub total: usize,
 }
 
 fn status(status: u16, message: &'static str) -> Refusal {
@@ -35,19 +49,34 @@ fn status(status: u16, message: &'static str) -> Refusal {
 }
 
 /// The request `head` and its body stream make, for a connection over TLS
-/// or not; `field_limit` is `large_client_header_buffers`' size.
+/// or not, within `large_client_header_buffers`.
 pub fn convert(
     head: Request<h2::RecvStream>,
     tls: bool,
-    field_limit: usize,
+    limits: HeadLimits,
 ) -> Result<Request<RequestBody>, Refusal> {
     let (mut parts, recv) = head.into_parts();
-    if parts
-        .headers
-        .iter()
-        .any(|(name, value)| name.as_str().len() + value.len() > field_limit)
-    {
-        return Err(Refusal::FieldTooLarge);
+    // The pseudo-headers count as nginx counts them (h2 hands them over
+    // parsed: their names and values' lengths are what it decoded).
+    let mut total = ":method".len() + parts.method.as_str().len() + ":path".len();
+    total += parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    total += parts
+        .uri
+        .scheme_str()
+        .map_or(0, |s| ":scheme".len() + s.len());
+    total += parts
+        .uri
+        .authority()
+        .map_or(0, |a| ":authority".len() + a.as_str().len());
+    for (name, value) in &parts.headers {
+        let field = name.as_str().len() + value.len();
+        if field > limits.field {
+            return Err(Refusal::FieldTooLarge);
+        }
+        total += field;
+    }
+    if total > limits.total {
+        return Err(Refusal::HeaderTooLarge);
     }
     join_cookies(&mut parts.headers);
     if parts.headers.contains_key(header::UPGRADE) {
