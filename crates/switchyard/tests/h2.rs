@@ -229,6 +229,42 @@ fn get_and_post_through_proxy_pass() {
 }
 
 #[test]
+fn bodies_larger_than_the_window_go_through() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "");
+    static BIG: [u8; 300_000] = [b'z'; 300_000];
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        // With a length (streamed up as it comes), and without (read whole
+        // first), each well past the stream's 64k window.
+        let mut with_length = Request::post("http://localhost/p/l").body(()).unwrap();
+        with_length
+            .headers_mut()
+            .insert("content-length", "300000".parse().unwrap());
+        for request in [
+            with_length,
+            Request::post("http://localhost/p/n").body(()).unwrap(),
+        ] {
+            let (parts, body) = tokio::time::timeout(
+                Duration::from_secs(30),
+                exchange(&mut client, request, Some(&BIG)),
+            )
+            .await
+            .expect("bounded")
+            .unwrap();
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(body.len(), 300_005);
+        }
+    });
+    let seen = backend.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert!(s.contains("Content-Length: 300000\r\n"), "{}", &s[..200]);
+    }
+}
+
+#[test]
 fn too_large_body_is_413() {
     let port = free_port();
     let backend = Backend::start(Duration::ZERO);

@@ -43,23 +43,29 @@ pub async fn send(
     how: Sending,
 ) -> bool {
     let (parts, mut body) = response.into_parts();
+    let no_body = how.head_request || !allows_body(parts.status);
     // A body that fails before its first byte is `return 444` (or an
     // upstream lost at once): nginx resets the stream, sending no head.
-    let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::pin::Pin::new(&mut body).poll_frame(cx))
-    })
-    .await;
-    let first = match first {
+    // (A body never sent, to HEAD, is not read at all: it is not counted
+    // as sent either.)
+    let first = if no_body {
+        std::task::Poll::Pending
+    } else {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut body).poll_frame(cx))
+        })
+        .await
+    };
+    let (first, finished) = match first {
         std::task::Poll::Ready(Some(Err(_))) => {
             stream.send_reset(h2::Reason::INTERNAL_ERROR);
             return false;
         }
-        std::task::Poll::Ready(Some(Ok(frame))) => Some(frame),
-        std::task::Poll::Ready(None) => None,
-        std::task::Poll::Pending => None,
+        std::task::Poll::Ready(Some(Ok(frame))) => (Some(frame), false),
+        std::task::Poll::Ready(None) => (None, true),
+        std::task::Poll::Pending => (None, false),
     };
-    let ended = first.is_none() && body.is_end_stream();
-    let no_body = how.head_request || !allows_body(parts.status);
+    let ended = finished || (first.is_none() && body.is_end_stream());
     let mut head = Response::new(());
     *head.status_mut() = parts.status;
     *head.headers_mut() = head_fields(parts.headers, parts.status, &body, first.as_ref());
@@ -201,6 +207,100 @@ async fn send_data(send: &mut h2::SendStream<Bytes>, mut data: Bytes, how: Sendi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A body of fixed frames.
+    struct Frames(VecDeque<http_body::Frame<Bytes>>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = crate::http::body::BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    /// Sends `response` from a server to a client over an in-memory pipe;
+    /// returns the head, the DATA frame sizes and the trailers.
+    async fn round_trip(
+        response: Response<ResponseBody>,
+        how: Sending,
+    ) -> (http::response::Parts, Vec<usize>, Option<HeaderMap>) {
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(async move {
+            let mut conn = h2::server::handshake(server_io).await.unwrap();
+            let (_, respond) = conn.accept().await.unwrap().unwrap();
+            let sent = tokio::spawn(send(respond, response, how));
+            while conn.accept().await.is_some() {}
+            sent.await.unwrap()
+        });
+        let (mut client, conn) = h2::client::handshake(client_io).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let method = if how.head_request {
+            http::Method::HEAD
+        } else {
+            http::Method::GET
+        };
+        let request = http::Request::builder()
+            .method(method)
+            .uri("http://localhost/")
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let (parts, mut recv) = response.await.unwrap().into_parts();
+        let mut sizes = Vec::new();
+        while let Some(data) = recv.data().await {
+            let data = data.unwrap();
+            let _ = recv.flow_control().release_capacity(data.len());
+            sizes.push(data.len());
+        }
+        let trailers = recv.trailers().await.unwrap();
+        drop(recv);
+        drop(client);
+        let _ = conn.await;
+        assert!(server.await.unwrap());
+        (parts, sizes, trailers)
+    }
+
+    const HOW: Sending = Sending {
+        head_request: false,
+        chunk_size: 8192,
+        send_timeout: Duration::ZERO,
+    };
+
+    #[tokio::test]
+    async fn data_goes_in_chunk_size_frames_then_the_trailers() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", HeaderValue::from_static("42"));
+        let frames = VecDeque::from([
+            http_body::Frame::data(Bytes::from(vec![b'a'; 20000])),
+            http_body::Frame::trailers(trailers),
+        ]);
+        let body: ResponseBody = Frames(frames).boxed_unsync();
+        let (parts, sizes, trailers) = round_trip(Response::new(body), HOW).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(sizes.iter().sum::<usize>(), 20000);
+        assert!(sizes.iter().all(|n| *n <= 8192), "{sizes:?}");
+        assert_eq!(trailers.unwrap()["x-sum"], "42");
+    }
+
+    #[tokio::test]
+    async fn head_sends_the_length_and_no_data() {
+        let body = crate::http::body::full("twelve bytes");
+        let how = Sending {
+            head_request: true,
+            ..HOW
+        };
+        let (parts, sizes, _) = round_trip(Response::new(body), how).await;
+        assert_eq!(parts.headers[header::CONTENT_LENGTH], "12");
+        assert!(sizes.is_empty(), "{sizes:?}");
+    }
 
     #[test]
     fn hop_by_hop_fields_go_and_placed_ones_lead() {
