@@ -159,6 +159,7 @@ pub fn configure_line() -> String {
         "--with-http_realip_module",
         "--with-http_ssl_module",
         "--with-http_stub_status_module",
+        "--with-http_v2_module",
         "--with-http_upstream_hash_module",
         "--with-http_upstream_ip_hash_module",
         "--with-http_upstream_least_conn_module",

@@ -70,6 +70,8 @@ pub enum Var {
     Scheme,
     /// `$https`: `on` on a TLS connection, else empty.
     Https,
+    /// `$http2`: the HTTP/2 protocol a request came by, empty for HTTP/1.
+    Http2,
     /// `$connection`.
     Connection,
     /// `$connection_requests`.
@@ -224,6 +226,7 @@ impl Var {
             "server_protocol" => Var::ServerProtocol,
             "scheme" => Var::Scheme,
             "https" => Var::Https,
+            "http2" => Var::Http2,
             "connection" => Var::Connection,
             "connection_requests" => Var::ConnectionRequests,
             "pid" => Var::Pid,

@@ -180,6 +180,10 @@ fn check_listens(servers: &[Arc<ServerConfig>]) -> Result<(), ConfigError> {
 /// server's order of preference.
 const HTTP1_ALPN: &[&[u8]] = &[b"http/1.1", b"http/1.0", b"http/0.9"];
 
+/// ALPN for a server that speaks HTTP/2 (`http2 on`, or `listen ... http2`):
+/// `h2` first, as nginx's NGX_HTTP_V2_ALPN_PROTO precedes the HTTP/1 ones.
+const HTTP2_ALPN: &[&[u8]] = &[b"h2", b"http/1.1", b"http/1.0", b"http/0.9"];
+
 /// An address is TLS when any `listen` of it says `ssl` (nginx merges the
 /// flag per address); its default server must then have a certificate, as
 /// nginx's ngx_http_ssl_init checks: the one a client without SNI gets.
@@ -320,9 +324,14 @@ impl HttpBuilder<'_> {
         let settings = Arc::new(merged.finish(self.prefix));
         // nginx makes a TLS context wherever certificates are set (or
         // inherited); whether one is required is the address's question.
+        let alpn = if settings.http2 || listens.iter().any(|l| l.http2) {
+            HTTP2_ALPN
+        } else {
+            HTTP1_ALPN
+        };
         let ssl = ssl_layer
             .over(&self.ssl_layer)
-            .for_http(HTTP1_ALPN, settings.client_header_timeout);
+            .for_http(alpn, settings.client_header_timeout);
         let tls = self.ssl.server(&ssl, false, &d.position)?;
         Ok(ServerConfig {
             listens,

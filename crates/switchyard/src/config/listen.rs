@@ -87,8 +87,12 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
                 listen.socket.deferred = true;
                 listen.options_set = true;
             }
+            "http2" => {
+                super::http2::listen_deprecated(at);
+                listen.http2 = true;
+            }
             "ssl" => listen.ssl = true,
-            "http2" | "quic" | "proxy_protocol" => {
+            "quic" | "proxy_protocol" => {
                 return Err(ConfigError::at(
                     format!("\"listen ... {p}\" is not supported yet"),
                     at,

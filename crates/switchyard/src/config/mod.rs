@@ -6,6 +6,7 @@ pub mod directives;
 mod gzip;
 mod health;
 mod http;
+mod http2;
 mod known;
 pub mod listen;
 pub mod model;

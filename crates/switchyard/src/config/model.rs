@@ -494,6 +494,9 @@ pub struct Listen {
     pub proxy_protocol: bool,
     /// `ssl`: connections start with a TLS handshake.
     pub ssl: bool,
+    /// `http2` (deprecated in nginx for the `http2` directive): the address
+    /// takes HTTP/2, whatever its servers' `http2` say.
+    pub http2: bool,
     /// Where it was written.
     pub position: Option<Position>,
 }
@@ -511,6 +514,7 @@ impl Listen {
             udp: false,
             proxy_protocol: false,
             ssl: false,
+            http2: false,
             position,
         }
     }
@@ -924,6 +928,14 @@ pub struct Settings {
     pub server_tokens: bool,
     /// `tcp_nodelay` (default on).
     pub tcp_nodelay: bool,
+    /// `http2` (default off): a server that takes HTTP/2.
+    pub http2: bool,
+    /// `http2_max_concurrent_streams` (default 128).
+    pub http2_max_concurrent_streams: u32,
+    /// `http2_body_preread_size` (default 64k): each stream's window.
+    pub http2_body_preread_size: u32,
+    /// `http2_chunk_size` (default 8k): the largest DATA frame sent.
+    pub http2_chunk_size: usize,
     /// `proxy_next_upstream`.
     pub proxy_next_upstream: NextUpstream,
     /// `proxy_next_upstream_tries` (0: no limit).

@@ -37,6 +37,10 @@ pub(crate) struct Layer {
     send_timeout: Option<Duration>,
     server_tokens: Option<bool>,
     tcp_nodelay: Option<bool>,
+    http2: Option<bool>,
+    http2_max_concurrent_streams: Option<u64>,
+    http2_body_preread_size: Option<u64>,
+    http2_chunk_size: Option<u64>,
     proxy_next_upstream: Option<NextUpstream>,
     proxy_next_upstream_tries: Option<u32>,
     proxy_next_upstream_timeout: Option<Duration>,
@@ -247,6 +251,41 @@ impl Layer {
                 d,
                 values::parse_flag(arg0(d)).unwrap_or(true),
             )?,
+            "http2" => set(&mut self.http2, d, flag(d))?,
+            "http2_max_concurrent_streams" => set(
+                &mut self.http2_max_concurrent_streams,
+                d,
+                super::number_arg(d)?,
+            )?,
+            "http2_body_preread_size" => {
+                let n = size(d)?;
+                // nginx's window can be no larger than HTTP/2 allows.
+                if n > super::http2::MAX_WINDOW {
+                    return Err(ConfigError::at(
+                        format!(
+                            "the maximum body preread buffer size is {}",
+                            super::http2::MAX_WINDOW
+                        ),
+                        &d.position,
+                    ));
+                }
+                set(&mut self.http2_body_preread_size, d, n)?
+            }
+            "http2_chunk_size" => {
+                let n = size(d)?;
+                if n == 0 {
+                    return Err(ConfigError::at(
+                        "the http2 chunk size cannot be zero",
+                        &d.position,
+                    ));
+                }
+                // nginx caps a chunk at the largest frame it sends.
+                set(
+                    &mut self.http2_chunk_size,
+                    d,
+                    n.min(super::http2::MAX_FRAME_SIZE),
+                )?
+            }
             "access_log" => {
                 let logs = self.access_log.get_or_insert_with(Vec::new);
                 match parse_access_log(d, prefix, formats)? {
@@ -428,7 +467,7 @@ impl Layer {
                 .access
                 .get_or_insert_with(Vec::new)
                 .push(super::access::parse_rule(d)?),
-            _ => return Ok(false),
+            _ => return Ok(super::http2::obsolete(d)),
         }
         Ok(true)
     }
@@ -462,6 +501,10 @@ impl Layer {
             send_timeout,
             server_tokens,
             tcp_nodelay,
+            http2,
+            http2_max_concurrent_streams,
+            http2_body_preread_size,
+            http2_chunk_size,
             proxy_next_upstream,
             proxy_next_upstream_tries,
             proxy_next_upstream_timeout,
@@ -532,6 +575,12 @@ impl Layer {
             send_timeout: self.send_timeout.unwrap_or(minute),
             server_tokens: self.server_tokens.unwrap_or(true),
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
+            http2: self.http2.unwrap_or(false),
+            http2_max_concurrent_streams: self
+                .http2_max_concurrent_streams
+                .map_or(128, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            http2_body_preread_size: self.http2_body_preread_size.map_or(65536, |n| n as u32),
+            http2_chunk_size: self.http2_chunk_size.map_or(8192, |n| n as usize),
             proxy_next_upstream: self.proxy_next_upstream.clone().unwrap_or_default(),
             proxy_next_upstream_tries: self.proxy_next_upstream_tries.unwrap_or(0),
             proxy_next_upstream_timeout: self.proxy_next_upstream_timeout.unwrap_or_default(),

@@ -65,6 +65,8 @@ pub struct Exchange {
     pub target_host: Option<String>,
     /// `HTTP/1.1` etc.
     pub protocol: &'static str,
+    /// `$http2`: "h2c" or "h2" for a request that came over HTTP/2.
+    pub http2: &'static str,
     /// Request headers. They are moved here from the request, which gets
     /// them back only if it is proxied (see `dispatch`).
     pub headers: HeaderMap,
@@ -140,6 +142,10 @@ impl Exchange {
             args: parts.uri.query().map(str::to_string),
             target_host: parts.uri.host().map(normalize_host),
             protocol: protocol_name(parts.version),
+            http2: parts
+                .extensions
+                .get::<crate::http::h2::Protocol>()
+                .map_or("", |p| p.name()),
             headers,
             server_name: String::new(),
             status: 0,
@@ -344,6 +350,7 @@ impl VarSource for Exchange {
                 ""
             })),
             Var::Ssl(v) => self.conn.tls.as_ref().map(|h| h.value(*v)),
+            Var::Http2 => Some(Cow::Borrowed(self.http2)),
             Var::Connection => owned(self.conn.id.to_string()),
             Var::ConnectionRequests => owned(
                 self.conn

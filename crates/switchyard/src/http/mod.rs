@@ -11,6 +11,7 @@ pub mod generation;
 pub mod guard;
 pub mod gzip;
 pub mod h1;
+pub mod h2;
 pub mod headers;
 pub mod log;
 pub mod outbox;

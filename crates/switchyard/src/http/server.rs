@@ -162,6 +162,17 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
             epoch,
             slot,
         };
+        if state
+            .context
+            .conn
+            .tls
+            .as_ref()
+            .and_then(|h| h.alpn.as_deref())
+            == Some("h2")
+        {
+            super::h2::serve(tls, bytes::Bytes::new(), state).await;
+            return;
+        }
         // The handshake took the first wait's time: the head is due
         // within `client_header_timeout` of now.
         resume(tls, state, super::h1::conn::Waiting::accepted()).await;
@@ -211,6 +222,7 @@ pub async fn resume<S: crate::transport::client::ClientStream>(
                 super::h1::park::park(socket, state, waiting);
             }
         }
+        Outcome::H2(stream, preread) => super::h2::serve(stream, preread, state).await,
     }
 }
 

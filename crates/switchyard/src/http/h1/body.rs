@@ -19,6 +19,17 @@ pub enum RequestBody {
     Empty,
     /// The body, fed by its connection.
     Fed(FedBody),
+    /// The body of an HTTP/2 stream (http/h2/body.rs).
+    H2(crate::http::h2::H2Body),
+}
+
+impl RequestBody {
+    /// Whether the body's length is known only at its end (a chunked
+    /// HTTP/1.1 body says so in its head; an HTTP/2 body without
+    /// Content-Length does not).
+    pub fn length_unknown(&self) -> bool {
+        matches!(self, RequestBody::H2(h2) if h2.length_unknown())
+    }
 }
 
 impl Body for RequestBody {
@@ -32,6 +43,7 @@ impl Body for RequestBody {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Fed(fed) => fed.poll(cx),
+            RequestBody::H2(h2) => h2.poll(cx),
         }
     }
 
@@ -39,6 +51,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Fed(fed) => fed.feed.lock().is_none_or(|s| s.ended()),
+            RequestBody::H2(h2) => h2.is_end_stream(),
         }
     }
 
@@ -51,6 +64,7 @@ impl Body for RequestBody {
                 .filter(|s| !s.chunked)
                 .map(|s| SizeHint::with_exact(s.left()))
                 .unwrap_or_default(),
+            RequestBody::H2(h2) => h2.size_hint(),
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum Outcome<S> {
     /// Idle long enough to park (http/h1/park.rs), waiting as it says.
     /// Only a plain socket parks.
     Park(S, Waiting),
+    /// The client speaks HTTP/2 (http/h2), having sent these bytes.
+    H2(S, bytes::Bytes),
 }
 
 /// Which wait a connection is in, and since when.
@@ -186,6 +188,7 @@ pub fn address_settings(
 
 enum Wait {
     Head(Box<Served>),
+    H2,
     Refuse(::h1::RequestError),
     Park,
     Close,
@@ -226,6 +229,7 @@ pub async fn serve<S: ClientStream>(
                 return Outcome::Done;
             }
             Wait::Park => return Outcome::Park(stream, waiting),
+            Wait::H2 => return Outcome::H2(stream, buffer.split().freeze()),
             Wait::Close => {
                 let _ = stream.shutdown().await;
                 return Outcome::Done;
@@ -264,8 +268,21 @@ async fn wait_for_head<S: ClientStream>(
     epoch: &mut watch::Receiver<u64>,
 ) -> Wait {
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
+    // HTTP/2 with prior knowledge: nginx looks for the preface in a new
+    // connection's first bytes when the address takes HTTP/2 (http/h2).
+    // Over TLS, ALPN decides (the acceptor hands `h2` connections over).
+    let mut http2 = waiting.first
+        && cx.conn.tls.is_none()
+        && crate::http::h2::enabled(&cx.generation, cx.conn.local);
     loop {
-        if !buffer.is_empty() {
+        if http2 && !buffer.is_empty() {
+            match crate::http::h2::preface(buffer) {
+                crate::http::h2::Preface::Whole => return Wait::H2,
+                crate::http::h2::Preface::Partial => {}
+                crate::http::h2::Preface::No => http2 = false,
+            }
+        }
+        if !http2 && !buffer.is_empty() {
             match head::parse(buffer, &cx.limits) {
                 Head::Serve(served) => return Wait::Head(served),
                 Head::Refuse(e) => return Wait::Refuse(e),

@@ -75,7 +75,7 @@ pub async fn prepare_body(
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| ::h1::content_length(v.as_bytes()).ok());
-    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING) || incoming.length_unknown();
     if !chunked && declared.unwrap_or(0) == 0 {
         return Ok((UpBody::Empty, declared.filter(|_| !chunked)));
     }

@@ -1,0 +1,382 @@
+//! One HTTP/2 connection: the handshake, then every stream as a task of
+//! its own running the shared handler, until the client goes, the
+//! connection idles out, or a stop sends GOAWAY and lets the streams in
+//! flight finish.
+//!
+//! nginx's waits, as it has them since http2_idle_timeout and
+//! http2_recv_timeout became obsolete: the preface and SETTINGS are due
+//! within `client_header_timeout` (so is the first stream); a connection
+//! with no stream open closes (GOAWAY) after `keepalive_timeout`; with
+//! `keepalive_timeout 0`, after `keepalive_requests` streams or once
+//! `keepalive_time` has passed, it says GOAWAY as a stream starts and ends
+//! when the streams begun finish. (h2 says GOAWAY in two steps, as RFC
+//! 9113 6.8 advises: first with the highest stream id, then, after a
+//! PING's round trip, with the last stream taken; nginx says the last one
+//! at once.)
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::server::{Builder, SendResponse};
+use h2::{Reason, RecvStream};
+use http::{Method, Request};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+
+use super::linger::Lingering;
+use super::request::{self, HeadLimits, Refusal};
+use super::response::{self, Sending};
+use super::rewind::Rewind;
+use crate::http::exchange::ConnInfo;
+use crate::http::generation::Generation;
+use crate::http::server::ConnState;
+use crate::observe::{error_log, ErrorLevel};
+
+/// The largest flow-control window HTTP/2 allows: nginx opens the
+/// connection's window to it at once, so that only each stream's window
+/// (`http2_body_preread_size`) bounds what a client sends ahead.
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+
+/// Bytes of response a stream may hold in the codec beyond what the
+/// client's window lets go: with `http2_max_concurrent_streams` streams
+/// this bounds a connection's buffered output (nginx bounds it by its
+/// output chain of `http2_chunk_size` frames).
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// Streams the client may reset within one second before the connection
+/// is taken as a rapid-reset attack (CVE-2023-44487) and closed with
+/// GOAWAY ENHANCE_YOUR_CALM, per `http2_max_concurrent_streams` (nginx
+/// allows twice that many new streams per read, and counts refusals up
+/// to the same bound).
+const RESETS_PER_STREAM_SLOT: u64 = 2;
+
+/// Streams reset by the client, counted per second.
+struct ResetWatch {
+    since: Instant,
+    at_start: u64,
+    limit: u64,
+}
+
+impl ResetWatch {
+    fn new(limit: u64) -> ResetWatch {
+        ResetWatch {
+            since: Instant::now(),
+            at_start: 0,
+            limit,
+        }
+    }
+
+    /// Whether `total` resets so far make more than the limit within the
+    /// current second.
+    fn over(&mut self, total: u64) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.since) > Duration::from_secs(1) {
+            self.since = now;
+            self.at_start = total;
+        }
+        total - self.at_start > self.limit
+    }
+}
+
+/// How a connection's streams are served: what every stream task needs.
+struct Streams {
+    conn: Arc<ConnInfo>,
+    tls: bool,
+    limits: HeadLimits,
+    sending: Sending,
+    server_tokens: bool,
+    counters: Counters,
+}
+
+/// Serves an HTTP/2 connection on `stream`, whose first bytes `preread`
+/// were already read from it (the client preface, or part of it).
+pub async fn serve<S>(stream: S, preread: Bytes, state: ConnState)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ConnState {
+        mut context,
+        mut epoch,
+        slot,
+    } = state;
+    // Held until the connection closes: it counts under worker_connections.
+    let _slot = slot;
+    let tls = context.conn.tls.is_some();
+    let Some(settings) =
+        crate::http::h1::conn::address_settings(&context.generation, context.conn.local)
+    else {
+        return;
+    };
+    let (number, size) = settings.large_client_header_buffers;
+    let limits = HeadLimits {
+        field: usize::try_from(size).unwrap_or(usize::MAX),
+        total: usize::try_from(number.saturating_mul(size)).unwrap_or(usize::MAX),
+    };
+    // h2 refuses a head past its own limit with 431 (and counts 32 bytes
+    // more per field than nginx does): twice nginx's limit leaves the
+    // decision to nginx's rule in request.rs, and still bounds decoding.
+    let header_limit = u32::try_from(limits.total.saturating_mul(2)).unwrap_or(u32::MAX);
+    let concurrent = settings.http2_max_concurrent_streams;
+    let mut builder = Builder::new();
+    builder
+        // SETTINGS_MAX_CONCURRENT_STREAMS: more open streams are refused
+        // (REFUSED_STREAM), as nginx refuses them.
+        .max_concurrent_streams(concurrent)
+        .initial_window_size(settings.http2_body_preread_size)
+        .initial_connection_window_size(MAX_WINDOW)
+        // The bound on a decoded header list (the CONTINUATION flood is
+        // bounded by it too: h2 stops decoding past it, and ends the
+        // connection with ENHANCE_YOUR_CALM when a block runs far over).
+        .max_header_list_size(header_limit)
+        // Rapid reset: streams opened and reset before the accept loop
+        // takes them. h2 ends the connection with ENHANCE_YOUR_CALM past
+        // this; streams reset after they were accepted are counted below.
+        .max_pending_accept_reset_streams(usize::try_from(concurrent).unwrap_or(usize::MAX).max(20))
+        // Streams the client made us reset (malformed heads, flow-control
+        // errors): nginx's bound on refused streams, max(streams, 100).
+        .max_local_error_reset_streams(Some(
+            usize::try_from(concurrent).unwrap_or(usize::MAX).max(100),
+        ))
+        .max_send_buffer_size(SEND_BUFFER);
+    // SETTINGS and PING floods need no setting: h2 answers one at a time
+    // and reads no further frame while an answer waits to be written, so
+    // a client that sends without reading only stalls its own connection.
+    let io = Lingering::new(Rewind::new(stream, preread));
+    let handshake = tokio::time::timeout(context.header_timeout, builder.handshake(io)).await;
+    let mut conn: h2::server::Connection<Lingering<Rewind<S>>, Bytes> = match handshake {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            log_connection_error(&context.conn, &e);
+            return;
+        }
+        Err(_) => {
+            error_log::log(
+                ErrorLevel::Info,
+                Some(context.conn.id),
+                &format!(
+                    "client timed out while waiting for the HTTP/2 preface, client: {}, server: {}",
+                    context.conn.remote.ip(),
+                    context.conn.local
+                ),
+            );
+            return;
+        }
+    };
+    let streams = Streams {
+        conn: context.conn.clone(),
+        tls,
+        limits,
+        sending: Sending {
+            head_request: false,
+            chunk_size: settings.http2_chunk_size,
+            send_timeout: context.send_timeout,
+        },
+        server_tokens: settings.server_tokens,
+        counters: Counters {
+            listener: context.listener.clone(),
+            resets: Arc::new(AtomicU64::new(0)),
+        },
+    };
+    let mut resets = ResetWatch::new(u64::from(concurrent).max(50) * RESETS_PER_STREAM_SLOT);
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let started = Instant::now();
+    let mut idle_since = started;
+    let mut accepted: u64 = 0;
+    // Set once GOAWAY has gone: no new stream is taken.
+    let mut closing = false;
+    loop {
+        let idle = tasks.is_empty();
+        // Before the first stream the head is awaited for
+        // client_header_timeout, as nginx sets its first timer; after
+        // that an idle connection waits keepalive_timeout.
+        let idle_deadline = if accepted == 0 {
+            idle_since + context.header_timeout
+        } else {
+            idle_since + context.keepalive_timeout
+        };
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((head, respond))) => {
+                    accepted += 1;
+                    start_stream(&mut tasks, &mut conn, &streams, &context.generation, head, respond);
+                    // nginx's test as each stream starts: keepalive_timeout
+                    // 0, keepalive_requests streams (each stream counts as
+                    // a request) or keepalive_time since the accept say
+                    // GOAWAY, and the streams begun are finished.
+                    let last = context.keepalive_timeout.is_zero()
+                        || accepted >= settings.keepalive_requests
+                        || started.elapsed() > settings.keepalive_time;
+                    if last && !closing {
+                        conn.graceful_shutdown();
+                        closing = true;
+                    }
+                    if resets.over(streams.counters.resets.load(Ordering::Relaxed)) {
+                        error_log::log(
+                            ErrorLevel::Info,
+                            Some(context.conn.id),
+                            &format!(
+                                "client sent too many stream resets, client: {}, server: {}",
+                                context.conn.remote.ip(),
+                                context.conn.local
+                            ),
+                        );
+                        conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                        closing = true;
+                    }
+                }
+                Some(Err(e)) => {
+                    log_connection_error(&context.conn, &e);
+                    break;
+                }
+                None => break,
+            },
+            Some(_) = tasks.join_next(), if !idle => {
+                if tasks.is_empty() {
+                    idle_since = Instant::now();
+                }
+            }
+            // keepalive_timeout with no stream open: nginx says GOAWAY
+            // and closes at once.
+            _ = tokio::time::sleep_until(idle_deadline.into()), if idle && !closing => {
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+                closing = true;
+            }
+            // A reload: new streams take the newest configuration, as the
+            // next request of a kept-alive HTTP/1 connection does (streams
+            // in flight keep the one they started with); a graceful stop,
+            // or a configuration that no longer serves the address, says
+            // GOAWAY and lets the streams in flight finish.
+            changed = epoch.changed(), if !closing => {
+                epoch.mark_unchanged();
+                if changed.is_err() || !context.refresh() {
+                    conn.graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+    // The connection is gone: streams still running lose their client.
+    tasks.abort_all();
+}
+
+/// Turns an accepted stream into a request and starts its task, or
+/// answers it here when nginx refuses its head.
+fn start_stream<S>(
+    tasks: &mut JoinSet<()>,
+    conn: &mut h2::server::Connection<S, Bytes>,
+    streams: &Streams,
+    generation: &Arc<Generation>,
+    head: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut sending = streams.sending;
+    sending.head_request = head.method() == Method::HEAD;
+    match request::convert(head, streams.tls, streams.limits) {
+        Ok(request) => {
+            let task = stream_task(
+                request,
+                respond,
+                streams.conn.clone(),
+                generation.clone(),
+                sending,
+                streams.counters.clone(),
+            );
+            tasks.spawn(task);
+        }
+        Err(refusal @ (Refusal::FieldTooLarge | Refusal::HeaderTooLarge)) => {
+            log_refusal(&streams.conn, &refusal);
+            conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+        }
+        Err(refusal @ Refusal::Status { status, .. }) => {
+            log_refusal(&streams.conn, &refusal);
+            let mut response = crate::http::respond::error(status, streams.server_tokens);
+            response
+                .headers_mut()
+                .entry(http::header::SERVER)
+                .or_insert(http::HeaderValue::from_static(if streams.server_tokens {
+                    concat!("switchyard/", env!("CARGO_PKG_VERSION"))
+                } else {
+                    "switchyard"
+                }));
+            tasks.spawn(async move {
+                response::send(respond, response, sending).await;
+            });
+        }
+    }
+}
+
+/// Runs the handler for one stream and sends its response; a client that
+/// resets the stream first ends the handler (and any upstream request it
+/// made) there, as nginx finalizes a reset stream.
+async fn stream_task(
+    request: Request<crate::http::h1::body::RequestBody>,
+    mut respond: SendResponse<Bytes>,
+    conn: Arc<ConnInfo>,
+    generation: Arc<Generation>,
+    sending: Sending,
+    counters: Counters,
+) {
+    let metrics = crate::observe::metrics::global();
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    counters.listener.requests.fetch_add(1, Ordering::Relaxed);
+    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let handler: Pin<Box<dyn Future<Output = _> + Send>> =
+        Box::pin(crate::http::server::handle(request, conn, &generation));
+    let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
+    let response = tokio::select! {
+        response = handler => Some(response),
+        _ = reset => None,
+    };
+    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let sent = match response {
+        Some(response) => response::send(respond, response, sending).await,
+        None => false,
+    };
+    if !sent {
+        counters.resets.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The counters a stream task adds to.
+#[derive(Clone)]
+struct Counters {
+    /// The listener's request count.
+    listener: Arc<crate::observe::metrics::ListenerMetrics>,
+    /// Streams the client reset before their response was sent.
+    resets: Arc<AtomicU64>,
+}
+
+fn log_connection_error(conn: &ConnInfo, e: &h2::Error) {
+    // A client that just went is no error; one that broke the protocol is
+    // a client error, which nginx logs at info.
+    if e.is_io() {
+        return;
+    }
+    error_log::log(
+        ErrorLevel::Info,
+        Some(conn.id),
+        &format!(
+            "client sent invalid HTTP/2 data ({e}) while processing HTTP/2 connection, client: {}, server: {}",
+            conn.remote.ip(),
+            conn.local
+        ),
+    );
+}
+
+fn log_refusal(conn: &ConnInfo, refusal: &Refusal) {
+    error_log::log(
+        ErrorLevel::Info,
+        Some(conn.id),
+        &format!(
+            "{refusal} while processing HTTP/2 connection, client: {}, server: {}",
+            conn.remote.ip(),
+            conn.local
+        ),
+    );
+}

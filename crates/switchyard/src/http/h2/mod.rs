@@ -1,0 +1,37 @@
+//! HTTP/2 client connections (nginx's ngx_http_v2_module), on the `h2`
+//! codec: each stream becomes a request for the same handler HTTP/1 uses
+//! (`http::server::handle`), and its response goes back on the stream.
+//! On a plain listener with `http2 on` (or `listen ... http2`) the HTTP/1
+//! driver looks for the client preface in a connection's first bytes, as
+//! nginx's ngx_http_wait_request_handler does, and hands the connection
+//! here; over TLS the acceptor does when ALPN chose `h2`.
+
+mod body;
+mod conn;
+mod linger;
+mod preface;
+mod request;
+mod response;
+mod rewind;
+
+pub use body::H2Body;
+pub use conn::serve;
+pub use preface::{enabled, preface, Preface};
+
+/// In an HTTP/2 request's extensions: how it came (`$http2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocol {
+    /// Over TLS ("h2"), or in the clear with prior knowledge ("h2c").
+    pub tls: bool,
+}
+
+impl Protocol {
+    /// `$http2`'s value.
+    pub fn name(&self) -> &'static str {
+        if self.tls {
+            "h2"
+        } else {
+            "h2c"
+        }
+    }
+}

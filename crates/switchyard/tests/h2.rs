@@ -1,0 +1,655 @@
+//! HTTP/2 termination (http/h2) against real HTTP/2 clients: the `h2`
+//! crate's client, curl with prior knowledge and h2load. Requests are
+//! served by the same handler as HTTP/1 (static answers, proxying to an
+//! HTTP/1 backend with their bodies), HTTP/1 is still served on the same
+//! listener, many streams share a connection, a client that resets streams
+//! as fast as it opens them is sent away with GOAWAY while others are
+//! still served, and a graceful stop lets a stream in flight finish.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use support::{free_port, Balancer};
+
+/// A backend that records each request (head and body) and answers with
+/// the body it got, after `delay`.
+struct Backend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Backend {
+    fn start(delay: Duration) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(200) {
+                let Ok(stream) = stream else { continue };
+                let sink = sink.clone();
+                std::thread::spawn(move || serve_backend(stream, sink, delay));
+            }
+        });
+        Backend { addr, seen }
+    }
+}
+
+fn serve_backend(mut stream: TcpStream, sink: Arc<Mutex<Vec<String>>>, delay: Duration) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = data[head_end..head_end + length].to_vec();
+    sink.lock()
+        .unwrap()
+        .push(format!("{head}{}", String::from_utf8_lossy(&body)));
+    std::thread::sleep(delay);
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Backend: yes\r\nConnection: close\r\n\r\n",
+        body.len() + 5
+    )
+    .into_bytes();
+    answer.extend_from_slice(b"got: ");
+    answer.extend_from_slice(&body);
+    let _ = stream.write_all(&answer);
+}
+
+/// A balancer with `http2 on` on one port: `/` answers itself, `/p`
+/// proxies to `backend`; `extra` goes into the server.
+fn balancer(port: u16, backend: SocketAddr, extra: &str) -> Balancer {
+    Balancer::start_http(
+        &format!(
+            "server {{
+                listen 127.0.0.1:{port};
+                http2 on;
+                {extra}
+                location / {{ return 200 \"proto=$server_protocol http2=$http2 host=$host cookie=$http_cookie\"; }}
+                location /p {{ proxy_pass http://{backend}; }}
+            }}"
+        ),
+        &[port],
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+type Client = h2::client::SendRequest<Bytes>;
+
+/// An HTTP/2 connection with prior knowledge; the connection's task
+/// reports how it ended (the GOAWAY reason, if any).
+async fn connect(port: u16) -> (Client, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    (client, tokio::spawn(conn))
+}
+
+/// Sends one request and reads its whole answer: status, headers, body.
+async fn exchange(
+    client: &mut Client,
+    request: Request<()>,
+    body: Option<&'static [u8]>,
+) -> Result<(http::response::Parts, Vec<u8>), h2::Error> {
+    let mut ready = client.clone().ready().await?;
+    let (response, mut send) = ready.send_request(request, body.is_none())?;
+    if let Some(body) = body {
+        send.send_data(Bytes::from_static(body), true)?;
+    }
+    let response = response.await?;
+    let (parts, mut recv) = response.into_parts();
+    let mut out = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk?;
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    Ok((parts, out))
+}
+
+fn get(path: &str) -> Request<()> {
+    Request::get(format!("http://localhost{path}"))
+        .body(())
+        .unwrap()
+}
+
+#[test]
+fn static_answer_variables_and_head() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "");
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        let mut request = get("/x");
+        request
+            .headers_mut()
+            .append("cookie", "a=1".parse().unwrap());
+        request
+            .headers_mut()
+            .append("cookie", "b=2".parse().unwrap());
+        let (parts, body) = exchange(&mut client, request, None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "proto=HTTP/2.0 http2=h2c host=localhost cookie=a=1; b=2"
+        );
+        assert!(parts.headers.contains_key("server"));
+        assert!(parts.headers.contains_key("date"));
+        assert_eq!(parts.headers["content-length"], body.len().to_string());
+        // HTTP/2 forbids the HTTP/1.1 connection fields.
+        assert!(!parts.headers.contains_key("connection"));
+        assert!(!parts.headers.contains_key("keep-alive"));
+
+        // HEAD: the head a GET would get, no DATA.
+        let head = Request::builder()
+            .method(Method::HEAD)
+            .uri("http://localhost/x")
+            .body(())
+            .unwrap();
+        let (parts, body) = exchange(&mut client, head, None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert!(body.is_empty());
+        assert!(parts.headers.contains_key("content-length"));
+    });
+}
+
+#[test]
+fn get_and_post_through_proxy_pass() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "");
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        let (parts, body) = exchange(&mut client, get("/p/get"), None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["x-backend"], "yes");
+        assert_eq!(body, b"got: ");
+
+        // A body without Content-Length (HTTP/2 needs none): nginx reads it
+        // whole and sends it up with one, as HTTP/1.0 needs.
+        let post = Request::post("http://localhost/p/post").body(()).unwrap();
+        let (parts, body) = exchange(&mut client, post, Some(b"hello over h2"))
+            .await
+            .unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, b"got: hello over h2");
+    });
+    let seen = backend.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].starts_with("GET /p/get HTTP/1.0\r\n"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[1].starts_with("POST /p/post HTTP/1.0\r\n"),
+        "{}",
+        seen[1]
+    );
+    assert!(seen[1].contains("Content-Length: 13\r\n"), "{}", seen[1]);
+    assert!(seen[1].ends_with("hello over h2"), "{}", seen[1]);
+}
+
+#[test]
+fn bodies_larger_than_the_window_go_through() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "");
+    static BIG: [u8; 300_000] = [b'z'; 300_000];
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        // With a length (streamed up as it comes), and without (read whole
+        // first), each well past the stream's 64k window.
+        let mut with_length = Request::post("http://localhost/p/l").body(()).unwrap();
+        with_length
+            .headers_mut()
+            .insert("content-length", "300000".parse().unwrap());
+        for request in [
+            with_length,
+            Request::post("http://localhost/p/n").body(()).unwrap(),
+        ] {
+            let (parts, body) = tokio::time::timeout(
+                Duration::from_secs(30),
+                exchange(&mut client, request, Some(&BIG)),
+            )
+            .await
+            .expect("bounded")
+            .unwrap();
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(body.len(), 300_005);
+        }
+    });
+    let seen = backend.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert!(s.contains("Content-Length: 300000\r\n"), "{}", &s[..200]);
+    }
+}
+
+#[test]
+fn too_large_body_is_413() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "client_max_body_size 8;");
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        let mut post = Request::post("http://localhost/p/big").body(()).unwrap();
+        post.headers_mut()
+            .insert("content-length", "20".parse().unwrap());
+        let (parts, _) = exchange(&mut client, post, Some(b"01234567890123456789"))
+            .await
+            .unwrap();
+        assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Without a length, the limit applies as the body is read.
+        let post = Request::post("http://localhost/p/big").body(()).unwrap();
+        let (parts, _) = exchange(&mut client, post, Some(b"01234567890123456789"))
+            .await
+            .unwrap();
+        assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    });
+    assert!(backend.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn http1_and_curl_on_the_same_listener() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "");
+    let h1 = support::get(port, "/one");
+    assert_eq!(h1.status, 200);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "--http2-prior-knowledge",
+            "-H",
+            "Host: example.org",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/two"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(
+        text.ends_with("proto=HTTP/2.0 http2=h2c host=example.org cookie="),
+        "{text}"
+    );
+    // And HTTP/1.1 from curl, whose first bytes are not the preface.
+    let out = Command::new("curl")
+        .args(["-s", "--http1.1"])
+        .arg(format!("http://127.0.0.1:{port}/three"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("proto=HTTP/1.1 http2= host=127.0.0.1 cookie=")
+    );
+}
+
+#[test]
+fn many_concurrent_streams_on_one_connection() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "http2_max_concurrent_streams 16;");
+    runtime().block_on(async {
+        let (client, _conn) = connect(port).await;
+        let mut tasks = Vec::new();
+        for i in 0..300 {
+            let mut client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                exchange(&mut client, get(&format!("/s{i}")), None).await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            let (parts, _) = tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("bounded")
+                .unwrap()
+                .unwrap();
+            if parts.status == StatusCode::OK {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 300);
+    });
+}
+
+#[test]
+fn h2load_bounded_run() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let b = balancer(port, backend.addr, "access_log off;");
+    let out = Command::new("timeout")
+        .args(["60", "h2load", "-n", "2000", "-c", "4", "-m", "32"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("h2load (scripts/install-test-deps installs nghttp2-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed"),
+        "{text}"
+    );
+    assert!(text.contains("status codes: 2000 2xx"), "{text}");
+    drop(b);
+}
+
+#[test]
+fn rapid_reset_gets_goaway_and_others_are_served() {
+    let port = free_port();
+    let backend = Backend::start(Duration::from_millis(200));
+    let _b = balancer(port, backend.addr, "");
+    runtime().block_on(async {
+        let (mut hostile, conn) = connect(port).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Open streams to a slow location and reset each at once, many
+        // times over (bounded in count and time).
+        for _ in 0..20_000 {
+            if conn.is_finished() || Instant::now() > deadline {
+                break;
+            }
+            let Ok(mut ready) = hostile.clone().ready().await else {
+                break;
+            };
+            let Ok((_response, mut send)) = ready.send_request(get("/p/slow"), false) else {
+                break;
+            };
+            send.send_reset(h2::Reason::CANCEL);
+            tokio::task::yield_now().await;
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .expect("the hostile connection ends")
+            .unwrap();
+        let e = ended.expect_err("ended by the server");
+        assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e:?}");
+        assert!(e.is_go_away() || e.is_remote(), "{e:?}");
+
+        // Another client is served as ever.
+        let (mut client, _conn) = connect(port).await;
+        let (parts, _) = exchange(&mut client, get("/fine"), None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        let _ = &mut hostile;
+    });
+}
+
+#[test]
+fn header_field_over_the_limit_ends_the_connection() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "large_client_header_buffers 4 1k;");
+    runtime().block_on(async {
+        let (mut client, conn) = connect(port).await;
+        let mut request = get("/big");
+        request
+            .headers_mut()
+            .insert("x-long", "a".repeat(2000).parse().unwrap());
+        let result = exchange(&mut client, request, None).await;
+        assert!(result.is_err(), "{result:?}");
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .expect("ends")
+            .unwrap();
+        let e = ended.expect_err("GOAWAY");
+        assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e:?}");
+    });
+}
+
+#[test]
+fn header_list_over_the_limit_ends_the_connection() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "large_client_header_buffers 2 1k;");
+    runtime().block_on(async {
+        let (mut client, conn) = connect(port).await;
+        // Each field fits in 1k, all of them not in 2k.
+        let mut request = get("/many");
+        for i in 0..4 {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(format!("x-f{i}").as_bytes()).unwrap(),
+                "b".repeat(900).parse().unwrap(),
+            );
+        }
+        assert!(exchange(&mut client, request, None).await.is_err());
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .expect("ends")
+            .unwrap();
+        let e = ended.expect_err("GOAWAY");
+        assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e:?}");
+        // Within the limit, the same connection setup is served.
+        let (mut client, _conn) = connect(port).await;
+        let mut request = get("/few");
+        request
+            .headers_mut()
+            .insert("x-f", "b".repeat(900).parse().unwrap());
+        let (parts, _) = exchange(&mut client, request, None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+    });
+}
+
+#[test]
+fn keepalive_limits_say_goaway_after_the_stream() {
+    for extra in ["keepalive_requests 2;", "keepalive_timeout 0;"] {
+        let port = free_port();
+        let backend = Backend::start(Duration::ZERO);
+        let _b = balancer(port, backend.addr, extra);
+        runtime().block_on(async {
+            let (mut client, conn) = connect(port).await;
+            let mut served = 0;
+            for i in 0..3 {
+                match exchange(&mut client, get(&format!("/k{i}")), None).await {
+                    Ok((parts, _)) => {
+                        assert_eq!(parts.status, StatusCode::OK);
+                        served += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let wanted = if extra.starts_with("keepalive_requests") {
+                2
+            } else {
+                1
+            };
+            assert_eq!(served, wanted, "{extra}");
+            let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+                .await
+                .expect("the connection ends")
+                .unwrap();
+            assert!(
+                ended.is_ok()
+                    || ended.as_ref().err().and_then(|e| e.reason()) == Some(h2::Reason::NO_ERROR),
+                "{extra}: {ended:?}"
+            );
+        });
+    }
+}
+
+#[test]
+fn graceful_stop_lets_the_stream_in_flight_finish() {
+    let port = free_port();
+    let backend = Backend::start(Duration::from_millis(800));
+    let mut b = balancer(port, backend.addr, "");
+    runtime().block_on(async {
+        let (mut client, conn) = connect(port).await;
+        let mut slow = client.clone();
+        let in_flight =
+            tokio::spawn(async move { exchange(&mut slow, get("/p/slow"), None).await });
+        // The request has reached the backend: now stop.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while backend.seen.lock().unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "request never reached the backend"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        b.signal(libc::SIGQUIT);
+        let (parts, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
+            .await
+            .expect("bounded")
+            .unwrap()
+            .unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, b"got: ");
+        // GOAWAY said NO_ERROR: the connection ends cleanly, and no new
+        // stream is taken.
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .expect("the connection ends")
+            .unwrap();
+        assert!(
+            ended.is_ok()
+                || ended.as_ref().err().and_then(|e| e.reason()) == Some(h2::Reason::NO_ERROR),
+            "{ended:?}"
+        );
+        assert!(exchange(&mut client, get("/after"), None).await.is_err());
+    });
+    assert_eq!(b.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn reload_keeps_the_connection_and_new_streams_take_the_new_configuration() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let b = balancer(port, backend.addr, "");
+    runtime().block_on(async {
+        let (mut client, conn) = connect(port).await;
+        let (_, body) = exchange(&mut client, get("/"), None).await.unwrap();
+        assert!(body.starts_with(b"proto="));
+        let text = std::fs::read_to_string(b.conf_path()).unwrap();
+        b.rewrite_conf(&text.replace("\"proto=", "\"reloaded proto="));
+        b.signal(libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, body) = exchange(&mut client, get("/"), None).await.unwrap();
+            if body.starts_with(b"reloaded") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the reload never applied");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!conn.is_finished());
+    });
+}
+
+fn check_config(http: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!("events {{}}\nhttp {{\naccess_log off;\n{http}\n}}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-t")
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn configuration_checks_and_warnings() {
+    let port = free_port();
+    let (ok, err) = check_config(&format!(
+        "server {{ listen 127.0.0.1:{port} http2; http2_idle_timeout 10s; http2_push_preload on; }}"
+    ));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("[warn] the \"listen ... http2\" directive is deprecated, use the \"http2\" directive instead in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("the \"http2_idle_timeout\" directive is obsolete, use the \"keepalive_timeout\" directive instead in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("the \"http2_push_preload\" directive is obsolete, ignored in "),
+        "{err}"
+    );
+    let (ok, err) = check_config("http2_chunk_size 0;");
+    assert!(!ok);
+    assert!(
+        err.contains("the http2 chunk size cannot be zero in "),
+        "{err}"
+    );
+    let (ok, err) = check_config("http2 maybe;");
+    assert!(!ok);
+    assert!(err.contains("it must be \"on\" or \"off\""), "{err}");
+}
+
+#[test]
+fn listen_http2_parameter_enables_http2() {
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!("server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 $http2; }} }}"),
+        &[port],
+    );
+    let out = Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "h2c");
+}
+
+#[test]
+fn without_http2_the_preface_is_an_http1_error() {
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!("server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }} }}"),
+        &[port],
+    );
+    let response = support::raw(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    )
+    .expect("an HTTP/1 answer");
+    assert_ne!(response.status, 200);
+}
