@@ -3,4 +3,5 @@
 pub mod ciphers;
 pub mod sessions;
 pub mod tls;
+pub mod tls_client;
 pub mod tls_server;

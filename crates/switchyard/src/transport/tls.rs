@@ -44,6 +44,22 @@ pub enum TlsError {
         /// Why.
         reason: String,
     },
+    /// `proxy_ssl_trusted_certificate` could not be loaded (nginx's words).
+    #[error("SSL_CTX_load_verify_locations(\"{path}\") failed ({reason})")]
+    Trusted {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// `proxy_ssl_crl` could not be loaded (nginx's words).
+    #[error("X509_LOOKUP_load_file(\"{path}\") failed ({reason})")]
+    Crl {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// rustls refused the configuration.
     #[error("{0}")]
     Rustls(#[from] rustls::Error),
@@ -111,7 +127,14 @@ pub fn server_name(name: &str) -> Option<ServerName<'static>> {
 
 /// Accepts any server certificate; checks the handshake signatures.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+pub(crate) struct AnyCertificate(Arc<CryptoProvider>);
+
+impl AnyCertificate {
+    /// The verifier for `provider`'s signature algorithms.
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> AnyCertificate {
+        AnyCertificate(provider)
+    }
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
