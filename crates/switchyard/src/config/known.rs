@@ -1454,12 +1454,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_ssl_certificate",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "proxy_ssl_certificate_cache",
         Ctx::HTTP
             .or(Ctx::SERVER)
@@ -1467,18 +1461,6 @@ pub static KNOWN: &[Spec] = &[
             .or(Ctx::STREAM)
             .or(Ctx::STREAM_SERVER),
         take(&[1, 2, 3]),
-        false,
-    ),
-    k(
-        "proxy_ssl_certificate_key",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_ciphers",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
         false,
     ),
     k(
@@ -1492,51 +1474,7 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_ssl_crl",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_name",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "proxy_ssl_password_file",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_protocols",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::AtLeast(1),
-        false,
-    ),
-    k(
-        "proxy_ssl_session_reuse",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "proxy_ssl_trusted_certificate",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_verify_depth",
         Ctx::HTTP
             .or(Ctx::SERVER)
             .or(Ctx::LOCATION)

@@ -9,6 +9,7 @@ mod http;
 mod known;
 pub mod listen;
 pub mod model;
+mod proxy_ssl;
 mod rewrite;
 mod settings;
 mod stream;
@@ -414,7 +415,11 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
         return Err(ConfigError::bare("no \"events\" section in configuration"));
     }
     let http = match http_block {
-        Some(d) => Some(http::build_http(d, &options.prefix)?),
+        Some(d) => {
+            let conf_file = full_path(&options.prefix, &options.conf_file.to_string_lossy());
+            let conf_prefix = conf_file.parent().unwrap_or(&options.prefix);
+            Some(http::build_http(d, &options.prefix, conf_prefix)?)
+        }
         None => None,
     };
     let stream = match stream_block {

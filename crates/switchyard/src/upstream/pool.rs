@@ -6,18 +6,37 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::io::UpstreamIo;
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use crate::config::model::KeepalivePool;
 
+/// What an idle connection is kept under: its peer, and for TLS the
+/// context that made it and the name it was made for, so that a TLS
+/// connection never serves a plain peer, another location's client
+/// certificate or another SNI name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolKey {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// `None` for plain TCP; the TLS context's id and the ssl name.
+    pub tls: Option<(u64, Arc<str>)>,
+}
+
+impl PoolKey {
+    /// The key of a plain connection to `addr`.
+    pub fn plain(addr: SocketAddr) -> PoolKey {
+        PoolKey { addr, tls: None }
+    }
+}
+
 /// An upstream connection, new or reused.
 pub struct Connection {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket, plain or TLS.
+    pub stream: UpstreamIo,
     /// Bytes read from it and not yet used (empty between requests).
     pub buffer: BytesMut,
     /// When it was opened.
@@ -31,7 +50,7 @@ pub struct Connection {
 
 impl Connection {
     /// A new connection.
-    pub fn new(stream: TcpStream) -> Connection {
+    pub fn new(stream: UpstreamIo) -> Connection {
         Connection {
             stream,
             buffer: BytesMut::new(),
@@ -44,13 +63,12 @@ impl Connection {
     /// Whether an idle connection is still open: the peer has neither
     /// closed it nor sent anything unasked (one non-blocking read).
     pub fn is_alive(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.stream.is_alive()
     }
 }
 
 struct Idle {
-    addr: SocketAddr,
+    key: PoolKey,
     connection: Connection,
     since: Instant,
 }
@@ -96,12 +114,12 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `addr`, most recently used first.
-    pub fn take(&self, addr: SocketAddr) -> Option<Connection> {
+    /// An idle connection under `key`, most recently used first.
+    pub fn take(&self, key: &PoolKey) -> Option<Connection> {
         let now = Instant::now();
         let mut idle = self.idle.lock().ok()?;
         self.expire(&mut idle, now);
-        while let Some(position) = idle.iter().rposition(|i| i.addr == addr) {
+        while let Some(position) = idle.iter().rposition(|i| i.key == *key) {
             let mut found = idle.remove(position)?;
             if self.usable(&found, now) {
                 found.connection.reused = true;
@@ -114,7 +132,7 @@ impl Pool {
     /// Returns a connection whose response is complete. Connections past
     /// their request or age limits are closed (dropped) instead; when the
     /// pool is full, the least recently used one goes.
-    pub fn put(&self, addr: SocketAddr, connection: Connection) {
+    pub fn put(&self, key: PoolKey, connection: Connection) {
         let now = Instant::now();
         if connection.requests >= self.limits.requests
             || now.duration_since(connection.born) >= self.limits.time
@@ -130,7 +148,7 @@ impl Pool {
             idle.pop_front();
         }
         idle.push_back(Idle {
-            addr,
+            key,
             connection,
             since: now,
         });
