@@ -56,6 +56,15 @@ impl Ca {
         (cert, key)
     }
 
+    /// A leaf with no subjectAltName, only the commonName `cn`.
+    fn leaf_cn_only(&self, cn: &str) -> (Certificate, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert, key)
+    }
+
     fn write(&self, dir: &Path, file: &str) {
         std::fs::write(dir.join(file), self.cert.pem()).unwrap();
     }
@@ -276,6 +285,31 @@ fn verification_passes_with_the_right_ca_and_fails_with_502_otherwise() {
         log.contains(&format!("upstream: \"https://{up}/wrong\"")),
         "{log}"
     );
+}
+
+#[test]
+fn without_subject_alt_names_the_common_name_is_matched_as_openssl_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Test CA");
+    ca.write(dir.path(), "ca.pem");
+    let (leaf, key) = ca.leaf_cn_only("cn.example.test");
+    let backend = Backend::start(server_config(&[&leaf], &key), true);
+    let up = backend.addr;
+    let d = dir.path().display();
+    let port = free_port();
+    let lb = Balancer::start_full(
+        &http_conf(&format!(
+            "server {{ listen 127.0.0.1:{port};\n\
+             proxy_ssl_verify on; proxy_ssl_trusted_certificate {d}/ca.pem;\n\
+             location /cn {{ proxy_pass https://{up}; proxy_ssl_name cn.example.test; }}\n\
+             location /other {{ proxy_pass https://{up}; proxy_ssl_name other.example.test; }}\n\
+             }}"
+        )),
+        &[port],
+        &[],
+    );
+    assert_eq!(get(port, "/cn").status, 200, "{}", lb.error_log_text());
+    assert_eq!(get(port, "/other").status, 502);
 }
 
 #[test]

@@ -5,3 +5,4 @@ pub mod sessions;
 pub mod tls;
 pub mod tls_client;
 pub mod tls_server;
+pub mod x509;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, OtherError, SignatureScheme, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
@@ -24,6 +24,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::tls::{load_certificates, load_private_key, AnyCertificate, TlsError};
 use super::tls_server::Protocols;
+use super::x509::{self, verify_handshake_signature};
 
 /// The `proxy_ssl_*` settings of one location or stream server.
 #[derive(Debug, Clone)]
@@ -319,6 +320,64 @@ fn openssl_reason(e: &webpki::Error, self_signed: bool) -> (u32, &'static str) {
     }
 }
 
+fn name_failure() -> rustls::Error {
+    rustls::Error::Other(OtherError(Arc::new(VerifyFailure::Name)))
+}
+
+/// Whether a commonName of the certificate matches `server_name`.
+fn common_name_matches(cert: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
+    let Some(f) = x509::fields(cert.as_ref()) else {
+        return false;
+    };
+    let name = match server_name {
+        ServerName::DnsName(d) => d.as_ref().to_string(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => return false,
+    };
+    x509::common_names(f.subject)
+        .iter()
+        .any(|cn| x509::name_matches(cn, &name))
+}
+
+impl Verifier {
+    /// A certificate webpki cannot read (X.509 v1): OpenSSL accepts one
+    /// that is itself trusted (a chain of depth 0), within its validity,
+    /// matched by its commonName.
+    fn verify_unparsed(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+        error: &webpki::Error,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(f) = x509::fields(end_entity.as_ref()) else {
+            return Err(chain_failure(openssl_reason(error, false)));
+        };
+        let self_signed = f.issuer == f.subject;
+        if !self
+            .trusted
+            .iter()
+            .any(|t| t.as_ref() == end_entity.as_ref())
+        {
+            return Err(chain_failure(openssl_reason(
+                &webpki::Error::UnknownIssuer,
+                self_signed,
+            )));
+        }
+        let now = now.as_secs();
+        if now < f.validity.0 {
+            return Err(chain_failure((9, "certificate is not yet valid")));
+        }
+        if now > f.validity.1 {
+            return Err(chain_failure((10, "certificate has expired")));
+        }
+        if !common_name_matches(end_entity, server_name) {
+            return Err(name_failure());
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
 fn chain_failure(code: (u32, &'static str)) -> rustls::Error {
     rustls::Error::Other(OtherError(Arc::new(VerifyFailure::Chain(code.0, code.1))))
 }
@@ -332,8 +391,10 @@ impl ServerCertVerifier for Verifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ee = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|e| chain_failure(openssl_reason(&e, false)))?;
+        let ee = match webpki::EndEntityCert::try_from(end_entity) {
+            Ok(ee) => ee,
+            Err(e) => return self.verify_unparsed(end_entity, server_name, now, &e),
+        };
         let self_signed = ee.issuer() == ee.subject();
         let leaf_trusted = self
             .trusted
@@ -374,8 +435,13 @@ impl ServerCertVerifier for Verifier {
             Some(&within_depth),
         )
         .map_err(|e| chain_failure(openssl_reason(&e, self_signed)))?;
-        ee.verify_is_valid_for_subject_name(server_name)
-            .map_err(|_| rustls::Error::Other(OtherError(Arc::new(VerifyFailure::Name))))?;
+        // OpenSSL falls back to the commonName without DNS subjectAltNames.
+        if ee.verify_is_valid_for_subject_name(server_name).is_err()
+            && (ee.valid_dns_names().next().is_some()
+                || !common_name_matches(end_entity, server_name))
+        {
+            return Err(name_failure());
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -385,11 +451,12 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
+        verify_handshake_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
+            false,
         )
     }
 
@@ -399,11 +466,12 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
+        verify_handshake_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
+            true,
         )
     }
 
