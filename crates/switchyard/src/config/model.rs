@@ -1208,8 +1208,7 @@ pub struct ResolverSettings {
 /// `keepalive_time`, `keepalive_timeout` in `upstream`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeepalivePool {
-    /// `keepalive N`: idle connections kept (nginx: per worker; here for the
-    /// whole process, whose workers share one pool).
+    /// `keepalive N`: idle connections kept by each worker, as nginx's.
     pub idle: usize,
     /// `keepalive_requests` (default 1000).
     pub requests: u64,
