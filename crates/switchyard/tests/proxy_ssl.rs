@@ -361,6 +361,24 @@ fn a_client_certificate_is_presented_to_a_backend_that_requires_one() {
     let (client, client_key) = clients.leaf(&["client.test"]);
     std::fs::write(dir.path().join("client.pem"), client.pem()).unwrap();
     std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).unwrap();
+    // The same key encrypted (PKCS#8, AES-128-CBC), as OpenSSL 3 writes it.
+    let encrypted = std::process::Command::new("openssl")
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-128-cbc",
+            "-passout",
+            "pass:second",
+        ])
+        .arg("-in")
+        .arg(dir.path().join("client.key"))
+        .arg("-out")
+        .arg(dir.path().join("encrypted.key"))
+        .status()
+        .unwrap();
+    assert!(encrypted.success());
+    std::fs::write(dir.path().join("passwords"), "first\nsecond\n").unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(clients.cert.der().clone()).unwrap();
     let verifier =
@@ -385,12 +403,17 @@ fn a_client_certificate_is_presented_to_a_backend_that_requires_one() {
             "server {{ listen 127.0.0.1:{port};\n\
              location /with {{ proxy_pass https://{up};\n\
              proxy_ssl_certificate {d}/client.pem; proxy_ssl_certificate_key {d}/client.key; }}\n\
+             location /encrypted {{ proxy_pass https://{up};\n\
+             proxy_ssl_certificate {d}/client.pem; proxy_ssl_certificate_key {d}/encrypted.key;\n\
+             proxy_ssl_password_file {d}/passwords; }}\n\
              location /without {{ proxy_pass https://{up}; }}\n\
              }}"
         )),
         &[port],
         &[],
     );
+    let r = get(port, "/encrypted");
+    assert!(r.text().ends_with(";cert=yes"), "{}", r.text());
     let r = get(port, "/with");
     assert_eq!(r.status, 200, "{}", lb.error_log_text());
     assert!(r.text().ends_with(";cert=yes"), "{}", r.text());
@@ -551,4 +574,10 @@ fn config_errors_say_what_nginx_says() {
     ));
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot load certificate"), "{err}");
+    let (code, err) = check(&location("proxy_ssl_password_file /nonexistent/passwords;"));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("open() \"/nonexistent/passwords\" failed (2: No such file or directory)"),
+        "{err}"
+    );
 }

@@ -1474,16 +1474,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_ssl_password_file",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
         "proxy_store",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),

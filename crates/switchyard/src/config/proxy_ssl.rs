@@ -5,8 +5,8 @@
 //! fails `-t` with nginx's wording, and each location has its own session
 //! cache (`proxy_ssl_session_reuse`).
 //!
-//! Not here yet (refused as "not supported yet"): `proxy_ssl_password_file`
-//! (rustls reads no encrypted keys), `proxy_ssl_conf_command` (no OpenSSL),
+//! Not here yet (refused as "not supported yet"): `proxy_ssl_conf_command`
+//! (no OpenSSL),
 //! `proxy_ssl_certificate_cache`, `proxy_ssl_alpn`, variables in
 //! certificate names.
 
@@ -35,6 +35,7 @@ pub(crate) struct ProxySslLayer {
     crl: Option<Written>,
     certificate: Option<Written>,
     certificate_key: Option<Written>,
+    password_file: Option<Written>,
     protocols: Option<Protocols>,
     /// Empty for `DEFAULT` (rustls's own suites, in its order).
     ciphers: Option<Vec<rustls::SupportedCipherSuite>>,
@@ -90,6 +91,7 @@ impl ProxySslLayer {
             "proxy_ssl_crl" => set(&mut self.crl, d, file(d)?)?,
             "proxy_ssl_certificate" => set(&mut self.certificate, d, file(d)?)?,
             "proxy_ssl_certificate_key" => set(&mut self.certificate_key, d, file(d)?)?,
+            "proxy_ssl_password_file" => set(&mut self.password_file, d, file(d)?)?,
             "proxy_ssl_protocols" => set(&mut self.protocols, d, parse_protocols(d)?)?,
             "proxy_ssl_ciphers" => {
                 let list = arg0(d);
@@ -128,6 +130,10 @@ impl ProxySslLayer {
                 .certificate_key
                 .clone()
                 .or_else(|| parent.certificate_key.clone()),
+            password_file: self
+                .password_file
+                .clone()
+                .or_else(|| parent.password_file.clone()),
             protocols: self.protocols.or(parent.protocols),
             ciphers: self.ciphers.clone().or_else(|| parent.ciphers.clone()),
             session_reuse: self.session_reuse.or(parent.session_reuse),
@@ -145,6 +151,7 @@ impl ProxySslLayer {
             || self.crl.is_some()
             || self.certificate.is_some()
             || self.certificate_key.is_some()
+            || self.password_file.is_some()
             || self.protocols.is_some()
             || self.ciphers.is_some()
             || self.session_reuse.is_some()
@@ -188,7 +195,32 @@ impl ProxySslLayer {
             }
             _ => None,
         };
+        let passwords = match &self.password_file {
+            Some(w) => {
+                let path = full(w);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::at(
+                        format!(
+                            "open() \"{}\" failed ({})",
+                            path.display(),
+                            crate::observe::error_log::os_error(&e)
+                        ),
+                        &w.1,
+                    )
+                })?;
+                let list = crate::transport::tls::passwords(&text);
+                if list.is_empty() {
+                    return Err(ConfigError::at(
+                        format!("no passwords in \"{}\"", path.display()),
+                        &w.1,
+                    ));
+                }
+                list
+            }
+            None => Vec::new(),
+        };
         let settings = ClientTlsSettings {
+            passwords,
             protocols: self.protocols.unwrap_or_default(),
             ciphers: self.ciphers.clone().filter(|c| !c.is_empty()),
             verify,

@@ -96,6 +96,45 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     })
 }
 
+/// A private key that may be encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY`,
+/// what OpenSSL 3 writes with `-aes128` and the like), with the passwords
+/// of a password file tried in order, as nginx's `*_password_file`.
+pub fn load_private_key_with(
+    path: &Path,
+    passwords: &[String],
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = |reason: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| pem(e.to_string()))?;
+    if !text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return load_private_key(path);
+    }
+    let (_, document) = pkcs8::SecretDocument::from_pem(&text).map_err(|e| pem(e.to_string()))?;
+    let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+        .map_err(|e| pem(e.to_string()))?;
+    for password in passwords {
+        if let Ok(plain) = encrypted.decrypt(password.as_bytes()) {
+            return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+        }
+    }
+    Err(pem(if passwords.is_empty() {
+        "the key is encrypted and no password file is given".to_string()
+    } else {
+        "bad decrypt (no password of the password file fits)".to_string()
+    }))
+}
+
+/// The passwords of a password file's text (`ssl_password_file`,
+/// `proxy_ssl_password_file`): one a line, as nginx reads them.
+pub fn passwords(text: &str) -> Vec<String> {
+    text.split('\n')
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 /// A client configuration: verifying the server against the CA
 /// certificates in `trusted` (a PEM file), or, without it, accepting any
 /// certificate (the handshake's signatures are still checked), as a probe

@@ -22,7 +22,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName,
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::tls::{load_certificates, load_private_key, AnyCertificate, TlsError};
+use super::tls::{load_certificates, load_private_key_with, AnyCertificate, TlsError};
 use super::tls_server::Protocols;
 use super::x509::{self, verify_handshake_signature};
 
@@ -44,6 +44,8 @@ pub struct ClientTlsSettings {
     pub crl: Option<PathBuf>,
     /// `proxy_ssl_certificate` and `proxy_ssl_certificate_key`.
     pub certificate: Option<(PathBuf, PathBuf)>,
+    /// `proxy_ssl_password_file`: passwords for an encrypted key.
+    pub passwords: Vec<String>,
     /// `proxy_ssl_server_name`: whether SNI is sent.
     pub server_name: bool,
     /// `proxy_ssl_session_reuse`.
@@ -138,9 +140,11 @@ impl UpstreamTls {
                     path: cert.clone(),
                     reason: e.to_string(),
                 })?;
-                let key_der = load_private_key(key).map_err(|e| TlsError::CertificateKey {
-                    path: key.clone(),
-                    reason: e.to_string(),
+                let key_der = load_private_key_with(key, &settings.passwords).map_err(|e| {
+                    TlsError::CertificateKey {
+                        path: key.clone(),
+                        reason: e.to_string(),
+                    }
                 })?;
                 builder.with_client_auth_cert(certs, key_der).map_err(|e| {
                     TlsError::CertificateKey {
