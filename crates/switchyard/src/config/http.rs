@@ -20,6 +20,8 @@ use crate::observe::log_format::{Escape, LogFormat};
 /// State shared while walking one `http` block.
 struct HttpBuilder<'a> {
     prefix: &'a Path,
+    /// The directory of nginx.conf: certificate names are relative to it.
+    conf_prefix: &'a Path,
     upstream_names: Vec<String>,
     implicit: Vec<Arc<UpstreamConfig>>,
     formats: Vec<(String, Arc<LogFormat>)>,
@@ -49,6 +51,7 @@ fn build_http_inner(d: &Directive, prefix: &Path, conf_prefix: &Path) -> Result<
     let mut maps = std::collections::HashMap::new();
     let mut b = HttpBuilder {
         prefix,
+        conf_prefix,
         // proxy_pass may name an upstream defined further down the file.
         upstream_names: block
             .iter()
@@ -474,6 +477,7 @@ impl HttpBuilder<'_> {
             alias = parent_alias.cloned();
         }
         let merged = layer.over(parent);
+        self.proxy_tls(&mut handler, &merged, at)?;
         let mut nested = Vec::new();
         for n in nested_blocks {
             if let LocationMatch::Named(name) = &matcher {
@@ -553,10 +557,18 @@ impl HttpBuilder<'_> {
             }
         }
         let merged = layer.over(parent);
+        let mut handler = handler.unwrap_or_else(|| parent_handler.clone());
+        if layer_sets_tls(&layer) {
+            // The `if` has TLS settings of its own: its own context.
+            if let Handler::Proxy(pass) = &mut handler {
+                pass.tls = None;
+            }
+        }
+        self.proxy_tls(&mut handler, &merged, &d.position)?;
         let location = LocationConfig {
             matcher: matcher.clone(),
             nested: Vec::new(),
-            handler: handler.unwrap_or_else(|| parent_handler.clone()),
+            handler,
             settings: Arc::new(merged.finish(self.prefix)),
             script: Vec::new(),
             alias: alias.clone(),
@@ -570,6 +582,27 @@ impl HttpBuilder<'_> {
             script,
             location: Some(Arc::new(location)),
         })))
+    }
+
+    /// The TLS of an `https://` pass, from the merged `proxy_ssl_*`
+    /// settings of the location that has it; one already built (inherited
+    /// by an `if` that sets nothing of its own) is kept.
+    fn proxy_tls(
+        &self,
+        handler: &mut Handler,
+        merged: &Layer,
+        at: &nginx_conf::Position,
+    ) -> Result<(), ConfigError> {
+        if let Handler::Proxy(pass) = handler {
+            if pass.https && pass.tls.is_none() {
+                let context = merged.proxy_ssl.build(self.conf_prefix, at)?;
+                pass.tls = Some(Arc::new(super::model::ProxyTls {
+                    context,
+                    name: merged.proxy_ssl.name(),
+                }));
+            }
+        }
+        Ok(())
     }
 
     fn parse_proxy_pass(
@@ -586,13 +619,10 @@ impl HttpBuilder<'_> {
                 at,
             ));
         }
-        let rest = if let Some(r) = strip_prefix_ci(url, "http://") {
-            r
-        } else if strip_prefix_ci(url, "https://").is_some() {
-            return Err(ConfigError::at(
-                "\"proxy_pass\" to https is not supported yet",
-                at,
-            ));
+        let (rest, https) = if let Some(r) = strip_prefix_ci(url, "http://") {
+            (r, false)
+        } else if let Some(r) = strip_prefix_ci(url, "https://") {
+            (r, true)
         } else {
             return Err(ConfigError::at("invalid URL prefix", at));
         };
@@ -609,9 +639,10 @@ impl HttpBuilder<'_> {
                 at,
             ));
         }
+        let default_port = if https { 443 } else { 80 };
         let (host, port, explicit_port) =
-            split_host_port(authority, 80).map_err(|e| ConfigError::at(e, at))?;
-        let proxy_host = if explicit_port && port != 80 {
+            split_host_port(authority, default_port).map_err(|e| ConfigError::at(e, at))?;
+        let proxy_host = if explicit_port && port != default_port {
             authority.to_string()
         } else {
             authority.split(':').next().unwrap_or(authority).to_string()
@@ -640,8 +671,15 @@ impl HttpBuilder<'_> {
             proxy_host,
             uri,
             location_prefix,
+            https,
+            tls: None,
         })
     }
+}
+
+/// Whether a level sets any `proxy_ssl_*` directive.
+fn layer_sets_tls(layer: &Layer) -> bool {
+    layer.proxy_ssl.is_set()
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

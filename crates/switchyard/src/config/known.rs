@@ -1374,12 +1374,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_ssl_certificate",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "proxy_ssl_certificate_cache",
         Ctx::HTTP
             .or(Ctx::SERVER)
@@ -1390,18 +1384,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_ssl_certificate_key",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_ciphers",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "proxy_ssl_conf_command",
         Ctx::HTTP
             .or(Ctx::SERVER)
@@ -1409,60 +1391,6 @@ pub static KNOWN: &[Spec] = &[
             .or(Ctx::STREAM)
             .or(Ctx::STREAM_SERVER),
         take(&[2]),
-        false,
-    ),
-    k(
-        "proxy_ssl_crl",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_name",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_password_file",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_protocols",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::AtLeast(1),
-        false,
-    ),
-    k(
-        "proxy_ssl_session_reuse",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "proxy_ssl_trusted_certificate",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "proxy_ssl_verify_depth",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
-        take(&[1]),
         false,
     ),
     k(

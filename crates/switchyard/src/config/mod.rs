@@ -10,6 +10,7 @@ mod http2;
 mod known;
 pub mod listen;
 pub mod model;
+mod proxy_ssl;
 mod rewrite;
 mod settings;
 mod ssl;

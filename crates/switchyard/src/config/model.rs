@@ -201,6 +201,8 @@ pub enum AccessFrom {
 /// One `stream { server { } }`.
 #[derive(Debug, Clone)]
 pub struct StreamServer {
+    /// `proxy_ssl on`: the TLS to the upstream.
+    pub upstream_tls: Option<Arc<ProxyTls>>,
     /// Its `listen` lines (at least one: nginx requires it).
     pub listens: Vec<Listen>,
     /// `proxy_pass` or `return` (the last one written, as nginx).
@@ -868,6 +870,20 @@ pub struct ProxyPass {
     pub uri: Option<String>,
     /// The location prefix this proxy_pass replaces when `uri` is set.
     pub location_prefix: Option<String>,
+    /// `https://`: the location's TLS to the upstream (set once the
+    /// location's `proxy_ssl_*` settings are merged).
+    pub https: bool,
+    /// The TLS of an `https://` pass.
+    pub tls: Option<Arc<ProxyTls>>,
+}
+
+/// A location's TLS to its upstream: the client context and the name.
+#[derive(Debug)]
+pub struct ProxyTls {
+    /// The rustls client context (certificates, verification, sessions).
+    pub context: crate::transport::tls_client::UpstreamTls,
+    /// `proxy_ssl_name`; without it, the `proxy_pass` host.
+    pub name: Option<crate::vars::Template>,
 }
 
 impl ProxyPass {
@@ -1216,8 +1232,7 @@ pub struct ResolverSettings {
 /// `keepalive_time`, `keepalive_timeout` in `upstream`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeepalivePool {
-    /// `keepalive N`: idle connections kept (nginx: per worker; here for the
-    /// whole process, whose workers share one pool).
+    /// `keepalive N`: idle connections kept by each worker, as nginx's.
     pub idle: usize,
     /// `keepalive_requests` (default 1000).
     pub requests: u64,

@@ -67,6 +67,9 @@ pub(crate) struct Layer {
     rewrite_log: Option<bool>,
     access: Option<Vec<super::model::AccessRule>>,
     gzip: super::gzip::GzipLayer,
+    /// `proxy_ssl_*`, built into the location's TLS when it proxies to
+    /// `https://`.
+    pub(crate) proxy_ssl: super::proxy_ssl::ProxySslLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -463,6 +466,7 @@ impl Layer {
                 .get_or_insert_with(Vec::new)
                 .push(error_log_target(d, prefix)?),
             name if name.starts_with("gzip") => return self.gzip.apply(d),
+            name if name.starts_with("proxy_ssl") => return self.proxy_ssl.apply(d),
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
@@ -479,6 +483,7 @@ impl Layer {
                 Layer {
                     $($field: self.$field.clone().or_else(|| parent.$field.clone()),)*
                     gzip: self.gzip.over(&parent.gzip),
+                    proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
                 }
             };
         }

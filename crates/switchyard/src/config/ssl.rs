@@ -360,6 +360,11 @@ impl SslBuild {
         }
     }
 
+    /// The directory certificate names are relative to.
+    pub(crate) fn conf_prefix(&self) -> &Path {
+        &self.conf_prefix
+    }
+
     /// The TLS of a server from its merged settings; `None` without
     /// certificates. `ssl_listen` says whether the server has a `listen
     /// ... ssl`, which then needs a certificate; `at` is the server block.

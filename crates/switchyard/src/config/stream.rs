@@ -11,7 +11,7 @@ use nginx_conf::Directive;
 use super::directives::{Ctx, Support};
 use super::model::{
     AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, ProxyBind, ProxyTarget,
-    Rate, Stream, StreamHandler, StreamServer, UpstreamConfig,
+    ProxyTls, Rate, Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
 use super::stream_values::{
     check_listens, parse_access_log, parse_access_rule, parse_limit_conn, parse_limit_conn_zone,
@@ -55,6 +55,8 @@ struct Layer {
     preread_timeout: Option<Duration>,
     /// ngx_stream_ssl_module's settings.
     ssl: super::ssl::SslLayer,
+    /// `proxy_ssl` and `proxy_ssl_*`.
+    proxy_ssl: super::proxy_ssl::ProxySslLayer,
 }
 
 impl Layer {
@@ -66,7 +68,7 @@ impl Layer {
         formats: &[(String, Arc<LogFormat>)],
         zones: &[Arc<LimitConnZone>],
     ) -> Result<bool, ConfigError> {
-        if self.ssl.apply(d)? {
+        if self.ssl.apply(d)? || self.proxy_ssl.apply(d)? {
             return Ok(true);
         }
         let flag = || values::parse_flag(arg0(d)).unwrap_or(false);
@@ -208,6 +210,7 @@ impl Layer {
             preread_buffer_size: self.preread_buffer_size.or(parent.preread_buffer_size),
             preread_timeout: self.preread_timeout.or(parent.preread_timeout),
             ssl: self.ssl.over(&parent.ssl),
+            proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
         }
     }
 }
@@ -479,7 +482,18 @@ fn build_server(
             d.position
         )));
     }
+    let upstream_tls = if merged.proxy_ssl.enabled() {
+        Some(Arc::new(ProxyTls {
+            context: merged
+                .proxy_ssl
+                .build(found.ssl.conf_prefix(), &d.position)?,
+            name: merged.proxy_ssl.name(),
+        }))
+    } else {
+        None
+    };
     Ok(StreamServer {
+        upstream_tls,
         ssl,
         listens,
         handler,

@@ -106,13 +106,16 @@ fn nginx_messages_with_positions() {
 #[test]
 fn unimplemented_directives_are_named_not_ignored() {
     let e = error(
-        "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_ssl_verify on; proxy_ssl on; }",
+        "server { listen 127.0.0.1:80; proxy_pass 127.0.0.1:81; proxy_ssl_conf_command a b; ssl_client_certificate c.pem; }",
     );
     assert!(
-        e.contains("\"proxy_ssl_verify\" is not supported yet in "),
+        e.contains("\"proxy_ssl_conf_command\" is not supported yet in "),
         "{e}"
     );
-    assert!(e.contains("\"proxy_ssl\" is not supported yet in "), "{e}");
+    assert!(
+        e.contains("\"ssl_client_certificate\" is not supported yet in "),
+        "{e}"
+    );
     let e = error("server { listen 127.0.0.1:80 ssl; proxy_pass 127.0.0.1:81; }");
     assert!(
         e.starts_with("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in ")

@@ -45,6 +45,7 @@ impl Workers {
     /// Starts `count` worker threads serving with `shared`.
     pub fn start(count: usize, shared: Arc<Shared>) -> Result<Workers, String> {
         let mut senders = Vec::with_capacity(count);
+        crate::upstream::pool::set_workers(count.max(1));
         for index in 0..count.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
             let shared = shared.clone();
@@ -54,7 +55,10 @@ impl Workers {
                 .map_err(|e| format!("cannot start worker {index}: {e}"))?;
             std::thread::Builder::new()
                 .name(format!("switchyard worker {index}"))
-                .spawn(move || runtime.block_on(worker(rx, shared)))
+                .spawn(move || {
+                    crate::upstream::pool::set_worker(index);
+                    runtime.block_on(worker(rx, shared))
+                })
                 .map_err(|e| format!("cannot start worker {index}: {e}"))?;
             senders.push(tx);
         }

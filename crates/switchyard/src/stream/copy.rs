@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::upstream::io::UpstreamIo;
+
 /// Byte counts and activity of one session, updated as bytes move (so a
 /// session cut by a timeout still reports what it copied).
 #[derive(Debug)]
@@ -183,6 +185,10 @@ where
                 Err(e) => return PumpEnd::WriteError(e),
             }
         }
+        // TLS may hold records back until flushed (a no-op for a socket).
+        if let Err(e) = dst.flush().await {
+            return PumpEnd::WriteError(e);
+        }
         if let Some(ms) = (n as u64 * 1000).checked_div(rate) {
             if ms > 0 {
                 delay(counters, ms).await;
@@ -201,21 +207,29 @@ where
 /// once both have; or when nothing moved for `timeout`.
 pub(crate) async fn copy(
     client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamIo,
     shape: Shape,
     timeout: Duration,
     counters: &Counters,
 ) -> CopyEnd {
     let (cr, cw) = client.split();
-    let (ur, uw) = upstream.split();
-    copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+    match upstream {
+        UpstreamIo::Plain(u) => {
+            let (ur, uw) = u.split();
+            copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+        }
+        UpstreamIo::Tls(u) => {
+            let (ur, uw) = tokio::io::split(u.as_mut());
+            copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+        }
+    }
 }
 
 /// [`copy`] for a client that is not a bare socket (TLS): its halves share
 /// the stream through a lock, which a plain socket does not need.
 pub(crate) async fn copy_stream<C>(
     client: &mut C,
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamIo,
     shape: Shape,
     timeout: Duration,
     counters: &Counters,
@@ -224,8 +238,16 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let (cr, cw) = tokio::io::split(client);
-    let (ur, uw) = upstream.split();
-    copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+    match upstream {
+        UpstreamIo::Plain(u) => {
+            let (ur, uw) = u.split();
+            copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+        }
+        UpstreamIo::Tls(u) => {
+            let (ur, uw) = tokio::io::split(u.as_mut());
+            copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+        }
+    }
 }
 
 async fn copy_halves<CR, CW, UR, UW>(

@@ -13,14 +13,16 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::vars::{Session, Try};
 use crate::config::model::{parse_bind_address, ProxyBind, StreamServer};
 use crate::observe::error_log;
+use crate::transport::tls_client::strip_port;
+use crate::upstream::io::UpstreamIo;
 use crate::upstream::{Picked, Upstream};
 
 /// A connected peer: the socket and the balancer's record of the pick,
 /// reported as a success when dropped (a session that ends, however it
 /// ends after connecting, does not count against the peer, as in nginx).
 pub(crate) struct Connected {
-    /// The upstream connection.
-    pub stream: TcpStream,
+    /// The upstream connection, plain or TLS (`proxy_ssl`).
+    pub stream: UpstreamIo,
     /// When the attempt started (`$upstream_session_time` counts from it).
     pub started: Instant,
     upstream: Arc<Upstream>,
@@ -145,10 +147,6 @@ pub(crate) async fn connect(
                 if server.tcp_nodelay {
                     let _ = stream.set_nodelay(true);
                 }
-                if let Some(t) = session.tries.last_mut() {
-                    t.connect = Some(try_started.elapsed());
-                }
-                upstream.connected(picked.id);
                 if let Ok(local) = stream.local_addr() {
                     error_log::log(
                         crate::observe::ErrorLevel::Info,
@@ -156,12 +154,21 @@ pub(crate) async fn connect(
                         &format!("proxy {local} connected to {}", picked.addr),
                     );
                 }
-                return Ok(Connected {
-                    stream,
-                    started: try_started,
-                    upstream,
-                    picked,
-                });
+                match handshake(session, server, &upstream, stream, picked.addr).await {
+                    Ok(stream) => {
+                        if let Some(t) = session.tries.last_mut() {
+                            t.connect = Some(try_started.elapsed());
+                        }
+                        upstream.connected(picked.id);
+                        return Ok(Connected {
+                            stream,
+                            started: try_started,
+                            upstream,
+                            picked,
+                        });
+                    }
+                    Err(words) => words,
+                }
             }
             Ok(Err(OpenError::Bind(e))) => {
                 error_log::log(
@@ -193,6 +200,52 @@ pub(crate) async fn connect(
         if attempt.tries_left() == 0 || !server.next_upstream || out_of_time() {
             return Err(ConnectError::Exhausted);
         }
+    }
+}
+
+/// `proxy_ssl on`: the handshake on a connected socket, within
+/// `proxy_connect_timeout` (nginx times it so); the failure in nginx's
+/// words otherwise.
+async fn handshake(
+    session: &Session,
+    server: &StreamServer,
+    upstream: &Upstream,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<UpstreamIo, String> {
+    let Some(tls) = &server.upstream_tls else {
+        return Ok(UpstreamIo::Plain(stream));
+    };
+    let mut stream = stream;
+    if server.proxy_protocol {
+        // nginx sends the PROXY header in the clear, before the handshake.
+        use tokio::io::AsyncWriteExt;
+        let header = super::session::proxy_protocol_v1(session.remote, session.local);
+        if let Err(e) = stream.write_all(header.as_bytes()).await {
+            return Err(format!(
+                "send() failed ({}) while sending PROXY protocol header to upstream",
+                error_log::os_error(&e)
+            ));
+        }
+    }
+    // nginx's ssl name: proxy_ssl_name, else the proxy_pass target, the
+    // port stripped.
+    let name = match &tls.name {
+        Some(template) => strip_port(&template.render(session)).to_string(),
+        None => strip_port(&upstream.config.name).to_string(),
+    };
+    match tokio::time::timeout(
+        server.connect_timeout,
+        tls.context.handshake(stream, &name, peer.ip()),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(UpstreamIo::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(format!("{e} while SSL handshaking to upstream")),
+        Err(_) => Err(
+            "upstream timed out (110: Connection timed out) while SSL handshaking to upstream"
+                .to_string(),
+        ),
     }
 }
 

@@ -213,7 +213,14 @@ async fn content<C: super::tls::Downstream>(
     let mut header_len = 0u64;
     if server.proxy_protocol {
         let header = proxy_protocol_v1(session.remote, session.local);
-        if let Err(e) = connected.stream.write_all(header.as_bytes()).await {
+        // Over TLS, the header went in the clear before the handshake.
+        let tls = matches!(connected.stream, crate::upstream::io::UpstreamIo::Tls(_));
+        let sent = if tls {
+            Ok(())
+        } else {
+            connected.stream.write_all(header.as_bytes()).await
+        };
+        if let Err(e) = sent {
             error_log::error(
                 Some(session.id),
                 &format!(
@@ -252,7 +259,7 @@ async fn content<C: super::tls::Downstream>(
 
 /// The PROXY protocol v1 header nginx sends for a client (`proxy_protocol
 /// on`): `PROXY TCP4 client server cport sport\r\n`, TCP6 for IPv6.
-fn proxy_protocol_v1(client: SocketAddr, local: SocketAddr) -> String {
+pub(crate) fn proxy_protocol_v1(client: SocketAddr, local: SocketAddr) -> String {
     let family = match (client, local) {
         (SocketAddr::V4(_), SocketAddr::V4(_)) => "TCP4",
         (SocketAddr::V6(_), SocketAddr::V6(_)) => "TCP6",

@@ -13,6 +13,7 @@ use super::copy::{CopyEnd, Counters, Shape};
 use super::vars::Session;
 use crate::observe::{error_log, ErrorLevel};
 use crate::transport::tls_server::{Handshake, TlsServer};
+use crate::upstream::io::UpstreamIo;
 
 /// Runs the handshake; on success the session knows what was negotiated
 /// (`$ssl_*`), on failure the reason is logged and the status is 500.
@@ -52,7 +53,7 @@ pub(crate) trait Downstream: AsyncRead + AsyncWrite + Unpin {
     /// Copies between this client and `upstream` (see [`super::copy::copy`]).
     fn copy_with<'a>(
         &'a mut self,
-        upstream: &'a mut TcpStream,
+        upstream: &'a mut UpstreamIo,
         shape: Shape,
         timeout: Duration,
         counters: &'a Counters,
@@ -62,7 +63,7 @@ pub(crate) trait Downstream: AsyncRead + AsyncWrite + Unpin {
 impl Downstream for TcpStream {
     fn copy_with<'a>(
         &'a mut self,
-        upstream: &'a mut TcpStream,
+        upstream: &'a mut UpstreamIo,
         shape: Shape,
         timeout: Duration,
         counters: &'a Counters,
@@ -74,7 +75,7 @@ impl Downstream for TcpStream {
 impl Downstream for TlsStream<TcpStream> {
     fn copy_with<'a>(
         &'a mut self,
-        upstream: &'a mut TcpStream,
+        upstream: &'a mut UpstreamIo,
         shape: Shape,
         timeout: Duration,
         counters: &'a Counters,

@@ -6,4 +6,6 @@ pub mod client;
 pub mod client_cert;
 pub mod sessions;
 pub mod tls;
+pub mod tls_client;
 pub mod tls_server;
+pub mod x509;

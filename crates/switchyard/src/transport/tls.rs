@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -39,6 +39,22 @@ pub enum TlsError {
     /// not belong to its certificate.
     #[error("cannot load certificate key \"{path}\": {reason}")]
     CertificateKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// `proxy_ssl_trusted_certificate` could not be loaded (nginx's words).
+    #[error("SSL_CTX_load_verify_locations(\"{path}\") failed ({reason})")]
+    Trusted {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// `proxy_ssl_crl` could not be loaded (nginx's words).
+    #[error("X509_LOOKUP_load_file(\"{path}\") failed ({reason})")]
+    Crl {
         /// The file.
         path: PathBuf,
         /// Why.
@@ -80,6 +96,45 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     })
 }
 
+/// A private key that may be encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY`,
+/// what OpenSSL 3 writes with `-aes128` and the like), with the passwords
+/// of a password file tried in order, as nginx's `*_password_file`.
+pub fn load_private_key_with(
+    path: &Path,
+    passwords: &[String],
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = |reason: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| pem(e.to_string()))?;
+    if !text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return load_private_key(path);
+    }
+    let (_, document) = pkcs8::SecretDocument::from_pem(&text).map_err(|e| pem(e.to_string()))?;
+    let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+        .map_err(|e| pem(e.to_string()))?;
+    for password in passwords {
+        if let Ok(plain) = encrypted.decrypt(password.as_bytes()) {
+            return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+        }
+    }
+    Err(pem(if passwords.is_empty() {
+        "the key is encrypted and no password file is given".to_string()
+    } else {
+        "bad decrypt (no password of the password file fits)".to_string()
+    }))
+}
+
+/// The passwords of a password file's text (`ssl_password_file`,
+/// `proxy_ssl_password_file`): one a line, as nginx reads them.
+pub fn passwords(text: &str) -> Vec<String> {
+    text.split('\n')
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 /// A client configuration: verifying the server against the CA
 /// certificates in `trusted` (a PEM file), or, without it, accepting any
 /// certificate (the handshake's signatures are still checked), as a probe
@@ -111,7 +166,14 @@ pub fn server_name(name: &str) -> Option<ServerName<'static>> {
 
 /// Accepts any server certificate; checks the handshake signatures.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+pub(crate) struct AnyCertificate(Arc<CryptoProvider>);
+
+impl AnyCertificate {
+    /// The verifier for `provider`'s signature algorithms.
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> AnyCertificate {
+        AnyCertificate(provider)
+    }
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -131,11 +193,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
+        super::x509::verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.signature_verification_algorithms,
+            false,
         )
     }
 
@@ -145,11 +208,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
+        super::x509::verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.signature_verification_algorithms,
+            true,
         )
     }
 

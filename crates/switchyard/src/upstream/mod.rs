@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod health;
+pub mod io;
 pub mod pool;
 pub mod resolve;
 

@@ -1,23 +1,46 @@
 //! Idle upstream connections (`keepalive N` in an upstream): kept after a
 //! response that allows it, reused by the next request to the same peer,
 //! closed after `keepalive_timeout` idle, `keepalive_time` of life or
-//! `keepalive_requests` requests. One pool per upstream group, shared by
-//! every worker thread.
+//! `keepalive_requests` requests. One pool per upstream group and worker
+//! thread, as nginx has one per worker process (`keepalive N` is per
+//! worker): a socket registered with one worker's reactor is never used by
+//! another worker.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use super::io::UpstreamIo;
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use crate::config::model::KeepalivePool;
 
+/// What an idle connection is kept under: its peer, and for TLS the
+/// context that made it and the name it was made for, so that a TLS
+/// connection never serves a plain peer, another location's client
+/// certificate or another SNI name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolKey {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// `None` for plain TCP; the TLS context's id and the ssl name.
+    pub tls: Option<(u64, Arc<str>)>,
+}
+
+impl PoolKey {
+    /// The key of a plain connection to `addr`.
+    pub fn plain(addr: SocketAddr) -> PoolKey {
+        PoolKey { addr, tls: None }
+    }
+}
+
 /// An upstream connection, new or reused.
 pub struct Connection {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket, plain or TLS.
+    pub stream: UpstreamIo,
     /// Bytes read from it and not yet used (empty between requests).
     pub buffer: BytesMut,
     /// When it was opened.
@@ -31,7 +54,7 @@ pub struct Connection {
 
 impl Connection {
     /// A new connection.
-    pub fn new(stream: TcpStream) -> Connection {
+    pub fn new(stream: UpstreamIo) -> Connection {
         Connection {
             stream,
             buffer: BytesMut::new(),
@@ -44,21 +67,41 @@ impl Connection {
     /// Whether an idle connection is still open: the peer has neither
     /// closed it nor sent anything unasked (one non-blocking read).
     pub fn is_alive(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.stream.is_alive()
     }
 }
 
 struct Idle {
-    addr: SocketAddr,
+    key: PoolKey,
     connection: Connection,
     since: Instant,
 }
 
-/// The idle connections of one upstream group.
+/// How many worker threads there are (set when they start).
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// This thread's worker index (0 outside the workers).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Records that the workers are `count` threads: pools size themselves by it.
+pub fn set_workers(count: usize) {
+    WORKERS.store(count.max(1), Ordering::Relaxed);
+}
+
+/// Marks the calling thread as worker `index`.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+/// The idle connections of one upstream group: one list per worker (each
+/// lock is only ever taken by its own worker, so it is never contended).
 pub struct Pool {
     limits: KeepalivePool,
-    idle: Mutex<VecDeque<Idle>>,
+    /// Made on first use, when the worker count is known (a pool may be
+    /// built at load, before the workers start).
+    shards: OnceLock<Box<[Mutex<VecDeque<Idle>>]>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -74,8 +117,18 @@ impl Pool {
     pub fn new(limits: KeepalivePool) -> Pool {
         Pool {
             limits,
-            idle: Mutex::new(VecDeque::new()),
+            shards: OnceLock::new(),
         }
+    }
+
+    /// The calling worker's idle list.
+    fn mine(&self) -> &Mutex<VecDeque<Idle>> {
+        let shards = self.shards.get_or_init(|| {
+            (0..WORKERS.load(Ordering::Relaxed))
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect()
+        });
+        &shards[WORKER.with(Cell::get) % shards.len()]
     }
 
     /// `keepalive_time` is checked when a connection comes back (`put`), as
@@ -96,12 +149,12 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `addr`, most recently used first.
-    pub fn take(&self, addr: SocketAddr) -> Option<Connection> {
+    /// An idle connection under `key`, most recently used first.
+    pub fn take(&self, key: &PoolKey) -> Option<Connection> {
         let now = Instant::now();
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.mine().lock().ok()?;
         self.expire(&mut idle, now);
-        while let Some(position) = idle.iter().rposition(|i| i.addr == addr) {
+        while let Some(position) = idle.iter().rposition(|i| i.key == *key) {
             let mut found = idle.remove(position)?;
             if self.usable(&found, now) {
                 found.connection.reused = true;
@@ -114,7 +167,7 @@ impl Pool {
     /// Returns a connection whose response is complete. Connections past
     /// their request or age limits are closed (dropped) instead; when the
     /// pool is full, the least recently used one goes.
-    pub fn put(&self, addr: SocketAddr, connection: Connection) {
+    pub fn put(&self, key: PoolKey, connection: Connection) {
         let now = Instant::now();
         if connection.requests >= self.limits.requests
             || now.duration_since(connection.born) >= self.limits.time
@@ -122,7 +175,7 @@ impl Pool {
         {
             return;
         }
-        let Ok(mut idle) = self.idle.lock() else {
+        let Ok(mut idle) = self.mine().lock() else {
             return;
         };
         self.expire(&mut idle, now);
@@ -130,14 +183,69 @@ impl Pool {
             idle.pop_front();
         }
         idle.push_back(Idle {
-            addr,
+            key,
             connection,
             since: now,
         });
     }
 
-    /// How many connections are idle now (for tests and metrics).
+    /// How many connections are idle now, in all workers (for tests and
+    /// metrics).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.shards
+            .get()
+            .map(|shards| {
+                shards
+                    .iter()
+                    .map(|s| s.lock().map(|i| i.len()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn connection(listener: &tokio::net::TcpListener) -> Connection {
+        let addr = listener.local_addr().unwrap();
+        let (stream, _) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        Connection::new(UpstreamIo::Plain(stream.unwrap()))
+    }
+
+    /// A worker takes back only what it put: another worker's connection
+    /// belongs to another reactor; `keepalive N` holds per worker.
+    #[tokio::test]
+    async fn each_worker_has_its_own_idle_connections() {
+        set_workers(2);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(KeepalivePool {
+            idle: 1,
+            timeout: Duration::from_secs(60),
+            requests: 1000,
+            time: Duration::from_secs(3600),
+        });
+        let key = PoolKey::plain(addr);
+        set_worker(0);
+        pool.put(key.clone(), connection(&listener).await);
+        set_worker(1);
+        assert!(pool.take(&key).is_none());
+        pool.put(key.clone(), connection(&listener).await);
+        assert_eq!(pool.idle_count(), 2, "one idle connection per worker");
+        set_worker(0);
+        assert!(pool.take(&key).is_some());
+        assert!(pool.take(&key).is_none());
+        // A TLS key never finds a plain connection, nor another name's.
+        set_worker(1);
+        let tls = PoolKey {
+            addr,
+            tls: Some((1, Arc::from("a.test"))),
+        };
+        assert!(pool.take(&tls).is_none());
+        assert!(pool.take(&key).is_some());
+        set_worker(0);
     }
 }

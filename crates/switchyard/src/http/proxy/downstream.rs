@@ -4,7 +4,6 @@
 //! until the body ends, times each wait by `proxy_read_timeout`, and puts
 //! the connection back in the keepalive pool once the body is complete.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,7 +18,7 @@ use super::body::PeerGuard;
 use super::send::{Upload, READ_SIZE};
 use crate::http::body::{poll_wait, BoxError, ReadTimeout};
 use crate::observe::error_log;
-use crate::upstream::pool::Connection;
+use crate::upstream::pool::{Connection, PoolKey};
 
 /// An upstream body that ended badly, in nginx's words.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +41,7 @@ pub struct UpstreamBody {
     state: State,
     /// The connection may carry another request once this body is read.
     reusable: bool,
-    addr: SocketAddr,
+    key: PoolKey,
     guard: Option<PeerGuard>,
     timeout: Duration,
     /// The `proxy_read_timeout` timer, kept and reset between waits.
@@ -64,7 +63,7 @@ impl UpstreamBody {
         upload: Option<Upload>,
         framing: Framing,
         reusable: bool,
-        addr: SocketAddr,
+        key: PoolKey,
         guard: PeerGuard,
         timeout: Duration,
     ) -> UpstreamBody {
@@ -79,7 +78,7 @@ impl UpstreamBody {
             upload,
             state,
             reusable,
-            addr,
+            key,
             guard: Some(guard),
             timeout,
             sleep: None,
@@ -104,7 +103,7 @@ impl UpstreamBody {
         };
         if self.reusable && connection.buffer.is_empty() {
             if let Some(pool) = guard.upstream.pool.as_ref() {
-                pool.put(self.addr, connection);
+                pool.put(self.key.clone(), connection);
             }
         }
     }

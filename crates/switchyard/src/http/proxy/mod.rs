@@ -32,7 +32,9 @@ use super::exchange::{Exchange, UpstreamTry};
 use super::respond;
 use crate::config::model::{LocationConfig, ProxyPass, Settings};
 use crate::observe::error_log;
-use crate::upstream::pool::Connection;
+use crate::transport::tls_client::{strip_port, HandshakeError, UpstreamTls};
+use crate::upstream::io::UpstreamIo;
+use crate::upstream::pool::{Connection, PoolKey};
 use crate::upstream::Upstream;
 
 pub use self::body::BodyTooLarge;
@@ -41,6 +43,8 @@ pub use self::body::BodyTooLarge;
 enum Failure {
     Connect(std::io::Error),
     ConnectTimeout,
+    Handshake(HandshakeError),
+    HandshakeTimeout,
     HeaderTimeout,
     Upstream(UpstreamError),
 }
@@ -48,13 +52,16 @@ enum Failure {
 impl Failure {
     fn status(&self) -> u16 {
         match self {
-            Failure::ConnectTimeout | Failure::HeaderTimeout => 504,
+            Failure::ConnectTimeout | Failure::HandshakeTimeout | Failure::HeaderTimeout => 504,
             _ => 502,
         }
     }
 
     fn is_timeout(&self) -> bool {
-        matches!(self, Failure::ConnectTimeout | Failure::HeaderTimeout)
+        matches!(
+            self,
+            Failure::ConnectTimeout | Failure::HandshakeTimeout | Failure::HeaderTimeout
+        )
     }
 
     fn is_invalid_header(&self) -> bool {
@@ -69,6 +76,10 @@ impl Failure {
             ),
             Failure::ConnectTimeout => {
                 "upstream timed out (110: Connection timed out) while connecting to upstream".into()
+            }
+            Failure::Handshake(e) => format!("{e} while SSL handshaking to upstream"),
+            Failure::HandshakeTimeout => {
+                "upstream timed out (110: Connection timed out) while SSL handshaking to upstream".into()
             }
             Failure::HeaderTimeout => {
                 "upstream timed out (110: Connection timed out) while reading response header from upstream".into()
@@ -109,8 +120,13 @@ pub fn log_context(ex: &Exchange, upstream_url: Option<&str>) -> String {
     s
 }
 
-/// Opens a new upstream connection.
-async fn connect(addr: std::net::SocketAddr, settings: &Settings) -> Result<Connection, Failure> {
+/// Opens a new upstream connection, with its TLS handshake for
+/// `https://` (timed by `proxy_connect_timeout` too, as nginx times it).
+async fn connect(
+    addr: std::net::SocketAddr,
+    settings: &Settings,
+    tls: Option<(&UpstreamTls, &str)>,
+) -> Result<Connection, Failure> {
     let stream = match tokio::time::timeout(
         settings.proxy_connect_timeout,
         TcpStream::connect(addr),
@@ -122,7 +138,19 @@ async fn connect(addr: std::net::SocketAddr, settings: &Settings) -> Result<Conn
         Err(_) => return Err(Failure::ConnectTimeout),
     };
     let _ = stream.set_nodelay(true);
-    Ok(Connection::new(stream))
+    let Some((context, name)) = tls else {
+        return Ok(Connection::new(UpstreamIo::Plain(stream)));
+    };
+    match tokio::time::timeout(
+        settings.proxy_connect_timeout,
+        context.handshake(stream, name, addr.ip()),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(Connection::new(UpstreamIo::Tls(Box::new(s)))),
+        Ok(Err(e)) => Err(Failure::Handshake(e)),
+        Err(_) => Err(Failure::HandshakeTimeout),
+    }
 }
 
 /// Whether nginx may send this method again to another peer after it was
@@ -222,6 +250,16 @@ pub async fn proxy(
         .then(|| Instant::now() + settings.proxy_next_upstream_timeout);
     let out_of_time = || deadline.is_some_and(|d| Instant::now() >= d);
 
+    // nginx's ssl name: proxy_ssl_name or the proxy_pass host, the port
+    // stripped; the same for every peer of this request.
+    let tls = pass.tls.as_ref().map(|t| {
+        let name: Arc<str> = match &t.name {
+            Some(template) => Arc::from(strip_port(&template.render(ex))),
+            None => Arc::from(strip_port(&pass.proxy_host)),
+        };
+        (&t.context, name)
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let Some(mut attempt) = upstream.start() else {
         return no_live(ex, &upstream, settings);
     };
@@ -233,7 +271,11 @@ pub async fn proxy(
             return no_live(ex, &upstream, settings);
         };
         // Only the error log needs the upstream URL: built when one is written.
-        let url = || format!("http://{}{}", picked.addr, uri);
+        let url = || format!("{scheme}://{}{}", picked.addr, uri);
+        let key = PoolKey {
+            addr: picked.addr,
+            tls: tls.as_ref().map(|(c, name)| (c.id(), name.clone())),
+        };
         let started = Instant::now();
         ex.upstream.push(UpstreamTry {
             addr: picked.label.clone(),
@@ -256,12 +298,18 @@ pub async fn proxy(
         let mut pooled = upstream
             .pool
             .as_ref()
-            .and_then(|p| p.take(picked.addr))
+            .and_then(|p| p.take(&key))
             .filter(|c| body.can_resend() || c.is_alive());
         let outcome = loop {
             let mut connection = match pooled.take() {
                 Some(c) => c,
-                None => match connect(picked.addr, settings).await {
+                None => match connect(
+                    picked.addr,
+                    settings,
+                    tls.as_ref().map(|(c, name)| (*c, &**name)),
+                )
+                .await
+                {
                     Ok(c) => c,
                     Err(f) => break Err((f, None)),
                 },
@@ -350,7 +398,7 @@ pub async fn proxy(
             connection,
             upload: sent.upload,
             reusable,
-            addr: picked.addr,
+            key,
             guard,
         };
         for words in &sent.head.ignored {
@@ -409,7 +457,7 @@ struct Downstream {
     connection: Connection,
     upload: Option<Upload>,
     reusable: bool,
-    addr: std::net::SocketAddr,
+    key: PoolKey,
     guard: PeerGuard,
 }
 
@@ -434,7 +482,7 @@ fn downstream_response(
         down.upload,
         head.framing,
         down.reusable,
-        down.addr,
+        down.key,
         down.guard,
         settings.proxy_read_timeout,
     );

@@ -8,13 +8,14 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::Body;
-use tokio::net::TcpStream;
+use tokio::io::AsyncWrite;
 use tokio_util::io::poll_read_buf;
 
 use super::body::{BodyTooLarge, ClientBodyTimeout};
 use super::wire::{self, ResponseHead};
 use crate::http::body::ResponseBody;
 use crate::http::outbox::Outbox;
+use crate::upstream::io::UpstreamIo;
 use crate::upstream::pool::Connection;
 
 /// The largest response head accepted (nginx's limit is
@@ -134,13 +135,17 @@ impl Upload {
     /// Writes what it can; ready when everything is written.
     pub fn poll_write(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut UpstreamIo,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), WriteFailure>> {
         loop {
             while !self.pending.is_empty() {
                 ready!(self.pending.poll_write_some(stream, cx)).map_err(WriteFailure::Io)?;
             }
+            // TLS holds records it could not write yet: they go out before
+            // the body is waited for or the response is read (a no-op for
+            // plain TCP).
+            ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(WriteFailure::Io)?;
             let Some(body) = self.body.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
@@ -231,7 +236,7 @@ fn client_body_failure(e: crate::http::body::BoxError) -> WriteFailure {
 }
 
 fn poll_head(
-    stream: &mut TcpStream,
+    stream: &mut UpstreamIo,
     buffer: &mut BytesMut,
     method: &Method,
     cx: &mut Context<'_>,
