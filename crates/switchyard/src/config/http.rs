@@ -31,10 +31,18 @@ struct HttpBuilder<'a> {
 pub(crate) fn build_http(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
     let mut names = Vec::new();
     super::rewrite::user_var_names(d.block.as_deref().unwrap_or_default(), &mut names);
-    crate::vars::with_user_vars(names, || build_http_inner(d, prefix))
+    let zones = super::limits::collect_zones(d.block.as_deref().unwrap_or_default());
+    crate::vars::with_user_vars(names, || {
+        let zones = zones?;
+        super::limits::with_zones(zones.clone(), || build_http_inner(d, prefix, zones))
+    })
 }
 
-fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
+fn build_http_inner(
+    d: &Directive,
+    prefix: &Path,
+    zones: super::limits::Zones,
+) -> Result<Http, ConfigError> {
     let block = d.block.as_deref().unwrap_or_default();
     let mut maps = std::collections::HashMap::new();
     let mut b = HttpBuilder {
@@ -71,7 +79,8 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
         let spec = check(inner, Ctx::HTTP)?;
         match spec.name {
             "server" => server_blocks.push(inner),
-            "match" | "resolver" | "resolver_timeout" => {}
+            // Zones were read first (collect_zones).
+            "match" | "resolver" | "resolver_timeout" | "limit_req_zone" | "limit_conn_zone" => {}
             "map" => super::rewrite::add_map(&mut maps, inner)?,
             "upstream" => {
                 let up = build_upstream(inner, &b.matches, http_resolver.as_ref())?;
@@ -119,6 +128,8 @@ fn build_http_inner(d: &Directive, prefix: &Path) -> Result<Http, ConfigError> {
         servers,
         log_formats: b.formats,
         maps: Arc::new(maps),
+        limit_req_zones: zones.req,
+        limit_conn_zones: zones.conn,
     })
 }
 

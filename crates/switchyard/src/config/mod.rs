@@ -7,6 +7,7 @@ mod gzip;
 mod health;
 mod http;
 mod known;
+mod limits;
 pub mod listen;
 pub mod model;
 mod rewrite;

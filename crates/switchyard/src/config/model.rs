@@ -52,6 +52,62 @@ pub struct LimitConnZone {
     /// The key as written (for messages, and to keep a zone's counts
     /// across a reload only while its key is the same).
     pub key_text: String,
+    /// The zone's size in bytes: how many keys it can count at once.
+    pub size: u64,
+}
+
+/// A `limit_req_zone KEY zone=NAME:SIZE rate=RATE`.
+#[derive(Debug, Clone)]
+pub struct LimitReqZone {
+    /// The zone's name.
+    pub name: String,
+    /// The key whose values are limited (an empty value is not limited).
+    pub key: crate::vars::Template,
+    /// The key as written.
+    pub key_text: String,
+    /// The rate in thousandths of a request per second, as nginx keeps it.
+    pub rate: u64,
+    /// The zone's size in bytes: how many keys it can remember.
+    pub size: u64,
+}
+
+/// A `limit_req zone=NAME [burst=N] [nodelay | delay=N]`.
+#[derive(Debug, Clone)]
+pub struct LimitReq {
+    /// The zone.
+    pub zone: Arc<LimitReqZone>,
+    /// The burst in thousandths of a request.
+    pub burst: u64,
+    /// The excess served without delay, in thousandths of a request.
+    pub delay: u64,
+}
+
+/// A level's request, connection and rate limits (limit_req, limit_conn,
+/// limit_rate).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `limit_req` lines, in order.
+    pub req: Vec<LimitReq>,
+    /// `limit_req_status` (503).
+    pub req_status: u16,
+    /// `limit_req_log_level` (error).
+    pub req_log_level: crate::observe::ErrorLevel,
+    /// The level of "delaying request" lines: one below the refusal's.
+    pub req_delay_log_level: crate::observe::ErrorLevel,
+    /// `limit_req_dry_run`.
+    pub req_dry_run: bool,
+    /// `limit_conn` lines, in order.
+    pub conn: Vec<LimitConn>,
+    /// `limit_conn_status` (503).
+    pub conn_status: u16,
+    /// `limit_conn_log_level` (error).
+    pub conn_log_level: crate::observe::ErrorLevel,
+    /// `limit_conn_dry_run`.
+    pub conn_dry_run: bool,
+    /// `limit_rate` (bytes per second; variables allowed).
+    pub rate: Option<crate::vars::Template>,
+    /// `limit_rate_after`.
+    pub rate_after: Option<crate::vars::Template>,
 }
 
 /// `limit_conn ZONE N` with `limit_conn_log_level` and `limit_conn_dry_run`.
@@ -318,6 +374,10 @@ pub struct Http {
     pub log_formats: Vec<(String, Arc<LogFormat>)>,
     /// `map` blocks, by the variable they define (without `$`).
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
+    /// `limit_req_zone` zones.
+    pub limit_req_zones: Vec<Arc<LimitReqZone>>,
+    /// `limit_conn_zone` zones.
+    pub limit_conn_zones: Vec<Arc<LimitConnZone>>,
 }
 
 /// A `map $src $dst { ... }` block.
@@ -960,6 +1020,8 @@ pub struct Settings {
     pub access: Arc<[AccessRule]>,
     /// The gzip module's settings.
     pub gzip: Arc<Gzip>,
+    /// limit_req, limit_conn and limit_rate.
+    pub limits: Arc<Limits>,
 }
 
 /// ngx_http_gzip_module's settings (with the core module's gzip_*).

@@ -63,6 +63,7 @@ pub(crate) struct Layer {
     rewrite_log: Option<bool>,
     access: Option<Vec<super::model::AccessRule>>,
     gzip: super::gzip::GzipLayer,
+    limits: super::limits::LimitsLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -424,6 +425,7 @@ impl Layer {
                 .get_or_insert_with(Vec::new)
                 .push(error_log_target(d, prefix)?),
             name if name.starts_with("gzip") => return self.gzip.apply(d),
+            name if name.starts_with("limit_") => return self.limits.apply(d),
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
@@ -440,6 +442,7 @@ impl Layer {
                 Layer {
                     $($field: self.$field.clone().or_else(|| parent.$field.clone()),)*
                     gzip: self.gzip.over(&parent.gzip),
+                    limits: self.limits.over(&parent.limits),
                 }
             };
         }
@@ -575,6 +578,7 @@ impl Layer {
             rewrite_log: self.rewrite_log.unwrap_or(false),
             access: self.access.clone().unwrap_or_default().into(),
             gzip: Arc::new(self.gzip.finish()),
+            limits: Arc::new(self.limits.finish()),
         }
     }
 }

@@ -72,7 +72,12 @@ pub async fn respond(
     let (settings, content) = enter(server, ex, generation, &mut request, &mut changes).await;
     let (reply, settings) = run(content, settings, request, server, ex, generation, changes).await;
     // The gzip filter (http/gzip.rs), last of the header filters.
-    (gzipped(reply, &settings, ex), settings)
+    let reply = match gzipped(reply, &settings, ex) {
+        // limit_conn's counts and limit_rate go with the body (http/limits.rs).
+        Reply::Response(r) => Reply::Response(super::limits::finish(r, &settings, ex)),
+        close => close,
+    };
+    (reply, settings)
 }
 
 /// Applies the gzip filter to a response reply.
@@ -372,6 +377,12 @@ async fn find_and_serve(
         // rewrite directives, before content (and only if the server's did not).
         if ex.client_addr == ex.conn.remote.ip() {
             realip::apply(&location.settings.real_ip, ex);
+        }
+        // The preaccess phase (limit_req, limit_conn; http/limits.rs).
+        if let Some(code) =
+            super::limits::preaccess(&location.settings.limits, &generation.limits, ex).await
+        {
+            return (location, Content::Status(code));
         }
         // The access phase (allow/deny): a denial is a 403 error_page may catch.
         if !super::access::check(&location.settings, ex) {

@@ -105,6 +105,15 @@ pub struct Exchange {
     /// The gzip filter's byte counts, when it compresses the response
     /// (`$gzip_ratio`).
     pub gzip: Option<Arc<crate::http::gzip::Counts>>,
+    /// `$limit_req_status`, once limit_req has judged the request (it is
+    /// judged once, as nginx's main request).
+    pub limit_req_status: Option<&'static str>,
+    /// `$limit_conn_status`, once limit_conn has counted the request.
+    pub limit_conn_status: Option<&'static str>,
+    /// The limit_conn counts this request holds until its response is sent.
+    pub limit_held: Vec<crate::http::limit_conn::Held>,
+    /// `set $limit_rate`: bytes per second, over the `limit_rate` directive.
+    pub limit_rate: Option<u64>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -155,6 +164,10 @@ impl Exchange {
             internal: false,
             captures: Vec::new(),
             gzip: None,
+            limit_req_status: None,
+            limit_conn_status: None,
+            limit_held: Vec::new(),
+            limit_rate: None,
             conn,
         }
     }
@@ -180,6 +193,11 @@ impl Exchange {
 
     /// Sets a `set` variable.
     pub fn set_var(&mut self, name: &str, value: String) {
+        if name == "limit_rate" {
+            // nginx's settable $limit_rate: the response's rate from now on.
+            self.limit_rate = Some(crate::config::values::parse_size(&value).unwrap_or(0));
+            return;
+        }
         self.user_vars.retain(|(n, _)| n != name);
         self.user_vars.push((name.to_string(), value));
     }
@@ -263,6 +281,19 @@ fn secs(v: f64) -> String {
 }
 
 impl VarSource for Exchange {
+    fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
+        match var {
+            Var::BinaryRemoteAddr => Some(Cow::Owned(match self.client_addr {
+                std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+            })),
+            _ => self.var(var).map(|value| match value {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            }),
+        }
+    }
+
     fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
         let owned = |s: String| Some(Cow::Owned(s));
         match var {
@@ -361,10 +392,19 @@ impl VarSource for Exchange {
             | Var::ProxyProtocolAddr
             | Var::ProxyProtocolPort
             | Var::ProxyProtocolServerAddr
-            | Var::ProxyProtocolServerPort
-            | Var::BinaryRemoteAddr
-            | Var::LimitConnStatus
-            | Var::SslPrereadProtocol
+            | Var::ProxyProtocolServerPort => None,
+            Var::BinaryRemoteAddr => None,
+            Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
+            Var::LimitReqStatus => self.limit_req_status.map(Cow::Borrowed),
+            Var::LimitRate => owned(
+                self.location
+                    .as_ref()
+                    .map(|l| crate::http::limits::rate(&l.settings, self))
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+            // Stream variables: templates of the http block never name them.
+            Var::SslPrereadProtocol
             | Var::SslPrereadServerName
             | Var::SslPrereadAlpnProtocols
             | Var::Ssl(_) => None,
