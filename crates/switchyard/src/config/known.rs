@@ -959,60 +959,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "limit_conn_dry_run",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "limit_conn_log_level",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_conn_status",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_rate",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LOCATION_IF),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_rate_after",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LOCATION_IF),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_req_dry_run",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "limit_req_log_level",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_req_status",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "lingering_close",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),

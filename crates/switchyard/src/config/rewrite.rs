@@ -235,7 +235,12 @@ pub(crate) fn parse_set(d: &Directive) -> Result<Op, ConfigError> {
             &d.position,
         ));
     };
-    if crate::vars::Var::from_name(bare) != Some(crate::vars::Var::User(bare.to_ascii_lowercase()))
+    // A built-in variable is settable only when nginx gives it a set
+    // handler ($limit_rate).
+    let settable = crate::vars::Var::from_name(bare) == Some(crate::vars::Var::LimitRate);
+    if !settable
+        && crate::vars::Var::from_name(bare)
+            != Some(crate::vars::Var::User(bare.to_ascii_lowercase()))
     {
         return Err(ConfigError::at(
             format!("the duplicate \"{bare}\" variable"),
