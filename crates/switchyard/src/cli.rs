@@ -175,7 +175,6 @@ pub fn configure_line() -> String {
         "--without-http_scgi_module",
         "--without-http_grpc_module",
         "--without-http_memcached_module",
-        "--without-http_auth_basic_module",
         "--without-http_geo_module",
         "--without-http_split_clients_module",
         "--without-http_referer_module",

@@ -294,6 +294,16 @@ pub static DIRECTIVES: &[Spec] = &[
     d("real_ip_recursive", ANY, FLAG, false, Yes),
     d("resolver", ANY.or(UPS), M1, false, Yes),
     d("resolver_timeout", ANY.or(UPS), T1, false, Yes),
+    // auth_basic, the core module's satisfy
+    d("auth_basic", ANY.or(Ctx::LIMIT_EXCEPT), T1, false, Yes),
+    d(
+        "auth_basic_user_file",
+        ANY.or(Ctx::LIMIT_EXCEPT),
+        T1,
+        false,
+        Yes,
+    ),
+    d("satisfy", ANY, T1, false, Yes),
     // limit_req, limit_conn, the core module's limit_rate
     d("limit_req", ANY, T123, false, Yes),
     d("limit_req_zone", HTTP, take(&[3]), false, Yes),

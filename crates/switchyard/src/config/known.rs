@@ -94,24 +94,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "auth_basic",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LIMIT_EXCEPT),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "auth_basic_user_file",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LIMIT_EXCEPT),
-        take(&[1]),
-        false,
-    ),
-    k(
         "auth_delay",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -1560,12 +1542,6 @@ pub static KNOWN: &[Spec] = &[
         "reset_timedout_connection",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
-        false,
-    ),
-    k(
-        "satisfy",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
         false,
     ),
     k(

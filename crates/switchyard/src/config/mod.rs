@@ -2,6 +2,7 @@
 //! checked here, with nginx's message and `file:line` on error.
 
 pub mod access;
+mod auth;
 pub mod directives;
 mod gzip;
 mod health;
@@ -415,7 +416,13 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
         return Err(ConfigError::bare("no \"events\" section in configuration"));
     }
     let http = match http_block {
-        Some(d) => Some(http::build_http(d, &options.prefix)?),
+        Some(d) => {
+            let conf_file = full_path(&options.prefix, &options.conf_file.to_string_lossy());
+            let conf_prefix = conf_file.parent().unwrap_or(&options.prefix).to_path_buf();
+            Some(auth::with_conf_prefix(conf_prefix, || {
+                http::build_http(d, &options.prefix)
+            })?)
+        }
         None => None,
     };
     let stream = match stream_block {

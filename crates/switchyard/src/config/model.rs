@@ -1022,6 +1022,19 @@ pub struct Settings {
     pub gzip: Arc<Gzip>,
     /// limit_req, limit_conn and limit_rate.
     pub limits: Arc<Limits>,
+    /// auth_basic and `satisfy`.
+    pub auth: Arc<Auth>,
+}
+
+/// `auth_basic`, `auth_basic_user_file` and `satisfy`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The realm (`None`: `auth_basic off` or unset).
+    pub realm: Option<crate::vars::Template>,
+    /// The password file (variables allowed).
+    pub user_file: Option<crate::vars::Template>,
+    /// `satisfy any` (default all).
+    pub satisfy_any: bool,
 }
 
 /// ngx_http_gzip_module's settings (with the core module's gzip_*).

@@ -64,6 +64,7 @@ pub(crate) struct Layer {
     access: Option<Vec<super::model::AccessRule>>,
     gzip: super::gzip::GzipLayer,
     limits: super::limits::LimitsLayer,
+    auth: super::auth::AuthLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -426,6 +427,7 @@ impl Layer {
                 .push(error_log_target(d, prefix)?),
             name if name.starts_with("gzip") => return self.gzip.apply(d),
             name if name.starts_with("limit_") => return self.limits.apply(d),
+            "auth_basic" | "auth_basic_user_file" | "satisfy" => return self.auth.apply(d),
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
@@ -443,6 +445,7 @@ impl Layer {
                     $($field: self.$field.clone().or_else(|| parent.$field.clone()),)*
                     gzip: self.gzip.over(&parent.gzip),
                     limits: self.limits.over(&parent.limits),
+                    auth: self.auth.over(&parent.auth),
                 }
             };
         }
@@ -579,6 +582,7 @@ impl Layer {
             access: self.access.clone().unwrap_or_default().into(),
             gzip: Arc::new(self.gzip.finish()),
             limits: Arc::new(self.limits.finish()),
+            auth: Arc::new(self.auth.finish()),
         }
     }
 }

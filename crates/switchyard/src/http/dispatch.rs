@@ -220,6 +220,12 @@ async fn run(
                     .headers_mut()
                     .append(header::WWW_AUTHENTICATE, value);
             }
+            // auth_basic's challenge stays on whatever answers the 401.
+            if let Some(value) = ex.www_authenticate.take() {
+                response
+                    .headers_mut()
+                    .append(header::WWW_AUTHENTICATE, value);
+            }
             headers::add(&settings.add_headers, ex, &mut response);
             return (Reply::Response(response), settings);
         };
@@ -244,6 +250,9 @@ async fn run(
                 r.headers_mut().insert(header::LOCATION, v);
             }
             for value in challenges {
+                r.headers_mut().append(header::WWW_AUTHENTICATE, value);
+            }
+            if let Some(value) = ex.www_authenticate.take() {
                 r.headers_mut().append(header::WWW_AUTHENTICATE, value);
             }
             headers::add(&settings.add_headers, ex, &mut r);
@@ -384,9 +393,10 @@ async fn find_and_serve(
         {
             return (location, Content::Status(code));
         }
-        // The access phase (allow/deny): a denial is a 403 error_page may catch.
-        if !super::access::check(&location.settings, ex) {
-            return (location, Content::Status(403));
+        // The access phase (allow/deny, auth_basic under `satisfy`): a
+        // refusal is a status error_page may catch.
+        if let Some(code) = super::access::check(&location.settings, ex).await {
+            return (location, Content::Status(code));
         }
         let location = match &location.try_files {
             None => location,

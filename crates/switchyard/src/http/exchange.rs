@@ -114,6 +114,8 @@ pub struct Exchange {
     pub limit_held: Vec<crate::http::limit_conn::Held>,
     /// `set $limit_rate`: bytes per second, over the `limit_rate` directive.
     pub limit_rate: Option<u64>,
+    /// The challenge auth_basic set for a 401 (`WWW-Authenticate`).
+    pub www_authenticate: Option<http::HeaderValue>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -168,6 +170,7 @@ impl Exchange {
             limit_conn_status: None,
             limit_held: Vec::new(),
             limit_rate: None,
+            www_authenticate: None,
             conn,
         }
     }
@@ -314,7 +317,9 @@ impl VarSource for Exchange {
                 .and_then(|c| c.as_deref())
                 .map(Cow::Borrowed),
             Var::RemotePort => owned(self.conn.remote.port().to_string()),
-            Var::RemoteUser => None,
+            // The Basic user of the request, checked or not, as nginx's.
+            Var::RemoteUser => crate::http::auth_basic::credentials(&self.headers)
+                .map(|(user, _)| Cow::Owned(String::from_utf8_lossy(&user).into_owned())),
             Var::TimeLocal => owned(Civil::now().time_local()),
             Var::TimeIso8601 => owned(Civil::now().iso8601()),
             Var::Msec => {

@@ -4,7 +4,9 @@
 //! talks to the upstream, [`body`] streams and logs.
 
 pub mod access;
+pub mod auth_basic;
 pub mod body;
+pub mod crypt;
 pub mod dispatch;
 pub mod exchange;
 pub mod generation;
