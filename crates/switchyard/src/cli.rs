@@ -156,6 +156,7 @@ const RUSTLS_VERSION: &str = "0.23";
 /// form, so scripts that grep it find the truth.
 pub fn configure_line() -> String {
     let have = [
+        "--with-http_auth_request_module",
         "--with-http_realip_module",
         "--with-http_stub_status_module",
         "--with-http_upstream_hash_module",

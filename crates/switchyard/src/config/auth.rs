@@ -1,4 +1,5 @@
-//! ngx_http_auth_basic_module's `auth_basic` / `auth_basic_user_file` and
+//! ngx_http_auth_basic_module's `auth_basic` / `auth_basic_user_file`,
+//! ngx_http_auth_request_module's `auth_request` / `auth_request_set` and
 //! the core module's `satisfy`: one level's values, merged as nginx
 //! merges them.
 
@@ -31,6 +32,8 @@ pub(crate) struct AuthLayer {
     realm: Option<Option<Template>>,
     user_file: Option<Template>,
     satisfy_any: Option<bool>,
+    request: Option<Option<String>>,
+    request_set: Option<Vec<(String, Template)>>,
 }
 
 fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
@@ -72,6 +75,21 @@ impl AuthLayer {
                 };
                 set(&mut self.user_file, d, compile(d, &text)?)?
             }
+            "auth_request" => {
+                let uri = match arg0(d) {
+                    "off" => None,
+                    uri => Some(uri.to_string()),
+                };
+                set(&mut self.request, d, uri)?
+            }
+            "auth_request_set" => {
+                let super::model::Op::Set(name, value) = super::rewrite::parse_set(d)? else {
+                    return Ok(true);
+                };
+                self.request_set
+                    .get_or_insert_with(Vec::new)
+                    .push((name, value));
+            }
             "satisfy" => {
                 let any = match arg0(d) {
                     "all" => false,
@@ -96,6 +114,11 @@ impl AuthLayer {
             realm: self.realm.clone().or_else(|| parent.realm.clone()),
             user_file: self.user_file.clone().or_else(|| parent.user_file.clone()),
             satisfy_any: self.satisfy_any.or(parent.satisfy_any),
+            request: self.request.clone().or_else(|| parent.request.clone()),
+            request_set: self
+                .request_set
+                .clone()
+                .or_else(|| parent.request_set.clone()),
         }
     }
 
@@ -105,6 +128,8 @@ impl AuthLayer {
             realm: self.realm.clone().flatten(),
             user_file: self.user_file.clone(),
             satisfy_any: self.satisfy_any.unwrap_or(false),
+            request: self.request.clone().flatten(),
+            request_set: self.request_set.clone().unwrap_or_default(),
         }
     }
 }

@@ -104,18 +104,6 @@ pub static KNOWN: &[Spec] = &[
     k("auth_http_pass_client_cert", Ctx::MAIL, Arity::Flag, false),
     k("auth_http_timeout", Ctx::MAIL, take(&[1]), false),
     k(
-        "auth_request",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "auth_request_set",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[2]),
-        false,
-    ),
-    k(
         "autoindex_exact_size",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,

@@ -1026,7 +1026,8 @@ pub struct Settings {
     pub auth: Arc<Auth>,
 }
 
-/// `auth_basic`, `auth_basic_user_file` and `satisfy`.
+/// `auth_basic`, `auth_basic_user_file`, `auth_request`,
+/// `auth_request_set` and `satisfy`.
 #[derive(Debug, Clone)]
 pub struct Auth {
     /// The realm (`None`: `auth_basic off` or unset).
@@ -1035,6 +1036,10 @@ pub struct Auth {
     pub user_file: Option<crate::vars::Template>,
     /// `satisfy any` (default all).
     pub satisfy_any: bool,
+    /// `auth_request URI` (`None`: off or unset).
+    pub request: Option<String>,
+    /// `auth_request_set $name value`, evaluated in the subrequest.
+    pub request_set: Vec<(String, crate::vars::Template)>,
 }
 
 /// ngx_http_gzip_module's settings (with the core module's gzip_*).

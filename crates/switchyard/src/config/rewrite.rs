@@ -21,7 +21,7 @@ fn compile(text: &str, d: &Directive) -> Result<Template, ConfigError> {
 pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
     for d in block {
         let name = match d.name.as_str() {
-            "set" => d.args.first(),
+            "set" | "auth_request_set" => d.args.first(),
             "rewrite" => {
                 // A rewrite's named captures are variables too.
                 if let Some(re) = d.args.first() {
@@ -236,8 +236,11 @@ pub(crate) fn parse_set(d: &Directive) -> Result<Op, ConfigError> {
         ));
     };
     // A built-in variable is settable only when nginx gives it a set
-    // handler ($limit_rate).
-    let settable = crate::vars::Var::from_name(bare) == Some(crate::vars::Var::LimitRate);
+    // handler ($limit_rate, $args).
+    let settable = matches!(
+        crate::vars::Var::from_name(bare),
+        Some(crate::vars::Var::LimitRate | crate::vars::Var::Args)
+    );
     if !settable
         && crate::vars::Var::from_name(bare)
             != Some(crate::vars::Var::User(bare.to_ascii_lowercase()))

@@ -427,7 +427,11 @@ impl Layer {
                 .push(error_log_target(d, prefix)?),
             name if name.starts_with("gzip") => return self.gzip.apply(d),
             name if name.starts_with("limit_") => return self.limits.apply(d),
-            "auth_basic" | "auth_basic_user_file" | "satisfy" => return self.auth.apply(d),
+            "auth_basic"
+            | "auth_basic_user_file"
+            | "auth_request"
+            | "auth_request_set"
+            | "satisfy" => return self.auth.apply(d),
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)

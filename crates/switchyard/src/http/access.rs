@@ -1,13 +1,17 @@
 //! The access phase: ngx_http_access_module's `allow` / `deny` (after
-//! realip), then ngx_http_auth_basic_module, combined as `satisfy` says
+//! realip), ngx_http_auth_basic_module, then ngx_http_auth_request_module
+//! (nginx runs its access handlers in that order), combined as `satisfy` says
 //! (nginx's ngx_http_core_access_phase): with `all` each must let the
 //! client through, with `any` one is enough.
 
+use std::sync::Arc;
+
 use crate::config::access::{decide, Client};
-use crate::config::model::Settings;
+use crate::config::model::{ServerConfig, Settings};
 use crate::observe::error_log;
 
 use super::exchange::Exchange;
+use super::generation::Generation;
 
 /// What one access handler says (nginx's return codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,20 +48,30 @@ pub fn rules(settings: &Settings, ex: &Exchange) -> Verdict {
 }
 
 /// The access phase: `Some(status)` refuses the request (a 401 carries
-/// the challenge the exchange keeps). Subrequests and internal redirects
-/// are checked again, as nginx checks the main request in each location.
-pub async fn check(settings: &Settings, ex: &mut Exchange) -> Option<u16> {
+/// the challenges the exchange keeps). Internal redirects are checked
+/// again, as nginx checks the main request in each location; subrequests
+/// are not checked.
+pub async fn check(
+    settings: &Settings,
+    ex: &mut Exchange,
+    server: &Arc<ServerConfig>,
+    generation: &Arc<Generation>,
+) -> Option<u16> {
+    if ex.subrequest {
+        return None;
+    }
     let mut access_code = None;
-    for handler in 0..2 {
+    for handler in 0..3 {
         let verdict = match handler {
             0 => rules(settings, ex),
-            _ => super::auth_basic::check(settings, ex).await,
+            1 => super::auth_basic::check(settings, ex).await,
+            _ => super::auth_request::check(settings, ex, server, generation).await,
         };
         match verdict {
             Verdict::Declined => continue,
             Verdict::Allow if settings.auth.satisfy_any => {
                 // One is enough: a challenge an earlier handler set goes.
-                ex.www_authenticate = None;
+                ex.www_authenticate.clear();
                 return None;
             }
             Verdict::Allow => continue,

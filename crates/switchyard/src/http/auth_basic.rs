@@ -63,7 +63,7 @@ fn stored_password<'a>(file: &'a [u8], user: &[u8]) -> Option<&'a [u8]> {
 
 fn challenge(ex: &mut Exchange, realm: &str) -> Verdict {
     if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")) {
-        ex.www_authenticate = Some(v);
+        ex.www_authenticate = vec![v];
     }
     Verdict::Refuse(401)
 }

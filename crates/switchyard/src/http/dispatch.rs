@@ -220,8 +220,8 @@ async fn run(
                     .headers_mut()
                     .append(header::WWW_AUTHENTICATE, value);
             }
-            // auth_basic's challenge stays on whatever answers the 401.
-            if let Some(value) = ex.www_authenticate.take() {
+            // An access challenge stays on whatever answers the 401.
+            for value in std::mem::take(&mut ex.www_authenticate) {
                 response
                     .headers_mut()
                     .append(header::WWW_AUTHENTICATE, value);
@@ -252,7 +252,7 @@ async fn run(
             for value in challenges {
                 r.headers_mut().append(header::WWW_AUTHENTICATE, value);
             }
-            if let Some(value) = ex.www_authenticate.take() {
+            for value in std::mem::take(&mut ex.www_authenticate) {
                 r.headers_mut().append(header::WWW_AUTHENTICATE, value);
             }
             headers::add(&settings.add_headers, ex, &mut r);
@@ -316,6 +316,40 @@ async fn run(
             other => other,
         };
     }
+}
+
+/// A future of a subrequest (boxed: a subrequest runs the phases that
+/// started it).
+pub type SubrequestFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response<ResponseBody>> + Send + 'a>>;
+
+/// Runs a subrequest for `sub` (its URI, method and headers set) on
+/// `server`: location lookup, rewrite, content, internal redirects and
+/// error_page, as nginx runs `ngx_http_subrequest`; the response's head is
+/// what the caller reads.
+pub fn subrequest<'a>(
+    server: &'a Arc<ServerConfig>,
+    sub: &'a mut Exchange,
+    generation: &'a Arc<Generation>,
+    request: Request<RequestBody>,
+) -> SubrequestFuture<'a> {
+    Box::pin(async move {
+        let mut request = Some(request);
+        let mut changes = Changes(URI_CHANGES);
+        let (location, content) =
+            find_and_serve(server, sub, generation, &mut request, &mut changes, None).await;
+        let settings = location.settings.clone();
+        match run(content, settings, request, server, sub, generation, changes).await {
+            (Reply::Response(r), _) => r,
+            (Reply::Close(code), settings) => {
+                let mut r = respond::error(500, settings.server_tokens);
+                if let Ok(s) = StatusCode::from_u16(code) {
+                    *r.status_mut() = s;
+                }
+                r
+            }
+        }
+    })
 }
 
 /// The location for `ex.uri` (the server itself when none matches), or
@@ -395,7 +429,7 @@ async fn find_and_serve(
         }
         // The access phase (allow/deny, auth_basic under `satisfy`): a
         // refusal is a status error_page may catch.
-        if let Some(code) = super::access::check(&location.settings, ex).await {
+        if let Some(code) = super::access::check(&location.settings, ex, server, generation).await {
             return (location, Content::Status(code));
         }
         let location = match &location.try_files {

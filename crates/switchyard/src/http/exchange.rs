@@ -114,8 +114,12 @@ pub struct Exchange {
     pub limit_held: Vec<crate::http::limit_conn::Held>,
     /// `set $limit_rate`: bytes per second, over the `limit_rate` directive.
     pub limit_rate: Option<u64>,
-    /// The challenge auth_basic set for a 401 (`WWW-Authenticate`).
-    pub www_authenticate: Option<http::HeaderValue>,
+    /// The challenges auth_basic or auth_request set for a 401
+    /// (`WWW-Authenticate`).
+    pub www_authenticate: Vec<http::HeaderValue>,
+    /// Whether this is a subrequest (auth_request's): it skips the access
+    /// phase, as nginx's subrequests do.
+    pub subrequest: bool,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -170,7 +174,8 @@ impl Exchange {
             limit_conn_status: None,
             limit_held: Vec::new(),
             limit_rate: None,
-            www_authenticate: None,
+            www_authenticate: Vec::new(),
+            subrequest: false,
             conn,
         }
     }
@@ -199,6 +204,11 @@ impl Exchange {
         if name == "limit_rate" {
             // nginx's settable $limit_rate: the response's rate from now on.
             self.limit_rate = Some(crate::config::values::parse_size(&value).unwrap_or(0));
+            return;
+        }
+        if name == "args" {
+            // nginx's settable $args: the arguments the request goes on with.
+            self.args = Some(value);
             return;
         }
         self.user_vars.retain(|(n, _)| n != name);
