@@ -160,3 +160,85 @@ fn satisfy_any_and_all() {
     assert_eq!(get_as(port, "/all/", None).status, 401);
     assert_eq!(get_as(port, "/all/", Some("plain:p1")).status, 200);
 }
+
+/// A backend answering the auth subrequests: 204 with a user name for
+/// `Authorization: Basic` of `good:pw` (`Z29vZDpwdw==`), 401 with two
+/// challenges without one, 403 for anything else.
+fn auth_backend() -> (Balancer, u16) {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            location / {{
+                if ($http_authorization = \"Basic Z29vZDpwdw==\") {{
+                    add_header X-User \"good-$request_uri\" always;
+                    return 204;
+                }}
+                if ($http_authorization) {{
+                    return 403;
+                }}
+                add_header WWW-Authenticate \"Basic realm=one\" always;
+                add_header WWW-Authenticate \"Bearer\" always;
+                return 401;
+            }}
+        }}"
+    );
+    (Balancer::start_http(&conf, &[port]), port)
+}
+
+#[test]
+fn auth_request_decides_by_the_subrequest() {
+    let (_backend, up) = auth_backend();
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            root html;
+            location / {{
+                auth_request /auth;
+                auth_request_set $user $upstream_http_x_user;
+                add_header X-Seen \"[$user]\" always;
+            }}
+            location = /auth {{
+                internal;
+                proxy_pass http://127.0.0.1:{up};
+                proxy_pass_request_body off;
+            }}
+            location /odd/ {{ alias html/; auth_request /teapot; }}
+            location = /teapot {{ return 418; }}
+            location /ok/ {{ alias html/; auth_request /yes; }}
+            location = /yes {{ return 200 \"ignored body\"; }}
+            location /off/ {{ alias html/; auth_request off; }}
+        }}"
+    );
+    let b = Balancer::start_http(&conf, &[port]);
+    let html = b.dir.path().join("html");
+    std::fs::create_dir_all(&html).unwrap();
+    std::fs::write(html.join("index.html"), "content\n").unwrap();
+
+    let r = get_as(port, "/index.html", Some("good:pw"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "content\n");
+    // Set from the subrequest's upstream, which saw the client's URI.
+    assert_eq!(r.header("x-seen"), Some("[good-/auth]"));
+
+    let r = get_as(port, "/index.html", None);
+    assert_eq!(r.status, 401);
+    let challenges: Vec<_> = r
+        .raw_headers
+        .iter()
+        .filter(|h| h.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .collect();
+    assert_eq!(challenges.len(), 2, "{:?}", r.raw_headers);
+    assert_eq!(get_as(port, "/index.html", Some("bad:pw")).status, 403);
+
+    let r = get_as(port, "/odd/", None);
+    assert_eq!(r.status, 500);
+    assert!(b
+        .error_log_text()
+        .contains("auth request unexpected status: 418, client: 127.0.0.1"));
+    let r = get_as(port, "/ok/", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "content\n", "the subrequest's body is not sent");
+    assert_eq!(get_as(port, "/off/", None).status, 200);
+}
