@@ -177,7 +177,6 @@ pub fn configure_line() -> String {
         "--without-http_grpc_module",
         "--without-http_memcached_module",
         "--without-http_geo_module",
-        "--without-http_split_clients_module",
         "--without-http_referer_module",
         "--without-http_userid_module",
         "--without-http_charset_module",

@@ -304,6 +304,8 @@ pub static DIRECTIVES: &[Spec] = &[
         Yes,
     ),
     d("satisfy", ANY, T1, false, Yes),
+    d("split_clients", HTTP, T2, true, Yes),
+    d("log_not_found", ANY, FLAG, false, Yes),
     d("auth_request", ANY, T1, false, Yes),
     d("auth_request_set", ANY, T2, false, Yes),
     // limit_req, limit_conn, the core module's limit_rate

@@ -45,6 +45,7 @@ fn build_http_inner(
 ) -> Result<Http, ConfigError> {
     let block = d.block.as_deref().unwrap_or_default();
     let mut maps = std::collections::HashMap::new();
+    let mut splits = std::collections::HashMap::new();
     let mut b = HttpBuilder {
         prefix,
         // proxy_pass may name an upstream defined further down the file.
@@ -82,6 +83,16 @@ fn build_http_inner(
             // Zones were read first (collect_zones).
             "match" | "resolver" | "resolver_timeout" | "limit_req_zone" | "limit_conn_zone" => {}
             "map" => super::rewrite::add_map(&mut maps, inner)?,
+            "split_clients" => {
+                let (name, split) = super::stream_values::parse_split_clients(inner)?;
+                if maps.contains_key(&name) || splits.contains_key(&name) {
+                    return Err(ConfigError::at(
+                        format!("the duplicate \"{name}\" variable"),
+                        &inner.position,
+                    ));
+                }
+                splits.insert(name, Arc::new(split));
+            }
             "upstream" => {
                 let up = build_upstream(inner, &b.matches, http_resolver.as_ref())?;
                 if upstreams.iter().any(|u| u.name == up.name) {
@@ -128,6 +139,7 @@ fn build_http_inner(
         servers,
         log_formats: b.formats,
         maps: Arc::new(maps),
+        split_clients: Arc::new(splits),
         limit_req_zones: zones.req,
         limit_conn_zones: zones.conn,
     })

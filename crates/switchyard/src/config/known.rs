@@ -947,12 +947,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "log_not_found",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
         "log_subrequest",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
@@ -1852,7 +1846,6 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k("split_clients", Ctx::HTTP, take(&[2]), true),
     k(
         "ssi_ignore_recycled_buffers",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),

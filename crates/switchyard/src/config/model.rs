@@ -374,6 +374,8 @@ pub struct Http {
     pub log_formats: Vec<(String, Arc<LogFormat>)>,
     /// `map` blocks, by the variable they define (without `$`).
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks, by the variable they define (without `$`).
+    pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
     /// `limit_req_zone` zones.
     pub limit_req_zones: Vec<Arc<LimitReqZone>>,
     /// `limit_conn_zone` zones.
@@ -1000,8 +1002,10 @@ pub struct Settings {
     pub proxy_intercept_errors: bool,
     /// `root` (default `html` under the prefix).
     pub root: PathBuf,
-    /// `index` (default `index.html`).
-    pub index: Vec<String>,
+    /// `log_not_found` (default on): a missing file's error-log line.
+    pub log_not_found: bool,
+    /// `index` (default `index.html`); names may hold variables.
+    pub index: Vec<crate::vars::Template>,
     /// `default_type` (default `text/plain`).
     pub default_type: String,
     /// `types { }`: extension (lower case) -> MIME type.

@@ -51,7 +51,8 @@ pub(crate) struct Layer {
     error_pages: Option<Vec<ErrorPage>>,
     proxy_intercept_errors: Option<bool>,
     root: Option<PathBuf>,
-    index: Option<Vec<String>>,
+    index: Option<Vec<Template>>,
+    log_not_found: Option<bool>,
     default_type: Option<String>,
     types: Option<Arc<HashMap<String, String>>>,
     absolute_redirect: Option<bool>,
@@ -233,7 +234,8 @@ impl Layer {
             "send_timeout" => set(&mut self.send_timeout, d, time(d)?)?,
             "server_tokens" => {
                 let v = match arg0(d) {
-                    "on" => true,
+                    // Without a --build name nginx's `build` is `on`.
+                    "on" | "build" => true,
                     "off" => false,
                     other => {
                         return Err(ConfigError::at(
@@ -348,6 +350,7 @@ impl Layer {
             "server_name_in_redirect" => set(&mut self.server_name_in_redirect, d, flag(d))?,
             "real_ip_recursive" => set(&mut self.real_ip_recursive, d, flag(d))?,
             "rewrite_log" => set(&mut self.rewrite_log, d, flag(d))?,
+            "log_not_found" => set(&mut self.log_not_found, d, flag(d))?,
             "root" => {
                 if arg0(d).contains('$') {
                     return Err(ConfigError::at(
@@ -364,15 +367,12 @@ impl Layer {
                         &d.position,
                     ));
                 }
-                if d.args.iter().any(|a| a.value.contains('$')) {
-                    return Err(ConfigError::at(
-                        "\"index\" with variables is not supported yet",
-                        &d.position,
-                    ));
-                }
-                self.index
-                    .get_or_insert_with(Vec::new)
-                    .extend(d.args.iter().map(|a| a.value.clone()));
+                let names = d
+                    .args
+                    .iter()
+                    .map(|a| compile(d, &a.value))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.index.get_or_insert_with(Vec::new).extend(names);
             }
             "default_type" => set(&mut self.default_type, d, arg0(d).to_string())?,
             "types" => {
@@ -487,6 +487,7 @@ impl Layer {
             proxy_intercept_errors,
             root,
             index,
+            log_not_found,
             default_type,
             types,
             absolute_redirect,
@@ -562,10 +563,11 @@ impl Layer {
                 .root
                 .clone()
                 .unwrap_or_else(|| full_path(prefix, "html")),
+            log_not_found: self.log_not_found.unwrap_or(true),
             index: self
                 .index
                 .clone()
-                .unwrap_or_else(|| vec!["index.html".to_string()]),
+                .unwrap_or_else(|| vec![Template::literal("index.html")]),
             default_type: self
                 .default_type
                 .clone()

@@ -118,7 +118,7 @@ pub(crate) fn parse_limit_conn(
 
 /// `split_clients KEY $name { PERCENT% VALUE; ... }`, with nginx's
 /// arithmetic: percentages in hundredths, bounds over the 32-bit hash.
-pub(super) fn parse_split_clients(d: &Directive) -> Result<(String, SplitClients), ConfigError> {
+pub(crate) fn parse_split_clients(d: &Directive) -> Result<(String, SplitClients), ConfigError> {
     let at = &d.position;
     let source =
         crate::vars::Template::compile(arg0(d)).map_err(|e| ConfigError::at(e.to_string(), at))?;

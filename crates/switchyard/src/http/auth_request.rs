@@ -36,6 +36,7 @@ fn sub_exchange(ex: &Exchange, uri: &str) -> Option<(Exchange, Request<RequestBo
     sub.client_addr = ex.client_addr;
     sub.user_vars = ex.user_vars.clone();
     sub.maps = ex.maps.clone();
+    sub.splits = ex.splits.clone();
     sub.limit_req_status = ex.limit_req_status;
     sub.limit_conn_status = ex.limit_conn_status;
     sub.internal = true;

@@ -65,6 +65,7 @@ pub async fn respond(
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
+        ex.splits = Some(http.split_clients.clone());
     }
     realip::apply(&server.settings.real_ip, ex);
     let mut request = Some(request);
@@ -123,6 +124,7 @@ pub async fn respond_status(
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
+        ex.splits = Some(http.split_clients.clone());
     }
     let (reply, settings) = run(
         Content::Status(code),

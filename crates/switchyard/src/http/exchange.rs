@@ -95,6 +95,8 @@ pub struct Exchange {
     /// The `map`s of the configuration, by variable name (none until the
     /// request reaches the rewrite phase).
     pub maps: Option<Arc<HashMap<String, Arc<MapConfig>>>>,
+    /// The `split_clients` of the configuration, by variable name.
+    pub splits: Option<Arc<HashMap<String, Arc<crate::config::model::SplitClients>>>>,
     /// The location (or location `if`) answering, for `$document_root`
     /// and `$request_filename`.
     pub location: Option<Arc<LocationConfig>>,
@@ -166,6 +168,7 @@ impl Exchange {
             client_addr: conn.remote.ip(),
             user_vars: Vec::new(),
             maps: None,
+            splits: None,
             location: None,
             internal: false,
             captures: Vec::new(),
@@ -219,8 +222,11 @@ impl Exchange {
         if let Some((_, v)) = self.user_vars.iter().find(|(n, _)| n == name) {
             return Some(v.clone());
         }
-        let map = self.maps.as_ref()?.get(name)?;
-        Some(map.value(self))
+        if let Some(map) = self.maps.as_ref().and_then(|m| m.get(name)) {
+            return Some(map.value(self));
+        }
+        let split = self.splits.as_ref()?.get(name)?;
+        Some(split.value(self))
     }
 
     /// `$request`: the request line.

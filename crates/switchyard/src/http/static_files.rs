@@ -92,15 +92,19 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
     let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
         Err(e) => {
-            log(
-                ex,
-                format!(
-                    "open() \"{}\" failed ({})",
-                    path.display(),
-                    error_log::os_error(&e)
-                ),
-            );
-            return Served::Status(os_error_status(&e));
+            let status = os_error_status(&e);
+            // `log_not_found off` keeps a 404's line out of the error log.
+            if status != 404 || settings.log_not_found {
+                log(
+                    ex,
+                    format!(
+                        "open() \"{}\" failed ({})",
+                        path.display(),
+                        error_log::os_error(&e)
+                    ),
+                );
+            }
+            return Served::Status(status);
         }
     };
     if meta.is_dir() {
@@ -133,12 +137,13 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
 
 async fn index(settings: &Settings, ex: &Exchange, dir: &Path) -> Served {
     for name in &settings.index {
+        let name = name.render(ex as &dyn crate::vars::VarSource);
         if name.starts_with('/') {
             // An absolute index is the last resort, redirected to as is.
-            return Served::Redirect(name.clone());
+            return Served::Redirect(name);
         }
         let mut candidate = dir.as_os_str().to_owned();
-        candidate.push(name);
+        candidate.push(&name);
         match tokio::fs::metadata(&candidate).await {
             Ok(_) => return Served::Redirect(format!("{}{}", ex.uri, name)),
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -164,15 +169,21 @@ async fn index(settings: &Settings, ex: &Exchange, dir: &Path) -> Served {
             Served::Status(403)
         }
         _ => {
-            let first = settings.index.first().cloned().unwrap_or_default();
-            log(
-                ex,
-                format!(
-                    "\"{}{}\" is not found (2: No such file or directory)",
-                    dir.display(),
-                    first
-                ),
-            );
+            let first = settings
+                .index
+                .first()
+                .map(|t| t.render(ex as &dyn crate::vars::VarSource))
+                .unwrap_or_default();
+            if settings.log_not_found {
+                log(
+                    ex,
+                    format!(
+                        "\"{}{}\" is not found (2: No such file or directory)",
+                        dir.display(),
+                        first
+                    ),
+                );
+            }
             Served::Status(404)
         }
     }
