@@ -1027,12 +1027,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "merge_slashes",
-        Ctx::HTTP.or(Ctx::SERVER),
-        Arity::Flag,
-        false,
-    ),
-    k(
         "min_delete_depth",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),

@@ -1002,6 +1002,8 @@ pub struct Settings {
     pub proxy_intercept_errors: bool,
     /// `root` (default `html` under the prefix).
     pub root: PathBuf,
+    /// `merge_slashes` (default on; http and server only).
+    pub merge_slashes: bool,
     /// `log_not_found` (default on): a missing file's error-log line.
     pub log_not_found: bool,
     /// `index` (default `index.html`); names may hold variables.

@@ -53,6 +53,7 @@ pub(crate) struct Layer {
     root: Option<PathBuf>,
     index: Option<Vec<Template>>,
     log_not_found: Option<bool>,
+    merge_slashes: Option<bool>,
     default_type: Option<String>,
     types: Option<Arc<HashMap<String, String>>>,
     absolute_redirect: Option<bool>,
@@ -351,6 +352,7 @@ impl Layer {
             "real_ip_recursive" => set(&mut self.real_ip_recursive, d, flag(d))?,
             "rewrite_log" => set(&mut self.rewrite_log, d, flag(d))?,
             "log_not_found" => set(&mut self.log_not_found, d, flag(d))?,
+            "merge_slashes" => set(&mut self.merge_slashes, d, flag(d))?,
             "root" => {
                 if arg0(d).contains('$') {
                     return Err(ConfigError::at(
@@ -488,6 +490,7 @@ impl Layer {
             root,
             index,
             log_not_found,
+            merge_slashes,
             default_type,
             types,
             absolute_redirect,
@@ -564,6 +567,7 @@ impl Layer {
                 .clone()
                 .unwrap_or_else(|| full_path(prefix, "html")),
             log_not_found: self.log_not_found.unwrap_or(true),
+            merge_slashes: self.merge_slashes.unwrap_or(true),
             index: self
                 .index
                 .clone()
