@@ -230,15 +230,6 @@ pub static KNOWN: &[Spec] = &[
     ),
     k("eventport_events", Ctx::EVENTS, take(&[1]), false),
     k(
-        "expires",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LOCATION_IF),
-        take(&[1, 2]),
-        false,
-    ),
-    k(
         "fastcgi_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),

@@ -1002,6 +1002,8 @@ pub struct Settings {
     pub proxy_intercept_errors: bool,
     /// `root` (default `html` under the prefix).
     pub root: PathBuf,
+    /// `expires` (default off).
+    pub expires: Expires,
     /// `merge_slashes` (default on; http and server only).
     pub merge_slashes: bool,
     /// `log_not_found` (default on): a missing file's error-log line.
@@ -1030,6 +1032,24 @@ pub struct Settings {
     pub limits: Arc<Limits>,
     /// auth_basic and `satisfy`.
     pub auth: Arc<Auth>,
+}
+
+/// `expires`: what `Expires` / `Cache-Control` the headers filter sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    /// `off`: nothing.
+    Off,
+    /// `epoch`.
+    Epoch,
+    /// `max`.
+    Max,
+    /// `[modified] TIME`: seconds after now (or after Last-Modified).
+    After {
+        /// Seconds (negative: already expired, `no-cache`).
+        seconds: i64,
+        /// Counted from the response's Last-Modified when it has one.
+        modified: bool,
+    },
 }
 
 /// `auth_basic`, `auth_basic_user_file`, `auth_request`,

@@ -54,6 +54,7 @@ pub(crate) struct Layer {
     index: Option<Vec<Template>>,
     log_not_found: Option<bool>,
     merge_slashes: Option<bool>,
+    expires: Option<super::model::Expires>,
     default_type: Option<String>,
     types: Option<Arc<HashMap<String, String>>>,
     absolute_redirect: Option<bool>,
@@ -353,6 +354,7 @@ impl Layer {
             "rewrite_log" => set(&mut self.rewrite_log, d, flag(d))?,
             "log_not_found" => set(&mut self.log_not_found, d, flag(d))?,
             "merge_slashes" => set(&mut self.merge_slashes, d, flag(d))?,
+            "expires" => set(&mut self.expires, d, parse_expires(d)?)?,
             "root" => {
                 if arg0(d).contains('$') {
                     return Err(ConfigError::at(
@@ -491,6 +493,7 @@ impl Layer {
             index,
             log_not_found,
             merge_slashes,
+            expires,
             default_type,
             types,
             absolute_redirect,
@@ -568,6 +571,7 @@ impl Layer {
                 .unwrap_or_else(|| full_path(prefix, "html")),
             log_not_found: self.log_not_found.unwrap_or(true),
             merge_slashes: self.merge_slashes.unwrap_or(true),
+            expires: self.expires.unwrap_or(super::model::Expires::Off),
             index: self
                 .index
                 .clone()
@@ -595,6 +599,42 @@ impl Layer {
             auth: Arc::new(self.auth.finish()),
         }
     }
+}
+
+/// `expires [modified] TIME | epoch | max | off`, as ngx_http_parse_expires.
+fn parse_expires(d: &Directive) -> Result<super::model::Expires, ConfigError> {
+    use super::model::Expires;
+    let invalid = |text: &str| ConfigError::at(format!("invalid value \"{text}\""), &d.position);
+    let (modified, text) = match (d.args.len(), arg0(d)) {
+        (2, "modified") => (true, d.args[1].value.as_str()),
+        (2, _) => return Err(invalid(&d.args[0].value)),
+        (_, text) => (false, text),
+    };
+    if !modified {
+        match text {
+            "epoch" => return Ok(Expires::Epoch),
+            "max" => return Ok(Expires::Max),
+            "off" => return Ok(Expires::Off),
+            _ => {}
+        }
+    }
+    if text.contains('$') || text.starts_with('@') {
+        return Err(ConfigError::at(
+            format!("\"expires\" value \"{text}\" is not supported yet"),
+            &d.position,
+        ));
+    }
+    let (minus, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let seconds = values::parse_time(digits)
+        .ok_or_else(|| invalid(text))?
+        .as_secs() as i64;
+    Ok(Expires::After {
+        seconds: if minus { -seconds } else { seconds },
+        modified,
+    })
 }
 
 fn compile(d: &Directive, text: &str) -> Result<Template, ConfigError> {

@@ -228,6 +228,7 @@ async fn run(
                     .headers_mut()
                     .append(header::WWW_AUTHENTICATE, value);
             }
+            super::expires::apply(&settings.expires, &mut response);
             headers::add(&settings.add_headers, ex, &mut response);
             return (Reply::Response(response), settings);
         };
@@ -257,6 +258,7 @@ async fn run(
             for value in std::mem::take(&mut ex.www_authenticate) {
                 r.headers_mut().append(header::WWW_AUTHENTICATE, value);
             }
+            super::expires::apply(&settings.expires, &mut r);
             headers::add(&settings.add_headers, ex, &mut r);
             return (Reply::Response(r), settings);
         }

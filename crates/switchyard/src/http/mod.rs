@@ -10,6 +10,7 @@ pub mod body;
 pub mod crypt;
 pub mod dispatch;
 pub mod exchange;
+pub mod expires;
 pub mod generation;
 pub mod guard;
 pub mod gzip;
