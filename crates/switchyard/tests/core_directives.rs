@@ -81,3 +81,55 @@ fn expires_sets_expires_and_cache_control() {
     assert_eq!(lines.len(), 1, "{:?}", r.raw_headers);
     assert_eq!(r.header("cache-control"), Some("no-cache"));
 }
+
+#[test]
+fn not_modified_filter_and_if_modified_since_modes() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            root html;
+            location /exact/ {{ alias html/; }}
+            location /before/ {{ alias html/; if_modified_since before; }}
+            location /off/ {{ alias html/; if_modified_since off; }}
+            location /notag/ {{ alias html/; etag off; }}
+        }}"
+    );
+    let b = Balancer::start_http(&conf, &[port]);
+    let html = b.dir.path().join("html");
+    std::fs::create_dir_all(&html).unwrap();
+    std::fs::write(html.join("f"), "file\n").unwrap();
+    let first = get(port, "/exact/f");
+    let lm = first.header("last-modified").unwrap().to_string();
+    let etag = first.header("etag").unwrap().to_string();
+    let with = |path: &str, name: &str, value: &str| {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{name}: {value}\r\n\r\n");
+        support::raw(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            request.as_bytes(),
+        )
+        .unwrap()
+        .status
+    };
+    let later = "Tue, 19 Jan 2038 03:14:07 GMT";
+    assert_eq!(with("/exact/f", "If-Modified-Since", &lm), 304);
+    assert_eq!(with("/exact/f", "If-Modified-Since", later), 200);
+    assert_eq!(with("/before/f", "If-Modified-Since", later), 304);
+    assert_eq!(with("/off/f", "If-Modified-Since", &lm), 200);
+    assert_eq!(
+        with("/exact/f", "If-None-Match", &format!("\"x\", W/{etag}")),
+        304
+    );
+    assert_eq!(with("/exact/f", "If-Match", "\"nope\""), 412);
+    assert_eq!(with("/exact/f", "If-Match", &etag), 200);
+    assert_eq!(
+        with(
+            "/exact/f",
+            "If-Unmodified-Since",
+            "Thu, 01 Jan 1970 00:00:01 GMT"
+        ),
+        412
+    );
+    assert!(get(port, "/notag/f").header("etag").is_none());
+    assert_eq!(with("/notag/f", "If-None-Match", &etag), 200);
+}

@@ -308,6 +308,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("log_not_found", ANY, FLAG, false, Yes),
     d("merge_slashes", HTTP.or(SRV), FLAG, false, Yes),
     d("expires", ANY_IF, T12, false, Yes),
+    d("etag", ANY, FLAG, false, Yes),
+    d("if_modified_since", ANY, T1, false, Yes),
     d("auth_request", ANY, T1, false, Yes),
     d("auth_request_set", ANY, T2, false, Yes),
     // limit_req, limit_conn, the core module's limit_rate

@@ -222,12 +222,6 @@ pub static KNOWN: &[Spec] = &[
     ),
     k("empty_gif", Ctx::LOCATION, take(&[0]), false),
     k("epoll_events", Ctx::EVENTS, take(&[1]), false),
-    k(
-        "etag",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
     k("eventport_events", Ctx::EVENTS, take(&[1]), false),
     k(
         "fastcgi_bind",
@@ -843,12 +837,6 @@ pub static KNOWN: &[Spec] = &[
     k(
         "http3_stream_buffer_size",
         Ctx::HTTP.or(Ctx::SERVER),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "if_modified_since",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
     ),

@@ -1004,6 +1004,10 @@ pub struct Settings {
     pub root: PathBuf,
     /// `expires` (default off).
     pub expires: Expires,
+    /// `if_modified_since` (default exact).
+    pub if_modified_since: IfModifiedSince,
+    /// `etag` (default on): files get an entity tag.
+    pub etag: bool,
     /// `merge_slashes` (default on; http and server only).
     pub merge_slashes: bool,
     /// `log_not_found` (default on): a missing file's error-log line.
@@ -1032,6 +1036,17 @@ pub struct Settings {
     pub limits: Arc<Limits>,
     /// auth_basic and `satisfy`.
     pub auth: Arc<Auth>,
+}
+
+/// `if_modified_since off | exact | before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfModifiedSince {
+    /// Never 304 by date.
+    Off,
+    /// 304 when the date is the file's exactly.
+    Exact,
+    /// 304 when the date is the file's or later.
+    Before,
 }
 
 /// `expires`: what `Expires` / `Cache-Control` the headers filter sets.

@@ -55,6 +55,8 @@ pub(crate) struct Layer {
     log_not_found: Option<bool>,
     merge_slashes: Option<bool>,
     expires: Option<super::model::Expires>,
+    if_modified_since: Option<super::model::IfModifiedSince>,
+    etag: Option<bool>,
     default_type: Option<String>,
     types: Option<Arc<HashMap<String, String>>>,
     absolute_redirect: Option<bool>,
@@ -355,6 +357,22 @@ impl Layer {
             "log_not_found" => set(&mut self.log_not_found, d, flag(d))?,
             "merge_slashes" => set(&mut self.merge_slashes, d, flag(d))?,
             "expires" => set(&mut self.expires, d, parse_expires(d)?)?,
+            "etag" => set(&mut self.etag, d, flag(d))?,
+            "if_modified_since" => {
+                use super::model::IfModifiedSince;
+                let mode = match arg0(d) {
+                    "off" => IfModifiedSince::Off,
+                    "exact" => IfModifiedSince::Exact,
+                    "before" => IfModifiedSince::Before,
+                    other => {
+                        return Err(ConfigError::at(
+                            format!("invalid value \"{other}\" in \"if_modified_since\" directive, it must be \"off\", \"exact\" or \"before\""),
+                            &d.position,
+                        ))
+                    }
+                };
+                set(&mut self.if_modified_since, d, mode)?
+            }
             "root" => {
                 if arg0(d).contains('$') {
                     return Err(ConfigError::at(
@@ -494,6 +512,8 @@ impl Layer {
             log_not_found,
             merge_slashes,
             expires,
+            if_modified_since,
+            etag,
             default_type,
             types,
             absolute_redirect,
@@ -572,6 +592,10 @@ impl Layer {
             log_not_found: self.log_not_found.unwrap_or(true),
             merge_slashes: self.merge_slashes.unwrap_or(true),
             expires: self.expires.unwrap_or(super::model::Expires::Off),
+            if_modified_since: self
+                .if_modified_since
+                .unwrap_or(super::model::IfModifiedSince::Exact),
+            etag: self.etag.unwrap_or(true),
             index: self
                 .index
                 .clone()

@@ -21,6 +21,7 @@ pub mod limit_rate;
 pub mod limit_req;
 pub mod limits;
 pub mod log;
+pub mod not_modified;
 pub mod outbox;
 pub mod proxy;
 pub mod realip;

@@ -259,24 +259,24 @@ async fn file_response(
     if let Ok(v) = HeaderValue::from_str(&last_modified) {
         headers.insert(header::LAST_MODIFIED, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, v);
+    if settings.etag {
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            headers.insert(header::ETAG, v);
+        }
     }
     let get = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
-    // nginx: If-None-Match wins over If-Modified-Since; `if_modified_since
-    // exact` compares the date for equality.
-    let not_modified = match (get(header::IF_NONE_MATCH), get(header::IF_MODIFIED_SINCE)) {
-        (Some(tags), _) => tags.split(',').any(|t| {
-            let t = t.trim();
-            t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str())
-        }),
-        (None, Some(since)) => httpdate::parse_http_date(since).ok() == Some(mtime),
-        (None, None) => false,
-    };
-    if not_modified {
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response.headers_mut().remove(header::CONTENT_TYPE);
-        return response;
+    // nginx's not-modified filter (http/not_modified.rs) on the 200.
+    let tag = settings.etag.then_some(etag.as_str());
+    match super::not_modified::check(request, Some(mtime), tag, settings.if_modified_since) {
+        super::not_modified::Precondition::NotModified => {
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response.headers_mut().remove(header::CONTENT_TYPE);
+            return response;
+        }
+        super::not_modified::Precondition::Failed => {
+            return super::respond::error(412, settings.server_tokens);
+        }
+        super::not_modified::Precondition::Send => {}
     }
     let range = get(header::RANGE)
         .filter(|_| if_range_holds(get(header::IF_RANGE), settings, ex, &etag, mtime));
