@@ -351,7 +351,11 @@ impl VarSource for Exchange {
             Var::Args => self.args.as_deref().map(Cow::Borrowed),
             Var::IsArgs => Some(Cow::Borrowed(if self.args.is_some() { "?" } else { "" })),
             Var::RequestLength => None,
-            Var::RequestTime => owned(secs(self.start.elapsed().as_secs_f64())),
+            // Whole milliseconds, as nginx's (it truncates, never rounds up).
+            Var::RequestTime => {
+                let ms = self.start.elapsed().as_millis();
+                owned(format!("{}.{:03}", ms / 1000, ms % 1000))
+            }
             Var::Status => owned(format!("{:03}", self.status)),
             Var::BodyBytesSent => owned(self.body_bytes_sent.to_string()),
             Var::GzipRatio => self.gzip.as_ref().and_then(|c| c.ratio()).map(Cow::Owned),
