@@ -133,3 +133,25 @@ fn not_modified_filter_and_if_modified_since_modes() {
     assert!(get(port, "/notag/f").header("etag").is_none());
     assert_eq!(with("/notag/f", "If-None-Match", &etag), 200);
 }
+
+#[test]
+fn a_volatile_map_is_evaluated_when_read() {
+    let port = free_port();
+    let conf = format!(
+        "map $uri $now_uri {{
+            volatile;
+            default other;
+            /a/redirect seen-after-redirect;
+        }}
+        server {{
+            listen 127.0.0.1:{port};
+            location = /a/ {{ set $x $now_uri; rewrite ^ /a/redirect last; }}
+            location = /a/redirect {{ add_header X-Map $now_uri always; return 204; }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    assert_eq!(
+        get(port, "/a/").header("x-map"),
+        Some("seen-after-redirect")
+    );
+}

@@ -371,7 +371,10 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
         }
         let key = line.name.as_str();
         match (key, line.args.len()) {
-            ("hostnames" | "volatile", 0) => {
+            // A map is evaluated whenever it is read, never cached: what
+            // `volatile` asks for.
+            ("volatile", 0) => continue,
+            ("hostnames", 0) => {
                 return Err(ConfigError::at(
                     format!("\"map\" parameter \"{key}\" is not supported yet"),
                     lat,
