@@ -140,6 +140,8 @@ pub enum Var {
     LimitReqStatus,
     /// `$limit_rate` (http; settable with `set`).
     LimitRate,
+    /// `$request_id`: 16 random bytes in hex, one value per request.
+    RequestId,
     /// `$ssl_preread_protocol` (stream, with `ssl_preread on`).
     SslPrereadProtocol,
     /// `$ssl_preread_server_name`.
@@ -240,6 +242,7 @@ impl Var {
             "limit_conn_status" => Var::LimitConnStatus,
             "limit_req_status" => Var::LimitReqStatus,
             "limit_rate" => Var::LimitRate,
+            "request_id" => Var::RequestId,
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }

@@ -155,3 +155,31 @@ fn a_volatile_map_is_evaluated_when_read() {
         Some("seen-after-redirect")
     );
 }
+
+#[test]
+fn request_id_is_random_hex_and_one_per_request() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            location / {{
+                add_header X-A $request_id;
+                add_header X-B $request_id;
+                return 204;
+            }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    let first = get(port, "/");
+    let a = first.header("x-a").unwrap().to_string();
+    assert_eq!(a.len(), 32);
+    assert!(a
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(
+        first.header("x-b"),
+        Some(a.as_str()),
+        "one value per request"
+    );
+    assert_ne!(get(port, "/").header("x-a"), Some(a.as_str()));
+}

@@ -41,6 +41,12 @@ fn sub_exchange(ex: &Exchange, uri: &str) -> Option<(Exchange, Request<RequestBo
     sub.limit_conn_status = ex.limit_conn_status;
     sub.internal = true;
     sub.subrequest = true;
+    // The subrequest shares the request's variables, $request_id too.
+    let id = ex
+        .request_id
+        .get_or_init(super::exchange::request_id_value)
+        .clone();
+    let _ = sub.request_id.set(id);
     Some((sub, Request::from_parts(parts, body)))
 }
 

@@ -122,6 +122,8 @@ pub struct Exchange {
     /// Whether this is a subrequest (auth_request's): it skips the access
     /// phase, as nginx's subrequests do.
     pub subrequest: bool,
+    /// `$request_id`, made when first read.
+    pub request_id: std::sync::OnceLock<String>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -179,6 +181,7 @@ impl Exchange {
             limit_rate: None,
             www_authenticate: Vec::new(),
             subrequest: false,
+            request_id: std::sync::OnceLock::new(),
             conn,
         }
     }
@@ -293,6 +296,26 @@ impl Exchange {
             None => client,
         }
     }
+}
+
+/// A new `$request_id` value (for a request whose subrequest reads it).
+pub fn request_id_value() -> String {
+    new_request_id()
+}
+
+/// nginx's `$request_id`: 16 random bytes as 32 lower-case hex digits.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No system randomness: std's per-process random hash keys.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0);
+            chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn secs(v: f64) -> String {
@@ -421,6 +444,9 @@ impl VarSource for Exchange {
             Var::BinaryRemoteAddr => None,
             Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
             Var::LimitReqStatus => self.limit_req_status.map(Cow::Borrowed),
+            Var::RequestId => Some(Cow::Borrowed(
+                self.request_id.get_or_init(new_request_id).as_str(),
+            )),
             Var::LimitRate => owned(
                 self.location
                     .as_ref()
