@@ -156,6 +156,7 @@ const RUSTLS_VERSION: &str = "0.23";
 /// form, so scripts that grep it find the truth.
 pub fn configure_line() -> String {
     let have = [
+        "--with-http_auth_request_module",
         "--with-http_realip_module",
         "--with-http_ssl_module",
         "--with-http_stub_status_module",
@@ -177,11 +178,7 @@ pub fn configure_line() -> String {
         "--without-http_scgi_module",
         "--without-http_grpc_module",
         "--without-http_memcached_module",
-        "--without-http_limit_conn_module",
-        "--without-http_limit_req_module",
-        "--without-http_auth_basic_module",
         "--without-http_geo_module",
-        "--without-http_split_clients_module",
         "--without-http_referer_module",
         "--without-http_userid_module",
         "--without-http_charset_module",

@@ -139,6 +139,13 @@ pub enum Var {
     /// stream: `$limit_conn_status` (`PASSED`, `REJECTED`,
     /// `REJECTED_DRY_RUN`; not found without `limit_conn`).
     LimitConnStatus,
+    /// `$limit_req_status` (http: `PASSED`, `DELAYED`, `REJECTED`,
+    /// `DELAYED_DRY_RUN`, `REJECTED_DRY_RUN`).
+    LimitReqStatus,
+    /// `$limit_rate` (http; settable with `set`).
+    LimitRate,
+    /// `$request_id`: 16 random bytes in hex, one value per request.
+    RequestId,
     /// `$ssl_preread_protocol` (stream, with `ssl_preread on`).
     SslPrereadProtocol,
     /// `$ssl_preread_server_name`.
@@ -237,6 +244,11 @@ impl Var {
             "proxy_port" => Var::ProxyPort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
             "realip_remote_addr" => Var::RealIpRemoteAddr,
+            "binary_remote_addr" => Var::BinaryRemoteAddr,
+            "limit_conn_status" => Var::LimitConnStatus,
+            "limit_req_status" => Var::LimitReqStatus,
+            "limit_rate" => Var::LimitRate,
+            "request_id" => Var::RequestId,
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }

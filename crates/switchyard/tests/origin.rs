@@ -580,10 +580,6 @@ fn rewrite_config_errors_are_nginx_words() {
             "invalid condition \"x\"",
         ),
         (
-            "map $uri $m { volatile; default 1; }",
-            "\"map\" parameter \"volatile\" is not supported yet",
-        ),
-        (
             "map $uri $m { hostnames; default 1; }",
             "\"map\" parameter \"hostnames\" is not supported yet",
         ),

@@ -37,6 +37,13 @@ pub enum Client {
 /// every list), and an IPv4-mapped IPv6 client is checked as IPv4 against
 /// the IPv4 rules when there are any.
 pub fn allowed(rules: &[AccessRule], client: Client) -> bool {
+    decide(rules, client).unwrap_or(true)
+}
+
+/// The rule that decides `client`: `Some(allow)`, or `None` when no rule
+/// matches (nginx's access handler then declines, which counts for
+/// `satisfy any`).
+pub fn decide(rules: &[AccessRule], client: Client) -> Option<bool> {
     let v4 = |r: &&AccessRule| match r.from {
         AccessFrom::All => true,
         AccessFrom::Addr(c) => c.addr.is_ipv4(),
@@ -58,7 +65,7 @@ pub fn allowed(rules: &[AccessRule], client: Client) -> bool {
             }),
         },
     };
-    found.is_none_or(|r| r.allow)
+    found.map(|r| r.allow)
 }
 
 fn first_containing<'a>(

@@ -43,12 +43,24 @@ pub(crate) fn build_http(
 ) -> Result<Http, ConfigError> {
     let mut names = Vec::new();
     super::rewrite::user_var_names(d.block.as_deref().unwrap_or_default(), &mut names);
-    crate::vars::with_user_vars(names, || build_http_inner(d, prefix, conf_prefix))
+    let zones = super::limits::collect_zones(d.block.as_deref().unwrap_or_default());
+    crate::vars::with_user_vars(names, || {
+        let zones = zones?;
+        super::limits::with_zones(zones.clone(), || {
+            build_http_inner(d, prefix, conf_prefix, zones)
+        })
+    })
 }
 
-fn build_http_inner(d: &Directive, prefix: &Path, conf_prefix: &Path) -> Result<Http, ConfigError> {
+fn build_http_inner(
+    d: &Directive,
+    prefix: &Path,
+    conf_prefix: &Path,
+    zones: super::limits::Zones,
+) -> Result<Http, ConfigError> {
     let block = d.block.as_deref().unwrap_or_default();
     let mut maps = std::collections::HashMap::new();
+    let mut splits = std::collections::HashMap::new();
     let mut b = HttpBuilder {
         prefix,
         conf_prefix,
@@ -86,8 +98,19 @@ fn build_http_inner(d: &Directive, prefix: &Path, conf_prefix: &Path) -> Result<
         let spec = check(inner, Ctx::HTTP)?;
         match spec.name {
             "server" => server_blocks.push(inner),
-            "match" | "resolver" | "resolver_timeout" => {}
+            // Zones were read first (collect_zones).
+            "match" | "resolver" | "resolver_timeout" | "limit_req_zone" | "limit_conn_zone" => {}
             "map" => super::rewrite::add_map(&mut maps, inner)?,
+            "split_clients" => {
+                let (name, split) = super::stream_values::parse_split_clients(inner)?;
+                if maps.contains_key(&name) || splits.contains_key(&name) {
+                    return Err(ConfigError::at(
+                        format!("the duplicate \"{name}\" variable"),
+                        &inner.position,
+                    ));
+                }
+                splits.insert(name, Arc::new(split));
+            }
             "upstream" => {
                 let up = build_upstream(inner, &b.matches, http_resolver.as_ref())?;
                 if upstreams.iter().any(|u| u.name == up.name) {
@@ -135,6 +158,9 @@ fn build_http_inner(d: &Directive, prefix: &Path, conf_prefix: &Path) -> Result<
         servers,
         log_formats: b.formats,
         maps: Arc::new(maps),
+        split_clients: Arc::new(splits),
+        limit_req_zones: zones.req,
+        limit_conn_zones: zones.conn,
     })
 }
 

@@ -94,24 +94,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "auth_basic",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LIMIT_EXCEPT),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "auth_basic_user_file",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LIMIT_EXCEPT),
-        take(&[1]),
-        false,
-    ),
-    k(
         "auth_delay",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -121,18 +103,6 @@ pub static KNOWN: &[Spec] = &[
     k("auth_http_header", Ctx::MAIL, take(&[2]), false),
     k("auth_http_pass_client_cert", Ctx::MAIL, Arity::Flag, false),
     k("auth_http_timeout", Ctx::MAIL, take(&[1]), false),
-    k(
-        "auth_request",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "auth_request_set",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[2]),
-        false,
-    ),
     k(
         "autoindex_exact_size",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -252,22 +222,7 @@ pub static KNOWN: &[Spec] = &[
     ),
     k("empty_gif", Ctx::LOCATION, take(&[0]), false),
     k("epoll_events", Ctx::EVENTS, take(&[1]), false),
-    k(
-        "etag",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
     k("eventport_events", Ctx::EVENTS, take(&[1]), false),
-    k(
-        "expires",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LOCATION_IF),
-        take(&[1, 2]),
-        false,
-    ),
     k(
         "fastcgi_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -806,12 +761,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "if_modified_since",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "ignore_invalid_headers",
         Ctx::HTTP.or(Ctx::SERVER),
         Arity::Flag,
@@ -879,60 +828,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "limit_conn_dry_run",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "limit_conn_log_level",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_conn_status",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_rate",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LOCATION_IF),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_rate_after",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LOCATION_IF),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_req_dry_run",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "limit_req_log_level",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "limit_req_status",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "lingering_close",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -948,12 +843,6 @@ pub static KNOWN: &[Spec] = &[
         "lingering_timeout",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
-        false,
-    ),
-    k(
-        "log_not_found",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
         false,
     ),
     k(
@@ -1033,12 +922,6 @@ pub static KNOWN: &[Spec] = &[
     k(
         "memcached_socket_keepalive",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "merge_slashes",
-        Ctx::HTTP.or(Ctx::SERVER),
         Arity::Flag,
         false,
     ),
@@ -1465,12 +1348,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "satisfy",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "scgi_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
@@ -1790,7 +1667,6 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k("split_clients", Ctx::HTTP, take(&[2]), true),
     k(
         "ssi_ignore_recycled_buffers",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),

@@ -2,12 +2,14 @@
 //! checked here, with nginx's message and `file:line` on error.
 
 pub mod access;
+mod auth;
 pub mod directives;
 mod gzip;
 mod health;
 mod http;
 mod http2;
 mod known;
+mod limits;
 pub mod listen;
 pub mod model;
 mod proxy_ssl;
@@ -419,7 +421,9 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
     let conf_file = full_path(&options.prefix, &options.conf_file.to_string_lossy());
     let conf_prefix = conf_file.parent().unwrap_or(&options.prefix);
     let http = match http_block {
-        Some(d) => Some(http::build_http(d, &options.prefix, conf_prefix)?),
+        Some(d) => Some(auth::with_conf_prefix(conf_prefix.to_path_buf(), || {
+            http::build_http(d, &options.prefix, conf_prefix)
+        })?),
         None => None,
     };
     let stream = match stream_block {

@@ -52,6 +52,62 @@ pub struct LimitConnZone {
     /// The key as written (for messages, and to keep a zone's counts
     /// across a reload only while its key is the same).
     pub key_text: String,
+    /// The zone's size in bytes: how many keys it can count at once.
+    pub size: u64,
+}
+
+/// A `limit_req_zone KEY zone=NAME:SIZE rate=RATE`.
+#[derive(Debug, Clone)]
+pub struct LimitReqZone {
+    /// The zone's name.
+    pub name: String,
+    /// The key whose values are limited (an empty value is not limited).
+    pub key: crate::vars::Template,
+    /// The key as written.
+    pub key_text: String,
+    /// The rate in thousandths of a request per second, as nginx keeps it.
+    pub rate: u64,
+    /// The zone's size in bytes: how many keys it can remember.
+    pub size: u64,
+}
+
+/// A `limit_req zone=NAME [burst=N] [nodelay | delay=N]`.
+#[derive(Debug, Clone)]
+pub struct LimitReq {
+    /// The zone.
+    pub zone: Arc<LimitReqZone>,
+    /// The burst in thousandths of a request.
+    pub burst: u64,
+    /// The excess served without delay, in thousandths of a request.
+    pub delay: u64,
+}
+
+/// A level's request, connection and rate limits (limit_req, limit_conn,
+/// limit_rate).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `limit_req` lines, in order.
+    pub req: Vec<LimitReq>,
+    /// `limit_req_status` (503).
+    pub req_status: u16,
+    /// `limit_req_log_level` (error).
+    pub req_log_level: crate::observe::ErrorLevel,
+    /// The level of "delaying request" lines: one below the refusal's.
+    pub req_delay_log_level: crate::observe::ErrorLevel,
+    /// `limit_req_dry_run`.
+    pub req_dry_run: bool,
+    /// `limit_conn` lines, in order.
+    pub conn: Vec<LimitConn>,
+    /// `limit_conn_status` (503).
+    pub conn_status: u16,
+    /// `limit_conn_log_level` (error).
+    pub conn_log_level: crate::observe::ErrorLevel,
+    /// `limit_conn_dry_run`.
+    pub conn_dry_run: bool,
+    /// `limit_rate` (bytes per second; variables allowed).
+    pub rate: Option<crate::vars::Template>,
+    /// `limit_rate_after`.
+    pub rate_after: Option<crate::vars::Template>,
 }
 
 /// `limit_conn ZONE N` with `limit_conn_log_level` and `limit_conn_dry_run`.
@@ -320,6 +376,12 @@ pub struct Http {
     pub log_formats: Vec<(String, Arc<LogFormat>)>,
     /// `map` blocks, by the variable they define (without `$`).
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
+    /// `split_clients` blocks, by the variable they define (without `$`).
+    pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+    /// `limit_req_zone` zones.
+    pub limit_req_zones: Vec<Arc<LimitReqZone>>,
+    /// `limit_conn_zone` zones.
+    pub limit_conn_zones: Vec<Arc<LimitConnZone>>,
 }
 
 /// A `map $src $dst { ... }` block.
@@ -980,8 +1042,18 @@ pub struct Settings {
     pub proxy_intercept_errors: bool,
     /// `root` (default `html` under the prefix).
     pub root: PathBuf,
-    /// `index` (default `index.html`).
-    pub index: Vec<String>,
+    /// `expires` (default off).
+    pub expires: Expires,
+    /// `if_modified_since` (default exact).
+    pub if_modified_since: IfModifiedSince,
+    /// `etag` (default on): files get an entity tag.
+    pub etag: bool,
+    /// `merge_slashes` (default on; http and server only).
+    pub merge_slashes: bool,
+    /// `log_not_found` (default on): a missing file's error-log line.
+    pub log_not_found: bool,
+    /// `index` (default `index.html`); names may hold variables.
+    pub index: Vec<crate::vars::Template>,
     /// `default_type` (default `text/plain`).
     pub default_type: String,
     /// `types { }`: extension (lower case) -> MIME type.
@@ -1000,6 +1072,55 @@ pub struct Settings {
     pub access: Arc<[AccessRule]>,
     /// The gzip module's settings.
     pub gzip: Arc<Gzip>,
+    /// limit_req, limit_conn and limit_rate.
+    pub limits: Arc<Limits>,
+    /// auth_basic and `satisfy`.
+    pub auth: Arc<Auth>,
+}
+
+/// `if_modified_since off | exact | before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfModifiedSince {
+    /// Never 304 by date.
+    Off,
+    /// 304 when the date is the file's exactly.
+    Exact,
+    /// 304 when the date is the file's or later.
+    Before,
+}
+
+/// `expires`: what `Expires` / `Cache-Control` the headers filter sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    /// `off`: nothing.
+    Off,
+    /// `epoch`.
+    Epoch,
+    /// `max`.
+    Max,
+    /// `[modified] TIME`: seconds after now (or after Last-Modified).
+    After {
+        /// Seconds (negative: already expired, `no-cache`).
+        seconds: i64,
+        /// Counted from the response's Last-Modified when it has one.
+        modified: bool,
+    },
+}
+
+/// `auth_basic`, `auth_basic_user_file`, `auth_request`,
+/// `auth_request_set` and `satisfy`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The realm (`None`: `auth_basic off` or unset).
+    pub realm: Option<crate::vars::Template>,
+    /// The password file (variables allowed).
+    pub user_file: Option<crate::vars::Template>,
+    /// `satisfy any` (default all).
+    pub satisfy_any: bool,
+    /// `auth_request URI` (`None`: off or unset).
+    pub request: Option<String>,
+    /// `auth_request_set $name value`, evaluated in the subrequest.
+    pub request_set: Vec<(String, crate::vars::Template)>,
 }
 
 /// ngx_http_gzip_module's settings (with the core module's gzip_*).

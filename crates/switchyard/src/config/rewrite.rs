@@ -21,7 +21,7 @@ fn compile(text: &str, d: &Directive) -> Result<Template, ConfigError> {
 pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
     for d in block {
         let name = match d.name.as_str() {
-            "set" => d.args.first(),
+            "set" | "auth_request_set" => d.args.first(),
             "rewrite" => {
                 // A rewrite's named captures are variables too.
                 if let Some(re) = d.args.first() {
@@ -235,7 +235,15 @@ pub(crate) fn parse_set(d: &Directive) -> Result<Op, ConfigError> {
             &d.position,
         ));
     };
-    if crate::vars::Var::from_name(bare) != Some(crate::vars::Var::User(bare.to_ascii_lowercase()))
+    // A built-in variable is settable only when nginx gives it a set
+    // handler ($limit_rate, $args).
+    let settable = matches!(
+        crate::vars::Var::from_name(bare),
+        Some(crate::vars::Var::LimitRate | crate::vars::Var::Args)
+    );
+    if !settable
+        && crate::vars::Var::from_name(bare)
+            != Some(crate::vars::Var::User(bare.to_ascii_lowercase()))
     {
         return Err(ConfigError::at(
             format!("the duplicate \"{bare}\" variable"),
@@ -363,7 +371,10 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
         }
         let key = line.name.as_str();
         match (key, line.args.len()) {
-            ("hostnames" | "volatile", 0) => {
+            // A map is evaluated whenever it is read, never cached: what
+            // `volatile` asks for.
+            ("volatile", 0) => continue,
+            ("hostnames", 0) => {
                 return Err(ConfigError::at(
                     format!("\"map\" parameter \"{key}\" is not supported yet"),
                     lat,

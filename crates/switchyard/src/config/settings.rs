@@ -55,7 +55,12 @@ pub(crate) struct Layer {
     error_pages: Option<Vec<ErrorPage>>,
     proxy_intercept_errors: Option<bool>,
     root: Option<PathBuf>,
-    index: Option<Vec<String>>,
+    index: Option<Vec<Template>>,
+    log_not_found: Option<bool>,
+    merge_slashes: Option<bool>,
+    expires: Option<super::model::Expires>,
+    if_modified_since: Option<super::model::IfModifiedSince>,
+    etag: Option<bool>,
     default_type: Option<String>,
     types: Option<Arc<HashMap<String, String>>>,
     absolute_redirect: Option<bool>,
@@ -70,6 +75,8 @@ pub(crate) struct Layer {
     /// `proxy_ssl_*`, built into the location's TLS when it proxies to
     /// `https://`.
     pub(crate) proxy_ssl: super::proxy_ssl::ProxySslLayer,
+    limits: super::limits::LimitsLayer,
+    auth: super::auth::AuthLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -238,7 +245,8 @@ impl Layer {
             "send_timeout" => set(&mut self.send_timeout, d, time(d)?)?,
             "server_tokens" => {
                 let v = match arg0(d) {
-                    "on" => true,
+                    // Without a --build name nginx's `build` is `on`.
+                    "on" | "build" => true,
                     "off" => false,
                     other => {
                         return Err(ConfigError::at(
@@ -388,6 +396,25 @@ impl Layer {
             "server_name_in_redirect" => set(&mut self.server_name_in_redirect, d, flag(d))?,
             "real_ip_recursive" => set(&mut self.real_ip_recursive, d, flag(d))?,
             "rewrite_log" => set(&mut self.rewrite_log, d, flag(d))?,
+            "log_not_found" => set(&mut self.log_not_found, d, flag(d))?,
+            "merge_slashes" => set(&mut self.merge_slashes, d, flag(d))?,
+            "expires" => set(&mut self.expires, d, parse_expires(d)?)?,
+            "etag" => set(&mut self.etag, d, flag(d))?,
+            "if_modified_since" => {
+                use super::model::IfModifiedSince;
+                let mode = match arg0(d) {
+                    "off" => IfModifiedSince::Off,
+                    "exact" => IfModifiedSince::Exact,
+                    "before" => IfModifiedSince::Before,
+                    other => {
+                        return Err(ConfigError::at(
+                            format!("invalid value \"{other}\" in \"if_modified_since\" directive, it must be \"off\", \"exact\" or \"before\""),
+                            &d.position,
+                        ))
+                    }
+                };
+                set(&mut self.if_modified_since, d, mode)?
+            }
             "root" => {
                 if arg0(d).contains('$') {
                     return Err(ConfigError::at(
@@ -404,15 +431,12 @@ impl Layer {
                         &d.position,
                     ));
                 }
-                if d.args.iter().any(|a| a.value.contains('$')) {
-                    return Err(ConfigError::at(
-                        "\"index\" with variables is not supported yet",
-                        &d.position,
-                    ));
-                }
-                self.index
-                    .get_or_insert_with(Vec::new)
-                    .extend(d.args.iter().map(|a| a.value.clone()));
+                let names = d
+                    .args
+                    .iter()
+                    .map(|a| compile(d, &a.value))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.index.get_or_insert_with(Vec::new).extend(names);
             }
             "default_type" => set(&mut self.default_type, d, arg0(d).to_string())?,
             "types" => {
@@ -467,6 +491,12 @@ impl Layer {
                 .push(error_log_target(d, prefix)?),
             name if name.starts_with("gzip") => return self.gzip.apply(d),
             name if name.starts_with("proxy_ssl") => return self.proxy_ssl.apply(d),
+            name if name.starts_with("limit_") => return self.limits.apply(d),
+            "auth_basic"
+            | "auth_basic_user_file"
+            | "auth_request"
+            | "auth_request_set"
+            | "satisfy" => return self.auth.apply(d),
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
@@ -484,6 +514,8 @@ impl Layer {
                     $($field: self.$field.clone().or_else(|| parent.$field.clone()),)*
                     gzip: self.gzip.over(&parent.gzip),
                     proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
+                    limits: self.limits.over(&parent.limits),
+                    auth: self.auth.over(&parent.auth),
                 }
             };
         }
@@ -525,6 +557,11 @@ impl Layer {
             proxy_intercept_errors,
             root,
             index,
+            log_not_found,
+            merge_slashes,
+            expires,
+            if_modified_since,
+            etag,
             default_type,
             types,
             absolute_redirect,
@@ -606,10 +643,17 @@ impl Layer {
                 .root
                 .clone()
                 .unwrap_or_else(|| full_path(prefix, "html")),
+            log_not_found: self.log_not_found.unwrap_or(true),
+            merge_slashes: self.merge_slashes.unwrap_or(true),
+            expires: self.expires.unwrap_or(super::model::Expires::Off),
+            if_modified_since: self
+                .if_modified_since
+                .unwrap_or(super::model::IfModifiedSince::Exact),
+            etag: self.etag.unwrap_or(true),
             index: self
                 .index
                 .clone()
-                .unwrap_or_else(|| vec!["index.html".to_string()]),
+                .unwrap_or_else(|| vec![Template::literal("index.html")]),
             default_type: self
                 .default_type
                 .clone()
@@ -629,8 +673,46 @@ impl Layer {
             rewrite_log: self.rewrite_log.unwrap_or(false),
             access: self.access.clone().unwrap_or_default().into(),
             gzip: Arc::new(self.gzip.finish()),
+            limits: Arc::new(self.limits.finish()),
+            auth: Arc::new(self.auth.finish()),
         }
     }
+}
+
+/// `expires [modified] TIME | epoch | max | off`, as ngx_http_parse_expires.
+fn parse_expires(d: &Directive) -> Result<super::model::Expires, ConfigError> {
+    use super::model::Expires;
+    let invalid = |text: &str| ConfigError::at(format!("invalid value \"{text}\""), &d.position);
+    let (modified, text) = match (d.args.len(), arg0(d)) {
+        (2, "modified") => (true, d.args[1].value.as_str()),
+        (2, _) => return Err(invalid(&d.args[0].value)),
+        (_, text) => (false, text),
+    };
+    if !modified {
+        match text {
+            "epoch" => return Ok(Expires::Epoch),
+            "max" => return Ok(Expires::Max),
+            "off" => return Ok(Expires::Off),
+            _ => {}
+        }
+    }
+    if text.contains('$') || text.starts_with('@') {
+        return Err(ConfigError::at(
+            format!("\"expires\" value \"{text}\" is not supported yet"),
+            &d.position,
+        ));
+    }
+    let (minus, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let seconds = values::parse_time(digits)
+        .ok_or_else(|| invalid(text))?
+        .as_secs() as i64;
+    Ok(Expires::After {
+        seconds: if minus { -seconds } else { seconds },
+        modified,
+    })
 }
 
 fn compile(d: &Directive, text: &str) -> Result<Template, ConfigError> {

@@ -57,12 +57,13 @@ pub(super) fn parse_access_rule(d: &Directive) -> Result<AccessRule, ConfigError
 
 /// `limit_conn_zone KEY zone=NAME:SIZE` (the size is checked as nginx
 /// checks it; the counts live in memory shared by the workers).
-pub(super) fn parse_limit_conn_zone(d: &Directive) -> Result<LimitConnZone, ConfigError> {
+pub(crate) fn parse_limit_conn_zone(d: &Directive) -> Result<LimitConnZone, ConfigError> {
     let at = &d.position;
     let key_text = arg0(d).to_string();
     let key = crate::vars::Template::compile(&key_text)
         .map_err(|e| ConfigError::at(e.to_string(), at))?;
     let mut name = None;
+    let mut zone_size = 0;
     for arg in &d.args[1..] {
         let p = arg.value.as_str();
         let Some(zone) = p.strip_prefix("zone=") else {
@@ -78,6 +79,7 @@ pub(super) fn parse_limit_conn_zone(d: &Directive) -> Result<LimitConnZone, Conf
             return Err(ConfigError::at(format!("zone \"{p}\" is too small"), at));
         }
         name = Some(zone_name.to_string());
+        zone_size = size;
     }
     let name = name
         .ok_or_else(|| ConfigError::at("\"limit_conn_zone\" must have \"zone\" parameter", at))?;
@@ -85,11 +87,12 @@ pub(super) fn parse_limit_conn_zone(d: &Directive) -> Result<LimitConnZone, Conf
         name,
         key,
         key_text,
+        size: zone_size,
     })
 }
 
 /// `limit_conn ZONE N`.
-pub(super) fn parse_limit_conn(
+pub(crate) fn parse_limit_conn(
     d: &Directive,
     zones: &[Arc<LimitConnZone>],
 ) -> Result<LimitConn, ConfigError> {
@@ -115,7 +118,7 @@ pub(super) fn parse_limit_conn(
 
 /// `split_clients KEY $name { PERCENT% VALUE; ... }`, with nginx's
 /// arithmetic: percentages in hundredths, bounds over the 32-bit hash.
-pub(super) fn parse_split_clients(d: &Directive) -> Result<(String, SplitClients), ConfigError> {
+pub(crate) fn parse_split_clients(d: &Directive) -> Result<(String, SplitClients), ConfigError> {
     let at = &d.position;
     let source =
         crate::vars::Template::compile(arg0(d)).map_err(|e| ConfigError::at(e.to_string(), at))?;

@@ -65,6 +65,7 @@ pub async fn respond(
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
+        ex.splits = Some(http.split_clients.clone());
     }
     realip::apply(&server.settings.real_ip, ex);
     let mut request = Some(request);
@@ -72,7 +73,12 @@ pub async fn respond(
     let (settings, content) = enter(server, ex, generation, &mut request, &mut changes).await;
     let (reply, settings) = run(content, settings, request, server, ex, generation, changes).await;
     // The gzip filter (http/gzip.rs), last of the header filters.
-    (gzipped(reply, &settings, ex), settings)
+    let reply = match gzipped(reply, &settings, ex) {
+        // limit_conn's counts and limit_rate go with the body (http/limits.rs).
+        Reply::Response(r) => Reply::Response(super::limits::finish(r, &settings, ex)),
+        close => close,
+    };
+    (reply, settings)
 }
 
 /// Applies the gzip filter to a response reply.
@@ -118,6 +124,7 @@ pub async fn respond_status(
 ) -> (Reply, Arc<Settings>) {
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
+        ex.splits = Some(http.split_clients.clone());
     }
     let (reply, settings) = run(
         Content::Status(code),
@@ -215,6 +222,13 @@ async fn run(
                     .headers_mut()
                     .append(header::WWW_AUTHENTICATE, value);
             }
+            // An access challenge stays on whatever answers the 401.
+            for value in std::mem::take(&mut ex.www_authenticate) {
+                response
+                    .headers_mut()
+                    .append(header::WWW_AUTHENTICATE, value);
+            }
+            super::expires::apply(&settings.expires, &mut response);
             headers::add(&settings.add_headers, ex, &mut response);
             return (Reply::Response(response), settings);
         };
@@ -241,6 +255,10 @@ async fn run(
             for value in challenges {
                 r.headers_mut().append(header::WWW_AUTHENTICATE, value);
             }
+            for value in std::mem::take(&mut ex.www_authenticate) {
+                r.headers_mut().append(header::WWW_AUTHENTICATE, value);
+            }
+            super::expires::apply(&settings.expires, &mut r);
             headers::add(&settings.add_headers, ex, &mut r);
             return (Reply::Response(r), settings);
         }
@@ -302,6 +320,40 @@ async fn run(
             other => other,
         };
     }
+}
+
+/// A future of a subrequest (boxed: a subrequest runs the phases that
+/// started it).
+pub type SubrequestFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response<ResponseBody>> + Send + 'a>>;
+
+/// Runs a subrequest for `sub` (its URI, method and headers set) on
+/// `server`: location lookup, rewrite, content, internal redirects and
+/// error_page, as nginx runs `ngx_http_subrequest`; the response's head is
+/// what the caller reads.
+pub fn subrequest<'a>(
+    server: &'a Arc<ServerConfig>,
+    sub: &'a mut Exchange,
+    generation: &'a Arc<Generation>,
+    request: Request<RequestBody>,
+) -> SubrequestFuture<'a> {
+    Box::pin(async move {
+        let mut request = Some(request);
+        let mut changes = Changes(URI_CHANGES);
+        let (location, content) =
+            find_and_serve(server, sub, generation, &mut request, &mut changes, None).await;
+        let settings = location.settings.clone();
+        match run(content, settings, request, server, sub, generation, changes).await {
+            (Reply::Response(r), _) => r,
+            (Reply::Close(code), settings) => {
+                let mut r = respond::error(500, settings.server_tokens);
+                if let Ok(s) = StatusCode::from_u16(code) {
+                    *r.status_mut() = s;
+                }
+                r
+            }
+        }
+    })
 }
 
 /// The location for `ex.uri` (the server itself when none matches), or
@@ -373,9 +425,16 @@ async fn find_and_serve(
         if ex.client_addr == ex.conn.remote.ip() {
             realip::apply(&location.settings.real_ip, ex);
         }
-        // The access phase (allow/deny): a denial is a 403 error_page may catch.
-        if !super::access::check(&location.settings, ex) {
-            return (location, Content::Status(403));
+        // The preaccess phase (limit_req, limit_conn; http/limits.rs).
+        if let Some(code) =
+            super::limits::preaccess(&location.settings.limits, &generation.limits, ex).await
+        {
+            return (location, Content::Status(code));
+        }
+        // The access phase (allow/deny, auth_basic under `satisfy`): a
+        // refusal is a status error_page may catch.
+        if let Some(code) = super::access::check(&location.settings, ex, server, generation).await {
+            return (location, Content::Status(code));
         }
         let location = match &location.try_files {
             None => location,

@@ -100,6 +100,8 @@ pub struct Exchange {
     /// The `map`s of the configuration, by variable name (none until the
     /// request reaches the rewrite phase).
     pub maps: Option<Arc<HashMap<String, Arc<MapConfig>>>>,
+    /// The `split_clients` of the configuration, by variable name.
+    pub splits: Option<Arc<HashMap<String, Arc<crate::config::model::SplitClients>>>>,
     /// The location (or location `if`) answering, for `$document_root`
     /// and `$request_filename`.
     pub location: Option<Arc<LocationConfig>>,
@@ -110,6 +112,23 @@ pub struct Exchange {
     /// The gzip filter's byte counts, when it compresses the response
     /// (`$gzip_ratio`).
     pub gzip: Option<Arc<crate::http::gzip::Counts>>,
+    /// `$limit_req_status`, once limit_req has judged the request (it is
+    /// judged once, as nginx's main request).
+    pub limit_req_status: Option<&'static str>,
+    /// `$limit_conn_status`, once limit_conn has counted the request.
+    pub limit_conn_status: Option<&'static str>,
+    /// The limit_conn counts this request holds until its response is sent.
+    pub limit_held: Vec<crate::http::limit_conn::Held>,
+    /// `set $limit_rate`: bytes per second, over the `limit_rate` directive.
+    pub limit_rate: Option<u64>,
+    /// The challenges auth_basic or auth_request set for a 401
+    /// (`WWW-Authenticate`).
+    pub www_authenticate: Vec<http::HeaderValue>,
+    /// Whether this is a subrequest (auth_request's): it skips the access
+    /// phase, as nginx's subrequests do.
+    pub subrequest: bool,
+    /// `$request_id`, made when first read.
+    pub request_id: std::sync::OnceLock<String>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -160,10 +179,18 @@ impl Exchange {
             client_addr: conn.remote.ip(),
             user_vars: Vec::new(),
             maps: None,
+            splits: None,
             location: None,
             internal: false,
             captures: Vec::new(),
             gzip: None,
+            limit_req_status: None,
+            limit_conn_status: None,
+            limit_held: Vec::new(),
+            limit_rate: None,
+            www_authenticate: Vec::new(),
+            subrequest: false,
+            request_id: std::sync::OnceLock::new(),
             conn,
         }
     }
@@ -189,6 +216,16 @@ impl Exchange {
 
     /// Sets a `set` variable.
     pub fn set_var(&mut self, name: &str, value: String) {
+        if name == "limit_rate" {
+            // nginx's settable $limit_rate: the response's rate from now on.
+            self.limit_rate = Some(crate::config::values::parse_size(&value).unwrap_or(0));
+            return;
+        }
+        if name == "args" {
+            // nginx's settable $args: the arguments the request goes on with.
+            self.args = Some(value);
+            return;
+        }
         self.user_vars.retain(|(n, _)| n != name);
         self.user_vars.push((name.to_string(), value));
     }
@@ -197,8 +234,11 @@ impl Exchange {
         if let Some((_, v)) = self.user_vars.iter().find(|(n, _)| n == name) {
             return Some(v.clone());
         }
-        let map = self.maps.as_ref()?.get(name)?;
-        Some(map.value(self))
+        if let Some(map) = self.maps.as_ref().and_then(|m| m.get(name)) {
+            return Some(map.value(self));
+        }
+        let split = self.splits.as_ref()?.get(name)?;
+        Some(split.value(self))
     }
 
     /// `$request`: the request line.
@@ -267,11 +307,44 @@ impl Exchange {
     }
 }
 
+/// A new `$request_id` value (for a request whose subrequest reads it).
+pub fn request_id_value() -> String {
+    new_request_id()
+}
+
+/// nginx's `$request_id`: 16 random bytes as 32 lower-case hex digits.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No system randomness: std's per-process random hash keys.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0);
+            chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn secs(v: f64) -> String {
     format!("{v:.3}")
 }
 
 impl VarSource for Exchange {
+    fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
+        match var {
+            Var::BinaryRemoteAddr => Some(Cow::Owned(match self.client_addr {
+                std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+            })),
+            _ => self.var(var).map(|value| match value {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            }),
+        }
+    }
+
     fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
         let owned = |s: String| Some(Cow::Owned(s));
         match var {
@@ -292,7 +365,9 @@ impl VarSource for Exchange {
                 .and_then(|c| c.as_deref())
                 .map(Cow::Borrowed),
             Var::RemotePort => owned(self.conn.remote.port().to_string()),
-            Var::RemoteUser => None,
+            // The Basic user of the request, checked or not, as nginx's.
+            Var::RemoteUser => crate::http::auth_basic::credentials(&self.headers)
+                .map(|(user, _)| Cow::Owned(String::from_utf8_lossy(&user).into_owned())),
             Var::TimeLocal => owned(Civil::now().time_local()),
             Var::TimeIso8601 => owned(Civil::now().iso8601()),
             Var::Msec => {
@@ -308,7 +383,11 @@ impl VarSource for Exchange {
             Var::Args => self.args.as_deref().map(Cow::Borrowed),
             Var::IsArgs => Some(Cow::Borrowed(if self.args.is_some() { "?" } else { "" })),
             Var::RequestLength => None,
-            Var::RequestTime => owned(secs(self.start.elapsed().as_secs_f64())),
+            // Whole milliseconds, as nginx's (it truncates, never rounds up).
+            Var::RequestTime => {
+                let ms = self.start.elapsed().as_millis();
+                owned(format!("{}.{:03}", ms / 1000, ms % 1000))
+            }
             Var::Status => owned(format!("{:03}", self.status)),
             Var::BodyBytesSent => owned(self.body_bytes_sent.to_string()),
             Var::GzipRatio => self.gzip.as_ref().and_then(|c| c.ratio()).map(Cow::Owned),
@@ -381,12 +460,24 @@ impl VarSource for Exchange {
             | Var::ProxyProtocolAddr
             | Var::ProxyProtocolPort
             | Var::ProxyProtocolServerAddr
-            | Var::ProxyProtocolServerPort
-            | Var::BinaryRemoteAddr
-            | Var::LimitConnStatus
-            | Var::SslPrereadProtocol
-            | Var::SslPrereadServerName
-            | Var::SslPrereadAlpnProtocols => None,
+            | Var::ProxyProtocolServerPort => None,
+            Var::BinaryRemoteAddr => None,
+            Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
+            Var::LimitReqStatus => self.limit_req_status.map(Cow::Borrowed),
+            Var::RequestId => Some(Cow::Borrowed(
+                self.request_id.get_or_init(new_request_id).as_str(),
+            )),
+            Var::LimitRate => owned(
+                self.location
+                    .as_ref()
+                    .map(|l| crate::http::limits::rate(&l.settings, self))
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+            // Stream variables: templates of the http block never name them.
+            Var::SslPrereadProtocol | Var::SslPrereadServerName | Var::SslPrereadAlpnProtocols => {
+                None
+            }
         }
     }
 }

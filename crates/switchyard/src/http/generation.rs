@@ -27,6 +27,8 @@ pub struct Generation {
     logs: HashMap<usize, Arc<AccessLog>>,
     /// The `stream` block at run time (empty without one).
     pub stream: crate::stream::generation::StreamRuntime,
+    /// limit_req and limit_conn zones (shared by every worker).
+    pub limits: super::limits::LimitZones,
     /// Set when this configuration's `worker_shutdown_timeout` has run out
     /// after a reload replaced it: what still runs on it (upgraded
     /// connections) closes, as nginx's old workers close theirs.
@@ -81,6 +83,10 @@ impl Generation {
                 }
             }
         }
+        let limits = match &model.http {
+            Some(http) => super::limits::LimitZones::build(http, previous.map(|p| &p.limits))?,
+            None => super::limits::LimitZones::default(),
+        };
         let stream = crate::stream::generation::StreamRuntime::build(
             model.stream.as_ref(),
             previous.map(|p| &p.stream),
@@ -92,6 +98,7 @@ impl Generation {
             ssl,
             logs,
             stream,
+            limits,
             retired: tokio::sync::watch::Sender::new(false),
         })
     }

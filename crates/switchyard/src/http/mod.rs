@@ -4,16 +4,25 @@
 //! talks to the upstream, [`body`] streams and logs.
 
 pub mod access;
+pub mod auth_basic;
+pub mod auth_request;
 pub mod body;
+pub mod crypt;
 pub mod dispatch;
 pub mod exchange;
+pub mod expires;
 pub mod generation;
 pub mod guard;
 pub mod gzip;
 pub mod h1;
 pub mod h2;
 pub mod headers;
+pub mod limit_conn;
+pub mod limit_rate;
+pub mod limit_req;
+pub mod limits;
 pub mod log;
+pub mod not_modified;
 pub mod outbox;
 pub mod proxy;
 pub mod realip;

@@ -181,20 +181,30 @@ pub fn escape_uri(text: &str) -> String {
 /// the root or has a `%` not followed by two hex digits (nginx's
 /// `ngx_http_parse_complex_uri` refuses both: 400).
 pub fn normalize_uri(path: &str) -> Option<String> {
+    normalize_uri_with(path, true)
+}
+
+/// [`normalize_uri`] with `merge_slashes` as configured: off keeps the
+/// empty segments of `//` (a `..` still removes one).
+pub fn normalize_uri_with(path: &str, merge_slashes: bool) -> Option<String> {
     if is_normal(path) {
         return Some(path.to_string());
     }
-    normalize_slow(path)
+    normalize_slow(path, merge_slashes)
 }
 
-fn normalize_slow(path: &str) -> Option<String> {
+fn normalize_slow(path: &str, merge_slashes: bool) -> Option<String> {
     let decoded = percent_decode(path)?;
     let mut segments: Vec<&str> = Vec::new();
     let trailing_slash =
         decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
+    let parts: Vec<&str> = decoded.split('/').collect();
+    let last = parts.len().saturating_sub(1);
+    for (i, segment) in parts.iter().enumerate() {
+        match *segment {
+            // The root's and the trailing slash's empty parts are no segment.
+            "" if i == 0 || i == last || merge_slashes => {}
+            "." => {}
             ".." => {
                 segments.pop()?;
             }
@@ -206,7 +216,7 @@ fn normalize_slow(path: &str) -> Option<String> {
         out.push('/');
         out.push_str(s);
     }
-    if out.is_empty() || (trailing_slash && !out.ends_with('/')) {
+    if out.is_empty() || trailing_slash {
         out.push('/');
     }
     Some(out)
@@ -273,10 +283,20 @@ mod tests {
             "/", "/a", "/a/b/", "/a.b/c.", "/x-y_z", "/.", "/a/.b", "//", "a", "",
         ] {
             if is_normal(path) {
-                assert_eq!(normalize_slow(path).as_deref(), Some(path), "{path}");
+                assert_eq!(normalize_slow(path, true).as_deref(), Some(path), "{path}");
             }
         }
         assert!(!is_normal("/a/../b") && !is_normal("/a//b") && !is_normal("/%41"));
         assert_eq!(escape_uri("/dir sp/?#%é"), "/dir%20sp/%3F%23%25%C3%A9");
+    }
+
+    #[test]
+    fn merge_slashes_off_keeps_empty_segments() {
+        let keep = |p| normalize_uri_with(p, false);
+        assert_eq!(keep("/foo//../bar").as_deref(), Some("/foo/bar"));
+        assert_eq!(keep("/foo///../bar").as_deref(), Some("/foo//bar"));
+        assert_eq!(keep("//a//").as_deref(), Some("//a//"));
+        assert_eq!(keep("/a/./b/").as_deref(), Some("/a/b/"));
+        assert_eq!(normalize_uri("//a//").as_deref(), Some("/a/"));
     }
 }

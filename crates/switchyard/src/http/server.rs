@@ -16,7 +16,7 @@ use tokio::sync::{watch, Semaphore};
 use super::body::{LoggedBody, ResponseBody};
 use super::exchange::{ConnInfo, Exchange};
 use super::generation::Generation;
-use super::route::{normalize_uri, select_location, select_server};
+use super::route::{normalize_uri_with, select_location, select_server};
 use super::{dispatch, proxy, respond};
 use crate::observe::error_log;
 
@@ -313,7 +313,7 @@ pub async fn handle(
         .tls
         .as_ref()
         .and_then(|h| super::tls::refusal(h, server, host));
-    let uri = normalize_uri(request.uri().path());
+    let uri = normalize_uri_with(request.uri().path(), server.settings.merge_slashes);
     let normalized = uri.is_some();
     let (mut parts, body) = request.into_parts();
     if parts

@@ -92,15 +92,19 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
     let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
         Err(e) => {
-            log(
-                ex,
-                format!(
-                    "open() \"{}\" failed ({})",
-                    path.display(),
-                    error_log::os_error(&e)
-                ),
-            );
-            return Served::Status(os_error_status(&e));
+            let status = os_error_status(&e);
+            // `log_not_found off` keeps a 404's line out of the error log.
+            if status != 404 || settings.log_not_found {
+                log(
+                    ex,
+                    format!(
+                        "open() \"{}\" failed ({})",
+                        path.display(),
+                        error_log::os_error(&e)
+                    ),
+                );
+            }
+            return Served::Status(status);
         }
     };
     if meta.is_dir() {
@@ -133,12 +137,13 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
 
 async fn index(settings: &Settings, ex: &Exchange, dir: &Path) -> Served {
     for name in &settings.index {
+        let name = name.render(ex as &dyn crate::vars::VarSource);
         if name.starts_with('/') {
             // An absolute index is the last resort, redirected to as is.
-            return Served::Redirect(name.clone());
+            return Served::Redirect(name);
         }
         let mut candidate = dir.as_os_str().to_owned();
-        candidate.push(name);
+        candidate.push(&name);
         match tokio::fs::metadata(&candidate).await {
             Ok(_) => return Served::Redirect(format!("{}{}", ex.uri, name)),
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -164,15 +169,21 @@ async fn index(settings: &Settings, ex: &Exchange, dir: &Path) -> Served {
             Served::Status(403)
         }
         _ => {
-            let first = settings.index.first().cloned().unwrap_or_default();
-            log(
-                ex,
-                format!(
-                    "\"{}{}\" is not found (2: No such file or directory)",
-                    dir.display(),
-                    first
-                ),
-            );
+            let first = settings
+                .index
+                .first()
+                .map(|t| t.render(ex as &dyn crate::vars::VarSource))
+                .unwrap_or_default();
+            if settings.log_not_found {
+                log(
+                    ex,
+                    format!(
+                        "\"{}{}\" is not found (2: No such file or directory)",
+                        dir.display(),
+                        first
+                    ),
+                );
+            }
             Served::Status(404)
         }
     }
@@ -248,24 +259,24 @@ async fn file_response(
     if let Ok(v) = HeaderValue::from_str(&last_modified) {
         headers.insert(header::LAST_MODIFIED, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, v);
+    if settings.etag {
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            headers.insert(header::ETAG, v);
+        }
     }
     let get = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
-    // nginx: If-None-Match wins over If-Modified-Since; `if_modified_since
-    // exact` compares the date for equality.
-    let not_modified = match (get(header::IF_NONE_MATCH), get(header::IF_MODIFIED_SINCE)) {
-        (Some(tags), _) => tags.split(',').any(|t| {
-            let t = t.trim();
-            t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str())
-        }),
-        (None, Some(since)) => httpdate::parse_http_date(since).ok() == Some(mtime),
-        (None, None) => false,
-    };
-    if not_modified {
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response.headers_mut().remove(header::CONTENT_TYPE);
-        return response;
+    // nginx's not-modified filter (http/not_modified.rs) on the 200.
+    let tag = settings.etag.then_some(etag.as_str());
+    match super::not_modified::check(request, Some(mtime), tag, settings.if_modified_since) {
+        super::not_modified::Precondition::NotModified => {
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response.headers_mut().remove(header::CONTENT_TYPE);
+            return response;
+        }
+        super::not_modified::Precondition::Failed => {
+            return super::respond::error(412, settings.server_tokens);
+        }
+        super::not_modified::Precondition::Send => {}
     }
     let range = get(header::RANGE)
         .filter(|_| if_range_holds(get(header::IF_RANGE), settings, ex, &etag, mtime));

@@ -1,0 +1,185 @@
+//! Core-module directives of the configuration-coverage work:
+//! `merge_slashes` and `server_tokens build`, on a real process.
+
+mod support;
+
+use support::{free_port, get, Balancer};
+
+#[test]
+fn merge_slashes_off_keeps_double_slashes() {
+    let (on, off) = (free_port(), free_port());
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{on};
+            location / {{ add_header X-URI \"[$uri]\"; return 204; }}
+            location /a//b {{ return 200 \"kept\\n\"; }}
+        }}
+        server {{
+            listen 127.0.0.1:{off};
+            merge_slashes off;
+            server_tokens build;
+            location / {{ add_header X-URI \"[$uri]\"; return 204; }}
+            location /a//b {{ return 200 \"kept\\n\"; }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[on, off]);
+    assert_eq!(get(on, "/foo///../bar").header("x-uri"), Some("[/bar]"));
+    assert_eq!(get(off, "/foo//../bar").header("x-uri"), Some("[/foo/bar]"));
+    assert_eq!(
+        get(off, "/foo///../bar").header("x-uri"),
+        Some("[/foo//bar]")
+    );
+    assert_eq!(get(off, "/a//b").text(), "kept\n", "matched as written");
+    assert_eq!(get(on, "/a//b").status, 204, "merged to /a/b");
+    let server = get(off, "/").header("server").map(str::to_string);
+    assert_eq!(server, get(on, "/").header("server").map(str::to_string));
+    assert!(
+        server.unwrap_or_default().contains('/'),
+        "build shows the version"
+    );
+}
+
+#[test]
+fn expires_sets_expires_and_cache_control() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            location /hour {{ expires 1h; return 200 \"x\\n\"; }}
+            location /epoch {{ expires epoch; return 200 \"x\\n\"; }}
+            location /max {{ expires max; return 200 \"x\\n\"; }}
+            location /past {{ expires -1; return 200 \"x\\n\"; }}
+            location /missing {{ expires 1h; return 404; }}
+            location /multi {{
+                add_header Cache-Control private;
+                add_header Cache-Control must-revalidate;
+                return 200 \"x\\n\";
+            }}
+            location /over {{ expires epoch; proxy_pass http://127.0.0.1:{port}/multi; }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    let r = get(port, "/hour");
+    assert_eq!(r.header("cache-control"), Some("max-age=3600"));
+    assert!(r.header("expires").is_some_and(|e| e.ends_with(" GMT")));
+    let r = get(port, "/epoch");
+    assert_eq!(r.header("expires"), Some("Thu, 01 Jan 1970 00:00:01 GMT"));
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    let r = get(port, "/max");
+    assert_eq!(r.header("expires"), Some("Thu, 31 Dec 2037 23:55:55 GMT"));
+    assert_eq!(r.header("cache-control"), Some("max-age=315360000"));
+    assert_eq!(get(port, "/past").header("cache-control"), Some("no-cache"));
+    let r = get(port, "/missing");
+    assert!(r.header("expires").is_none() && r.header("cache-control").is_none());
+    // The upstream's two Cache-Control lines become expires' one.
+    let r = get(port, "/over");
+    let lines: Vec<_> = r
+        .raw_headers
+        .iter()
+        .filter(|h| h.to_ascii_lowercase().starts_with("cache-control:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{:?}", r.raw_headers);
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+}
+
+#[test]
+fn not_modified_filter_and_if_modified_since_modes() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            root html;
+            location /exact/ {{ alias html/; }}
+            location /before/ {{ alias html/; if_modified_since before; }}
+            location /off/ {{ alias html/; if_modified_since off; }}
+            location /notag/ {{ alias html/; etag off; }}
+        }}"
+    );
+    let b = Balancer::start_http(&conf, &[port]);
+    let html = b.dir.path().join("html");
+    std::fs::create_dir_all(&html).unwrap();
+    std::fs::write(html.join("f"), "file\n").unwrap();
+    let first = get(port, "/exact/f");
+    let lm = first.header("last-modified").unwrap().to_string();
+    let etag = first.header("etag").unwrap().to_string();
+    let with = |path: &str, name: &str, value: &str| {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{name}: {value}\r\n\r\n");
+        support::raw(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            request.as_bytes(),
+        )
+        .unwrap()
+        .status
+    };
+    let later = "Tue, 19 Jan 2038 03:14:07 GMT";
+    assert_eq!(with("/exact/f", "If-Modified-Since", &lm), 304);
+    assert_eq!(with("/exact/f", "If-Modified-Since", later), 200);
+    assert_eq!(with("/before/f", "If-Modified-Since", later), 304);
+    assert_eq!(with("/off/f", "If-Modified-Since", &lm), 200);
+    assert_eq!(
+        with("/exact/f", "If-None-Match", &format!("\"x\", W/{etag}")),
+        304
+    );
+    assert_eq!(with("/exact/f", "If-Match", "\"nope\""), 412);
+    assert_eq!(with("/exact/f", "If-Match", &etag), 200);
+    assert_eq!(
+        with(
+            "/exact/f",
+            "If-Unmodified-Since",
+            "Thu, 01 Jan 1970 00:00:01 GMT"
+        ),
+        412
+    );
+    assert!(get(port, "/notag/f").header("etag").is_none());
+    assert_eq!(with("/notag/f", "If-None-Match", &etag), 200);
+}
+
+#[test]
+fn a_volatile_map_is_evaluated_when_read() {
+    let port = free_port();
+    let conf = format!(
+        "map $uri $now_uri {{
+            volatile;
+            default other;
+            /a/redirect seen-after-redirect;
+        }}
+        server {{
+            listen 127.0.0.1:{port};
+            location = /a/ {{ set $x $now_uri; rewrite ^ /a/redirect last; }}
+            location = /a/redirect {{ add_header X-Map $now_uri always; return 204; }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    assert_eq!(
+        get(port, "/a/").header("x-map"),
+        Some("seen-after-redirect")
+    );
+}
+
+#[test]
+fn request_id_is_random_hex_and_one_per_request() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            location / {{
+                add_header X-A $request_id;
+                add_header X-B $request_id;
+                return 204;
+            }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    let first = get(port, "/");
+    let a = first.header("x-a").unwrap().to_string();
+    assert_eq!(a.len(), 32);
+    assert!(a
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(
+        first.header("x-b"),
+        Some(a.as_str()),
+        "one value per request"
+    );
+    assert_ne!(get(port, "/").header("x-a"), Some(a.as_str()));
+}
