@@ -63,10 +63,12 @@ pub fn parse_request(
     let seen = &buffer[..buffer.len().min(limits.total)];
     check_line_lengths(seen, limits)?;
     let (length, method, target, version, lines) = {
-        let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
+        // Uninitialised slots: httparse writes only those it fills, and
+        // initialising all of them costs more than the parse itself.
+        let mut slots = crate::header_slots();
         let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
-        let mut request = httparse::Request::new(slots);
-        let length = match request.parse(seen) {
+        let mut request = httparse::Request::new(&mut []);
+        let length = match request.parse_with_uninit_headers(seen, slots) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if seen.len() >= limits.total => {
                 return Err(RequestError::HeadTooLarge)

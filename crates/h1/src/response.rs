@@ -110,14 +110,18 @@ fn parse_one(
         return Ok(None);
     }
     let (length, status, version, reason, lines) = {
-        let mut slots = [httparse::EMPTY_HEADER; crate::MAX_HEADER_SLOTS];
+        let mut slots = crate::header_slots();
         let slots = &mut slots[..limits.max_headers.min(crate::MAX_HEADER_SLOTS)];
-        let mut response = httparse::Response::new(slots);
+        let mut response = httparse::Response::new(&mut []);
         // Only the first `max_head` bytes are ever looked at, as nginx reads
         // a head into a buffer of that size: the outcome cannot depend on
         // how much more has arrived.
         let seen = &buffer[..buffer.len().min(limits.max_head)];
-        let length = match response.parse(seen) {
+        let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            seen,
+            slots,
+        ) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if seen.len() >= limits.max_head => {
                 return Err(ResponseError::TooBig)
