@@ -43,8 +43,9 @@ pub struct StatusLine {
     /// The status it goes with (a response whose status changed since, an
     /// intercepted error, does not use it).
     pub status: StatusCode,
-    /// The code, and the reason phrase if one came: `200 Fine`.
-    pub text: bytes::Bytes,
+    /// The reason phrase as it came (`Fine` of `200 Fine`), perhaps empty;
+    /// it shares the upstream head's bytes.
+    pub reason: bytes::Bytes,
 }
 
 /// nginx's reason phrases (`ngx_http_status_lines`), which differ from
@@ -115,7 +116,13 @@ pub fn encode_head(
     out.extend_from_slice(b"HTTP/1.1 ");
     match (status_line, nginx_reason(status.as_u16())) {
         // A proxied response keeps the upstream's reason phrase.
-        (Some(line), _) if line.status == status => out.extend_from_slice(&line.text),
+        (Some(line), _) if line.status == status => {
+            out.extend_from_slice(status.as_str().as_bytes());
+            if !line.reason.is_empty() {
+                out.push(b' ');
+                out.extend_from_slice(&line.reason);
+            }
+        }
         (_, Some(reason)) => {
             out.extend_from_slice(status.as_str().as_bytes());
             out.push(b' ');

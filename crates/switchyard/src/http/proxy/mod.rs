@@ -476,7 +476,10 @@ fn downstream_response(
     let rewritten = response::rewrite_redirects(&mut headers, settings, pass, ex);
     ex.upstream_headers = head.headers;
     let case = head.case;
-    let status_line = upstream_status_line(head.status, &head.reason);
+    let status_line = StatusLine {
+        status: head.status,
+        reason: head.reason,
+    };
     let body = UpstreamBody::new(
         down.connection,
         down.upload,
@@ -497,20 +500,6 @@ fn downstream_response(
         crate::http::dispatch::absolute_location(&mut out, settings, ex);
     }
     out
-}
-
-/// The status line nginx passes on: the upstream's code and reason.
-fn upstream_status_line(status: StatusCode, reason: &[u8]) -> StatusLine {
-    let mut text = Vec::with_capacity(4 + reason.len());
-    text.extend_from_slice(status.as_str().as_bytes());
-    if !reason.is_empty() {
-        text.push(b' ');
-        text.extend_from_slice(reason);
-    }
-    StatusLine {
-        status,
-        text: bytes::Bytes::from(text),
-    }
 }
 
 /// A 101 from the upstream: answer the client with it, then join the two

@@ -107,21 +107,24 @@ pub fn parse_response_head(
     let mut headers = HeaderMap::with_capacity(head.headers.len());
     let mut case = HeaderCase::default();
     let mut ignored = Vec::new();
-    // The first line of each unique header, for the warning on a repeat.
-    let mut firsts: Vec<(HeaderName, String)> = Vec::new();
-    for line in head.headers {
+    // Where the first line of each unique header is, for the warning on a
+    // repeat (formatted only then: repeats are rare, unique headers not).
+    let mut firsts: [Option<usize>; UNIQUE.len()] = [None; UNIQUE.len()];
+    for (index, line) in head.headers.iter().enumerate() {
         let name = HeaderName::from_bytes(line.name()).map_err(|_| ResponseError::Invalid)?;
         let value = HeaderValue::from_maybe_shared(line.value_bytes().clone())
             .map_err(|_| ResponseError::Invalid)?;
-        if UNIQUE.contains(&name.as_str()) {
-            if let Some((_, previous)) = firsts.iter().find(|(n, _)| *n == name) {
+        if let Some(slot) = UNIQUE.iter().position(|u| *u == name.as_str()) {
+            if let Some(first) = firsts[slot] {
+                let previous = head.headers.iter().nth(first).map(|h| h.display_line());
                 ignored.push(format!(
-                    "upstream sent duplicate header line: \"{}\", previous value: \"{previous}\", ignored",
+                    "upstream sent duplicate header line: \"{}\", previous value: \"{}\", ignored",
                     line.display_line(),
+                    previous.unwrap_or_default(),
                 ));
                 continue;
             }
-            firsts.push((name.clone(), line.display_line()));
+            firsts[slot] = Some(index);
         }
         case.note(&name, line.name());
         headers.append(name, value);
