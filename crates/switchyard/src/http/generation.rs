@@ -3,6 +3,7 @@
 //! A reload builds a new generation and swaps it in; connections keep the
 //! generation they started with.
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +19,12 @@ pub struct Generation {
     /// The typed configuration.
     pub model: Arc<Model>,
     /// Upstream groups by name (implicit ones by `host:port`).
-    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub upstreams: FxHashMap<String, Arc<Upstream>>,
     /// Servers on each listening address, with their `default_server` flag.
-    pub servers: HashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>>,
+    pub servers: FxHashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>>,
     /// The addresses whose connections start with a TLS handshake: those
     /// with `ssl` on any of their `listen`s (nginx merges it per address).
-    ssl: std::collections::HashSet<SocketAddr>,
+    ssl: FxHashSet<SocketAddr>,
     logs: HashMap<usize, Arc<AccessLog>>,
     /// The `stream` block at run time (empty without one).
     pub stream: crate::stream::generation::StreamRuntime,
@@ -54,10 +55,11 @@ impl Generation {
     /// balancer state survives a reload.
     pub fn build(model: Model, previous: Option<&Generation>) -> Result<Generation, String> {
         let model = Arc::new(model);
-        let mut upstreams = HashMap::new();
-        let mut servers: HashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>> = HashMap::new();
+        let mut upstreams = FxHashMap::default();
+        let mut servers: FxHashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>> =
+            FxHashMap::default();
         let mut logs = HashMap::new();
-        let mut ssl = std::collections::HashSet::new();
+        let mut ssl = FxHashSet::default();
         if let Some(http) = &model.http {
             for up in &http.upstreams {
                 let reused = previous

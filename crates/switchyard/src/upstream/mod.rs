@@ -8,7 +8,6 @@ pub mod io;
 pub mod pool;
 pub mod resolve;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,7 +56,7 @@ struct State {
     balancer: Option<Balancer>,
     /// Every resolved peer, in server-line order.
     resolved: Vec<Resolved>,
-    addrs: HashMap<PeerId, PeerEntry>,
+    addrs: rustc_hash::FxHashMap<PeerId, PeerEntry>,
 }
 
 /// A server line that has no address yet: its name did not resolve.
@@ -136,7 +135,7 @@ impl Upstream {
             state: Mutex::new(State {
                 balancer: None,
                 resolved: Vec::new(),
-                addrs: HashMap::new(),
+                addrs: rustc_hash::FxHashMap::default(),
             }),
             waiting: Mutex::new(std::collections::BTreeMap::new()),
             epoch: Instant::now(),
