@@ -332,4 +332,30 @@ mod tests {
         assert_eq!(f, Framing::UntilClose);
         assert!(!text.contains("Transfer-Encoding"), "{text}");
     }
+
+    #[test]
+    fn a_proxied_status_line_keeps_the_upstreams_reason_or_its_absence() {
+        let line = |status: u16, reason: &'static str, sent: u16| {
+            let mut out = Vec::new();
+            let upstream = StatusLine {
+                status: StatusCode::from_u16(status).unwrap(),
+                reason: bytes::Bytes::from_static(reason.as_bytes()),
+            };
+            encode_head(
+                &mut out,
+                StatusCode::from_u16(sent).unwrap(),
+                Some(&upstream),
+                &HeaderMap::new(),
+                None,
+                &SizeHint::with_exact(0),
+                GET11,
+            );
+            let text = String::from_utf8(out).unwrap();
+            text.lines().next().unwrap().to_string()
+        };
+        assert_eq!(line(200, "Fine", 200), "HTTP/1.1 200 Fine");
+        assert_eq!(line(200, "", 200), "HTTP/1.1 200");
+        // A status changed since (an intercepted error) has nginx's words.
+        assert_eq!(line(200, "Fine", 502), "HTTP/1.1 502 Bad Gateway");
+    }
 }
