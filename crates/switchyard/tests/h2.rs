@@ -330,7 +330,12 @@ fn many_concurrent_streams_on_one_connection() {
     let backend = Backend::start(Duration::ZERO);
     let _b = balancer(port, backend.addr, "http2_max_concurrent_streams 16;");
     runtime().block_on(async {
-        let (client, _conn) = connect(port).await;
+        let (mut client, _conn) = connect(port).await;
+        // One exchange first: the server's SETTINGS (its stream limit) has
+        // then arrived, so the client keeps to the limit instead of racing
+        // it with streams the server must refuse.
+        let (first, _) = exchange(&mut client, get("/first"), None).await.unwrap();
+        assert_eq!(first.status, StatusCode::OK);
         let mut tasks = Vec::new();
         for i in 0..300 {
             let mut client = client.clone();
