@@ -514,7 +514,7 @@ async fn serve(
             let Some(upstream) = generation.upstreams.get(pass.target_name()).cloned() else {
                 return Content::Status(500);
             };
-            let Some(mut request) = request.take() else {
+            let Some(request) = request.take() else {
                 // The request body went to an earlier upstream: an
                 // error_page cannot proxy again (yet).
                 error_log::error(
@@ -526,10 +526,12 @@ async fn serve(
                 );
                 return Content::Status(500);
             };
-            // The exchange took the headers (see server::handle); the
-            // proxy reads both copies.
-            *request.headers_mut() = ex.headers.clone();
-            let response = proxy::proxy(request, location, pass, upstream, ex).await;
+            // The proxy reads the request's headers from the exchange,
+            // which took them (see server::handle). Boxed: the proxy's
+            // state is most of a request's, and a future is copied whole
+            // into each one that awaits it, level by level up to the
+            // connection's task.
+            let response = Box::pin(proxy::proxy(request, location, pass, upstream, ex)).await;
             // The upstream answered when its header arrived; a 502/504 made
             // here (refused, timed out, no live peers) is our own error.
             let source = if ex.upstream.last().is_some_and(|t| t.header.is_some()) {

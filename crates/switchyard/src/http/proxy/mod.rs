@@ -159,7 +159,8 @@ fn idempotent(method: &http::Method) -> bool {
     !matches!(method.as_str(), "POST" | "LOCK" | "PATCH")
 }
 
-/// Serves a request through `proxy_pass`.
+/// Serves a request through `proxy_pass`; the client's headers are the
+/// exchange's (`ex.headers`), not the request's.
 pub async fn proxy(
     request: Request<RequestBody>,
     location: &LocationConfig,
@@ -183,7 +184,7 @@ pub async fn proxy(
         .remove::<ClientUpgrade>()
         .map(|u| (u, parts.extensions.remove::<Retirement>()));
 
-    let (mut body, body_len) = match prepare_body(settings, ex, &parts.headers, incoming).await {
+    let (mut body, body_len) = match prepare_body(settings, ex, &ex.headers, incoming).await {
         Ok(b) => b,
         Err(status) => {
             if status == 408 {
@@ -212,7 +213,7 @@ pub async fn proxy(
     let (headers, case) = build_headers(
         settings,
         ex,
-        &parts.headers,
+        &ex.headers,
         parts.extensions.get::<HeaderCase>(),
         body_len,
     );
@@ -303,11 +304,13 @@ pub async fn proxy(
         let outcome = loop {
             let mut connection = match pooled.take() {
                 Some(c) => c,
-                None => match connect(
+                // Boxed: a kept-alive upstream rarely needs it, and its
+                // state would otherwise weigh on every request's future.
+                None => match Box::pin(connect(
                     picked.addr,
                     settings,
                     tls.as_ref().map(|(c, name)| (*c, &**name)),
-                )
+                ))
                 .await
                 {
                     Ok(c) => c,
