@@ -52,34 +52,42 @@ const SPECIAL: [(HeaderName, &[u8]); 2] = [
 
 /// Whether `spelled` is `name` in its usual case: nginx's own spelling for
 /// the few it has, else a capital at the start and after each `-`, the
-/// rest in lower case.
+/// rest in lower case. (Every header line of every head comes here: a
+/// plain loop over the bytes, which stops at the first that differs.)
 fn is_usual(name: &HeaderName, spelled: &[u8]) -> bool {
+    let lower = name.as_str().as_bytes();
+    if lower.len() != spelled.len() {
+        return false;
+    }
     if let Some((_, special)) = SPECIAL.iter().find(|(n, _)| n == name) {
         return *special == spelled;
     }
-    let lower = name.as_str().as_bytes();
-    lower.len() == spelled.len()
-        && usual_case(lower)
-            .zip(spelled.iter().copied())
-            .all(|(a, b)| a == b)
-}
-
-/// The bytes of a lower-case name in its usual case (a capital at the
-/// start and after each `-`).
-fn usual_case(lower: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let mut upper = true;
-    lower.iter().map(move |&b| {
-        let out = if upper { b.to_ascii_uppercase() } else { b };
-        upper = b == b'-';
-        out
-    })
+    for (&l, &s) in lower.iter().zip(spelled) {
+        let usual = if upper { l.to_ascii_uppercase() } else { l };
+        if usual != s {
+            return false;
+        }
+        upper = l == b'-';
+    }
+    true
 }
 
-/// Appends `name` in its usual case.
+/// Appends `name` in its usual case: its lower-case bytes, then a capital
+/// at the start and after each `-`, in place.
 fn write_usual(out: &mut Vec<u8>, name: &HeaderName) {
-    match SPECIAL.iter().find(|(n, _)| n == name) {
-        Some((_, special)) => out.extend_from_slice(special),
-        None => out.extend(usual_case(name.as_str().as_bytes())),
+    if let Some((_, special)) = SPECIAL.iter().find(|(n, _)| n == name) {
+        out.extend_from_slice(special);
+        return;
+    }
+    let start = out.len();
+    out.extend_from_slice(name.as_str().as_bytes());
+    let mut upper = true;
+    for b in &mut out[start..] {
+        if upper {
+            b.make_ascii_uppercase();
+        }
+        upper = *b == b'-';
     }
 }
 
