@@ -371,10 +371,11 @@ pub async fn proxy(
             }
         };
         let status = sent.head.status.as_u16();
-        picked.metrics.response(status, started.elapsed());
+        let header_time = started.elapsed();
+        picked.metrics.response(status, header_time);
         if let Some(t) = ex.upstream.last_mut() {
             t.status = Some(status);
-            t.header = Some(started.elapsed().as_secs_f64());
+            t.header = Some(header_time.as_secs_f64());
             t.response = t.header;
         }
         let retry_status = next.statuses.contains(&status)
