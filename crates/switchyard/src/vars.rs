@@ -96,6 +96,9 @@ pub enum Var {
     SentHttp(String),
     /// `$upstream_http_NAME`: an upstream response header.
     UpstreamHttp(String),
+    /// `$upstream_cookie_NAME`: a cookie an upstream response sets (its
+    /// `Set-Cookie` headers; name in lower case, matched case-blind).
+    UpstreamCookie(String),
     /// `$arg_NAME`: a query argument.
     Arg(String),
     /// `$cookie_NAME`: a cookie.
@@ -263,6 +266,8 @@ impl Var {
                     Var::HttpHeader(h)
                 } else if let Some(h) = prefixed("sent_http_") {
                     Var::SentHttp(h)
+                } else if let Some(c) = prefixed("upstream_cookie_") {
+                    Var::UpstreamCookie(c)
                 } else if let Some(h) = prefixed("upstream_http_") {
                     Var::UpstreamHttp(h)
                 } else if let Some(a) = name.strip_prefix("arg_") {

@@ -307,6 +307,27 @@ impl Exchange {
     }
 }
 
+/// The value of the cookie `name` in the first of `headers`' `Set-Cookie`
+/// fields that sets it, as nginx's ngx_http_parse_set_cookie_lines reads
+/// them: the field starts with the name (any case), then `=` (spaces
+/// around it allowed), and the value runs to the first `;`.
+fn set_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+    let spaces = |b: &'h [u8]| &b[b.iter().take_while(|&&c| c == b' ').count()..];
+    headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .find_map(|field| {
+            let line = field.as_bytes();
+            if name.len() >= line.len() || !line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            {
+                return None;
+            }
+            let value = spaces(spaces(&line[name.len()..]).strip_prefix(b"=")?);
+            let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+            Some(String::from_utf8_lossy(&value[..end]))
+        })
+}
+
 /// A new `$request_id` value (for a request whose subrequest reads it).
 pub fn request_id_value() -> String {
     new_request_id()
@@ -447,6 +468,7 @@ impl VarSource for Exchange {
             Var::HttpHeader(h) => Self::header(&self.headers, h).map(Cow::Owned),
             Var::SentHttp(h) => Self::header(&self.sent_headers, h).map(Cow::Owned),
             Var::UpstreamHttp(h) => Self::header(&self.upstream_headers, h).map(Cow::Owned),
+            Var::UpstreamCookie(c) => set_cookie(&self.upstream_headers, c),
             Var::Arg(a) => self.arg(a).map(Cow::Owned),
             Var::Cookie(c) => self.cookie(c).map(Cow::Owned),
             // Stream variables: templates of the http block never name them.
@@ -507,5 +529,20 @@ mod tests {
         ] {
             assert_eq!(super::normalize_host(raw), host, "{raw}");
         }
+    }
+
+    #[test]
+    fn upstream_cookies_are_read_from_set_cookie_as_nginx() {
+        let mut h = http::HeaderMap::new();
+        for line in ["ab=no", "a = 1; path=/", "A=shadowed", "c=", "d", "e=x=y"] {
+            h.append(http::header::SET_COOKIE, line.parse().unwrap());
+        }
+        let get = |name| super::set_cookie(&h, name).map(|v| v.into_owned());
+        assert_eq!(get("a").as_deref(), Some("1"));
+        assert_eq!(get("ab").as_deref(), Some("no"));
+        assert_eq!(get("c").as_deref(), Some(""));
+        assert_eq!(get("d"), None);
+        assert_eq!(get("e").as_deref(), Some("x=y"));
+        assert_eq!(get("b"), None);
     }
 }
