@@ -105,6 +105,8 @@ pub enum Var {
     Cookie(String),
     /// `$realip_remote_addr`: the address before the realip module.
     RealIpRemoteAddr,
+    /// `$realip_remote_port`: the port before the realip module.
+    RealIpRemotePort,
     /// `$document_root`: `root` or `alias` of the location.
     DocumentRoot,
     /// `$request_filename`: the file path for the URI.
@@ -247,6 +249,7 @@ impl Var {
             "proxy_port" => Var::ProxyPort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
             "realip_remote_addr" => Var::RealIpRemoteAddr,
+            "realip_remote_port" => Var::RealIpRemotePort,
             "binary_remote_addr" => Var::BinaryRemoteAddr,
             "limit_conn_status" => Var::LimitConnStatus,
             "limit_req_status" => Var::LimitReqStatus,

@@ -650,7 +650,8 @@ fn realip_changes_remote_addr_for_trusted_peers_like_nginx() {
         "server {\n listen LISTEN;\n set_real_ip_from 127.0.0.1;\n set_real_ip_from 10.0.0.0/8;\n\
          real_ip_header X-Forwarded-For;\n\
          location / { return 200 $remote_addr; }\n\
-         location /rec { real_ip_recursive on; return 200 $remote_addr; }\n}\n",
+         location /rec { real_ip_recursive on; return 200 $remote_addr; }\n\
+         location /port { return 200 \"$remote_addr:$remote_port\"; }\n}\n",
     );
     for (path, headers) in [
         ("/", "X-Forwarded-For: 198.51.100.1, 10.1.1.1"),
@@ -661,10 +662,37 @@ fn realip_changes_remote_addr_for_trusted_peers_like_nginx() {
         ("/rec", "X-Forwarded-For: 198.51.100.1, 10.1.1.1"),
         ("/rec", "X-Forwarded-For: 10.2.2.2, 10.1.1.1"),
         ("/rec", "X-Real-IP: 203.0.113.7"),
+        // A port with the address becomes $remote_port; without one,
+        // $remote_port is empty (nginx's port 0).
+        ("/port", "X-Forwarded-For: 198.51.100.1:123"),
+        ("/port", "X-Forwarded-For: [2001:db8::1]:8080"),
+        ("/port", "X-Forwarded-For: 198.51.100.1"),
     ] {
         assert_same(&pair, &format!("{path} {headers}"), |port| {
             get_with(port, path, headers)
         });
+    }
+}
+
+#[test]
+fn realip_remote_port_is_the_connection_port() {
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; set_real_ip_from 127.0.0.1;\n\
+             real_ip_header X-Forwarded-For;\n\
+             location / {{ return 200 \"$remote_port $realip_remote_port\"; }} }}"
+        ),
+        &[port],
+    );
+    for xff in ["", "X-Forwarded-For: 127.0.0.1:123\r\n"] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let own = s.local_addr().unwrap().port();
+        write!(s, "GET / HTTP/1.0\r\nHost: x\r\n{xff}\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let remote = if xff.is_empty() { own } else { 123 };
+        assert!(out.ends_with(&format!("\r\n\r\n{remote} {own}")), "{out}");
     }
 }
 

@@ -34,6 +34,8 @@ fn sub_exchange(ex: &Exchange, uri: &str) -> Option<(Exchange, Request<RequestBo
     sub.target_host = ex.target_host.clone();
     sub.server_name = ex.server_name.clone();
     sub.client_addr = ex.client_addr;
+    sub.client_port = ex.client_port;
+    sub.realip_applied = ex.realip_applied;
     sub.user_vars = ex.user_vars.clone();
     sub.maps = ex.maps.clone();
     sub.splits = ex.splits.clone();

@@ -95,6 +95,13 @@ pub struct Exchange {
     /// trusted header. Balancing by client (`ip_hash`) and
     /// `X-Forwarded-For` should use this, not `conn.remote`.
     pub client_addr: std::net::IpAddr,
+    /// `$remote_port`: the connection's peer port, or the port the realip
+    /// module took with the address (`None` when the header had none:
+    /// nginx's port 0, an empty `$remote_port`).
+    pub client_port: Option<u16>,
+    /// Whether the realip module replaced the client address (it does so
+    /// once a request, as nginx's module context marks).
+    pub realip_applied: bool,
     /// Variables set by `set`, latest last.
     pub user_vars: Vec<(String, String)>,
     /// The `map`s of the configuration, by variable name (none until the
@@ -177,6 +184,8 @@ impl Exchange {
             body_bytes_sent: 0,
             header_bytes: 0,
             client_addr: conn.remote.ip(),
+            client_port: Some(conn.remote.port()),
+            realip_applied: false,
             user_vars: Vec::new(),
             maps: None,
             splits: None,
@@ -385,7 +394,8 @@ impl VarSource for Exchange {
                 .get(*n)
                 .and_then(|c| c.as_deref())
                 .map(Cow::Borrowed),
-            Var::RemotePort => owned(self.conn.remote.port().to_string()),
+            Var::RemotePort => owned(self.client_port.map(|p| p.to_string()).unwrap_or_default()),
+            Var::RealIpRemotePort => owned(self.conn.remote.port().to_string()),
             // The Basic user of the request, checked or not, as nginx's.
             Var::RemoteUser => crate::http::auth_basic::credentials(&self.headers)
                 .map(|(user, _)| Cow::Owned(String::from_utf8_lossy(&user).into_owned())),
