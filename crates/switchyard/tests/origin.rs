@@ -462,6 +462,24 @@ fn default_root_is_html_under_the_prefix_and_large_files_stream() {
 
 // ---------------------------------------------------------------- if / set / map
 
+/// A map keeps the first value a request read, across internal
+/// redirects, unless it is `volatile`.
+#[test]
+fn map_values_are_kept_for_the_request_unless_volatile() {
+    let pair = Pair::start(
+        "map $uri $kept { default \"uri=$uri\"; }\n\
+         map $uri $fresh { volatile; default \"uri=$uri\"; }\n\
+         server {\n listen LISTEN;\n\
+         location /start { set $a $kept; set $b $fresh; rewrite ^ /end last; }\n\
+         location /end { return 200 \"$kept $fresh $a $b\"; }\n}\n",
+    );
+    for path in ["/start", "/end"] {
+        assert_same(&pair, path, |port| get_with(port, path, ""));
+    }
+    let r = get_with(pair.switchyard_port, "/start", "");
+    assert_eq!(r.text(), "uri=/start uri=/end uri=/start uri=/start");
+}
+
 #[test]
 fn if_set_map_like_nginx() {
     let docs = docroot();

@@ -107,6 +107,9 @@ pub struct Exchange {
     /// The `map`s of the configuration, by variable name (none until the
     /// request reaches the rewrite phase).
     pub maps: Option<Arc<HashMap<String, Arc<MapConfig>>>>,
+    /// The values of the (not `volatile`) maps read so far: nginx keeps a
+    /// map variable's first value for the rest of the request.
+    pub map_values: std::sync::Mutex<HashMap<String, String>>,
     /// The `split_clients` of the configuration, by variable name.
     pub splits: Option<Arc<HashMap<String, Arc<crate::config::model::SplitClients>>>>,
     /// The location (or location `if`) answering, for `$document_root`
@@ -188,6 +191,7 @@ impl Exchange {
             realip_applied: false,
             user_vars: Vec::new(),
             maps: None,
+            map_values: std::sync::Mutex::new(HashMap::new()),
             splits: None,
             location: None,
             internal: false,
@@ -244,7 +248,24 @@ impl Exchange {
             return Some(v.clone());
         }
         if let Some(map) = self.maps.as_ref().and_then(|m| m.get(name)) {
-            return Some(map.value(self));
+            if map.volatile {
+                return Some(map.value(self));
+            }
+            let known = self
+                .map_values
+                .lock()
+                .ok()
+                .and_then(|m| m.get(name).cloned());
+            if known.is_some() {
+                return known;
+            }
+            // Not locked while the value is made: its source may read
+            // another map.
+            let value = map.value(self);
+            if let Ok(mut values) = self.map_values.lock() {
+                values.insert(name.to_string(), value.clone());
+            }
+            return Some(value);
         }
         let split = self.splits.as_ref()?.get(name)?;
         Some(split.value(self))
