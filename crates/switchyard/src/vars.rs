@@ -96,12 +96,17 @@ pub enum Var {
     SentHttp(String),
     /// `$upstream_http_NAME`: an upstream response header.
     UpstreamHttp(String),
+    /// `$upstream_cookie_NAME`: a cookie an upstream response sets (its
+    /// `Set-Cookie` headers; name in lower case, matched case-blind).
+    UpstreamCookie(String),
     /// `$arg_NAME`: a query argument.
     Arg(String),
     /// `$cookie_NAME`: a cookie.
     Cookie(String),
     /// `$realip_remote_addr`: the address before the realip module.
     RealIpRemoteAddr,
+    /// `$realip_remote_port`: the port before the realip module.
+    RealIpRemotePort,
     /// `$document_root`: `root` or `alias` of the location.
     DocumentRoot,
     /// `$request_filename`: the file path for the URI.
@@ -244,6 +249,7 @@ impl Var {
             "proxy_port" => Var::ProxyPort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
             "realip_remote_addr" => Var::RealIpRemoteAddr,
+            "realip_remote_port" => Var::RealIpRemotePort,
             "binary_remote_addr" => Var::BinaryRemoteAddr,
             "limit_conn_status" => Var::LimitConnStatus,
             "limit_req_status" => Var::LimitReqStatus,
@@ -263,6 +269,8 @@ impl Var {
                     Var::HttpHeader(h)
                 } else if let Some(h) = prefixed("sent_http_") {
                     Var::SentHttp(h)
+                } else if let Some(c) = prefixed("upstream_cookie_") {
+                    Var::UpstreamCookie(c)
                 } else if let Some(h) = prefixed("upstream_http_") {
                     Var::UpstreamHttp(h)
                 } else if let Some(a) = name.strip_prefix("arg_") {

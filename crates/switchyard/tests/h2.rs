@@ -658,3 +658,39 @@ fn without_http2_the_preface_is_an_http1_error() {
     .expect("an HTTP/1 answer");
     assert_ne!(response.status, 200);
 }
+
+#[test]
+fn a_host_whose_server_has_http2_off_is_misdirected() {
+    let port = free_port();
+    let deprecated = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; server_name on; http2 on;
+                       location / {{ return 200 on; }} }}
+             server {{ listen 127.0.0.1:{port}; server_name off; http2 off;
+                       location / {{ return 200 off; }} }}
+             server {{ listen 127.0.0.1:{deprecated} http2; server_name on; }}
+             server {{ listen 127.0.0.1:{deprecated}; server_name off; http2 off;
+                       location / {{ return 200 off; }} }}"
+        ),
+        &[port, deprecated],
+    );
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        let to = |host: &str| Request::get(format!("http://{host}/")).body(()).unwrap();
+        let (parts, body) = exchange(&mut client, to("on"), None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, b"on");
+        let (parts, _) = exchange(&mut client, to("off"), None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::MISDIRECTED_REQUEST);
+        // The connection goes on: only that stream was refused.
+        let (parts, _) = exchange(&mut client, to("on"), None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+
+        // `listen ... http2` takes HTTP/2 for every server of the address.
+        let (mut client, _conn) = connect(deprecated).await;
+        let (parts, body) = exchange(&mut client, to("off"), None).await.unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, b"off");
+    });
+}

@@ -462,6 +462,24 @@ fn default_root_is_html_under_the_prefix_and_large_files_stream() {
 
 // ---------------------------------------------------------------- if / set / map
 
+/// A map keeps the first value a request read, across internal
+/// redirects, unless it is `volatile`.
+#[test]
+fn map_values_are_kept_for_the_request_unless_volatile() {
+    let pair = Pair::start(
+        "map $uri $kept { default \"uri=$uri\"; }\n\
+         map $uri $fresh { volatile; default \"uri=$uri\"; }\n\
+         server {\n listen LISTEN;\n\
+         location /start { set $a $kept; set $b $fresh; rewrite ^ /end last; }\n\
+         location /end { return 200 \"$kept $fresh $a $b\"; }\n}\n",
+    );
+    for path in ["/start", "/end"] {
+        assert_same(&pair, path, |port| get_with(port, path, ""));
+    }
+    let r = get_with(pair.switchyard_port, "/start", "");
+    assert_eq!(r.text(), "uri=/start uri=/end uri=/start uri=/start");
+}
+
 #[test]
 fn if_set_map_like_nginx() {
     let docs = docroot();
@@ -650,7 +668,8 @@ fn realip_changes_remote_addr_for_trusted_peers_like_nginx() {
         "server {\n listen LISTEN;\n set_real_ip_from 127.0.0.1;\n set_real_ip_from 10.0.0.0/8;\n\
          real_ip_header X-Forwarded-For;\n\
          location / { return 200 $remote_addr; }\n\
-         location /rec { real_ip_recursive on; return 200 $remote_addr; }\n}\n",
+         location /rec { real_ip_recursive on; return 200 $remote_addr; }\n\
+         location /port { return 200 \"$remote_addr:$remote_port\"; }\n}\n",
     );
     for (path, headers) in [
         ("/", "X-Forwarded-For: 198.51.100.1, 10.1.1.1"),
@@ -661,10 +680,37 @@ fn realip_changes_remote_addr_for_trusted_peers_like_nginx() {
         ("/rec", "X-Forwarded-For: 198.51.100.1, 10.1.1.1"),
         ("/rec", "X-Forwarded-For: 10.2.2.2, 10.1.1.1"),
         ("/rec", "X-Real-IP: 203.0.113.7"),
+        // A port with the address becomes $remote_port; without one,
+        // $remote_port is empty (nginx's port 0).
+        ("/port", "X-Forwarded-For: 198.51.100.1:123"),
+        ("/port", "X-Forwarded-For: [2001:db8::1]:8080"),
+        ("/port", "X-Forwarded-For: 198.51.100.1"),
     ] {
         assert_same(&pair, &format!("{path} {headers}"), |port| {
             get_with(port, path, headers)
         });
+    }
+}
+
+#[test]
+fn realip_remote_port_is_the_connection_port() {
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; set_real_ip_from 127.0.0.1;\n\
+             real_ip_header X-Forwarded-For;\n\
+             location / {{ return 200 \"$remote_port $realip_remote_port\"; }} }}"
+        ),
+        &[port],
+    );
+    for xff in ["", "X-Forwarded-For: 127.0.0.1:123\r\n"] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let own = s.local_addr().unwrap().port();
+        write!(s, "GET / HTTP/1.0\r\nHost: x\r\n{xff}\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let remote = if xff.is_empty() { own } else { 123 };
+        assert!(out.ends_with(&format!("\r\n\r\n{remote} {own}")), "{out}");
     }
 }
 

@@ -574,6 +574,16 @@ fn config_errors_say_what_nginx_says() {
     ));
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot load certificate"), "{err}");
+    // An empty name cancels the certificate the server level set.
+    let (code, err) = check(
+        "server { listen 127.0.0.1:1;\n\
+         proxy_ssl_certificate /nonexistent/c.pem; proxy_ssl_certificate_key /nonexistent/c.key;\n\
+         location / { proxy_pass https://127.0.0.1:1;\n\
+         proxy_ssl_certificate \"\"; proxy_ssl_certificate_key \"\"; } }",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check(&location("proxy_ssl_certificate \"\";"));
+    assert_eq!(code, Some(0), "{err}");
     let (code, err) = check(&location("proxy_ssl_password_file /nonexistent/passwords;"));
     assert_eq!(code, Some(1));
     assert!(

@@ -395,6 +395,10 @@ pub struct MapConfig {
     pub regexes: Vec<(regex::Regex, crate::vars::Template)>,
     /// `default` (empty when not given).
     pub default: crate::vars::Template,
+    /// `volatile`: the value is made again each time it is read; without
+    /// it a request keeps the first value it read (nginx caches map
+    /// variables for the request, across internal redirects).
+    pub volatile: bool,
 }
 
 impl MapConfig {

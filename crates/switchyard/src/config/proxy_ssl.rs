@@ -182,7 +182,10 @@ impl ProxySslLayer {
                 at,
             ));
         }
-        let certificate = match (&self.certificate, &self.certificate_key) {
+        // `proxy_ssl_certificate ""` cancels one inherited: no client
+        // certificate (nginx looks at the value's length).
+        let named = self.certificate.as_ref().filter(|c| !c.0.is_empty());
+        let certificate = match (named, &self.certificate_key) {
             (Some(cert), Some(key)) => Some((full(cert), full(key))),
             (Some(cert), None) => {
                 return Err(ConfigError::at(

@@ -362,6 +362,7 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
         exact: HashMap::new(),
         regexes: Vec::new(),
         default: Template::default(),
+        volatile: false,
     };
     let mut default_seen = false;
     for line in d.block.as_deref().unwrap_or_default() {
@@ -371,9 +372,10 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
         }
         let key = line.name.as_str();
         match (key, line.args.len()) {
-            // A map is evaluated whenever it is read, never cached: what
-            // `volatile` asks for.
-            ("volatile", 0) => continue,
+            ("volatile", 0) => {
+                map.volatile = true;
+                continue;
+            }
             ("hostnames", 0) => {
                 return Err(ConfigError::at(
                     format!("\"map\" parameter \"{key}\" is not supported yet"),

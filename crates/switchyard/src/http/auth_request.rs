@@ -34,8 +34,15 @@ fn sub_exchange(ex: &Exchange, uri: &str) -> Option<(Exchange, Request<RequestBo
     sub.target_host = ex.target_host.clone();
     sub.server_name = ex.server_name.clone();
     sub.client_addr = ex.client_addr;
+    sub.client_port = ex.client_port;
+    sub.realip_applied = ex.realip_applied;
     sub.user_vars = ex.user_vars.clone();
     sub.maps = ex.maps.clone();
+    // nginx's subrequest shares its parent's variables: the map values
+    // read so far hold in it too.
+    if let (Ok(mut into), Ok(from)) = (sub.map_values.lock(), ex.map_values.lock()) {
+        into.clone_from(&from);
+    }
     sub.splits = ex.splits.clone();
     sub.limit_req_status = ex.limit_req_status;
     sub.limit_conn_status = ex.limit_conn_status;

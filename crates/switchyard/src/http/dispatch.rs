@@ -422,7 +422,7 @@ async fn find_and_serve(
         }
         // A location's realip runs in nginx's preaccess phase: after the
         // rewrite directives, before content (and only if the server's did not).
-        if ex.client_addr == ex.conn.remote.ip() {
+        if !ex.realip_applied {
             realip::apply(&location.settings.real_ip, ex);
         }
         // The preaccess phase (limit_req, limit_conn; http/limits.rs).

@@ -95,11 +95,21 @@ pub struct Exchange {
     /// trusted header. Balancing by client (`ip_hash`) and
     /// `X-Forwarded-For` should use this, not `conn.remote`.
     pub client_addr: std::net::IpAddr,
+    /// `$remote_port`: the connection's peer port, or the port the realip
+    /// module took with the address (`None` when the header had none:
+    /// nginx's port 0, an empty `$remote_port`).
+    pub client_port: Option<u16>,
+    /// Whether the realip module replaced the client address (it does so
+    /// once a request, as nginx's module context marks).
+    pub realip_applied: bool,
     /// Variables set by `set`, latest last.
     pub user_vars: Vec<(String, String)>,
     /// The `map`s of the configuration, by variable name (none until the
     /// request reaches the rewrite phase).
     pub maps: Option<Arc<HashMap<String, Arc<MapConfig>>>>,
+    /// The values of the (not `volatile`) maps read so far: nginx keeps a
+    /// map variable's first value for the rest of the request.
+    pub map_values: std::sync::Mutex<HashMap<String, String>>,
     /// The `split_clients` of the configuration, by variable name.
     pub splits: Option<Arc<HashMap<String, Arc<crate::config::model::SplitClients>>>>,
     /// The location (or location `if`) answering, for `$document_root`
@@ -177,8 +187,11 @@ impl Exchange {
             body_bytes_sent: 0,
             header_bytes: 0,
             client_addr: conn.remote.ip(),
+            client_port: Some(conn.remote.port()),
+            realip_applied: false,
             user_vars: Vec::new(),
             maps: None,
+            map_values: std::sync::Mutex::new(HashMap::new()),
             splits: None,
             location: None,
             internal: false,
@@ -235,7 +248,24 @@ impl Exchange {
             return Some(v.clone());
         }
         if let Some(map) = self.maps.as_ref().and_then(|m| m.get(name)) {
-            return Some(map.value(self));
+            if map.volatile {
+                return Some(map.value(self));
+            }
+            let known = self
+                .map_values
+                .lock()
+                .ok()
+                .and_then(|m| m.get(name).cloned());
+            if known.is_some() {
+                return known;
+            }
+            // Not locked while the value is made: its source may read
+            // another map.
+            let value = map.value(self);
+            if let Ok(mut values) = self.map_values.lock() {
+                values.insert(name.to_string(), value.clone());
+            }
+            return Some(value);
         }
         let split = self.splits.as_ref()?.get(name)?;
         Some(split.value(self))
@@ -307,6 +337,27 @@ impl Exchange {
     }
 }
 
+/// The value of the cookie `name` in the first of `headers`' `Set-Cookie`
+/// fields that sets it, as nginx's ngx_http_parse_set_cookie_lines reads
+/// them: the field starts with the name (any case), then `=` (spaces
+/// around it allowed), and the value runs to the first `;`.
+fn set_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+    let spaces = |b: &'h [u8]| &b[b.iter().take_while(|&&c| c == b' ').count()..];
+    headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .find_map(|field| {
+            let line = field.as_bytes();
+            if name.len() >= line.len() || !line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            {
+                return None;
+            }
+            let value = spaces(spaces(&line[name.len()..]).strip_prefix(b"=")?);
+            let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+            Some(String::from_utf8_lossy(&value[..end]))
+        })
+}
+
 /// A new `$request_id` value (for a request whose subrequest reads it).
 pub fn request_id_value() -> String {
     new_request_id()
@@ -364,7 +415,8 @@ impl VarSource for Exchange {
                 .get(*n)
                 .and_then(|c| c.as_deref())
                 .map(Cow::Borrowed),
-            Var::RemotePort => owned(self.conn.remote.port().to_string()),
+            Var::RemotePort => owned(self.client_port.map(|p| p.to_string()).unwrap_or_default()),
+            Var::RealIpRemotePort => owned(self.conn.remote.port().to_string()),
             // The Basic user of the request, checked or not, as nginx's.
             Var::RemoteUser => crate::http::auth_basic::credentials(&self.headers)
                 .map(|(user, _)| Cow::Owned(String::from_utf8_lossy(&user).into_owned())),
@@ -447,6 +499,7 @@ impl VarSource for Exchange {
             Var::HttpHeader(h) => Self::header(&self.headers, h).map(Cow::Owned),
             Var::SentHttp(h) => Self::header(&self.sent_headers, h).map(Cow::Owned),
             Var::UpstreamHttp(h) => Self::header(&self.upstream_headers, h).map(Cow::Owned),
+            Var::UpstreamCookie(c) => set_cookie(&self.upstream_headers, c),
             Var::Arg(a) => self.arg(a).map(Cow::Owned),
             Var::Cookie(c) => self.cookie(c).map(Cow::Owned),
             // Stream variables: templates of the http block never name them.
@@ -507,5 +560,20 @@ mod tests {
         ] {
             assert_eq!(super::normalize_host(raw), host, "{raw}");
         }
+    }
+
+    #[test]
+    fn upstream_cookies_are_read_from_set_cookie_as_nginx() {
+        let mut h = http::HeaderMap::new();
+        for line in ["ab=no", "a = 1; path=/", "A=shadowed", "c=", "d", "e=x=y"] {
+            h.append(http::header::SET_COOKIE, line.parse().unwrap());
+        }
+        let get = |name| super::set_cookie(&h, name).map(|v| v.into_owned());
+        assert_eq!(get("a").as_deref(), Some("1"));
+        assert_eq!(get("ab").as_deref(), Some("no"));
+        assert_eq!(get("c").as_deref(), Some(""));
+        assert_eq!(get("d"), None);
+        assert_eq!(get("e").as_deref(), Some("x=y"));
+        assert_eq!(get("b"), None);
     }
 }

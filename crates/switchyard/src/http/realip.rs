@@ -8,7 +8,8 @@ use crate::config::model::RealIp;
 
 use super::exchange::Exchange;
 
-/// Applies `realip` to `ex.client_addr`.
+/// Applies `realip` to `ex.client_addr` (and `ex.client_port`: a port
+/// the header gives with the address, else none).
 pub fn apply(realip: &RealIp, ex: &mut Exchange) {
     let peer = ex.conn.remote.ip();
     if realip.from.is_empty() || !trusted(realip, peer) {
@@ -29,9 +30,9 @@ pub fn apply(realip: &RealIp, ex: &mut Exchange) {
         let addrs: Vec<&str> = joined.split(',').map(str::trim).collect();
         let mut chosen = None;
         for a in addrs.iter().rev() {
-            let Some(ip) = parse(a) else { break };
-            chosen = Some(ip);
-            if !realip.recursive || !trusted(realip, ip) {
+            let Some(found) = parse(a) else { break };
+            chosen = Some(found);
+            if !realip.recursive || !trusted(realip, found.0) {
                 break;
             }
         }
@@ -39,8 +40,10 @@ pub fn apply(realip: &RealIp, ex: &mut Exchange) {
     } else {
         parse(values[0].trim())
     };
-    if let Some(ip) = found {
+    if let Some((ip, port)) = found {
         ex.client_addr = ip;
+        ex.client_port = port;
+        ex.realip_applied = true;
     }
 }
 
@@ -48,6 +51,50 @@ fn trusted(realip: &RealIp, ip: IpAddr) -> bool {
     realip.from.iter().any(|c| c.contains(ip))
 }
 
-fn parse(text: &str) -> Option<IpAddr> {
-    text.parse().ok()
+/// An address with an optional port, as nginx's ngx_parse_addr_port reads
+/// it: `addr`, `addr:port`, `[v6]` or `[v6]:port`, the port 1 to 65535.
+fn parse(text: &str) -> Option<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = text.parse() {
+        return Some((ip, None));
+    }
+    let (addr, port) = if let Some(inner) = text.strip_prefix('[') {
+        let (addr, rest) = inner.split_once(']')?;
+        if rest.is_empty() {
+            return Some((addr.parse().ok()?, None));
+        }
+        (addr, rest.strip_prefix(':')?)
+    } else {
+        text.split_once(':')?
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port = port.parse::<u16>().ok().filter(|&p| p > 0)?;
+    Some((addr.parse().ok()?, Some(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn addresses_take_a_port_as_nginx_reads_them() {
+        let v4 = "192.0.2.1".parse().unwrap();
+        let v6 = "2001:db8::1".parse().unwrap();
+        assert_eq!(parse("192.0.2.1"), Some((v4, None)));
+        assert_eq!(parse("192.0.2.1:123"), Some((v4, Some(123))));
+        assert_eq!(parse("2001:db8::1"), Some((v6, None)));
+        assert_eq!(parse("[2001:db8::1]"), Some((v6, None)));
+        assert_eq!(parse("[2001:db8::1]:8080"), Some((v6, Some(8080))));
+        for bad in [
+            "192.0.2.1:0",
+            "192.0.2.1:65536",
+            "192.0.2.1:",
+            "192.0.2.1:+1",
+            "[2001:db8::1]x",
+            "x:1",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
 }

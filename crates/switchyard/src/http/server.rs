@@ -313,6 +313,12 @@ pub async fn handle(
         .tls
         .as_ref()
         .and_then(|h| super::tls::refusal(h, server, host));
+    // An HTTP/2 stream whose Host selects a server with `http2 off` on an
+    // address whose `listen` does not say `http2`: nginx's 421
+    // (ngx_http_v2_run_request).
+    let h2_refused = request.version() == Version::HTTP_2
+        && !server.settings.http2
+        && !super::h2::listen_http2(generation, conn.local);
     let uri = normalize_uri_with(request.uri().path(), server.settings.merge_slashes);
     let normalized = uri.is_some();
     let (mut parts, body) = request.into_parts();
@@ -380,6 +386,16 @@ pub async fn handle(
                 &format!("{message}{}", proxy::log_context(&ex, None)),
             );
             dispatch::respond_status(code, settings.clone(), server, &mut ex, generation).await
+        } else if h2_refused {
+            error_log::log(
+                crate::observe::ErrorLevel::Info,
+                Some(ex.conn.id),
+                &format!(
+                    "client attempted to request the server name for which the negotiated protocol is disabled{}",
+                    proxy::log_context(&ex, None)
+                ),
+            );
+            dispatch::respond_status(421, settings.clone(), server, &mut ex, generation).await
         } else if plain_on_ssl {
             error_log::log(
                 crate::observe::ErrorLevel::Info,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
+use rustls::sign::SingleCertAndKey;
 use rustls::{DigitallySignedStruct, OtherError, SignatureScheme, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
@@ -23,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::tls::{load_certificates, load_private_key_with, AnyCertificate, TlsError};
-use super::tls_server::Protocols;
+use super::tls_server::{certified_key, Protocols};
 use super::x509::{self, verify_handshake_signature};
 
 /// The `proxy_ssl_*` settings of one location or stream server.
@@ -146,12 +147,10 @@ impl UpstreamTls {
                         reason: e.to_string(),
                     }
                 })?;
-                builder.with_client_auth_cert(certs, key_der).map_err(|e| {
-                    TlsError::CertificateKey {
-                        path: key.clone(),
-                        reason: e.to_string(),
-                    }
-                })?
+                // Not rustls's with_client_auth_cert: its check refuses the
+                // X.509 v1 certificates OpenSSL sends (see certified_key).
+                let certified = certified_key(&provider, certs, key_der, key)?;
+                builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
             }
             None => builder.with_no_client_auth(),
         };
@@ -497,6 +496,58 @@ mod tests {
         assert_eq!(strip_port("[::1]:443"), "[::1]");
         assert_eq!(strip_port("[::1]"), "[::1]");
         assert_eq!(strip_port("127.0.0.1:8081"), "127.0.0.1");
+    }
+
+    fn settings(certificate: (PathBuf, PathBuf)) -> ClientTlsSettings {
+        ClientTlsSettings {
+            protocols: Protocols::default(),
+            ciphers: None,
+            verify: false,
+            verify_depth: 1,
+            trusted: None,
+            crl: None,
+            certificate: Some(certificate),
+            passwords: Vec::new(),
+            server_name: false,
+            session_reuse: true,
+        }
+    }
+
+    /// `openssl req -x509` without extensions makes an X.509 v1
+    /// certificate, which OpenSSL (and so nginx) presents as a client
+    /// certificate; a key of another certificate is still refused.
+    #[test]
+    fn a_version_1_client_certificate_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("openssl.conf"),
+            "[ req ]\ndistinguished_name = dn\nencrypt_key = no\n[ dn ]\n",
+        )
+        .unwrap();
+        for name in ["a", "b"] {
+            let made = std::process::Command::new("openssl")
+                .args(["req", "-x509", "-new", "-subj", "/CN=client/", "-config"])
+                .arg(dir.path().join("openssl.conf"))
+                .arg("-out")
+                .arg(dir.path().join(format!("{name}.crt")))
+                .arg("-keyout")
+                .arg(dir.path().join(format!("{name}.key")))
+                .output()
+                .unwrap();
+            assert!(made.status.success(), "{made:?}");
+        }
+        let pem = std::fs::read_to_string(dir.path().join("a.crt")).unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        // Certificate and tbsCertificate headers (30 82 LL LL each), then
+        // no [0] version field: v1.
+        assert_ne!(der.as_ref()[8], 0xa0);
+        let cert = dir.path().join("a.crt");
+        UpstreamTls::build(&settings((cert.clone(), dir.path().join("a.key")))).unwrap();
+        let e = UpstreamTls::build(&settings((cert, dir.path().join("b.key"))))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("b.key") && e.contains("does not match"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! configuration from nginx's `ssl_*` settings, and what a finished
 //! handshake tells the `$ssl_*` variables.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConnection;
 
 use super::tls::{load_certificates, load_private_key, TlsError};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// `ssl_protocols`: the versions rustls can speak. rustls implements
 /// TLSv1.2 and TLSv1.3 only; `SSLv2`, `SSLv3`, `TLSv1` and `TLSv1.1` are
@@ -153,6 +154,38 @@ fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
     (tag == 0x30).then_some(whole)
 }
 
+/// A certificate chain with the key `der` read from `key`, checked to
+/// belong together. rustls's own check parses the certificate with webpki,
+/// which refuses X.509 v1 (what `openssl req -x509` makes without
+/// extensions) although OpenSSL takes those; the public keys are compared
+/// here instead, as OpenSSL's "key values mismatch" check does.
+pub(crate) fn certified_key(
+    provider: &rustls::crypto::CryptoProvider,
+    chain: Vec<CertificateDer<'static>>,
+    der: PrivateKeyDer<'static>,
+    key: &Path,
+) -> Result<CertifiedKey, TlsError> {
+    let signing =
+        provider
+            .key_provider
+            .load_private_key(der)
+            .map_err(|e| TlsError::CertificateKey {
+                path: key.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+    let wanted = signing.public_key();
+    let have = chain.first().and_then(|c| subject_public_key_info(c));
+    if let (Some(wanted), Some(have)) = (wanted, have) {
+        if wanted.as_ref() != have {
+            return Err(TlsError::CertificateKey {
+                path: key.to_path_buf(),
+                reason: "the key does not match the certificate".to_string(),
+            });
+        }
+    }
+    Ok(CertifiedKey::new(chain, signing))
+}
+
 /// Loads the certificates and builds the rustls configuration.
 pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsError> {
     let defaults = rustls::crypto::ring::default_provider();
@@ -178,29 +211,7 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
             path: key.clone(),
             reason: reason(e),
         })?;
-        let signing =
-            provider
-                .key_provider
-                .load_private_key(der)
-                .map_err(|e| TlsError::CertificateKey {
-                    path: key.clone(),
-                    reason: e.to_string(),
-                })?;
-        // rustls's own check parses the certificate with webpki, which
-        // refuses X.509 v1 (what `openssl req -x509` makes without
-        // extensions) although OpenSSL serves those; compare the public
-        // keys ourselves, as OpenSSL's "key values mismatch" check does.
-        let wanted = signing.public_key();
-        let have = chain.first().and_then(|c| subject_public_key_info(c));
-        if let (Some(wanted), Some(have)) = (wanted, have) {
-            if wanted.as_ref() != have {
-                return Err(TlsError::CertificateKey {
-                    path: key.clone(),
-                    reason: "the key does not match the certificate".to_string(),
-                });
-            }
-        }
-        keys.push(Arc::new(CertifiedKey::new(chain, signing)));
+        keys.push(Arc::new(certified_key(&provider, chain, der, key)?));
     }
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
     if settings.protocols.tls13 {

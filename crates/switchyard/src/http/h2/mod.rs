@@ -16,7 +16,7 @@ mod rewind;
 
 pub use body::H2Body;
 pub use conn::serve;
-pub use preface::{enabled, preface, Preface};
+pub use preface::{enabled, listen_http2, preface, Preface};
 
 /// In an HTTP/2 request's extensions: how it came (`$http2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

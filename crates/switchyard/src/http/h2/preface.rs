@@ -41,9 +41,14 @@ pub fn enabled(generation: &Generation, local: SocketAddr) -> bool {
         .iter()
         .find(|(_, default)| *default)
         .or_else(|| servers.first());
-    if default.is_some_and(|(s, _)| s.settings.http2) {
-        return true;
-    }
+    default.is_some_and(|(s, _)| s.settings.http2) || listen_http2(generation, local)
+}
+
+/// Whether a `listen` of `local` says `http2` (nginx's `addr_conf->http2`):
+/// the address then takes HTTP/2 for every server on it, whatever their
+/// `http2` directives say.
+pub fn listen_http2(generation: &Generation, local: SocketAddr) -> bool {
+    let servers = generation.servers_for(local);
     servers.iter().any(|(s, _)| {
         s.listens.iter().any(|l| {
             l.http2
