@@ -213,6 +213,18 @@ const STEPS: &[(&str, Step, After)] = &[
         Step::NotRun("a benchmark with a profile; minutes"),
         After::Nothing,
     ),
+    (
+        "bench/instructions",
+        Step::NotRun(
+            "a benchmark under valgrind, on fixed ports; bench/RESULTS.md has its figures",
+        ),
+        After::Nothing,
+    ),
+    (
+        "bench/instructions --scenario a --only switchyard,nginx",
+        Step::NotRun("a benchmark under valgrind, on fixed ports"),
+        After::Nothing,
+    ),
 ];
 
 /// The commands of a README: every line of its `sh` blocks (comments and
