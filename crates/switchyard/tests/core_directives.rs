@@ -183,3 +183,26 @@ fn request_id_is_random_hex_and_one_per_request() {
     );
     assert_ne!(get(port, "/").header("x-a"), Some(a.as_str()));
 }
+
+/// error_page catches 494-497 by the status decided, though nginx's page
+/// for each says 400; a page without `=code` answers 400 (nginx's implicit
+/// `=400` for them), and an URL redirects with 302.
+#[test]
+fn error_page_catches_497_and_answers_400_or_redirects() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            location /to-url {{ error_page 497 https://example.com/; return 497; }}
+            location /to-page {{ error_page 497 /page; return 497; }}
+            location = /page {{ return 200 \"the page\\n\"; }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    let url = get(port, "/to-url");
+    assert_eq!(url.status, 302);
+    assert_eq!(url.header("location"), Some("https://example.com/"));
+    let page = get(port, "/to-page");
+    assert_eq!(page.status, 400);
+    assert_eq!(page.text(), "the page\n");
+}

@@ -155,7 +155,7 @@ async fn run(
     // the error page (nginx's ngx_http_upstream_intercept_errors).
     let mut challenges: Vec<HeaderValue> = Vec::new();
     loop {
-        let (response, source) = match content {
+        let (response, source, status) = match content {
             Content::Close(code) => return (Reply::Close(code), settings),
             Content::Redirect(uri) => {
                 if !changes.take(ex, &format!("while internally redirecting to \"{uri}\"")) {
@@ -192,10 +192,19 @@ async fn run(
                 content = c;
                 continue;
             }
-            Content::Status(code) => (respond::error(code, settings.server_tokens), Source::Page),
-            Content::Response(r, source) => (r, source),
+            Content::Status(code) => (
+                respond::error(code, settings.server_tokens),
+                Source::Page,
+                code,
+            ),
+            Content::Response(r, source) => {
+                let status = r.status().as_u16();
+                (r, source, status)
+            }
         };
-        let status = response.status().as_u16();
+        // error_page looks the status up as it was decided: a 497 (plain
+        // HTTP to an HTTPS port) is caught as 497 though nginx's page for it
+        // says 400.
         let catch = !intercepted
             && match source {
                 Source::Upstream => settings.proxy_intercept_errors,
@@ -295,6 +304,9 @@ async fn run(
         };
         settings = s;
         let forced = match page.response {
+            // nginx's error_page gives 494-497 an implicit `=400`: the
+            // page answers 400 (ngx_http_core_error_page).
+            None if (494..=497).contains(&status) => Some(400),
             None => Some(status),
             Some(code) => code,
         };
