@@ -598,3 +598,45 @@ fn proxy_set_header_and_http_version() {
     assert_eq!(header(&doc, "host"), ["backends"]);
     assert_eq!(header(&doc, "connection"), ["close"]);
 }
+
+/// `$upstream_response_time` runs until the whole response is in, as
+/// nginx's does, not until its head: the backend here sends 2000 bytes at
+/// 1 KiB/s, the first second's worth at once as nginx's `limit_rate` does
+/// (a second server of the same process).
+#[test]
+fn upstream_response_time_runs_to_the_end_of_the_body() {
+    let (front, back) = (free_port(), free_port());
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("data"), vec![b'x'; 2000]).unwrap();
+    let conf = format!(
+        "log_format up '$upstream_response_time';
+        server {{
+            listen 127.0.0.1:{front};
+            access_log logs/up.log up;
+            location / {{ proxy_pass http://127.0.0.1:{back}; }}
+        }}
+        server {{
+            listen 127.0.0.1:{back};
+            access_log off;
+            root {};
+            limit_rate 1k;
+            location / {{ }}
+        }}",
+        files.path().display()
+    );
+    let lb = Balancer::start_http(&conf, &[front, back]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], front));
+    let r = support::raw(
+        addr,
+        b"GET /data HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let log = lb.dir.path().join("logs/up.log");
+    wait_until(Duration::from_secs(5), "the access-log line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    });
+    let line = std::fs::read_to_string(&log).unwrap();
+    let seconds: f64 = line.trim().parse().unwrap_or_else(|_| panic!("{line}"));
+    assert!(seconds >= 0.5, "the body took about a second: {line}");
+}

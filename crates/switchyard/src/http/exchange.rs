@@ -41,8 +41,42 @@ pub struct UpstreamTry {
     pub connect: Option<f64>,
     /// Seconds to the response header.
     pub header: Option<f64>,
-    /// Seconds to the end of the response.
+    /// Seconds to the end of the response, as far as known when the head
+    /// came (a failed attempt's end).
     pub response: Option<f64>,
+    /// The end of a response whose body is still being read: the body
+    /// marks it when it ends, the log reads it after (nginx's
+    /// `$upstream_response_time` runs until the whole response is in).
+    pub response_end: Option<ResponseEnd>,
+}
+
+/// When an upstream's response body ended, measured from the attempt's
+/// start; shared by the body that ends it and the exchange that logs it.
+#[derive(Debug, Clone)]
+pub struct ResponseEnd {
+    started: Instant,
+    seconds: Arc<std::sync::OnceLock<f64>>,
+}
+
+impl ResponseEnd {
+    /// An end not reached yet, of an attempt that started at `started`.
+    pub fn new(started: Instant) -> ResponseEnd {
+        ResponseEnd {
+            started,
+            seconds: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// The body ended (read whole, failed or timed out): now, unless it
+    /// was marked already.
+    pub fn mark(&self) {
+        let _ = self.seconds.set(self.started.elapsed().as_secs_f64());
+    }
+
+    /// Seconds from the start to the end, once marked.
+    pub fn seconds(&self) -> Option<f64> {
+        self.seconds.get().copied()
+    }
 }
 
 /// Everything a log line or a variable may need about one request.
@@ -448,7 +482,15 @@ impl VarSource for Exchange {
             Var::UpstreamStatus => self
                 .join(|t| t.status.map(|s| s.to_string()))
                 .map(Cow::Owned),
-            Var::UpstreamResponseTime => self.join(|t| t.response.map(secs)).map(Cow::Owned),
+            Var::UpstreamResponseTime => self
+                .join(|t| {
+                    t.response_end
+                        .as_ref()
+                        .and_then(ResponseEnd::seconds)
+                        .or(t.response)
+                        .map(secs)
+                })
+                .map(Cow::Owned),
             Var::UpstreamConnectTime => self.join(|t| t.connect.map(secs)).map(Cow::Owned),
             Var::UpstreamHeaderTime => self.join(|t| t.header.map(secs)).map(Cow::Owned),
             Var::Host => {

@@ -17,6 +17,7 @@ use tokio_util::io::poll_read_buf;
 use super::body::PeerGuard;
 use super::send::{Upload, READ_SIZE};
 use crate::http::body::{poll_wait, BoxError, ReadTimeout};
+use crate::http::exchange::ResponseEnd;
 use crate::observe::error_log;
 use crate::upstream::pool::{Connection, PoolKey};
 
@@ -30,6 +31,22 @@ enum State {
     Chunked(ChunkedDecoder),
     UntilClose,
     Done,
+}
+
+/// What the response body needs from the attempt that produced it.
+pub struct Downstream {
+    /// The connection the response came on.
+    pub connection: Connection,
+    /// The rest of the request, still going up.
+    pub upload: Option<Upload>,
+    /// Whether the connection may go back to the pool once the body is read.
+    pub reusable: bool,
+    /// Its pool.
+    pub key: PoolKey,
+    /// Reports the peer's success or failure.
+    pub guard: PeerGuard,
+    /// Marked when the response body ends.
+    pub end: ResponseEnd,
 }
 
 /// The response body of one upstream request.
@@ -54,19 +71,22 @@ pub struct UpstreamBody {
     /// arrived before the break).
     fresh_data: bool,
     held_error: Option<String>,
+    /// Marked when the body ends, for `$upstream_response_time`.
+    end: ResponseEnd,
 }
 
 impl UpstreamBody {
-    /// The body that follows a response head with `framing` on `connection`.
-    pub fn new(
-        connection: Connection,
-        upload: Option<Upload>,
-        framing: Framing,
-        reusable: bool,
-        key: PoolKey,
-        guard: PeerGuard,
-        timeout: Duration,
-    ) -> UpstreamBody {
+    /// The body that follows a response head with `framing` on the
+    /// attempt's connection.
+    pub fn new(down: Downstream, framing: Framing, timeout: Duration) -> UpstreamBody {
+        let Downstream {
+            connection,
+            upload,
+            reusable,
+            key,
+            guard,
+            end,
+        } = down;
         let state = match framing {
             Framing::None | Framing::Length(0) => State::Length(0),
             Framing::Length(n) => State::Length(n),
@@ -85,6 +105,7 @@ impl UpstreamBody {
             armed: false,
             fresh_data: false,
             held_error: None,
+            end,
         };
         if matches!(body.state, State::Length(0)) {
             // Nothing to read: the connection is free now.
@@ -96,6 +117,7 @@ impl UpstreamBody {
     /// The body is read to its end: the connection goes back to the pool
     /// when the upstream allows it and nothing unexpected followed.
     fn complete(&mut self) {
+        self.end.mark();
         self.state = State::Done;
         self.upload = None;
         let (Some(connection), Some(guard)) = (self.connection.take(), self.guard.take()) else {
@@ -115,6 +137,7 @@ impl UpstreamBody {
         words: String,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.end.mark();
         self.state = State::Done;
         self.connection = None;
         self.guard = None;
@@ -243,6 +266,7 @@ impl Body for UpstreamBody {
                     this.fresh_data = false;
                     return match poll_wait(&mut this.sleep, &mut this.armed, this.timeout, cx) {
                         Poll::Ready(()) => {
+                            this.end.mark();
                             this.state = State::Done;
                             this.connection = None;
                             this.guard = None;

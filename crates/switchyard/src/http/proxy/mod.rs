@@ -23,12 +23,12 @@ use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
 use self::body::PeerGuard;
-use self::downstream::UpstreamBody;
+use self::downstream::{Downstream, UpstreamBody};
 use self::request::{build_headers, prepare_body, upstream_uri};
 use self::send::{UpBody, Upload, UpstreamError};
 use self::wire::ResponseHead;
 use super::body::ResponseBody;
-use super::exchange::{Exchange, UpstreamTry};
+use super::exchange::{Exchange, ResponseEnd, UpstreamTry};
 use super::respond;
 use crate::config::model::{LocationConfig, ProxyPass, Settings};
 use crate::observe::error_log;
@@ -373,10 +373,12 @@ pub async fn proxy(
         let status = sent.head.status.as_u16();
         let header_time = started.elapsed();
         picked.metrics.response(status, header_time);
+        let end = ResponseEnd::new(started);
         if let Some(t) = ex.upstream.last_mut() {
             t.status = Some(status);
             t.header = Some(header_time.as_secs_f64());
             t.response = t.header;
+            t.response_end = Some(end.clone());
         }
         let retry_status = next.statuses.contains(&status)
             && may_resend
@@ -404,6 +406,7 @@ pub async fn proxy(
             reusable,
             key,
             guard,
+            end,
         };
         for words in &sent.head.ignored {
             error_log::log(
@@ -456,15 +459,6 @@ fn no_live(ex: &mut Exchange, upstream: &Upstream, settings: &Settings) -> Respo
     respond::error(502, settings.server_tokens)
 }
 
-/// What the response body needs from the attempt that produced it.
-struct Downstream {
-    connection: Connection,
-    upload: Option<Upload>,
-    reusable: bool,
-    key: PoolKey,
-    guard: PeerGuard,
-}
-
 fn downstream_response(
     head: ResponseHead,
     down: Downstream,
@@ -484,15 +478,7 @@ fn downstream_response(
         status: head.status,
         reason: head.reason,
     };
-    let body = UpstreamBody::new(
-        down.connection,
-        down.upload,
-        head.framing,
-        down.reusable,
-        down.key,
-        down.guard,
-        settings.proxy_read_timeout,
-    );
+    let body = UpstreamBody::new(down, head.framing, settings.proxy_read_timeout);
     let mut out = Response::new(body.boxed_unsync());
     *out.status_mut() = head.status;
     *out.headers_mut() = headers;
