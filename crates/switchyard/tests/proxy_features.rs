@@ -771,3 +771,48 @@ fn access_log_if_skips_lines_whose_condition_is_empty_or_zero() {
     assert!(lines[0].contains("GET /?log=1 "), "{lines:?}");
     assert!(lines[1].contains("GET /?log=yes "), "{lines:?}");
 }
+
+/// An upstream's X-Accel-Redirect sends the request on to the URI it names
+/// (as GET, with the Content-Type and Set-Cookie of the answer and none of
+/// its other headers), or to a named location; `..` in it is a 404; and
+/// `proxy_ignore_headers X-Accel-Redirect` passes the answer on instead.
+#[test]
+fn x_accel_redirect_continues_the_request_where_the_upstream_says() {
+    let (front, back) = (free_port(), free_port());
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{front};
+            location /p/ {{ proxy_pass http://127.0.0.1:{back}/; }}
+            location /ignored/ {{
+                proxy_pass http://127.0.0.1:{back}/;
+                proxy_ignore_headers X-Accel-Redirect;
+            }}
+            location = /final {{ return 200 \"final $request_method $args\\n\"; }}
+            location @named {{ return 200 \"named $uri\\n\"; }}
+        }}
+        server {{
+            listen 127.0.0.1:{back};
+            location / {{
+                add_header X-Accel-Redirect $arg_to;
+                add_header Content-Type text/blah;
+                add_header Set-Cookie a=1;
+                add_header X-Other kept-back;
+                return 204;
+            }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[front, back]);
+    let r = post(front, "/p/x?to=/final", b"body");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "final GET \n");
+    let r = get(front, "/p/x?to=/final?q=1");
+    assert_eq!(r.text(), "final GET q=1\n");
+    assert_eq!(r.header("content-type"), Some("text/blah"));
+    assert_eq!(r.header("set-cookie"), Some("a=1"));
+    assert_eq!(r.header("x-other"), None);
+    assert_eq!(get(front, "/p/x?to=@named").text(), "named /p/x\n");
+    assert_eq!(get(front, "/p/x?to=/a/../final").status, 404);
+    let r = get(front, "/ignored/x?to=/final");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("x-other"), Some("kept-back"));
+}

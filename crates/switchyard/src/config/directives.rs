@@ -399,7 +399,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_redirect", ANY, T12, false, Yes),
     d("proxy_hide_header", ANY, T1, false, Yes),
     d("proxy_pass_header", ANY, T1, false, Yes),
-    d("proxy_ignore_headers", ANY, M1, false, Accepted),
+    d("proxy_ignore_headers", ANY, M1, false, Yes),
     d("proxy_intercept_errors", ANY, FLAG, false, Yes),
     d("proxy_method", ANY, T1, false, Yes),
     d("proxy_pass_request_headers", ANY, FLAG, false, Yes),

@@ -1028,6 +1028,9 @@ pub struct Settings {
     pub proxy_hide_headers: Vec<String>,
     /// `proxy_pass_header` (lifts nginx's default hiding of a header).
     pub proxy_pass_headers: Vec<String>,
+    /// `proxy_ignore_headers`, in lower case: upstream headers whose
+    /// meaning is not acted on (only `X-Accel-Redirect` has one here yet).
+    pub proxy_ignore_headers: Vec<String>,
     /// `proxy_method`.
     pub proxy_method: Option<crate::vars::Template>,
     /// `proxy_pass_request_headers` (default on).

@@ -46,6 +46,7 @@ pub(crate) struct Layer {
     proxy_next_upstream_timeout: Option<Duration>,
     proxy_hide_headers: Option<Vec<String>>,
     proxy_pass_headers: Option<Vec<String>>,
+    proxy_ignore_headers: Option<Vec<String>>,
     proxy_method: Option<Template>,
     proxy_pass_request_headers: Option<bool>,
     proxy_pass_request_body: Option<bool>,
@@ -183,6 +184,20 @@ fn time(d: &Directive) -> Result<Duration, ConfigError> {
 fn size(d: &Directive) -> Result<u64, ConfigError> {
     values::parse_size(arg0(d)).ok_or_else(|| invalid_value(d))
 }
+
+/// The upstream headers `proxy_ignore_headers` may name (nginx's
+/// `ngx_http_upstream_ignore_headers_masks`).
+const IGNORABLE: [&str; 9] = [
+    "X-Accel-Redirect",
+    "X-Accel-Expires",
+    "X-Accel-Limit-Rate",
+    "X-Accel-Buffering",
+    "X-Accel-Charset",
+    "Expires",
+    "Cache-Control",
+    "Set-Cookie",
+    "Vary",
+];
 
 fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
     if slot.is_some() {
@@ -325,6 +340,22 @@ impl Layer {
                 .proxy_pass_headers
                 .get_or_insert_with(Vec::new)
                 .push(arg0(d).to_ascii_lowercase()),
+            "proxy_ignore_headers" => {
+                let names = self.proxy_ignore_headers.get_or_insert_with(Vec::new);
+                for a in &d.args {
+                    let Some(name) = IGNORABLE.iter().find(|n| a.value.eq_ignore_ascii_case(n))
+                    else {
+                        return Err(ConfigError::at(
+                            format!("invalid value \"{}\"", a.value),
+                            &d.position,
+                        ));
+                    };
+                    let name = name.to_ascii_lowercase();
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
             "proxy_method" => set(&mut self.proxy_method, d, compile(d, arg0(d))?)?,
             "proxy_pass_request_headers" => set(
                 &mut self.proxy_pass_request_headers,
@@ -547,6 +578,7 @@ impl Layer {
             proxy_next_upstream_timeout,
             proxy_hide_headers,
             proxy_pass_headers,
+            proxy_ignore_headers,
             proxy_method,
             proxy_pass_request_headers,
             proxy_pass_request_body,
@@ -628,6 +660,7 @@ impl Layer {
             proxy_next_upstream_timeout: self.proxy_next_upstream_timeout.unwrap_or_default(),
             proxy_hide_headers: self.proxy_hide_headers.clone().unwrap_or_default(),
             proxy_pass_headers: self.proxy_pass_headers.clone().unwrap_or_default(),
+            proxy_ignore_headers: self.proxy_ignore_headers.clone().unwrap_or_default(),
             proxy_method: self.proxy_method.clone(),
             proxy_pass_request_headers: self.proxy_pass_request_headers.unwrap_or(true),
             proxy_pass_request_body: self.proxy_pass_request_body.unwrap_or(true),

@@ -15,6 +15,7 @@ use crate::config::model::{
 };
 use crate::observe::error_log;
 
+use super::accel_redirect;
 use super::body::ResponseBody;
 use super::exchange::Exchange;
 use super::generation::Generation;
@@ -222,6 +223,7 @@ async fn run(
             .cloned();
         let Some(page) = page else {
             let mut response = response;
+            accel_redirect::apply(&ex.carried, response.headers_mut());
             if source != Source::Upstream {
                 // nginx leaves an upstream's relative Location as it is.
                 absolute_location(&mut response, &settings, ex);
@@ -551,6 +553,37 @@ async fn serve(
             } else {
                 Source::Page
             };
+            if source == Source::Upstream {
+                if let Some(target) =
+                    accel_redirect::target(&ex.upstream_headers, &location.settings)
+                {
+                    // The answer is dropped unread (its connection with it,
+                    // as nginx finalizes the upstream) and the request goes on.
+                    drop(response);
+                    ex.carried = accel_redirect::carried(&ex.upstream_headers);
+                    return match target {
+                        accel_redirect::Target::Named(name) => Content::Named(name),
+                        accel_redirect::Target::Uri(uri) => {
+                            if ex.method != http::Method::HEAD {
+                                ex.method = http::Method::GET;
+                            }
+                            // Its arguments are the URI's own, none without `?`.
+                            ex.args = None;
+                            Content::Redirect(uri)
+                        }
+                        accel_redirect::Target::Unsafe(uri) => {
+                            error_log::error(
+                                Some(ex.conn.id),
+                                &format!(
+                                    "unsafe URI \"{uri}\" was detected{}",
+                                    proxy::log_context(ex, None)
+                                ),
+                            );
+                            Content::Status(404)
+                        }
+                    };
+                }
+            }
             Content::Response(response, source)
         }
         Handler::StubStatus => Content::Response(super::status::stub_status(), Source::Direct),

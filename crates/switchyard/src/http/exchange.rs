@@ -114,6 +114,9 @@ pub struct Exchange {
     pub upstream: Vec<UpstreamTry>,
     /// Upstream response headers (for `$upstream_http_*`).
     pub upstream_headers: HeaderMap,
+    /// Headers of an upstream's X-Accel-Redirect answer that go on the
+    /// final response (nginx keeps Content-Type, Set-Cookie and a few more).
+    pub carried: HeaderMap,
     /// `$proxy_host`.
     pub proxy_host: String,
     /// The upstream group used, if the request was proxied.
@@ -215,6 +218,7 @@ impl Exchange {
             sent_headers: HeaderMap::new(),
             upstream: Vec::new(),
             upstream_headers: HeaderMap::new(),
+            carried: HeaderMap::new(),
             proxy_host: String::new(),
             upstream_name: None,
             proxy_port: 0,

@@ -3,6 +3,7 @@
 //! HTTP/1.1 on the fast path in [`h1`], the rest through hyper), [`proxy`]
 //! talks to the upstream, [`body`] streams and logs.
 
+pub mod accel_redirect;
 pub mod access;
 pub mod auth_basic;
 pub mod auth_request;
