@@ -816,3 +816,38 @@ fn x_accel_redirect_continues_the_request_where_the_upstream_says() {
     assert_eq!(r.status, 204);
     assert_eq!(r.header("x-other"), Some("kept-back"));
 }
+
+/// An upstream's `X-Accel-Limit-Rate` paces the response to the client (the
+/// first second's worth at once, as `limit_rate` does), unless
+/// `proxy_ignore_headers` names it.
+#[test]
+fn x_accel_limit_rate_paces_the_response() {
+    let (front, back) = (free_port(), free_port());
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("data"), vec![b'x'; 2000]).unwrap();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{front};
+            location /paced/ {{ proxy_pass http://127.0.0.1:{back}/; }}
+            location /ignored/ {{
+                proxy_pass http://127.0.0.1:{back}/;
+                proxy_ignore_headers X-Accel-Limit-Rate;
+            }}
+        }}
+        server {{
+            listen 127.0.0.1:{back};
+            root {};
+            location / {{ add_header X-Accel-Limit-Rate 1024; }}
+        }}",
+        files.path().display()
+    );
+    let _b = Balancer::start_http(&conf, &[front, back]);
+    let timed = |path: &str| {
+        let started = std::time::Instant::now();
+        let r = get(front, path);
+        assert_eq!((r.status, r.body.len()), (200, 2000), "{path}");
+        started.elapsed()
+    };
+    assert!(timed("/paced/data") >= Duration::from_millis(500));
+    assert!(timed("/ignored/data") < Duration::from_millis(500));
+}

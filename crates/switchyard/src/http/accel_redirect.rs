@@ -2,6 +2,7 @@
 //! location) instead of the content, and the request continues there as an
 //! internal redirect, as nginx's `ngx_http_upstream_process_headers` does.
 //! The few headers nginx keeps from that answer go on the final response.
+//! Its sibling `X-Accel-Limit-Rate` sets the response's rate.
 
 use http::header::{self, HeaderMap, HeaderName};
 
@@ -52,6 +53,25 @@ pub fn target(upstream: &HeaderMap, settings: &Settings) -> Option<Target> {
     } else {
         Target::Unsafe(value)
     })
+}
+
+/// The rate an upstream's `X-Accel-Limit-Rate` sets (bytes per second, 0
+/// for none), unless ignored; a value that is not a number is no rate, as
+/// nginx's `ngx_atoi` makes it. It wins over `limit_rate`, here and after
+/// an X-Accel-Redirect.
+pub fn limit_rate(upstream: &HeaderMap, settings: &Settings) -> Option<u64> {
+    if settings
+        .proxy_ignore_headers
+        .iter()
+        .any(|h| h == "x-accel-limit-rate")
+    {
+        return None;
+    }
+    let value = upstream.get("x-accel-limit-rate")?.as_bytes();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// The headers of the upstream's answer that go on the final response.

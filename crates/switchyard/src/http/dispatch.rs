@@ -554,6 +554,11 @@ async fn serve(
                 Source::Page
             };
             if source == Source::Upstream {
+                if let Some(rate) =
+                    accel_redirect::limit_rate(&ex.upstream_headers, &location.settings)
+                {
+                    ex.limit_rate = Some(rate);
+                }
                 if let Some(target) =
                     accel_redirect::target(&ex.upstream_headers, &location.settings)
                 {
