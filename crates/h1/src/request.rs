@@ -42,6 +42,11 @@ pub struct RequestHead {
     pub headers: Headers,
     /// How the body that follows is delimited.
     pub framing: Framing,
+    /// The head's bytes from the method to the blank line that ends it,
+    /// that line included: nginx's `request_length` of a head. Blank lines
+    /// before the request line are taken from the buffer but not counted,
+    /// as nginx skips them before it marks the request's start.
+    pub length: usize,
 }
 
 /// nginx quotes at most this much of a too long header line.
@@ -111,6 +116,7 @@ pub fn parse_request(
             line_ranges(buffer, request.headers),
         )
     };
+    let counted = length - method.start;
     let head = buffer.split_to(length).freeze();
     let headers = headers_of(&head, lines);
     let absolute = head.slice(target.clone());
@@ -122,6 +128,7 @@ pub fn parse_request(
         version,
         headers,
         framing,
+        length: counted,
     }))
 }
 
@@ -221,6 +228,23 @@ mod tests {
             b"Sec-WebSocket-Key"
         );
         assert_eq!(&buffer[..], b"abcGET");
+    }
+
+    #[test]
+    fn counts_the_head_as_nginx_request_length() {
+        let text = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n";
+        let mut buffer = BytesMut::from(&text[..]);
+        buffer.extend_from_slice(b"abc");
+        let head = parse_request(&mut buffer, &RequestLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.length, text.len());
+        // Blank lines before the request line are skipped, not counted.
+        let mut buffer = BytesMut::from(&b"\r\n\r\nGET / HTTP/1.0\r\n\r\n"[..]);
+        let head = parse_request(&mut buffer, &RequestLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.length, buffer.len()), (18, 0));
     }
 
     #[test]

@@ -48,6 +48,8 @@ fn sub_exchange(ex: &Exchange, uri: &str) -> Option<(Exchange, Request<RequestBo
     sub.limit_conn_status = ex.limit_conn_status;
     sub.internal = true;
     sub.subrequest = true;
+    // nginx's subrequest starts with request_length 0 and reads no body.
+    sub.head_length = Some(0);
     // The subrequest shares the request's variables, $request_id too.
     let id = ex
         .request_id

@@ -176,6 +176,11 @@ pub struct Exchange {
     pub subrequest: bool,
     /// `$request_id`, made when first read.
     pub request_id: std::sync::OnceLock<String>,
+    /// The head's part of `$request_length`; `None` when it is not known
+    /// (an HTTP/2 stream: its HEADERS frames' sizes are not seen here).
+    pub head_length: Option<u64>,
+    /// The body's part of `$request_length`, when the connection feeds one.
+    pub body_read: Option<crate::http::h1::body::BodyRead>,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -242,6 +247,11 @@ impl Exchange {
             www_authenticate: Vec::new(),
             subrequest: false,
             request_id: std::sync::OnceLock::new(),
+            head_length: parts
+                .extensions
+                .get::<crate::http::h1::head::HeadLength>()
+                .map(|l| l.0),
+            body_read: None,
             conn,
         }
     }
@@ -307,6 +317,25 @@ impl Exchange {
         }
         let split = self.splits.as_ref()?.get(name)?;
         Some(split.value(self))
+    }
+
+    /// `$request_length`: the head's bytes plus the body's bytes read so
+    /// far, as nginx's `r->request_length`. `None` (not found) when the
+    /// head's size is not known: over HTTP/2 nginx counts the HEADERS and
+    /// CONTINUATION payloads, which the h2 crate does not show, and a
+    /// guess would be a wrong number; the error log says so once.
+    pub fn request_length(&self) -> Option<u64> {
+        let Some(head) = self.head_length else {
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                crate::observe::error_log::error(
+                    Some(self.conn.id),
+                    "variable \"$request_length\" is not supported over HTTP/2 yet: its value is not found (logged as \"-\")",
+                );
+            }
+            return None;
+        };
+        Some(head + self.body_read.as_ref().map_or(0, |b| b.bytes()))
     }
 
     /// `$request`: the request line.
@@ -472,7 +501,7 @@ impl VarSource for Exchange {
             Var::Uri => Some(Cow::Borrowed(&self.uri)),
             Var::Args => self.args.as_deref().map(Cow::Borrowed),
             Var::IsArgs => Some(Cow::Borrowed(if self.args.is_some() { "?" } else { "" })),
-            Var::RequestLength => None,
+            Var::RequestLength => self.request_length().map(|n| Cow::Owned(n.to_string())),
             // Whole milliseconds, as nginx's (it truncates, never rounds up).
             Var::RequestTime => {
                 let ms = self.start.elapsed().as_millis();

@@ -345,6 +345,7 @@ pub async fn handle(
         uri.unwrap_or_else(|| parts.uri.path().to_string()),
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
+    ex.body_read = body.read_count();
     let request = Request::from_parts(parts, body);
     // Limits come from the location the URI selects before any rewrite.
     let location = if normalized {

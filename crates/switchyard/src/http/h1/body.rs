@@ -24,6 +24,15 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
+    /// The count of the body's bytes read for the handler, for
+    /// `$request_length`; `None` for a body the connection does not feed.
+    pub fn read_count(&self) -> Option<BodyRead> {
+        match self {
+            RequestBody::Fed(fed) => Some(BodyRead(fed.feed.clone())),
+            RequestBody::Empty | RequestBody::H2(_) => None,
+        }
+    }
+
     /// Whether the body's length is known only at its end (a chunked
     /// HTTP/1.1 body says so in its head; an HTTP/2 body without
     /// Content-Length does not).
@@ -95,6 +104,10 @@ pub struct FeedState {
     wants: bool,
     waker: Option<Waker>,
     cut: bool,
+    /// Bytes read from the connection for the body, chunked framing
+    /// included: nginx adds what it reads for a body to
+    /// `request_length`, and nothing of a body it discards.
+    read: u64,
 }
 
 impl FeedState {
@@ -171,11 +184,20 @@ impl Feed {
         if !s.chunked {
             s.remaining = s.remaining.saturating_sub(data.len() as u64);
         }
+        s.read += data.len() as u64;
         s.chunk = Some(data);
         s.wants = false;
         if let Some(waker) = s.waker.take() {
             waker.wake();
         }
+    }
+
+    /// `n` bytes of chunked framing (sizes, extensions, line ends, the
+    /// last chunk and trailers) were read for the body: they count in
+    /// `$request_length` as nginx counts what it read.
+    pub fn framing(&self, n: u64) {
+        let Some(mut s) = self.lock() else { return };
+        s.read += n;
     }
 
     /// `n` bytes of the body were read and dropped, never handed over.
@@ -193,6 +215,17 @@ impl Feed {
         if let Some(waker) = s.waker.take() {
             waker.wake();
         }
+    }
+}
+
+/// A look at how much of a fed body was read (for `$request_length`).
+#[derive(Debug, Clone)]
+pub struct BodyRead(Feed);
+
+impl BodyRead {
+    /// Bytes read for the body so far; what was discarded is not counted.
+    pub fn bytes(&self) -> u64 {
+        self.0.lock().map_or(0, |s| s.read)
     }
 }
 
@@ -223,5 +256,26 @@ impl FedBody {
             s.waker = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_what_was_read_for_the_body_not_what_was_discarded() {
+        let (feed, body) = Feed::chunked();
+        let count = RequestBody::Fed(body).read_count().expect("fed");
+        feed.framing(3); // "5\r\n"
+        feed.deliver(Bytes::from_static(b"hello"));
+        feed.framing(7); // "\r\n0\r\n\r\n"
+        assert_eq!(count.bytes(), 15);
+        let (feed, body) = Feed::new(10);
+        let count = RequestBody::Fed(body).read_count().expect("fed");
+        feed.deliver(Bytes::from_static(b"abcd"));
+        feed.consumed(6);
+        assert_eq!(count.bytes(), 4, "discarded bytes are not counted");
+        assert!(RequestBody::Empty.read_count().is_none());
     }
 }

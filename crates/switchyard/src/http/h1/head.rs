@@ -37,6 +37,12 @@ pub struct Served {
     pub upgrade: bool,
 }
 
+/// The bytes of a request's head as nginx counts them for
+/// `$request_length` (from the method to the blank line that ends the
+/// head); kept in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLength(pub u64);
+
 /// How a request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
@@ -97,6 +103,7 @@ fn into_parts(head: ::h1::RequestHead) -> Result<Served, ::h1::RequestError> {
             .get_all(header::CONNECTION)
             .iter()
             .any(|v| super::has_token(v.as_bytes(), b"upgrade"));
+    let length = HeadLength(head.length as u64);
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -105,6 +112,7 @@ fn into_parts(head: ::h1::RequestHead) -> Result<Served, ::h1::RequestError> {
     if !case.is_empty() {
         parts.extensions.insert(case);
     }
+    parts.extensions.insert(length);
     Ok(Served {
         parts,
         body,
@@ -158,6 +166,12 @@ mod tests {
         assert_eq!(s.parts.uri.query(), Some("b=1"));
         assert_eq!(s.parts.headers.get_all("x-a").iter().count(), 2);
         assert!(!s.expect_continue && !s.upgrade);
+        let head =
+            "POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+        assert_eq!(
+            s.parts.extensions.get::<HeadLength>(),
+            Some(&HeadLength(head.len() as u64))
+        );
     }
 
     #[test]

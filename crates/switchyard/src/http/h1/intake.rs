@@ -126,14 +126,19 @@ impl Intake {
             };
             match decoder.decode(buffer) {
                 Ok(Step::Data(range)) => {
+                    self.feed.framing(range.start as u64);
                     buffer.advance(range.start);
                     let data = buffer.split_to(range.end - range.start).freeze();
                     self.feed.deliver(data);
                     return true;
                 }
                 // All framing, nothing handed over yet: read on.
-                Ok(Step::NeedMore) => buffer.clear(),
+                Ok(Step::NeedMore) => {
+                    self.feed.framing(buffer.len() as u64);
+                    buffer.clear();
+                }
                 Ok(Step::Done(n)) => {
+                    self.feed.framing(n as u64);
                     buffer.advance(n);
                     self.feed.finish();
                     return true;
