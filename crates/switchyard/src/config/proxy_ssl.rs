@@ -92,7 +92,7 @@ impl ProxySslLayer {
             "proxy_ssl_certificate" => set(&mut self.certificate, d, file(d)?)?,
             "proxy_ssl_certificate_key" => set(&mut self.certificate_key, d, file(d)?)?,
             "proxy_ssl_password_file" => set(&mut self.password_file, d, file(d)?)?,
-            "proxy_ssl_protocols" => set(&mut self.protocols, d, parse_protocols(d)?)?,
+            "proxy_ssl_protocols" => set(&mut self.protocols, d, super::ssl::parse_protocols(d)?)?,
             "proxy_ssl_ciphers" => {
                 let list = arg0(d);
                 // nginx's default: rustls's own suites, in its order.
@@ -249,37 +249,4 @@ impl ProxySslLayer {
             ConfigError::at(e.to_string(), place.as_ref().unwrap_or(at))
         })
     }
-}
-
-/// `proxy_ssl_protocols`: as `ssl_protocols`, the versions rustls lacks
-/// accepted and not offered; a list of only those is refused, since no
-/// handshake could succeed.
-fn parse_protocols(d: &Directive) -> Result<Protocols, ConfigError> {
-    let mut p = Protocols {
-        tls12: false,
-        tls13: false,
-    };
-    for a in &d.args {
-        match a.value.as_str() {
-            "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => {}
-            "TLSv1.2" => p.tls12 = true,
-            "TLSv1.3" => p.tls13 = true,
-            other => {
-                return Err(ConfigError::at(
-                    format!("invalid value \"{other}\""),
-                    &d.position,
-                ))
-            }
-        }
-    }
-    if !p.tls12 && !p.tls13 {
-        return Err(ConfigError::at(
-            format!(
-                "\"{}\" without TLSv1.2 or TLSv1.3 is not supported yet (rustls speaks only those)",
-                d.name
-            ),
-            &d.position,
-        ));
-    }
-    Ok(p)
 }

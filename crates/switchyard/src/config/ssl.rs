@@ -223,11 +223,12 @@ impl SslLayer {
     }
 }
 
-/// `ssl_protocols`: nginx's bitmask values. rustls speaks TLSv1.2 and
-/// TLSv1.3 only: the older names are accepted, as nginx accepts them, and
-/// never negotiated; a list of only those is refused, since no handshake
-/// could succeed.
-fn parse_protocols(d: &Directive) -> Result<Protocols, ConfigError> {
+/// `ssl_protocols` (and `proxy_ssl_protocols`, which takes the same
+/// values): nginx's bitmask values. rustls speaks TLSv1.2 and TLSv1.3 only:
+/// the older names are accepted, as nginx accepts them, and never
+/// negotiated; a list of only those is refused, since no handshake could
+/// succeed.
+pub(super) fn parse_protocols(d: &Directive) -> Result<Protocols, ConfigError> {
     let mut p = Protocols {
         tls12: false,
         tls13: false,
@@ -247,7 +248,10 @@ fn parse_protocols(d: &Directive) -> Result<Protocols, ConfigError> {
     }
     if !p.tls12 && !p.tls13 {
         return Err(ConfigError::at(
-            "\"ssl_protocols\" without TLSv1.2 or TLSv1.3 is not supported yet (rustls speaks only those)",
+            format!(
+                "\"{}\" without TLSv1.2 or TLSv1.3 is not supported yet (rustls speaks only those)",
+                d.name
+            ),
             &d.position,
         ));
     }
