@@ -70,6 +70,10 @@ fn broken_configs_get_nginx_messages() {
             "invalid number of arguments in \"listen\" directive in {F}:4",
         ),
         (
+            "events {}\nhttp {\n  proxy_ignore_headers X-Accel-Redirect X-Bogus;\n}\n",
+            "invalid value \"X-Bogus\" in {F}:3",
+        ),
+        (
             "events {}\nhttp {\n  server { location / ; }\n}\n",
             "directive \"location\" has no opening \"{\" in {F}:3",
         ),
