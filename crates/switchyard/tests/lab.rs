@@ -315,7 +315,9 @@ fn the_console_fails_heals_kills_and_starts_a_backend() {
     );
     lab.type_line("start web2");
     lab.wait_for_line(": started", Duration::from_secs(10));
-    support::wait_until(Duration::from_secs(10), "web2 back", || both(who(4)));
+    // A failed peer is tried again after fail_timeout (10 s by default),
+    // counted from its last failure: the bound leaves room for a slow machine.
+    support::wait_until(Duration::from_secs(25), "web2 back", || both(who(4)));
 
     lab.type_line("explode");
     lab.wait_for_line("unknown command \"explode\"", Duration::from_secs(5));
