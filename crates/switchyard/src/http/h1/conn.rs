@@ -294,9 +294,12 @@ async fn wait_for_head<S: ClientStream>(
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
     // HTTP/2 with prior knowledge: nginx looks for the preface in a new
     // connection's first bytes when the address takes HTTP/2 (http/h2).
-    // Over TLS, ALPN decides (the acceptor hands `h2` connections over).
+    // Over TLS, ALPN decides (the acceptor hands `h2` connections over);
+    // plain bytes on a TLS address are never HTTP/2 (nginx's `!hc->ssl`):
+    // they get the 497 page, a preface included.
     let mut http2 = waiting.first
         && cx.conn.tls.is_none()
+        && !cx.generation.is_ssl(cx.conn.local)
         && crate::http::h2::enabled(&cx.generation, cx.conn.local);
     loop {
         if http2 && !buffer.is_empty() {
