@@ -185,3 +185,30 @@ fn bad_values_are_refused_with_nginx_s_words() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_graceful_stop_does_not_wait_for_a_lingering_connection() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            lingering_close always;
+            lingering_timeout 30s;
+            location / {{ return 200 \"x\\n\"; }}
+        }}"
+    );
+    let mut b = Balancer::start_http(&conf, &[port]);
+    let mut s = answered(
+        port,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    // Lingering now: it reads what comes.
+    assert_eq!(write_after(&mut s, MB), (MB, None));
+    // SIGQUIT: nginx closes lingering connections as it exits, so the
+    // stop takes far less than the 30s the linger could last.
+    b.signal(3);
+    assert!(
+        b.wait(Duration::from_secs(10)).is_some(),
+        "the stop waited for the lingering connection"
+    );
+}

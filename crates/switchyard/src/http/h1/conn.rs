@@ -262,7 +262,7 @@ pub async fn serve<S: ClientStream>(
         match next {
             Next::Keep => {}
             Next::Close(closing) => {
-                close(&mut stream, &mut buffer, closing, pipelined).await;
+                close(&mut stream, &mut buffer, closing, pipelined, cx).await;
                 return Outcome::Done;
             }
             Next::Upgrade(sender) => {
@@ -423,18 +423,21 @@ async fn refuse<S: ClientStream>(
             lingering: cx.lingering,
             body: true,
         };
-        close(stream, buffer, Some(closing), false).await;
+        close(stream, buffer, Some(closing), false, cx).await;
     }
 }
 
 /// Closes a connection after its last response: shuts the write side,
 /// then lingers (http/linger.rs) if `closing` says the client may still be
-/// sending, as ngx_http_finalize_connection decides.
+/// sending, as ngx_http_finalize_connection decides. A stop ends the
+/// lingering at once, as nginx closes lingering connections on exit
+/// (they are reusable), so that they do not hold up the stop.
 async fn close<S: ClientStream>(
     stream: &mut S,
     buffer: &mut BytesMut,
     closing: Option<Closing>,
     pipelined: bool,
+    cx: &ConnectionContext,
 ) {
     let lingers = closing.is_some_and(|closing| {
         linger::wanted(closing.lingering, || {
@@ -443,7 +446,11 @@ async fn close<S: ClientStream>(
     });
     let _ = stream.shutdown().await;
     if let Some(closing) = closing.filter(|_| lingers) {
-        linger::drain(stream, closing.lingering).await;
+        let mut stopping = cx.shared.stopping.clone();
+        tokio::select! {
+            _ = linger::drain(stream, closing.lingering) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
     }
 }
 
