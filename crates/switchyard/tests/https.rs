@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -171,6 +172,36 @@ fn plain_http_on_the_tls_port_gets_nginx_497_page_and_is_closed() {
         lb.error_log_text()
             .contains("client sent plain HTTP request to HTTPS port")
     });
+}
+
+/// Plain bytes on a TLS address are HTTP/1 even when they are the h2c
+/// preface and the server takes HTTP/2: nginx looks for the preface only
+/// on a plain address (`!hc->ssl`).
+#[test]
+fn an_h2c_preface_on_the_tls_port_is_not_taken_for_http2() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "a.test");
+    let d = dir.path().display();
+    let _lb = Balancer::start_full(
+        &conf(&format!(
+            "server {{ listen 127.0.0.1:{port} ssl; http2 on;\n\
+             ssl_certificate {d}/a.test.pem; ssl_certificate_key {d}/a.test.key;\n\
+             location / {{ return 200; }} }}\n"
+        )),
+        &[port],
+        &[],
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 #[test]

@@ -828,24 +828,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "lingering_close",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "lingering_time",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "lingering_timeout",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
         "log_subrequest",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,

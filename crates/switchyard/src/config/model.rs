@@ -1006,6 +1006,8 @@ pub struct Settings {
     pub keepalive_time: Duration,
     /// `send_timeout` (default 60s).
     pub send_timeout: Duration,
+    /// `lingering_close`, `lingering_time` and `lingering_timeout`.
+    pub lingering: Lingering,
     /// `server_tokens` (default on).
     pub server_tokens: bool,
     /// `tcp_nodelay` (default on).
@@ -1083,6 +1085,46 @@ pub struct Settings {
     pub limits: Arc<Limits>,
     /// auth_basic and `satisfy`.
     pub auth: Arc<Auth>,
+}
+
+/// `lingering_close off | on | always` (ngx_http_core_module's enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LingeringClose {
+    /// Never: a closing connection is closed at once.
+    Off,
+    /// When the client may still be sending (a body it was not done with,
+    /// bytes already read past the request, the socket readable).
+    On,
+    /// On every close.
+    Always,
+}
+
+/// How a connection closes once its last response is written: the write
+/// side is shut and what the client still sends is read and dropped, so
+/// that the response is not lost to the reset a close with unread bytes
+/// causes. `time` and `timeout` also bound the discarding of a body the
+/// handler did not read, as nginx's discarding of a body uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lingering {
+    /// `lingering_close` (default on).
+    pub close: LingeringClose,
+    /// `lingering_time` (default 30s): the most the lingering (or the
+    /// discarding of a body) goes on for in all.
+    pub time: Duration,
+    /// `lingering_timeout` (default 5s): the longest wait for the next
+    /// bytes while lingering (or discarding).
+    pub timeout: Duration,
+}
+
+impl Default for Lingering {
+    /// nginx's defaults: `on`, 30s, 5s.
+    fn default() -> Lingering {
+        Lingering {
+            close: LingeringClose::On,
+            time: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `if_modified_since off | exact | before`.

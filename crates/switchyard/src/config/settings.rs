@@ -35,6 +35,9 @@ pub(crate) struct Layer {
     keepalive_requests: Option<u64>,
     keepalive_time: Option<Duration>,
     send_timeout: Option<Duration>,
+    lingering_close: Option<super::model::LingeringClose>,
+    lingering_time: Option<Duration>,
+    lingering_timeout: Option<Duration>,
     server_tokens: Option<bool>,
     tcp_nodelay: Option<bool>,
     http2: Option<bool>,
@@ -258,6 +261,9 @@ impl Layer {
             "keepalive_requests" => set(&mut self.keepalive_requests, d, super::number_arg(d)?)?,
             "keepalive_time" => set(&mut self.keepalive_time, d, time(d)?)?,
             "send_timeout" => set(&mut self.send_timeout, d, time(d)?)?,
+            "lingering_close" => set(&mut self.lingering_close, d, lingering_close(d)?)?,
+            "lingering_time" => set(&mut self.lingering_time, d, time(d)?)?,
+            "lingering_timeout" => set(&mut self.lingering_timeout, d, time(d)?)?,
             "server_tokens" => {
                 let v = match arg0(d) {
                     // Without a --build name nginx's `build` is `on`.
@@ -567,6 +573,9 @@ impl Layer {
             keepalive_requests,
             keepalive_time,
             send_timeout,
+            lingering_close,
+            lingering_time,
+            lingering_timeout,
             server_tokens,
             tcp_nodelay,
             http2,
@@ -647,6 +656,14 @@ impl Layer {
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             keepalive_time: self.keepalive_time.unwrap_or(Duration::from_secs(3600)),
             send_timeout: self.send_timeout.unwrap_or(minute),
+            lingering: {
+                let default = super::model::Lingering::default();
+                super::model::Lingering {
+                    close: self.lingering_close.unwrap_or(default.close),
+                    time: self.lingering_time.unwrap_or(default.time),
+                    timeout: self.lingering_timeout.unwrap_or(default.timeout),
+                }
+            },
             server_tokens: self.server_tokens.unwrap_or(true),
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
             http2: self.http2.unwrap_or(false),
@@ -746,6 +763,22 @@ fn parse_expires(d: &Directive) -> Result<super::model::Expires, ConfigError> {
         seconds: if minus { -seconds } else { seconds },
         modified,
     })
+}
+
+/// `lingering_close off | on | always`, matched without regard to case
+/// and refused in the words of nginx's `ngx_conf_set_enum_slot`.
+fn lingering_close(d: &Directive) -> Result<super::model::LingeringClose, ConfigError> {
+    use super::model::LingeringClose;
+    let text = arg0(d);
+    [
+        ("off", LingeringClose::Off),
+        ("on", LingeringClose::On),
+        ("always", LingeringClose::Always),
+    ]
+    .into_iter()
+    .find(|(name, _)| text.eq_ignore_ascii_case(name))
+    .map(|(_, mode)| mode)
+    .ok_or_else(|| ConfigError::at(format!("invalid value \"{text}\""), &d.position))
 }
 
 fn compile(d: &Directive, text: &str) -> Result<Template, ConfigError> {

@@ -22,6 +22,7 @@ pub mod limit_conn;
 pub mod limit_rate;
 pub mod limit_req;
 pub mod limits;
+pub mod linger;
 pub mod log;
 pub mod not_modified;
 pub mod outbox;

@@ -433,6 +433,10 @@ pub async fn handle(
     // nginx ends the connection after these, whatever the client asked.
     let close = close || matches!(response.status().as_u16(), 408 | 413);
     finish_headers(&mut response, settings.server_tokens, close);
+    // How the connection lingers if it closes after this response is
+    // the answering location's to say (ngx_http_finalize_connection reads
+    // the request's location configuration).
+    response.extensions_mut().insert(settings.lingering);
     ex.status = response.status().as_u16();
     match generation.access_log(&settings) {
         Some(log) => {

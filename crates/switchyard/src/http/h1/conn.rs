@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -25,13 +25,15 @@ use tokio_util::io::poll_read_buf;
 
 use super::body::{Feed, RequestBody};
 use super::head::{self, BodyFraming, Head, Served};
-use super::intake::{Intake, LINGER_TIME, LINGER_WAIT};
+use super::intake::Intake;
 use super::response::HeadFor;
 use super::upgrade::{self, UpgradeSender, Upgraded};
 use super::writer::write_response;
+use crate::config::model::Lingering;
 use crate::http::body::ResponseBody;
 use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
+use crate::http::linger;
 use crate::http::server::Shared;
 use crate::observe::metrics::ListenerMetrics;
 use crate::transport::client::ClientStream;
@@ -109,6 +111,9 @@ pub struct ConnectionContext {
     pub server_tokens: bool,
     /// `tcp_nodelay` of the address's default server.
     pub tcp_nodelay: bool,
+    /// The lingering settings of the address's default server: a refused
+    /// head has no location, so its close lingers by these.
+    pub lingering: Lingering,
     /// Where a newer configuration is found after a reload.
     pub shared: Arc<Shared>,
 }
@@ -134,6 +139,7 @@ impl ConnectionContext {
             park: !settings.keepalive_timeout.is_zero(),
             server_tokens: settings.server_tokens,
             tcp_nodelay: settings.tcp_nodelay,
+            lingering: settings.lingering,
             shared,
         })
     }
@@ -168,6 +174,7 @@ impl ConnectionContext {
         self.park = !settings.keepalive_timeout.is_zero();
         self.server_tokens = settings.server_tokens;
         self.tcp_nodelay = settings.tcp_nodelay;
+        self.lingering = settings.lingering;
         self.generation = current;
         true
     }
@@ -198,10 +205,22 @@ enum Wait {
 enum Next {
     /// It may carry another request.
     Keep,
-    /// It closes.
-    Close,
+    /// It closes: lingering as `Closing` says, or (`None`: the response
+    /// failed, or the discarding of a body ran out) at once, as nginx ends
+    /// a connection in error without lingering.
+    Close(Option<Closing>),
     /// It is now the client's side of a tunnel.
     Upgrade(UpgradeSender),
+}
+
+/// How a connection whose response asked for the close may linger.
+#[derive(Clone, Copy)]
+struct Closing {
+    /// The lingering settings of the location that answered.
+    lingering: Lingering,
+    /// The request had a body that was not discarded to its end: nginx's
+    /// `r->lingering_close`, one reason for `lingering_close on` to linger.
+    body: bool,
 }
 
 /// Serves `stream` until it closes, parks or becomes a tunnel.
@@ -212,6 +231,9 @@ pub async fn serve<S: ClientStream>(
     mut waiting: Waiting,
 ) -> Outcome<S> {
     let mut buffer = BytesMut::new();
+    // The connection carried a pipelined request (nginx's `c->pipeline`),
+    // a reason for `lingering_close on` to linger when it closes.
+    let mut pipelined = false;
     loop {
         // A reload since the last request (or while parked): the next
         // request is the new configuration's.
@@ -239,8 +261,8 @@ pub async fn serve<S: ClientStream>(
         let next = Box::pin(serve_one(&mut stream, &mut buffer, served, cx)).await;
         match next {
             Next::Keep => {}
-            Next::Close => {
-                let _ = stream.shutdown().await;
+            Next::Close(closing) => {
+                close(&mut stream, &mut buffer, closing, pipelined, cx).await;
                 return Outcome::Done;
             }
             Next::Upgrade(sender) => {
@@ -255,6 +277,8 @@ pub async fn serve<S: ClientStream>(
         if buffer.is_empty() {
             // Idle: hold no buffer until the next request starts.
             buffer = BytesMut::new();
+        } else {
+            pipelined = true;
         }
         waiting = Waiting::began(false, Instant::now());
     }
@@ -270,9 +294,12 @@ async fn wait_for_head<S: ClientStream>(
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
     // HTTP/2 with prior knowledge: nginx looks for the preface in a new
     // connection's first bytes when the address takes HTTP/2 (http/h2).
-    // Over TLS, ALPN decides (the acceptor hands `h2` connections over).
+    // Over TLS, ALPN decides (the acceptor hands `h2` connections over);
+    // plain bytes on a TLS address are never HTTP/2 (nginx's `!hc->ssl`):
+    // they get the 497 page, a preface included.
     let mut http2 = waiting.first
         && cx.conn.tls.is_none()
+        && !cx.generation.is_ssl(cx.conn.local)
         && crate::http::h2::enabled(&cx.generation, cx.conn.local);
     loop {
         if http2 && !buffer.is_empty() {
@@ -374,10 +401,12 @@ async fn arrive<S: ClientStream>(
     stream.read_buf(buffer).await.map(Arrival::Read)
 }
 
-/// Answers a head nginx refuses, then closes as nginx does: the write side
-/// first, then whatever the client still sends is read and dropped for a
-/// while (nginx's lingering close), so that the answer is not lost to a
-/// reset.
+/// Answers a head nginx refuses, then closes as nginx does: by the
+/// address's default server's `lingering_close` (nginx finalizes such a
+/// request with the default server's configuration). Under `on` it
+/// lingers as a rule: the parser stopped inside what was read, so bytes
+/// past the refusal are there (nginx's `header_in->pos < last`), or the
+/// head was refused as too large, which nginx marks for lingering.
 async fn refuse<S: ClientStream>(
     stream: &mut S,
     buffer: &mut BytesMut,
@@ -390,23 +419,53 @@ async fn refuse<S: ClientStream>(
         chunked: true,
     };
     if write_response(stream, buffer, None, &[], response, request, cx).await {
-        let _ = stream.shutdown().await;
-        linger(stream).await;
+        let closing = Closing {
+            lingering: cx.lingering,
+            body: true,
+        };
+        close(stream, buffer, Some(closing), false, cx).await;
     }
 }
 
-/// Reads and drops what the client sends until it closes, within nginx's
-/// lingering limits.
-async fn linger<S: ClientStream>(stream: &mut S) {
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut sink = [0u8; 4096];
-    loop {
-        let wait = LINGER_WAIT.min(deadline.saturating_duration_since(Instant::now()));
-        match tokio::time::timeout(wait, stream.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+/// Closes a connection after its last response: shuts the write side,
+/// then lingers (http/linger.rs) if `closing` says the client may still be
+/// sending, as ngx_http_finalize_connection decides. A stop ends the
+/// lingering at once, as nginx closes lingering connections on exit
+/// (they are reusable), so that they do not hold up the stop.
+async fn close<S: ClientStream>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    closing: Option<Closing>,
+    pipelined: bool,
+    cx: &ConnectionContext,
+) {
+    let lingers = closing.is_some_and(|closing| {
+        linger::wanted(closing.lingering, || {
+            closing.body || pipelined || !buffer.is_empty() || readable(stream, buffer)
+        })
+    });
+    let _ = stream.shutdown().await;
+    if let Some(closing) = closing.filter(|_| lingers) {
+        let mut stopping = cx.shared.stopping.clone();
+        tokio::select! {
+            _ = linger::drain(stream, closing.lingering) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
         }
     }
+}
+
+/// Whether the client has sent bytes not yet read (nginx's
+/// `c->read->ready`): one read that does not wait, into `buffer`, which
+/// is dropped with the connection anyway.
+fn readable<S: ClientStream>(stream: &mut S, buffer: &mut BytesMut) -> bool {
+    if buffer.capacity() - buffer.len() < 1024 {
+        buffer.reserve(READ_SIZE);
+    }
+    let mut c = Context::from_waker(Waker::noop());
+    matches!(
+        poll_read_buf(Pin::new(stream), &mut c, buffer),
+        Poll::Ready(Ok(n)) if n > 0
+    )
 }
 
 /// Serves one request.
@@ -480,6 +539,13 @@ async fn serve_one<S: ClientStream>(
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    // The answering location's lingering settings (http/server.rs puts
+    // them on the response); the address's default server's otherwise.
+    let lingering = response
+        .extensions()
+        .get::<Lingering>()
+        .copied()
+        .unwrap_or(cx.lingering);
     let close_asked = response
         .headers()
         .get_all(header::CONNECTION)
@@ -496,26 +562,33 @@ async fn serve_one<S: ClientStream>(
     )
     .await;
     if !complete {
-        return Next::Close;
+        return Next::Close(None);
     }
     if switching {
         return match upgrade_sender {
             Some(sender) => Next::Upgrade(sender),
-            None => Next::Close,
+            None => Next::Close(None),
         };
     }
     // A body the handler left unread is read and dropped, as nginx
     // discards it, so that the connection can carry the next request (and
     // a close never meets unread bytes, which would reset the connection
-    // under the response).
-    let drained = match intake.as_mut() {
-        Some(intake) if !intake.is_done() => intake.discard(stream, buffer).await,
-        _ => true,
+    // under the response). A body the handler read keeps nginx's mark
+    // for lingering; one discarded to its end loses it.
+    let (drained, body) = match intake.as_mut() {
+        Some(intake) if !intake.is_done() => {
+            (intake.discard(stream, buffer, lingering).await, false)
+        }
+        Some(_) => (true, true),
+        None => (true, false),
     };
-    if drained && !close_asked {
-        Next::Keep
+    if !drained {
+        return Next::Close(None);
+    }
+    if close_asked {
+        Next::Close(Some(Closing { lingering, body }))
     } else {
-        Next::Close
+        Next::Keep
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use ::h1::chunked::{ChunkedDecoder, Step};
 use bytes::{Buf, BytesMut};
@@ -14,19 +13,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
 use super::body::Feed;
+use crate::config::model::Lingering;
+use crate::http::linger;
 
 /// The read size for a request body.
 pub const BODY_READ_SIZE: usize = 16 * 1024;
 
 /// What nginx sends before reading a body the client holds back.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// nginx's `lingering_timeout`: the longest wait for more of a body being
-/// discarded.
-pub const LINGER_WAIT: Duration = Duration::from_secs(5);
-
-/// nginx's `lingering_time`: the longest a body is discarded for.
-pub const LINGER_TIME: Duration = Duration::from_secs(30);
 
 /// A request body being read from its connection.
 pub struct Intake {
@@ -152,13 +146,18 @@ impl Intake {
     }
 
     /// Reads and drops what is left of the body; whether all of it came
-    /// within nginx's lingering limits.
+    /// within the location's lingering limits, which bound nginx's
+    /// discarding of a body once the response is done (the first wait a
+    /// whole `lingering_timeout`, each later one cut short by
+    /// `lingering_time`).
     pub async fn discard<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
         buffer: &mut BytesMut,
+        lingering: Lingering,
     ) -> bool {
-        let deadline = Instant::now() + LINGER_TIME;
+        let deadline = linger::deadline(lingering);
+        let mut wait = lingering.timeout;
         loop {
             if !self.drop_buffered(buffer) {
                 return false;
@@ -169,11 +168,14 @@ impl Intake {
             if buffer.capacity() < BODY_READ_SIZE {
                 buffer.reserve(BODY_READ_SIZE);
             }
-            let wait = LINGER_WAIT.min(deadline.saturating_duration_since(Instant::now()));
             let read = std::future::poll_fn(|c| poll_read_buf(Pin::new(&mut *stream), c, buffer));
             match tokio::time::timeout(wait, read).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return false,
+            }
+            match linger::next_wait(lingering, deadline) {
+                Some(next) => wait = next,
+                None => return false,
             }
         }
     }

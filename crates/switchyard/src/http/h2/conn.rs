@@ -145,7 +145,7 @@ where
     // SETTINGS and PING floods need no setting: h2 answers one at a time
     // and reads no further frame while an answer waits to be written, so
     // a client that sends without reading only stalls its own connection.
-    let io = Lingering::new(Rewind::new(stream, preread));
+    let io = Lingering::new(Rewind::new(stream, preread), settings.lingering);
     let handshake = tokio::time::timeout(context.header_timeout, builder.handshake(io)).await;
     let mut conn: h2::server::Connection<Lingering<Rewind<S>>, Bytes> = match handshake {
         Ok(Ok(conn)) => conn,

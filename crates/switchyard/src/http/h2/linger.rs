@@ -2,26 +2,32 @@
 //! the codec lets go of the transport, the write side is shut and whatever
 //! the client still sends is read and dropped for a while, so that the
 //! last frames (a GOAWAY above all) are not lost to the reset a close
-//! with unread bytes would cause.
+//! with unread bytes would cause. nginx does so on every close unless the
+//! address's default server says `lingering_close off` (`on` and
+//! `always` are alike here), within its `lingering_time` and
+//! `lingering_timeout`.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-
-use crate::http::h1::intake::{LINGER_TIME, LINGER_WAIT};
+use crate::config::model::{Lingering as Settings, LingeringClose};
+use crate::http::linger;
 
 /// `inner`, which lingers when dropped.
 pub struct Lingering<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     inner: Option<S>,
+    settings: Settings,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Lingering<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Lingering<S> {
-        Lingering { inner: Some(inner) }
+    /// Wraps `inner`, to linger by `settings` when dropped.
+    pub fn new(inner: S, settings: Settings) -> Lingering<S> {
+        Lingering {
+            inner: Some(inner),
+            settings,
+        }
     }
 
     fn get(&mut self) -> io::Result<&mut S> {
@@ -36,28 +42,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Lingering<S> {
         let Some(stream) = self.inner.take() else {
             return;
         };
+        // `off`: nginx closes the connection at once.
+        if self.settings.close == LingeringClose::Off {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(linger(stream));
+        runtime.spawn(linger(stream, self.settings));
     }
 }
 
 /// Shuts the write side, then reads and drops until the client closes,
 /// within nginx's lingering limits.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, settings: Settings) {
     if stream.shutdown().await.is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut sink = [0u8; 4096];
-    loop {
-        let wait = LINGER_WAIT.min(deadline.saturating_duration_since(Instant::now()));
-        match tokio::time::timeout(wait, stream.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
-        }
-    }
+    linger::drain(&mut stream, settings).await;
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Lingering<S> {
