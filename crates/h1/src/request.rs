@@ -142,6 +142,12 @@ fn first_line_ended(buffer: &[u8]) -> bool {
 fn version_error(buffer: &[u8]) -> RequestError {
     let line = buffer.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // nginx reads the target before the version: one that is neither a
+    // path nor an absolute URI (`*` of `PRI * HTTP/2.0`) is its 400 first.
+    let target = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).nth(1);
+    if target.is_some_and(|t| t[0] != b'/' && !t[0].is_ascii_alphabetic()) {
+        return RequestError::InvalidRequestLine;
+    }
     let token = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
     let Some(number) = token.strip_prefix(b"HTTP/") else {
         return RequestError::InvalidRequestLine;
@@ -263,6 +269,9 @@ mod tests {
         );
         assert_eq!(status(b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), Err(505));
+        // The target is judged before the version, as nginx reads them.
+        assert_eq!(status(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET http://x/ HTTP/2.0\r\n\r\n"), Err(505));
         assert_eq!(
             status(b"GET / HTTP/2"),
             Ok(None),
