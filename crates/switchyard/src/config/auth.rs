@@ -3,6 +3,7 @@
 //! the core module's `satisfy`: one level's values, merged as nginx
 //! merges them.
 
+use super::set;
 use std::cell::RefCell;
 use std::path::PathBuf;
 
@@ -34,17 +35,6 @@ pub(crate) struct AuthLayer {
     satisfy_any: Option<bool>,
     request: Option<Option<String>>,
     request_set: Option<Vec<(String, Template)>>,
-}
-
-fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
 }
 
 fn compile(d: &Directive, text: &str) -> Result<Template, ConfigError> {

@@ -2,6 +2,7 @@
 //! `gzip_http_version`, `gzip_proxied` and `gzip_disable`): one level's
 //! values, merged as nginx merges them.
 
+use super::set;
 use nginx_conf::Directive;
 
 use super::model::{Gzip, GzipTypes, Proxied};
@@ -20,17 +21,6 @@ pub(crate) struct GzipLayer {
     disable_msie6: Option<bool>,
     disable: Option<Vec<regex::Regex>>,
     buffers: Option<(u64, u64)>,
-}
-
-fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
 }
 
 fn flag(d: &Directive) -> bool {

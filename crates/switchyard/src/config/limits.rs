@@ -3,6 +3,7 @@
 //! and one level's limits, merged as nginx merges them (a level with its
 //! own `limit_req` lines inherits none).
 
+use super::set;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -168,7 +169,9 @@ fn parse_conn(d: &Directive) -> Result<LimitConn, ConfigError> {
     super::stream_values::parse_limit_conn(d, &zones)
 }
 
-fn level(d: &Directive) -> Result<ErrorLevel, ConfigError> {
+/// `limit_req_log_level` / `limit_conn_log_level` (http and stream):
+/// `info`, `notice`, `warn` or `error`.
+pub(super) fn level(d: &Directive) -> Result<ErrorLevel, ConfigError> {
     Ok(match arg0(d) {
         "info" => ErrorLevel::Info,
         "notice" => ErrorLevel::Notice,
@@ -207,17 +210,6 @@ fn size_value(d: &Directive) -> Result<Template, ConfigError> {
         ));
     }
     Template::compile(text).map_err(|e| ConfigError::at(e.to_string(), &d.position))
-}
-
-fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
 }
 
 /// One level's explicitly set limits.

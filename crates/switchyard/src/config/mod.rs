@@ -329,6 +329,19 @@ pub(crate) fn number_arg(directive: &Directive) -> Result<u64, ConfigError> {
     values::parse_number(arg0(directive)).ok_or_else(|| invalid_value(directive))
 }
 
+/// Sets a directive's value once: a second occurrence at the same level is
+/// nginx's `"NAME" directive is duplicate`.
+fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
+    if slot.is_some() {
+        return Err(ConfigError::at(
+            format!("\"{}\" directive is duplicate", d.name),
+            &d.position,
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
 /// `"NAME" directive invalid value` (nginx's slot-setter wording).
 pub(crate) fn invalid_value(directive: &Directive) -> ConfigError {
     ConfigError::at(

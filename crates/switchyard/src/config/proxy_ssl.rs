@@ -10,6 +10,7 @@
 //! `proxy_ssl_certificate_cache`, `proxy_ssl_alpn`, variables in
 //! certificate names.
 
+use super::set;
 use std::path::Path;
 
 use nginx_conf::{Directive, Position};
@@ -40,17 +41,6 @@ pub(crate) struct ProxySslLayer {
     /// Empty for `DEFAULT` (rustls's own suites, in its order).
     ciphers: Option<Vec<rustls::SupportedCipherSuite>>,
     session_reuse: Option<bool>,
-}
-
-fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
 }
 
 /// A certificate, key, CA or CRL file name: variables are refused.

@@ -1,6 +1,7 @@
 //! Settings that nginx merges from http into server into location: each
 //! level holds only what it set, and a level that sets nothing inherits.
 
+use super::set;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -201,17 +202,6 @@ const IGNORABLE: [&str; 9] = [
     "Set-Cookie",
     "Vary",
 ];
-
-fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
-}
 
 impl Layer {
     /// Applies `d` if it is a merged setting; returns whether it was one.

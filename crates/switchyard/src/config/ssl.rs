@@ -15,6 +15,7 @@
 //! `ssl_session_ticket_key`, `ssl_reject_handshake`, `ssl_conf_command`,
 //! OCSP and stapling; variables and `data:` in certificate names.
 
+use super::set;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,17 +72,6 @@ const DEFAULT_BUILTIN_SESSIONS: usize = 20480;
 /// megabyte.
 fn sessions_in(bytes: usize) -> usize {
     (bytes / 262).max(1)
-}
-
-fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
 }
 
 impl SslLayer {

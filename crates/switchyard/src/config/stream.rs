@@ -13,9 +13,10 @@ use super::model::{
     AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, ProxyBind, ProxyTarget,
     ProxyTls, Rate, Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
+use super::set;
 use super::stream_values::{
     check_listens, parse_access_log, parse_access_rule, parse_limit_conn, parse_limit_conn_zone,
-    parse_proxy_bind, parse_split_clients, parse_stream_listen, set,
+    parse_proxy_bind, parse_split_clients, parse_stream_listen,
 };
 use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
@@ -148,19 +149,7 @@ impl Layer {
                 limits.push(limit);
             }
             "limit_conn_log_level" => {
-                let level = match arg0(d) {
-                    "info" => ErrorLevel::Info,
-                    "notice" => ErrorLevel::Notice,
-                    "warn" => ErrorLevel::Warn,
-                    "error" => ErrorLevel::Error,
-                    other => {
-                        return Err(ConfigError::at(
-                            format!("invalid value \"{other}\""),
-                            &d.position,
-                        ))
-                    }
-                };
-                set(&mut self.limit_conn_log_level, d, level)?
+                set(&mut self.limit_conn_log_level, d, super::limits::level(d)?)?
             }
             "limit_conn_dry_run" => set(&mut self.limit_conn_dry_run, d, flag())?,
             _ => return Ok(false),

@@ -15,17 +15,6 @@ use super::model::{
 use super::{arg0, values, ConfigError};
 use crate::observe::log_format::LogFormat;
 
-pub(super) fn set<T>(slot: &mut Option<T>, d: &Directive, value: T) -> Result<(), ConfigError> {
-    if slot.is_some() {
-        return Err(ConfigError::at(
-            format!("\"{}\" directive is duplicate", d.name),
-            &d.position,
-        ));
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
 /// `proxy_bind ADDRESS[:PORT] | off`; `transparent` is not supported yet.
 pub(super) fn parse_proxy_bind(d: &Directive) -> Result<Option<ProxyBind>, ConfigError> {
     let at = &d.position;
