@@ -11,9 +11,10 @@ use super::model::{
     Alias, Handler, Http, IfBlock, Listen, LocationConfig, LocationMatch, Op, ProxyPass,
     ProxyTarget, ServerConfig, UpstreamConfig,
 };
+use super::proxy_url::{Authority, ProxyUrl};
 use super::settings::Layer;
 use super::ssl::{SslBuild, SslLayer};
-use super::upstream::{build_upstream, implicit_upstream, split_host_port};
+use super::upstream::{build_upstream, implicit_unix_upstream, implicit_upstream};
 use super::{arg0, check, ConfigError, Seen};
 use crate::observe::log_format::{Escape, LogFormat};
 
@@ -645,18 +646,8 @@ impl HttpBuilder<'_> {
                 at,
             ));
         }
-        let (rest, https) = if let Some(r) = strip_prefix_ci(url, "http://") {
-            (r, false)
-        } else if let Some(r) = strip_prefix_ci(url, "https://") {
-            (r, true)
-        } else {
-            return Err(ConfigError::at("invalid URL prefix", at));
-        };
-        let (authority, uri) = match rest.find('/') {
-            Some(i) => (&rest[..i], Some(rest[i..].to_string())),
-            None => (rest, None),
-        };
-        if uri.is_some()
+        let parsed = ProxyUrl::parse(url).map_err(|e| ConfigError::at(e.to_string(), at))?;
+        if parsed.uri.is_some()
             && (in_if || matches!(matcher, LocationMatch::Regex(_) | LocationMatch::Named(_)))
         {
             return Err(ConfigError::at(
@@ -665,26 +656,40 @@ impl HttpBuilder<'_> {
                 at,
             ));
         }
-        let default_port = if https { 443 } else { 80 };
-        let (host, port, explicit_port) =
-            split_host_port(authority, default_port).map_err(|e| ConfigError::at(e, at))?;
-        let proxy_host = if explicit_port && port != default_port {
-            authority.to_string()
-        } else {
-            authority.split(':').next().unwrap_or(authority).to_string()
+        let ProxyUrl {
+            https,
+            authority,
+            proxy_host,
+            uri,
+        } = parsed;
+        let proxy_port = match &authority {
+            Authority::Inet { port, .. } => *port,
+            Authority::Unix(_) => 0,
         };
-        let target = if self.upstream_names.contains(&host) {
-            if explicit_port {
-                return Err(ConfigError::at(
-                    format!("upstream \"{host}\" may not have port {port}"),
-                    at,
-                ));
+        let target = match authority {
+            Authority::Unix(path) => {
+                let up = Arc::new(implicit_unix_upstream(&path, at));
+                self.implicit.push(up.clone());
+                ProxyTarget::Implicit(up)
             }
-            ProxyTarget::Upstream(host)
-        } else {
-            let up = Arc::new(implicit_upstream(host, port, at));
-            self.implicit.push(up.clone());
-            ProxyTarget::Implicit(up)
+            Authority::Inet {
+                host,
+                explicit_port,
+                port,
+            } if self.upstream_names.contains(&host) => {
+                if explicit_port {
+                    return Err(ConfigError::at(
+                        format!("upstream \"{host}\" may not have port {port}"),
+                        at,
+                    ));
+                }
+                ProxyTarget::Upstream(host)
+            }
+            Authority::Inet { host, port, .. } => {
+                let up = Arc::new(implicit_upstream(host, port, at));
+                self.implicit.push(up.clone());
+                ProxyTarget::Implicit(up)
+            }
         };
         let location_prefix = match matcher {
             LocationMatch::Exact(p)
@@ -695,6 +700,7 @@ impl HttpBuilder<'_> {
         Ok(ProxyPass {
             target,
             proxy_host,
+            proxy_port,
             uri,
             location_prefix,
             https,
@@ -706,15 +712,4 @@ impl HttpBuilder<'_> {
 /// Whether a level sets any `proxy_ssl_*` directive.
 fn layer_sets_tls(layer: &Layer) -> bool {
     layer.proxy_ssl.is_set()
-}
-
-fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    if text.len() >= prefix.len()
-        && text.is_char_boundary(prefix.len())
-        && text[..prefix.len()].eq_ignore_ascii_case(prefix)
-    {
-        Some(&text[prefix.len()..])
-    } else {
-        None
-    }
 }

@@ -13,6 +13,7 @@ mod limits;
 pub mod listen;
 pub mod model;
 mod proxy_ssl;
+pub mod proxy_url;
 mod rewrite;
 mod settings;
 mod ssl;

@@ -487,10 +487,13 @@ pub struct UpstreamServer {
     /// `backend:8080`, `[::1]:80`): nginx's server name, which
     /// `hash ... consistent` hashes into its ketama points.
     pub name: String,
-    /// The host as written (a name or an address).
+    /// The host as written (a name or an address; a socket's path for
+    /// `unix:`, as nginx keeps it).
     pub host: String,
-    /// The port (default 80).
+    /// The port (default 80; 0 for `unix:`).
     pub port: u16,
+    /// `unix:PATH`: the peer is a Unix-domain socket, nothing to resolve.
+    pub unix: Option<std::sync::Arc<std::path::Path>>,
     /// `weight=` (default 1).
     pub weight: u32,
     /// `max_fails=` (default 1).
@@ -519,6 +522,7 @@ impl UpstreamServer {
             name,
             host,
             port,
+            unix: None,
             weight: 1,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
@@ -531,9 +535,19 @@ impl UpstreamServer {
         }
     }
 
-    /// The name nginx gives the peer: `host:port` as written.
+    /// A `unix:PATH` server line with nginx's defaults.
+    pub fn unix(path: &str, position: Position) -> UpstreamServer {
+        let mut server = UpstreamServer::new(format!("unix:{path}"), path.to_string(), 0, position);
+        server.unix = Some(std::sync::Arc::from(std::path::Path::new(path)));
+        server
+    }
+
+    /// The name nginx gives the peer: `host:port` as written (`unix:PATH`
+    /// for a socket).
     pub fn display_name(&self) -> String {
-        if self.host.contains(':') {
+        if self.unix.is_some() {
+            self.name.clone()
+        } else if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
@@ -932,6 +946,9 @@ pub struct ProxyPass {
     pub target: ProxyTarget,
     /// The host as written (for `$proxy_host`; includes `:port` unless 80).
     pub proxy_host: String,
+    /// `$proxy_port`: the URL's port, else its scheme's (0 for a socket,
+    /// which has none).
+    pub proxy_port: u16,
     /// The URI part, if the URL has one (`proxy_pass http://u/x/` -> `/x/`).
     pub uri: Option<String>,
     /// The location prefix this proxy_pass replaces when `uri` is set.

@@ -18,7 +18,9 @@ use super::stream_values::{
     check_listens, parse_access_log, parse_access_rule, parse_limit_conn, parse_limit_conn_zone,
     parse_proxy_bind, parse_split_clients, parse_stream_listen,
 };
-use super::upstream::{build_stream_upstream, implicit_upstream, split_host_port};
+use super::upstream::{
+    build_stream_upstream, implicit_unix_upstream, implicit_upstream, split_host_port, unix_path,
+};
 use super::{arg0, check, invalid_value, number_arg, time_arg, values, ConfigError, Seen};
 use crate::observe::log_format::LogFormat;
 use crate::observe::ErrorLevel;
@@ -554,25 +556,29 @@ fn parse_proxy_pass(
             .map_err(|e| ConfigError::at(e.to_string(), at))?;
         return Ok(StreamHandler::ProxyVars(template));
     }
-    if target.starts_with("unix:") {
-        return Err(ConfigError::at(
-            "\"proxy_pass\" to a unix socket is not supported yet",
-            at,
-        ));
-    }
     if upstream_names.iter().any(|n| n == target) {
         return Ok(StreamHandler::Proxy(ProxyTarget::Upstream(
             target.to_string(),
         )));
     }
-    let (host, port, has_port) = split_host_port(target, 0).map_err(|e| ConfigError::at(e, at))?;
-    if !has_port {
-        return Err(ConfigError::at(
-            format!("no port in upstream \"{target}\""),
-            at,
-        ));
-    }
-    let up = Arc::new(implicit_upstream(host, port, at));
+    let up = match target.strip_prefix("unix:") {
+        Some(path) => {
+            let path = unix_path(path)
+                .map_err(|e| ConfigError::at(format!("{e} in upstream \"{target}\""), at))?;
+            Arc::new(implicit_unix_upstream(path, at))
+        }
+        None => {
+            let (host, port, has_port) =
+                split_host_port(target, 0).map_err(|e| ConfigError::at(e, at))?;
+            if !has_port {
+                return Err(ConfigError::at(
+                    format!("no port in upstream \"{target}\""),
+                    at,
+                ));
+            }
+            Arc::new(implicit_upstream(host, port, at))
+        }
+    };
     if let Some(existing) = implicit.iter().find(|u| u.name == up.name) {
         return Ok(StreamHandler::Proxy(ProxyTarget::Implicit(
             existing.clone(),

@@ -41,6 +41,18 @@ pub(crate) fn split_host_port(
     }
 }
 
+/// Checks the path of a `unix:` address as nginx does (a `sockaddr_un`
+/// holds 107 bytes and the NUL), with nginx's words for what is wrong.
+pub(crate) fn unix_path(path: &str) -> Result<&str, &'static str> {
+    if path.is_empty() {
+        Err("no path in the unix domain socket")
+    } else if path.len() >= 108 {
+        Err("too long path in the unix domain socket")
+    } else {
+        Ok(path)
+    }
+}
+
 fn parse_server(
     d: &Directive,
     method: &balance::Method,
@@ -48,16 +60,21 @@ fn parse_server(
 ) -> Result<UpstreamServer, ConfigError> {
     let at = &d.position;
     let address = &d.args[0].value;
-    if address.starts_with("unix:") {
-        return Err(ConfigError::at(
-            "upstream servers on unix sockets are not supported yet",
-            at,
-        ));
-    }
-    let (host, port, has_port) =
-        split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
-
-    let mut server = UpstreamServer::new(address.clone(), host, port, at.clone());
+    let (mut server, has_port) = match address.strip_prefix("unix:") {
+        Some(path) => {
+            let path = unix_path(path)
+                .map_err(|e| ConfigError::at(format!("{e} in upstream \"{address}\""), at))?;
+            (UpstreamServer::unix(path, at.clone()), true)
+        }
+        None => {
+            let (host, port, has_port) =
+                split_host_port(address, 80).map_err(|e| ConfigError::at(e, at))?;
+            (
+                UpstreamServer::new(address.clone(), host, port, at.clone()),
+                has_port,
+            )
+        }
+    };
     for arg in d.args.iter().skip(1) {
         let p = arg.value.as_str();
         let invalid = || ConfigError::at(format!("invalid parameter \"{p}\""), at);
@@ -322,6 +339,22 @@ pub(crate) fn implicit_upstream(host: String, port: u16, position: &Position) ->
         method: balance::Method::RoundRobin,
         hash_key: None,
         servers: vec![UpstreamServer::new(name, host, port, position.clone())],
+        health_check: None,
+        resolver: None,
+        keepalive: None,
+        position: position.clone(),
+    }
+}
+
+/// The group of `proxy_pass http://unix:PATH`: one socket, named
+/// `unix:PATH` as nginx names it.
+pub(crate) fn implicit_unix_upstream(path: &str, position: &Position) -> UpstreamConfig {
+    let server = UpstreamServer::unix(path, position.clone());
+    UpstreamConfig {
+        name: server.name.clone(),
+        method: balance::Method::RoundRobin,
+        hash_key: None,
+        servers: vec![server],
         health_check: None,
         resolver: None,
         keepalive: None,

@@ -119,8 +119,6 @@ pub struct Exchange {
     pub carried: HeaderMap,
     /// `$proxy_host`.
     pub proxy_host: String,
-    /// The upstream group used, if the request was proxied.
-    pub upstream_name: Option<String>,
     /// `$proxy_port`.
     pub proxy_port: u16,
     /// Body bytes sent to the client.
@@ -225,7 +223,6 @@ impl Exchange {
             upstream_headers: HeaderMap::new(),
             carried: HeaderMap::new(),
             proxy_host: String::new(),
-            upstream_name: None,
             proxy_port: 0,
             body_bytes_sent: 0,
             header_bytes: 0,
@@ -569,6 +566,8 @@ impl VarSource for Exchange {
             Var::ContentLength => Self::header(&self.headers, "content_length").map(Cow::Owned),
             Var::ContentType => Self::header(&self.headers, "content_type").map(Cow::Owned),
             Var::ProxyHost => Some(Cow::Borrowed(&self.proxy_host)),
+            // A socket has no port: nginx leaves the variable empty.
+            Var::ProxyPort if self.proxy_port == 0 => Some(Cow::Borrowed("")),
             Var::ProxyPort => owned(self.proxy_port.to_string()),
             Var::ProxyAddXForwardedFor => owned(self.x_forwarded_for()),
             Var::HttpHeader(h) => Self::header(&self.headers, h).map(Cow::Owned),

@@ -218,6 +218,10 @@ pub(crate) async fn copy(
             let (ur, uw) = u.split();
             copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
         }
+        UpstreamIo::Unix(u) => {
+            let (ur, uw) = u.split();
+            copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+        }
         UpstreamIo::Tls(u) => {
             let (ur, uw) = tokio::io::split(u.as_mut());
             copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
@@ -240,6 +244,10 @@ where
     let (cr, cw) = tokio::io::split(client);
     match upstream {
         UpstreamIo::Plain(u) => {
+            let (ur, uw) = u.split();
+            copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
+        }
+        UpstreamIo::Unix(u) => {
             let (ur, uw) = u.split();
             copy_halves(cr, cw, ur, uw, shape, timeout, counters).await
         }

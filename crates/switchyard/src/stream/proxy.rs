@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use std::net::SocketAddr;
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, UnixStream};
 
 use super::vars::{Session, Try};
 use crate::config::model::{parse_bind_address, ProxyBind, StreamServer};
 use crate::observe::error_log;
 use crate::transport::tls_client::strip_port;
 use crate::upstream::io::UpstreamIo;
-use crate::upstream::{Picked, Upstream};
+use crate::upstream::{PeerAddr, Picked, Upstream};
 
 /// A connected peer: the socket and the balancer's record of the pick,
 /// reported as a success when dropped (a session that ends, however it
@@ -83,12 +83,22 @@ enum OpenError {
     Connect(std::io::Error),
 }
 
-/// A TCP connection to `peer`, from `bind` if given.
+/// A connection to `peer`: TCP from `bind` if given, or a Unix socket
+/// (which has no local address to bind).
 async fn open(
-    peer: SocketAddr,
+    peer: &PeerAddr,
     bind: Option<SocketAddr>,
     keepalive: bool,
-) -> Result<TcpStream, OpenError> {
+) -> Result<UpstreamIo, OpenError> {
+    let peer = match peer {
+        PeerAddr::Inet(a) => *a,
+        PeerAddr::Unix(path) => {
+            return UnixStream::connect(path)
+                .await
+                .map(UpstreamIo::Unix)
+                .map_err(OpenError::Connect);
+        }
+    };
     let socket = if peer.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -101,7 +111,11 @@ async fn open(
     if keepalive {
         socket.set_keepalive(true).map_err(OpenError::Connect)?;
     }
-    socket.connect(peer).await.map_err(OpenError::Connect)
+    socket
+        .connect(peer)
+        .await
+        .map(UpstreamIo::Plain)
+        .map_err(OpenError::Connect)
 }
 
 /// Connects to a peer of `upstream` for `session`, logging each failure
@@ -139,22 +153,28 @@ pub(crate) async fn connect(
         });
         let result = tokio::time::timeout(
             server.connect_timeout,
-            open(picked.addr, bind, server.socket_keepalive),
+            open(&picked.addr, bind, server.socket_keepalive),
         )
         .await;
         let failure = match result {
             Ok(Ok(stream)) => {
-                if server.tcp_nodelay {
-                    let _ = stream.set_nodelay(true);
-                }
-                if let Ok(local) = stream.local_addr() {
+                let local = match &stream {
+                    UpstreamIo::Plain(tcp) => {
+                        if server.tcp_nodelay {
+                            let _ = tcp.set_nodelay(true);
+                        }
+                        tcp.local_addr().map(|a| a.to_string()).ok()
+                    }
+                    _ => Some("unix:".to_string()),
+                };
+                if let Some(local) = local {
                     error_log::log(
                         crate::observe::ErrorLevel::Info,
                         Some(session.id),
                         &format!("proxy {local} connected to {}", picked.addr),
                     );
                 }
-                match handshake(session, server, &upstream, stream, picked.addr).await {
+                match handshake(session, server, &upstream, stream, &picked.addr).await {
                     Ok(stream) => {
                         if let Some(t) = session.tries.last_mut() {
                             t.connect = Some(try_started.elapsed());
@@ -210,13 +230,15 @@ async fn handshake(
     session: &Session,
     server: &StreamServer,
     upstream: &Upstream,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: UpstreamIo,
+    peer: &PeerAddr,
 ) -> Result<UpstreamIo, String> {
     let Some(tls) = &server.upstream_tls else {
-        return Ok(UpstreamIo::Plain(stream));
+        return Ok(stream);
     };
-    let mut stream = stream;
+    let (UpstreamIo::Plain(mut stream), Some(ip)) = (stream, peer.ip()) else {
+        return Err("SSL to a unix socket is not supported yet".to_string());
+    };
     if server.proxy_protocol {
         // nginx sends the PROXY header in the clear, before the handshake.
         use tokio::io::AsyncWriteExt;
@@ -236,7 +258,7 @@ async fn handshake(
     };
     match tokio::time::timeout(
         server.connect_timeout,
-        tls.context.handshake(stream, &name, peer.ip()),
+        tls.context.handshake(stream, &name, ip),
     )
     .await
     {

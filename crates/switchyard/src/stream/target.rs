@@ -87,7 +87,7 @@ pub(crate) fn evaluated(
         0,
         vec![Resolved {
             line: 0,
-            addr,
+            addr: addr.into(),
             weight: None,
             srv_backup: false,
         }],

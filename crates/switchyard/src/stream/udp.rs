@@ -19,6 +19,7 @@ use crate::config::model::{StreamHandler, StreamServer};
 use crate::http::generation::Generation;
 use crate::http::server::{Shared, Slot};
 use crate::observe::{error_log, ErrorLevel};
+use crate::upstream::PeerAddr;
 
 /// The largest datagram (IPv4's UDP payload limit).
 const MAX_DATAGRAM: usize = 65_535;
@@ -270,7 +271,7 @@ async fn proxy(
         return;
     };
     // A datagram session has no next upstream: nginx sends to one peer.
-    let peer = match connect(picked.addr, bind).await {
+    let peer = match connect(&picked.addr, bind).await {
         Ok(p) => p,
         Err(e) => {
             error_log::error(
@@ -300,7 +301,13 @@ async fn proxy(
     session.status = outcome;
 }
 
-async fn connect(addr: SocketAddr, bind: Option<SocketAddr>) -> std::io::Result<UdpSocket> {
+async fn connect(addr: &PeerAddr, bind: Option<SocketAddr>) -> std::io::Result<UdpSocket> {
+    let Some(addr) = addr.inet() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "datagrams to a unix socket are not supported yet",
+        ));
+    };
     let any: SocketAddr = if addr.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {

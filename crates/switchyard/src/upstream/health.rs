@@ -14,11 +14,12 @@ use hyper_util::rt::TokioIo;
 use super::Upstream;
 use crate::config::model::{HeaderCondition, HealthCheck, HealthMatch, Probe};
 use crate::observe::error_log;
+use crate::upstream::PeerAddr;
 
 /// Runs the checks of `upstream` until it is dropped (a reload that changes
 /// the upstream replaces it, and this task ends with it).
 pub async fn run(upstream: Weak<Upstream>, check: HealthCheck) {
-    let mut counters: HashMap<SocketAddr, (u32, u32, bool)> = HashMap::new();
+    let mut counters: HashMap<PeerAddr, (u32, u32, bool)> = HashMap::new();
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -26,11 +27,11 @@ pub async fn run(upstream: Weak<Upstream>, check: HealthCheck) {
         let Some(up) = upstream.upgrade() else { return };
         let peers = up.peer_addresses();
         drop(up);
-        let probes = peers.iter().map(|(_, addr)| probe(*addr, &check));
+        let probes = peers.iter().map(|(_, addr)| probe(addr.clone(), &check));
         let results = futures_join_all(probes).await;
         let Some(up) = upstream.upgrade() else { return };
         for ((id, addr), outcome) in peers.into_iter().zip(results) {
-            let entry = counters.entry(addr).or_insert((0, 0, true));
+            let entry = counters.entry(addr.clone()).or_insert((0, 0, true));
             let (fails, passes, healthy) = entry;
             match outcome {
                 Ok(()) => {
@@ -102,14 +103,15 @@ where
 }
 
 fn probe(
-    addr: SocketAddr,
+    addr: PeerAddr,
     check: &HealthCheck,
 ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
     let check = check.clone();
     async move {
-        let target = match check.port {
-            Some(port) => SocketAddr::new(addr.ip(), port),
-            None => addr,
+        // `port=` moves an IP peer's probe; a socket has no port.
+        let target = match (&addr, check.port) {
+            (PeerAddr::Inet(a), Some(port)) => PeerAddr::Inet(SocketAddr::new(a.ip(), port)),
+            _ => addr,
         };
         match tokio::time::timeout(check.timeout, probe_once(target, &check)).await {
             Ok(result) => result,
@@ -118,13 +120,29 @@ fn probe(
     }
 }
 
-async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), String> {
+async fn probe_once(target: PeerAddr, check: &HealthCheck) -> Result<(), String> {
+    let connect_failed =
+        |e: std::io::Error| format!("connect() failed ({})", error_log::os_error(&e));
+    let target = match target {
+        PeerAddr::Inet(a) => a,
+        PeerAddr::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(&path)
+                .await
+                .map_err(connect_failed)?;
+            return match (&check.tls, check.probe) {
+                (Some(_), _) => Err("SSL to a unix socket is not supported yet".to_string()),
+                (None, Probe::Connect) => Ok(()),
+                (None, Probe::Http) => http_probe(stream, "localhost", check).await,
+            };
+        }
+    };
     let stream = tokio::net::TcpStream::connect(target)
         .await
-        .map_err(|e| format!("connect() failed ({})", error_log::os_error(&e)))?;
+        .map_err(connect_failed)?;
+    let host = target.to_string();
     match (&check.tls, check.probe) {
         (None, Probe::Connect) => Ok(()),
-        (None, Probe::Http) => http_probe(stream, target, check).await,
+        (None, Probe::Http) => http_probe(stream, &host, check).await,
         (Some(tls), probe) => {
             let name = match &tls.name {
                 Some(n) => crate::transport::tls::server_name(n),
@@ -138,14 +156,14 @@ async fn probe_once(target: SocketAddr, check: &HealthCheck) -> Result<(), Strin
                 .map_err(|e| format!("SSL handshake failed ({e})"))?;
             match probe {
                 Probe::Connect => Ok(()),
-                Probe::Http => http_probe(stream, target, check).await,
+                Probe::Http => http_probe(stream, &host, check).await,
             }
         }
     }
 }
 
 /// The probe's request and the verdict on its response, over any stream.
-async fn http_probe<S>(stream: S, target: SocketAddr, check: &HealthCheck) -> Result<(), String>
+async fn http_probe<S>(stream: S, host: &str, check: &HealthCheck) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -155,7 +173,7 @@ where
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let request = http::Request::get(check.uri.as_str())
-        .header(http::header::HOST, target.to_string())
+        .header(http::header::HOST, host)
         .header(
             http::header::USER_AGENT,
             concat!("switchyard-health-check/", env!("CARGO_PKG_VERSION")),

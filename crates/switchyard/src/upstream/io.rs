@@ -1,4 +1,5 @@
-//! The byte stream of an upstream connection: plain TCP or TLS over TCP.
+//! The byte stream of an upstream connection: plain TCP, a Unix-domain
+//! socket, or TLS over TCP.
 //! An enum rather than a boxed trait object: the plain path, the hot one,
 //! pays one branch per poll and no indirection.
 
@@ -7,33 +8,32 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 
 /// An upstream connection's stream.
 pub enum UpstreamIo {
     /// `http://`, or stream without `proxy_ssl`.
     Plain(TcpStream),
+    /// A `unix:` peer.
+    Unix(UnixStream),
     /// `https://`, or stream `proxy_ssl on` (boxed: rustls's state is
     /// large, and the plain variant should not carry its size).
     Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl UpstreamIo {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            UpstreamIo::Plain(s) => s,
-            UpstreamIo::Tls(s) => s.get_ref().0,
-        }
-    }
-
     /// Whether an idle connection is still open: the peer has neither
     /// closed it nor sent anything unasked (one non-blocking read of the
     /// socket; for TLS, a close_notify or any record counts as sent).
     pub fn is_alive(&self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let read = match self {
+            UpstreamIo::Plain(s) => s.try_read(&mut probe),
+            UpstreamIo::Unix(s) => s.try_read(&mut probe),
+            UpstreamIo::Tls(s) => s.get_ref().0.try_read(&mut probe),
+        };
+        matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }
 
@@ -45,6 +45,7 @@ impl AsyncRead for UpstreamIo {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
@@ -58,6 +59,7 @@ impl AsyncWrite for UpstreamIo {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
@@ -69,6 +71,7 @@ impl AsyncWrite for UpstreamIo {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -76,6 +79,7 @@ impl AsyncWrite for UpstreamIo {
     fn is_write_vectored(&self) -> bool {
         match self {
             UpstreamIo::Plain(s) => s.is_write_vectored(),
+            UpstreamIo::Unix(s) => s.is_write_vectored(),
             UpstreamIo::Tls(s) => s.is_write_vectored(),
         }
     }
@@ -83,6 +87,7 @@ impl AsyncWrite for UpstreamIo {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_flush(cx),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
@@ -90,6 +95,7 @@ impl AsyncWrite for UpstreamIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_shutdown(cx),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }

@@ -2,17 +2,19 @@
 //! thread, so round robin is exact across them), the address of each peer,
 //! and the names still waiting to resolve.
 
+pub mod addr;
 pub mod dns;
 pub mod health;
 pub mod io;
 pub mod pool;
 pub mod resolve;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use balance::{Attempt, Balancer, Outcome, PeerConfig, PeerId};
+
+pub use addr::PeerAddr;
 
 use crate::config::model::{UpstreamConfig, UpstreamServer};
 use crate::observe::error_log;
@@ -23,7 +25,7 @@ pub struct Picked {
     /// The balancer's id, to report the outcome.
     pub id: PeerId,
     /// Where to connect.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// Its counters (looked up once per peer, not per request).
     pub metrics: Arc<crate::observe::metrics::PeerMetrics>,
     /// The address as text (`$upstream_addr`).
@@ -33,19 +35,19 @@ pub struct Picked {
 /// What a pick hands out about a peer, prepared once per peer.
 #[derive(Debug)]
 struct PeerEntry {
-    addr: SocketAddr,
+    addr: PeerAddr,
     metrics: Arc<crate::observe::metrics::PeerMetrics>,
     /// The address as `$upstream_addr` shows it, formatted once.
     label: Arc<str>,
 }
 
 /// One resolved address of a server line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     /// The server line it came from.
     pub line: usize,
     /// The address.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// A weight from an SRV record, replacing the line's.
     pub weight: Option<u32>,
     /// Backup because of a lower SRV priority.
@@ -101,8 +103,8 @@ impl std::fmt::Debug for Upstream {
 /// the server as written for `hash ... consistent`, which nginx hashes
 /// (`backend:8080`), so every address of one line shares its points.
 fn peer_config(server: &UpstreamServer, entry: &Resolved) -> PeerConfig {
-    let addr = entry.addr;
-    let mut peer = PeerConfig::new(addr.to_string())
+    let addr = entry.addr.to_string();
+    let mut peer = PeerConfig::new(addr.clone())
         .server(server.name.clone())
         .weight(entry.weight.unwrap_or(server.weight))
         .max_fails(server.max_fails)
@@ -110,7 +112,7 @@ fn peer_config(server: &UpstreamServer, entry: &Resolved) -> PeerConfig {
         .backup(server.backup || entry.srv_backup)
         .down(server.down)
         .max_conns(server.max_conns);
-    peer.name = addr.to_string();
+    peer.name = addr;
     peer
 }
 
@@ -168,8 +170,9 @@ impl Upstream {
     pub async fn start_resolving(self: &Arc<Self>) {
         // Under the lab every line comes from its map, `resolve` ones too:
         // no query goes to a real DNS server.
-        let uses_dns =
-            |s: &UpstreamServer| !resolve::lab_mode() && (s.resolve || s.service.is_some());
+        let uses_dns = |s: &UpstreamServer| {
+            !resolve::lab_mode() && s.unix.is_none() && (s.resolve || s.service.is_some())
+        };
         let dns = if self.config.servers.iter().any(uses_dns) {
             match dns::Dns::new(self.config.resolver.as_ref()) {
                 Ok(d) => Some(Arc::new(d)),
@@ -199,8 +202,8 @@ impl Upstream {
                 }
                 continue;
             }
-            match resolve::resolve(&server.host, server.port).await {
-                Ok(addrs) => self.add_resolved(index, &addrs),
+            match resolve::resolve_server(server).await {
+                Ok(addrs) => self.add_resolved(index, addrs),
                 Err(e) => {
                     self.note_unresolved(index, error_log::os_error(&e), FIRST_RETRY);
                     // nginx stops here with [emerg]; we keep serving, so say
@@ -254,12 +257,12 @@ impl Upstream {
         }
     }
 
-    fn add_resolved(&self, index: usize, addrs: &[SocketAddr]) {
+    fn add_resolved(&self, index: usize, addrs: Vec<PeerAddr>) {
         let entries: Vec<Resolved> = addrs
-            .iter()
+            .into_iter()
             .map(|addr| Resolved {
                 line: index,
-                addr: *addr,
+                addr,
                 weight: None,
                 srv_backup: false,
             })
@@ -277,11 +280,15 @@ impl Upstream {
         state.resolved.retain(|r| r.line != index);
         state.resolved.extend(entries);
         // Keep the order of the server lines, as nginx builds its peer list.
-        state.resolved.sort_by_key(|r| (r.line, r.addr));
+        state
+            .resolved
+            .sort_by(|a, b| (a.line, &a.addr).cmp(&(b.line, &b.addr)));
         // An address twice in one line is one peer; the same address on two
         // lines is two peers, as nginx builds them (each with its own
         // max_conns, down, weight).
-        state.resolved.dedup_by_key(|r| (r.line, r.addr));
+        state
+            .resolved
+            .dedup_by(|a, b| a.line == b.line && a.addr == b.addr);
         let peers: Vec<PeerConfig> = state
             .resolved
             .iter()
@@ -308,11 +315,11 @@ impl Upstream {
         if let Some(b) = balancer.as_ref() {
             let metrics = crate::observe::metrics::global();
             for (id, cfg, _) in b.peers() {
-                if let Ok(addr) = cfg.name.parse::<SocketAddr>() {
+                if let Ok(addr) = cfg.name.parse::<PeerAddr>() {
                     let entry = PeerEntry {
                         addr,
                         metrics: metrics.peer(&self.label, &cfg.name),
-                        label: Arc::from(addr.to_string()),
+                        label: Arc::from(cfg.name.as_str()),
                     };
                     addrs.insert(id, entry);
                 }
@@ -327,7 +334,7 @@ impl Upstream {
                 .resolved
                 .iter()
                 .filter(|r| r.line == index)
-                .copied()
+                .cloned()
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -350,7 +357,7 @@ impl Upstream {
         let entry = addrs.get(&id)?;
         Some(Picked {
             id,
-            addr: entry.addr,
+            addr: entry.addr.clone(),
             metrics: entry.metrics.clone(),
             label: entry.label.clone(),
         })
@@ -385,9 +392,13 @@ impl Upstream {
     }
 
     /// The current peers and their addresses.
-    pub fn peer_addresses(&self) -> Vec<(PeerId, SocketAddr)> {
+    pub fn peer_addresses(&self) -> Vec<(PeerId, PeerAddr)> {
         match self.state.lock() {
-            Ok(state) => state.addrs.iter().map(|(id, e)| (*id, e.addr)).collect(),
+            Ok(state) => state
+                .addrs
+                .iter()
+                .map(|(id, e)| (*id, e.addr.clone()))
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -436,12 +447,17 @@ async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize)
         let Some(up) = upstream.upgrade() else { return };
         let server = &up.config.servers[index];
         let next = (delay * 2).min(LAST_RETRY);
-        let looked_up = resolve::resolve(&server.host, server.port).await;
+        let looked_up = resolve::resolve_server(server).await;
         if let Err(e) = &looked_up {
             up.note_unresolved(index, error_log::os_error(e), next);
         }
         if let Ok(addrs) = looked_up {
-            up.add_resolved(index, &addrs);
+            let shown = addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            up.add_resolved(index, addrs);
             up.note_resolved(index);
             // At the level of the "host not found" line, so whoever saw that
             // one sees this one too.
@@ -452,11 +468,7 @@ async fn retry_until_resolved(upstream: std::sync::Weak<Upstream>, index: usize)
                     server.display_name(),
                     up.config.name,
                     server.position,
-                    addrs
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    shown
                 ),
             );
             return;
@@ -492,7 +504,7 @@ async fn keep_resolving(
                         .iter()
                         .map(|p| Resolved {
                             line: index,
-                            addr: p.addr,
+                            addr: p.addr.into(),
                             weight: Some(p.weight),
                             srv_backup: p.priority != best,
                         })
@@ -507,7 +519,7 @@ async fn keep_resolving(
                         .into_iter()
                         .map(|addr| Resolved {
                             line: index,
-                            addr,
+                            addr: addr.into(),
                             weight: None,
                             srv_backup: false,
                         })

@@ -8,7 +8,6 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -25,15 +24,18 @@ use crate::config::model::KeepalivePool;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolKey {
     /// The peer's address.
-    pub addr: SocketAddr,
+    pub addr: super::PeerAddr,
     /// `None` for plain TCP; the TLS context's id and the ssl name.
     pub tls: Option<(u64, Arc<str>)>,
 }
 
 impl PoolKey {
     /// The key of a plain connection to `addr`.
-    pub fn plain(addr: SocketAddr) -> PoolKey {
-        PoolKey { addr, tls: None }
+    pub fn plain(addr: impl Into<super::PeerAddr>) -> PoolKey {
+        PoolKey {
+            addr: addr.into(),
+            tls: None,
+        }
     }
 }
 
@@ -241,7 +243,7 @@ mod tests {
         // A TLS key never finds a plain connection, nor another name's.
         set_worker(1);
         let tls = PoolKey {
-            addr,
+            addr: addr.into(),
             tls: Some((1, Arc::from("a.test"))),
         };
         assert!(pool.take(&tls).is_none());

@@ -75,6 +75,28 @@ pub fn parse_map(text: &str) -> HashMap<String, SocketAddr> {
         .collect()
 }
 
+/// The addresses of a `server` line: its socket for `unix:` (under the
+/// lab, the stand-in the lab's map gives it by its name, `unix:PATH`),
+/// otherwise what [`resolve`] finds for its `host:port`.
+pub async fn resolve_server(
+    server: &crate::config::model::UpstreamServer,
+) -> std::io::Result<Vec<super::PeerAddr>> {
+    if let Some(path) = &server.unix {
+        return match overrides() {
+            Some(map) => match map.get(&server.name.to_ascii_lowercase()) {
+                Some(addr) => Ok(vec![super::PeerAddr::Inet(*addr)]),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{} has no lab backend", server.name),
+                )),
+            },
+            None => Ok(vec![super::PeerAddr::Unix(path.clone())]),
+        };
+    }
+    let addrs = resolve(&server.host, server.port).await?;
+    Ok(addrs.into_iter().map(super::PeerAddr::Inet).collect())
+}
+
 /// Resolves `host:port`. Under the lab, only its map answers (address
 /// literals included). Otherwise an IP literal needs no lookup, and a name
 /// goes through `SWITCHYARD_HOSTS`, then the system resolver (/etc/hosts,

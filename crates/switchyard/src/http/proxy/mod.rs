@@ -35,7 +35,7 @@ use crate::observe::error_log;
 use crate::transport::tls_client::{strip_port, HandshakeError, UpstreamTls};
 use crate::upstream::io::UpstreamIo;
 use crate::upstream::pool::{Connection, PoolKey};
-use crate::upstream::Upstream;
+use crate::upstream::{PeerAddr, Upstream};
 
 pub use self::body::BodyTooLarge;
 
@@ -123,16 +123,29 @@ pub fn log_context(ex: &Exchange, upstream_url: Option<&str>) -> String {
 /// Opens a new upstream connection, with its TLS handshake for
 /// `https://` (timed by `proxy_connect_timeout` too, as nginx times it).
 async fn connect(
-    addr: std::net::SocketAddr,
+    addr: &PeerAddr,
     settings: &Settings,
     tls: Option<(&UpstreamTls, &str)>,
 ) -> Result<Connection, Failure> {
-    let stream = match tokio::time::timeout(
-        settings.proxy_connect_timeout,
-        TcpStream::connect(addr),
-    )
-    .await
-    {
+    let timeout = settings.proxy_connect_timeout;
+    let ip = match addr {
+        PeerAddr::Inet(a) => *a,
+        PeerAddr::Unix(path) => {
+            if tls.is_some() {
+                return Err(Failure::Connect(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "TLS to a unix socket is not supported yet",
+                )));
+            }
+            return match tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path)).await
+            {
+                Ok(Ok(s)) => Ok(Connection::new(UpstreamIo::Unix(s))),
+                Ok(Err(e)) => Err(Failure::Connect(e)),
+                Err(_) => Err(Failure::ConnectTimeout),
+            };
+        }
+    };
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(ip)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(Failure::Connect(e)),
         Err(_) => return Err(Failure::ConnectTimeout),
@@ -141,12 +154,7 @@ async fn connect(
     let Some((context, name)) = tls else {
         return Ok(Connection::new(UpstreamIo::Plain(stream)));
     };
-    match tokio::time::timeout(
-        settings.proxy_connect_timeout,
-        context.handshake(stream, name, addr.ip()),
-    )
-    .await
-    {
+    match tokio::time::timeout(timeout, context.handshake(stream, name, ip.ip())).await {
         Ok(Ok(s)) => Ok(Connection::new(UpstreamIo::Tls(Box::new(s)))),
         Ok(Err(e)) => Err(Failure::Handshake(e)),
         Err(_) => Err(Failure::HandshakeTimeout),
@@ -170,13 +178,7 @@ pub async fn proxy(
 ) -> Response<ResponseBody> {
     let settings = &location.settings;
     ex.proxy_host = pass.proxy_host.clone();
-    ex.upstream_name = Some(upstream.config.name.clone());
-    ex.proxy_port = upstream
-        .config
-        .servers
-        .first()
-        .map(|s| s.port)
-        .unwrap_or(80);
+    ex.proxy_port = pass.proxy_port;
     let (mut parts, incoming) = request.into_parts();
     let http11 = settings.proxy_http_version_11;
     let client_upgrade = parts
@@ -272,9 +274,16 @@ pub async fn proxy(
             return no_live(ex, &upstream, settings);
         };
         // Only the error log needs the upstream URL: built when one is written.
-        let url = || format!("{scheme}://{}{}", picked.addr, uri);
+        let url = || {
+            format!(
+                "{scheme}://{}{}{}",
+                picked.addr,
+                picked.addr.uri_separator(),
+                uri
+            )
+        };
         let key = PoolKey {
-            addr: picked.addr,
+            addr: picked.addr.clone(),
             tls: tls.as_ref().map(|(c, name)| (c.id(), name.clone())),
         };
         let started = Instant::now();
@@ -307,7 +316,7 @@ pub async fn proxy(
                 // Boxed: a kept-alive upstream rarely needs it, and its
                 // state would otherwise weigh on every request's future.
                 None => match Box::pin(connect(
-                    picked.addr,
+                    &picked.addr,
                     settings,
                     tls.as_ref().map(|(c, name)| (*c, &**name)),
                 ))
@@ -351,7 +360,7 @@ pub async fn proxy(
         let (connection, sent) = match outcome {
             Ok(pair) => pair,
             Err((failure, sent_any)) => {
-                record_failure(ex, &failure, &url(), started);
+                record_failure(ex, &picked, &failure, &url(), started);
                 guard.success = false;
                 drop(guard);
                 let listed = if failure.is_timeout() {
@@ -422,12 +431,14 @@ pub async fn proxy(
     }
 }
 
-fn record_failure(ex: &mut Exchange, failure: &Failure, url: &str, started: Instant) {
-    if let (Some(t), Some(upstream)) = (ex.upstream.last(), ex.upstream_name.as_deref()) {
-        crate::observe::metrics::global()
-            .peer(upstream, &t.addr)
-            .failure();
-    }
+fn record_failure(
+    ex: &mut Exchange,
+    picked: &crate::upstream::Picked,
+    failure: &Failure,
+    url: &str,
+    started: Instant,
+) {
+    picked.metrics.failure();
     if let Some(t) = ex.upstream.last_mut() {
         t.response = Some(started.elapsed().as_secs_f64());
         if t.status.is_none() {
