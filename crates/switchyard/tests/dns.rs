@@ -245,3 +245,47 @@ fn names_with_resolve_are_resolved_before_the_first_request() {
         balancer.error_log_text()
     );
 }
+
+/// `proxy_pass` with variables resolves the evaluated host at request time
+/// through the location's `resolver` (a server block's resolver_timeout
+/// serving it), with nginx's 502 and words for a name that does not exist
+/// and for a location with no resolver.
+#[test]
+fn a_proxy_pass_with_variables_resolves_its_host_per_request() {
+    let (_a, b, backend_port) = pair();
+    let dns = Dnsmasq::start("127.0.0.2 app.test\n", &[]);
+    let port = free_port();
+    let lb = Balancer::start_full(
+        &format!(
+            "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log off;\n\
+             server {{ listen 127.0.0.1:{port}; resolver_timeout 2s;\n\
+               location /r/ {{ resolver 127.0.0.1:{};\n\
+                 proxy_pass http://$arg_name:{backend_port}/; }}\n\
+               location /none/ {{ proxy_pass http://$arg_name:{backend_port}; }}\n\
+             }}\n}}\n",
+            dns.port
+        ),
+        &[port],
+        &[],
+    );
+    let r = get(port, "/r/x?name=app.test");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-served-by"), Some(b.name.as_str()));
+    // The address a name resolves to follows DNS, request by request
+    // (dnsmasq's answers live 1 s here).
+    dns.set_hosts("127.0.0.1 app.test\n");
+    support::wait_until(Duration::from_secs(10), "the new address", || {
+        get(port, "/r/x?name=app.test").header("x-served-by") == Some("a")
+    });
+    let r = get(port, "/r/x?name=missing.test");
+    assert_eq!(r.status, 502);
+    let r = get(port, "/none/x?name=app.test");
+    assert_eq!(r.status, 502);
+    // This dnsmasq has no upstream: it refuses names it does not hold,
+    // which nginx words as its resolver's code 5.
+    support::wait_until(Duration::from_secs(5), "both error lines", || {
+        let log = lb.error_log_text();
+        log.contains("missing.test could not be resolved (5: Operation refused)")
+            && log.contains("no resolver defined to resolve app.test")
+    });
+}

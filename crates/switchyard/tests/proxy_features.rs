@@ -851,3 +851,39 @@ fn x_accel_limit_rate_paces_the_response() {
     assert!(timed("/paced/data") >= Duration::from_millis(500));
     assert!(timed("/ignored/data") < Duration::from_millis(500));
 }
+
+/// `proxy_pass` with variables: a value naming an upstream block uses the
+/// group, an address is used as it is, its URI part replaces the request's
+/// whole URI, and a value that is no URL is nginx's 500 with its words.
+#[test]
+fn proxy_pass_with_variables_finds_groups_addresses_and_uris() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let port = free_port();
+    let lb = Balancer::start_http(
+        &format!(
+            "{}\nserver {{ listen 127.0.0.1:{port};\n\
+               location /to/ {{ proxy_pass http://$arg_to; }}\n\
+               location /uri/ {{ proxy_pass http://$arg_to/fixed$is_args$args; }}\n\
+               location /scheme/ {{ proxy_pass $arg_to; }}\n\
+             }}",
+            upstream_block("grp", &[(b.addr, "")])
+        ),
+        &[port],
+    );
+    let r = get(port, &format!("/to/x?to={}", a.addr));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-served-by"), Some("a"));
+    assert_eq!(json(&r)["path"], "/to/x");
+    let r = get(port, "/to/y?to=grp");
+    assert_eq!(r.header("x-served-by"), Some("b"), "{}", r.text());
+    let r = get(port, &format!("/uri/z?to={}", a.addr));
+    assert_eq!(json(&r)["path"], "/fixed", "{}", r.text());
+    assert_eq!(r.header("x-served-by"), Some("a"));
+    let r = get(port, "/scheme/?to=ftp://x");
+    assert_eq!(r.status, 500);
+    support::wait_until(Duration::from_secs(5), "the error line", || {
+        lb.error_log_text()
+            .contains("invalid URL prefix in \"ftp://x\"")
+    });
+}

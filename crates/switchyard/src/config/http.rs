@@ -8,8 +8,8 @@ use nginx_conf::Directive;
 use super::directives::Ctx;
 use super::listen::{default_port, parse_listen};
 use super::model::{
-    Alias, Handler, Http, IfBlock, Listen, LocationConfig, LocationMatch, Op, ProxyPass,
-    ProxyTarget, ServerConfig, UpstreamConfig,
+    Alias, Handler, Http, IfBlock, Listen, LocationConfig, LocationMatch, Op, PassTarget,
+    ProxyPass, ProxyTarget, ServerConfig, UpstreamConfig,
 };
 use super::proxy_url::{Authority, ProxyUrl};
 use super::settings::Layer;
@@ -100,7 +100,7 @@ fn build_http_inner(
         match spec.name {
             "server" => server_blocks.push(inner),
             // Zones were read first (collect_zones).
-            "match" | "resolver" | "resolver_timeout" | "limit_req_zone" | "limit_conn_zone" => {}
+            "match" | "limit_req_zone" | "limit_conn_zone" => {}
             "map" => super::rewrite::add_map(&mut maps, inner)?,
             "split_clients" => {
                 let (name, split) = super::stream_values::parse_split_clients(inner)?;
@@ -487,17 +487,17 @@ impl HttpBuilder<'_> {
             }
         }
         if let Some(check) = pending_check {
-            match &handler {
-                Handler::Proxy(pass) => self
-                    .location_checks
-                    .push((pass.target_name().to_string(), check)),
-                _ => {
-                    return Err(ConfigError::at(
-                        "\"health_check\" needs \"proxy_pass\" to an upstream in the same location",
-                        at,
-                    ))
-                }
-            }
+            let target = match &handler {
+                Handler::Proxy(pass) => pass.target_name(),
+                _ => None,
+            };
+            let Some(name) = target else {
+                return Err(ConfigError::at(
+                    "\"health_check\" needs \"proxy_pass\" to an upstream in the same location",
+                    at,
+                ));
+            };
+            self.location_checks.push((name.to_string(), check));
         }
         if alias.is_none() && !root_seen {
             // nginx inherits an enclosing location's alias with its root.
@@ -641,10 +641,23 @@ impl HttpBuilder<'_> {
         let at = &d.position;
         let url = arg0(d);
         if url.contains('$') {
-            return Err(ConfigError::at(
-                "\"proxy_pass\" with variables is not supported yet",
-                at,
-            ));
+            let template = crate::vars::Template::compile(url)
+                .map_err(|e| ConfigError::at(e.to_string(), at))?;
+            // nginx prepares TLS for any URL with variables; we do unless
+            // the scheme is written as plain http.
+            let maybe_https = !url
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+            return Ok(ProxyPass {
+                target: PassTarget::Evaluated(template),
+                proxy_host: String::new(),
+                proxy_port: 0,
+                uri: None,
+                location_prefix: None,
+                verbatim_uri: false,
+                https: maybe_https,
+                tls: None,
+            });
         }
         let parsed = ProxyUrl::parse(url).map_err(|e| ConfigError::at(e.to_string(), at))?;
         if parsed.uri.is_some()
@@ -698,11 +711,12 @@ impl HttpBuilder<'_> {
             LocationMatch::Regex(_) | LocationMatch::Named(_) => None,
         };
         Ok(ProxyPass {
-            target,
+            target: PassTarget::Fixed(target),
             proxy_host,
             proxy_port,
             uri,
             location_prefix,
+            verbatim_uri: false,
             https,
             tls: None,
         })

@@ -942,8 +942,9 @@ pub enum Handler {
 /// A `proxy_pass` target.
 #[derive(Debug, Clone)]
 pub struct ProxyPass {
-    /// The upstream group or the single `host:port`.
-    pub target: ProxyTarget,
+    /// The upstream group or the single `host:port`, or the URL to
+    /// evaluate per request.
+    pub target: PassTarget,
     /// The host as written (for `$proxy_host`; includes `:port` unless 80).
     pub proxy_host: String,
     /// `$proxy_port`: the URL's port, else its scheme's (0 for a socket,
@@ -953,6 +954,9 @@ pub struct ProxyPass {
     pub uri: Option<String>,
     /// The location prefix this proxy_pass replaces when `uri` is set.
     pub location_prefix: Option<String>,
+    /// `uri` is the whole URI sent, as written (a `proxy_pass` with
+    /// variables whose value has a URI part: nginx replaces nothing).
+    pub verbatim_uri: bool,
     /// `https://`: the location's TLS to the upstream (set once the
     /// location's `proxy_ssl_*` settings are merged).
     pub https: bool,
@@ -970,13 +974,26 @@ pub struct ProxyTls {
 }
 
 impl ProxyPass {
-    /// The name of the upstream group it uses (implicit ones by `host:port`).
-    pub fn target_name(&self) -> &str {
+    /// The name of the upstream group it uses (implicit ones by
+    /// `host:port`); none for a URL with variables, known per request.
+    pub fn target_name(&self) -> Option<&str> {
         match &self.target {
-            ProxyTarget::Upstream(name) => name,
-            ProxyTarget::Implicit(up) => &up.name,
+            PassTarget::Fixed(ProxyTarget::Upstream(name)) => Some(name),
+            PassTarget::Fixed(ProxyTarget::Implicit(up)) => Some(&up.name),
+            PassTarget::Evaluated(_) => None,
         }
     }
+}
+
+/// Where an http `proxy_pass` sends requests.
+#[derive(Debug, Clone)]
+pub enum PassTarget {
+    /// A group known at load time.
+    Fixed(ProxyTarget),
+    /// `proxy_pass` with variables: the URL, evaluated per request, names
+    /// an upstream group, an address, a socket or a name to resolve with
+    /// the location's `resolver`.
+    Evaluated(crate::vars::Template),
 }
 
 /// Where `proxy_pass` sends requests.
@@ -997,6 +1014,9 @@ pub struct Settings {
     pub proxy_set_headers: Vec<(String, crate::vars::Template)>,
     /// `proxy_connect_timeout` (default 60s).
     pub proxy_connect_timeout: Duration,
+    /// `resolver`, with the level's `resolver_timeout` (default 30s): for
+    /// the names of a `proxy_pass` with variables.
+    pub resolver: Option<Arc<ResolverSettings>>,
     /// `proxy_read_timeout` (default 60s).
     pub proxy_read_timeout: Duration,
     /// `proxy_send_timeout` (default 60s).
@@ -1401,7 +1421,7 @@ pub enum HeaderCondition {
 }
 
 /// A `resolver` directive with `resolver_timeout`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResolverSettings {
     /// The name servers (port 53 unless given).
     pub servers: Vec<SocketAddr>,

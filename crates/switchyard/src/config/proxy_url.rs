@@ -71,7 +71,8 @@ impl ProxyUrl {
                 uri,
             });
         }
-        let (authority, uri) = match rest.find('/') {
+        // The host ends at the URI's `/` or its arguments' `?`.
+        let (authority, uri) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], Some(rest[i..].to_string())),
             None => (rest, None),
         };

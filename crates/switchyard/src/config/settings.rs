@@ -23,6 +23,8 @@ pub(crate) struct Layer {
     proxy_http_version_11: Option<bool>,
     proxy_set_headers: Option<Vec<(String, Template)>>,
     proxy_connect_timeout: Option<Duration>,
+    resolver: Option<Arc<super::model::ResolverSettings>>,
+    resolver_timeout: Option<Duration>,
     proxy_read_timeout: Option<Duration>,
     proxy_send_timeout: Option<Duration>,
     access_log: Option<Vec<AccessLogTarget>>,
@@ -233,6 +235,11 @@ impl Layer {
                     .push((d.args[0].value.clone(), value));
             }
             "proxy_connect_timeout" => set(&mut self.proxy_connect_timeout, d, time(d)?)?,
+            "resolver" => {
+                let resolver = super::upstream::parse_resolver(d)?;
+                set(&mut self.resolver, d, Arc::new(resolver))?;
+            }
+            "resolver_timeout" => set(&mut self.resolver_timeout, d, time(d)?)?,
             "proxy_read_timeout" => set(&mut self.proxy_read_timeout, d, time(d)?)?,
             "proxy_send_timeout" => set(&mut self.proxy_send_timeout, d, time(d)?)?,
             "client_max_body_size" => set(&mut self.client_max_body_size, d, size(d)?)?,
@@ -550,6 +557,8 @@ impl Layer {
             proxy_http_version_11,
             proxy_set_headers,
             proxy_connect_timeout,
+            resolver,
+            resolver_timeout,
             proxy_read_timeout,
             proxy_send_timeout,
             access_log,
@@ -633,6 +642,14 @@ impl Layer {
             proxy_http_version_11: self.proxy_http_version_11.unwrap_or(false),
             proxy_set_headers: headers,
             proxy_connect_timeout: self.proxy_connect_timeout.unwrap_or(minute),
+            // nginx merges the two apart: a level's timeout serves the
+            // resolver it inherits.
+            resolver: self.resolver.as_ref().map(|r| {
+                Arc::new(super::model::ResolverSettings {
+                    timeout: self.resolver_timeout.unwrap_or(Duration::from_secs(30)),
+                    ..(**r).clone()
+                })
+            }),
             proxy_read_timeout: self.proxy_read_timeout.unwrap_or(minute),
             proxy_send_timeout: self.proxy_send_timeout.unwrap_or(minute),
             access_log,

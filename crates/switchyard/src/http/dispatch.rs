@@ -11,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::config::model::{
-    Handler, LocationConfig, LocationMatch, ProxyPass, ServerConfig, Settings,
+    Handler, LocationConfig, LocationMatch, PassTarget, ProxyPass, ServerConfig, Settings,
 };
 use crate::observe::error_log;
 
@@ -524,10 +524,38 @@ async fn serve(
 ) -> Content {
     match &location.handler {
         Handler::Proxy(pass) => {
-            let pass = &rewritten_pass(pass, ex, valid_location);
-            let Some(upstream) = generation.upstreams.get(pass.target_name()).cloned() else {
-                return Content::Status(500);
+            let (pass, upstream) = match &pass.target {
+                PassTarget::Evaluated(template) => {
+                    match proxy::evaluated::evaluate(
+                        pass,
+                        template,
+                        ex,
+                        generation,
+                        &location.settings,
+                    )
+                    .await
+                    {
+                        Ok((evaluated, upstream)) => (
+                            std::borrow::Cow::Owned(
+                                rewritten_pass(&evaluated, ex, valid_location).into_owned(),
+                            ),
+                            upstream,
+                        ),
+                        Err(status) => return Content::Status(status),
+                    }
+                }
+                PassTarget::Fixed(_) => {
+                    let Some(upstream) = pass
+                        .target_name()
+                        .and_then(|name| generation.upstreams.get(name))
+                        .cloned()
+                    else {
+                        return Content::Status(500);
+                    };
+                    (rewritten_pass(pass, ex, valid_location), upstream)
+                }
             };
+            let pass = &*pass;
             let Some(request) = request.take() else {
                 // The request body went to an earlier upstream: an
                 // error_page cannot proxy again (yet).

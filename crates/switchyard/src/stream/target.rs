@@ -7,10 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::vars::Session;
-use crate::config::model::{ProxyTarget, StreamServer, UpstreamConfig, UpstreamServer};
+use crate::config::model::{ProxyTarget, StreamServer};
 use crate::http::generation::Generation;
 use crate::observe::error_log;
-use crate::upstream::{Resolved, Upstream};
+use crate::upstream::Upstream;
 use crate::vars::Template;
 
 /// Why no group could be found; the session ends with 500.
@@ -47,7 +47,6 @@ pub(crate) fn fixed(
 /// The group for a `proxy_pass` with variables, evaluated for `session`.
 pub(crate) fn evaluated(
     session: &Session,
-    server: &StreamServer,
     generation: &Generation,
     template: &Template,
 ) -> Result<Arc<Upstream>, TargetError> {
@@ -66,33 +65,12 @@ pub(crate) fn evaluated(
         )));
     }
     let addr = SocketAddr::new(ip, port);
-    let name = addr.to_string();
-    let config = UpstreamConfig {
-        name: name.clone(),
-        method: balance::Method::RoundRobin,
-        hash_key: None,
-        servers: vec![UpstreamServer::new(
-            name.clone(),
-            host,
-            port,
-            server.position.clone(),
-        )],
-        health_check: None,
-        resolver: None,
-        keepalive: None,
-        position: server.position.clone(),
-    };
-    let upstream = Upstream::new_stream(Arc::new(config));
-    upstream.set_line(
-        0,
-        vec![Resolved {
-            line: 0,
-            addr: addr.into(),
-            weight: None,
-            srv_backup: false,
-        }],
-    );
-    Ok(upstream)
+    Ok(Upstream::one_off(
+        addr.to_string(),
+        port,
+        vec![addr.into()],
+        true,
+    ))
 }
 
 /// The group of `server`'s proxy handler, logging why there is none.
@@ -104,7 +82,7 @@ pub(crate) fn upstream_for(
     use crate::config::model::StreamHandler;
     let found = match &server.handler {
         StreamHandler::Proxy(target) => fixed(generation, target),
-        StreamHandler::ProxyVars(template) => evaluated(session, server, generation, template),
+        StreamHandler::ProxyVars(template) => evaluated(session, generation, template),
         _ => return None,
     };
     match found {

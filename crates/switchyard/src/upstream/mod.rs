@@ -8,6 +8,7 @@ pub mod health;
 pub mod io;
 pub mod pool;
 pub mod resolve;
+pub mod stub_dns;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,6 +89,10 @@ pub struct Upstream {
     waiting: Mutex<std::collections::BTreeMap<usize, Unresolved>>,
     epoch: Instant,
     activated: std::sync::atomic::AtomicBool,
+    /// A group made for one request or session (`proxy_pass` with
+    /// variables): its peers get counters of their own, not rows in the
+    /// metrics, which a client choosing addresses could grow without end.
+    ephemeral: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -142,7 +147,62 @@ impl Upstream {
             waiting: Mutex::new(std::collections::BTreeMap::new()),
             epoch: Instant::now(),
             activated: std::sync::atomic::AtomicBool::new(false),
+            ephemeral: false,
         })
+    }
+
+    /// A group for one request or session of a `proxy_pass` with
+    /// variables: `addrs`, each its own peer (as nginx makes one of every
+    /// address a name resolves to, repeated ones too), round robin, no
+    /// health checks, no metrics rows. `name` is the host as evaluated.
+    pub fn one_off(name: String, port: u16, addrs: Vec<PeerAddr>, stream: bool) -> Arc<Upstream> {
+        // Never shown: a one-off group is not resolved, checked or listed.
+        let nowhere = nginx_conf::Position {
+            source: nginx_conf::Source::CommandLine,
+            line: 0,
+        };
+        let servers: Vec<UpstreamServer> = addrs
+            .iter()
+            .map(|addr| {
+                let mut server =
+                    UpstreamServer::new(addr.to_string(), name.clone(), port, nowhere.clone());
+                if let PeerAddr::Unix(path) = addr {
+                    server.unix = Some(path.clone());
+                }
+                server
+            })
+            .collect();
+        let config = UpstreamConfig {
+            name,
+            method: balance::Method::RoundRobin,
+            hash_key: None,
+            servers,
+            health_check: None,
+            resolver: None,
+            keepalive: None,
+            position: nowhere,
+        };
+        let label = if stream {
+            format!("stream:{}", config.name)
+        } else {
+            config.name.clone()
+        };
+        let mut upstream = Self::labelled(Arc::new(config), label);
+        if let Some(up) = Arc::get_mut(&mut upstream) {
+            up.ephemeral = true;
+        }
+        for (line, addr) in addrs.into_iter().enumerate() {
+            upstream.set_line(
+                line,
+                vec![Resolved {
+                    line,
+                    addr,
+                    weight: None,
+                    srv_backup: false,
+                }],
+            );
+        }
+        upstream
     }
 
     /// Starts name resolution and the health checker, once per group (a
@@ -316,9 +376,14 @@ impl Upstream {
             let metrics = crate::observe::metrics::global();
             for (id, cfg, _) in b.peers() {
                 if let Ok(addr) = cfg.name.parse::<PeerAddr>() {
+                    let metrics = if self.ephemeral {
+                        Arc::default()
+                    } else {
+                        metrics.peer(&self.label, &cfg.name)
+                    };
                     let entry = PeerEntry {
                         addr,
-                        metrics: metrics.peer(&self.label, &cfg.name),
+                        metrics,
                         label: Arc::from(cfg.name.as_str()),
                     };
                     addrs.insert(id, entry);

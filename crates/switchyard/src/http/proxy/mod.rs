@@ -4,6 +4,7 @@
 
 mod body;
 mod downstream;
+pub(crate) mod evaluated;
 mod request;
 mod response;
 mod send;

@@ -104,6 +104,9 @@ pub async fn prepare_body(
 /// The URI sent upstream: the client's URI as sent when `proxy_pass` has
 /// no URI part; else the location prefix replaced by that part.
 pub fn upstream_uri(pass: &ProxyPass, ex: &Exchange) -> String {
+    if let (true, Some(uri)) = (pass.verbatim_uri, &pass.uri) {
+        return uri.clone();
+    }
     match (&pass.uri, &pass.location_prefix) {
         (Some(uri), Some(prefix)) if ex.uri.starts_with(prefix.as_str()) => {
             let mut out = uri.clone();
