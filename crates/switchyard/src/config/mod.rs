@@ -13,6 +13,7 @@ mod limits;
 pub mod listen;
 pub mod model;
 mod proxy_ssl;
+mod request_body;
 mod rewrite;
 mod settings;
 mod ssl;

@@ -31,8 +31,9 @@ pub enum UpBody {
     Empty,
     /// Held whole: can be sent again on a retry.
     Buffered(Bytes),
-    /// Streamed from the client (capped and timed): sent once.
-    Stream(ResponseBody),
+    /// Streamed from the client (capped and timed) after the bytes of it
+    /// already read: sent once.
+    Stream(Bytes, ResponseBody),
     /// A streamed body that has been (partly) sent: cannot be sent again.
     Spent,
 }
@@ -119,8 +120,14 @@ impl Upload {
         match body {
             UpBody::Empty | UpBody::Spent => {}
             UpBody::Buffered(bytes) => pending.push(bytes.clone()),
-            UpBody::Stream(_) => {
-                if let UpBody::Stream(s) = std::mem::replace(body, UpBody::Spent) {
+            UpBody::Stream(..) => {
+                if let UpBody::Stream(start, s) = std::mem::replace(body, UpBody::Spent) {
+                    // What was read already goes with the head, in one write.
+                    if chunked {
+                        pending.push_chunk(start);
+                    } else if !start.is_empty() {
+                        pending.push(start);
+                    }
                     stream = Some(s);
                 }
             }
