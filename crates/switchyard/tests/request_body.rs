@@ -1,11 +1,13 @@
 //! The request body as the proxy reads it: `$request_body` and
 //! `$request_body_file`, `proxy_set_body` with the body read, proxying
-//! again after an internal redirect and `client_body_in_file_only`.
+//! again after an internal redirect, `proxy_request_buffering off` and
+//! `client_body_in_file_only`.
 
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -121,6 +123,130 @@ fn proxy_set_body_reads_the_body_and_a_redirect_proxies_it_again() {
     assert!(seen[0].0.contains("Content-Length: 9\r\n"), "{}", seen[0].0);
     assert!(seen[1].0.starts_with("GET /second "), "{}", seen[1].0);
     assert_eq!(seen[1].1, b"payload".to_vec());
+}
+
+/// A backend the test drives by hand: the connections it accepts.
+fn manual_backend() -> (SocketAddr, mpsc::Receiver<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if tx.send(stream).is_err() {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// Reads from `s` until `want` bytes after the head came (or 5s passed).
+fn read_past_head(s: &mut TcpStream, want: usize) -> (String, Vec<u8>) {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() >= end + 4 + want {
+                let head = String::from_utf8_lossy(&got[..end + 4]).into_owned();
+                return (head, got[end + 4..].to_vec());
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out with {got:?}"
+        );
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => panic!("closed with {got:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Reads `n` bytes from `s`.
+fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn unbuffered_request_goes_up_with_what_has_arrived() {
+    let (addr, conns) = manual_backend();
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port};
+               proxy_request_buffering off;
+               location / {{ proxy_pass http://{addr}; }}
+             }}"
+        ),
+        &[port],
+    );
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n01234",
+        )
+        .unwrap();
+    // The request is up before the whole body came.
+    let mut up = conns
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no upstream connection before the body ended");
+    let (head, start) = read_past_head(&mut up, 5);
+    assert!(head.contains("Content-Length: 10\r\n"), "{head}");
+    assert_eq!(start, b"01234");
+    client.write_all(b"56789").unwrap();
+    assert_eq!(read_n(&mut up, 5), b"56789");
+    up.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        .unwrap();
+    drop(up);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let r = support::read_response(&mut BufReader::new(client)).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+}
+
+#[test]
+fn unbuffered_chunks_that_arrive_together_go_up_as_one() {
+    let (addr, conns) = manual_backend();
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port};
+               proxy_request_buffering off;
+               proxy_http_version 1.1;
+               location / {{ proxy_pass http://{addr}; }}
+             }}"
+        ),
+        &[port],
+    );
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut up = conns
+        .recv_timeout(Duration::from_secs(5))
+        .expect("upstream");
+    let (head, _) = read_past_head(&mut up, 0);
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    client.write_all(b"5\r\n01234\r\n4\r\nmany\r\n").unwrap();
+    let together = b"9\r\n01234many\r\n";
+    assert_eq!(read_n(&mut up, together.len()), together.to_vec());
+    client.write_all(b"0\r\n\r\n").unwrap();
+    assert_eq!(read_n(&mut up, 5), b"0\r\n\r\n");
+    up.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let r = support::read_response(&mut BufReader::new(client)).unwrap();
+    assert_eq!(r.status, 200);
 }
 
 #[test]

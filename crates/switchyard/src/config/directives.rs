@@ -392,7 +392,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_read_timeout", ANY, T1, false, Yes),
     d("proxy_send_timeout", ANY, T1, false, Yes),
     d("proxy_buffering", ANY, FLAG, false, Accepted),
-    d("proxy_request_buffering", ANY, FLAG, false, Accepted),
+    d("proxy_request_buffering", ANY, FLAG, false, Yes),
     d("proxy_buffers", ANY, T2, false, Accepted),
     d("proxy_buffer_size", ANY, T1, false, Accepted),
     d("proxy_busy_buffers_size", ANY, T1, false, Accepted),

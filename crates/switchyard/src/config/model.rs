@@ -1090,7 +1090,7 @@ pub struct Settings {
 }
 
 /// How a module that reads the request body (the proxy) reads it: the core
-/// module's `client_body_*`.
+/// module's `client_body_*` and the proxy's `proxy_request_buffering`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyReading {
     /// `client_body_buffer_size` (default 8k, nginx's two memory pages on
@@ -1101,6 +1101,9 @@ pub struct BodyReading {
     pub in_file_only: InFileOnly,
     /// `client_body_temp_path` (default `client_body_temp` under the prefix).
     pub temp_path: TempPath,
+    /// `proxy_request_buffering` (default on): the whole body is read
+    /// before the request goes up.
+    pub proxy_request_buffering: bool,
 }
 
 /// `client_body_in_file_only off | on | clean`.

@@ -1,7 +1,7 @@
 //! How a request body is read: the core module's `client_body_buffer_size`,
 //! `client_body_in_file_only`, `client_body_in_single_buffer` and
-//! `client_body_temp_path`; one level's values, merged as nginx merges
-//! them.
+//! `client_body_temp_path`, and the proxy's `proxy_request_buffering`; one
+//! level's values, merged as nginx merges them.
 
 use super::set;
 use std::path::Path;
@@ -21,6 +21,7 @@ pub(crate) struct BodyLayer {
     in_file_only: Option<InFileOnly>,
     single_buffer: Option<bool>,
     temp_path: Option<TempPath>,
+    proxy_request_buffering: Option<bool>,
 }
 
 impl BodyLayer {
@@ -49,6 +50,7 @@ impl BodyLayer {
             // flag only shapes its buffers), so it is kept for `-t`'s checks.
             "client_body_in_single_buffer" => set(&mut self.single_buffer, d, flag(d)?)?,
             "client_body_temp_path" => set(&mut self.temp_path, d, temp_path(d, prefix)?)?,
+            "proxy_request_buffering" => set(&mut self.proxy_request_buffering, d, flag(d)?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -61,6 +63,9 @@ impl BodyLayer {
             in_file_only: self.in_file_only.or(parent.in_file_only),
             single_buffer: self.single_buffer.or(parent.single_buffer),
             temp_path: self.temp_path.clone().or_else(|| parent.temp_path.clone()),
+            proxy_request_buffering: self
+                .proxy_request_buffering
+                .or(parent.proxy_request_buffering),
         }
     }
 
@@ -73,6 +78,7 @@ impl BodyLayer {
                 dir: full_path(prefix, "client_body_temp"),
                 levels: Vec::new(),
             }),
+            proxy_request_buffering: self.proxy_request_buffering.unwrap_or(true),
         }
     }
 }

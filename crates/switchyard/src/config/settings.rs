@@ -519,7 +519,7 @@ impl Layer {
                 .push(error_log_target(d, prefix)?),
             name if name.starts_with("gzip") => return self.gzip.apply(d),
             name if name.starts_with("proxy_ssl") => return self.proxy_ssl.apply(d),
-            name if name.starts_with("client_body_") => {
+            name if name.starts_with("client_body_") || name == "proxy_request_buffering" => {
                 if self.body.apply(d, prefix)? {
                     return Ok(true);
                 }

@@ -3,12 +3,17 @@
 //! (`$request_body` is found only then) and the file
 //! `client_body_in_file_only` wrote them to (`$request_body_file`).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body::{Body, Frame};
 
 use crate::config::model::{BodyReading, InFileOnly, TempPath};
+use crate::http::body::BoxError;
 use crate::http::h1::body::RequestBody;
 
 /// A body read whole (nginx's `r->request_body` after reading).
@@ -206,6 +211,41 @@ fn create_temp_file(temp: &TempPath, bytes: &[u8]) -> Result<PathBuf, BodyFileEr
     }
 }
 
+/// The body's next frame if it is there now, `None` if it is not: what
+/// nginx's read of a body finds already arrived. A body that is not ready
+/// gets one more turn: the task wakes itself once, so that its connection
+/// (which feeds the body between two polls of the handler) can hand over
+/// what it has already read.
+pub fn next_if_ready(body: &mut RequestBody) -> NextIfReady<'_> {
+    NextIfReady {
+        body,
+        yielded: false,
+    }
+}
+
+/// See [`next_if_ready`].
+pub struct NextIfReady<'a> {
+    body: &'a mut RequestBody,
+    yielded: bool,
+}
+
+impl Future for NextIfReady<'_> {
+    type Output = Option<Option<Result<Frame<Bytes>, BoxError>>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match Pin::new(&mut *this.body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            Poll::Pending if !this.yielded => {
+                this.yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Ready(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +276,7 @@ mod tests {
                 dir: PathBuf::new(),
                 levels: Vec::new(),
             },
+            proxy_request_buffering: true,
         };
         assert_eq!(memory_limit(Framing::Length, &reading), 2559);
         assert_eq!(memory_limit(Framing::Chunked, &reading), 2048);

@@ -1,8 +1,8 @@
 //! The client's body before the request goes up, as nginx's proxy reads
-//! it (ngx_http_read_client_request_body): whole first, as with
-//! `proxy_request_buffering on`; a body read whole is kept in the
-//! exchange, for `$request_body` and for proxying the request again after
-//! an internal redirect.
+//! it (ngx_http_read_client_request_body): whole first with
+//! `proxy_request_buffering on`, or only what has already arrived with
+//! `off`; a body read whole is kept in the exchange, for `$request_body`
+//! and for proxying the request again after an internal redirect.
 
 use bytes::{Bytes, BytesMut};
 use http::header;
@@ -40,17 +40,29 @@ enum Read {
 type Status = u16;
 
 /// Reads `incoming` until it ends or more than `cap` bytes came, refusing
-/// more than `client_max_body_size` bytes in all (0: no limit) with 413
-/// and a client that stalls longer than `client_body_timeout` between
-/// reads with 408.
-async fn read(mut incoming: RequestBody, cap: u64, settings: &Settings) -> Result<Read, Status> {
+/// more than `limit` bytes in all (0: no limit) with 413 and a client that
+/// stalls longer than `timeout` between reads with 408. With `ready_only`
+/// it reads only what has already arrived (nginx's unbuffered reading,
+/// which takes what the socket has and goes on).
+async fn read(
+    mut incoming: RequestBody,
+    cap: u64,
+    ready_only: bool,
+    settings: &Settings,
+) -> Result<Read, Status> {
     let limit = settings.client_max_body_size;
     let mut buffer = BytesMut::new();
     loop {
-        let next = match tokio::time::timeout(settings.client_body_timeout, incoming.frame()).await
-        {
-            Ok(next) => next,
-            Err(_) => return Err(408),
+        let next = if ready_only {
+            match request_body::next_if_ready(&mut incoming).await {
+                Some(next) => next,
+                None => return Ok(Read::Part(buffer.freeze(), incoming)),
+            }
+        } else {
+            match tokio::time::timeout(settings.client_body_timeout, incoming.frame()).await {
+                Ok(next) => next,
+                Err(_) => return Err(408),
+            }
         };
         let Some(frame) = next else { break };
         let frame = frame.map_err(|_| 400u16)?;
@@ -140,19 +152,27 @@ async fn read_client_body(
 ) -> Result<Option<(UpBody, Option<u64>)>, Status> {
     let reading = &*settings.body;
     let sent = settings.proxy_set_body.is_none() && settings.proxy_pass_request_body;
+    // nginx's condition for unbuffered reading (ngx_http_proxy_handler):
+    // a chunked body to an HTTP/1.0 upstream must be measured first.
+    let unbuffered =
+        !reading.proxy_request_buffering && sent && (!chunked || settings.proxy_http_version_11);
     let memory = request_body::memory_limit(Framing::of(&incoming), reading);
-    // A chunked body to an HTTP/1.0 upstream must be measured first.
     let whole = reading.in_file_only != InFileOnly::Off
         || (sent && chunked && !settings.proxy_http_version_11);
-    let cap = if whole {
-        u64::MAX
+    let (cap, ready_only) = if unbuffered {
+        // What arrived with the head, if it is all of the body and fits
+        // in memory, is read as with buffering (nginx then turns
+        // unbuffered reading off).
+        (memory, true)
+    } else if whole {
+        (u64::MAX, false)
     } else if sent {
-        RETRY_BUFFER.max(memory)
+        (RETRY_BUFFER.max(memory), false)
     } else {
         // Not sent: only a body nginx would hold in memory is kept.
-        memory
+        (memory, false)
     };
-    match read(incoming, cap, settings).await? {
+    match read(incoming, cap, ready_only, settings).await? {
         Read::Whole(bytes) => {
             let file = request_body::write_file(&bytes, reading)
                 .await
