@@ -34,6 +34,12 @@ pub enum Var {
     IsArgs,
     /// `$request_length`.
     RequestLength,
+    /// `$request_body`: the body the proxy read whole, if nginx would hold
+    /// it in memory (not found otherwise).
+    RequestBody,
+    /// `$request_body_file`: the file `client_body_in_file_only` wrote the
+    /// body to.
+    RequestBodyFile,
     /// `$request_time`.
     RequestTime,
     /// `$status`.
@@ -220,6 +226,8 @@ impl Var {
             "args" | "query_string" => Var::Args,
             "is_args" => Var::IsArgs,
             "request_length" => Var::RequestLength,
+            "request_body" => Var::RequestBody,
+            "request_body_file" => Var::RequestBodyFile,
             "request_time" => Var::RequestTime,
             "status" => Var::Status,
             "body_bytes_sent" => Var::BodyBytesSent,

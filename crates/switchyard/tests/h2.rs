@@ -694,3 +694,88 @@ fn a_host_whose_server_has_http2_off_is_misdirected() {
         assert_eq!(body, b"off");
     });
 }
+
+/// One HTTP/2 frame as written on the wire.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = len.to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_body_taken_a_whole_window_at_a_time_opens_the_window_by_as_much() {
+    let port = free_port();
+    let _b = balancer(port, SocketAddr::from(([127, 0, 0, 1], free_port())), "");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    s.write_all(&out).unwrap();
+    // The server's window of 64k holds once its SETTINGS are acknowledged.
+    let mut got = Vec::new();
+    loop {
+        let mut buf = [0u8; 16384];
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed");
+        got.extend_from_slice(&buf[..n]);
+        if got.len() >= 9 && got[3] == 0x4 && got[4] == 0 {
+            let len = u32::from_be_bytes([0, got[0], got[1], got[2]]) as usize;
+            if got.len() >= 9 + len {
+                got.drain(..9 + len);
+                break;
+            }
+        }
+    }
+    let mut out = frame(0x4, 0x1, 0, &[]);
+    // HEADERS, literal fields without indexing: a POST to the proxied
+    // location, which reads the body whole before it goes up.
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/p"),
+        (":authority", "localhost"),
+    ] {
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    out.extend(frame(0x1, 0x4, 1, &block));
+    s.write_all(&out).unwrap();
+    // The stream's whole window (http2_body_preread_size, 64k) in four
+    // frames, paced so that each is taken before the next comes: the
+    // pauses are the scenario (a slow client), not a wait for readiness.
+    for _ in 0..4 {
+        s.write_all(&frame(0x0, 0, 1, &[b'x'; 16384])).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        while got.len() >= 9 {
+            let len = u32::from_be_bytes([0, got[0], got[1], got[2]]) as usize;
+            if got.len() < 9 + len {
+                break;
+            }
+            let (kind, stream) = (got[3], u32::from_be_bytes([got[5], got[6], got[7], got[8]]));
+            if kind == 0x8 && stream == 1 {
+                let delta = u32::from_be_bytes([got[9], got[10], got[11], got[12]]);
+                // nginx opens the window by what it took, not by halves.
+                assert!(delta >= 65536, "the stream's window opened by {delta}");
+                return;
+            }
+            got.drain(..9 + len);
+        }
+        assert!(Instant::now() < deadline, "no WINDOW_UPDATE for the stream");
+        let mut buf = [0u8; 16384];
+        match s.read(&mut buf) {
+            Ok(0) => panic!("connection closed"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}

@@ -150,18 +150,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "client_body_in_file_only",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "client_body_in_single_buffer",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
         "connection_pool_size",
         Ctx::HTTP.or(Ctx::SERVER),
         take(&[1]),

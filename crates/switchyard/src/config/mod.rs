@@ -14,6 +14,7 @@ pub mod listen;
 pub mod model;
 mod proxy_ssl;
 pub mod proxy_url;
+mod request_body;
 mod rewrite;
 mod settings;
 mod ssl;

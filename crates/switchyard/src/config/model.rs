@@ -1122,6 +1122,46 @@ pub struct Settings {
     pub limits: Arc<Limits>,
     /// auth_basic and `satisfy`.
     pub auth: Arc<Auth>,
+    /// How a request body is read for a module that reads it.
+    pub body: Arc<BodyReading>,
+}
+
+/// How a module that reads the request body (the proxy) reads it: the core
+/// module's `client_body_*` and the proxy's `proxy_request_buffering`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyReading {
+    /// `client_body_buffer_size` (default 8k, nginx's two memory pages on
+    /// x86-64): a larger body would go to a temporary file in nginx, so
+    /// it has no `$request_body`.
+    pub buffer_size: u64,
+    /// `client_body_in_file_only` (default off).
+    pub in_file_only: InFileOnly,
+    /// `client_body_temp_path` (default `client_body_temp` under the prefix).
+    pub temp_path: TempPath,
+    /// `proxy_request_buffering` (default on): the whole body is read
+    /// before the request goes up.
+    pub proxy_request_buffering: bool,
+}
+
+/// `client_body_in_file_only off | on | clean`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFileOnly {
+    /// A body is written to a file only when it does not fit in memory.
+    Off,
+    /// Every body read goes to a file, which is kept after the request.
+    On,
+    /// Every body read goes to a file, removed after the request.
+    Clean,
+}
+
+/// A temporary files' directory with its hashed subdirectory levels
+/// (`client_body_temp_path /spool 1 2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempPath {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The lengths of the subdirectory names (at most 3, summing to at most 10).
+    pub levels: Vec<usize>,
 }
 
 /// `lingering_close off | on | always` (ngx_http_core_module's enum).

@@ -84,6 +84,7 @@ pub(crate) struct Layer {
     pub(crate) proxy_ssl: super::proxy_ssl::ProxySslLayer,
     limits: super::limits::LimitsLayer,
     auth: super::auth::AuthLayer,
+    body: super::request_body::BodyLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -525,6 +526,12 @@ impl Layer {
                 .push(error_log_target(d, prefix)?),
             name if name.starts_with("gzip") => return self.gzip.apply(d),
             name if name.starts_with("proxy_ssl") => return self.proxy_ssl.apply(d),
+            name if name.starts_with("client_body_") || name == "proxy_request_buffering" => {
+                if self.body.apply(d, prefix)? {
+                    return Ok(true);
+                }
+                return Ok(super::http2::obsolete(d));
+            }
             name if name.starts_with("limit_") => return self.limits.apply(d),
             "auth_basic"
             | "auth_basic_user_file"
@@ -550,6 +557,7 @@ impl Layer {
                     proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
                     limits: self.limits.over(&parent.limits),
                     auth: self.auth.over(&parent.auth),
+                    body: self.body.over(&parent.body),
                 }
             };
         }
@@ -732,6 +740,7 @@ impl Layer {
             gzip: Arc::new(self.gzip.finish()),
             limits: Arc::new(self.limits.finish()),
             auth: Arc::new(self.auth.finish()),
+            body: Arc::new(self.body.finish(prefix)),
         }
     }
 }

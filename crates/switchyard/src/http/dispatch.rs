@@ -556,17 +556,28 @@ async fn serve(
                 }
             };
             let pass = &*pass;
-            let Some(request) = request.take() else {
-                // The request body went to an earlier upstream: an
-                // error_page cannot proxy again (yet).
-                error_log::error(
-                    Some(ex.conn.id),
-                    &format!(
-                        "internal redirect to a proxied location after the request was proxied is not supported yet{}",
-                        proxy::log_context(ex, None)
-                    ),
-                );
-                return Content::Status(500);
+            let request = match request.take() {
+                Some(request) => request,
+                // Proxied again after an internal redirect: the body held
+                // the first time goes up again (or none), as nginx reuses
+                // the body it read.
+                None if !ex.body_streamed => {
+                    let mut again = Request::new(RequestBody::Empty);
+                    *again.method_mut() = ex.method.clone();
+                    again.extensions_mut().insert(proxy::ProxiedBefore);
+                    again
+                }
+                None => {
+                    // A streamed body cannot be sent again.
+                    error_log::error(
+                        Some(ex.conn.id),
+                        &format!(
+                            "internal redirect to a proxied location after the request body was streamed upstream is not supported yet{}",
+                            proxy::log_context(ex, None)
+                        ),
+                    );
+                    return Content::Status(500);
+                }
             };
             // The proxy reads the request's headers from the exchange,
             // which took them (see server::handle). Boxed: the proxy's

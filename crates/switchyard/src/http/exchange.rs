@@ -179,6 +179,11 @@ pub struct Exchange {
     pub head_length: Option<u64>,
     /// The body's part of `$request_length`, when the connection feeds one.
     pub body_read: Option<crate::http::h1::body::BodyRead>,
+    /// The body once the proxy read it whole: `$request_body`, and what
+    /// goes up again when a redirected request is proxied once more.
+    pub held_body: Option<crate::http::request_body::HeldBody>,
+    /// Whether the body was streamed up (not held): it cannot go up again.
+    pub body_streamed: bool,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -249,6 +254,8 @@ impl Exchange {
                 .get::<crate::http::h1::head::HeadLength>()
                 .map(|l| l.0),
             body_read: None,
+            held_body: None,
+            body_streamed: false,
             conn,
         }
     }
@@ -453,6 +460,12 @@ impl VarSource for Exchange {
                 std::net::IpAddr::V4(a) => a.octets().to_vec(),
                 std::net::IpAddr::V6(a) => a.octets().to_vec(),
             })),
+            // A body is bytes, not always text.
+            Var::RequestBody => self
+                .held_body
+                .as_ref()
+                .and_then(|b| b.in_memory())
+                .map(Cow::Borrowed),
             _ => self.var(var).map(|value| match value {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
@@ -499,6 +512,16 @@ impl VarSource for Exchange {
             Var::Args => self.args.as_deref().map(Cow::Borrowed),
             Var::IsArgs => Some(Cow::Borrowed(if self.args.is_some() { "?" } else { "" })),
             Var::RequestLength => self.request_length().map(|n| Cow::Owned(n.to_string())),
+            Var::RequestBody => self
+                .held_body
+                .as_ref()
+                .and_then(|b| b.in_memory())
+                .map(String::from_utf8_lossy),
+            Var::RequestBodyFile => self
+                .held_body
+                .as_ref()
+                .and_then(|b| b.file_name())
+                .map(|p| Cow::Owned(p.display().to_string())),
             // Whole milliseconds, as nginx's (it truncates, never rounds up).
             Var::RequestTime => {
                 let ms = self.start.elapsed().as_millis();

@@ -28,6 +28,7 @@ pub mod not_modified;
 pub mod outbox;
 pub mod proxy;
 pub mod realip;
+pub mod request_body;
 pub mod respond;
 pub mod rewrite;
 pub mod route;

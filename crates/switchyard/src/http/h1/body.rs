@@ -235,6 +235,11 @@ pub struct FedBody {
 }
 
 impl FedBody {
+    /// Whether the body is chunked (its length known only at its end).
+    pub fn is_chunked(&self) -> bool {
+        self.feed.lock().is_some_and(|s| s.chunked)
+    }
+
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let Some(mut s) = self.feed.lock() else {
             return Poll::Ready(Some(Err(Box::new(BodyCut))));

@@ -1,7 +1,9 @@
 //! A request body read from an HTTP/2 stream. Flow-control capacity is
-//! given back as the handler takes each DATA frame's bytes, so a client is
-//! only ever ahead of the handler by its window (`http2_body_preread_size`
-//! for a stream), as nginx's preread buffer bounds it.
+//! given back once the handler has taken a whole window's bytes, so a
+//! client is only ever ahead of the handler by its window
+//! (`http2_body_preread_size` for a stream), as nginx's preread buffer
+//! bounds it, and the window opens again by at least that much at once, as
+//! nginx opens it when it has taken the preread buffer.
 
 use std::task::{Context, Poll};
 
@@ -9,6 +11,10 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use crate::http::body::BoxError;
+
+/// HTTP/2's initial stream window, which a client uses until it applies
+/// the server's SETTINGS.
+const DEFAULT_WINDOW: usize = 65_535;
 
 /// The stream was reset or the connection failed before the body ended.
 #[derive(Debug, thiserror::Error)]
@@ -23,19 +29,28 @@ pub struct H2Body {
     declared: Option<u64>,
     /// Bytes handed over so far.
     received: u64,
+    /// Bytes handed over whose capacity is not given back yet.
+    unreleased: usize,
+    /// Given back when this many are: a client that waits for its window
+    /// has sent at least this much (its window, or HTTP/2's initial one
+    /// before it applied ours).
+    release_at: usize,
     /// The DATA frames have ended: trailers (if any) come next.
     data_done: bool,
     done: bool,
 }
 
 impl H2Body {
-    /// The body `recv` carries, of `declared` bytes if the client said.
-    pub fn new(recv: h2::RecvStream, declared: Option<u64>) -> H2Body {
+    /// The body `recv` carries, of `declared` bytes if the client said,
+    /// on a stream whose window is `window`.
+    pub fn new(recv: h2::RecvStream, declared: Option<u64>, window: u32) -> H2Body {
         let done = recv.is_end_stream();
         H2Body {
             recv,
             declared,
             received: 0,
+            unreleased: 0,
+            release_at: (window as usize).clamp(1, DEFAULT_WINDOW),
             data_done: done,
             done,
         }
@@ -57,9 +72,15 @@ impl H2Body {
             match self.recv.poll_data(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(data))) => {
-                    // The client may send as much again: the bytes are the
-                    // handler's now.
-                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    // The bytes are the handler's now: once a window's worth
+                    // is, the client may send as much again.
+                    self.unreleased += data.len();
+                    if self.unreleased >= self.release_at {
+                        let _ = self
+                            .recv
+                            .flow_control()
+                            .release_capacity(std::mem::take(&mut self.unreleased));
+                    }
                     self.received += data.len() as u64;
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }

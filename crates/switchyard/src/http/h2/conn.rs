@@ -87,6 +87,8 @@ struct Streams {
     conn: Arc<ConnInfo>,
     tls: bool,
     limits: HeadLimits,
+    /// `http2_body_preread_size`: each stream's window.
+    body_window: u32,
     sending: Sending,
     server_tokens: bool,
     counters: Counters,
@@ -170,6 +172,7 @@ where
         conn: context.conn.clone(),
         tls,
         limits,
+        body_window: settings.http2_body_preread_size,
         sending: Sending {
             head_request: false,
             chunk_size: settings.http2_chunk_size,
@@ -277,7 +280,7 @@ fn start_stream<S>(
 {
     let mut sending = streams.sending;
     sending.head_request = head.method() == Method::HEAD;
-    match request::convert(head, streams.tls, streams.limits) {
+    match request::convert(head, streams.tls, streams.limits, streams.body_window) {
         Ok(request) => {
             let task = stream_task(
                 request,

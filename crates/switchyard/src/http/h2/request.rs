@@ -54,6 +54,7 @@ pub fn convert(
     head: Request<h2::RecvStream>,
     tls: bool,
     limits: HeadLimits,
+    body_window: u32,
 ) -> Result<Request<RequestBody>, Refusal> {
     let (mut parts, recv) = head.into_parts();
     // The pseudo-headers count as nginx counts them (h2 hands them over
@@ -140,7 +141,7 @@ pub fn convert(
     let body = if recv.is_end_stream() {
         RequestBody::Empty
     } else {
-        RequestBody::H2(H2Body::new(recv, declared))
+        RequestBody::H2(H2Body::new(recv, declared, body_window))
     };
     Ok(Request::from_parts(parts, body))
 }

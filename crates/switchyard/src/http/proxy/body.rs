@@ -93,13 +93,17 @@ impl Drop for PeerGuard {
 #[error("client timed out (110: Connection timed out) while reading client request body")]
 pub struct ClientBodyTimeout;
 
-/// The client's body as it streams up: capped at `limit`, each read within `timeout`.
+/// The client's body as it streams up after its first `seen` bytes:
+/// capped at `limit` in all, each read within `timeout`.
 pub fn client_body(
     incoming: RequestBody,
     limit: u64,
     timeout: std::time::Duration,
+    seen: u64,
 ) -> ResponseBody {
-    crate::http::body::TimedBody::new(Limited::new(incoming, limit), timeout)
+    let mut limited = Limited::new(incoming, limit);
+    limited.seen = seen;
+    crate::http::body::TimedBody::new(limited, timeout)
         .map_err(|e| -> BoxError {
             if e.is::<crate::http::body::ReadTimeout>() {
                 Box::new(ClientBodyTimeout)

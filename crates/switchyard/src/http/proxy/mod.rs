@@ -5,6 +5,7 @@
 mod body;
 mod downstream;
 pub(crate) mod evaluated;
+mod read_body;
 mod request;
 mod response;
 mod send;
@@ -25,7 +26,8 @@ use tokio::net::TcpStream;
 
 use self::body::PeerGuard;
 use self::downstream::{Downstream, UpstreamBody};
-use self::request::{build_headers, prepare_body, upstream_uri};
+use self::read_body::prepare_body;
+use self::request::{build_headers, upstream_uri};
 use self::send::{UpBody, Upload, UpstreamError};
 use self::wire::ResponseHead;
 use super::body::ResponseBody;
@@ -39,6 +41,7 @@ use crate::upstream::pool::{Connection, PoolKey};
 use crate::upstream::{PeerAddr, Upstream};
 
 pub use self::body::BodyTooLarge;
+pub use self::read_body::ProxiedBefore;
 
 /// Why an attempt failed, for the error log, the status and the retry rule.
 enum Failure {
@@ -187,7 +190,8 @@ pub async fn proxy(
         .remove::<ClientUpgrade>()
         .map(|u| (u, parts.extensions.remove::<Retirement>()));
 
-    let (mut body, body_len) = match prepare_body(settings, ex, &ex.headers, incoming).await {
+    let again = parts.extensions.remove::<ProxiedBefore>().is_some();
+    let (mut body, body_len) = match prepare_body(settings, ex, incoming, again).await {
         Ok(b) => b,
         Err(status) => {
             if status == 408 {
@@ -222,7 +226,7 @@ pub async fn proxy(
     );
     // A streamed body of unknown length goes up chunked (HTTP/1.1 only:
     // for HTTP/1.0 such a body was read whole and measured first).
-    let chunked = http11 && body_len.is_none() && matches!(body, UpBody::Stream(_));
+    let chunked = http11 && body_len.is_none() && matches!(body, UpBody::Stream(..));
     let mut head = Vec::with_capacity(512);
     wire::write_request_head(
         &mut head,

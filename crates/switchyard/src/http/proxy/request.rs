@@ -1,15 +1,10 @@
 //! The request as it goes up: URI, method, headers and body, by nginx's
 //! rules (`proxy_set_header` defaults, `proxy_pass` URI replacement,
-//! `proxy_method`, `proxy_pass_request_*`, `proxy_set_body`).
+//! `proxy_method`, `proxy_pass_request_headers`).
 
-use crate::http::h1::body::RequestBody;
-use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
-use http_body_util::BodyExt;
 
-use super::body::client_body;
-use super::send::UpBody;
 use crate::config::model::{ProxyPass, Settings};
 use crate::http::exchange::Exchange;
 use crate::http::h1::HeaderCase;
@@ -27,79 +22,6 @@ const NOT_PASSED: [&str; 8] = [
     "expect",
     "upgrade",
 ];
-
-/// Bodies up to this size are read whole before the first attempt, so that
-/// a retry on the next peer can send them again (nginx buffers every body
-/// with `proxy_request_buffering on`; larger ones are streamed here).
-pub const RETRY_BUFFER: u64 = 64 * 1024;
-
-/// Reads a whole body, refusing more than `limit` bytes (0: no limit) with
-/// 413, and a client that stalls longer than `timeout` between reads with 408.
-pub async fn read_limited(
-    mut incoming: RequestBody,
-    limit: u64,
-    timeout: std::time::Duration,
-) -> Result<Bytes, u16> {
-    let mut buffer = bytes::BytesMut::new();
-    loop {
-        let Ok(next) = tokio::time::timeout(timeout, incoming.frame()).await else {
-            return Err(408);
-        };
-        let Some(frame) = next else { break };
-        let frame = frame.map_err(|_| 400u16)?;
-        if let Some(data) = frame.data_ref() {
-            if limit > 0 && (buffer.len() + data.len()) as u64 > limit {
-                return Err(413);
-            }
-            buffer.extend_from_slice(data);
-        }
-    }
-    Ok(buffer.freeze())
-}
-
-/// Decides what body goes up and reads it when it must be held.
-pub async fn prepare_body(
-    settings: &Settings,
-    ex: &Exchange,
-    headers: &HeaderMap,
-    incoming: RequestBody,
-) -> Result<(UpBody, Option<u64>), u16> {
-    if let Some(body) = &settings.proxy_set_body {
-        let text = body.render(ex);
-        let len = text.len() as u64;
-        return Ok((UpBody::Buffered(Bytes::from(text)), Some(len)));
-    }
-    if !settings.proxy_pass_request_body {
-        return Ok((UpBody::Empty, None));
-    }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| ::h1::content_length(v.as_bytes()).ok());
-    let chunked = headers.contains_key(header::TRANSFER_ENCODING) || incoming.length_unknown();
-    if !chunked && declared.unwrap_or(0) == 0 {
-        return Ok((UpBody::Empty, declared.filter(|_| !chunked)));
-    }
-    // An HTTP/1.0 upstream needs a Content-Length: a chunked body is read
-    // first, as nginx does; small bodies are read so a retry can resend them.
-    let hold = (chunked && !settings.proxy_http_version_11)
-        || (!chunked && declared.unwrap_or(0) <= RETRY_BUFFER);
-    if hold {
-        let bytes = read_limited(
-            incoming,
-            settings.client_max_body_size,
-            settings.client_body_timeout,
-        )
-        .await?;
-        let len = bytes.len() as u64;
-        return Ok((UpBody::Buffered(bytes), Some(len)));
-    }
-    let stream = client_body(
-        incoming,
-        settings.client_max_body_size,
-        settings.client_body_timeout,
-    );
-    Ok((UpBody::Stream(stream), declared.filter(|_| !chunked)))
-}
 
 /// The URI sent upstream: the client's URI as sent when `proxy_pass` has
 /// no URI part; else the location prefix replaced by that part.

@@ -31,8 +31,9 @@ pub enum UpBody {
     Empty,
     /// Held whole: can be sent again on a retry.
     Buffered(Bytes),
-    /// Streamed from the client (capped and timed): sent once.
-    Stream(ResponseBody),
+    /// Streamed from the client (capped and timed) after the bytes of it
+    /// already read: sent once.
+    Stream(Bytes, ResponseBody),
     /// A streamed body that has been (partly) sent: cannot be sent again.
     Spent,
 }
@@ -100,6 +101,10 @@ pub enum WriteFailure {
     ClientBody(u16, String),
 }
 
+/// The most bytes of the client's body gathered into one write (one chunk
+/// of a chunked body).
+const GATHER_MAX: usize = 64 * 1024;
+
 /// The request going up: head and body, written as the socket takes them,
 /// the body framed as the head announced.
 pub struct Upload {
@@ -108,6 +113,13 @@ pub struct Upload {
     /// The streamed body still to read from the client.
     body: Option<ResponseBody>,
     chunked: bool,
+    /// The body's bytes that arrived together, not queued yet: nginx
+    /// sends what one read of the client gave as one piece (one chunk).
+    gathered: Vec<Bytes>,
+    gathered_len: usize,
+    /// Whether the task gave the body one more turn to hand over what has
+    /// arrived before the gathered bytes are queued.
+    yielded: bool,
 }
 
 impl Upload {
@@ -119,8 +131,14 @@ impl Upload {
         match body {
             UpBody::Empty | UpBody::Spent => {}
             UpBody::Buffered(bytes) => pending.push(bytes.clone()),
-            UpBody::Stream(_) => {
-                if let UpBody::Stream(s) = std::mem::replace(body, UpBody::Spent) {
+            UpBody::Stream(..) => {
+                if let UpBody::Stream(start, s) = std::mem::replace(body, UpBody::Spent) {
+                    // What was read already goes with the head, in one write.
+                    if chunked {
+                        pending.push_chunk(start);
+                    } else if !start.is_empty() {
+                        pending.push(start);
+                    }
                     stream = Some(s);
                 }
             }
@@ -129,7 +147,28 @@ impl Upload {
             pending,
             body: stream,
             chunked,
+            gathered: Vec::new(),
+            gathered_len: 0,
+            yielded: false,
         }
+    }
+
+    /// Queues the gathered bytes, as one chunk of a chunked body.
+    fn queue_gathered(&mut self) {
+        if self.gathered_len == 0 {
+            return;
+        }
+        if self.chunked {
+            self.pending
+                .push(Bytes::from(format!("{:x}\r\n", self.gathered_len)));
+        }
+        for piece in self.gathered.drain(..) {
+            self.pending.push(piece);
+        }
+        if self.chunked {
+            self.pending.push(Bytes::from_static(b"\r\n"));
+        }
+        self.gathered_len = 0;
     }
 
     /// Writes what it can; ready when everything is written.
@@ -149,29 +188,42 @@ impl Upload {
             let Some(body) = self.body.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
-            match ready!(Pin::new(body).poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers are not passed up
-                    };
-                    if data.is_empty() {
-                        continue;
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.yielded = false;
+                    // Trailers are not passed up.
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            self.gathered_len += data.len();
+                            self.gathered.push(data);
+                        }
                     }
-                    if self.chunked {
-                        self.pending.push_chunk(data);
-                    } else {
-                        self.pending.push(data);
+                    if self.gathered_len >= GATHER_MAX {
+                        self.queue_gathered();
                     }
                 }
-                Some(Err(e)) => {
+                Poll::Ready(Some(Err(e))) => {
                     self.body = None;
                     return Poll::Ready(Err(client_body_failure(e)));
                 }
-                None => {
+                Poll::Ready(None) => {
                     self.body = None;
+                    self.queue_gathered();
                     if self.chunked {
                         self.pending.push_last_chunk();
                     }
+                }
+                Poll::Pending if self.gathered_len == 0 => return Poll::Pending,
+                // One more turn for the body's connection to hand over
+                // what it has already read (see request_body::next_if_ready).
+                Poll::Pending if !self.yielded => {
+                    self.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Pending => {
+                    self.yielded = false;
+                    self.queue_gathered();
                 }
             }
         }
