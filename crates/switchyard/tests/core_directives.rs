@@ -206,3 +206,45 @@ fn error_page_catches_497_and_answers_400_or_redirects() {
     assert_eq!(page.status, 400);
     assert_eq!(page.text(), "the page\n");
 }
+
+/// `error_log` in a server or a location takes the lines of the requests
+/// that chose it, as nginx switches a connection's log: the main log sees
+/// none of them, and a location without its own uses its server's.
+#[test]
+fn server_and_location_error_logs_take_their_requests_lines() {
+    let port = free_port();
+    let closed = free_port();
+    let lb = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; root html;\n\
+               error_log logs/site.log;\n\
+               location /own/ {{ error_log logs/own.log; proxy_pass http://127.0.0.1:{closed}; }}\n\
+               location /site/ {{ proxy_pass http://127.0.0.1:{closed}; }}\n\
+             }}"
+        ),
+        &[port],
+    );
+    assert_eq!(get(port, "/own/a").status, 502);
+    assert_eq!(get(port, "/site/b").status, 502);
+    let read = |name: &str| {
+        std::fs::read_to_string(lb.dir.path().join("logs").join(name)).unwrap_or_default()
+    };
+    support::wait_until(std::time::Duration::from_secs(5), "both lines", || {
+        read("own.log").contains("connect() failed")
+            && read("site.log").contains("connect() failed")
+    });
+    assert!(
+        read("own.log").contains("request: \"GET /own/a HTTP/1.1\""),
+        "{}",
+        read("own.log")
+    );
+    assert!(!read("own.log").contains("/site/b"), "{}", read("own.log"));
+    assert!(
+        read("site.log").contains("request: \"GET /site/b HTTP/1.1\""),
+        "{}",
+        read("site.log")
+    );
+    assert!(!read("site.log").contains("/own/a"), "{}", read("site.log"));
+    let main = lb.error_log_text();
+    assert!(!main.contains("connect() failed"), "{main}");
+}

@@ -408,6 +408,11 @@ async fn find_and_serve(
                 found
             }
         };
+        // From here the connection's lines go to this location's error_log
+        // (an `if` block's keeps the one before).
+        if let Some(log) = generation.error_log(&found.settings) {
+            error_log::use_context(Some(log));
+        }
         ex.location = Some(found.clone());
         let mut script = Script::new(found.settings.rewrite_log);
         let (location, outcome) = if found.script.is_empty() {

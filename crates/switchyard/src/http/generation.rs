@@ -12,6 +12,7 @@ use crate::config::model::{Http, LocationConfig, Model, ServerConfig, Settings, 
 use crate::upstream::Upstream;
 
 use super::log::AccessLog;
+use crate::observe::error_log::ContextLog;
 
 /// A built configuration.
 #[derive(Debug)]
@@ -26,6 +27,9 @@ pub struct Generation {
     /// with `ssl` on any of their `listen`s (nginx merges it per address).
     ssl: FxHashSet<SocketAddr>,
     logs: HashMap<usize, Arc<AccessLog>>,
+    /// The `error_log`s of http, server and location levels, by the
+    /// settings that have one (one set of open files per distinct list).
+    error_logs: FxHashMap<usize, Arc<ContextLog>>,
     /// The `stream` block at run time (empty without one).
     pub stream: crate::stream::generation::StreamRuntime,
     /// limit_req and limit_conn zones (shared by every worker).
@@ -59,6 +63,7 @@ impl Generation {
         let mut servers: FxHashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>> =
             FxHashMap::default();
         let mut logs = HashMap::new();
+        let mut error_logs = ErrorLogs::default();
         let mut ssl = FxHashSet::default();
         if let Some(http) = &model.http {
             for up in &http.upstreams {
@@ -80,8 +85,9 @@ impl Generation {
                         .push((server.clone(), listen.default_server));
                 }
                 open_logs(&server.settings, &mut logs)?;
+                error_logs.open(&server.settings)?;
                 for loc in &server.locations {
-                    open_location_logs(loc, &mut logs)?;
+                    open_location_logs(loc, &mut logs, &mut error_logs)?;
                 }
             }
         }
@@ -99,6 +105,7 @@ impl Generation {
             servers,
             ssl,
             logs,
+            error_logs: error_logs.by_settings,
             stream,
             limits,
             retired: tokio::sync::watch::Sender::new(false),
@@ -123,6 +130,15 @@ impl Generation {
     /// The access log of a location's (or server's) settings.
     pub fn access_log(&self, settings: &Arc<Settings>) -> Option<Arc<AccessLog>> {
         self.logs.get(&key(settings)).cloned()
+    }
+
+    /// The `error_log` of a location's (or server's) settings, if its
+    /// level (or one above) has one.
+    pub fn error_log(&self, settings: &Arc<Settings>) -> Option<&Arc<ContextLog>> {
+        if self.error_logs.is_empty() {
+            return None;
+        }
+        self.error_logs.get(&key(settings))
     }
 
     /// The servers that answer on `local`: those listening on exactly that
@@ -181,12 +197,40 @@ fn open_logs(
 fn open_location_logs(
     loc: &Arc<LocationConfig>,
     logs: &mut HashMap<usize, Arc<AccessLog>>,
+    error_logs: &mut ErrorLogs,
 ) -> Result<(), String> {
     open_logs(&loc.settings, logs)?;
+    error_logs.open(&loc.settings)?;
     for nested in &loc.nested {
-        open_location_logs(nested, logs)?;
+        open_location_logs(nested, logs, error_logs)?;
     }
     Ok(())
+}
+
+/// The context error logs being opened for a generation.
+#[derive(Default)]
+struct ErrorLogs {
+    by_settings: FxHashMap<usize, Arc<ContextLog>>,
+    /// Each distinct list of targets, opened once.
+    opened: Vec<(Vec<crate::config::model::ErrorLogTarget>, Arc<ContextLog>)>,
+}
+
+impl ErrorLogs {
+    fn open(&mut self, settings: &Arc<Settings>) -> Result<(), String> {
+        if settings.error_log.is_empty() {
+            return Ok(());
+        }
+        let log = match self.opened.iter().find(|(t, _)| *t == settings.error_log) {
+            Some((_, log)) => log.clone(),
+            None => {
+                let log = ContextLog::open(&settings.error_log)?;
+                self.opened.push((settings.error_log.clone(), log.clone()));
+                log
+            }
+        };
+        self.by_settings.insert(key(settings), log);
+        Ok(())
+    }
 }
 
 /// Whether two upstream configurations make the same group, so that a

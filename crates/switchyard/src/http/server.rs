@@ -63,7 +63,10 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let shared = shared.clone();
-        tokio::spawn(serve_connection(stream, remote, shared, slot));
+        tokio::spawn(error_log::scoped(
+            None,
+            serve_connection(stream, remote, shared, slot),
+        ));
     }
 }
 
@@ -308,6 +311,9 @@ pub async fn handle(
     let Some(server) = select_server(servers, host) else {
         return respond::error(500, true);
     };
+    // The server's error_log takes the connection's lines, as nginx's
+    // virtual server does (none: the main one).
+    error_log::use_context(generation.error_log(&server.settings));
     // Client certificates: 421, 495 or 496 as nginx refuses them.
     let ssl_refusal = conn
         .tls

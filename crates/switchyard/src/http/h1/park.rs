@@ -170,7 +170,10 @@ fn unpark(lot: &Lot, token: usize) {
     let mut waiting = parked.waiting;
     // Not straight back: the reactor has yet to report the bytes that woke it.
     waiting.park_at = Instant::now() + PARK_AFTER;
-    tokio::spawn(crate::http::server::resume(stream, state, waiting));
+    tokio::spawn(crate::observe::error_log::scoped(
+        None,
+        crate::http::server::resume(stream, state, waiting),
+    ));
 }
 
 /// Closes the connections whose wait has run out by `now`.

@@ -290,7 +290,7 @@ fn start_stream<S>(
                 sending,
                 streams.counters.clone(),
             );
-            tasks.spawn(task);
+            tasks.spawn(crate::observe::error_log::scoped(None, task));
         }
         Err(refusal @ (Refusal::FieldTooLarge | Refusal::HeaderTooLarge)) => {
             log_refusal(&streams.conn, &refusal);

@@ -531,7 +531,8 @@ fn upgrade(
         guard,
         ..
     } = down;
-    tokio::spawn(async move {
+    // The tunnel's lines go where its request's went.
+    tokio::spawn(error_log::scoped(error_log::current(), async move {
         let _guard = guard;
         use tokio::io::AsyncWriteExt;
         let Upgraded {
@@ -567,7 +568,7 @@ fn upgrade(
                 let _ = tunnel.await;
             }
         }
-    });
+    }));
     let mut out = Response::new(crate::http::body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *out.headers_mut() = headers;
