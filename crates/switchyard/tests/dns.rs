@@ -289,3 +289,36 @@ fn a_proxy_pass_with_variables_resolves_its_host_per_request() {
             && log.contains("no resolver defined to resolve app.test")
     });
 }
+
+/// A stream `proxy_pass` with variables resolves its host with the
+/// server's `resolver`; with no resolver the session ends (nginx's 500)
+/// and the error log says why.
+#[test]
+fn a_stream_proxy_pass_with_variables_resolves_its_host() {
+    let (_a, b, backend_port) = pair();
+    let dns = Dnsmasq::start("127.0.0.2 app.test\n", &[]);
+    let (port, none) = (free_port(), free_port());
+    let lb = Balancer::start_full(
+        &format!(
+            "error_log logs/error.log info;\nevents {{}}\nstream {{\n\
+             map $remote_addr $to {{ default app.test:{backend_port}; }}\n\
+             server {{ listen 127.0.0.1:{port}; resolver 127.0.0.1:{}; proxy_pass $to; }}\n\
+             server {{ listen 127.0.0.1:{none}; proxy_pass $to; }}\n}}\n",
+            dns.port
+        ),
+        &[port, none],
+        &[],
+    );
+    let r = get(port, "/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-served-by"), Some(b.name.as_str()));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", none)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(rest.is_empty());
+    support::wait_until(Duration::from_secs(5), "the error line", || {
+        lb.error_log_text()
+            .contains("no resolver defined to resolve app.test")
+    });
+}

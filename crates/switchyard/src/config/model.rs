@@ -259,6 +259,9 @@ pub enum AccessFrom {
 pub struct StreamServer {
     /// `proxy_ssl on`: the TLS to the upstream.
     pub upstream_tls: Option<Arc<ProxyTls>>,
+    /// `resolver` (the server's or the stream block's), with its
+    /// `resolver_timeout`: for the names of a `proxy_pass` with variables.
+    pub resolver: Option<Arc<ResolverSettings>>,
     /// Its `listen` lines (at least one: nginx requires it).
     pub listens: Vec<Listen>,
     /// `proxy_pass` or `return` (the last one written, as nginx).

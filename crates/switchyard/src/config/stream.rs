@@ -11,7 +11,7 @@ use nginx_conf::Directive;
 use super::directives::{Ctx, Support};
 use super::model::{
     AccessLogTarget, AccessRule, HealthCheck, LimitConn, LimitConnZone, ProxyBind, ProxyTarget,
-    ProxyTls, Rate, Stream, StreamHandler, StreamServer, UpstreamConfig,
+    ProxyTls, Rate, ResolverSettings, Stream, StreamHandler, StreamServer, UpstreamConfig,
 };
 use super::set;
 use super::stream_values::{
@@ -54,6 +54,8 @@ struct Layer {
     limit_conn_log_level: Option<ErrorLevel>,
     limit_conn_dry_run: Option<bool>,
     ssl_preread: Option<bool>,
+    resolver: Option<Arc<ResolverSettings>>,
+    resolver_timeout: Option<Duration>,
     preread_buffer_size: Option<usize>,
     preread_timeout: Option<Duration>,
     /// ngx_stream_ssl_module's settings.
@@ -154,6 +156,11 @@ impl Layer {
                 set(&mut self.limit_conn_log_level, d, super::limits::level(d)?)?
             }
             "limit_conn_dry_run" => set(&mut self.limit_conn_dry_run, d, flag())?,
+            "resolver" => {
+                let resolver = super::upstream::parse_resolver(d)?;
+                set(&mut self.resolver, d, Arc::new(resolver))?;
+            }
+            "resolver_timeout" => set(&mut self.resolver_timeout, d, time_arg(d)?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -198,6 +205,8 @@ impl Layer {
             limit_conn_log_level: self.limit_conn_log_level.or(parent.limit_conn_log_level),
             limit_conn_dry_run: self.limit_conn_dry_run.or(parent.limit_conn_dry_run),
             ssl_preread: self.ssl_preread.or(parent.ssl_preread),
+            resolver: self.resolver.clone().or_else(|| parent.resolver.clone()),
+            resolver_timeout: self.resolver_timeout.or(parent.resolver_timeout),
             preread_buffer_size: self.preread_buffer_size.or(parent.preread_buffer_size),
             preread_timeout: self.preread_timeout.or(parent.preread_timeout),
             ssl: self.ssl.over(&parent.ssl),
@@ -259,7 +268,7 @@ fn build_stream_inner(
         }
         match spec.name {
             "server" => server_blocks.push(inner),
-            "include" | "limit_conn_zone" | "resolver" | "resolver_timeout" => {}
+            "include" | "limit_conn_zone" => {}
             "error_log" => not_yet_in_stream(inner),
             "upstream" => {
                 let up = build_stream_upstream(inner, resolver.as_ref())?;
@@ -393,12 +402,6 @@ fn build_server(
         match spec.name {
             "listen" => listens.push(parse_stream_listen(inner)?),
             "include" => {}
-            // A server's resolver would serve proxy_pass with variables,
-            // which resolves no names yet: named, not silently ignored.
-            "resolver" | "resolver_timeout" => super::record_unsupported(ConfigError::at(
-                format!("\"{}\" in a stream server is not supported yet", inner.name),
-                &inner.position,
-            )),
             "error_log" => not_yet_in_stream(inner),
             // Each sets the server's handler; the last one written wins,
             // as in nginx.
@@ -509,6 +512,13 @@ fn build_server(
             .proxy_protocol_timeout
             .unwrap_or(Duration::from_secs(30)),
         ssl_preread: merged.ssl_preread.unwrap_or(false),
+        // As in http, the timeout merges apart from the resolver.
+        resolver: merged.resolver.as_ref().map(|r| {
+            Arc::new(ResolverSettings {
+                timeout: merged.resolver_timeout.unwrap_or(Duration::from_secs(30)),
+                ..(**r).clone()
+            })
+        }),
         preread_buffer_size: merged.preread_buffer_size.unwrap_or(16 * 1024),
         preread_timeout: merged.preread_timeout.unwrap_or(Duration::from_secs(30)),
         responses: merged.responses,

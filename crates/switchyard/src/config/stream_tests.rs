@@ -240,11 +240,18 @@ fn resolver_serves_stream_upstreams() {
     );
     let own = s.upstreams[1].resolver.as_ref().expect("its own resolver");
     assert_eq!(own.servers, vec!["127.0.0.2:53".parse().unwrap()]);
-    let e = error("server { listen 127.0.0.1:80; resolver 127.0.0.1; proxy_pass 127.0.0.1:81; }");
-    assert!(
-        e.starts_with("\"resolver\" in a stream server is not supported yet in "),
-        "{e}"
+    // A server's own resolver serves its proxy_pass with variables; the
+    // block's resolver_timeout applies to it.
+    let s = stream(
+        "resolver_timeout 3s;\n\
+         server { listen 127.0.0.1:80; resolver 127.0.0.1; proxy_pass $remote_addr:81; }",
     );
+    let r = s.servers[0]
+        .resolver
+        .as_ref()
+        .expect("the server's resolver");
+    assert_eq!(r.servers, vec!["127.0.0.1:53".parse().unwrap()]);
+    assert_eq!(r.timeout, Duration::from_secs(3));
 }
 
 #[test]

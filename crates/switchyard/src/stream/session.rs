@@ -195,7 +195,7 @@ async fn content<C: super::tls::Downstream>(
             return;
         }
     }
-    let Some(upstream) = super::target::upstream_for(session, server, generation) else {
+    let Some(upstream) = super::target::upstream_for(session, server, generation).await else {
         session.status = 500;
         return;
     };

@@ -244,7 +244,7 @@ async fn proxy(
     first: Vec<u8>,
     rx: &mut Inbox,
 ) {
-    let Some(upstream) = super::target::upstream_for(session, server, generation) else {
+    let Some(upstream) = super::target::upstream_for(session, server, generation).await else {
         session.status = 500;
         return;
     };
