@@ -56,6 +56,8 @@ pub enum Var {
     UpstreamStatus,
     /// `$upstream_response_time`.
     UpstreamResponseTime,
+    /// `$upstream_response_length`: the body bytes each attempt received.
+    UpstreamResponseLength,
     /// `$upstream_connect_time`.
     UpstreamConnectTime,
     /// `$upstream_header_time`.
@@ -238,6 +240,9 @@ impl Var {
             "upstream_response_time" => Var::UpstreamResponseTime,
             "upstream_connect_time" => Var::UpstreamConnectTime,
             "upstream_header_time" => Var::UpstreamHeaderTime,
+            "upstream_response_length" => Var::UpstreamResponseLength,
+            "upstream_bytes_sent" => Var::UpstreamBytesSent,
+            "upstream_bytes_received" => Var::UpstreamBytesReceived,
             "host" => Var::Host,
             "hostname" => Var::Hostname,
             "server_addr" => Var::ServerAddr,

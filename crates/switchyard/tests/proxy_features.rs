@@ -887,3 +887,44 @@ fn proxy_pass_with_variables_finds_groups_addresses_and_uris() {
             .contains("invalid URL prefix in \"ftp://x\"")
     });
 }
+
+/// `$upstream_response_length`, `$upstream_bytes_received` and
+/// `$upstream_bytes_sent`, per attempt: a refused peer moved nothing, the
+/// one that answered moved the request up (its body included) and the
+/// response down, of which the body is what the client got.
+#[test]
+fn upstream_byte_counts_are_logged_per_attempt() {
+    let live = Echo::start("live", "127.0.0.1:0");
+    let dead = free_port();
+    let port = free_port();
+    let lb = Balancer::start_http(
+        &format!(
+            "log_format bytes '$upstream_response_length|$upstream_bytes_received|$upstream_bytes_sent';\n\
+             upstream pair {{ server 127.0.0.1:{dead}; server {}; }}\n\
+             server {{ listen 127.0.0.1:{port}; access_log logs/bytes.log bytes;\n\
+               location / {{ proxy_pass http://pair; }} }}",
+            live.addr
+        ),
+        &[port],
+    );
+    let body = vec![b'x'; 1000];
+    let r = post(port, "/count", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = lb.dir.path().join("logs/bytes.log");
+    support::wait_until(Duration::from_secs(5), "the log line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    });
+    let line = std::fs::read_to_string(&log).unwrap();
+    let fields: Vec<Vec<u64>> = line
+        .trim()
+        .split('|')
+        .map(|f| f.split(", ").map(|n| n.parse().unwrap()).collect())
+        .collect();
+    let [length, received, sent] = &fields[..] else {
+        panic!("{line}")
+    };
+    assert_eq!((length[0], received[0], sent[0]), (0, 0, 0), "{line}");
+    assert_eq!(length[1], r.body.len() as u64, "{line}");
+    assert!(received[1] > length[1] + 40, "the head counts too: {line}");
+    assert!(sent[1] > 1000 + 40, "the head and the body went up: {line}");
+}

@@ -48,6 +48,32 @@ pub struct UpstreamTry {
     /// marks it when it ends, the log reads it after (nginx's
     /// `$upstream_response_time` runs until the whole response is in).
     pub response_end: Option<ResponseEnd>,
+    /// What went up and came down until the response head was in (the
+    /// body adds the rest when it ends, on `response_end`).
+    pub transfer: Transfer,
+}
+
+/// The bytes of one attempt: `$upstream_bytes_sent`,
+/// `$upstream_bytes_received` (heads and framing included) and
+/// `$upstream_response_length` (the body alone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Bytes written to the upstream.
+    pub sent: u64,
+    /// Bytes read from the upstream.
+    pub received: u64,
+    /// Bytes of the response body.
+    pub body: u64,
+}
+
+impl UpstreamTry {
+    /// The attempt's bytes as far as known: the whole, once its body ended.
+    pub fn transfer_now(&self) -> Transfer {
+        self.response_end
+            .as_ref()
+            .and_then(ResponseEnd::transfer)
+            .unwrap_or(self.transfer)
+    }
 }
 
 /// When an upstream's response body ended, measured from the attempt's
@@ -56,6 +82,7 @@ pub struct UpstreamTry {
 pub struct ResponseEnd {
     started: Instant,
     seconds: Arc<std::sync::OnceLock<f64>>,
+    transfer: Arc<std::sync::OnceLock<Transfer>>,
 }
 
 impl ResponseEnd {
@@ -64,7 +91,19 @@ impl ResponseEnd {
         ResponseEnd {
             started,
             seconds: Arc::new(std::sync::OnceLock::new()),
+            transfer: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// The body ended with `transfer` moved in all: the time is marked too.
+    pub fn finish(&self, transfer: Transfer) {
+        self.mark();
+        let _ = self.transfer.set(transfer);
+    }
+
+    /// The attempt's bytes, once its body ended.
+    pub fn transfer(&self) -> Option<Transfer> {
+        self.transfer.get().copied()
     }
 
     /// The body ended (read whole, failed or timed out): now, unless it
@@ -544,6 +583,15 @@ impl VarSource for Exchange {
                         .map(secs)
                 })
                 .map(Cow::Owned),
+            Var::UpstreamResponseLength => self
+                .join(|t| Some(t.transfer_now().body.to_string()))
+                .map(Cow::Owned),
+            Var::UpstreamBytesSent => self
+                .join(|t| Some(t.transfer_now().sent.to_string()))
+                .map(Cow::Owned),
+            Var::UpstreamBytesReceived => self
+                .join(|t| Some(t.transfer_now().received.to_string()))
+                .map(Cow::Owned),
             Var::UpstreamConnectTime => self.join(|t| t.connect.map(secs)).map(Cow::Owned),
             Var::UpstreamHeaderTime => self.join(|t| t.header.map(secs)).map(Cow::Owned),
             Var::Host => {
@@ -601,8 +649,6 @@ impl VarSource for Exchange {
             Var::Cookie(c) => self.cookie(c).map(Cow::Owned),
             // Stream variables: templates of the http block never name them.
             Var::BytesReceived
-            | Var::UpstreamBytesSent
-            | Var::UpstreamBytesReceived
             | Var::UpstreamFirstByteTime
             | Var::UpstreamSessionTime
             | Var::SessionTime

@@ -17,7 +17,7 @@ use tokio_util::io::poll_read_buf;
 use super::body::PeerGuard;
 use super::send::{Upload, READ_SIZE};
 use crate::http::body::{poll_wait, BoxError, ReadTimeout};
-use crate::http::exchange::ResponseEnd;
+use crate::http::exchange::{ResponseEnd, Transfer};
 use crate::observe::error_log;
 use crate::upstream::pool::{Connection, PoolKey};
 
@@ -47,6 +47,8 @@ pub struct Downstream {
     pub guard: PeerGuard,
     /// Marked when the response body ends.
     pub end: ResponseEnd,
+    /// The bytes moved until the head was in.
+    pub transfer: Transfer,
 }
 
 /// The response body of one upstream request.
@@ -73,6 +75,9 @@ pub struct UpstreamBody {
     held_error: Option<String>,
     /// Marked when the body ends, for `$upstream_response_time`.
     end: ResponseEnd,
+    /// The bytes moved so far, for `$upstream_bytes_*` and
+    /// `$upstream_response_length`.
+    transfer: Transfer,
 }
 
 impl UpstreamBody {
@@ -86,6 +91,7 @@ impl UpstreamBody {
             key,
             guard,
             end,
+            transfer,
         } = down;
         let state = match framing {
             Framing::None | Framing::Length(0) => State::Length(0),
@@ -106,6 +112,7 @@ impl UpstreamBody {
             fresh_data: false,
             held_error: None,
             end,
+            transfer,
         };
         if matches!(body.state, State::Length(0)) {
             // Nothing to read: the connection is free now.
@@ -117,7 +124,7 @@ impl UpstreamBody {
     /// The body is read to its end: the connection goes back to the pool
     /// when the upstream allows it and nothing unexpected followed.
     fn complete(&mut self) {
-        self.end.mark();
+        self.end.finish(self.transfer);
         self.state = State::Done;
         self.upload = None;
         let (Some(connection), Some(guard)) = (self.connection.take(), self.guard.take()) else {
@@ -137,7 +144,7 @@ impl UpstreamBody {
         words: String,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.end.mark();
+        self.end.finish(self.transfer);
         self.state = State::Done;
         self.connection = None;
         self.guard = None;
@@ -157,7 +164,11 @@ impl UpstreamBody {
         if connection.buffer.capacity() - connection.buffer.len() < 1024 {
             connection.buffer.reserve(READ_SIZE);
         }
-        poll_read_buf(Pin::new(&mut connection.stream), cx, &mut connection.buffer)
+        let read = poll_read_buf(Pin::new(&mut connection.stream), cx, &mut connection.buffer);
+        if let Poll::Ready(Ok(n)) = read {
+            self.transfer.received += n as u64;
+        }
+        read
     }
 
     /// Takes the next piece of body from the buffer, if there is one.
@@ -194,6 +205,9 @@ impl UpstreamBody {
             State::UntilClose if !buffer.is_empty() => (Some(buffer.split().freeze()), false),
             _ => (None, false),
         };
+        if let Some(d) = &data {
+            self.transfer.body += d.len() as u64;
+        }
         if ended {
             self.complete();
         }
@@ -214,7 +228,9 @@ impl Body for UpstreamBody {
             return Poll::Ready(Some(Err(Box::new(UpstreamBodyError(words)))));
         }
         if let (Some(upload), Some(connection)) = (this.upload.as_mut(), this.connection.as_mut()) {
-            match upload.poll_write(&mut connection.stream, cx) {
+            let written = upload.poll_write(&mut connection.stream, cx);
+            this.transfer.sent = upload.sent();
+            match written {
                 Poll::Ready(Ok(())) => this.upload = None,
                 Poll::Ready(Err(_)) => {
                     // The rest of the request cannot go up; the response

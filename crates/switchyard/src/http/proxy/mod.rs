@@ -31,7 +31,7 @@ use self::request::{build_headers, upstream_uri};
 use self::send::{UpBody, Upload, UpstreamError};
 use self::wire::ResponseHead;
 use super::body::ResponseBody;
-use super::exchange::{Exchange, ResponseEnd, UpstreamTry};
+use super::exchange::{Exchange, ResponseEnd, Transfer, UpstreamTry};
 use super::respond;
 use crate::config::model::{LocationConfig, ProxyPass, Settings};
 use crate::observe::error_log;
@@ -388,7 +388,13 @@ pub async fn proxy(
         let header_time = started.elapsed();
         picked.metrics.response(status, header_time);
         let end = ResponseEnd::new(started);
+        let transfer = Transfer {
+            sent: sent.sent,
+            received: sent.received,
+            body: 0,
+        };
         if let Some(t) = ex.upstream.last_mut() {
+            t.transfer = transfer;
             t.status = Some(status);
             t.header = Some(header_time.as_secs_f64());
             t.response = t.header;
@@ -421,6 +427,7 @@ pub async fn proxy(
             key,
             guard,
             end,
+            transfer,
         };
         for words in &sent.head.ignored {
             error_log::log(

@@ -91,6 +91,11 @@ pub struct Sent {
     pub upload: Option<Upload>,
     /// Writing the request failed (the connection cannot be reused).
     pub write_failed: bool,
+    /// Bytes read from the upstream so far (the head, and what of the
+    /// body came with it).
+    pub received: u64,
+    /// Bytes written to it so far.
+    pub sent: u64,
 }
 
 /// A failure while sending the request.
@@ -120,6 +125,8 @@ pub struct Upload {
     /// Whether the task gave the body one more turn to hand over what has
     /// arrived before the gathered bytes are queued.
     yielded: bool,
+    /// Bytes written so far (`$upstream_bytes_sent`).
+    sent: u64,
 }
 
 impl Upload {
@@ -150,7 +157,13 @@ impl Upload {
             gathered: Vec::new(),
             gathered_len: 0,
             yielded: false,
+            sent: 0,
         }
+    }
+
+    /// Bytes written to the upstream so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
     }
 
     /// Queues the gathered bytes, as one chunk of a chunked body.
@@ -179,7 +192,9 @@ impl Upload {
     ) -> Poll<Result<(), WriteFailure>> {
         loop {
             while !self.pending.is_empty() {
-                ready!(self.pending.poll_write_some(stream, cx)).map_err(WriteFailure::Io)?;
+                let n =
+                    ready!(self.pending.poll_write_some(stream, cx)).map_err(WriteFailure::Io)?;
+                self.sent += n as u64;
             }
             // TLS holds records it could not write yet: they go out before
             // the body is waited for or the response is read (a no-op for
@@ -241,6 +256,7 @@ pub async fn send(
     let stream = &mut connection.stream;
     let buffer = &mut connection.buffer;
     let mut written: Option<Result<(), std::io::Error>> = None;
+    let mut received = 0u64;
     let head = std::future::poll_fn(|cx| {
         if written.is_none() {
             match upload.poll_write(stream, cx) {
@@ -252,13 +268,15 @@ pub async fn send(
                 Poll::Pending => {}
             }
         }
-        poll_head(stream, buffer, method, cx)
+        poll_head(stream, buffer, method, &mut received, cx)
     })
     .await;
     match (head, written) {
         (Ok(head), written) => Ok(Sent {
             head,
             write_failed: matches!(written, Some(Err(_))),
+            received,
+            sent: upload.sent(),
             upload: written.is_none().then_some(upload),
         }),
         // The upstream refused the request and said nothing: nginx reports
@@ -291,6 +309,7 @@ fn poll_head(
     stream: &mut UpstreamIo,
     buffer: &mut BytesMut,
     method: &Method,
+    received: &mut u64,
     cx: &mut Context<'_>,
 ) -> Poll<Result<ResponseHead, UpstreamError>> {
     loop {
@@ -310,7 +329,7 @@ fn poll_head(
                     partial: !buffer.is_empty(),
                 }))
             }
-            Ok(_) => {}
+            Ok(n) => *received += n as u64,
             Err(e) => return Poll::Ready(Err(UpstreamError::Recv(e))),
         }
     }
