@@ -4,7 +4,9 @@
 //! HTTP/1 backend with their bodies), HTTP/1 is still served on the same
 //! listener, many streams share a connection, a client that resets streams
 //! as fast as it opens them is sent away with GOAWAY while others are
-//! still served, and a graceful stop lets a stream in flight finish.
+//! still served, and a graceful stop lets a stream in flight finish and
+//! closes an idle connection at once with GOAWAY, even for a client that
+//! answers nothing.
 
 mod support;
 
@@ -778,4 +780,156 @@ fn a_body_taken_a_whole_window_at_a_time_opens_the_window_by_as_much() {
             Err(e) => panic!("read: {e}"),
         }
     }
+}
+
+/// A client speaking raw frames with prior knowledge, which answers
+/// nothing it is sent (no PING, no SETTINGS after the first): a client
+/// that holds its connection and does not read, as nginx's tests do.
+struct RawClient {
+    s: TcpStream,
+    got: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects, says the preface and SETTINGS, and acknowledges the
+    /// server's SETTINGS.
+    fn connect(port: u16) -> RawClient {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = RawClient { s, got: Vec::new() };
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(0x4, 0, 0, &[]));
+        c.s.write_all(&out).unwrap();
+        loop {
+            let (kind, flags, _, _) = c.next().expect("the server's SETTINGS");
+            if kind == 0x4 && flags & 0x1 == 0 {
+                break;
+            }
+        }
+        c.s.write_all(&frame(0x4, 0x1, 0, &[])).unwrap();
+        c
+    }
+
+    /// Opens stream `id` with a GET of `path` (literal fields, no body).
+    fn get(&mut self, id: u32, path: &str) {
+        let mut block = Vec::new();
+        for (name, value) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "localhost"),
+        ] {
+            block.push(0);
+            block.push(name.len() as u8);
+            block.extend_from_slice(name.as_bytes());
+            block.push(value.len() as u8);
+            block.extend_from_slice(value.as_bytes());
+        }
+        self.s.write_all(&frame(0x1, 0x5, id, &block)).unwrap();
+    }
+
+    /// The next frame (kind, flags, stream, payload); `None` once the
+    /// server has closed the connection.
+    fn next(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
+        loop {
+            if self.got.len() >= 9 {
+                let len = u32::from_be_bytes([0, self.got[0], self.got[1], self.got[2]]) as usize;
+                if self.got.len() >= 9 + len {
+                    let head: Vec<u8> = self.got.drain(..9).collect();
+                    let payload = self.got.drain(..len).collect();
+                    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+                    return Some((head[3], head[4], stream & 0x7fff_ffff, payload));
+                }
+            }
+            let mut buf = [0u8; 16384];
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes: the GOAWAYs seen (last stream id,
+    /// error code), and whether stream `id` ended (END_STREAM).
+    fn until_closed(&mut self, id: u32) -> (Vec<(u32, u32)>, bool) {
+        let mut goaways = Vec::new();
+        let mut ended = false;
+        while let Some((kind, flags, stream, payload)) = self.next() {
+            match kind {
+                0x7 => {
+                    let last = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                    let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+                    goaways.push((last & 0x7fff_ffff, code));
+                }
+                0x0 | 0x1 if stream == id && flags & 0x1 != 0 => ended = true,
+                _ => {}
+            }
+        }
+        (goaways, ended)
+    }
+}
+
+#[test]
+fn graceful_stop_sends_goaway_on_an_idle_connection_and_exits() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let mut b = balancer(port, backend.addr, "");
+    let mut c = RawClient::connect(port);
+    c.get(1, "/");
+    loop {
+        let (kind, flags, stream, _) = c.next().expect("the answer");
+        if stream == 1 && kind <= 0x1 && flags & 0x1 != 0 {
+            break;
+        }
+    }
+    // Idle now, and the client reads nothing more until the stop.
+    b.signal(libc::SIGQUIT);
+    let t = Instant::now();
+    assert_eq!(b.wait(Duration::from_secs(5)), Some(0), "no prompt exit");
+    let (goaways, _) = c.until_closed(1);
+    // One GOAWAY with the last stream taken, as nginx's exiting worker
+    // says it before it closes.
+    assert_eq!(goaways.last(), Some(&(1, 0)), "{goaways:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn graceful_stop_finishes_the_stream_in_flight_then_closes_without_a_ping_answer() {
+    let port = free_port();
+    let backend = Backend::start(Duration::from_millis(500));
+    let mut b = balancer(port, backend.addr, "");
+    let mut c = RawClient::connect(port);
+    c.get(1, "/p/slow");
+    support::wait_until(
+        Duration::from_secs(10),
+        "the request at the backend",
+        || !backend.seen.lock().unwrap().is_empty(),
+    );
+    b.signal(libc::SIGQUIT);
+    let (goaways, ended) = c.until_closed(1);
+    assert!(ended, "the stream in flight was cut off");
+    assert_eq!(goaways.last(), Some(&(1, 0)), "{goaways:?}");
+    assert_eq!(b.wait(Duration::from_secs(5)), Some(0), "no prompt exit");
+}
+
+#[test]
+fn reload_ending_the_configuration_closes_an_idle_connection_with_goaway() {
+    let port = free_port();
+    let conf = format!(
+        "error_log logs/error.log info;\nworker_shutdown_timeout 10s;\nevents {{}}\n\
+         http {{ server {{ listen 127.0.0.1:{port}; http2 on;\n\
+           location / {{ return 200 ok; }} }} }}"
+    );
+    let b = Balancer::start_full(&conf, &[port], &[]);
+    let mut c = RawClient::connect(port);
+    // A reload whose old configuration set worker_shutdown_timeout ends
+    // that configuration's connections, as nginx's old worker does: the
+    // idle one closes at once, long before the timeout.
+    b.signal(libc::SIGHUP);
+    let t = Instant::now();
+    let (goaways, _) = c.until_closed(0);
+    assert_eq!(goaways.last(), Some(&(0, 0)), "{goaways:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
