@@ -812,9 +812,14 @@ impl RawClient {
 
     /// Opens stream `id` with a GET of `path` (literal fields, no body).
     fn get(&mut self, id: u32, path: &str) {
+        self.request(id, "GET", path);
+    }
+
+    /// Opens stream `id` with `method` on `path`, no body.
+    fn request(&mut self, id: u32, method: &str, path: &str) {
         let mut block = Vec::new();
         for (name, value) in [
-            (":method", "GET"),
+            (":method", method),
             (":scheme", "http"),
             (":path", path),
             (":authority", "localhost"),
@@ -932,4 +937,42 @@ fn reload_ending_the_configuration_closes_an_idle_connection_with_goaway() {
     let (goaways, _) = c.until_closed(0);
     assert_eq!(goaways.last(), Some(&(0, 0)), "{goaways:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_refused_head_goes_through_error_page_and_return_444_resets_the_stream() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(
+        port,
+        backend.addr,
+        "error_page 400 = /close; location /close { return 444; }",
+    );
+    let mut c = RawClient::connect(port);
+    // A method with lower-case letters: nginx's 400 once the stream's
+    // request exists, so error_page takes it, and 444 resets the stream.
+    c.request(1, "foo", "/");
+    let reset = loop {
+        let (kind, _, stream, payload) = c.next().expect("an answer on stream 1");
+        if stream != 1 {
+            continue;
+        }
+        assert_ne!(kind, 0x1, "a response head instead of RST_STREAM");
+        if kind == 0x3 {
+            break u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+        }
+    };
+    assert_eq!(
+        reset, 0x2,
+        "INTERNAL_ERROR, as nginx resets a closed request"
+    );
+    // The connection carries on.
+    c.get(3, "/");
+    loop {
+        let (kind, _, stream, _) = c.next().expect("an answer on stream 3");
+        if stream == 3 {
+            assert_eq!(kind, 0x1, "HEADERS");
+            break;
+        }
+    }
 }

@@ -335,8 +335,12 @@ pub async fn handle(
     let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(conn.local);
 
     // nginx finalizes an invalid Host with 400 once the request exists, so
-    // the server's error_page applies to it; other refusals answer plainly.
-    let bad_host = rejected.is_some() && host_alone_refused(&mut parts);
+    // the server's error_page applies to it; so does every refusal of an
+    // HTTP/2 head, which ngx_http_v2 checks once its request exists (an
+    // `error_page 400` that says `return 444` resets the stream). Other
+    // refusals answer plainly.
+    let via_error_page =
+        rejected.is_some() && (parts.version == Version::HTTP_2 || host_alone_refused(&mut parts));
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn,
@@ -365,7 +369,7 @@ pub async fn handle(
         || matches!(ssl_refusal, Some((495 | 496, _)))
         || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
-    let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !bad_host) {
+    let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !via_error_page) {
         let context = proxy::log_context(&ex, None);
         super::guard::refuse(rejection, ex.conn.id, &context, settings.server_tokens)
     } else if !normalized && rejected.is_none() {
