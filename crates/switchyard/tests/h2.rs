@@ -976,3 +976,56 @@ fn a_refused_head_goes_through_error_page_and_return_444_resets_the_stream() {
         }
     }
 }
+
+/// `$connection_requests:$connection_time` as answered: the count, and
+/// the seconds (nginx's `%T.%03M`, three decimals) since the accept.
+fn connection_vars(body: &str) -> (u64, f64) {
+    let (count, time) = body.split_once(':').expect(body);
+    let (secs, millis) = time.split_once('.').expect(body);
+    assert!(
+        millis.len() == 3 && millis.bytes().all(|b| b.is_ascii_digit()),
+        "{body}"
+    );
+    assert!(secs.bytes().all(|b| b.is_ascii_digit()), "{body}");
+    (count.parse().expect(body), time.parse().expect(body))
+}
+
+#[test]
+fn connection_time_counts_from_the_accept_on_http1_and_http2() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(
+        port,
+        backend.addr,
+        "location /ct { return 200 \"$connection_requests:$connection_time\"; }",
+    );
+    // The pause is the scenario: time passes on one connection between
+    // its requests.
+    let pause = Duration::from_millis(300);
+    let mut h1 = support::KeepAlive::connect(port);
+    let (n, first) = connection_vars(&h1.get("/ct").text());
+    assert_eq!(n, 1);
+    assert!(first < 0.3, "{first}");
+    std::thread::sleep(pause);
+    let (n, second) = connection_vars(&h1.get("/ct").text());
+    assert_eq!(n, 2, "the same connection");
+    assert!(
+        second >= first + 0.3 && second < 10.0,
+        "{first} then {second}"
+    );
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        let (_, body) = exchange(&mut client, get("/ct"), None).await.unwrap();
+        let (n, first) = connection_vars(&String::from_utf8_lossy(&body));
+        assert_eq!(n, 1);
+        assert!(first < 0.3, "{first}");
+        tokio::time::sleep(pause).await;
+        let (_, body) = exchange(&mut client, get("/ct"), None).await.unwrap();
+        let (n, second) = connection_vars(&String::from_utf8_lossy(&body));
+        assert_eq!(n, 2, "streams count on their connection");
+        assert!(
+            second >= first + 0.3 && second < 10.0,
+            "{first} then {second}"
+        );
+    });
+}

@@ -120,6 +120,9 @@ pub struct ConnState {
 }
 
 async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>, slot: Slot) {
+    // nginx's c->start_time, taken as the connection is accepted (before
+    // any TLS handshake).
+    let accepted = std::time::Instant::now();
     let generation = shared.current.load_full();
     let local = stream.local_addr().unwrap_or(remote);
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
@@ -148,7 +151,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         else {
             return;
         };
-        let conn = connection_info(id, remote, local, Some(handshake));
+        let conn = connection_info(&peer, accepted, Some(handshake));
         let Some(context) = super::h1::conn::ConnectionContext::new(
             shared.clone(),
             generation,
@@ -178,7 +181,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         resume(tls, state, super::h1::conn::Waiting::accepted()).await;
         return;
     }
-    let conn = connection_info(id, remote, local, None);
+    let conn = connection_info(&peer, accepted, None);
     let Some(context) =
         super::h1::conn::ConnectionContext::new(shared.clone(), generation, conn, listener_metrics)
     else {
@@ -193,17 +196,17 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
 }
 
 fn connection_info(
-    id: u64,
-    remote: SocketAddr,
-    local: SocketAddr,
+    peer: &super::tls::Peer,
+    accepted: std::time::Instant,
     tls: Option<crate::transport::tls_server::Handshake>,
 ) -> Arc<ConnInfo> {
     Arc::new(ConnInfo {
-        id,
-        remote,
-        local,
+        id: peer.id,
+        remote: peer.remote,
+        local: peer.local,
         requests: AtomicU64::new(0),
         tls,
+        accepted,
     })
 }
 
