@@ -9,15 +9,19 @@
 //! with no stream open closes (GOAWAY) after `keepalive_timeout`; with
 //! `keepalive_timeout 0`, after `keepalive_requests` streams or once
 //! `keepalive_time` has passed, it says GOAWAY as a stream starts and ends
-//! when the streams begun finish. (h2 says GOAWAY in two steps, as RFC
-//! 9113 6.8 advises: first with the highest stream id, then, after a
-//! PING's round trip, with the last stream taken; nginx says the last one
-//! at once.) A graceful stop, or a reload that ends the connection, is
-//! nginx's exiting worker: a connection with no stream open says GOAWAY
-//! and closes at once; one with streams in flight says GOAWAY, and the
-//! last GOAWAY and the close follow as its last stream ends, without
-//! waiting for the PING's answer (a client that is not reading never
-//! sends it).
+//! when the streams begun finish. A graceful stop, or a reload that ends
+//! the connection, is nginx's exiting worker: a connection with no stream
+//! open says GOAWAY and closes at once; one with streams in flight
+//! finishes them, then says GOAWAY and closes.
+//!
+//! There is one GOAWAY, with the last stream taken, as nginx's. h2 can
+//! say that only as it ends the connection (its `abrupt_shutdown` ends the
+//! streams in flight too), so it goes once they have finished rather than
+//! as they start, and a stream the client opens meanwhile is refused
+//! (RST_STREAM REFUSED_STREAM: not processed, safe to retry), where nginx
+//! ignores a stream past its GOAWAY. (h2's own graceful shutdown says
+//! GOAWAY twice, first with the highest stream id, and then waits for the
+//! answer to a PING, which a client that is not reading never sends.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -199,10 +203,8 @@ where
     // stream is taken.
     let mut closing = false;
     // Set while the connection is to close once its streams are done:
-    // then the last GOAWAY goes and the connection closes, as nginx's
-    // does when its last stream ends after GOAWAY. h2 would wait for the
-    // answer to its PING first, which a client that is not reading never
-    // sends.
+    // then GOAWAY goes and the connection closes, as nginx's does when its
+    // last stream ends after GOAWAY.
     let mut draining = false;
     // A stop or reload that ends the connection: its configuration's
     // retirement (`worker_shutdown_timeout` run out) ends the streams
@@ -227,6 +229,10 @@ where
                     conn.abrupt_shutdown(Reason::NO_ERROR);
                     draining = false;
                 }
+                Event::Next(Some(Ok((_, mut respond)))) if closing => {
+                    // Past nginx's GOAWAY, which h2 can only say later.
+                    respond.send_reset(Reason::REFUSED_STREAM);
+                }
                 Event::Next(Some(Ok((head, respond)))) => {
                     accepted += 1;
                     start_stream(&mut tasks, &mut conn, &streams, &context.generation, head, respond);
@@ -238,7 +244,6 @@ where
                         || accepted >= settings.keepalive_requests
                         || started.elapsed() > settings.keepalive_time;
                     if last && !closing {
-                        conn.graceful_shutdown();
                         closing = true;
                         draining = true;
                     }
@@ -284,9 +289,6 @@ where
             changed = epoch.changed(), if !closing => {
                 epoch.mark_unchanged();
                 if changed.is_err() || !context.refresh() {
-                    if !idle {
-                        conn.graceful_shutdown();
-                    }
                     closing = true;
                     draining = true;
                     retired = Box::pin(context.generation.retirement().wait());
