@@ -84,6 +84,8 @@ pub enum Var {
     Connection,
     /// `$connection_requests`.
     ConnectionRequests,
+    /// `$connection_time`: seconds since the connection was accepted.
+    ConnectionTime,
     /// `$pid`.
     Pid,
     /// `$nginx_version` (our version).
@@ -254,6 +256,7 @@ impl Var {
             "http2" => Var::Http2,
             "connection" => Var::Connection,
             "connection_requests" => Var::ConnectionRequests,
+            "connection_time" => Var::ConnectionTime,
             "pid" => Var::Pid,
             "nginx_version" => Var::NginxVersion,
             "content_length" => Var::ContentLength,

@@ -4,7 +4,9 @@
 //! HTTP/1 backend with their bodies), HTTP/1 is still served on the same
 //! listener, many streams share a connection, a client that resets streams
 //! as fast as it opens them is sent away with GOAWAY while others are
-//! still served, and a graceful stop lets a stream in flight finish.
+//! still served, and a graceful stop lets a stream in flight finish and
+//! closes an idle connection at once with GOAWAY, even for a client that
+//! answers nothing.
 
 mod support;
 
@@ -778,4 +780,274 @@ fn a_body_taken_a_whole_window_at_a_time_opens_the_window_by_as_much() {
             Err(e) => panic!("read: {e}"),
         }
     }
+}
+
+/// A client speaking raw frames with prior knowledge, which answers
+/// nothing it is sent (no PING, no SETTINGS after the first): a client
+/// that holds its connection and does not read, as nginx's tests do.
+struct RawClient {
+    s: TcpStream,
+    got: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects, says the preface and SETTINGS, and acknowledges the
+    /// server's SETTINGS.
+    fn connect(port: u16) -> RawClient {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = RawClient { s, got: Vec::new() };
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(0x4, 0, 0, &[]));
+        c.s.write_all(&out).unwrap();
+        loop {
+            let (kind, flags, _, _) = c.next().expect("the server's SETTINGS");
+            if kind == 0x4 && flags & 0x1 == 0 {
+                break;
+            }
+        }
+        c.s.write_all(&frame(0x4, 0x1, 0, &[])).unwrap();
+        c
+    }
+
+    /// Opens stream `id` with a GET of `path` (literal fields, no body).
+    fn get(&mut self, id: u32, path: &str) {
+        self.request(id, "GET", path);
+    }
+
+    /// Opens stream `id` with `method` on `path`, no body.
+    fn request(&mut self, id: u32, method: &str, path: &str) {
+        let mut block = Vec::new();
+        for (name, value) in [
+            (":method", method),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "localhost"),
+        ] {
+            block.push(0);
+            block.push(name.len() as u8);
+            block.extend_from_slice(name.as_bytes());
+            block.push(value.len() as u8);
+            block.extend_from_slice(value.as_bytes());
+        }
+        self.s.write_all(&frame(0x1, 0x5, id, &block)).unwrap();
+    }
+
+    /// The next frame (kind, flags, stream, payload); `None` once the
+    /// server has closed the connection.
+    fn next(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
+        loop {
+            if self.got.len() >= 9 {
+                let len = u32::from_be_bytes([0, self.got[0], self.got[1], self.got[2]]) as usize;
+                if self.got.len() >= 9 + len {
+                    let head: Vec<u8> = self.got.drain(..9).collect();
+                    let payload = self.got.drain(..len).collect();
+                    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+                    return Some((head[3], head[4], stream & 0x7fff_ffff, payload));
+                }
+            }
+            let mut buf = [0u8; 16384];
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes: the GOAWAYs seen (last stream id,
+    /// error code), and whether stream `id` ended (END_STREAM).
+    fn until_closed(&mut self, id: u32) -> (Vec<(u32, u32)>, bool) {
+        let mut goaways = Vec::new();
+        let mut ended = false;
+        while let Some((kind, flags, stream, payload)) = self.next() {
+            match kind {
+                0x7 => {
+                    let last = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                    let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+                    goaways.push((last & 0x7fff_ffff, code));
+                }
+                0x0 | 0x1 if stream == id && flags & 0x1 != 0 => ended = true,
+                _ => {}
+            }
+        }
+        (goaways, ended)
+    }
+}
+
+#[test]
+fn graceful_stop_sends_goaway_on_an_idle_connection_and_exits() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let mut b = balancer(port, backend.addr, "");
+    let mut c = RawClient::connect(port);
+    c.get(1, "/");
+    loop {
+        let (kind, flags, stream, _) = c.next().expect("the answer");
+        if stream == 1 && kind <= 0x1 && flags & 0x1 != 0 {
+            break;
+        }
+    }
+    // Idle now, and the client reads nothing more until the stop.
+    b.signal(libc::SIGQUIT);
+    let t = Instant::now();
+    assert_eq!(b.wait(Duration::from_secs(5)), Some(0), "no prompt exit");
+    let (goaways, _) = c.until_closed(1);
+    // One GOAWAY with the last stream taken, as nginx's exiting worker
+    // says it before it closes.
+    assert_eq!(goaways, [(1, 0)]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn graceful_stop_finishes_the_stream_in_flight_then_closes_without_a_ping_answer() {
+    let port = free_port();
+    let backend = Backend::start(Duration::from_millis(500));
+    let mut b = balancer(port, backend.addr, "");
+    let mut c = RawClient::connect(port);
+    c.get(1, "/p/slow");
+    support::wait_until(
+        Duration::from_secs(10),
+        "the request at the backend",
+        || !backend.seen.lock().unwrap().is_empty(),
+    );
+    b.signal(libc::SIGQUIT);
+    let (goaways, ended) = c.until_closed(1);
+    assert!(ended, "the stream in flight was cut off");
+    assert_eq!(goaways, [(1, 0)]);
+    assert_eq!(b.wait(Duration::from_secs(5)), Some(0), "no prompt exit");
+}
+
+#[test]
+fn reload_ending_the_configuration_closes_an_idle_connection_with_goaway() {
+    let port = free_port();
+    let conf = format!(
+        "error_log logs/error.log info;\nworker_shutdown_timeout 10s;\nevents {{}}\n\
+         http {{ server {{ listen 127.0.0.1:{port}; http2 on;\n\
+           location / {{ return 200 ok; }} }} }}"
+    );
+    let b = Balancer::start_full(&conf, &[port], &[]);
+    let mut c = RawClient::connect(port);
+    // A reload whose old configuration set worker_shutdown_timeout ends
+    // that configuration's connections, as nginx's old worker does: the
+    // idle one closes at once, long before the timeout.
+    b.signal(libc::SIGHUP);
+    let t = Instant::now();
+    let (goaways, _) = c.until_closed(0);
+    assert_eq!(goaways, [(0, 0)]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_refused_head_goes_through_error_page_and_return_444_resets_the_stream() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(
+        port,
+        backend.addr,
+        "error_page 400 = /close; location /close { return 444; }",
+    );
+    let mut c = RawClient::connect(port);
+    // A method with lower-case letters: nginx's 400 once the stream's
+    // request exists, so error_page takes it, and 444 resets the stream.
+    c.request(1, "foo", "/");
+    let reset = loop {
+        let (kind, _, stream, payload) = c.next().expect("an answer on stream 1");
+        if stream != 1 {
+            continue;
+        }
+        assert_ne!(kind, 0x1, "a response head instead of RST_STREAM");
+        if kind == 0x3 {
+            break u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+        }
+    };
+    assert_eq!(
+        reset, 0x2,
+        "INTERNAL_ERROR, as nginx resets a closed request"
+    );
+    // The connection carries on.
+    c.get(3, "/");
+    loop {
+        let (kind, _, stream, _) = c.next().expect("an answer on stream 3");
+        if stream == 3 {
+            assert_eq!(kind, 0x1, "HEADERS");
+            break;
+        }
+    }
+}
+
+/// `$connection_requests:$connection_time` as answered: the count, and
+/// the seconds (nginx's `%T.%03M`, three decimals) since the accept.
+fn connection_vars(body: &str) -> (u64, f64) {
+    let (count, time) = body.split_once(':').expect(body);
+    let (secs, millis) = time.split_once('.').expect(body);
+    assert!(
+        millis.len() == 3 && millis.bytes().all(|b| b.is_ascii_digit()),
+        "{body}"
+    );
+    assert!(secs.bytes().all(|b| b.is_ascii_digit()), "{body}");
+    (count.parse().expect(body), time.parse().expect(body))
+}
+
+#[test]
+fn connection_time_counts_from_the_accept_on_http1_and_http2() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(
+        port,
+        backend.addr,
+        "location /ct { return 200 \"$connection_requests:$connection_time\"; }",
+    );
+    // The pause is the scenario: time passes on one connection between
+    // its requests.
+    let pause = Duration::from_millis(300);
+    let mut h1 = support::KeepAlive::connect(port);
+    let (n, first) = connection_vars(&h1.get("/ct").text());
+    assert_eq!(n, 1);
+    assert!(first < 0.3, "{first}");
+    std::thread::sleep(pause);
+    let (n, second) = connection_vars(&h1.get("/ct").text());
+    assert_eq!(n, 2, "the same connection");
+    assert!(
+        second >= first + 0.3 && second < 10.0,
+        "{first} then {second}"
+    );
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        let (_, body) = exchange(&mut client, get("/ct"), None).await.unwrap();
+        let (n, first) = connection_vars(&String::from_utf8_lossy(&body));
+        assert_eq!(n, 1);
+        assert!(first < 0.3, "{first}");
+        tokio::time::sleep(pause).await;
+        let (_, body) = exchange(&mut client, get("/ct"), None).await.unwrap();
+        let (n, second) = connection_vars(&String::from_utf8_lossy(&body));
+        assert_eq!(n, 2, "streams count on their connection");
+        assert!(
+            second >= first + 0.3 && second < 10.0,
+            "{first} then {second}"
+        );
+    });
+}
+
+#[test]
+fn keepalive_requests_says_one_goaway_with_the_last_stream() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let _b = balancer(port, backend.addr, "keepalive_requests 2;");
+    let mut c = RawClient::connect(port);
+    c.get(1, "/");
+    loop {
+        let (kind, flags, stream, _) = c.next().expect("the first answer");
+        assert_ne!(kind, 0x7, "GOAWAY before the last stream");
+        if stream == 1 && kind <= 0x1 && flags & 0x1 != 0 {
+            break;
+        }
+    }
+    // The second stream is the last: it is answered, then one GOAWAY
+    // names it, as nginx's does (not h2's first GOAWAY of 2^31-1).
+    c.get(3, "/");
+    let (goaways, ended) = c.until_closed(3);
+    assert!(ended, "the last stream was cut off");
+    assert_eq!(goaways, [(3, 0)]);
 }

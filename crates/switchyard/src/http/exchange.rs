@@ -28,6 +28,9 @@ pub struct ConnInfo {
     /// What its TLS handshake negotiated (`listen ... ssl`); `None` on a
     /// plain connection.
     pub tls: Option<crate::transport::tls_server::Handshake>,
+    /// When it was accepted (`$connection_time`; HTTP/2 streams share
+    /// their connection's, as nginx's stream connections copy it).
+    pub accepted: std::time::Instant,
 }
 
 /// One attempt on an upstream peer, for `$upstream_*`.
@@ -626,6 +629,11 @@ impl VarSource for Exchange {
             Var::Ssl(v) => self.conn.tls.as_ref().map(|h| h.value(*v)),
             Var::Http2 => Some(Cow::Borrowed(self.http2)),
             Var::Connection => owned(self.conn.id.to_string()),
+            Var::ConnectionTime => {
+                // nginx's `%T.%03M`: seconds with milliseconds.
+                let ms = self.conn.accepted.elapsed().as_millis();
+                owned(format!("{}.{:03}", ms / 1000, ms % 1000))
+            }
             Var::ConnectionRequests => owned(
                 self.conn
                     .requests

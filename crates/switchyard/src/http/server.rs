@@ -123,6 +123,9 @@ pub struct ConnState {
 }
 
 async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>, slot: Slot) {
+    // nginx's c->start_time, taken as the connection is accepted (before
+    // any TLS handshake).
+    let accepted = std::time::Instant::now();
     let generation = shared.current.load_full();
     let local = stream.local_addr().unwrap_or(remote);
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
@@ -151,7 +154,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         else {
             return;
         };
-        let conn = connection_info(id, remote, local, Some(handshake));
+        let conn = connection_info(&peer, accepted, Some(handshake));
         let Some(context) = super::h1::conn::ConnectionContext::new(
             shared.clone(),
             generation,
@@ -181,7 +184,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
         resume(tls, state, super::h1::conn::Waiting::accepted()).await;
         return;
     }
-    let conn = connection_info(id, remote, local, None);
+    let conn = connection_info(&peer, accepted, None);
     let Some(context) =
         super::h1::conn::ConnectionContext::new(shared.clone(), generation, conn, listener_metrics)
     else {
@@ -196,17 +199,17 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Sha
 }
 
 fn connection_info(
-    id: u64,
-    remote: SocketAddr,
-    local: SocketAddr,
+    peer: &super::tls::Peer,
+    accepted: std::time::Instant,
     tls: Option<crate::transport::tls_server::Handshake>,
 ) -> Arc<ConnInfo> {
     Arc::new(ConnInfo {
-        id,
-        remote,
-        local,
+        id: peer.id,
+        remote: peer.remote,
+        local: peer.local,
         requests: AtomicU64::new(0),
         tls,
+        accepted,
     })
 }
 
@@ -341,8 +344,12 @@ pub async fn handle(
     let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(conn.local);
 
     // nginx finalizes an invalid Host with 400 once the request exists, so
-    // the server's error_page applies to it; other refusals answer plainly.
-    let bad_host = rejected.is_some() && host_alone_refused(&mut parts);
+    // the server's error_page applies to it; so does every refusal of an
+    // HTTP/2 head, which ngx_http_v2 checks once its request exists (an
+    // `error_page 400` that says `return 444` resets the stream). Other
+    // refusals answer plainly.
+    let via_error_page =
+        rejected.is_some() && (parts.version == Version::HTTP_2 || host_alone_refused(&mut parts));
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn,
@@ -371,7 +378,7 @@ pub async fn handle(
         || matches!(ssl_refusal, Some((495 | 496, _)))
         || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
-    let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !bad_host) {
+    let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !via_error_page) {
         let context = proxy::log_context(&ex, None);
         super::guard::refuse(rejection, ex.conn.id, &context, settings.server_tokens)
     } else if !normalized && rejected.is_none() {

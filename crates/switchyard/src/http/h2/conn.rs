@@ -9,15 +9,25 @@
 //! with no stream open closes (GOAWAY) after `keepalive_timeout`; with
 //! `keepalive_timeout 0`, after `keepalive_requests` streams or once
 //! `keepalive_time` has passed, it says GOAWAY as a stream starts and ends
-//! when the streams begun finish. (h2 says GOAWAY in two steps, as RFC
-//! 9113 6.8 advises: first with the highest stream id, then, after a
-//! PING's round trip, with the last stream taken; nginx says the last one
-//! at once.)
+//! when the streams begun finish. A graceful stop, or a reload that ends
+//! the connection, is nginx's exiting worker: a connection with no stream
+//! open says GOAWAY and closes at once; one with streams in flight
+//! finishes them, then says GOAWAY and closes.
+//!
+//! There is one GOAWAY, with the last stream taken, as nginx's. h2 can
+//! say that only as it ends the connection (its `abrupt_shutdown` ends the
+//! streams in flight too), so it goes once they have finished rather than
+//! as they start, and a stream the client opens meanwhile is refused
+//! (RST_STREAM REFUSED_STREAM: not processed, safe to retry), where nginx
+//! ignores a stream past its GOAWAY. (h2's own graceful shutdown says
+//! GOAWAY twice, first with the highest stream id, and then waits for the
+//! answer to a PING, which a client that is not reading never sends.)
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -189,8 +199,17 @@ where
     let started = Instant::now();
     let mut idle_since = started;
     let mut accepted: u64 = 0;
-    // Set once GOAWAY has gone: no new stream is taken.
+    // Set once GOAWAY has gone (or the connection is to close): no new
+    // stream is taken.
     let mut closing = false;
+    // Set while the connection is to close once its streams are done:
+    // then GOAWAY goes and the connection closes, as nginx's does when its
+    // last stream ends after GOAWAY.
+    let mut draining = false;
+    // A stop or reload that ends the connection: its configuration's
+    // retirement (`worker_shutdown_timeout` run out) ends the streams
+    // still in flight, as nginx's shutdown timer closes them.
+    let mut retired: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(std::future::pending());
     loop {
         let idle = tasks.is_empty();
         // Before the first stream the head is awaited for
@@ -202,8 +221,19 @@ where
             idle_since + context.keepalive_timeout
         };
         tokio::select! {
-            next = conn.accept() => match next {
-                Some(Ok((head, respond))) => {
+            next = next_event(&mut conn, draining && idle) => match next {
+                Event::Drained => {
+                    // Every stream has finished and its frames are with
+                    // the codec: GOAWAY with the last stream taken, then
+                    // the close (after what is queued is written).
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
+                    draining = false;
+                }
+                Event::Next(Some(Ok((_, mut respond)))) if closing => {
+                    // Past nginx's GOAWAY, which h2 can only say later.
+                    respond.send_reset(Reason::REFUSED_STREAM);
+                }
+                Event::Next(Some(Ok((head, respond)))) => {
                     accepted += 1;
                     start_stream(&mut tasks, &mut conn, &streams, &context.generation, head, respond);
                     // nginx's test as each stream starts: keepalive_timeout
@@ -214,8 +244,8 @@ where
                         || accepted >= settings.keepalive_requests
                         || started.elapsed() > settings.keepalive_time;
                     if last && !closing {
-                        conn.graceful_shutdown();
                         closing = true;
+                        draining = true;
                     }
                     if resets.over(streams.counters.resets.load(Ordering::Relaxed)) {
                         error_log::log(
@@ -229,13 +259,14 @@ where
                         );
                         conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                         closing = true;
+                        draining = false;
                     }
                 }
-                Some(Err(e)) => {
+                Event::Next(Some(Err(e))) => {
                     log_connection_error(&context.conn, &e);
                     break;
                 }
-                None => break,
+                Event::Next(None) => break,
             },
             Some(_) = tasks.join_next(), if !idle => {
                 if tasks.is_empty() {
@@ -243,27 +274,63 @@ where
                 }
             }
             // keepalive_timeout with no stream open: nginx says GOAWAY
-            // and closes at once.
+            // and closes at once (once what h2 still holds is written).
             _ = tokio::time::sleep_until(idle_deadline.into()), if idle && !closing => {
-                conn.abrupt_shutdown(Reason::NO_ERROR);
                 closing = true;
+                draining = true;
             }
             // A reload: new streams take the newest configuration, as the
             // next request of a kept-alive HTTP/1 connection does (streams
             // in flight keep the one they started with); a graceful stop,
-            // or a configuration that no longer serves the address, says
-            // GOAWAY and lets the streams in flight finish.
+            // or a configuration that no longer serves the address, ends
+            // the connection as nginx's exiting worker does: at once when
+            // no stream is open, else with GOAWAY, once the streams in
+            // flight finish.
             changed = epoch.changed(), if !closing => {
                 epoch.mark_unchanged();
                 if changed.is_err() || !context.refresh() {
-                    conn.graceful_shutdown();
                     closing = true;
+                    draining = true;
+                    retired = Box::pin(context.generation.retirement().wait());
                 }
             }
+            _ = &mut retired => break,
         }
     }
     // The connection is gone: streams still running lose their client.
     tasks.abort_all();
+}
+
+/// A stream the client opened: its head and where its answer goes.
+type Opened = (Request<RecvStream>, SendResponse<Bytes>);
+
+/// What the connection's driver says next.
+// Large, but only ever returned and matched at once, never stored.
+#[allow(clippy::large_enum_variant)]
+enum Event {
+    /// A new stream, an error, or the end of the connection (`None`).
+    Next(Option<Result<Opened, h2::Error>>),
+    /// While draining: no stream is left in the codec, so every frame of
+    /// every stream has gone to the transport's buffer.
+    Drained,
+}
+
+/// Drives the connection until it has a new stream or ends; with
+/// `drain`, also until the codec holds no stream (each poll that writes
+/// what the streams queued is followed by a look at what is left, so
+/// the last one written ends the wait).
+fn next_event<'a, S>(
+    conn: &'a mut h2::server::Connection<S, Bytes>,
+    drain: bool,
+) -> impl Future<Output = Event> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    std::future::poll_fn(move |cx| match conn.poll_accept(cx) {
+        Poll::Ready(next) => Poll::Ready(Event::Next(next)),
+        Poll::Pending if drain && !conn.has_streams() => Poll::Ready(Event::Drained),
+        Poll::Pending => Poll::Pending,
+    })
 }
 
 /// Turns an accepted stream into a request and starts its task, or

@@ -140,6 +140,7 @@ mod tests {
             local: "127.0.0.1:80".parse().unwrap(),
             requests: Default::default(),
             tls: None,
+            accepted: std::time::Instant::now(),
         });
         let (parts, ()) = http::Request::new(()).into_parts();
         Exchange::new(conn, &parts, HeaderMap::new(), "/".into())
