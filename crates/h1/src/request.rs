@@ -120,8 +120,19 @@ pub fn parse_request(
     let head = buffer.split_to(length).freeze();
     let headers = headers_of(&head, lines);
     let absolute = head.slice(target.clone());
-    check_host(&headers, version, &absolute)?;
-    let framing = request_framing(&headers, version)?;
+    let framing = match check_host(&headers, version, &absolute)
+        .and_then(|()| request_framing(&headers, version))
+    {
+        Ok(framing) => framing,
+        Err(e) => {
+            // The refused head stays in the buffer, where the caller reads
+            // its request line for the log (a copy, on this path alone).
+            let mut back = BytesMut::from(&head[..]);
+            back.unsplit(std::mem::take(buffer));
+            *buffer = back;
+            return Err(e);
+        }
+    };
     Ok(Some(RequestHead {
         method: head.slice(method),
         target: head.slice(target),
@@ -234,6 +245,16 @@ mod tests {
             b"Sec-WebSocket-Key"
         );
         assert_eq!(&buffer[..], b"abcGET");
+    }
+
+    /// A head refused for its framing or Host stays in the buffer, for
+    /// the refusal's `$request`.
+    #[test]
+    fn a_head_refused_after_parsing_stays_in_the_buffer() {
+        let text = &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\nrest"[..];
+        let mut buffer = BytesMut::from(text);
+        assert!(parse_request(&mut buffer, &RequestLimits::default()).is_err());
+        assert_eq!(&buffer[..], text);
     }
 
     #[test]

@@ -280,6 +280,16 @@ async fn run(
         if ex.method != http::Method::HEAD {
             ex.method = http::Method::GET;
         }
+        let forced = match page.response {
+            // nginx's error_page gives 494-497 an implicit `=400`: the
+            // page answers 400 (ngx_http_core_error_page).
+            None if (494..=497).contains(&status) => Some(400),
+            None => Some(status),
+            Some(code) => code,
+        };
+        // nginx's `r->err_status`: what `$status` says while the page is
+        // made (nothing for a bare `=`, whose page decides).
+        ex.err_status = forced;
         // The error page's own redirect is counted and followed here, so
         // that its status can be forced below.
         let (s, c) = if target.starts_with('@') {
@@ -305,13 +315,6 @@ async fn run(
             enter(server, ex, generation, &mut request, &mut changes).await
         };
         settings = s;
-        let forced = match page.response {
-            // nginx's error_page gives 494-497 an implicit `=400`: the
-            // page answers 400 (ngx_http_core_error_page).
-            None if (494..=497).contains(&status) => Some(400),
-            None => Some(status),
-            Some(code) => code,
-        };
         content = match c {
             Content::Response(mut r, up) => {
                 // A redirect answering an error (`return 302`, `rewrite

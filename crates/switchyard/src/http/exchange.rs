@@ -141,6 +141,12 @@ pub struct Exchange {
     pub target_host: Option<String>,
     /// `HTTP/1.1` etc.
     pub protocol: &'static str,
+    /// The status an `error_page` is answering (nginx's `err_status`),
+    /// which `$status` says until the response is decided.
+    pub err_status: Option<u16>,
+    /// A refused head's request line as it came (`$request`), where there
+    /// was no parsed request to rebuild it from.
+    pub request_line_as_sent: Option<String>,
     /// `$http2`: "h2c" or "h2" for a request that came over HTTP/2.
     pub http2: &'static str,
     /// Request headers. They are moved here from the request, which gets
@@ -258,6 +264,8 @@ impl Exchange {
             args: parts.uri.query().map(str::to_string),
             target_host: parts.uri.host().map(normalize_host),
             protocol: protocol_name(parts.version),
+            request_line_as_sent: None,
+            err_status: None,
             http2: parts
                 .extensions
                 .get::<crate::http::h2::Protocol>()
@@ -386,6 +394,9 @@ impl Exchange {
 
     /// `$request`: the request line.
     pub fn request_line(&self) -> String {
+        if let Some(line) = &self.request_line_as_sent {
+            return line.clone();
+        }
         format!("{} {} {}", self.method, self.raw_uri, self.protocol)
     }
 
@@ -569,7 +580,12 @@ impl VarSource for Exchange {
                 let ms = self.start.elapsed().as_millis();
                 owned(format!("{}.{:03}", ms / 1000, ms % 1000))
             }
-            Var::Status => owned(format!("{:03}", self.status)),
+            Var::Status => owned(format!(
+                "{:03}",
+                self.err_status
+                    .filter(|_| self.status == 0)
+                    .unwrap_or(self.status)
+            )),
             Var::BodyBytesSent => owned(self.body_bytes_sent.to_string()),
             Var::GzipRatio => self.gzip.as_ref().and_then(|c| c.ratio()).map(Cow::Owned),
             Var::BytesSent => owned((self.body_bytes_sent + self.header_bytes).to_string()),

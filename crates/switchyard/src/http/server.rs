@@ -245,13 +245,9 @@ pub fn request_limits((number, size): (u64, u64)) -> ::h1::RequestLimits {
     }
 }
 
-/// The answer to a head nginx refuses, logged at `info` in nginx's words
-/// (nginx logs client errors there); the connection closes after it.
-pub fn refusal(
-    error: &::h1::RequestError,
-    conn: &ConnInfo,
-    server_tokens: bool,
-) -> Response<ResponseBody> {
+/// Logs a head nginx refuses at `info`, in nginx's words (nginx logs
+/// client errors there).
+pub fn log_refusal(error: &::h1::RequestError, conn: &ConnInfo) {
     let phase = match error {
         ::h1::RequestError::InvalidRequestLine
         | ::h1::RequestError::UnsupportedVersion
@@ -267,16 +263,6 @@ pub fn refusal(
             conn.local
         ),
     );
-    let status = error.status();
-    let mut response = if status == 494 {
-        let mut r = respond::error(400, server_tokens);
-        *r.body_mut() = super::body::full(super::guard::header_too_large_page(server_tokens));
-        r
-    } else {
-        respond::error(status, server_tokens)
-    };
-    finish_headers(&mut response, server_tokens, true);
-    response
 }
 
 /// Whether a refused head is refused for its Host alone: the Host is
@@ -294,6 +280,19 @@ fn host_alone_refused(parts: &mut http::request::Parts) -> bool {
     let alone = super::guard::check_request(parts).is_ok();
     parts.headers.insert(header::HOST, host);
     alone
+}
+
+/// A head the HTTP/1 driver refused before it was a request (a bad or too
+/// long request line, headers too large, a version it does not speak):
+/// carried on a stand-in request so that the refusal goes through the
+/// default server's `error_page` and the access log, as nginx finalizes
+/// such a request (its refusal line is logged already).
+#[derive(Debug, Clone)]
+pub struct EarlyRefusal {
+    /// nginx's status for it (494: headers too large, answered as 400).
+    pub status: u16,
+    /// The request line as far as it came, for `$request`.
+    pub line: String,
 }
 
 /// Serves one request.
@@ -339,7 +338,15 @@ pub async fn handle(
         // A tunnel this request may start ends with this configuration.
         parts.extensions.insert(generation.retirement());
     }
-    let rejected = super::guard::check_request(&parts).err();
+    let early = parts.extensions.remove::<EarlyRefusal>();
+    let rejected = match &early {
+        // Logged by the driver as it refused the head.
+        Some(refusal) => Some(super::guard::Rejection {
+            status: refusal.status,
+            message: "",
+        }),
+        None => super::guard::check_request(&parts).err(),
+    };
     // Plain HTTP on a TLS address: nginx's 497 once the request is read.
     let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(conn.local);
 
@@ -348,8 +355,9 @@ pub async fn handle(
     // HTTP/2 head, which ngx_http_v2 checks once its request exists (an
     // `error_page 400` that says `return 444` resets the stream). Other
     // refusals answer plainly.
-    let via_error_page =
-        rejected.is_some() && (parts.version == Version::HTTP_2 || host_alone_refused(&mut parts));
+    let via_error_page = early.is_some()
+        || rejected.is_some()
+            && (parts.version == Version::HTTP_2 || host_alone_refused(&mut parts));
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn,
@@ -359,6 +367,9 @@ pub async fn handle(
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
     ex.body_read = body.read_count();
+    if let Some(refusal) = early {
+        ex.request_line_as_sent = Some(refusal.line);
+    }
     let request = Request::from_parts(parts, body);
     // Limits come from the location the URI selects before any rewrite.
     let location = if normalized {
@@ -385,12 +396,14 @@ pub async fn handle(
         respond::error(400, settings.server_tokens)
     } else {
         let (reply, answered) = if let Some(rejection) = &rejected {
-            let context = proxy::log_context(&ex, None);
-            error_log::log(
-                crate::observe::ErrorLevel::Info,
-                Some(ex.conn.id),
-                &format!("{}{context}", rejection.message),
-            );
+            if !rejection.message.is_empty() {
+                let context = proxy::log_context(&ex, None);
+                error_log::log(
+                    crate::observe::ErrorLevel::Info,
+                    Some(ex.conn.id),
+                    &format!("{}{context}", rejection.message),
+                );
+            }
             let settings = server.settings.clone();
             dispatch::respond_status(rejection.status, settings, server, &mut ex, generation).await
         } else if let Some((code, message)) = ssl_refusal {

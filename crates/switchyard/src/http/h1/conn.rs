@@ -413,7 +413,29 @@ async fn refuse<S: ClientStream>(
     error: &::h1::RequestError,
     cx: &ConnectionContext,
 ) {
-    let response = crate::http::server::refusal(error, &cx.conn, cx.server_tokens);
+    crate::http::server::log_refusal(error, &cx.conn);
+    // A stand-in request carries the refusal through the default server's
+    // error_page and the access log (http/server.rs, EarlyRefusal).
+    let line_end = buffer
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buffer.len())
+        // As much as nginx's buffer holds of a line too long for it.
+        .min(cx.limits.line);
+    let line = String::from_utf8_lossy(&buffer[..line_end]).into_owned();
+    let mut stand_in = Request::new(RequestBody::Empty);
+    stand_in
+        .extensions_mut()
+        .insert(crate::http::server::EarlyRefusal {
+            status: error.status(),
+            line,
+        });
+    let response = Box::pin(crate::http::server::handle(
+        stand_in,
+        cx.conn.clone(),
+        &cx.generation,
+    ))
+    .await;
     let request = HeadFor {
         head_request: false,
         chunked: true,
