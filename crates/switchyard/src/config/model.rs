@@ -1447,12 +1447,23 @@ pub enum ProxyRedirect {
     /// `off`.
     Off,
     /// `proxy_redirect REPLACED REPLACEMENT` lines, in order.
-    Rules(Vec<(RedirectFrom, crate::vars::Template)>),
+    Rules(Vec<ValueRewrite>),
 }
 
-/// What a `proxy_redirect` line replaces.
+/// One `proxy_redirect` line: what it replaces and the replacement
+/// (variables allowed, and a regex's captures).
 #[derive(Debug, Clone)]
-pub enum RedirectFrom {
+pub struct ValueRewrite {
+    /// What the line matches.
+    pub from: RewriteFrom,
+    /// What replaces the matched part.
+    pub to: crate::vars::Template,
+}
+
+/// What a value-rewriting line matches, as nginx's
+/// `ngx_http_proxy_rewrite_*_handler`s do.
+#[derive(Debug, Clone)]
+pub enum RewriteFrom {
     /// A prefix (variables allowed), compared case-sensitively as nginx's
     /// `ngx_rstrncmp`; the prefix is replaced.
     Prefix(crate::vars::Template),

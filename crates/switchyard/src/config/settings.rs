@@ -11,7 +11,7 @@ use nginx_conf::Directive;
 
 use super::model::{
     AccessLogTarget, AddHeader, Cidr, ErrorLogTarget, ErrorPage, LogPath, NextUpstream,
-    ProxyRedirect, RealIp, RedirectFrom, Settings,
+    ProxyRedirect, RealIp, RewriteFrom, Settings, ValueRewrite,
 };
 use super::{arg0, error_log_target, full_path, invalid_value, values, ConfigError};
 use crate::observe::log_format::LogFormat;
@@ -371,15 +371,18 @@ impl Layer {
                     ("off", 1) => ProxyRedirect::Off,
                     (_, 2) => {
                         let from = match first.strip_prefix("~*") {
-                            Some(re) => RedirectFrom::Regex(super::rewrite::regex(re, true, d)?),
+                            Some(re) => RewriteFrom::Regex(super::rewrite::regex(re, true, d)?),
                             None => match first.strip_prefix('~') {
                                 Some(re) => {
-                                    RedirectFrom::Regex(super::rewrite::regex(re, false, d)?)
+                                    RewriteFrom::Regex(super::rewrite::regex(re, false, d)?)
                                 }
-                                None => RedirectFrom::Prefix(compile(d, first)?),
+                                None => RewriteFrom::Prefix(compile(d, first)?),
                             },
                         };
-                        let rule = (from, compile(d, &d.args[1].value)?);
+                        let rule = ValueRewrite {
+                            from,
+                            to: compile(d, &d.args[1].value)?,
+                        };
                         match self.proxy_redirect.take() {
                             Some(ProxyRedirect::Rules(mut rules)) => {
                                 rules.push(rule);
