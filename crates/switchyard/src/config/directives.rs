@@ -400,6 +400,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_next_upstream_tries", ANY, T1, false, Yes),
     d("proxy_next_upstream_timeout", ANY, T1, false, Yes),
     d("proxy_redirect", ANY, T12, false, Yes),
+    d("proxy_cookie_domain", ANY, T12, false, Yes),
+    d("proxy_cookie_path", ANY, T12, false, Yes),
     d("proxy_hide_header", ANY, T1, false, Yes),
     d("proxy_pass_header", ANY, T1, false, Yes),
     d("proxy_ignore_headers", ANY, M1, false, Yes),

@@ -1132,21 +1132,9 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_cookie_domain",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2]),
-        false,
-    ),
-    k(
         "proxy_cookie_flags",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2, 3, 4]),
-        false,
-    ),
-    k(
-        "proxy_cookie_path",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2]),
         false,
     ),
     k(

@@ -1085,6 +1085,8 @@ pub struct Settings {
     pub limits: Arc<Limits>,
     /// auth_basic and `satisfy`.
     pub auth: Arc<Auth>,
+    /// `proxy_cookie_domain` and `proxy_cookie_path`.
+    pub proxy_cookie: Arc<ProxyCookie>,
 }
 
 /// `lingering_close off | on | always` (ngx_http_core_module's enum).
@@ -1450,8 +1452,9 @@ pub enum ProxyRedirect {
     Rules(Vec<ValueRewrite>),
 }
 
-/// One `proxy_redirect` line: what it replaces and the replacement
-/// (variables allowed, and a regex's captures).
+/// One `proxy_redirect`, `proxy_cookie_domain` or `proxy_cookie_path`
+/// line: what it replaces and the replacement (variables allowed, and a
+/// regex's captures).
 #[derive(Debug, Clone)]
 pub struct ValueRewrite {
     /// What the line matches.
@@ -1467,7 +1470,29 @@ pub enum RewriteFrom {
     /// A prefix (variables allowed), compared case-sensitively as nginx's
     /// `ngx_rstrncmp`; the prefix is replaced.
     Prefix(crate::vars::Template),
+    /// `proxy_cookie_domain`'s plain domain (its leading dot dropped when
+    /// loaded): the whole value, less a leading dot, compared without
+    /// regard to case; the dot stays and the rest is replaced.
+    Domain(crate::vars::Template),
     /// `~regex` or `~*regex`: a match replaces the whole value, and the
     /// replacement may use its captures.
     Regex(regex::Regex),
+}
+
+/// How the upstream's `Set-Cookie` lines are rewritten on the way down.
+/// Each list is empty when its directive is `off` or set at no level.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyCookie {
+    /// `proxy_cookie_domain` lines, tried in order on each `Domain`.
+    pub domains: Vec<ValueRewrite>,
+    /// `proxy_cookie_path` lines, tried in order on each `Path`.
+    pub paths: Vec<ValueRewrite>,
+}
+
+impl ProxyCookie {
+    /// Whether no directive rewrites anything (nginx then sets no
+    /// `rewrite_cookie` handler and the lines pass as they came).
+    pub fn is_off(&self) -> bool {
+        self.domains.is_empty() && self.paths.is_empty()
+    }
 }

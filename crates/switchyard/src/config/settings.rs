@@ -82,6 +82,7 @@ pub(crate) struct Layer {
     pub(crate) proxy_ssl: super::proxy_ssl::ProxySslLayer,
     limits: super::limits::LimitsLayer,
     auth: super::auth::AuthLayer,
+    cookie: super::proxy_cookie::CookieLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -527,6 +528,7 @@ impl Layer {
             | "auth_request"
             | "auth_request_set"
             | "satisfy" => return self.auth.apply(d),
+            "proxy_cookie_domain" | "proxy_cookie_path" => return self.cookie.apply(d),
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
@@ -546,6 +548,7 @@ impl Layer {
                     proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
                     limits: self.limits.over(&parent.limits),
                     auth: self.auth.over(&parent.auth),
+                    cookie: self.cookie.over(&parent.cookie),
                 }
             };
         }
@@ -718,6 +721,7 @@ impl Layer {
             gzip: Arc::new(self.gzip.finish()),
             limits: Arc::new(self.limits.finish()),
             auth: Arc::new(self.auth.finish()),
+            proxy_cookie: Arc::new(self.cookie.finish()),
         }
     }
 }

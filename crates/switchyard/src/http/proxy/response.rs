@@ -122,6 +122,16 @@ pub(super) fn rewrite_value(
                     return Some(format!("{}{rest}", rule.to.render(ex)));
                 }
             }
+            RewriteFrom::Domain(domain) => {
+                let domain = domain.render(ex);
+                let (dot, rest) = match value.strip_prefix('.') {
+                    Some(rest) => (".", rest),
+                    None => ("", value),
+                };
+                if rest.eq_ignore_ascii_case(&domain) {
+                    return Some(format!("{dot}{}", rule.to.render(ex)));
+                }
+            }
             RewriteFrom::Regex(re) => {
                 if ex.capture(re, value) {
                     return Some(rule.to.render(ex));
@@ -190,5 +200,24 @@ mod tests {
             .as_deref(),
             Some("http://b/captures/test.html")
         );
+    }
+
+    #[test]
+    fn a_domain_matches_whole_without_case_and_keeps_its_dot() {
+        let mut ex = exchange();
+        let rules = vec![rule(
+            RewriteFrom::Domain(Template::literal("www.example.org")),
+            "example.com",
+        )];
+        assert_eq!(
+            rewrite_value("www.Example.ORG", &rules, &mut ex).as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            rewrite_value(".www.example.org", &rules, &mut ex).as_deref(),
+            Some(".example.com")
+        );
+        assert_eq!(rewrite_value("a.www.example.org", &rules, &mut ex), None);
+        assert_eq!(rewrite_value("www.example.org.", &rules, &mut ex), None);
     }
 }
