@@ -19,7 +19,7 @@ fn set_cookies(r: &support::Response) -> Vec<String> {
 }
 
 /// What the backend sets, by `?k=`: two Set-Cookie values.
-const LINES: [(&str, &str); 6] = [
+const LINES: [(&str, &str); 8] = [
     (
         "a=1; Domain=.Backend.TEST; Path=/app/x",
         "b=2;domain=backend.test",
@@ -32,6 +32,8 @@ const LINES: [(&str, &str); 6] = [
     ("g=7; Path=/x/z", "h"),
     ("a=1;Domain=backend.test;Path=/app/", "i"),
     ("j=8; Path=/app/", "k=9; Path=/app/"),
+    ("sid=1;secure;SameSite=None", "Other=2; HttpOnly"),
+    ("sid=1; Path=/app/", "x"),
 ];
 
 /// A server on `back` that sends `LINES[k]`.
@@ -120,6 +122,51 @@ fn domain_and_path_are_rewritten_and_levels_inherit_whole_lists() {
     assert_eq!(set_cookies(&r), ["j=8; Path=/moved/"]);
 }
 
+#[test]
+fn flags_are_set_and_removed_per_cookie_and_levels_inherit_whole_lists() {
+    let port = free_port();
+    let back = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "{}\
+             server {{ listen 127.0.0.1:{port}; server_name localhost;\n\
+               proxy_cookie_flags sid httponly samesite=strict;\n\
+               proxy_cookie_flags ~^oth nohttponly secure;\n\
+               location / {{ proxy_pass http://127.0.0.1:{back}; }}\n\
+               location /var/ {{ proxy_pass http://127.0.0.1:{back};\n\
+                 proxy_cookie_path /app/ /;\n\
+                 proxy_cookie_flags $arg_name $arg_f; }}\n\
+               location /off/ {{ proxy_pass http://127.0.0.1:{back}; proxy_cookie_flags off; }} }}",
+            backend(back)
+        ),
+        &[port, back],
+    );
+    // The server's lines reach the location: a SameSite of another value
+    // is replaced, a flag already there stays as written, a regex names
+    // cookies without regard to case.
+    assert_eq!(
+        cookies(port, "/", 6),
+        [
+            "sid=1; secure; SameSite=Strict; HttpOnly",
+            "Other=2; Secure"
+        ]
+    );
+    // The location's own line replaces them; its cookie and flag come
+    // from variables, and the path rule applies in the same pass.
+    assert_eq!(
+        cookies(port, "/var/", 7).first().map(String::as_str),
+        Some("sid=1; Path=/")
+    );
+    let r = get(port, "/var/?k=7&name=SID&f=secure");
+    assert_eq!(set_cookies(&r), ["sid=1; Path=/; Secure", "x"]);
+    let r = get(port, "/var/?k=6&name=sid&f=nosamesite");
+    assert_eq!(set_cookies(&r), ["sid=1; secure", "Other=2; HttpOnly"]);
+    assert_eq!(
+        cookies(port, "/off/", 6),
+        ["sid=1;secure;SameSite=None", "Other=2; HttpOnly"]
+    );
+}
+
 /// `-t`'s errors for `directives` in a location, and the file's name.
 fn conf_error(directives: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -161,6 +208,21 @@ fn bad_cookie_lines_fail_the_load_with_nginx_messages() {
         ),
         ("proxy_cookie_path /a/;", "invalid parameter \"/a/\"", 6),
         ("proxy_cookie_domain ~( x;", "pcre2_compile() failed", 6),
+        (
+            "proxy_cookie_flags a secure;\nproxy_cookie_flags off;",
+            "\"proxy_cookie_flags\" directive is duplicate",
+            7,
+        ),
+        (
+            "proxy_cookie_flags secure;",
+            "invalid parameter \"secure\"",
+            6,
+        ),
+        (
+            "proxy_cookie_flags a b c d e;",
+            "invalid number of arguments in \"proxy_cookie_flags\" directive",
+            6,
+        ),
         (
             "proxy_cookie_path / /$nosuchvar;",
             "unknown \"nosuchvar\" variable",

@@ -402,6 +402,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_redirect", ANY, T12, false, Yes),
     d("proxy_cookie_domain", ANY, T12, false, Yes),
     d("proxy_cookie_path", ANY, T12, false, Yes),
+    d("proxy_cookie_flags", ANY, take(&[1, 2, 3, 4]), false, Yes),
     d("proxy_hide_header", ANY, T1, false, Yes),
     d("proxy_pass_header", ANY, T1, false, Yes),
     d("proxy_ignore_headers", ANY, M1, false, Yes),

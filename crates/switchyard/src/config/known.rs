@@ -1132,12 +1132,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "proxy_cookie_flags",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2, 3, 4]),
-        false,
-    ),
-    k(
         "proxy_downstream_buffer",
         Ctx::STREAM.or(Ctx::STREAM_SERVER),
         take(&[1]),

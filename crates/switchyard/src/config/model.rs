@@ -1085,7 +1085,7 @@ pub struct Settings {
     pub limits: Arc<Limits>,
     /// auth_basic and `satisfy`.
     pub auth: Arc<Auth>,
-    /// `proxy_cookie_domain` and `proxy_cookie_path`.
+    /// `proxy_cookie_domain`, `proxy_cookie_path` and `proxy_cookie_flags`.
     pub proxy_cookie: Arc<ProxyCookie>,
 }
 
@@ -1487,12 +1487,33 @@ pub struct ProxyCookie {
     pub domains: Vec<ValueRewrite>,
     /// `proxy_cookie_path` lines, tried in order on each `Path`.
     pub paths: Vec<ValueRewrite>,
+    /// `proxy_cookie_flags` lines; the first whose cookie matches applies.
+    pub flags: Vec<CookieFlags>,
 }
 
 impl ProxyCookie {
     /// Whether no directive rewrites anything (nginx then sets no
     /// `rewrite_cookie` handler and the lines pass as they came).
     pub fn is_off(&self) -> bool {
-        self.domains.is_empty() && self.paths.is_empty()
+        self.domains.is_empty() && self.paths.is_empty() && self.flags.is_empty()
     }
+}
+
+/// One `proxy_cookie_flags COOKIE FLAG...` line.
+#[derive(Debug, Clone)]
+pub struct CookieFlags {
+    /// Which cookies it applies to, by name.
+    pub cookie: CookieName,
+    /// The flags, each rendered per response (variables allowed) and
+    /// matched against nginx's names then; an unknown one is skipped.
+    pub flags: Vec<crate::vars::Template>,
+}
+
+/// How `proxy_cookie_flags` names its cookie.
+#[derive(Debug, Clone)]
+pub enum CookieName {
+    /// A name (variables allowed), compared without regard to case.
+    Exact(crate::vars::Template),
+    /// `~regex`, always caseless, as nginx compiles it.
+    Regex(regex::Regex),
 }

@@ -1,10 +1,11 @@
-//! ngx_http_proxy_module's `proxy_cookie_domain` and `proxy_cookie_path`:
+//! ngx_http_proxy_module's `proxy_cookie_domain`, `proxy_cookie_path` and
+//! `proxy_cookie_flags`:
 //! one level's lines, merged as nginx merges them (a level with none of a
 //! directive inherits the whole list of the level above).
 
 use nginx_conf::Directive;
 
-use super::model::{ProxyCookie, RewriteFrom, ValueRewrite};
+use super::model::{CookieFlags, CookieName, ProxyCookie, RewriteFrom, ValueRewrite};
 use super::ConfigError;
 use crate::vars::Template;
 
@@ -14,6 +15,7 @@ use crate::vars::Template;
 pub(crate) struct CookieLayer {
     domains: Option<Vec<ValueRewrite>>,
     paths: Option<Vec<ValueRewrite>>,
+    flags: Option<Vec<CookieFlags>>,
 }
 
 fn compile(d: &Directive, text: &str) -> Result<Template, ConfigError> {
@@ -95,6 +97,24 @@ impl CookieLayer {
                     to: compile(d, to)?,
                 });
             }
+            "proxy_cookie_flags" => {
+                let Some(list) = push_to(&mut self.flags, d)? else {
+                    return Ok(true);
+                };
+                let cookie = d.args[0].value.as_str();
+                // nginx compiles a cookie regex caseless, `~*` or not.
+                let cookie = match cookie.strip_prefix('~') {
+                    Some(re) => CookieName::Regex(super::rewrite::regex(re, true, d)?),
+                    None => CookieName::Exact(compile(d, cookie)?),
+                };
+                // Flags are checked per response, once rendered, as nginx
+                // does: an unknown one is skipped then, not refused here.
+                let flags = d.args[1..]
+                    .iter()
+                    .map(|a| compile(d, &a.value))
+                    .collect::<Result<_, _>>()?;
+                list.push(CookieFlags { cookie, flags });
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -105,6 +125,7 @@ impl CookieLayer {
         CookieLayer {
             domains: self.domains.clone().or_else(|| parent.domains.clone()),
             paths: self.paths.clone().or_else(|| parent.paths.clone()),
+            flags: self.flags.clone().or_else(|| parent.flags.clone()),
         }
     }
 
@@ -113,6 +134,7 @@ impl CookieLayer {
         ProxyCookie {
             domains: self.domains.clone().unwrap_or_default(),
             paths: self.paths.clone().unwrap_or_default(),
+            flags: self.flags.clone().unwrap_or_default(),
         }
     }
 }

@@ -528,7 +528,9 @@ impl Layer {
             | "auth_request"
             | "auth_request_set"
             | "satisfy" => return self.auth.apply(d),
-            "proxy_cookie_domain" | "proxy_cookie_path" => return self.cookie.apply(d),
+            "proxy_cookie_domain" | "proxy_cookie_path" | "proxy_cookie_flags" => {
+                return self.cookie.apply(d)
+            }
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
