@@ -207,6 +207,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("client_header_timeout", HTTP.or(SRV), T1, false, Yes),
     d("client_header_buffer_size", HTTP.or(SRV), T1, false, Yes),
     d("large_client_header_buffers", HTTP.or(SRV), T2, false, Yes),
+    d("ignore_invalid_headers", HTTP.or(SRV), FLAG, false, Yes),
+    d("underscores_in_headers", HTTP.or(SRV), FLAG, false, Yes),
     d("client_body_buffer_size", ANY, T1, false, Accepted),
     d(
         "client_body_temp_path",

@@ -760,12 +760,6 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k(
-        "ignore_invalid_headers",
-        Ctx::HTTP.or(Ctx::SERVER),
-        Arity::Flag,
-        false,
-    ),
     k("image_filter", Ctx::LOCATION, take(&[1, 2, 3]), false),
     k(
         "image_filter_buffer",
@@ -1946,12 +1940,6 @@ pub static KNOWN: &[Spec] = &[
         "tunnel_socket_sndbuf",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
-        false,
-    ),
-    k(
-        "underscores_in_headers",
-        Ctx::HTTP.or(Ctx::SERVER),
-        Arity::Flag,
         false,
     ),
     k(

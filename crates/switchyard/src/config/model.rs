@@ -1010,6 +1010,12 @@ pub struct Settings {
     pub lingering: Lingering,
     /// `server_tokens` (default on).
     pub server_tokens: bool,
+    /// `ignore_invalid_headers` (default on; http and server): request
+    /// header lines with names nginx takes as invalid are left out.
+    pub ignore_invalid_headers: bool,
+    /// `underscores_in_headers` (default off; http and server): `_` is
+    /// valid in a request header name.
+    pub underscores_in_headers: bool,
     /// `tcp_nodelay` (default on).
     pub tcp_nodelay: bool,
     /// `http2` (default off): a server that takes HTTP/2.

@@ -40,6 +40,8 @@ pub(crate) struct Layer {
     lingering_time: Option<Duration>,
     lingering_timeout: Option<Duration>,
     server_tokens: Option<bool>,
+    ignore_invalid_headers: Option<bool>,
+    underscores_in_headers: Option<bool>,
     tcp_nodelay: Option<bool>,
     http2: Option<bool>,
     http2_max_concurrent_streams: Option<u64>,
@@ -240,6 +242,8 @@ impl Layer {
             "client_body_timeout" => set(&mut self.client_body_timeout, d, time(d)?)?,
             "client_header_timeout" => set(&mut self.client_header_timeout, d, time(d)?)?,
             "client_header_buffer_size" => set(&mut self.client_header_buffer_size, d, size(d)?)?,
+            "ignore_invalid_headers" => set(&mut self.ignore_invalid_headers, d, flag(d))?,
+            "underscores_in_headers" => set(&mut self.underscores_in_headers, d, flag(d))?,
             "large_client_header_buffers" => {
                 let number = values::parse_number(&d.args[0].value).filter(|n| *n > 0);
                 let bytes = values::parse_size(&d.args[1].value).filter(|n| *n > 0);
@@ -575,6 +579,8 @@ impl Layer {
             lingering_time,
             lingering_timeout,
             server_tokens,
+            ignore_invalid_headers,
+            underscores_in_headers,
             tcp_nodelay,
             http2,
             http2_max_concurrent_streams,
@@ -663,6 +669,8 @@ impl Layer {
                 }
             },
             server_tokens: self.server_tokens.unwrap_or(true),
+            ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
+            underscores_in_headers: self.underscores_in_headers.unwrap_or(false),
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
             http2: self.http2.unwrap_or(false),
             http2_max_concurrent_streams: self
