@@ -57,3 +57,26 @@ fn invalid_names_are_ignored_by_default_and_passed_when_asked() {
     assert_eq!(names_seen(local(underscores)), ["_lead", "x-ok", "x_foo"]);
     assert_eq!(names_seen(local(off)), ["_lead", "x-ok", "x.foo", "x_foo"]);
 }
+
+#[test]
+fn a_header_variable_sees_a_name_with_underscores_when_it_passes() {
+    let (on, underscores) = (free_port(), free_port());
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{on}; location / {{ return 200 \"[$http_x_foo]\"; }} }}\n\
+             server {{ listen 127.0.0.1:{underscores}; underscores_in_headers on;\n\
+               location / {{ return 200 \"[$http_x_foo]\"; }} }}"
+        ),
+        &[on, underscores],
+    );
+    let ask = |port| {
+        raw(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            b"GET / HTTP/1.0\r\nx_foo: bar\r\n\r\n",
+        )
+        .unwrap()
+        .text()
+    };
+    assert_eq!(ask(on), "[]");
+    assert_eq!(ask(underscores), "[bar]");
+}
