@@ -116,6 +116,7 @@ pub fn request_head(data: &[u8]) {
             line: 16,
             total: 16,
             max_headers: 1,
+            ..Default::default()
         },
     ] {
         let mut buffer = bytes::BytesMut::from(data);
@@ -269,6 +270,7 @@ pub fn h1_request_head(data: &[u8]) {
             assert_eq!(
                 h1::RequestHead {
                     length: head.length,
+                    ignored: head.ignored.clone(),
                     ..again
                 },
                 head

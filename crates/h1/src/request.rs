@@ -3,8 +3,10 @@
 
 use bytes::{Bytes, BytesMut};
 
+use std::ops::Range;
+
 use crate::response::{headers_of, line_ranges, range_in};
-use crate::{locate, request_framing, Framing, Headers, RequestError, Version};
+use crate::{locate, request_framing, Framing, Header, Headers, RequestError, Version};
 
 /// The limits a request head is held to (nginx's
 /// `large_client_header_buffers number size`).
@@ -16,6 +18,14 @@ pub struct RequestLimits {
     pub total: usize,
     /// The most header lines (at most 256; else 494).
     pub max_headers: usize,
+    /// nginx's `ignore_invalid_headers` (default on): a line whose name
+    /// has other than letters, digits and `-` (and `_` with
+    /// `underscores_in_headers`) is left out of [`RequestHead::headers`]
+    /// and listed in [`RequestHead::ignored`]; off, such names are kept.
+    pub ignore_invalid_headers: bool,
+    /// nginx's `underscores_in_headers` (default off): `_` is valid in a
+    /// name.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for RequestLimits {
@@ -25,6 +35,8 @@ impl Default for RequestLimits {
             line: 8192,
             total: 4 * 8192,
             max_headers: 100,
+            ignore_invalid_headers: true,
+            underscores_in_headers: false,
         }
     }
 }
@@ -38,8 +50,12 @@ pub struct RequestHead {
     pub target: Bytes,
     /// The version.
     pub version: Version,
-    /// The header lines as they came.
+    /// The header lines as they came, less the ignored ones.
     pub headers: Headers,
+    /// Lines left out for their names (`ignore_invalid_headers`), each from
+    /// its name to the end of its value, as nginx quotes them in its
+    /// `client sent invalid header line` info line.
+    pub ignored: Vec<Bytes>,
     /// How the body that follows is delimited.
     pub framing: Framing,
     /// The head's bytes from the method to the blank line that ends it,
@@ -67,7 +83,7 @@ pub fn parse_request(
     // much more has arrived.
     let seen = &buffer[..buffer.len().min(limits.total)];
     check_line_lengths(seen, limits)?;
-    let (length, method, target, version, lines) = {
+    let (length, method, target, version, lines, invalid) = {
         // Uninitialised slots: httparse writes only those it fills, and
         // initialising all of them costs more than the parse itself.
         let mut slots = crate::header_slots();
@@ -108,17 +124,33 @@ pub fn parse_request(
             .and_then(|p| range_in(buffer, p.as_bytes()))
             .ok_or(RequestError::InvalidRequestLine)?;
         let version = Version::from_minor(request.version.ok_or(RequestError::InvalidRequestLine)?);
+        // Names are judged on httparse's slices, before the lines are
+        // made: a head whose names are all valid (nearly every one) takes
+        // the same path as without the check.
+        // Names are judged on httparse's slices, before the lines are
+        // made: a head whose names are all valid (nearly every one) is
+        // made as it would be without the check.
+        let invalid = limits.ignore_invalid_headers
+            && request
+                .headers
+                .iter()
+                .any(|h| !valid_name(h.name.as_bytes(), limits.underscores_in_headers));
         (
             length,
             method,
             target,
             version,
             line_ranges(buffer, request.headers),
+            invalid,
         )
     };
     let counted = length - method.start;
     let head = buffer.split_to(length).freeze();
-    let headers = headers_of(&head, lines);
+    let (headers, ignored) = if invalid {
+        valid_lines(&head, lines, limits.underscores_in_headers)
+    } else {
+        (headers_of(&head, lines), Vec::new())
+    };
     let absolute = head.slice(target.clone());
     let framing = match check_host(&headers, version, &absolute)
         .and_then(|()| request_framing(&headers, version))
@@ -138,9 +170,49 @@ pub fn parse_request(
         target: head.slice(target),
         version,
         headers,
+        ignored,
         framing,
         length: counted,
     }))
+}
+
+/// The bytes nginx's `ngx_http_parse_header_line` takes in a valid name
+/// (its `lowcase` table): letters, digits and `-`. httparse has already
+/// refused what nginx refuses outright (controls, spaces, `:`), so what is
+/// left to tell apart is the other token characters (`.`, `!`, `_`...).
+static VALID_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric() || b == b'-' as usize;
+        b += 1;
+    }
+    table
+};
+
+/// Whether nginx takes `name` as valid (`_` too with `underscores`).
+fn valid_name(name: &[u8], underscores: bool) -> bool {
+    name.iter()
+        .all(|&b| VALID_NAME[usize::from(b)] || (underscores && b == b'_'))
+}
+
+/// The lines whose names nginx takes as valid, and the others as nginx
+/// quotes them.
+fn valid_lines(
+    head: &Bytes,
+    lines: Vec<(Range<usize>, Range<usize>)>,
+    underscores: bool,
+) -> (Headers, Vec<Bytes>) {
+    let mut headers = Headers::with_capacity(lines.len());
+    let mut ignored = Vec::new();
+    for (name, value) in lines {
+        if valid_name(head.get(name.clone()).unwrap_or_default(), underscores) {
+            headers.push(Header::new(head.slice(name), head.slice(value)));
+        } else {
+            ignored.push(head.slice(name.start..value.end.max(name.end)));
+        }
+    }
+    (headers, ignored)
 }
 
 /// Whether the request line has ended (its version can be judged whole).
@@ -272,6 +344,45 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((head.length, buffer.len()), (18, 0));
+    }
+
+    #[test]
+    fn names_nginx_takes_as_invalid_are_ignored_unless_asked_not_to() {
+        let text = b"GET / HTTP/1.0\r\nx_foo: a\r\nX-Ok-1: b\r\n.foo:c\r\nx.y!z: d \r\n\r\n";
+        let names = |limits: &RequestLimits| {
+            let mut buffer = BytesMut::from(&text[..]);
+            let head = parse_request(&mut buffer, limits).unwrap().unwrap();
+            let names: Vec<Vec<u8>> = head.headers.iter().map(|h| h.name().to_vec()).collect();
+            let ignored: Vec<Vec<u8>> = head.ignored.iter().map(|l| l.to_vec()).collect();
+            (names, ignored)
+        };
+        let on = RequestLimits::default();
+        assert_eq!(
+            names(&on),
+            (
+                vec![b"X-Ok-1".to_vec()],
+                vec![
+                    b"x_foo: a".to_vec(),
+                    b".foo:c".to_vec(),
+                    b"x.y!z: d".to_vec()
+                ]
+            )
+        );
+        let underscores = RequestLimits {
+            underscores_in_headers: true,
+            ..on
+        };
+        assert_eq!(names(&underscores).0, [&b"x_foo"[..], b"X-Ok-1"]);
+        let off = RequestLimits {
+            ignore_invalid_headers: false,
+            ..on
+        };
+        assert_eq!(names(&off).0.len(), 4);
+        assert!(names(&off).1.is_empty());
+        // An ignored line does not count: here, no second Host.
+        let mut buffer = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nHost_: b\r\n\r\n"[..]);
+        let head = parse_request(&mut buffer, &on).unwrap().unwrap();
+        assert_eq!(head.headers.len(), 1);
     }
 
     #[test]

@@ -193,6 +193,34 @@ fn static_answer_variables_and_head() {
     });
 }
 
+/// nginx's ngx_http_v2_validate_header: a field with `_` in its name is
+/// left out unless `underscores_in_headers on` (or `ignore_invalid_headers
+/// off`), and the rest of the head is still read.
+#[test]
+fn fields_with_invalid_names_are_left_out() {
+    let backend = Backend::start(Duration::ZERO);
+    let (on, underscores) = (free_port(), free_port());
+    let answer = "location /u { return 200 \"[$http_x_foo]\"; }";
+    let _a = balancer(on, backend.addr, answer);
+    let _b = balancer(
+        underscores,
+        backend.addr,
+        &format!("underscores_in_headers on; {answer}"),
+    );
+    runtime().block_on(async {
+        for (port, expected) in [(on, "[]"), (underscores, "[u=1]")] {
+            let (mut client, _conn) = connect(port).await;
+            let mut request = get("/u");
+            request
+                .headers_mut()
+                .append("x_foo", "u=1".parse().unwrap());
+            let (parts, body) = exchange(&mut client, request, None).await.unwrap();
+            assert_eq!(parts.status, StatusCode::OK);
+            assert_eq!(String::from_utf8_lossy(&body), expected, "{port}");
+        }
+    });
+}
+
 #[test]
 fn get_and_post_through_proxy_pass() {
     let port = free_port();

@@ -748,12 +748,6 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k(
-        "ignore_invalid_headers",
-        Ctx::HTTP.or(Ctx::SERVER),
-        Arity::Flag,
-        false,
-    ),
     k("image_filter", Ctx::LOCATION, take(&[1, 2, 3]), false),
     k(
         "image_filter_buffer",
@@ -1117,24 +1111,6 @@ pub static KNOWN: &[Spec] = &[
         "proxy_cache_use_stale",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::AtLeast(1),
-        false,
-    ),
-    k(
-        "proxy_cookie_domain",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2]),
-        false,
-    ),
-    k(
-        "proxy_cookie_flags",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2, 3, 4]),
-        false,
-    ),
-    k(
-        "proxy_cookie_path",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2]),
         false,
     ),
     k(
@@ -1952,12 +1928,6 @@ pub static KNOWN: &[Spec] = &[
         "tunnel_socket_sndbuf",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
-        false,
-    ),
-    k(
-        "underscores_in_headers",
-        Ctx::HTTP.or(Ctx::SERVER),
-        Arity::Flag,
         false,
     ),
     k(

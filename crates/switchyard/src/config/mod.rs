@@ -12,6 +12,7 @@ mod known;
 mod limits;
 pub mod listen;
 pub mod model;
+mod proxy_cookie;
 mod proxy_ssl;
 pub mod proxy_url;
 mod request_body;

@@ -1050,6 +1050,12 @@ pub struct Settings {
     pub lingering: Lingering,
     /// `server_tokens` (default on).
     pub server_tokens: bool,
+    /// `ignore_invalid_headers` (default on; http and server): request
+    /// header lines with names nginx takes as invalid are left out.
+    pub ignore_invalid_headers: bool,
+    /// `underscores_in_headers` (default off; http and server): `_` is
+    /// valid in a request header name.
+    pub underscores_in_headers: bool,
     /// `tcp_nodelay` (default on).
     pub tcp_nodelay: bool,
     /// `http2` (default off): a server that takes HTTP/2.
@@ -1127,6 +1133,8 @@ pub struct Settings {
     pub auth: Arc<Auth>,
     /// How a request body is read for a module that reads it.
     pub body: Arc<BodyReading>,
+    /// `proxy_cookie_domain`, `proxy_cookie_path` and `proxy_cookie_flags`.
+    pub proxy_cookie: Arc<ProxyCookie>,
 }
 
 /// How a module that reads the request body (the proxy) reads it: the core
@@ -1527,16 +1535,71 @@ pub enum ProxyRedirect {
     /// `off`.
     Off,
     /// `proxy_redirect REPLACED REPLACEMENT` lines, in order.
-    Rules(Vec<(RedirectFrom, crate::vars::Template)>),
+    Rules(Vec<ValueRewrite>),
 }
 
-/// What a `proxy_redirect` line replaces.
+/// One `proxy_redirect`, `proxy_cookie_domain` or `proxy_cookie_path`
+/// line: what it replaces and the replacement (variables allowed, and a
+/// regex's captures).
 #[derive(Debug, Clone)]
-pub enum RedirectFrom {
+pub struct ValueRewrite {
+    /// What the line matches.
+    pub from: RewriteFrom,
+    /// What replaces the matched part.
+    pub to: crate::vars::Template,
+}
+
+/// What a value-rewriting line matches, as nginx's
+/// `ngx_http_proxy_rewrite_*_handler`s do.
+#[derive(Debug, Clone)]
+pub enum RewriteFrom {
     /// A prefix (variables allowed), compared case-sensitively as nginx's
     /// `ngx_rstrncmp`; the prefix is replaced.
     Prefix(crate::vars::Template),
+    /// `proxy_cookie_domain`'s plain domain (its leading dot dropped when
+    /// loaded): the whole value, less a leading dot, compared without
+    /// regard to case; the dot stays and the rest is replaced.
+    Domain(crate::vars::Template),
     /// `~regex` or `~*regex`: a match replaces the whole value, and the
     /// replacement may use its captures.
+    Regex(regex::Regex),
+}
+
+/// How the upstream's `Set-Cookie` lines are rewritten on the way down.
+/// Each list is empty when its directive is `off` or set at no level.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyCookie {
+    /// `proxy_cookie_domain` lines, tried in order on each `Domain`.
+    pub domains: Vec<ValueRewrite>,
+    /// `proxy_cookie_path` lines, tried in order on each `Path`.
+    pub paths: Vec<ValueRewrite>,
+    /// `proxy_cookie_flags` lines; the first whose cookie matches applies.
+    pub flags: Vec<CookieFlags>,
+}
+
+impl ProxyCookie {
+    /// Whether no directive rewrites anything (nginx then sets no
+    /// `rewrite_cookie` handler and the lines pass as they came).
+    pub fn is_off(&self) -> bool {
+        self.domains.is_empty() && self.paths.is_empty() && self.flags.is_empty()
+    }
+}
+
+/// One `proxy_cookie_flags COOKIE FLAG...` line.
+#[derive(Debug, Clone)]
+pub struct CookieFlags {
+    /// Which cookies it applies to, by name.
+    pub cookie: CookieName,
+    /// The flags, each rendered per response (variables allowed) and
+    /// matched against nginx's names then; an unknown one is skipped.
+    pub flags: Vec<crate::vars::Template>,
+}
+
+/// How `proxy_cookie_flags` names its cookie.
+#[derive(Debug, Clone)]
+pub enum CookieName {
+    /// A name (variables allowed), compared without regard to case.
+    Exact(crate::vars::Template),
+    /// `~regex`, always caseless, as nginx compiles it.
     Regex(regex::Regex),
 }

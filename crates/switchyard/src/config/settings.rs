@@ -11,7 +11,7 @@ use nginx_conf::Directive;
 
 use super::model::{
     AccessLogTarget, AddHeader, Cidr, ErrorLogTarget, ErrorPage, LogPath, NextUpstream,
-    ProxyRedirect, RealIp, RedirectFrom, Settings,
+    ProxyRedirect, RealIp, RewriteFrom, Settings, ValueRewrite,
 };
 use super::{arg0, error_log_target, full_path, invalid_value, values, ConfigError};
 use crate::observe::log_format::LogFormat;
@@ -42,6 +42,8 @@ pub(crate) struct Layer {
     lingering_time: Option<Duration>,
     lingering_timeout: Option<Duration>,
     server_tokens: Option<bool>,
+    ignore_invalid_headers: Option<bool>,
+    underscores_in_headers: Option<bool>,
     tcp_nodelay: Option<bool>,
     http2: Option<bool>,
     http2_max_concurrent_streams: Option<u64>,
@@ -85,6 +87,7 @@ pub(crate) struct Layer {
     limits: super::limits::LimitsLayer,
     auth: super::auth::AuthLayer,
     body: super::request_body::BodyLayer,
+    cookie: super::proxy_cookie::CookieLayer,
 }
 
 fn flag(d: &Directive) -> bool {
@@ -247,6 +250,8 @@ impl Layer {
             "client_body_timeout" => set(&mut self.client_body_timeout, d, time(d)?)?,
             "client_header_timeout" => set(&mut self.client_header_timeout, d, time(d)?)?,
             "client_header_buffer_size" => set(&mut self.client_header_buffer_size, d, size(d)?)?,
+            "ignore_invalid_headers" => set(&mut self.ignore_invalid_headers, d, flag(d))?,
+            "underscores_in_headers" => set(&mut self.underscores_in_headers, d, flag(d))?,
             "large_client_header_buffers" => {
                 let number = values::parse_number(&d.args[0].value).filter(|n| *n > 0);
                 let bytes = values::parse_size(&d.args[1].value).filter(|n| *n > 0);
@@ -379,15 +384,18 @@ impl Layer {
                     ("off", 1) => ProxyRedirect::Off,
                     (_, 2) => {
                         let from = match first.strip_prefix("~*") {
-                            Some(re) => RedirectFrom::Regex(super::rewrite::regex(re, true, d)?),
+                            Some(re) => RewriteFrom::Regex(super::rewrite::regex(re, true, d)?),
                             None => match first.strip_prefix('~') {
                                 Some(re) => {
-                                    RedirectFrom::Regex(super::rewrite::regex(re, false, d)?)
+                                    RewriteFrom::Regex(super::rewrite::regex(re, false, d)?)
                                 }
-                                None => RedirectFrom::Prefix(compile(d, first)?),
+                                None => RewriteFrom::Prefix(compile(d, first)?),
                             },
                         };
-                        let rule = (from, compile(d, &d.args[1].value)?);
+                        let rule = ValueRewrite {
+                            from,
+                            to: compile(d, &d.args[1].value)?,
+                        };
                         match self.proxy_redirect.take() {
                             Some(ProxyRedirect::Rules(mut rules)) => {
                                 rules.push(rule);
@@ -538,6 +546,9 @@ impl Layer {
             | "auth_request"
             | "auth_request_set"
             | "satisfy" => return self.auth.apply(d),
+            "proxy_cookie_domain" | "proxy_cookie_path" | "proxy_cookie_flags" => {
+                return self.cookie.apply(d)
+            }
             "allow" | "deny" => self
                 .access
                 .get_or_insert_with(Vec::new)
@@ -558,6 +569,7 @@ impl Layer {
                     limits: self.limits.over(&parent.limits),
                     auth: self.auth.over(&parent.auth),
                     body: self.body.over(&parent.body),
+                    cookie: self.cookie.over(&parent.cookie),
                 }
             };
         }
@@ -584,6 +596,8 @@ impl Layer {
             lingering_time,
             lingering_timeout,
             server_tokens,
+            ignore_invalid_headers,
+            underscores_in_headers,
             tcp_nodelay,
             http2,
             http2_max_concurrent_streams,
@@ -680,6 +694,8 @@ impl Layer {
                 }
             },
             server_tokens: self.server_tokens.unwrap_or(true),
+            ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
+            underscores_in_headers: self.underscores_in_headers.unwrap_or(false),
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
             http2: self.http2.unwrap_or(false),
             http2_max_concurrent_streams: self
@@ -741,6 +757,7 @@ impl Layer {
             limits: Arc::new(self.limits.finish()),
             auth: Arc::new(self.auth.finish()),
             body: Arc::new(self.body.finish(prefix)),
+            proxy_cookie: Arc::new(self.cookie.finish()),
         }
     }
 }

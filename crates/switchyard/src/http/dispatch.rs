@@ -612,7 +612,15 @@ async fn serve(
                     // The answer is dropped unread (its connection with it,
                     // as nginx finalizes the upstream) and the request goes on.
                     drop(response);
-                    ex.carried = accel_redirect::carried(&ex.upstream_headers);
+                    let mut carried = accel_redirect::carried(&ex.upstream_headers);
+                    // nginx carries the cookies through its copy handler,
+                    // which rewrites them by the proxying location's rules.
+                    proxy::cookie::rewrite_set_cookies(
+                        &mut carried,
+                        &location.settings.proxy_cookie,
+                        ex,
+                    );
+                    ex.carried = carried;
                     return match target {
                         accel_redirect::Target::Named(name) => Content::Named(name),
                         accel_redirect::Target::Uri(uri) => {

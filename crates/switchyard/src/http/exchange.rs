@@ -401,13 +401,26 @@ impl Exchange {
     }
 
     fn header(map: &HeaderMap, var_name: &str) -> Option<String> {
-        // `$http_x_forwarded_for` names `X-Forwarded-For`; multiple values
-        // of a header are joined as nginx joins them.
+        // `$http_x_forwarded_for` names `X-Forwarded-For`, and, as nginx's
+        // ngx_http_variable_unknown_header compares them, `x_forwarded-for`
+        // too (a name with `_` passes with `underscores_in_headers` or
+        // `ignore_invalid_headers off`); the values of every such header
+        // are joined as nginx joins them.
         let name = var_name.replace('_', "-");
+        let same = |header: &str| {
+            header.len() == var_name.len()
+                && header.bytes().zip(var_name.bytes()).all(|(h, v)| {
+                    if h == b'-' {
+                        v == b'_'
+                    } else {
+                        h == v
+                    }
+                })
+        };
         let mut values = map
-            .get_all(name.as_str())
             .iter()
-            .filter_map(|v| v.to_str().ok());
+            .filter(|(n, _)| same(n.as_str()))
+            .filter_map(|(_, v)| v.to_str().ok());
         let first = values.next()?;
         let mut out = first.to_string();
         let sep = if name == "cookie" { "; " } else { ", " };
@@ -727,6 +740,24 @@ mod tests {
         ] {
             assert_eq!(super::normalize_host(raw), host, "{raw}");
         }
+    }
+
+    #[test]
+    fn a_header_variable_names_dashes_and_underscores_alike() {
+        let mut h = http::HeaderMap::new();
+        for (name, value) in [("x-foo", "1"), ("x_foo", "2"), ("x-foo-bar", "3")] {
+            h.append(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        let header = super::Exchange::header;
+        assert_eq!(header(&h, "x_foo").as_deref(), Some("1, 2"));
+        assert_eq!(header(&h, "x_foo_bar").as_deref(), Some("3"));
+        // nginx reads a header's dash as `_`: a dash in a variable's name
+        // (`${http_x-foo}`) matches nothing.
+        assert_eq!(header(&h, "x-foo"), None);
+        assert_eq!(header(&h, "x_fo"), None);
     }
 
     #[test]

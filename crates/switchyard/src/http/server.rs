@@ -235,14 +235,33 @@ pub async fn resume<S: crate::transport::client::ClientStream>(
 /// The codec's head limits from `large_client_header_buffers number size`:
 /// a request line or header line over `size` is refused, and so is a head
 /// over `number * size` (nginx has no count of header lines of its own:
-/// the codec's most lines is the cap).
-pub fn request_limits((number, size): (u64, u64)) -> ::h1::RequestLimits {
+/// the codec's most lines is the cap); and which header names it takes
+/// (`ignore_invalid_headers`, `underscores_in_headers`).
+pub fn request_limits(settings: &crate::config::model::Settings) -> ::h1::RequestLimits {
+    let (number, size) = settings.large_client_header_buffers;
     let line = usize::try_from(size).unwrap_or(usize::MAX);
     ::h1::RequestLimits {
         line,
         total: line.saturating_mul(usize::try_from(number).unwrap_or(usize::MAX)),
         max_headers: ::h1::MAX_HEADER_LINES,
+        ignore_invalid_headers: settings.ignore_invalid_headers,
+        underscores_in_headers: settings.underscores_in_headers,
     }
+}
+
+/// nginx's info line for a request header line `ignore_invalid_headers`
+/// left out.
+pub fn ignored_header(line: &[u8], conn: &ConnInfo) {
+    error_log::log(
+        crate::observe::ErrorLevel::Info,
+        Some(conn.id),
+        &format!(
+            "client sent invalid header line: \"{}\" while reading client request headers, client: {}, server: {}",
+            String::from_utf8_lossy(line),
+            conn.remote.ip(),
+            conn.local
+        ),
+    );
 }
 
 /// Logs a head nginx refuses at `info`, in nginx's words (nginx logs

@@ -132,7 +132,7 @@ impl ConnectionContext {
             generation,
             conn,
             listener,
-            limits: crate::http::server::request_limits(settings.large_client_header_buffers),
+            limits: crate::http::server::request_limits(&settings),
             header_timeout: settings.client_header_timeout,
             keepalive_timeout: settings.keepalive_timeout,
             send_timeout: settings.send_timeout,
@@ -167,7 +167,7 @@ impl ConnectionContext {
         let Some(settings) = address_settings(&current, self.conn.local) else {
             return false;
         };
-        self.limits = crate::http::server::request_limits(settings.large_client_header_buffers);
+        self.limits = crate::http::server::request_limits(&settings);
         self.header_timeout = settings.client_header_timeout;
         self.keepalive_timeout = settings.keepalive_timeout;
         self.send_timeout = settings.send_timeout;
@@ -311,7 +311,12 @@ async fn wait_for_head<S: ClientStream>(
         }
         if !http2 && !buffer.is_empty() {
             match head::parse(buffer, &cx.limits) {
-                Head::Serve(served) => return Wait::Head(served),
+                Head::Serve(served) => {
+                    for line in &served.ignored {
+                        crate::http::server::ignored_header(line, &cx.conn);
+                    }
+                    return Wait::Head(served);
+                }
                 Head::Refuse(e) => return Wait::Refuse(e),
                 Head::Partial => {}
             }
@@ -502,6 +507,7 @@ async fn serve_one<S: ClientStream>(
         body: framing,
         expect_continue,
         upgrade: asks_upgrade,
+        ignored: _,
     } = *served;
     let (mut intake, body) = match framing {
         BodyFraming::None => (None, RequestBody::Empty),

@@ -35,6 +35,9 @@ pub struct Served {
     /// `Connection: upgrade` with an `Upgrade` header: the connection may
     /// become the client's side of a tunnel after a 101.
     pub upgrade: bool,
+    /// Header lines left out for their names (`ignore_invalid_headers`),
+    /// as nginx quotes them in its info line.
+    pub ignored: Vec<bytes::Bytes>,
 }
 
 /// The bytes of a request's head as nginx counts them for
@@ -104,6 +107,7 @@ fn into_parts(head: ::h1::RequestHead) -> Result<Served, ::h1::RequestError> {
             .iter()
             .any(|v| super::has_token(v.as_bytes(), b"upgrade"));
     let length = HeadLength(head.length as u64);
+    let ignored = head.ignored;
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -118,6 +122,7 @@ fn into_parts(head: ::h1::RequestHead) -> Result<Served, ::h1::RequestError> {
         body,
         expect_continue,
         upgrade,
+        ignored,
     })
 }
 

@@ -127,6 +127,8 @@ where
     let limits = HeadLimits {
         field: usize::try_from(size).unwrap_or(usize::MAX),
         total: usize::try_from(number.saturating_mul(size)).unwrap_or(usize::MAX),
+        ignore_invalid_headers: settings.ignore_invalid_headers,
+        underscores_in_headers: settings.underscores_in_headers,
     };
     // h2 refuses a head past its own limit with 431 (and counts 32 bytes
     // more per field than nginx does): twice nginx's limit leaves the
@@ -347,7 +349,24 @@ fn start_stream<S>(
 {
     let mut sending = streams.sending;
     sending.head_request = head.method() == Method::HEAD;
-    match request::convert(head, streams.tls, streams.limits, streams.body_window) {
+    let ignored = |name: &http::HeaderName| {
+        error_log::log(
+            ErrorLevel::Info,
+            Some(streams.conn.id),
+            &format!(
+                "client sent invalid header: \"{name}\" while processing HTTP/2 connection, client: {}, server: {}",
+                streams.conn.remote.ip(),
+                streams.conn.local
+            ),
+        );
+    };
+    match request::convert(
+        head,
+        streams.tls,
+        streams.limits,
+        streams.body_window,
+        ignored,
+    ) {
         Ok(request) => {
             let task = stream_task(
                 request,

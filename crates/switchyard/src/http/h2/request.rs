@@ -6,7 +6,7 @@
 //! here with nginx's status.
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
 use super::body::H2Body;
@@ -35,13 +35,19 @@ pub enum Refusal {
 }
 
 /// `large_client_header_buffers number size`, as nginx applies it to an
-/// HTTP/2 head: no field over `size`, all of them within `number * size`.
+/// HTTP/2 head: no field over `size`, all of them within `number * size`;
+/// and which names it takes.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
     /// The longest field (name and value).
     pub field: usize,
     /// The whole head.
     pub total: usize,
+    /// `ignore_invalid_headers`: fields with names nginx takes as invalid
+    /// are left out.
+    pub ignore_invalid_headers: bool,
+    /// `underscores_in_headers`: `_` is valid in a name.
+    pub underscores_in_headers: bool,
 }
 
 fn status(status: u16, message: &'static str) -> Refusal {
@@ -49,12 +55,14 @@ fn status(status: u16, message: &'static str) -> Refusal {
 }
 
 /// The request `head` and its body stream make, for a connection over TLS
-/// or not, within `large_client_header_buffers`.
+/// or not, within `large_client_header_buffers`; `ignored` is told of each
+/// field left out for its name.
 pub fn convert(
     head: Request<h2::RecvStream>,
     tls: bool,
     limits: HeadLimits,
     body_window: u32,
+    ignored: impl FnMut(&HeaderName),
 ) -> Result<Request<RequestBody>, Refusal> {
     let (mut parts, recv) = head.into_parts();
     // The pseudo-headers count as nginx counts them (h2 hands them over
@@ -78,6 +86,9 @@ pub fn convert(
     }
     if total > limits.total {
         return Err(Refusal::HeaderTooLarge);
+    }
+    if limits.ignore_invalid_headers {
+        drop_invalid_names(&mut parts.headers, limits.underscores_in_headers, ignored);
     }
     join_cookies(&mut parts.headers);
     if parts.headers.contains_key(header::UPGRADE) {
@@ -146,6 +157,30 @@ pub fn convert(
     Ok(Request::from_parts(parts, body))
 }
 
+/// Leaves out the fields whose names nginx's `ngx_http_v2_validate_header`
+/// takes as invalid: other than lower-case letters, digits and `-` (and `_`
+/// with `underscores_in_headers`). h2 has refused the names nginx refuses
+/// outright, and they still counted towards the limits, as in nginx.
+fn drop_invalid_names(
+    headers: &mut HeaderMap,
+    underscores: bool,
+    mut ignored: impl FnMut(&HeaderName),
+) {
+    let valid = |name: &HeaderName| {
+        name.as_str().bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (b == b'_' && underscores)
+        })
+    };
+    if headers.keys().all(valid) {
+        return;
+    }
+    let invalid: Vec<HeaderName> = headers.keys().filter(|n| !valid(n)).cloned().collect();
+    for name in invalid {
+        ignored(&name);
+        headers.remove(&name);
+    }
+}
+
 /// nginx joins the `cookie` fields of an HTTP/2 request (HTTP/2 lets a
 /// client split them, RFC 9113 8.2.3) into one header, with "; ".
 fn join_cookies(headers: &mut HeaderMap) {
@@ -177,5 +212,24 @@ mod tests {
         join_cookies(&mut h);
         assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
         assert_eq!(h[header::COOKIE], "a=1; b=2");
+    }
+
+    #[test]
+    fn names_nginx_takes_as_invalid_are_left_out() {
+        let mut h = HeaderMap::new();
+        for name in ["x_foo", "x.foo", "referer", "x-ok-1"] {
+            h.append(HeaderName::from_static(name), HeaderValue::from_static("v"));
+        }
+        let mut seen = Vec::new();
+        drop_invalid_names(&mut h, false, |n| seen.push(n.to_string()));
+        assert_eq!(seen, ["x_foo", "x.foo"]);
+        assert_eq!(h.len(), 2);
+        let mut h = HeaderMap::new();
+        h.append(
+            HeaderName::from_static("x_foo"),
+            HeaderValue::from_static("v"),
+        );
+        drop_invalid_names(&mut h, true, |_| panic!("x_foo is valid"));
+        assert_eq!(h.len(), 1);
     }
 }

@@ -3,6 +3,7 @@
 //! `proxy_next_upstream` says, with nginx's error-log lines.
 
 mod body;
+pub mod cookie;
 mod downstream;
 pub(crate) mod evaluated;
 mod read_body;
@@ -495,6 +496,7 @@ fn downstream_response(
     }
     let mut headers = response::filter_headers(&head.headers, settings, false);
     let rewritten = response::rewrite_redirects(&mut headers, settings, pass, ex);
+    cookie::rewrite_set_cookies(&mut headers, &settings.proxy_cookie, ex);
     ex.upstream_headers = head.headers;
     let case = head.case;
     let status_line = StatusLine {
@@ -529,6 +531,9 @@ fn upgrade(
         return respond::error(502, settings.server_tokens);
     };
     let mut headers = response::filter_headers(&head.headers, settings, true);
+    // nginx's header copy handlers run before it looks at the status, so
+    // a 101's cookies are rewritten too.
+    cookie::rewrite_set_cookies(&mut headers, &settings.proxy_cookie, ex);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     ex.upstream_headers = head.headers;
     let case = head.case;

@@ -4,8 +4,9 @@
 use http::header::{self, HeaderValue};
 use http::HeaderMap;
 
-use crate::config::model::{ProxyPass, ProxyRedirect, RedirectFrom, Settings};
+use crate::config::model::{ProxyPass, ProxyRedirect, RewriteFrom, Settings, ValueRewrite};
 use crate::http::exchange::Exchange;
+use crate::vars::Template;
 
 /// Upstream response headers nginx does not pass down by default
 /// (`proxy_hide_header`'s defaults and the hop-by-hop ones).
@@ -51,7 +52,8 @@ pub fn rewrite_redirects(
     if !headers.contains_key(header::LOCATION) && !headers.contains_key(header::REFRESH) {
         return false;
     }
-    let rules: Vec<Rule> = match &settings.proxy_redirect {
+    let default;
+    let rules: &[ValueRewrite] = match &settings.proxy_redirect {
         ProxyRedirect::Off => return false,
         ProxyRedirect::Default => match &pass.location_prefix {
             // nginx: the proxy_pass URL (with the location name when the URL
@@ -62,17 +64,15 @@ pub fn rewrite_redirects(
                     pass.proxy_host,
                     pass.uri.as_deref().unwrap_or(prefix.as_str())
                 );
-                vec![Rule::Prefix(from, prefix.clone())]
+                default = [ValueRewrite {
+                    from: RewriteFrom::Prefix(Template::literal(&from)),
+                    to: Template::literal(prefix),
+                }];
+                &default
             }
             None => return false,
         },
-        ProxyRedirect::Rules(rules) => rules
-            .iter()
-            .map(|(from, to)| match from {
-                RedirectFrom::Prefix(p) => Rule::Prefix(p.render(ex), to.render(ex)),
-                RedirectFrom::Regex(re) => Rule::Regex(re, to),
-            })
-            .collect(),
+        ProxyRedirect::Rules(rules) => rules,
     };
     let mut location_rewritten = false;
     for name in [header::LOCATION, header::REFRESH] {
@@ -80,7 +80,7 @@ pub fn rewrite_redirects(
             continue;
         };
         let value = value.to_string();
-        let rewritten = rewrite_one(&value, &rules, name == header::REFRESH, ex);
+        let rewritten = rewrite_redirect(&value, rules, name == header::REFRESH, ex);
         if let Some(new) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
             location_rewritten |= name == header::LOCATION;
             headers.insert(name, new);
@@ -89,18 +89,10 @@ pub fn rewrite_redirects(
     location_rewritten
 }
 
-/// One `proxy_redirect` line, its variables rendered.
-enum Rule<'a> {
-    /// A prefix and what replaces it.
-    Prefix(String, String),
-    /// A regex and the replacement template (rendered with its captures).
-    Regex(&'a regex::Regex, &'a crate::vars::Template),
-}
-
-/// The first rule that applies, applied (nginx's `proxy_redirect` order).
-fn rewrite_one(
+/// `Location` or `Refresh` by the first rule that applies.
+fn rewrite_redirect(
     value: &str,
-    rules: &[Rule<'_>],
+    rules: &[ValueRewrite],
     refresh: bool,
     ex: &mut Exchange,
 ) -> Option<String> {
@@ -111,16 +103,38 @@ fn rewrite_one(
     } else {
         ("", value)
     };
+    rewrite_value(url, rules, ex).map(|new| format!("{head}{new}"))
+}
+
+/// `value` rewritten by the first of `rules` that applies to it, as nginx
+/// tries its rewrite handlers in order; `None` when none does. A rule's
+/// pattern and replacement are rendered only as it is tried, as nginx's.
+pub(super) fn rewrite_value(
+    value: &str,
+    rules: &[ValueRewrite],
+    ex: &mut Exchange,
+) -> Option<String> {
     for rule in rules {
-        match rule {
-            Rule::Prefix(from, to) => {
-                if url.starts_with(from.as_str()) {
-                    return Some(format!("{head}{to}{}", &url[from.len()..]));
+        match &rule.from {
+            RewriteFrom::Prefix(from) => {
+                let from = from.render(ex);
+                if let Some(rest) = value.strip_prefix(from.as_str()) {
+                    return Some(format!("{}{rest}", rule.to.render(ex)));
                 }
             }
-            Rule::Regex(re, to) => {
-                if ex.capture(re, url) {
-                    return Some(format!("{head}{}", to.render(ex)));
+            RewriteFrom::Domain(domain) => {
+                let domain = domain.render(ex);
+                let (dot, rest) = match value.strip_prefix('.') {
+                    Some(rest) => (".", rest),
+                    None => ("", value),
+                };
+                if rest.eq_ignore_ascii_case(&domain) {
+                    return Some(format!("{dot}{}", rule.to.render(ex)));
+                }
+            }
+            RewriteFrom::Regex(re) => {
+                if ex.capture(re, value) {
+                    return Some(rule.to.render(ex));
                 }
             }
         }
@@ -146,20 +160,28 @@ mod tests {
         Exchange::new(conn, &parts, HeaderMap::new(), "/".into())
     }
 
+    fn rule(from: RewriteFrom, to: &str) -> ValueRewrite {
+        ValueRewrite {
+            from,
+            to: Template::compile(to).unwrap(),
+        }
+    }
+
     #[test]
     fn rewrites_a_prefix_case_sensitively_as_nginx() {
         let mut ex = exchange();
-        let rules = vec![Rule::Prefix("http://backend/".into(), "/app/".into())];
+        let from = RewriteFrom::Prefix(Template::literal("http://backend/"));
+        let rules = vec![rule(from, "/app/")];
         assert_eq!(
-            rewrite_one("http://backend/x?y", &rules, false, &mut ex).as_deref(),
+            rewrite_redirect("http://backend/x?y", &rules, false, &mut ex).as_deref(),
             Some("/app/x?y")
         );
         assert_eq!(
-            rewrite_one("HTTP://Backend/x", &rules, false, &mut ex),
+            rewrite_redirect("HTTP://Backend/x", &rules, false, &mut ex),
             None
         );
         assert_eq!(
-            rewrite_one("5; url=http://backend/z", &rules, true, &mut ex).as_deref(),
+            rewrite_redirect("5; url=http://backend/z", &rules, true, &mut ex).as_deref(),
             Some("5; url=/app/z")
         );
     }
@@ -168,10 +190,9 @@ mod tests {
     fn a_regex_replaces_the_whole_value_with_its_captures() {
         let mut ex = exchange();
         let re = regex::Regex::new("^(.+)/regex_w_([^/]+)").unwrap();
-        let to = crate::vars::Template::compile("$1/$2/test.html").unwrap();
-        let rules = vec![Rule::Regex(&re, &to)];
+        let rules = vec![rule(RewriteFrom::Regex(re), "$1/$2/test.html")];
         assert_eq!(
-            rewrite_one(
+            rewrite_redirect(
                 "http://b/regex_w_captures/test.html",
                 &rules,
                 false,
@@ -180,5 +201,24 @@ mod tests {
             .as_deref(),
             Some("http://b/captures/test.html")
         );
+    }
+
+    #[test]
+    fn a_domain_matches_whole_without_case_and_keeps_its_dot() {
+        let mut ex = exchange();
+        let rules = vec![rule(
+            RewriteFrom::Domain(Template::literal("www.example.org")),
+            "example.com",
+        )];
+        assert_eq!(
+            rewrite_value("www.Example.ORG", &rules, &mut ex).as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            rewrite_value(".www.example.org", &rules, &mut ex).as_deref(),
+            Some(".example.com")
+        );
+        assert_eq!(rewrite_value("a.www.example.org", &rules, &mut ex), None);
+        assert_eq!(rewrite_value("www.example.org.", &rules, &mut ex), None);
     }
 }
