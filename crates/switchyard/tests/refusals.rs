@@ -18,6 +18,13 @@ const REQUESTS: &[&[u8]] = &[
     b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
     b"GARBAGE\r\n\r\n",
+    b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"get / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET x HTTP/1.0\r\nHost: .\r\n\r\n",
+    b"GET /x HTTP/1.0\r\nHost: .\r\n\r\n",
 ];
 
 fn conf(port: u16) -> String {
@@ -25,7 +32,7 @@ fn conf(port: u16) -> String {
         "log_format refusals '$status \"$request\"';\n\
          server {{ listen 127.0.0.1:{port}; access_log logs/access.log refusals;\n\
            large_client_header_buffers 4 1k;\n\
-           error_page 400 404 414 /caught;\n\
+           error_page 400 404 405 414 /caught;\n\
            location /caught {{ return 200 \"caught $status\\n\"; }}\n\
            location /missing {{ return 404; }}\n\
          }}"

@@ -128,8 +128,11 @@ pub struct Exchange {
     pub conn: Arc<ConnInfo>,
     /// When the request's header had been read.
     pub start: Instant,
-    /// The method.
+    /// The method (GET once an error page takes a request over, as nginx
+    /// makes it).
     pub method: http::Method,
+    /// The method the request came with, for `$request`.
+    pub request_method: http::Method,
     /// The URI as the client sent it.
     pub raw_uri: String,
     /// The normalized path (`$uri`).
@@ -255,6 +258,7 @@ impl Exchange {
         Exchange {
             start: Instant::now(),
             method: parts.method.clone(),
+            request_method: parts.method.clone(),
             raw_uri: parts
                 .uri
                 .path_and_query()
@@ -397,7 +401,7 @@ impl Exchange {
         if let Some(line) = &self.request_line_as_sent {
             return line.clone();
         }
-        format!("{} {} {}", self.method, self.raw_uri, self.protocol)
+        format!("{} {} {}", self.request_method, self.raw_uri, self.protocol)
     }
 
     fn header(map: &HeaderMap, var_name: &str) -> Option<String> {

@@ -230,22 +230,6 @@ pub fn header_too_large_page(server_tokens: bool) -> String {
     )
 }
 
-/// The response for a rejection, with nginx's `info` line in the error log
-/// (`context` is the `, client: ...` tail).
-pub fn refuse(
-    rejection: &Rejection,
-    conn_id: u64,
-    context: &str,
-    server_tokens: bool,
-) -> http::Response<super::body::ResponseBody> {
-    crate::observe::error_log::log(
-        crate::observe::ErrorLevel::Info,
-        Some(conn_id),
-        &format!("{}{context}", rejection.message),
-    );
-    super::respond::error(rejection.status, server_tokens)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

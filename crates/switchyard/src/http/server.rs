@@ -284,23 +284,6 @@ pub fn log_refusal(error: &::h1::RequestError, conn: &ConnInfo) {
     );
 }
 
-/// Whether a refused head is refused for its Host alone: the Host is
-/// invalid and the head passes once it is replaced by a valid one.
-fn host_alone_refused(parts: &mut http::request::Parts) -> bool {
-    let Some(host) = parts.headers.get(header::HOST).cloned() else {
-        return false;
-    };
-    if super::guard::valid_host(host.as_bytes()) {
-        return false;
-    }
-    parts
-        .headers
-        .insert(header::HOST, HeaderValue::from_static("localhost"));
-    let alone = super::guard::check_request(parts).is_ok();
-    parts.headers.insert(header::HOST, host);
-    alone
-}
-
 /// A head the HTTP/1 driver refused before it was a request (a bad or too
 /// long request line, headers too large, a version it does not speak):
 /// carried on a stand-in request so that the refusal goes through the
@@ -369,14 +352,10 @@ pub async fn handle(
     // Plain HTTP on a TLS address: nginx's 497 once the request is read.
     let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(conn.local);
 
-    // nginx finalizes an invalid Host with 400 once the request exists, so
-    // the server's error_page applies to it; so does every refusal of an
-    // HTTP/2 head, which ngx_http_v2 checks once its request exists (an
-    // `error_page 400` that says `return 444` resets the stream). Other
-    // refusals answer plainly.
-    let via_error_page = early.is_some()
-        || rejected.is_some()
-            && (parts.version == Version::HTTP_2 || host_alone_refused(&mut parts));
+    // nginx finalizes every refused head once its request exists (a bad
+    // Host, method or target, TRACE, a head the driver refused), so the
+    // server's error_page applies to each (over HTTP/2, an `error_page 400`
+    // that says `return 444` resets the stream).
     let headers = std::mem::take(&mut parts.headers);
     let mut ex = Box::new(Exchange::new(
         conn,
@@ -408,10 +387,7 @@ pub async fn handle(
         || matches!(ssl_refusal, Some((495 | 496, _)))
         || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
 
-    let mut response = if let Some(rejection) = rejected.as_ref().filter(|_| !via_error_page) {
-        let context = proxy::log_context(&ex, None);
-        super::guard::refuse(rejection, ex.conn.id, &context, settings.server_tokens)
-    } else if !normalized && rejected.is_none() {
+    let mut response = if !normalized && rejected.is_none() {
         respond::error(400, settings.server_tokens)
     } else {
         let (reply, answered) = if let Some(rejection) = &rejected {
