@@ -1079,3 +1079,34 @@ fn keepalive_requests_says_one_goaway_with_the_last_stream() {
     assert!(ended, "the last stream was cut off");
     assert_eq!(goaways, [(3, 0)]);
 }
+
+/// A stream head refused by the HTTP/2 checks (TRACE here, nginx's 405)
+/// is answered through the server's error_page, with `$status` the
+/// refused status, and logged with its request line, as nginx finalizes
+/// the stream's request.
+#[test]
+fn a_refused_stream_head_is_answered_by_error_page() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let b = balancer(
+        port,
+        backend.addr,
+        "error_page 405 /caught; location /caught { return 200 \"caught $status\"; }",
+    );
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--http2-prior-knowledge", "-X", "TRACE"])
+        .arg(format!("http://127.0.0.1:{port}/traced"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/2 405"), "{text}");
+    assert!(text.ends_with("caught 405"), "{text}");
+    support::wait_until(Duration::from_secs(5), "an access line", || {
+        !b.access_lines().is_empty()
+    });
+    let lines = b.access_lines();
+    assert!(
+        lines[0].contains("\"TRACE /traced HTTP/2.0\" 405"),
+        "{lines:?}"
+    );
+}

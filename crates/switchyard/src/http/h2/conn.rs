@@ -100,7 +100,6 @@ struct Streams {
     /// `http2_body_preread_size`: each stream's window.
     body_window: u32,
     sending: Sending,
-    server_tokens: bool,
     counters: Counters,
 }
 
@@ -190,7 +189,6 @@ where
             chunk_size: settings.http2_chunk_size,
             send_timeout: context.send_timeout,
         },
-        server_tokens: settings.server_tokens,
         counters: Counters {
             listener: context.listener.clone(),
             resets: Arc::new(AtomicU64::new(0)),
@@ -349,6 +347,8 @@ fn start_stream<S>(
 {
     let mut sending = streams.sending;
     sending.head_request = head.method() == Method::HEAD;
+    // Kept for a refusal's `$request` (shared, not copied).
+    let (method, target) = (head.method().clone(), head.uri().clone());
     let ignored = |name: &http::HeaderName| {
         error_log::log(
             ErrorLevel::Info,
@@ -384,18 +384,29 @@ fn start_stream<S>(
         }
         Err(refusal @ Refusal::Status { status, .. }) => {
             log_refusal(&streams.conn, &refusal);
-            let mut response = crate::http::respond::error(status, streams.server_tokens);
-            response
-                .headers_mut()
-                .entry(http::header::SERVER)
-                .or_insert(http::HeaderValue::from_static(if streams.server_tokens {
-                    concat!("switchyard/", env!("CARGO_PKG_VERSION"))
-                } else {
-                    "switchyard"
-                }));
-            tasks.spawn(async move {
-                response::send(respond, response, sending).await;
-            });
+            // A stand-in request takes the refusal through the server's
+            // error_page and the access log, as nginx finalizes the
+            // stream's request with the status.
+            let mut stand_in = Request::new(crate::http::h1::body::RequestBody::Empty);
+            *stand_in.version_mut() = http::Version::HTTP_2;
+            stand_in
+                .extensions_mut()
+                .insert(crate::http::server::EarlyRefusal {
+                    status,
+                    line: format!(
+                        "{method} {} HTTP/2.0",
+                        target.path_and_query().map_or("/", |p| p.as_str())
+                    ),
+                });
+            let task = stream_task(
+                stand_in,
+                respond,
+                streams.conn.clone(),
+                generation.clone(),
+                sending,
+                streams.counters.clone(),
+            );
+            tasks.spawn(crate::observe::error_log::scoped(None, task));
         }
     }
 }
