@@ -246,6 +246,23 @@ fn protocol_name(version: http::Version) -> &'static str {
     }
 }
 
+#[cfg(test)]
+impl Exchange {
+    /// An exchange of `GET /` from 127.0.0.1 on 127.0.0.1:80, for unit tests.
+    pub(crate) fn for_test() -> Exchange {
+        let conn = Arc::new(ConnInfo {
+            id: 1,
+            remote: "127.0.0.1:1".parse().expect("an address"),
+            local: "127.0.0.1:80".parse().expect("an address"),
+            requests: Default::default(),
+            tls: None,
+            accepted: Instant::now(),
+        });
+        let (parts, ()) = http::Request::new(()).into_parts();
+        Exchange::new(conn, &parts, HeaderMap::new(), "/".into())
+    }
+}
+
 impl Exchange {
     /// Starts recording a request whose head is `parts` and whose headers
     /// (taken out of `parts`) are `headers`.

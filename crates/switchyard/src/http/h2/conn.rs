@@ -360,27 +360,18 @@ fn start_stream<S>(
             ),
         );
     };
-    match request::convert(
+    let request = match request::convert(
         head,
         streams.tls,
         streams.limits,
         streams.body_window,
         ignored,
     ) {
-        Ok(request) => {
-            let task = stream_task(
-                request,
-                respond,
-                streams.conn.clone(),
-                generation.clone(),
-                sending,
-                streams.counters.clone(),
-            );
-            tasks.spawn(crate::observe::error_log::scoped(None, task));
-        }
+        Ok(request) => request,
         Err(refusal @ (Refusal::FieldTooLarge | Refusal::HeaderTooLarge)) => {
             log_refusal(&streams.conn, &refusal);
             conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+            return;
         }
         Err(refusal @ Refusal::Status { status, .. }) => {
             log_refusal(&streams.conn, &refusal);
@@ -398,17 +389,18 @@ fn start_stream<S>(
                         target.path_and_query().map_or("/", |p| p.as_str())
                     ),
                 });
-            let task = stream_task(
-                stand_in,
-                respond,
-                streams.conn.clone(),
-                generation.clone(),
-                sending,
-                streams.counters.clone(),
-            );
-            tasks.spawn(crate::observe::error_log::scoped(None, task));
+            stand_in
         }
-    }
+    };
+    let task = stream_task(
+        request,
+        respond,
+        streams.conn.clone(),
+        generation.clone(),
+        sending,
+        streams.counters.clone(),
+    );
+    tasks.spawn(crate::observe::error_log::scoped(None, task));
 }
 
 /// Runs the handler for one stream and sends its response; a client that

@@ -232,20 +232,10 @@ fn edit_flags(attrs: &mut Vec<Attr<'_>>, mut bits: u16) {
 mod tests {
     use super::*;
     use crate::config::model::{RewriteFrom, ValueRewrite};
-    use crate::http::exchange::ConnInfo;
     use crate::vars::Template;
 
     fn exchange() -> Exchange {
-        let conn = std::sync::Arc::new(ConnInfo {
-            id: 1,
-            remote: "127.0.0.1:1".parse().unwrap(),
-            local: "127.0.0.1:80".parse().unwrap(),
-            requests: Default::default(),
-            tls: None,
-            accepted: std::time::Instant::now(),
-        });
-        let (parts, ()) = http::Request::new(()).into_parts();
-        Exchange::new(conn, &parts, HeaderMap::new(), "/".into())
+        Exchange::for_test()
     }
 
     fn rule(from: RewriteFrom, to: &str) -> ValueRewrite {
