@@ -674,13 +674,16 @@ async fn serve(
 /// client's URI as it came only while it is the request's URI; after a
 /// rewrite or an internal redirect it sends the new URI (escaped) with its
 /// arguments, and after `break` (or `rewrite ... break`) the whole new URI
-/// even when `proxy_pass` has a URI part (`valid_location` unset).
+/// even when `proxy_pass` has a URI part (`valid_location` unset). A
+/// `proxy_pass` with variables whose URL has a URI part sends that URI as it
+/// is, whatever the request's URI became (ngx_http_proxy_create_request uses
+/// the evaluated URI whenever it is not empty).
 fn rewritten_pass<'a>(
     pass: &'a ProxyPass,
     ex: &Exchange,
     valid_location: bool,
 ) -> std::borrow::Cow<'a, ProxyPass> {
-    if valid_location && !(ex.internal && pass.uri.is_none()) {
+    if pass.verbatim_uri || (valid_location && !(ex.internal && pass.uri.is_none())) {
         return std::borrow::Cow::Borrowed(pass);
     }
     // An empty URI part replacing an empty prefix: the new URI, whole.
