@@ -240,6 +240,12 @@ async fn run(
                     .append(header::WWW_AUTHENTICATE, value);
             }
             super::expires::apply(&settings.expires, &mut response);
+            // nginx's header filter sends Last-Modified only with 200, 206
+            // and 304 (a file served as a 404 page has none); an add_header
+            // Last-Modified, applied next, is its own and stays.
+            if !matches!(response.status().as_u16(), 200 | 206 | 304) {
+                response.headers_mut().remove(header::LAST_MODIFIED);
+            }
             headers::add(&settings.add_headers, ex, &mut response);
             return (Reply::Response(response), settings);
         };
