@@ -260,3 +260,20 @@ fn a_directory_redirect_escapes_the_uri() {
         Some(format!("http://localhost:{port}/a%20dir/").as_str())
     );
 }
+
+/// `""` is an operand of `if`, not nothing: `($h = "")` compares with the
+/// empty string (only a lone `(` or `)` is dropped, as nginx does).
+#[test]
+fn an_empty_string_is_a_condition_operand() {
+    let (_b, port, _d) = start(
+        r#"
+        location / {
+            if ($arg_key = "") { return 401; }
+            if ( $arg_key != "" ) { return 200 "key=$arg_key"; }
+        }
+        "#,
+    );
+    assert_eq!(get(port, "/").status, 401);
+    let r = get(port, "/?key=abc");
+    assert_eq!((r.status, r.text().as_str()), (200, "key=abc"));
+}

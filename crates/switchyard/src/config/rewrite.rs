@@ -271,7 +271,14 @@ pub(crate) fn parse_condition(d: &Directive) -> Result<Condition, ConfigError> {
         return Err(invalid(&args[last].clone()));
     };
     args[last] = stripped.to_string();
-    args.retain(|a| !a.is_empty());
+    // Only a lone "(" or ")" is no argument (ngx_http_rewrite_if_condition):
+    // an empty string is one, as in `if ($http_apikey = "")`.
+    if args[last].is_empty() {
+        args.pop();
+    }
+    if args.first().is_some_and(String::is_empty) {
+        args.remove(0);
+    }
     let var = |text: &str| -> Result<Template, ConfigError> {
         if !text.starts_with('$') {
             return Err(invalid(text));

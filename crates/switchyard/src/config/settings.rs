@@ -640,18 +640,21 @@ impl Layer {
     /// The final settings with nginx's defaults for anything unset.
     pub(crate) fn finish(&self, prefix: &Path) -> Settings {
         let minute = Duration::from_secs(60);
-        // nginx's default proxy headers come first; a proxy_set_header of
-        // the same name replaces the default (and an empty value removes it).
-        let mut headers = vec![
-            (
-                "Host".to_string(),
-                Template::compile("$proxy_host").unwrap_or_default(),
-            ),
-            ("Connection".to_string(), Template::literal("close")),
-        ];
-        for (name, value) in self.proxy_set_headers.iter().flatten() {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-            headers.push((name.clone(), value.clone()));
+        // As nginx 1.22 (the differential tests' oracle) writes them
+        // (ngx_http_proxy_init_headers): the proxy_set_header lines in
+        // their order (a name set twice is sent twice), then the defaults
+        // none of them named (Host: $proxy_host, Connection: close); an
+        // empty value sends nothing. nginx 1.31.4 moved Host to the front;
+        // that is not followed, so the oracle can check the order.
+        let set = self.proxy_set_headers.as_deref().unwrap_or_default();
+        let mut headers = set.to_vec();
+        for (name, value) in [
+            ("Host", Template::compile("$proxy_host").unwrap_or_default()),
+            ("Connection", Template::literal("close")),
+        ] {
+            if !set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                headers.push((name.to_string(), value));
+            }
         }
         let access_log = self.access_log.clone().unwrap_or_else(|| {
             vec![AccessLogTarget {
@@ -915,7 +918,41 @@ fn parse_error_page(d: &Directive) -> Result<ErrorPage, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_cidr;
+    use super::{parse_cidr, Layer};
+    use crate::vars::Template;
+
+    /// The names of the headers sent up for these proxy_set_header lines.
+    fn order(set: &[&str]) -> Vec<String> {
+        let layer = Layer {
+            proxy_set_headers: Some(
+                set.iter()
+                    .map(|n| (n.to_string(), Template::literal("v")))
+                    .collect(),
+            ),
+            ..Layer::default()
+        };
+        let settings = layer.finish(std::path::Path::new("/"));
+        settings
+            .proxy_set_headers
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    #[test]
+    fn proxy_headers_go_up_in_nginx_order() {
+        // The lines as written, then the defaults they did not name.
+        assert_eq!(order(&[]), ["Host", "Connection"]);
+        assert_eq!(order(&["X-Real-IP"]), ["X-Real-IP", "Host", "Connection"]);
+        assert_eq!(
+            order(&["X-Real-IP", "Host"]),
+            ["X-Real-IP", "Host", "Connection"]
+        );
+        assert_eq!(
+            order(&["Connection", "Upgrade", "host", "X-A", "X-A"]),
+            ["Connection", "Upgrade", "host", "X-A", "X-A"]
+        );
+    }
 
     #[test]
     fn cidrs() {

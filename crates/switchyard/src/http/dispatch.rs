@@ -240,6 +240,12 @@ async fn run(
                     .append(header::WWW_AUTHENTICATE, value);
             }
             super::expires::apply(&settings.expires, &mut response);
+            // nginx's header filter sends Last-Modified only with 200, 206
+            // and 304 (a file served as a 404 page has none); an add_header
+            // Last-Modified, applied next, is its own and stays.
+            if !matches!(response.status().as_u16(), 200 | 206 | 304) {
+                response.headers_mut().remove(header::LAST_MODIFIED);
+            }
             headers::add(&settings.add_headers, ex, &mut response);
             return (Reply::Response(response), settings);
         };
@@ -685,13 +691,16 @@ async fn serve(
 /// client's URI as it came only while it is the request's URI; after a
 /// rewrite or an internal redirect it sends the new URI (escaped) with its
 /// arguments, and after `break` (or `rewrite ... break`) the whole new URI
-/// even when `proxy_pass` has a URI part (`valid_location` unset).
+/// even when `proxy_pass` has a URI part (`valid_location` unset). A
+/// `proxy_pass` with variables whose URL has a URI part sends that URI as it
+/// is, whatever the request's URI became (ngx_http_proxy_create_request uses
+/// the evaluated URI whenever it is not empty).
 fn rewritten_pass<'a>(
     pass: &'a ProxyPass,
     ex: &Exchange,
     valid_location: bool,
 ) -> std::borrow::Cow<'a, ProxyPass> {
-    if valid_location && !(ex.internal && pass.uri.is_none()) {
+    if pass.verbatim_uri || (valid_location && !(ex.internal && pass.uri.is_none())) {
         return std::borrow::Cow::Borrowed(pass);
     }
     // An empty URI part replacing an empty prefix: the new URI, whole.

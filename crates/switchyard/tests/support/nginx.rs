@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The nginx binary, or a failure that says how to get it.
-fn nginx_bin() -> PathBuf {
+pub fn nginx_bin() -> PathBuf {
     let from_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("nginx"))

@@ -57,8 +57,8 @@ fn escape_path(path: &str) -> String {
 }
 
 /// The headers sent upstream: `proxy_set_header` values first (nginx's
-/// defaults included), then the client's headers that nginx passes, then
-/// the body length; and how their names are spelled (the configuration's
+/// defaults included), then the body length, then the client's headers
+/// that nginx passes; and how their names are spelled (the configuration's
 /// spelling, then the client's).
 pub fn build_headers(
     settings: &Settings,
@@ -82,6 +82,12 @@ pub fn build_headers(
             headers.append(n, v);
         }
     }
+    // The body's length goes right after them, where nginx's default
+    // `Content-Length: $proxy_internal_body_length` is, before the
+    // client's headers.
+    if let Some(len) = body_len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     if let Some(client_case) = client_case.filter(|_| settings.proxy_pass_request_headers) {
         case.extend(client_case);
     }
@@ -98,9 +104,6 @@ pub fn build_headers(
             }
             headers.append(name.clone(), value.clone());
         }
-    }
-    if let Some(len) = body_len {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     (headers, case)
 }

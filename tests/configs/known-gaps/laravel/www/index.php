@@ -1,0 +1,1 @@
+<?php // public/index.php

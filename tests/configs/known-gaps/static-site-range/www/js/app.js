@@ -1,0 +1,2 @@
+// tiny
+console.log(1);

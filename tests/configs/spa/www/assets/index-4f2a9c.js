@@ -1,0 +1,1 @@
+import{createApp as a}from"./vendor.js";a({}).mount("#app");
