@@ -928,3 +928,41 @@ fn upstream_byte_counts_are_logged_per_attempt() {
     assert!(received[1] > length[1] + 40, "the head counts too: {line}");
     assert!(sent[1] > 1000 + 40, "the head and the body went up: {line}");
 }
+
+/// Host goes up right after the request line wherever its
+/// proxy_set_header line is, as nginx 1.31.4 and later write it; an empty
+/// Host over HTTP/1.1 is `$proxy_host`, over HTTP/1.0 no Host at all.
+#[test]
+fn host_goes_first_and_an_empty_one_is_the_proxy_host_over_http11() {
+    let backend = RawBackend::start(|_| (ok_response("ok", ""), true));
+    let port = free_port();
+    let _lb = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port};\n\
+               location /set {{ proxy_set_header X-First 1; proxy_set_header Host written;\n\
+                 proxy_pass http://{}; }}\n\
+               location /empty11 {{ proxy_http_version 1.1; proxy_set_header Host \"\";\n\
+                 proxy_pass http://{}; }}\n\
+               location /empty10 {{ proxy_set_header Host \"\"; proxy_pass http://{}; }}\n\
+             }}",
+            backend.addr, backend.addr, backend.addr
+        ),
+        &[port],
+    );
+    for path in ["/set", "/empty11", "/empty10"] {
+        assert_eq!(get(port, path).status, 200);
+    }
+    let heads = backend.requests.lock().unwrap().clone();
+    let second_line = |head: &str| head.lines().nth(1).unwrap_or_default().to_string();
+    assert_eq!(second_line(&heads[0]), "Host: written", "{heads:?}");
+    assert!(heads[0].contains("\r\nX-First: 1\r\n"), "{heads:?}");
+    assert_eq!(
+        second_line(&heads[1]),
+        format!("Host: {}", backend.addr),
+        "{heads:?}"
+    );
+    assert!(
+        !heads[2].to_ascii_lowercase().contains("\r\nhost:"),
+        "{heads:?}"
+    );
+}

@@ -640,12 +640,12 @@ impl Layer {
     /// The final settings with nginx's defaults for anything unset.
     pub(crate) fn finish(&self, prefix: &Path) -> Settings {
         let minute = Duration::from_secs(60);
-        // As nginx 1.22 (the differential tests' oracle) writes them
-        // (ngx_http_proxy_init_headers): the proxy_set_header lines in
-        // their order (a name set twice is sent twice), then the defaults
-        // none of them named (Host: $proxy_host, Connection: close); an
-        // empty value sends nothing. nginx 1.31.4 moved Host to the front;
-        // that is not followed, so the oracle can check the order.
+        // As nginx writes them (ngx_http_proxy_init_headers): the
+        // proxy_set_header lines in their order (a name set twice is sent
+        // twice), then the defaults none of them named (Host: $proxy_host,
+        // Connection: close); an empty value sends nothing. Host itself
+        // goes first when the request is written (http/proxy/request.rs,
+        // as nginx 1.31.4 and later).
         let set = self.proxy_set_headers.as_deref().unwrap_or_default();
         let mut headers = set.to_vec();
         for (name, value) in [

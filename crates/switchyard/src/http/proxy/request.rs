@@ -69,7 +69,25 @@ pub fn build_headers(
 ) -> (HeaderMap, HeaderCase) {
     let mut headers = HeaderMap::with_capacity(client.len() + 4);
     let mut case = HeaderCase::default();
+    // nginx (since 1.31.4) writes Host right after the request line,
+    // wherever its proxy_set_header line is; an empty value over HTTP/1.1
+    // is `$proxy_host`, since an http URI must have a host (RFC 9110 4.2.1).
+    let is_host = |name: &str| name.eq_ignore_ascii_case("host");
+    if let Some((name, value)) = settings.proxy_set_headers.iter().find(|(n, _)| is_host(n)) {
+        let mut rendered = value.render(ex);
+        if rendered.is_empty() && settings.proxy_http_version_11 {
+            rendered.clone_from(&ex.proxy_host);
+        }
+        let value = HeaderValue::from_str(&rendered).ok();
+        if let Some(v) = value.filter(|_| !rendered.is_empty()) {
+            case.note(&header::HOST, name.as_bytes());
+            headers.append(header::HOST, v);
+        }
+    }
     for (name, value) in &settings.proxy_set_headers {
+        if is_host(name) {
+            continue;
+        }
         let rendered = value.render(ex);
         if rendered.is_empty() {
             continue;
