@@ -320,8 +320,8 @@ fn every_nginx_directive_is_known_by_name() {
             "unknown directive \"gzip_typse\" in {F}:3",
         ),
         (
-            "http {\n  log_format x \"$request_body\";\n}",
-            "variable \"$request_body\" is not supported yet in {F}:3",
+            "http {\n  log_format x \"$ssl_session_id\";\n}",
+            "variable \"$ssl_session_id\" is not supported yet in {F}:3",
         ),
         (
             "http {\n  log_format x \"$request_idd\";\n}",

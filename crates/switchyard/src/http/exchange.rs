@@ -84,8 +84,8 @@ impl UpstreamTry {
 #[derive(Debug, Clone)]
 pub struct ResponseEnd {
     started: Instant,
-    seconds: Arc<std::sync::OnceLock<f64>>,
-    transfer: Arc<std::sync::OnceLock<Transfer>>,
+    /// When it ended and what moved, set once (one allocation for both).
+    end: Arc<(std::sync::OnceLock<f64>, std::sync::OnceLock<Transfer>)>,
 }
 
 impl ResponseEnd {
@@ -93,31 +93,30 @@ impl ResponseEnd {
     pub fn new(started: Instant) -> ResponseEnd {
         ResponseEnd {
             started,
-            seconds: Arc::new(std::sync::OnceLock::new()),
-            transfer: Arc::new(std::sync::OnceLock::new()),
+            end: Arc::default(),
         }
     }
 
     /// The body ended with `transfer` moved in all: the time is marked too.
     pub fn finish(&self, transfer: Transfer) {
         self.mark();
-        let _ = self.transfer.set(transfer);
+        let _ = self.end.1.set(transfer);
     }
 
     /// The attempt's bytes, once its body ended.
     pub fn transfer(&self) -> Option<Transfer> {
-        self.transfer.get().copied()
+        self.end.1.get().copied()
     }
 
     /// The body ended (read whole, failed or timed out): now, unless it
     /// was marked already.
     pub fn mark(&self) {
-        let _ = self.seconds.set(self.started.elapsed().as_secs_f64());
+        let _ = self.end.0.set(self.started.elapsed().as_secs_f64());
     }
 
     /// Seconds from the start to the end, once marked.
     pub fn seconds(&self) -> Option<f64> {
-        self.seconds.get().copied()
+        self.end.0.get().copied()
     }
 }
 

@@ -4,7 +4,6 @@
 //! generation they started with.
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -26,7 +25,7 @@ pub struct Generation {
     /// The addresses whose connections start with a TLS handshake: those
     /// with `ssl` on any of their `listen`s (nginx merges it per address).
     ssl: FxHashSet<SocketAddr>,
-    logs: HashMap<usize, Arc<AccessLog>>,
+    logs: FxHashMap<usize, Arc<AccessLog>>,
     /// The `error_log`s of http, server and location levels, by the
     /// settings that have one (one set of open files per distinct list).
     error_logs: FxHashMap<usize, Arc<ContextLog>>,
@@ -62,7 +61,7 @@ impl Generation {
         let mut upstreams = FxHashMap::default();
         let mut servers: FxHashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>> =
             FxHashMap::default();
-        let mut logs = HashMap::new();
+        let mut logs = FxHashMap::default();
         let mut error_logs = ErrorLogs::default();
         let mut ssl = FxHashSet::default();
         if let Some(http) = &model.http {
@@ -186,7 +185,7 @@ impl Generation {
 
 fn open_logs(
     settings: &Arc<Settings>,
-    logs: &mut HashMap<usize, Arc<AccessLog>>,
+    logs: &mut FxHashMap<usize, Arc<AccessLog>>,
 ) -> Result<(), String> {
     if let std::collections::hash_map::Entry::Vacant(e) = logs.entry(key(settings)) {
         e.insert(Arc::new(AccessLog::open(&settings.access_log)?));
@@ -196,7 +195,7 @@ fn open_logs(
 
 fn open_location_logs(
     loc: &Arc<LocationConfig>,
-    logs: &mut HashMap<usize, Arc<AccessLog>>,
+    logs: &mut FxHashMap<usize, Arc<AccessLog>>,
     error_logs: &mut ErrorLogs,
 ) -> Result<(), String> {
     open_logs(&loc.settings, logs)?;
