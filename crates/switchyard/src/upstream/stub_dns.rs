@@ -218,13 +218,24 @@ struct Answer {
     alias: Option<String>,
 }
 
-fn query_id() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    NEXT.fetch_add(1, Ordering::Relaxed) ^ (nanos as u16)
+/// A query id nobody can guess (as nginx's resolver draws it), unlike
+/// `taken`'s: answers are told apart by it.
+fn query_id(taken: &[u16]) -> u16 {
+    loop {
+        let mut bytes = [0u8; 2];
+        let id = match getrandom::getrandom(&mut bytes) {
+            Ok(()) => u16::from_ne_bytes(bytes),
+            // No entropy: the clock's nanoseconds, still unlike `taken`.
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u16)
+                .unwrap_or(0)
+                .wrapping_add(taken.len() as u16),
+        };
+        if !taken.contains(&id) {
+            return id;
+        }
+    }
 }
 
 /// The questions not answered yet, to one server over one UDP socket in
@@ -255,7 +266,8 @@ async fn exchange(
         if answers[index].is_some() {
             continue;
         }
-        let id = query_id();
+        let taken: Vec<u16> = asked.iter().map(|(_, id, _)| *id).collect();
+        let id = query_id(&taken);
         let mut message = Message::new(id, MessageType::Query, OpCode::Query);
         message.metadata.recursion_desired = true;
         message.add_query(Query::query(name.clone(), *wanted));
@@ -278,10 +290,15 @@ async fn exchange(
         let Ok(reply) = Message::from_vec(&buf[..n]) else {
             continue;
         };
-        let Some((index, id, packet)) = asked
-            .iter()
-            .find(|(index, id, _)| *id == reply.metadata.id && answers[*index].is_none())
-        else {
+        let asked_for = |index: usize| {
+            reply
+                .queries
+                .first()
+                .is_none_or(|q| q.query_type() == types[index])
+        };
+        let Some((index, id, packet)) = asked.iter().find(|(index, id, _)| {
+            *id == reply.metadata.id && answers[*index].is_none() && asked_for(*index)
+        }) else {
             continue;
         };
         let answer = if reply.metadata.truncation {
@@ -339,4 +356,61 @@ fn read_answer(reply: &Message, wanted: RecordType) -> Result<Answer, ResolveErr
         return Err(ResolveError::NotFound);
     }
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::rr::rdata::{A, CNAME};
+    use hickory_resolver::proto::rr::Record;
+
+    fn name(text: &str) -> Name {
+        Name::from_ascii(text).unwrap()
+    }
+
+    #[test]
+    fn an_answer_takes_its_addresses_and_the_least_ttl_of_its_chain() {
+        let mut reply = Message::new(7, MessageType::Response, OpCode::Query);
+        reply.answers.push(Record::from_rdata(
+            name("www.test."),
+            1,
+            RData::CNAME(CNAME(name("app.test."))),
+        ));
+        reply.answers.push(Record::from_rdata(
+            name("app.test."),
+            60,
+            RData::A(A::new(127, 0, 0, 2)),
+        ));
+        let answer = read_answer(&reply, RecordType::A).unwrap();
+        assert_eq!(answer.addrs, vec![IpAddr::from([127, 0, 0, 2])]);
+        assert_eq!(answer.ttl, 1, "the CNAME's TTL bounds the answer's");
+        assert_eq!(answer.alias.as_deref(), Some("app.test"));
+        // Nothing of the type asked: the name has no such address.
+        assert_eq!(
+            read_answer(&reply, RecordType::AAAA).map(|a| a.addrs),
+            Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn response_codes_are_nginx_words() {
+        for (code, words) in [
+            (ResponseCode::NXDomain, "3: Host not found"),
+            (ResponseCode::ServFail, "2: Server failure"),
+            (ResponseCode::Refused, "5: Operation refused"),
+            (ResponseCode::FormErr, "1: Format error"),
+        ] {
+            let mut reply = Message::new(7, MessageType::Response, OpCode::Query);
+            reply.metadata.response_code = code;
+            let e = read_answer(&reply, RecordType::A).err().unwrap();
+            assert_eq!(e.to_string(), words);
+        }
+    }
+
+    #[test]
+    fn query_ids_differ_from_those_taken() {
+        let taken: Vec<u16> = (0..100).map(|_| query_id(&[])).collect();
+        let id = query_id(&taken);
+        assert!(!taken.contains(&id));
+    }
 }
