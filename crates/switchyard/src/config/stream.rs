@@ -334,6 +334,27 @@ fn build_stream_inner(
             upstreams.push(up);
         }
     }
+    // Datagrams to a Unix socket: named at load, not left to fail at connect.
+    for server in servers.iter().filter(|s| s.listens.iter().any(|l| l.udp)) {
+        let StreamHandler::Proxy(target) = &server.handler else {
+            continue;
+        };
+        let name = match target {
+            ProxyTarget::Upstream(name) => name,
+            ProxyTarget::Implicit(up) => &up.name,
+        };
+        let to_socket = upstreams
+            .iter()
+            .filter(|u| &u.name == name)
+            .flat_map(|u| u.servers.iter())
+            .find(|s| s.unix.is_some());
+        if let Some(peer) = to_socket {
+            super::record_unsupported(ConfigError::at(
+                "udp proxying to a unix socket is not supported yet",
+                &peer.position,
+            ));
+        }
+    }
     // A server's health_check checks the peers of the group it proxies to
     // (nginx Plus's stream semantics), whichever servers share that group.
     for (name, check) in found.checks {

@@ -318,3 +318,21 @@ fn access_rules_set_and_return() {
             .starts_with("invalid parameter \"1.2.3\" in ")
     );
 }
+
+#[test]
+fn datagrams_to_a_socket_are_refused_at_load() {
+    let e = error(
+        "upstream u { server unix:/tmp/x.sock; }\n\
+         server { listen 127.0.0.1:53 udp; proxy_pass u; }",
+    );
+    assert!(
+        e.starts_with("udp proxying to a unix socket is not supported yet in "),
+        "{e}"
+    );
+    // Over TCP the same group is fine.
+    let s = stream(
+        "upstream u { server unix:/tmp/x.sock; }\n\
+         server { listen 127.0.0.1:53; proxy_pass u; }",
+    );
+    assert!(s.upstreams[0].servers[0].unix.is_some());
+}
