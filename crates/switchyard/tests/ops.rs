@@ -226,6 +226,36 @@ fn term_stops_at_once() {
     assert!(TcpStream::connect(local(port)).is_err());
 }
 
+#[test]
+fn term_during_a_graceful_stop_exits_at_once() {
+    let a = Echo::start("a", "127.0.0.1:0");
+    let b = Echo::start("b", "127.0.0.1:0");
+    let (port, status_port) = (free_port(), free_port());
+    let mut balancer = Balancer::start_full(
+        &status_conf(port, status_port, &a, &b),
+        &[port, status_port],
+        &[],
+    );
+    // A request the graceful stop would wait half a minute for.
+    let _slow = std::thread::spawn(move || get(port, "/?delay=30s"));
+    support::wait_until(Duration::from_secs(5), "the slow request in flight", || {
+        get(status_port, "/basic_status")
+            .text()
+            .contains("Writing: 2 ")
+    });
+    balancer.signal(libc::SIGQUIT);
+    support::wait_until(Duration::from_secs(5), "the graceful stop to begin", || {
+        balancer
+            .error_log_text()
+            .contains("shutting down gracefully")
+    });
+    balancer.signal(libc::SIGTERM);
+    assert_eq!(balancer.wait(Duration::from_secs(5)), Some(0));
+    assert!(balancer
+        .error_log_text()
+        .contains("signal 15 (SIGTERM) received, exiting"));
+}
+
 fn served_by(port: u16, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| {

@@ -366,7 +366,19 @@ async fn serve(
             }
             _ = quit.recv() => {
                 error_log::notice("signal 3 (SIGQUIT) received, shutting down gracefully");
-                return graceful_stop(&server, shutdown_timeout).await;
+                // A TERM or INT while connections drain stops at once, as
+                // nginx's master turns a quit into a terminate.
+                return tokio::select! {
+                    code = graceful_stop(&server, shutdown_timeout) => code,
+                    _ = term.recv() => {
+                        error_log::notice("signal 15 (SIGTERM) received, exiting");
+                        0
+                    }
+                    _ = int.recv() => {
+                        error_log::notice("signal 2 (SIGINT) received, exiting");
+                        0
+                    }
+                };
             }
             _ = term.recv() => {
                 error_log::notice("signal 15 (SIGTERM) received, exiting");
