@@ -981,16 +981,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "open_log_file_cache",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER),
-        take(&[1, 2, 3, 4]),
-        false,
-    ),
-    k(
         "output_buffers",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[2]),

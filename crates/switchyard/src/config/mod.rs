@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use nginx_conf::{Directive, Position, Source};
 
 use directives::{Arity, Ctx, Spec, Support};
-use model::{ErrorLogTarget, LogPath, Main, Model};
+use model::{ErrorLogTarget, LogBuffering, LogPath, Main, Model};
 
 use crate::observe::ErrorLevel;
 
@@ -126,6 +126,33 @@ thread_local! {
     /// Directives found while loading that are not supported yet; the load
     /// goes on past them so that all are reported together.
     static UNSUPPORTED: std::cell::RefCell<Vec<ConfigError>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The access-log files met so far in this load, and how each buffers,
+    /// as nginx keeps a buffer on the cycle's open file.
+    static LOG_FILES: std::cell::RefCell<Vec<(PathBuf, Option<LogBuffering>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records that an `access_log` writes to `path`, buffering as `buffer`;
+/// false when an earlier `access_log` of the same file buffers otherwise
+/// (nginx's "already defined with conflicting parameters"). An unbuffered
+/// `access_log` of a buffered file writes through its buffer, as in nginx.
+pub(crate) fn claim_log_file(path: &Path, buffer: Option<LogBuffering>) -> bool {
+    LOG_FILES.with(|claimed| {
+        let mut claimed = claimed.borrow_mut();
+        match claimed.iter_mut().find(|(p, _)| p == path) {
+            Some((_, earlier)) => match (*earlier, buffer) {
+                (Some(a), Some(b)) => a == b,
+                (None, Some(b)) => {
+                    *earlier = Some(b);
+                    true
+                }
+                (_, None) => true,
+            },
+            None => {
+                claimed.push((path.to_path_buf(), buffer));
+                true
+            }
+        }
+    })
 }
 
 impl fmt::Display for ConfigError {
@@ -176,7 +203,11 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
     directives.extend(tree.directives.iter().cloned());
     UNSUPPORTED.with(|u| u.borrow_mut().clear());
-    let built = build(&directives, options);
+    LOG_FILES.with(|b| b.borrow_mut().clear());
+    let built = build(&directives, options).map(|mut model| {
+        model.access_log_files = LOG_FILES.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        model
+    });
     let unsupported = UNSUPPORTED.with(|u| std::mem::take(&mut *u.borrow_mut()));
     let mut unsupported = unsupported.into_iter();
     match (built, unsupported.next()) {
@@ -452,6 +483,7 @@ fn build(directives: &[Directive], options: &LoadOptions) -> Result<Model, Confi
         main,
         http,
         stream,
+        access_log_files: Vec::new(),
     })
 }
 

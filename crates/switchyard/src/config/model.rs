@@ -24,6 +24,10 @@ pub struct Model {
     pub http: Option<Http>,
     /// The `stream` block, if there is one.
     pub stream: Option<Stream>,
+    /// Every access-log file a fixed path names, at any level (nginx opens
+    /// them all, used or not), and how it buffers its lines: a property of
+    /// the file, shared by every `access_log` (http or stream) naming it.
+    pub access_log_files: Vec<(PathBuf, Option<LogBuffering>)>,
 }
 
 /// The `stream` block.
@@ -1344,12 +1348,64 @@ impl Proxied {
 #[derive(Debug, Clone)]
 pub struct AccessLogTarget {
     /// Where lines go.
-    pub path: LogPath,
+    pub path: AccessLogPath,
     /// The format.
     pub format: Arc<LogFormat>,
     /// `if=condition`: a line is written only when it renders to neither
     /// "" nor "0".
     pub condition: Option<crate::vars::Template>,
+    /// `buffer=`, `flush=`, `gzip`: lines gather in memory before they are
+    /// written. nginx keeps this per file: every `access_log` of one path
+    /// must agree.
+    pub buffer: Option<LogBuffering>,
+}
+
+/// Where an `access_log`'s lines go.
+#[derive(Debug, Clone)]
+pub enum AccessLogPath {
+    /// A file opened once, or standard error.
+    Fixed(LogPath),
+    /// A path with variables (made absolute with the prefix), evaluated for
+    /// each line; the file is opened for that line, as nginx opens it
+    /// without `open_log_file_cache`.
+    Evaluated {
+        /// The path.
+        path: crate::vars::Template,
+        /// http's: a line is written only when the request's root
+        /// directory exists (stream has no root).
+        test_root: bool,
+        /// `open_log_file_cache` where the log is used: open files kept
+        /// between lines.
+        cache: Option<LogFileCache>,
+    },
+}
+
+/// `open_log_file_cache max=N [inactive=T] [min_uses=N] [valid=T]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogFileCache {
+    /// The most files kept; a new one pushes out the least recently used.
+    pub max: usize,
+    /// A file unused this long is closed (default 10s).
+    pub inactive: Duration,
+    /// A file is kept open once used this many times (default 1).
+    pub min_uses: u64,
+    /// After this long a kept file is checked to still be the one its name
+    /// names (default 60s).
+    pub valid: Duration,
+}
+
+/// How an access-log file buffers its lines (`buffer=SIZE [flush=TIME]
+/// [gzip[=LEVEL]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBuffering {
+    /// The buffer's size: a line that would overflow it writes the buffer out
+    /// first; a line longer than the whole buffer is written at once.
+    pub size: usize,
+    /// `flush=`: the longest a line waits in the buffer.
+    pub flush: Option<Duration>,
+    /// `gzip[=LEVEL]`: each write of the buffer is one gzip member at this
+    /// level (1-9; `gzip` alone is 1, and a buffer of 64k unless `buffer=`).
+    pub gzip: Option<u32>,
 }
 
 /// An active health check (`health_check` in an upstream or in the location

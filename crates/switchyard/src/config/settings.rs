@@ -10,8 +10,9 @@ use std::time::Duration;
 use nginx_conf::Directive;
 
 use super::model::{
-    AccessLogTarget, AddHeader, Cidr, ErrorLogTarget, ErrorPage, LogPath, NextUpstream,
-    ProxyRedirect, RealIp, RewriteFrom, Settings, ValueRewrite,
+    AccessLogPath, AccessLogTarget, AddHeader, Cidr, ErrorLogTarget, ErrorPage, LogBuffering,
+    LogFileCache, LogPath, NextUpstream, ProxyRedirect, RealIp, RewriteFrom, Settings,
+    ValueRewrite,
 };
 use super::{arg0, error_log_target, full_path, invalid_value, values, ConfigError};
 use crate::observe::log_format::LogFormat;
@@ -28,6 +29,7 @@ pub(crate) struct Layer {
     proxy_read_timeout: Option<Duration>,
     proxy_send_timeout: Option<Duration>,
     access_log: Option<Vec<AccessLogTarget>>,
+    open_log_file_cache: Option<Option<LogFileCache>>,
     error_log: Option<Vec<ErrorLogTarget>>,
     client_max_body_size: Option<u64>,
     client_body_timeout: Option<Duration>,
@@ -124,6 +126,7 @@ pub(crate) fn parse_access_log(
     d: &Directive,
     prefix: &Path,
     formats: &Formats,
+    http: bool,
 ) -> Result<Option<AccessLogTarget>, ConfigError> {
     if arg0(d) == "off" {
         if d.args.len() > 1 {
@@ -148,40 +151,168 @@ pub(crate) fn parse_access_log(
             })?,
     };
     let mut condition = None;
+    let (mut size, mut flush, mut gzip) = (0usize, None, None);
     for extra in d.args.iter().skip(2) {
-        if let Some(text) = extra.value.strip_prefix("if=") {
+        let value = extra.value.as_str();
+        if let Some(text) = value.strip_prefix("if=") {
             let template = crate::vars::Template::compile(text)
                 .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
             condition = Some(template);
-            continue;
-        }
-        let known = ["buffer=", "gzip", "flush="];
-        let message = if known.iter().any(|k| extra.value.starts_with(k)) {
-            format!(
-                "\"access_log\" parameter \"{}\" is not supported yet",
-                extra.value
-            )
+        } else if let Some(text) = value.strip_prefix("buffer=") {
+            size = values::parse_size(text)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError::at(format!("invalid buffer size \"{text}\""), &d.position)
+                })?;
+        } else if let Some(text) = value.strip_prefix("flush=") {
+            flush = Some(
+                values::parse_time(text)
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| {
+                        ConfigError::at(format!("invalid flush time \"{text}\""), &d.position)
+                    })?,
+            );
+        } else if value == "gzip" || value.starts_with("gzip=") {
+            if size == 0 {
+                size = 64 * 1024;
+            }
+            gzip = Some(match value.strip_prefix("gzip=") {
+                None => 1,
+                Some(text) => text
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|level| (1..=9).contains(level))
+                    .ok_or_else(|| {
+                        ConfigError::at(
+                            format!("invalid compression level \"{text}\""),
+                            &d.position,
+                        )
+                    })?,
+            });
         } else {
-            format!("invalid parameter \"{}\"", extra.value)
-        };
-        return Err(ConfigError::at(message, &d.position));
+            return Err(ConfigError::at(
+                format!("invalid parameter \"{value}\""),
+                &d.position,
+            ));
+        }
     }
+    if flush.is_some() && size == 0 {
+        return Err(ConfigError::at(
+            format!("no buffer is defined for access_log \"{}\"", arg0(d)),
+            &d.position,
+        ));
+    }
+    let buffer = (size > 0).then_some(LogBuffering { size, flush, gzip });
     let path = arg0(d);
     let path = if path == "/dev/stderr" || path == "stderr" {
-        LogPath::Stderr
+        if buffer.is_some() {
+            return Err(ConfigError::at(
+                "a buffered \"access_log\" to stderr is not supported yet",
+                &d.position,
+            ));
+        }
+        AccessLogPath::Fixed(LogPath::Stderr)
     } else if path.starts_with("syslog:") {
         return Err(ConfigError::at(
             "\"access_log\" to syslog is not supported yet",
             &d.position,
         ));
+    } else if path.contains('$') {
+        if buffer.is_some() {
+            return Err(ConfigError::at(
+                "buffered logs cannot have variables in name",
+                &d.position,
+            ));
+        }
+        let full = full_path(prefix, path);
+        let template = crate::vars::Template::compile(&full.to_string_lossy())
+            .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
+        AccessLogPath::Evaluated {
+            path: template,
+            test_root: http,
+            cache: None,
+        }
     } else {
-        LogPath::File(full_path(prefix, path))
+        let file = full_path(prefix, path);
+        if !super::claim_log_file(&file, buffer) {
+            return Err(ConfigError::at(
+                format!(
+                    "access_log \"{}\" already defined with conflicting parameters",
+                    arg0(d)
+                ),
+                &d.position,
+            ));
+        }
+        AccessLogPath::Fixed(LogPath::File(file))
     };
     Ok(Some(AccessLogTarget {
         path,
         format,
         condition,
+        buffer,
     }))
+}
+
+/// Parses `open_log_file_cache max=N [inactive=T] [min_uses=N] [valid=T] |
+/// off` (`None`) with nginx's messages and defaults.
+pub(crate) fn parse_open_log_file_cache(
+    d: &Directive,
+) -> Result<Option<LogFileCache>, ConfigError> {
+    let mut cache = LogFileCache {
+        max: 0,
+        inactive: Duration::from_secs(10),
+        min_uses: 1,
+        valid: Duration::from_secs(60),
+    };
+    let mut off = false;
+    for arg in &d.args {
+        let value = arg.value.as_str();
+        let ok = if let Some(n) = value.strip_prefix("max=") {
+            n.parse::<usize>().map(|n| cache.max = n).is_ok()
+        } else if let Some(n) = value.strip_prefix("min_uses=") {
+            n.parse::<u64>().map(|n| cache.min_uses = n).is_ok()
+        } else if let Some(t) = value.strip_prefix("inactive=") {
+            values::parse_time(t).map(|t| cache.inactive = t).is_some()
+        } else if let Some(t) = value.strip_prefix("valid=") {
+            values::parse_time(t).map(|t| cache.valid = t).is_some()
+        } else if value == "off" {
+            off = true;
+            true
+        } else {
+            false
+        };
+        if !ok {
+            return Err(ConfigError::at(
+                format!("invalid \"open_log_file_cache\" parameter \"{value}\""),
+                &d.position,
+            ));
+        }
+    }
+    if off {
+        return Ok(None);
+    }
+    if cache.max == 0 {
+        return Err(ConfigError::at(
+            "\"open_log_file_cache\" must have \"max\" parameter",
+            &d.position,
+        ));
+    }
+    Ok(Some(cache))
+}
+
+/// Gives the log paths with variables of `targets` the cache of the level
+/// they are used at.
+pub(crate) fn with_file_cache(
+    mut targets: Vec<AccessLogTarget>,
+    file_cache: Option<LogFileCache>,
+) -> Vec<AccessLogTarget> {
+    for target in &mut targets {
+        if let AccessLogPath::Evaluated { cache, .. } = &mut target.path {
+            *cache = file_cache;
+        }
+    }
+    targets
 }
 
 /// Named log formats visible while parsing (for `access_log PATH NAME`).
@@ -266,6 +397,11 @@ impl Layer {
             "send_timeout" => set(&mut self.send_timeout, d, time(d)?)?,
             "lingering_close" => set(&mut self.lingering_close, d, lingering_close(d)?)?,
             "lingering_time" => set(&mut self.lingering_time, d, time(d)?)?,
+            "open_log_file_cache" => set(
+                &mut self.open_log_file_cache,
+                d,
+                parse_open_log_file_cache(d)?,
+            )?,
             "lingering_timeout" => set(&mut self.lingering_timeout, d, time(d)?)?,
             "server_tokens" => {
                 let v = match arg0(d) {
@@ -323,7 +459,7 @@ impl Layer {
             }
             "access_log" => {
                 let logs = self.access_log.get_or_insert_with(Vec::new);
-                match parse_access_log(d, prefix, formats)? {
+                match parse_access_log(d, prefix, formats, true)? {
                     Some(target) => logs.push(target),
                     None => logs.clear(),
                 }
@@ -582,6 +718,7 @@ impl Layer {
             proxy_read_timeout,
             proxy_send_timeout,
             access_log,
+            open_log_file_cache,
             error_log,
             client_max_body_size,
             client_body_timeout,
@@ -656,13 +793,19 @@ impl Layer {
                 headers.push((name.to_string(), value));
             }
         }
-        let access_log = self.access_log.clone().unwrap_or_else(|| {
-            vec![AccessLogTarget {
-                path: LogPath::File(full_path(prefix, "logs/access.log")),
-                format: Arc::new(LogFormat::combined()),
-                condition: None,
-            }]
-        });
+        let file_cache = self.open_log_file_cache.flatten();
+        let access_log = self
+            .access_log
+            .clone()
+            .map(|t| with_file_cache(t, file_cache))
+            .unwrap_or_else(|| {
+                vec![AccessLogTarget {
+                    path: AccessLogPath::Fixed(LogPath::File(full_path(prefix, "logs/access.log"))),
+                    format: Arc::new(LogFormat::combined()),
+                    condition: None,
+                    buffer: None,
+                }]
+            });
         Settings {
             proxy_http_version_11: self.proxy_http_version_11.unwrap_or(false),
             proxy_set_headers: headers,

@@ -47,6 +47,7 @@ struct Layer {
     requests: Option<u32>,
     tcp_nodelay: Option<bool>,
     access_log: Option<Vec<AccessLogTarget>>,
+    open_log_file_cache: Option<Option<super::model::LogFileCache>>,
     /// `allow`/`deny`: a level with rules of its own inherits none.
     access: Option<Vec<AccessRule>>,
     /// `limit_conn`: as `access`, a level with its own inherits none.
@@ -131,6 +132,11 @@ impl Layer {
                 set(&mut self.requests, d, n)?
             }
             "tcp_nodelay" => set(&mut self.tcp_nodelay, d, flag())?,
+            "open_log_file_cache" => set(
+                &mut self.open_log_file_cache,
+                d,
+                super::settings::parse_open_log_file_cache(d)?,
+            )?,
             "access_log" => {
                 let logs = self.access_log.get_or_insert_with(Vec::new);
                 if let Some(target) = parse_access_log(d, prefix, formats)? {
@@ -197,6 +203,7 @@ impl Layer {
                 .access_log
                 .clone()
                 .or_else(|| parent.access_log.clone()),
+            open_log_file_cache: self.open_log_file_cache.or(parent.open_log_file_cache),
             access: self.access.clone().or_else(|| parent.access.clone()),
             limit_conn: self
                 .limit_conn
@@ -545,7 +552,10 @@ fn build_server(
         responses: merged.responses,
         requests: merged.requests.unwrap_or(0),
         tcp_nodelay: merged.tcp_nodelay.unwrap_or(true),
-        access_log: merged.access_log.unwrap_or_default(),
+        access_log: super::settings::with_file_cache(
+            merged.access_log.unwrap_or_default(),
+            merged.open_log_file_cache.flatten(),
+        ),
         position: d.position.clone(),
     })
 }

@@ -180,13 +180,7 @@ pub(super) fn parse_access_log(
     if arg0(d) != "off" && d.args.len() < 2 {
         return Err(ConfigError::at("log format is not specified", &d.position));
     }
-    if arg0(d).contains('$') {
-        return Err(ConfigError::at(
-            "\"access_log\" with variables in the path is not supported yet",
-            &d.position,
-        ));
-    }
-    super::settings::parse_access_log(d, prefix, formats)
+    super::settings::parse_access_log(d, prefix, formats, false)
 }
 
 /// `listen ADDRESS:PORT [backlog=N] [reuseport] [bind] [so_keepalive=...]

@@ -4,13 +4,21 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::config::model::{AccessLogTarget, LogPath};
+use crate::config::model::{AccessLogPath, AccessLogTarget, LogPath};
 use crate::observe::access_log::{self, LogFile};
+use crate::observe::log_file_cache::FileCache;
 use crate::observe::log_format::LogFormat;
+use crate::observe::ErrorLevel;
 
 enum Sink {
     Stderr,
     File(Arc<LogFile>),
+    /// A path with variables: the file is opened for each line.
+    Evaluated {
+        path: crate::vars::Template,
+        test_root: bool,
+        cache: Option<std::sync::Mutex<FileCache>>,
+    },
 }
 
 /// Where one location's access-log lines go (possibly nowhere).
@@ -31,14 +39,25 @@ impl AccessLog {
         let mut opened = Vec::new();
         for t in targets {
             let sink = match &t.path {
-                LogPath::Stderr => Sink::Stderr,
-                LogPath::File(path) => Sink::File(access_log::open(path).map_err(|e| {
-                    format!(
-                        "open() \"{}\" failed ({})",
-                        path.display(),
-                        crate::observe::error_log::os_error(&e)
-                    )
-                })?),
+                AccessLogPath::Evaluated {
+                    path,
+                    test_root,
+                    cache,
+                } => Sink::Evaluated {
+                    path: path.clone(),
+                    test_root: *test_root,
+                    cache: cache.map(|c| std::sync::Mutex::new(FileCache::new(c))),
+                },
+                AccessLogPath::Fixed(LogPath::Stderr) => Sink::Stderr,
+                AccessLogPath::Fixed(LogPath::File(path)) => {
+                    Sink::File(access_log::open(path).map_err(|e| {
+                        format!(
+                            "open() \"{}\" failed ({})",
+                            path.display(),
+                            crate::observe::error_log::os_error(&e)
+                        )
+                    })?)
+                }
             };
             opened.push((sink, t.format.clone(), t.condition.clone()));
         }
@@ -69,7 +88,78 @@ impl AccessLog {
                     let _ = writeln!(std::io::stderr(), "{line}");
                 }
                 Sink::File(file) => file.write_line(&line),
+                Sink::Evaluated {
+                    path,
+                    test_root,
+                    cache,
+                } => write_evaluated(source, path, *test_root, cache.as_ref(), &line),
             }
         }
+    }
+}
+
+/// Writes a line to a log whose path has variables: the file is opened
+/// (created) for the line and closed after it. In http nothing is written
+/// unless the request's root directory exists, as nginx tests it before
+/// it evaluates the path.
+fn write_evaluated(
+    source: &dyn crate::vars::VarSource,
+    path: &crate::vars::Template,
+    test_root: bool,
+    cache: Option<&std::sync::Mutex<FileCache>>,
+    line: &str,
+) {
+    if test_root {
+        let root = source
+            .var(&crate::vars::Var::DocumentRoot)
+            .map(|r| r.into_owned())
+            .unwrap_or_default();
+        match std::fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                crate::observe::error_log::log(
+                    ErrorLevel::Error,
+                    None,
+                    &format!("testing \"{root}\" existence failed (20: Not a directory)"),
+                );
+                return;
+            }
+            Err(e) => {
+                crate::observe::error_log::log(
+                    ErrorLevel::Error,
+                    None,
+                    &format!(
+                        "testing \"{root}\" existence failed ({})",
+                        crate::observe::error_log::os_error(&e)
+                    ),
+                );
+                return;
+            }
+        }
+    }
+    let name = path.render(source);
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let written = match cache {
+        Some(cache) => match cache.lock() {
+            Ok(mut cache) => cache.write(&name, text.as_bytes()),
+            Err(_) => Ok(()),
+        },
+        None => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&name)
+            .and_then(|mut file| file.write_all(text.as_bytes())),
+    };
+    if let Err(e) = written {
+        crate::observe::error_log::log(
+            ErrorLevel::Crit,
+            None,
+            &format!(
+                "open() \"{name}\" failed ({})",
+                crate::observe::error_log::os_error(&e)
+            ),
+        );
     }
 }

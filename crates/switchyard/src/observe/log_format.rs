@@ -100,7 +100,7 @@ fn escape_into(out: &mut String, value: &[u8], escape: Escape) {
                     '\n' => out.push_str("\\n"),
                     '\r' => out.push_str("\\r"),
                     '\t' => out.push_str("\\t"),
-                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
                     c => out.push(c),
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod error_log;
+pub mod log_file_cache;
 pub mod log_format;
 pub mod metrics;
 pub mod time;

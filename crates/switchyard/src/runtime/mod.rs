@@ -84,6 +84,10 @@ pub fn run(options: RunOptions) -> i32 {
             return 1;
         }
     };
+    if let Err(e) = access_log::configure(&generation.model.access_log_files) {
+        error_log::stderr_line(ErrorLevel::Emerg, &e);
+        return 1;
+    }
     let mut bound = HashMap::new();
     for (addr, backlog, ipv6only, kind) in bind_addresses(&generation) {
         match listeners::bind(addr, &backlog, ipv6only) {
@@ -139,6 +143,8 @@ pub fn run(options: RunOptions) -> i32 {
     let code = runtime.block_on(serve(
         options, generation, bound, bound_udp, workers, pid_file,
     ));
+    // Buffered access-log lines go out before the pid file says we are gone.
+    access_log::flush_all();
     let _ = std::fs::remove_file(&main.pid);
     // Connection tasks may still hold sockets; do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -472,6 +478,10 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     }
     describe_changes(&old, &generation);
     start_resolving(&generation).await;
+    if let Err(e) = access_log::configure(&generation.model.access_log_files) {
+        error_log::log(ErrorLevel::Emerg, None, &e);
+        return;
+    }
     let replaced = server.shared.current.swap(Arc::new(generation));
     // nginx's old workers close what they still hold (upgraded connections)
     // `worker_shutdown_timeout` after a reload; without it they wait.
