@@ -52,25 +52,63 @@ const SPECIAL: [(HeaderName, &[u8]); 2] = [
 
 /// Whether `spelled` is `name` in its usual case: nginx's own spelling for
 /// the few it has, else a capital at the start and after each `-`, the
-/// rest in lower case. (Every header line of every head comes here: a
-/// plain loop over the bytes, which stops at the first that differs.)
+/// rest in lower case. Every header line of every head comes here, so the
+/// bytes are compared eight at a time (see [`usual_word`]).
 fn is_usual(name: &HeaderName, spelled: &[u8]) -> bool {
     let lower = name.as_str().as_bytes();
     if lower.len() != spelled.len() {
         return false;
     }
-    if let Some((_, special)) = SPECIAL.iter().find(|(n, _)| n == name) {
-        return *special == spelled;
+    if matches!(lower.len(), 4 | 16) {
+        if let Some((_, special)) = SPECIAL.iter().find(|(n, _)| n == name) {
+            return *special == spelled;
+        }
     }
-    let mut upper = true;
-    for (&l, &s) in lower.iter().zip(spelled) {
-        let usual = if upper { l.to_ascii_uppercase() } else { l };
-        if usual != s {
+    // Byte 0 counts as "after a dash": it is capitalised too.
+    let mut after_dash = 0x80u64;
+    for (l, s) in lower.chunks(8).zip(spelled.chunks(8)) {
+        let (l, s) = (word(l), word(s));
+        let (usual, dashes) = usual_word(l, s, after_dash);
+        if !usual {
             return false;
         }
-        upper = l == b'-';
+        after_dash = dashes >> 56;
     }
     true
+}
+
+/// Up to eight bytes as a little-endian word, zero-padded.
+fn word(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(buf)
+}
+
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// Whether eight bytes of a spelling are the usual case of eight bytes of
+/// the lower-case name, and where the name's dashes are (0x80 in each
+/// byte that is `-`). `carry` is 0x80 when the byte before this word was
+/// a dash (or this is the first word).
+///
+/// A spelling differs from the lower-case name only in case (the name was
+/// made from it), so `lower ^ spelled` is 0x20 exactly where the spelling
+/// has a capital; the usual case has one exactly at the letters that start
+/// the name or follow a dash. Names are ASCII, so no byte has its high bit.
+fn usual_word(lower: u64, spelled: u64, carry: u64) -> (bool, u64) {
+    let dashes = zero_bytes(lower ^ 0x2d2d_2d2d_2d2d_2d2d);
+    let starts = (dashes << 8) | carry;
+    let at_least_a = (lower | HIGH).wrapping_sub(0x6161_6161_6161_6161) & HIGH;
+    let at_most_z = (0xfafa_fafa_fafa_fafa_u64.wrapping_sub(lower)) & HIGH;
+    let capitals = (starts & at_least_a & at_most_z) >> 2;
+    ((lower ^ spelled) == capitals, dashes)
+}
+
+/// 0x80 in each byte of `x` that is zero, exactly (no false positives:
+/// the low seven bits are added without carrying into the next byte).
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LOW7).wrapping_add(LOW7)) | x) & HIGH
 }
 
 /// Appends `name` in its usual case: its lower-case bytes, then a capital
@@ -127,6 +165,67 @@ mod tests {
         assert_eq!(case.spelling(&name("content-type")), None);
         assert_eq!(case.spelling(&name("x-ip")), Some(&b"X-IP"[..]));
         assert_eq!(case.spelling(&name("set-cookie")), Some(&b"set-cookie"[..]));
+    }
+
+    /// The byte-at-a-time rule the word-at-a-time check must agree with.
+    fn usual_slowly(lower: &[u8], spelled: &[u8]) -> bool {
+        let mut upper = true;
+        lower.len() == spelled.len()
+            && lower.iter().zip(spelled).all(|(&l, &s)| {
+                let usual = if upper { l.to_ascii_uppercase() } else { l };
+                upper = l == b'-';
+                usual == s
+            })
+    }
+
+    #[test]
+    fn the_word_check_agrees_with_the_byte_rule() {
+        let names = [
+            "a", "ab", "a-b", "-a", "a-", "--", "x-ip", "content-type", "x-forwarded-for",
+            "sec-websocket-key", "a1-b2-c3-d4-e5", "x-very-long-header-name-with-dashes",
+            "abcdefgh", "abcdefg-h", "abcdefgh-i", "x_y-z", "a-b-c-d-e-f-g-h-i-j", "12-ab",
+        ];
+        for lower in names {
+            let name = name(lower);
+            let len = lower.len();
+            // Every spelling that differs from the name only in case, for
+            // short names; for long ones, each single-letter flip of the
+            // usual case and of the lower case.
+            let mut spellings: Vec<Vec<u8>> = Vec::new();
+            if len <= 10 {
+                for mask in 0u32..(1 << len) {
+                    spellings.push(
+                        lower
+                            .bytes()
+                            .enumerate()
+                            .map(|(i, b)| if mask & (1 << i) != 0 { b.to_ascii_uppercase() } else { b })
+                            .collect(),
+                    );
+                }
+            } else {
+                let mut usual = Vec::new();
+                write_usual(&mut usual, &name);
+                for base in [usual, lower.as_bytes().to_vec()] {
+                    for i in 0..len {
+                        let mut s = base.clone();
+                        s[i] = if s[i].is_ascii_uppercase() { s[i].to_ascii_lowercase() } else { s[i].to_ascii_uppercase() };
+                        spellings.push(s);
+                    }
+                    spellings.push(base);
+                }
+            }
+            for spelled in spellings {
+                assert_eq!(
+                    is_usual(&name, &spelled),
+                    usual_slowly(lower.as_bytes(), &spelled),
+                    "{lower} spelled {}",
+                    String::from_utf8_lossy(&spelled)
+                );
+            }
+        }
+        assert!(is_usual(&name("etag"), b"ETag"));
+        assert!(!is_usual(&name("etag"), b"Etag"));
+        assert!(is_usual(&name("www-authenticate"), b"WWW-Authenticate"));
     }
 
     #[test]

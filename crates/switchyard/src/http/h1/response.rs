@@ -48,6 +48,14 @@ pub struct StatusLine {
     pub reason: bytes::Bytes,
 }
 
+impl StatusLine {
+    /// Whether the line says something nginx's own would not: when the
+    /// reason is nginx's for the status, the response need not carry it.
+    pub fn differs_from_nginx(&self) -> bool {
+        nginx_reason(self.status.as_u16()).map(str::as_bytes) != Some(&self.reason[..])
+    }
+}
+
 /// nginx's reason phrases (`ngx_http_status_lines`), which differ from
 /// the RFC's in places (`302 Moved Temporarily`, `405 Not Allowed`).
 fn nginx_reason(status: u16) -> Option<&'static str> {

@@ -510,7 +510,10 @@ fn downstream_response(
     if !case.is_empty() {
         out.extensions_mut().insert(case);
     }
-    out.extensions_mut().insert(status_line);
+    // The common `200 OK` goes without: each extension is an allocation.
+    if status_line.differs_from_nginx() {
+        out.extensions_mut().insert(status_line);
+    }
     if rewritten {
         crate::http::dispatch::absolute_location(&mut out, settings, ex);
     }

@@ -9,20 +9,26 @@ use crate::http::exchange::Exchange;
 use crate::vars::Template;
 
 /// Upstream response headers nginx does not pass down by default
-/// (`proxy_hide_header`'s defaults and the hop-by-hop ones).
-const HIDDEN: [&str; 8] = [
-    "date",
-    "server",
-    "x-pad",
-    "x-accel-expires",
-    "x-accel-redirect",
-    "x-accel-limit-rate",
-    "x-accel-buffering",
-    "x-accel-charset",
-];
+/// (`proxy_hide_header`'s defaults). A `match` on the name, not a list
+/// search: every header of every proxied response is asked.
+fn hidden_by_default(name: &str) -> bool {
+    matches!(
+        name,
+        "date"
+            | "server"
+            | "x-pad"
+            | "x-accel-expires"
+            | "x-accel-redirect"
+            | "x-accel-limit-rate"
+            | "x-accel-buffering"
+            | "x-accel-charset"
+    )
+}
 
 /// Hop-by-hop headers that never pass (a 101 keeps `Upgrade`).
-const HOP_BY_HOP: [&str; 4] = ["connection", "keep-alive", "transfer-encoding", "upgrade"];
+fn hop_by_hop(name: &str) -> bool {
+    matches!(name, "connection" | "keep-alive" | "transfer-encoding" | "upgrade")
+}
 
 /// The headers passed to the client.
 pub fn filter_headers(upstream: &HeaderMap, settings: &Settings, switching: bool) -> HeaderMap {
@@ -30,8 +36,8 @@ pub fn filter_headers(upstream: &HeaderMap, settings: &Settings, switching: bool
     for (name, value) in upstream {
         let n = name.as_str();
         let hidden_by_default =
-            HIDDEN.contains(&n) && !settings.proxy_pass_headers.iter().any(|p| p == n);
-        let hop = HOP_BY_HOP.contains(&n) && !(switching && n == "upgrade");
+            hidden_by_default(n) && !settings.proxy_pass_headers.iter().any(|p| p == n);
+        let hop = hop_by_hop(n) && !(switching && n == "upgrade");
         if hidden_by_default || hop || settings.proxy_hide_headers.iter().any(|h| h == n) {
             continue;
         }
