@@ -501,7 +501,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("flv", Ctx::LOCATION, take(&[0]), false),
-    k("geo", Ctx::HTTP, take(&[1, 2]), true),
     k(
         "geoip_city",
         Ctx::HTTP.or(Ctx::STREAM),

@@ -4,6 +4,7 @@
 pub mod access;
 mod auth;
 pub mod directives;
+mod geo;
 mod gzip;
 mod health;
 mod http;

@@ -38,6 +38,8 @@ pub struct Stream {
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks, by the variable they define (without `$`).
     pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+    /// `geo` blocks, by the variable they define (without `$`).
+    pub geos: Arc<std::collections::HashMap<String, Arc<crate::geo::Geo>>>,
     /// `limit_conn_zone` zones.
     pub limit_zones: Vec<Arc<LimitConnZone>>,
 }
@@ -381,6 +383,8 @@ pub struct Http {
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks, by the variable they define (without `$`).
     pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+    /// `geo` blocks, by the variable they define (without `$`).
+    pub geos: Arc<std::collections::HashMap<String, Arc<crate::geo::Geo>>>,
     /// `limit_req_zone` zones.
     pub limit_req_zones: Vec<Arc<LimitReqZone>>,
     /// `limit_conn_zone` zones.

@@ -40,6 +40,7 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
                 None
             }
             "map" | "split_clients" => d.args.get(1),
+            "geo" => d.args.last(),
             _ => None,
         };
         if d.name == "map" {
@@ -56,7 +57,7 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
                 out.push(name);
             }
         }
-        if !matches!(d.name.as_str(), "map" | "types" | "split_clients") {
+        if !matches!(d.name.as_str(), "map" | "types" | "split_clients" | "geo") {
             if let Some(inner) = &d.block {
                 user_var_names(inner, out);
             }
