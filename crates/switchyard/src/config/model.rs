@@ -396,8 +396,11 @@ pub struct Http {
 pub struct MapConfig {
     /// The source value (`$src`, or any template).
     pub source: crate::vars::Template,
-    /// Exact keys, lower case (nginx matches strings ignoring case).
-    pub exact: std::collections::HashMap<String, crate::vars::Template>,
+    /// The keys that are not regexes: exact ones, lower case (nginx
+    /// matches strings ignoring case), and hostname masks.
+    pub keys: super::map_hostnames::Hostnames<crate::vars::Template>,
+    /// `hostnames`: a trailing dot of the source value is dropped.
+    pub hostnames: bool,
     /// Regex keys in file order.
     pub regexes: Vec<(regex::Regex, crate::vars::Template)>,
     /// `default` (empty when not given).
@@ -410,12 +413,15 @@ pub struct MapConfig {
 
 impl MapConfig {
     /// The value for `source`'s variables: the exact key (ignoring case),
-    /// else the first regex that matches, else `default`.
-    /// A regex key's value may name its captures (`$1`, `$name`).
+    /// else a hostname mask, else the first regex that matches, else
+    /// `default`. A regex key's value may name its captures (`$1`, `$name`).
     pub fn value(&self, source: &dyn crate::vars::VarSource) -> String {
-        let key = self.source.render(source);
+        let mut key = self.source.render(source);
+        if self.hostnames && key.ends_with('.') {
+            key.pop();
+        }
         let lower = key.to_ascii_lowercase();
-        if let Some(v) = self.exact.get(&lower) {
+        if let Some(v) = self.keys.find(&lower) {
             return v.render(source);
         }
         for (re, v) in &self.regexes {
