@@ -413,6 +413,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_ignore_headers", ANY, M1, false, Yes),
     d("proxy_intercept_errors", ANY, FLAG, false, Yes),
     d("proxy_method", ANY, T1, false, Yes),
+    d("proxy_bind", ANY, T12, false, Yes),
     d("proxy_pass_request_headers", ANY, FLAG, false, Yes),
     d("proxy_pass_request_body", ANY, FLAG, false, Yes),
     d("proxy_set_body", ANY, T1, false, Yes),

@@ -1039,12 +1039,6 @@ pub static KNOWN: &[Spec] = &[
     ),
     k("protocol", Ctx::MAIL, take(&[1]), false),
     k("proxy", Ctx::MAIL, Arity::Flag, false),
-    k(
-        "proxy_bind",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2]),
-        false,
-    ),
     k("proxy_buffer", Ctx::MAIL, take(&[1]), false),
     k(
         "proxy_cache_background_update",

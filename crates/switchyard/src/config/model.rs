@@ -1091,6 +1091,8 @@ pub struct Settings {
     pub proxy_ignore_headers: Vec<String>,
     /// `proxy_method`.
     pub proxy_method: Option<crate::vars::Template>,
+    /// `proxy_bind`: the local address of upstream connections.
+    pub proxy_bind: Option<ProxyBind>,
     /// `proxy_pass_request_headers` (default on).
     pub proxy_pass_request_headers: bool,
     /// `proxy_pass_request_body` (default on).
