@@ -178,7 +178,6 @@ pub fn configure_line() -> String {
         "--without-http_scgi_module",
         "--without-http_grpc_module",
         "--without-http_memcached_module",
-        "--without-http_geo_module",
         "--without-http_referer_module",
         "--without-http_userid_module",
         "--without-http_charset_module",
@@ -191,7 +190,6 @@ pub fn configure_line() -> String {
         "--without-mail_smtp_module",
         // The stream sub-modules not implemented yet (nginx's test suite
         // reads these to skip what is missing).
-        "--without-stream_geo_module",
         "--without-stream_pass_module",
         "--without-stream_upstream_least_time_module",
     ];
@@ -220,6 +218,7 @@ mod tests {
             ("http_static_module", "root"),
             ("http_index_module", "index"),
             ("http_map_module", "map"),
+            ("http_geo_module", "geo"),
             ("http_gzip_module", "gzip"),
             ("http_ssi_module", "ssi"),
             ("http_fastcgi_module", "fastcgi_pass"),

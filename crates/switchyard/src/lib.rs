@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod echo;
+pub mod geo;
 pub mod http;
 pub mod known_vars;
 pub mod lab;

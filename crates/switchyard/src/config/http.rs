@@ -62,6 +62,7 @@ fn build_http_inner(
     let block = d.block.as_deref().unwrap_or_default();
     let mut maps = std::collections::HashMap::new();
     let mut splits = std::collections::HashMap::new();
+    let mut geos = std::collections::HashMap::new();
     let mut b = HttpBuilder {
         prefix,
         conf_prefix,
@@ -101,10 +102,28 @@ fn build_http_inner(
             "server" => server_blocks.push(inner),
             // Zones were read first (collect_zones).
             "match" | "limit_req_zone" | "limit_conn_zone" => {}
-            "map" => super::rewrite::add_map(&mut maps, inner)?,
+            "map" => {
+                super::rewrite::add_map(&mut maps, inner)?;
+                // nginx's later definition of a changeable variable wins.
+                geos.retain(|name: &String, _| !maps.contains_key(name));
+            }
+            "geo" => {
+                let (name, geo) = super::geo::parse_geo(inner, true)?;
+                if splits.contains_key(&name) {
+                    return Err(ConfigError::at(
+                        format!("the duplicate \"{name}\" variable"),
+                        &inner.position,
+                    ));
+                }
+                maps.remove(&name);
+                geos.insert(name, Arc::new(geo));
+            }
             "split_clients" => {
                 let (name, split) = super::stream_values::parse_split_clients(inner)?;
-                if maps.contains_key(&name) || splits.contains_key(&name) {
+                if maps.contains_key(&name)
+                    || splits.contains_key(&name)
+                    || geos.contains_key(&name)
+                {
                     return Err(ConfigError::at(
                         format!("the duplicate \"{name}\" variable"),
                         &inner.position,
@@ -160,6 +179,7 @@ fn build_http_inner(
         log_formats: b.formats,
         maps: Arc::new(maps),
         split_clients: Arc::new(splits),
+        geos: Arc::new(geos),
         limit_req_zones: zones.req,
         limit_conn_zones: zones.conn,
     })

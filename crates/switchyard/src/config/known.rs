@@ -501,7 +501,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("flv", Ctx::LOCATION, take(&[0]), false),
-    k("geo", Ctx::HTTP, take(&[1, 2]), true),
     k(
         "geoip_city",
         Ctx::HTTP.or(Ctx::STREAM),
@@ -1030,12 +1029,6 @@ pub static KNOWN: &[Spec] = &[
     ),
     k("protocol", Ctx::MAIL, take(&[1]), false),
     k("proxy", Ctx::MAIL, Arity::Flag, false),
-    k(
-        "proxy_bind",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2]),
-        false,
-    ),
     k("proxy_buffer", Ctx::MAIL, take(&[1]), false),
     k(
         "proxy_cache_background_update",

@@ -4,6 +4,7 @@
 pub mod access;
 mod auth;
 pub mod directives;
+mod geo;
 mod gzip;
 mod health;
 mod http;
@@ -11,6 +12,7 @@ mod http2;
 mod known;
 mod limits;
 pub mod listen;
+pub mod map_hostnames;
 pub mod model;
 mod proxy_cookie;
 mod proxy_ssl;

@@ -42,6 +42,8 @@ pub struct Stream {
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks, by the variable they define (without `$`).
     pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+    /// `geo` blocks, by the variable they define (without `$`).
+    pub geos: Arc<std::collections::HashMap<String, Arc<crate::geo::Geo>>>,
     /// `limit_conn_zone` zones.
     pub limit_zones: Vec<Arc<LimitConnZone>>,
 }
@@ -385,6 +387,8 @@ pub struct Http {
     pub maps: Arc<std::collections::HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks, by the variable they define (without `$`).
     pub split_clients: Arc<std::collections::HashMap<String, Arc<SplitClients>>>,
+    /// `geo` blocks, by the variable they define (without `$`).
+    pub geos: Arc<std::collections::HashMap<String, Arc<crate::geo::Geo>>>,
     /// `limit_req_zone` zones.
     pub limit_req_zones: Vec<Arc<LimitReqZone>>,
     /// `limit_conn_zone` zones.
@@ -396,8 +400,11 @@ pub struct Http {
 pub struct MapConfig {
     /// The source value (`$src`, or any template).
     pub source: crate::vars::Template,
-    /// Exact keys, lower case (nginx matches strings ignoring case).
-    pub exact: std::collections::HashMap<String, crate::vars::Template>,
+    /// The keys that are not regexes: exact ones, lower case (nginx
+    /// matches strings ignoring case), and hostname masks.
+    pub keys: super::map_hostnames::Hostnames<crate::vars::Template>,
+    /// `hostnames`: a trailing dot of the source value is dropped.
+    pub hostnames: bool,
     /// Regex keys in file order.
     pub regexes: Vec<(regex::Regex, crate::vars::Template)>,
     /// `default` (empty when not given).
@@ -410,12 +417,15 @@ pub struct MapConfig {
 
 impl MapConfig {
     /// The value for `source`'s variables: the exact key (ignoring case),
-    /// else the first regex that matches, else `default`.
-    /// A regex key's value may name its captures (`$1`, `$name`).
+    /// else a hostname mask, else the first regex that matches, else
+    /// `default`. A regex key's value may name its captures (`$1`, `$name`).
     pub fn value(&self, source: &dyn crate::vars::VarSource) -> String {
-        let key = self.source.render(source);
+        let mut key = self.source.render(source);
+        if self.hostnames && key.ends_with('.') {
+            key.pop();
+        }
         let lower = key.to_ascii_lowercase();
-        if let Some(v) = self.exact.get(&lower) {
+        if let Some(v) = self.keys.find(&lower) {
             return v.render(source);
         }
         for (re, v) in &self.regexes {
@@ -1085,6 +1095,8 @@ pub struct Settings {
     pub proxy_ignore_headers: Vec<String>,
     /// `proxy_method`.
     pub proxy_method: Option<crate::vars::Template>,
+    /// `proxy_bind`: the local address of upstream connections.
+    pub proxy_bind: Option<ProxyBind>,
     /// `proxy_pass_request_headers` (default on).
     pub proxy_pass_request_headers: bool,
     /// `proxy_pass_request_body` (default on).

@@ -2,8 +2,6 @@
 //! `try_files` and `map`: parsed into [`Op`]s that run in file order for
 //! each request.
 
-use std::collections::HashMap;
-
 use nginx_conf::Directive;
 
 use super::model::{
@@ -40,6 +38,7 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
                 None
             }
             "map" | "split_clients" => d.args.get(1),
+            "geo" => d.args.last(),
             _ => None,
         };
         if d.name == "map" {
@@ -56,7 +55,7 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
                 out.push(name);
             }
         }
-        if !matches!(d.name.as_str(), "map" | "types" | "split_clients") {
+        if !matches!(d.name.as_str(), "map" | "types" | "split_clients" | "geo") {
             if let Some(inner) = &d.block {
                 user_var_names(inner, out);
             }
@@ -366,7 +365,8 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
         .to_ascii_lowercase();
     let mut map = MapConfig {
         source,
-        exact: HashMap::new(),
+        keys: Default::default(),
+        hostnames: false,
         regexes: Vec::new(),
         default: Template::default(),
         volatile: false,
@@ -384,10 +384,8 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
                 continue;
             }
             ("hostnames", 0) => {
-                return Err(ConfigError::at(
-                    format!("\"map\" parameter \"{key}\" is not supported yet"),
-                    lat,
-                ))
+                map.hostnames = true;
+                continue;
             }
             ("include", _) => continue,
             (_, 1) => {}
@@ -414,14 +412,10 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
                 })?;
             map.regexes.push((re, value));
         } else {
-            let key = key.strip_prefix('\\').unwrap_or(key).to_ascii_lowercase();
-            if map.exact.contains_key(&key) {
-                return Err(ConfigError::at(
-                    format!("conflicting parameter \"{key}\""),
-                    lat,
-                ));
-            }
-            map.exact.insert(key, value);
+            let key = key.strip_prefix('\\').unwrap_or(key);
+            map.keys
+                .add(key, value, map.hostnames)
+                .map_err(|e| ConfigError::at(e.to_string(), lat))?;
         }
     }
     Ok((name, map))

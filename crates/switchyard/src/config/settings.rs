@@ -58,6 +58,8 @@ pub(crate) struct Layer {
     proxy_pass_headers: Option<Vec<String>>,
     proxy_ignore_headers: Option<Vec<String>>,
     proxy_method: Option<Template>,
+    /// `proxy_bind`: `Some(None)` for `off`.
+    proxy_bind: Option<Option<super::model::ProxyBind>>,
     proxy_pass_request_headers: Option<bool>,
     proxy_pass_request_body: Option<bool>,
     proxy_set_body: Option<Template>,
@@ -502,6 +504,11 @@ impl Layer {
                 }
             }
             "proxy_method" => set(&mut self.proxy_method, d, compile(d, arg0(d))?)?,
+            "proxy_bind" => set(
+                &mut self.proxy_bind,
+                d,
+                super::stream_values::parse_proxy_bind(d)?,
+            )?,
             "proxy_pass_request_headers" => set(
                 &mut self.proxy_pass_request_headers,
                 d,
@@ -747,6 +754,7 @@ impl Layer {
             proxy_pass_headers,
             proxy_ignore_headers,
             proxy_method,
+            proxy_bind,
             proxy_pass_request_headers,
             proxy_pass_request_body,
             proxy_set_body,
@@ -856,6 +864,7 @@ impl Layer {
             proxy_pass_headers: self.proxy_pass_headers.clone().unwrap_or_default(),
             proxy_ignore_headers: self.proxy_ignore_headers.clone().unwrap_or_default(),
             proxy_method: self.proxy_method.clone(),
+            proxy_bind: self.proxy_bind.clone().flatten(),
             proxy_pass_request_headers: self.proxy_pass_request_headers.unwrap_or(true),
             proxy_pass_request_body: self.proxy_pass_request_body.unwrap_or(true),
             proxy_set_body: self.proxy_set_body.clone(),

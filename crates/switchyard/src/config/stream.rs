@@ -247,6 +247,7 @@ fn build_stream_inner(
     let mut formats: Vec<(String, Arc<LogFormat>)> = Vec::new();
     let mut maps = std::collections::HashMap::new();
     let mut splits = std::collections::HashMap::new();
+    let mut geos = std::collections::HashMap::new();
     let mut upstreams: Vec<Arc<UpstreamConfig>> = Vec::new();
     let mut layer = Layer::default();
     let mut seen = Seen::default();
@@ -298,10 +299,28 @@ fn build_stream_inner(
                 let format = super::http::parse_log_format(inner)?;
                 formats.push((name, Arc::new(format)));
             }
-            "map" => super::rewrite::add_map(&mut maps, inner)?,
+            "map" => {
+                super::rewrite::add_map(&mut maps, inner)?;
+                // nginx's later definition of a changeable variable wins.
+                geos.retain(|name: &String, _| !maps.contains_key(name));
+            }
+            "geo" => {
+                let (name, geo) = super::geo::parse_geo(inner, false)?;
+                if splits.contains_key(&name) {
+                    return Err(ConfigError::at(
+                        format!("the duplicate \"{name}\" variable"),
+                        &inner.position,
+                    ));
+                }
+                maps.remove(&name);
+                geos.insert(name, Arc::new(geo));
+            }
             "split_clients" => {
                 let (name, split) = parse_split_clients(inner)?;
-                if maps.contains_key(&name) || splits.contains_key(&name) {
+                if maps.contains_key(&name)
+                    || splits.contains_key(&name)
+                    || geos.contains_key(&name)
+                {
                     return Err(ConfigError::at(
                         format!("the duplicate \"{name}\" variable"),
                         &inner.position,
@@ -382,6 +401,7 @@ fn build_stream_inner(
         servers,
         maps: Arc::new(maps),
         split_clients: Arc::new(splits),
+        geos: Arc::new(geos),
         limit_zones: zones,
     })
 }

@@ -38,6 +38,7 @@ fn sub_exchange(ex: &Exchange, uri: &str) -> Option<(Exchange, Request<RequestBo
     sub.realip_applied = ex.realip_applied;
     sub.user_vars = ex.user_vars.clone();
     sub.maps = ex.maps.clone();
+    sub.geos = ex.geos.clone();
     // nginx's subrequest shares its parent's variables: the map values
     // read so far hold in it too.
     if let (Ok(mut into), Ok(from)) = (sub.map_values.lock(), ex.map_values.lock()) {

@@ -67,6 +67,7 @@ pub async fn respond(
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
         ex.splits = Some(http.split_clients.clone());
+        ex.geos = Some(http.geos.clone());
     }
     realip::apply(&server.settings.real_ip, ex);
     let mut request = Some(request);
@@ -126,6 +127,7 @@ pub async fn respond_status(
     if let Some(http) = generation.http() {
         ex.maps = Some(http.maps.clone());
         ex.splits = Some(http.split_clients.clone());
+        ex.geos = Some(http.geos.clone());
     }
     let (reply, settings) = run(
         Content::Status(code),

@@ -197,6 +197,8 @@ pub struct Exchange {
     pub map_values: std::sync::Mutex<HashMap<String, String>>,
     /// The `split_clients` of the configuration, by variable name.
     pub splits: Option<Arc<HashMap<String, Arc<crate::config::model::SplitClients>>>>,
+    /// The `geo` blocks of the configuration, by variable name.
+    pub geos: Option<Arc<HashMap<String, Arc<crate::geo::Geo>>>>,
     /// The location (or location `if`) answering, for `$document_root`
     /// and `$request_filename`.
     pub location: Option<Arc<LocationConfig>>,
@@ -308,6 +310,7 @@ impl Exchange {
             maps: None,
             map_values: std::sync::Mutex::new(HashMap::new()),
             splits: None,
+            geos: None,
             location: None,
             internal: false,
             captures: Vec::new(),
@@ -365,29 +368,55 @@ impl Exchange {
         self.user_vars.push((name.to_string(), value));
     }
 
+    /// A map's or geo's value: made once a request unless `volatile`
+    /// (nginx caches such variables for the request, across internal
+    /// redirects).
+    fn cached(&self, name: &str, volatile: bool, make: impl FnOnce() -> String) -> String {
+        if volatile {
+            return make();
+        }
+        let known = self
+            .map_values
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).cloned());
+        if let Some(known) = known {
+            return known;
+        }
+        // Not locked while the value is made: its source may read another
+        // map.
+        let value = make();
+        if let Ok(mut values) = self.map_values.lock() {
+            values.insert(name.to_string(), value.clone());
+        }
+        value
+    }
+
+    /// The address geo looks up: the client's, after realip (nginx's
+    /// `c->sockaddr`, which realip replaces). A peer that is not an IP
+    /// address (a unix-domain one) would be `Client::None`: nginx looks up
+    /// 255.255.255.255 for AF_UNIX.
+    fn geo_client(&self) -> crate::geo::Client {
+        crate::geo::Client::Ip(self.client_addr)
+    }
+
     fn user_var(&self, name: &str) -> Option<String> {
         if let Some((_, v)) = self.user_vars.iter().find(|(n, _)| n == name) {
             return Some(v.clone());
         }
         if let Some(map) = self.maps.as_ref().and_then(|m| m.get(name)) {
-            if map.volatile {
-                return Some(map.value(self));
-            }
-            let known = self
-                .map_values
-                .lock()
-                .ok()
-                .and_then(|m| m.get(name).cloned());
-            if known.is_some() {
-                return known;
-            }
-            // Not locked while the value is made: its source may read
-            // another map.
-            let value = map.value(self);
-            if let Ok(mut values) = self.map_values.lock() {
-                values.insert(name.to_string(), value.clone());
-            }
-            return Some(value);
+            return Some(self.cached(name, map.volatile, || map.value(self)));
+        }
+        if let Some(geo) = self.geos.as_ref().and_then(|g| g.get(name)) {
+            return Some(self.cached(name, geo.volatile, || {
+                let forwarded: Vec<&[u8]> = self
+                    .headers
+                    .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .collect();
+                geo.value(self.geo_client(), self, &forwarded).to_string()
+            }));
         }
         let split = self.splits.as_ref()?.get(name)?;
         Some(split.value(self))

@@ -35,6 +35,8 @@ pub struct StreamRuntime {
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks.
     pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
+    /// `geo` blocks of the stream block.
+    pub geos: Arc<HashMap<String, Arc<crate::geo::Geo>>>,
     /// `limit_conn_zone` counts, by zone name.
     pub zones: HashMap<String, Arc<super::limit::ZoneCounts>>,
     /// By listening address and whether it is UDP.
@@ -102,6 +104,7 @@ impl StreamRuntime {
             upstreams,
             maps: stream.maps.clone(),
             splits: stream.split_clients.clone(),
+            geos: stream.geos.clone(),
             zones,
             servers,
             binds,

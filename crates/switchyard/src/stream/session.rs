@@ -75,6 +75,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
         set: Vec::new(),
         maps: generation.stream.maps.clone(),
         splits: generation.stream.splits.clone(),
+        geos: generation.stream.geos.clone(),
         udp: false,
         proxy_protocol: None,
         limit_conn_status: None,

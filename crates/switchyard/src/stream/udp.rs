@@ -154,6 +154,7 @@ async fn serve(
         set: Vec::new(),
         maps: generation.stream.maps.clone(),
         splits: generation.stream.splits.clone(),
+        geos: generation.stream.geos.clone(),
         udp: true,
         proxy_protocol: None,
         limit_conn_status: None,

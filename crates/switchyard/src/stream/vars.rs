@@ -56,6 +56,8 @@ pub(crate) struct Session {
     pub maps: Arc<HashMap<String, Arc<MapConfig>>>,
     /// `split_clients` blocks of the stream block.
     pub splits: Arc<HashMap<String, Arc<SplitClients>>>,
+    /// `geo` blocks of the stream block.
+    pub geos: Arc<HashMap<String, Arc<crate::geo::Geo>>>,
     /// A UDP session (`$protocol`, `udp client:` in the error log).
     pub udp: bool,
     /// The client and server a PROXY protocol header gave.
@@ -73,6 +75,12 @@ fn secs(d: Duration) -> String {
 }
 
 impl Session {
+    /// The address geo looks up for this client (a peer that is not an
+    /// IP address, such as a unix-domain one, would be `Client::None`).
+    fn geo_client(&self) -> crate::geo::Client {
+        crate::geo::Client::Ip(self.remote.ip())
+    }
+
     /// The error-log context nginx's stream module appends: `, client: ..,
     /// server: ..` and, once a peer is chosen, `, upstream: "..", bytes
     /// from/to client:../.., bytes from/to upstream:../..`.
@@ -193,6 +201,9 @@ impl VarSource for Session {
                 if let Some(m) = self.maps.get(name) {
                     return owned(m.value(self));
                 }
+                if let Some(g) = self.geos.get(name) {
+                    return owned(g.value(self.geo_client(), self, &[]).to_string());
+                }
                 self.splits.get(name).map(|s| Cow::Owned(s.value(self)))
             }
             _ => None,
@@ -242,6 +253,7 @@ mod tests {
             set: Vec::new(),
             maps: Arc::default(),
             splits: Arc::default(),
+            geos: Arc::default(),
             udp: false,
             proxy_protocol: None,
             limit_conn_status: None,

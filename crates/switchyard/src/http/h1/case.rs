@@ -181,9 +181,24 @@ mod tests {
     #[test]
     fn the_word_check_agrees_with_the_byte_rule() {
         let names = [
-            "a", "ab", "a-b", "-a", "a-", "--", "x-ip", "content-type", "x-forwarded-for",
-            "sec-websocket-key", "a1-b2-c3-d4-e5", "x-very-long-header-name-with-dashes",
-            "abcdefgh", "abcdefg-h", "abcdefgh-i", "x_y-z", "a-b-c-d-e-f-g-h-i-j", "12-ab",
+            "a",
+            "ab",
+            "a-b",
+            "-a",
+            "a-",
+            "--",
+            "x-ip",
+            "content-type",
+            "x-forwarded-for",
+            "sec-websocket-key",
+            "a1-b2-c3-d4-e5",
+            "x-very-long-header-name-with-dashes",
+            "abcdefgh",
+            "abcdefg-h",
+            "abcdefgh-i",
+            "x_y-z",
+            "a-b-c-d-e-f-g-h-i-j",
+            "12-ab",
         ];
         for lower in names {
             let name = name(lower);
@@ -198,7 +213,13 @@ mod tests {
                         lower
                             .bytes()
                             .enumerate()
-                            .map(|(i, b)| if mask & (1 << i) != 0 { b.to_ascii_uppercase() } else { b })
+                            .map(|(i, b)| {
+                                if mask & (1 << i) != 0 {
+                                    b.to_ascii_uppercase()
+                                } else {
+                                    b
+                                }
+                            })
                             .collect(),
                     );
                 }
@@ -208,7 +229,11 @@ mod tests {
                 for base in [usual, lower.as_bytes().to_vec()] {
                     for i in 0..len {
                         let mut s = base.clone();
-                        s[i] = if s[i].is_ascii_uppercase() { s[i].to_ascii_lowercase() } else { s[i].to_ascii_uppercase() };
+                        s[i] = if s[i].is_ascii_uppercase() {
+                            s[i].to_ascii_lowercase()
+                        } else {
+                            s[i].to_ascii_uppercase()
+                        };
                         spellings.push(s);
                     }
                     spellings.push(base);

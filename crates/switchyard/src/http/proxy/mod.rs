@@ -23,7 +23,6 @@ use crate::http::h1::HeaderCase;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use tokio::net::TcpStream;
 
 use self::body::PeerGuard;
 use self::downstream::{Downstream, UpstreamBody};
@@ -34,7 +33,7 @@ use self::wire::ResponseHead;
 use super::body::ResponseBody;
 use super::exchange::{Exchange, ResponseEnd, Transfer, UpstreamTry};
 use super::respond;
-use crate::config::model::{LocationConfig, ProxyPass, Settings};
+use crate::config::model::{LocationConfig, ProxyBind, ProxyPass, Settings};
 use crate::observe::error_log;
 use crate::transport::tls_client::{strip_port, HandshakeError, UpstreamTls};
 use crate::upstream::io::UpstreamIo;
@@ -46,6 +45,9 @@ pub use self::read_body::ProxiedBefore;
 
 /// Why an attempt failed, for the error log, the status and the retry rule.
 enum Failure {
+    /// bind() of the `proxy_bind` address: nginx's NGX_ERROR from
+    /// ngx_event_connect_peer, a 500 with no next peer.
+    Bind(std::io::Error, std::net::IpAddr),
     Connect(std::io::Error),
     ConnectTimeout,
     Handshake(HandshakeError),
@@ -58,6 +60,7 @@ impl Failure {
     fn status(&self) -> u16 {
         match self {
             Failure::ConnectTimeout | Failure::HandshakeTimeout | Failure::HeaderTimeout => 504,
+            Failure::Bind(..) => 500,
             _ => 502,
         }
     }
@@ -75,6 +78,10 @@ impl Failure {
 
     fn describe(&self) -> String {
         match self {
+            Failure::Bind(e, ip) => format!(
+                "bind({ip}) failed ({}) while connecting to upstream",
+                error_log::os_error(e)
+            ),
             Failure::Connect(e) => format!(
                 "connect() failed ({}) while connecting to upstream",
                 error_log::os_error(e)
@@ -131,6 +138,7 @@ async fn connect(
     addr: &PeerAddr,
     settings: &Settings,
     tls: Option<(&UpstreamTls, &str)>,
+    bind: Option<std::net::SocketAddr>,
 ) -> Result<Connection, Failure> {
     let timeout = settings.proxy_connect_timeout;
     let ip = match addr {
@@ -150,7 +158,18 @@ async fn connect(
             };
         }
     };
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(ip)).await {
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(Failure::Connect)?;
+    if let Some(local) = bind {
+        socket
+            .bind(local)
+            .map_err(|e| Failure::Bind(e, local.ip()))?;
+    }
+    let stream = match tokio::time::timeout(timeout, socket.connect(ip)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(Failure::Connect(e)),
         Err(_) => return Err(Failure::ConnectTimeout),
@@ -163,6 +182,28 @@ async fn connect(
         Ok(Ok(s)) => Ok(Connection::new(UpstreamIo::Tls(Box::new(s)))),
         Ok(Err(e)) => Err(Failure::Handshake(e)),
         Err(_) => Err(Failure::HandshakeTimeout),
+    }
+}
+
+/// The `proxy_bind` address for this request (ngx_http_upstream_set_local):
+/// none for `off`, an empty value, or one that is not an address (logged).
+fn bind_address(settings: &Settings, ex: &Exchange) -> Option<std::net::SocketAddr> {
+    match settings.proxy_bind.as_ref()? {
+        ProxyBind::Fixed(addr) => Some(*addr),
+        ProxyBind::Vars(template) => {
+            let value = template.render(ex);
+            if value.is_empty() {
+                return None;
+            }
+            let addr = crate::config::model::parse_bind_address(&value);
+            if addr.is_none() {
+                error_log::error(
+                    Some(ex.conn.id),
+                    &format!("invalid local address \"{value}\"{}", log_context(ex, None)),
+                );
+            }
+            addr
+        }
     }
 }
 
@@ -215,6 +256,7 @@ pub async fn proxy(
         None => parts.method.clone(),
     };
     let uri = upstream_uri(pass, ex);
+    let bind = bind_address(settings, ex);
     if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return respond::error(400, settings.server_tokens);
     }
@@ -325,6 +367,7 @@ pub async fn proxy(
                     &picked.addr,
                     settings,
                     tls.as_ref().map(|(c, name)| (*c, &**name)),
+                    bind,
                 ))
                 .await
                 {
@@ -365,6 +408,20 @@ pub async fn proxy(
         };
         let (connection, sent) = match outcome {
             Ok(pair) => pair,
+            Err((Failure::Bind(e, ip), _)) => {
+                // Not the peer's fault: nginx ends the request here.
+                drop(guard);
+                error_log::log(
+                    crate::observe::ErrorLevel::Crit,
+                    Some(ex.conn.id),
+                    &format!(
+                        "{}{}",
+                        Failure::Bind(e, ip).describe(),
+                        log_context(ex, Some(&url()))
+                    ),
+                );
+                return respond::error(500, settings.server_tokens);
+            }
             Err((failure, sent_any)) => {
                 record_failure(ex, &picked, &failure, &url(), started);
                 guard.success = false;

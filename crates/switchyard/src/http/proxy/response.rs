@@ -27,7 +27,10 @@ fn hidden_by_default(name: &str) -> bool {
 
 /// Hop-by-hop headers that never pass (a 101 keeps `Upgrade`).
 fn hop_by_hop(name: &str) -> bool {
-    matches!(name, "connection" | "keep-alive" | "transfer-encoding" | "upgrade")
+    matches!(
+        name,
+        "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
+    )
 }
 
 /// The headers passed to the client.
