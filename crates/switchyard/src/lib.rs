@@ -4,6 +4,7 @@
 //! tests and fuzz targets can reach the parts that take input.
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod echo;

@@ -10,7 +10,7 @@ use switchyard::config::{self, LoadOptions};
 use switchyard::observe::{error_log, ErrorLevel};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: switchyard::allocator::Allocator = switchyard::allocator::Allocator;
 
 #[derive(Parser)]
 #[command(
