@@ -75,7 +75,9 @@ pub(crate) struct Layer {
     absolute_redirect: Option<bool>,
     port_in_redirect: Option<bool>,
     server_name_in_redirect: Option<bool>,
-    real_ip_from: Option<Vec<Cidr>>,
+    /// The addresses, and whether `unix:` was one (a level's lines
+    /// replace its parent's as one list, as nginx's `from` array).
+    real_ip_from: Option<(Vec<Cidr>, bool)>,
     real_ip_header: Option<String>,
     real_ip_recursive: Option<bool>,
     rewrite_log: Option<bool>,
@@ -508,16 +510,15 @@ impl Layer {
             }
             "set_real_ip_from" => {
                 let text = arg0(d);
+                let from = self.real_ip_from.get_or_insert_with(Default::default);
                 if text == "unix:" {
-                    return Err(ConfigError::at(
-                        "\"set_real_ip_from unix:\" is not supported yet",
-                        &d.position,
-                    ));
+                    from.1 = true;
+                } else {
+                    let cidr = parse_cidr(text).ok_or_else(|| {
+                        ConfigError::at(format!("invalid parameter \"{text}\""), &d.position)
+                    })?;
+                    from.0.push(cidr);
                 }
-                let cidr = parse_cidr(text).ok_or_else(|| {
-                    ConfigError::at(format!("invalid parameter \"{text}\""), &d.position)
-                })?;
-                self.real_ip_from.get_or_insert_with(Vec::new).push(cidr);
             }
             "real_ip_header" => {
                 if arg0(d) == "proxy_protocol" {
@@ -750,7 +751,12 @@ impl Layer {
             port_in_redirect: self.port_in_redirect.unwrap_or(true),
             server_name_in_redirect: self.server_name_in_redirect.unwrap_or(false),
             real_ip: Arc::new(RealIp {
-                from: self.real_ip_from.clone().unwrap_or_default(),
+                from: self
+                    .real_ip_from
+                    .as_ref()
+                    .map(|f| f.0.clone())
+                    .unwrap_or_default(),
+                from_unix: self.real_ip_from.as_ref().is_some_and(|f| f.1),
                 header: self.real_ip_header.clone(),
                 recursive: self.real_ip_recursive.unwrap_or(false),
             }),
