@@ -120,6 +120,22 @@ pub(crate) fn parse_cidr(text: &str) -> Option<Cidr> {
     (bits <= max).then_some(Cidr { addr, bits })
 }
 
+/// The addresses of a host name as nginx's ngx_inet_resolve_host finds
+/// them, each as a whole-address `Cidr`; `None` when it has none.
+fn resolve_host(name: &str) -> Option<Vec<Cidr>> {
+    use std::net::ToSocketAddrs;
+    let mut out: Vec<Cidr> = Vec::new();
+    for addr in (name, 0).to_socket_addrs().ok()? {
+        let ip = addr.ip();
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        let cidr = Cidr { addr: ip, bits };
+        if !out.contains(&cidr) {
+            out.push(cidr);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Parses one `access_log PATH [FORMAT]` / `access_log off` (`None`), as
 /// http and stream write it.
 pub(crate) fn parse_access_log(
@@ -513,11 +529,17 @@ impl Layer {
                 let from = self.real_ip_from.get_or_insert_with(Default::default);
                 if text == "unix:" {
                     from.1 = true;
-                } else {
-                    let cidr = parse_cidr(text).ok_or_else(|| {
-                        ConfigError::at(format!("invalid parameter \"{text}\""), &d.position)
-                    })?;
+                } else if let Some(cidr) = parse_cidr(text) {
                     from.0.push(cidr);
+                } else {
+                    // Not an address: a host name, each of its addresses
+                    // trusted (nginx resolves it now, as it reads it).
+                    from.0.extend(resolve_host(text).ok_or_else(|| {
+                        ConfigError::at(
+                            format!("host not found in set_real_ip_from \"{text}\""),
+                            &d.position,
+                        )
+                    })?);
                 }
             }
             "real_ip_header" => {
