@@ -627,7 +627,7 @@ fn rewrite_config_errors_are_nginx_words() {
         ),
         (
             "server { set_real_ip_from nope; }",
-            "invalid parameter \"nope\"",
+            "host not found in set_real_ip_from \"nope\"",
         ),
     ] {
         let (code, err) = test_config(body);

@@ -32,6 +32,24 @@ pub enum Client {
     Unix,
 }
 
+impl Client {
+    /// The client of a connection from `peer`.
+    pub fn of(peer: &crate::upstream::addr::PeerAddr) -> Client {
+        match peer.ip() {
+            Some(ip) => Client::Ip(ip),
+            None => Client::Unix,
+        }
+    }
+
+    /// Its IP address; a Unix socket's peer has none.
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            Client::Ip(ip) => Some(ip),
+            Client::Unix => None,
+        }
+    }
+}
+
 /// The access phase: the first rule that matches decides; none matching
 /// allows. As nginx, each address family has its own list (`all` is in
 /// every list), and an IPv4-mapped IPv6 client is checked as IPv4 against

@@ -346,7 +346,10 @@ impl HttpBuilder<'_> {
             }
         }
         if listens.is_empty() {
-            listens.push(Listen::new(([0, 0, 0, 0], default_port()).into(), None));
+            listens.push(Listen::new(
+                std::net::SocketAddr::from(([0, 0, 0, 0], default_port())),
+                None,
+            ));
         }
         if names.is_empty() && name_regexes.is_empty() {
             names.push(String::new());

@@ -6,6 +6,7 @@ use nginx_conf::{Directive, Position};
 
 use super::model::{Listen, SoKeepalive};
 use super::{values, ConfigError};
+use crate::upstream::addr::PeerAddr;
 
 /// The port nginx listens on when a server has no `listen`: 80 for root,
 /// 8000 otherwise.
@@ -64,17 +65,47 @@ pub fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, String
         .ok_or_else(|| format!("host not found in \"{text}\""))
 }
 
+/// The most bytes of a Unix-domain socket's path: `sun_path` holds it
+/// with its terminating NUL.
+const SUN_PATH: usize = 108;
+
+/// A `unix:PATH` listen address as nginx's ngx_parse_unix_domain_url reads
+/// it (the prefix in any case); `None` when `text` is not one. The error
+/// is nginx's, with the address: `no path in the unix domain socket in
+/// "unix:"`.
+pub fn parse_unix(text: &str) -> Option<Result<PeerAddr, String>> {
+    let prefix = text.get(..5)?;
+    if !prefix.eq_ignore_ascii_case("unix:") {
+        return None;
+    }
+    let path = &text[5..];
+    Some(if path.is_empty() {
+        Err(format!("no path in the unix domain socket in \"{text}\""))
+    } else if path.len() + 1 > SUN_PATH {
+        Err(format!(
+            "too long path in the unix domain socket in \"{text}\""
+        ))
+    } else {
+        Ok(PeerAddr::Unix(std::sync::Arc::from(std::path::Path::new(
+            path,
+        ))))
+    })
+}
+
+/// A `listen` address of http or stream: a Unix socket, or an IP address
+/// and port (`default_port` when none is written), with nginx's error.
+pub(crate) fn listen_address(text: &str, default_port: u16) -> Result<PeerAddr, String> {
+    match parse_unix(text) {
+        Some(unix) => unix,
+        None => parse_address(text, default_port).map(PeerAddr::Inet),
+    }
+}
+
 /// Parses a whole `listen` directive.
 pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
     let at = &d.position;
     let first = &d.args[0].value;
-    if first.starts_with("unix:") {
-        return Err(ConfigError::at(
-            "\"listen\" on a unix socket is not supported yet",
-            at,
-        ));
-    }
-    let addr = parse_address(first, 80)
+    let addr = listen_address(first, 80)
         .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
     let mut listen = Listen::new(addr, Some(at.clone()));
     for param in d.args.iter().skip(1) {
@@ -122,16 +153,16 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
 pub(crate) fn check_options<'a>(
     listens: impl Iterator<Item = &'a Listen>,
 ) -> Result<(), ConfigError> {
-    let mut set: Vec<std::net::SocketAddr> = Vec::new();
+    let mut set: Vec<&PeerAddr> = Vec::new();
     for listen in listens.filter(|l| l.options_set) {
-        if set.contains(&listen.addr) {
+        if set.contains(&&listen.addr) {
             let message = format!("duplicate listen options for {}", listen.addr);
             return Err(match &listen.position {
                 Some(p) => ConfigError::at(message, p),
                 None => ConfigError::bare(message),
             });
         }
-        set.push(listen.addr);
+        set.push(&listen.addr);
     }
     Ok(())
 }
@@ -279,6 +310,33 @@ mod tests {
                 format!("invalid so_keepalive value: \"{bad}\"")
             );
         }
+    }
+
+    #[test]
+    fn unix_addresses_as_nginx_reads_them() {
+        let unix = |text: &str| parse_unix(text).map(|r| r.map(|a| a.to_string()));
+        assert_eq!(
+            unix("unix:/run/a.sock"),
+            Some(Ok("unix:/run/a.sock".into()))
+        );
+        // The prefix in any case, the path as written.
+        assert_eq!(unix("UNIX:rel.sock"), Some(Ok("unix:rel.sock".into())));
+        assert_eq!(unix("127.0.0.1:80"), None);
+        assert_eq!(unix("uni"), None);
+        assert_eq!(
+            unix("unix:"),
+            Some(Err("no path in the unix domain socket in \"unix:\"".into()))
+        );
+        // sun_path holds 107 bytes and the NUL.
+        let longest = format!("unix:/{}", "a".repeat(106));
+        assert!(matches!(unix(&longest), Some(Ok(_))));
+        let over = format!("unix:/{}", "a".repeat(107));
+        assert_eq!(
+            unix(&over),
+            Some(Err(format!(
+                "too long path in the unix domain socket in \"{over}\""
+            )))
+        );
     }
 
     #[test]

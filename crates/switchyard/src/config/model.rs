@@ -575,8 +575,9 @@ impl UpstreamServer {
 /// A `listen` address with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// The address to bind.
-    pub addr: SocketAddr,
+    /// The address to bind: an IP address and port, or a Unix-domain
+    /// socket's path (`listen unix:/run/app.sock`).
+    pub addr: crate::upstream::addr::PeerAddr,
     /// `default_server`.
     pub default_server: bool,
     /// The parameters that set socket options (`backlog=`, `rcvbuf=`, ...).
@@ -603,9 +604,12 @@ pub struct Listen {
 impl Listen {
     /// `addr` with nginx's defaults for every parameter (backlog 511,
     /// ipv6only on), as written at `position` (`None`: the implicit one).
-    pub fn new(addr: SocketAddr, position: Option<Position>) -> Listen {
+    pub fn new(
+        addr: impl Into<crate::upstream::addr::PeerAddr>,
+        position: Option<Position>,
+    ) -> Listen {
         Listen {
-            addr,
+            addr: addr.into(),
             default_server: false,
             socket: SocketOpts::default(),
             options_set: false,
@@ -892,6 +896,8 @@ pub struct ErrorPage {
 pub struct RealIp {
     /// Trusted addresses.
     pub from: Vec<Cidr>,
+    /// `set_real_ip_from unix:`: peers on Unix sockets are trusted.
+    pub from_unix: bool,
     /// The header the client address is taken from; `None` means
     /// `X-Real-IP` (nginx's default).
     pub header: Option<String>,

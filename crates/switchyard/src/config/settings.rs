@@ -79,7 +79,9 @@ pub(crate) struct Layer {
     absolute_redirect: Option<bool>,
     port_in_redirect: Option<bool>,
     server_name_in_redirect: Option<bool>,
-    real_ip_from: Option<Vec<Cidr>>,
+    /// The addresses, and whether `unix:` was one (a level's lines
+    /// replace its parent's as one list, as nginx's `from` array).
+    real_ip_from: Option<(Vec<Cidr>, bool)>,
     real_ip_header: Option<String>,
     real_ip_recursive: Option<bool>,
     rewrite_log: Option<bool>,
@@ -120,6 +122,22 @@ pub(crate) fn parse_cidr(text: &str) -> Option<Cidr> {
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let bits = bits.unwrap_or(max);
     (bits <= max).then_some(Cidr { addr, bits })
+}
+
+/// The addresses of a host name as nginx's ngx_inet_resolve_host finds
+/// them, each as a whole-address `Cidr`; `None` when it has none.
+fn resolve_host(name: &str) -> Option<Vec<Cidr>> {
+    use std::net::ToSocketAddrs;
+    let mut out: Vec<Cidr> = Vec::new();
+    for addr in (name, 0).to_socket_addrs().ok()? {
+        let ip = addr.ip();
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        let cidr = Cidr { addr: ip, bits };
+        if !out.contains(&cidr) {
+            out.push(cidr);
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Parses one `access_log PATH [FORMAT]` / `access_log off` (`None`), as
@@ -651,16 +669,21 @@ impl Layer {
             }
             "set_real_ip_from" => {
                 let text = arg0(d);
+                let from = self.real_ip_from.get_or_insert_with(Default::default);
                 if text == "unix:" {
-                    return Err(ConfigError::at(
-                        "\"set_real_ip_from unix:\" is not supported yet",
-                        &d.position,
-                    ));
+                    from.1 = true;
+                } else if let Some(cidr) = parse_cidr(text) {
+                    from.0.push(cidr);
+                } else {
+                    // Not an address: a host name, each of its addresses
+                    // trusted (nginx resolves it now, as it reads it).
+                    from.0.extend(resolve_host(text).ok_or_else(|| {
+                        ConfigError::at(
+                            format!("host not found in set_real_ip_from \"{text}\""),
+                            &d.position,
+                        )
+                    })?);
                 }
-                let cidr = parse_cidr(text).ok_or_else(|| {
-                    ConfigError::at(format!("invalid parameter \"{text}\""), &d.position)
-                })?;
-                self.real_ip_from.get_or_insert_with(Vec::new).push(cidr);
             }
             "real_ip_header" => {
                 if arg0(d) == "proxy_protocol" {
@@ -902,7 +925,12 @@ impl Layer {
             port_in_redirect: self.port_in_redirect.unwrap_or(true),
             server_name_in_redirect: self.server_name_in_redirect.unwrap_or(false),
             real_ip: Arc::new(RealIp {
-                from: self.real_ip_from.clone().unwrap_or_default(),
+                from: self
+                    .real_ip_from
+                    .as_ref()
+                    .map(|f| f.0.clone())
+                    .unwrap_or_default(),
+                from_unix: self.real_ip_from.as_ref().is_some_and(|f| f.1),
                 header: self.real_ip_header.clone(),
                 recursive: self.real_ip_recursive.unwrap_or(false),
             }),

@@ -14,6 +14,7 @@ use super::model::{
 };
 use super::{arg0, values, ConfigError};
 use crate::observe::log_format::LogFormat;
+use crate::upstream::addr::PeerAddr;
 
 /// `proxy_bind ADDRESS[:PORT] | off`; `transparent` is not supported yet.
 pub(super) fn parse_proxy_bind(d: &Directive) -> Result<Option<ProxyBind>, ConfigError> {
@@ -183,31 +184,30 @@ pub(super) fn parse_access_log(
     super::settings::parse_access_log(d, prefix, formats, false)
 }
 
-/// `listen ADDRESS:PORT [backlog=N] [reuseport] [bind] [so_keepalive=...]
-/// [ipv6only=on|off] [udp] [ssl] [proxy_protocol]`; unix sockets are not
-/// supported yet.
+/// `listen ADDRESS:PORT|unix:PATH [backlog=N] [reuseport] [bind]
+/// [so_keepalive=...] [ipv6only=on|off] [udp] [ssl] [proxy_protocol]`;
+/// a datagram Unix socket (`unix:... udp`) is not supported yet.
 pub(super) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> {
     let at = &d.position;
     let first = arg0(d);
-    if first.starts_with("unix:") {
-        return Err(ConfigError::at(
-            "\"listen\" on a unix socket is not supported yet",
-            at,
-        ));
+    let addr = match super::listen::parse_unix(first) {
+        Some(unix) => unix,
+        None => {
+            let has_port = first.bytes().all(|b| b.is_ascii_digit())
+                || match first.strip_prefix('[') {
+                    Some(rest) => rest.contains("]:"),
+                    None => first.contains(':'),
+                };
+            if !has_port {
+                return Err(ConfigError::at(
+                    format!("no port in \"{first}\" of the \"listen\" directive"),
+                    at,
+                ));
+            }
+            parse_address(first, 0).map(PeerAddr::Inet)
+        }
     }
-    let has_port = first.bytes().all(|b| b.is_ascii_digit())
-        || match first.strip_prefix('[') {
-            Some(rest) => rest.contains("]:"),
-            None => first.contains(':'),
-        };
-    if !has_port {
-        return Err(ConfigError::at(
-            format!("no port in \"{first}\" of the \"listen\" directive"),
-            at,
-        ));
-    }
-    let addr = parse_address(first, 0)
-        .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
+    .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
     let mut listen = Listen::new(addr, Some(at.clone()));
     for param in d.args.iter().skip(1) {
         let p = param.value.as_str();
@@ -235,6 +235,12 @@ pub(super) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
             at,
         ));
     }
+    if listen.udp && matches!(listen.addr, PeerAddr::Unix(_)) {
+        return Err(ConfigError::at(
+            "\"listen unix:... udp\" is not supported yet",
+            at,
+        ));
+    }
     if listen.udp && listen.proxy_protocol {
         return Err(ConfigError::at(
             "\"listen ... udp proxy_protocol\" is not supported yet",
@@ -246,16 +252,16 @@ pub(super) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
 
 /// nginx refuses the same address in two stream `listen`s.
 pub(super) fn check_listens(servers: &[Arc<StreamServer>]) -> Result<(), ConfigError> {
-    let mut seen: Vec<(std::net::SocketAddr, bool)> = Vec::new();
+    let mut seen: Vec<(&PeerAddr, bool)> = Vec::new();
     for listen in servers.iter().flat_map(|s| s.listens.iter()) {
-        if seen.contains(&(listen.addr, listen.udp)) {
+        if seen.contains(&(&listen.addr, listen.udp)) {
             let message = format!("duplicate \"{}\" address and port pair", listen.addr);
             return Err(match &listen.position {
                 Some(p) => ConfigError::at(message, p),
                 None => ConfigError::bare(message),
             });
         }
-        seen.push((listen.addr, listen.udp));
+        seen.push((&listen.addr, listen.udp));
     }
     Ok(())
 }

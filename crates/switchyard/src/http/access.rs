@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::config::access::{decide, Client};
+use crate::config::access::decide;
 use crate::config::model::{ServerConfig, Settings};
 use crate::observe::error_log;
 
@@ -29,7 +29,7 @@ pub fn rules(settings: &Settings, ex: &Exchange) -> Verdict {
     if settings.access.is_empty() {
         return Verdict::Declined;
     }
-    match decide(&settings.access, Client::Ip(ex.client_addr)) {
+    match decide(&settings.access, ex.client_addr) {
         None => Verdict::Declined,
         Some(true) => Verdict::Allow,
         Some(false) => {

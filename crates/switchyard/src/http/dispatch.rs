@@ -747,7 +747,11 @@ pub fn absolute_location(
                     .map(|h| strip_port(h).to_ascii_lowercase())
             })
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| ex.conn.local.ip().to_string())
+            .unwrap_or_else(|| match ex.conn.local.ip() {
+                Some(ip) => ip.to_string(),
+                // nginx names a Unix socket `unix:PATH` here too.
+                None => ex.conn.local.to_string(),
+            })
     };
     // nginx's header filter: the connection's scheme, and the port
     // unless it is the scheme's own.
@@ -756,11 +760,10 @@ pub fn absolute_location(
     } else {
         ("http", 80)
     };
-    let port = ex.conn.local.port();
-    let port = if settings.port_in_redirect && port != default_port {
-        format!(":{port}")
-    } else {
-        String::new()
+    // A Unix socket has no port (nginx's 0: none written).
+    let port = match ex.conn.local.port() {
+        Some(port) if settings.port_in_redirect && port != default_port => format!(":{port}"),
+        _ => String::new(),
     };
     if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{port}{location}")) {
         response.headers_mut().insert(header::LOCATION, v);

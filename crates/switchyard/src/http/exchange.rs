@@ -1,7 +1,8 @@
 //! One request/response exchange as the logs and variables see it.
 
+use crate::config::access::Client;
+use crate::upstream::addr::PeerAddr;
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,10 +20,11 @@ use crate::vars::{Var, VarSource};
 pub struct ConnInfo {
     /// nginx's connection serial number (`$connection`, `*N` in the error log).
     pub id: u64,
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// The address the client connected to.
-    pub local: SocketAddr,
+    /// The client's address (a Unix socket's peer on a `listen unix:`).
+    pub remote: PeerAddr,
+    /// The address the client connected to: the `listen unix:` path for
+    /// a Unix socket.
+    pub local: PeerAddr,
     /// Requests served on this connection so far.
     pub requests: std::sync::atomic::AtomicU64,
     /// What its TLS handshake negotiated (`listen ... ssl`); `None` on a
@@ -178,8 +180,9 @@ pub struct Exchange {
     /// The client's address as nginx's `$remote_addr` sees it: the
     /// connection's peer, or the address the realip module took from a
     /// trusted header. Balancing by client (`ip_hash`) and
-    /// `X-Forwarded-For` should use this, not `conn.remote`.
-    pub client_addr: std::net::IpAddr,
+    /// `X-Forwarded-For` should use this, not `conn.remote`. A peer on a
+    /// Unix socket has no IP address (until realip gives one).
+    pub client_addr: Client,
     /// `$remote_port`: the connection's peer port, or the port the realip
     /// module took with the address (`None` when the header had none:
     /// nginx's port 0, an empty `$remote_port`).
@@ -303,8 +306,8 @@ impl Exchange {
             proxy_port: 0,
             body_bytes_sent: 0,
             header_bytes: 0,
-            client_addr: conn.remote.ip(),
-            client_port: Some(conn.remote.port()),
+            client_addr: Client::of(&conn.remote),
+            client_port: conn.remote.port(),
             realip_applied: false,
             user_vars: Vec::new(),
             maps: None,
@@ -393,11 +396,13 @@ impl Exchange {
     }
 
     /// The address geo looks up: the client's, after realip (nginx's
-    /// `c->sockaddr`, which realip replaces). A peer that is not an IP
-    /// address (a unix-domain one) would be `Client::None`: nginx looks up
-    /// 255.255.255.255 for AF_UNIX.
+    /// `c->sockaddr`, which realip replaces). A unix-domain peer is
+    /// `Client::None`: nginx looks up 255.255.255.255 for AF_UNIX.
     fn geo_client(&self) -> crate::geo::Client {
-        crate::geo::Client::Ip(self.client_addr)
+        match self.client_addr {
+            crate::config::access::Client::Ip(ip) => crate::geo::Client::Ip(ip),
+            crate::config::access::Client::Unix => crate::geo::Client::None,
+        }
     }
 
     fn user_var(&self, name: &str) -> Option<String> {
@@ -513,9 +518,18 @@ impl Exchange {
             })
     }
 
+    /// `$remote_addr`: the client's IP address, or a Unix socket peer's
+    /// `unix:` text.
+    pub fn remote_addr(&self) -> String {
+        match self.client_addr {
+            Client::Ip(ip) => ip.to_string(),
+            Client::Unix => self.conn.remote.addr_text(),
+        }
+    }
+
     /// `$proxy_add_x_forwarded_for`.
     pub fn x_forwarded_for(&self) -> String {
-        let client = self.client_addr.to_string();
+        let client = self.remote_addr();
         match Self::header(&self.headers, "x_forwarded_for") {
             Some(existing) => format!("{existing}, {client}"),
             None => client,
@@ -571,9 +585,11 @@ fn secs(v: f64) -> String {
 impl VarSource for Exchange {
     fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
         match var {
+            // A Unix socket's peer: its address text, as nginx's.
             Var::BinaryRemoteAddr => Some(Cow::Owned(match self.client_addr {
-                std::net::IpAddr::V4(a) => a.octets().to_vec(),
-                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+                Client::Ip(std::net::IpAddr::V4(a)) => a.octets().to_vec(),
+                Client::Ip(std::net::IpAddr::V6(a)) => a.octets().to_vec(),
+                Client::Unix => self.conn.remote.addr_text().into_bytes(),
             })),
             // A body is bytes, not always text.
             Var::RequestBody => self
@@ -591,8 +607,8 @@ impl VarSource for Exchange {
     fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
         let owned = |s: String| Some(Cow::Owned(s));
         match var {
-            Var::RemoteAddr => owned(self.client_addr.to_string()),
-            Var::RealIpRemoteAddr => owned(self.conn.remote.ip().to_string()),
+            Var::RemoteAddr => owned(self.remote_addr()),
+            Var::RealIpRemoteAddr => owned(self.conn.remote.addr_text()),
             Var::DocumentRoot => self.location.as_ref().map(|l| {
                 let (_, root) = crate::http::static_files::file_path(l, &self.uri);
                 Cow::Owned(root.display().to_string())
@@ -608,7 +624,13 @@ impl VarSource for Exchange {
                 .and_then(|c| c.as_deref())
                 .map(Cow::Borrowed),
             Var::RemotePort => owned(self.client_port.map(|p| p.to_string()).unwrap_or_default()),
-            Var::RealIpRemotePort => owned(self.conn.remote.port().to_string()),
+            Var::RealIpRemotePort => owned(
+                self.conn
+                    .remote
+                    .port()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            ),
             // The Basic user of the request, checked or not, as nginx's.
             Var::RemoteUser => crate::http::auth_basic::credentials(&self.headers)
                 .map(|(user, _)| Cow::Owned(String::from_utf8_lossy(&user).into_owned())),
@@ -690,8 +712,18 @@ impl VarSource for Exchange {
                 }
             }
             Var::Hostname => owned(crate::echo::hostname()),
-            Var::ServerAddr => owned(self.conn.local.ip().to_string()),
-            Var::ServerPort => owned(self.conn.local.port().to_string()),
+            // A Unix socket: `unix:PATH` and no port, as nginx's.
+            Var::ServerAddr => owned(match self.conn.local.ip() {
+                Some(ip) => ip.to_string(),
+                None => self.conn.local.to_string(),
+            }),
+            Var::ServerPort => owned(
+                self.conn
+                    .local
+                    .port()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            ),
             Var::ServerName => Some(Cow::Borrowed(&self.server_name)),
             Var::ServerProtocol => Some(Cow::Borrowed(self.protocol)),
             Var::Scheme => Some(Cow::Borrowed(if self.conn.tls.is_some() {

@@ -4,8 +4,9 @@
 //! generation they started with.
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
+
+use crate::upstream::addr::PeerAddr;
 
 use crate::config::model::{Http, LocationConfig, Model, ServerConfig, Settings, SocketOpts};
 use crate::upstream::Upstream;
@@ -21,10 +22,10 @@ pub struct Generation {
     /// Upstream groups by name (implicit ones by `host:port`).
     pub upstreams: FxHashMap<String, Arc<Upstream>>,
     /// Servers on each listening address, with their `default_server` flag.
-    pub servers: FxHashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>>,
+    pub servers: FxHashMap<PeerAddr, Vec<(Arc<ServerConfig>, bool)>>,
     /// The addresses whose connections start with a TLS handshake: those
     /// with `ssl` on any of their `listen`s (nginx merges it per address).
-    ssl: FxHashSet<SocketAddr>,
+    ssl: FxHashSet<PeerAddr>,
     logs: FxHashMap<usize, Arc<AccessLog>>,
     /// The `error_log`s of http, server and location levels, by the
     /// settings that have one (one set of open files per distinct list).
@@ -39,14 +40,6 @@ pub struct Generation {
     retired: tokio::sync::watch::Sender<bool>,
 }
 
-/// The wildcard address of `local`'s port and family.
-fn wildcard(local: SocketAddr) -> SocketAddr {
-    match local {
-        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
-        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
-    }
-}
-
 fn key(settings: &Arc<Settings>) -> usize {
     Arc::as_ptr(settings) as usize
 }
@@ -59,8 +52,7 @@ impl Generation {
     pub fn build(model: Model, previous: Option<&Generation>) -> Result<Generation, String> {
         let model = Arc::new(model);
         let mut upstreams = FxHashMap::default();
-        let mut servers: FxHashMap<SocketAddr, Vec<(Arc<ServerConfig>, bool)>> =
-            FxHashMap::default();
+        let mut servers: FxHashMap<PeerAddr, Vec<(Arc<ServerConfig>, bool)>> = FxHashMap::default();
         let mut logs = FxHashMap::default();
         let mut error_logs = ErrorLogs::default();
         let mut ssl = FxHashSet::default();
@@ -76,10 +68,10 @@ impl Generation {
             for server in &http.servers {
                 for listen in &server.listens {
                     if listen.ssl {
-                        ssl.insert(listen.addr);
+                        ssl.insert(listen.addr.clone());
                     }
                     servers
-                        .entry(listen.addr)
+                        .entry(listen.addr.clone())
                         .or_default()
                         .push((server.clone(), listen.default_server));
                 }
@@ -142,41 +134,39 @@ impl Generation {
 
     /// The servers that answer on `local`: those listening on exactly that
     /// address, else those on the wildcard address of its port.
-    pub fn servers_for(&self, local: SocketAddr) -> &[(Arc<ServerConfig>, bool)] {
-        if let Some(s) = self.servers.get(&local) {
+    pub fn servers_for(&self, local: &PeerAddr) -> &[(Arc<ServerConfig>, bool)] {
+        if let Some(s) = self.servers.get(local) {
             return s;
         }
-        self.servers
-            .get(&wildcard(local))
+        local
+            .wildcard()
+            .and_then(|w| self.servers.get(&w))
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
 
     /// Whether connections to `local` start with a TLS handshake (looked
     /// up as [`Generation::servers_for`] looks its servers up).
-    pub fn is_ssl(&self, local: SocketAddr) -> bool {
-        if self.servers.contains_key(&local) {
-            return self.ssl.contains(&local);
+    pub fn is_ssl(&self, local: &PeerAddr) -> bool {
+        if self.servers.contains_key(local) {
+            return self.ssl.contains(local);
         }
-        self.ssl.contains(&wildcard(local))
+        local.wildcard().is_some_and(|w| self.ssl.contains(&w))
     }
 
     /// The addresses to bind: each distinct listen address, except that a
     /// specific address is served by a wildcard socket on the same port when
     /// there is one (as nginx does without `bind`).
-    pub fn bind_addresses(&self) -> Vec<(SocketAddr, SocketOpts, bool)> {
-        let mut out: Vec<(SocketAddr, SocketOpts, bool)> = Vec::new();
+    pub fn bind_addresses(&self) -> Vec<(PeerAddr, SocketOpts, bool)> {
+        let mut out: Vec<(PeerAddr, SocketOpts, bool)> = Vec::new();
         let Some(http) = self.http() else { return out };
         let all: Vec<_> = http.servers.iter().flat_map(|s| s.listens.iter()).collect();
         for listen in &all {
-            let covered = !listen.addr.ip().is_unspecified()
-                && all.iter().any(|other| {
-                    other.addr.ip().is_unspecified()
-                        && other.addr.port() == listen.addr.port()
-                        && other.addr.is_ipv4() == listen.addr.is_ipv4()
-                });
+            let covered = listen.addr.wildcard().is_some_and(|wild| {
+                wild != listen.addr && all.iter().any(|other| other.addr == wild)
+            });
             if !covered && !out.iter().any(|(a, _, _)| *a == listen.addr) {
-                out.push((listen.addr, listen.socket, listen.ipv6only));
+                out.push((listen.addr.clone(), listen.socket, listen.ipv6only));
             }
         }
         out

@@ -11,8 +11,12 @@ use super::exchange::Exchange;
 /// Applies `realip` to `ex.client_addr` (and `ex.client_port`: a port
 /// the header gives with the address, else none).
 pub fn apply(realip: &RealIp, ex: &mut Exchange) {
-    let peer = ex.conn.remote.ip();
-    if realip.from.is_empty() || !trusted(realip, peer) {
+    let trusted_peer = match ex.conn.remote.ip() {
+        Some(ip) => trusted(realip, ip),
+        // A Unix socket's peer: trusted by `set_real_ip_from unix:`.
+        None => realip.from_unix,
+    };
+    if !trusted_peer {
         return;
     }
     let name = realip.header.as_deref().unwrap_or("x-real-ip");
@@ -41,7 +45,7 @@ pub fn apply(realip: &RealIp, ex: &mut Exchange) {
         parse(values[0].trim())
     };
     if let Some((ip, port)) = found {
-        ex.client_addr = ip;
+        ex.client_addr = crate::config::access::Client::Ip(ip);
         ex.client_port = port;
         ex.realip_applied = true;
     }

@@ -1,7 +1,6 @@
 //! Client connections: accept, hand each to the HTTP/1 driver (http/h1),
 //! route each request to its server and location, answer or proxy, log.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,7 +9,9 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
-use tokio::net::{TcpListener, TcpStream};
+
+use crate::transport::accept::{Accepted, Acceptor};
+use crate::upstream::addr::PeerAddr;
 use tokio::sync::{watch, Semaphore};
 
 use super::body::{LoggedBody, ResponseBody};
@@ -38,15 +39,15 @@ pub struct Shared {
 }
 
 /// Accepts connections on `listener` until shutdown.
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn accept_loop(listener: Acceptor, shared: Arc<Shared>) {
     let mut stopping = shared.stopping.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopping.wait_for(|s| *s) => return,
         };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
+        let accepted = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: say so and breathe, as nginx does.
                 error_log::log(
@@ -59,13 +60,13 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let Some(slot) = Slot::admit(&shared) else {
-            drop(stream);
+            drop(accepted);
             continue;
         };
         let shared = shared.clone();
         tokio::spawn(error_log::scoped(
             None,
-            serve_connection(stream, remote, shared, slot),
+            serve_connection(accepted, shared, slot),
         ));
     }
 }
@@ -122,26 +123,31 @@ pub struct ConnState {
     pub slot: Slot,
 }
 
-async fn serve_connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>, slot: Slot) {
+async fn serve_connection(connection: Accepted, shared: Arc<Shared>, slot: Slot) {
     // nginx's c->start_time, taken as the connection is accepted (before
     // any TLS handshake).
     let accepted = std::time::Instant::now();
+    let Accepted {
+        stream,
+        remote,
+        local,
+    } = connection;
     let generation = shared.current.load_full();
-    let local = stream.local_addr().unwrap_or(remote);
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
-    let listener_metrics = crate::observe::metrics::global().listener(local);
-    let Some(settings) = super::h1::conn::address_settings(&generation, local) else {
+    let listener_metrics = crate::observe::metrics::global().listener(&local);
+    let Some(settings) = super::h1::conn::address_settings(&generation, &local) else {
         return;
     };
     listener_metrics.connections.fetch_add(1, Ordering::Relaxed);
-    if settings.tcp_nodelay {
+    // nginx sets TCP_NODELAY on IP connections only.
+    if settings.tcp_nodelay && matches!(local, PeerAddr::Inet(_)) {
         let _ = stream.set_nodelay(true);
     }
     let mut epoch = shared.epoch.clone();
     epoch.mark_unchanged();
     let peer = super::tls::Peer { id, remote, local };
     let timeout = settings.client_header_timeout;
-    let tls = generation.is_ssl(local);
+    let tls = generation.is_ssl(&peer.local);
     let plain = !tls
         || match super::tls::first_byte(&stream, &peer, timeout).await {
             super::tls::FirstByte::Tls => false,
@@ -205,8 +211,8 @@ fn connection_info(
 ) -> Arc<ConnInfo> {
     Arc::new(ConnInfo {
         id: peer.id,
-        remote: peer.remote,
-        local: peer.local,
+        remote: peer.remote.clone(),
+        local: peer.local.clone(),
         requests: AtomicU64::new(0),
         tls,
         accepted,
@@ -258,7 +264,7 @@ pub fn ignored_header(line: &[u8], conn: &ConnInfo) {
         &format!(
             "client sent invalid header line: \"{}\" while reading client request headers, client: {}, server: {}",
             String::from_utf8_lossy(line),
-            conn.remote.ip(),
+            conn.remote.addr_text(),
             conn.local
         ),
     );
@@ -278,7 +284,7 @@ pub fn log_refusal(error: &::h1::RequestError, conn: &ConnInfo) {
         Some(conn.id),
         &format!(
             "{error} while {phase}, client: {}, server: {}",
-            conn.remote.ip(),
+            conn.remote.addr_text(),
             conn.local
         ),
     );
@@ -304,7 +310,7 @@ pub async fn handle(
     generation: &Arc<Generation>,
 ) -> Response<ResponseBody> {
     conn.requests.fetch_add(1, Ordering::Relaxed);
-    let servers = generation.servers_for(conn.local);
+    let servers = generation.servers_for(&conn.local);
     // nginx's order: the request line's host, then the Host header.
     let host = request.uri().host().or_else(|| {
         request
@@ -328,7 +334,7 @@ pub async fn handle(
     // (ngx_http_v2_run_request).
     let h2_refused = request.version() == Version::HTTP_2
         && !server.settings.http2
-        && !super::h2::listen_http2(generation, conn.local);
+        && !super::h2::listen_http2(generation, &conn.local);
     let uri = normalize_uri_with(request.uri().path(), server.settings.merge_slashes);
     let normalized = uri.is_some();
     let (mut parts, body) = request.into_parts();
@@ -350,7 +356,7 @@ pub async fn handle(
         None => super::guard::check_request(&parts).err(),
     };
     // Plain HTTP on a TLS address: nginx's 497 once the request is read.
-    let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(conn.local);
+    let plain_on_ssl = conn.tls.is_none() && generation.is_ssl(&conn.local);
 
     // nginx finalizes every refused head once its request exists (a bad
     // Host, method or target, TRACE, a head the driver refused), so the

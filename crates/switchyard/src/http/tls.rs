@@ -25,9 +25,9 @@ pub struct Peer {
     /// The connection's serial number.
     pub id: u64,
     /// The client's address.
-    pub remote: std::net::SocketAddr,
+    pub remote: crate::upstream::addr::PeerAddr,
     /// The address it connected to.
-    pub local: std::net::SocketAddr,
+    pub local: crate::upstream::addr::PeerAddr,
 }
 
 impl Peer {
@@ -37,7 +37,7 @@ impl Peer {
             Some(self.id),
             &format!(
                 "{message} while SSL handshaking, client: {}, server: {}",
-                self.remote.ip(),
+                self.remote.addr_text(),
                 self.local
             ),
         );
@@ -94,7 +94,7 @@ pub async fn accept(
     };
     let sni = start.client_hello().server_name().map(str::to_string);
     let curves = crate::transport::tls_server::offered_curves(&start.client_hello());
-    let servers = generation.servers_for(peer.local);
+    let servers = generation.servers_for(&peer.local);
     let chosen = select_server(servers, sni.as_deref());
     if chosen.is_some_and(|s| s.reject_handshake) {
         // nginx's SNI callback answers with a fatal `unrecognized_name`

@@ -143,8 +143,11 @@ pub fn stream_targets(model: &Model, stands: &[Stand]) -> Vec<Target> {
             .unwrap_or(StandKind::Http);
         for listen in &server.listens {
             let kind = if listen.udp { StandKind::Udp } else { kind };
+            let Some(addr) = loopback(&listen.addr) else {
+                continue;
+            };
             out.push(Target {
-                addr: loopback(listen.addr),
+                addr,
                 host: "localhost".to_string(),
                 path: String::new(),
                 kind,
@@ -161,7 +164,7 @@ pub fn targets(http: &Http, paths: &[String]) -> Vec<Target> {
     let kind = StandKind::Http;
     let mut out = Vec::new();
     for server in &http.servers {
-        let Some(addr) = server.listens.first().map(|l| loopback(l.addr)) else {
+        let Some(addr) = server.listens.iter().find_map(|l| loopback(&l.addr)) else {
             continue;
         };
         let host = host_of(server);
@@ -194,11 +197,12 @@ pub fn targets(http: &Http, paths: &[String]) -> Vec<Target> {
     }
     // A config that proxies nowhere by path still gets the seed's request.
     if out.is_empty() {
-        if let Some((addr, host)) = http
-            .servers
-            .first()
-            .and_then(|s| Some((loopback(s.listens.first()?.addr), host_of(s))))
-        {
+        if let Some((addr, host)) = http.servers.first().and_then(|s| {
+            Some((
+                s.listens.iter().find_map(|l| loopback(&l.addr))?,
+                host_of(s),
+            ))
+        }) {
             out.push(Target {
                 addr,
                 host,
@@ -243,7 +247,7 @@ fn proxied_paths(location: &LocationConfig, out: &mut Vec<String>) {
 pub fn pages(http: &Http) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for server in &http.servers {
-        let Some(addr) = server.listens.first().map(|l| loopback(l.addr)) else {
+        let Some(addr) = server.listens.iter().find_map(|l| loopback(&l.addr)) else {
             continue;
         };
         let mut stack: Vec<&LocationConfig> = server.locations.iter().map(|l| &**l).collect();
@@ -276,9 +280,11 @@ fn is_plain_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-/// `0.0.0.0:80` -> `127.0.0.1:80`, `[::]:80` -> `[::1]:80`: where the lab connects.
-fn loopback(addr: SocketAddr) -> SocketAddr {
-    match addr {
+/// `0.0.0.0:80` -> `127.0.0.1:80`, `[::]:80` -> `[::1]:80`: where the lab
+/// connects. The lab's traffic is TCP and UDP: a Unix socket is not one
+/// of its targets (`None`).
+fn loopback(addr: &crate::upstream::addr::PeerAddr) -> Option<SocketAddr> {
+    Some(match addr.inet()? {
         SocketAddr::V4(a) if a.ip().is_unspecified() => {
             SocketAddr::from(([127, 0, 0, 1], a.port()))
         }
@@ -286,7 +292,7 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
         }
         other => other,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! writing it ourselves keeps it in the classic Prometheus format that
 //! `promtool check metrics` reads (prometheus-client writes OpenMetrics).
 
+use crate::upstream::addr::PeerAddr;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -80,7 +80,7 @@ pub struct Metrics {
     /// Requests being served now.
     pub in_flight: AtomicI64,
     peers: Mutex<BTreeMap<(String, String), Arc<PeerMetrics>>>,
-    listeners: Mutex<BTreeMap<SocketAddr, Arc<ListenerMetrics>>>,
+    listeners: Mutex<BTreeMap<PeerAddr, Arc<ListenerMetrics>>>,
 }
 
 /// The process's metrics.
@@ -103,12 +103,15 @@ impl Metrics {
     }
 
     /// The counters of a listening address (created on first use).
-    pub fn listener(&self, addr: SocketAddr) -> Arc<ListenerMetrics> {
+    pub fn listener(&self, addr: &PeerAddr) -> Arc<ListenerMetrics> {
         let mut listeners = match self.listeners.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        listeners.entry(addr).or_default().clone()
+        if let Some(l) = listeners.get(addr) {
+            return l.clone();
+        }
+        listeners.entry(addr.clone()).or_default().clone()
     }
 
     /// nginx's `stub_status` text.
@@ -133,9 +136,9 @@ impl Metrics {
     }
 
     /// A snapshot of every listener's counters.
-    pub fn listeners(&self) -> Vec<(SocketAddr, Arc<ListenerMetrics>)> {
+    pub fn listeners(&self) -> Vec<(PeerAddr, Arc<ListenerMetrics>)> {
         match self.listeners.lock() {
-            Ok(l) => l.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            Ok(l) => l.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             Err(_) => Vec::new(),
         }
     }

@@ -23,6 +23,7 @@ use crate::config::{self, LoadOptions};
 use crate::http::generation::Generation;
 use crate::http::server::Shared;
 use crate::observe::{access_log, error_log, ErrorLevel};
+use crate::upstream::addr::PeerAddr;
 
 /// How the process was asked to run.
 #[derive(Debug, Clone)]
@@ -90,7 +91,7 @@ pub fn run(options: RunOptions) -> i32 {
     }
     let mut bound = HashMap::new();
     for (addr, backlog, ipv6only, kind) in bind_addresses(&generation) {
-        match listeners::bind(addr, &backlog, ipv6only) {
+        match listeners::bind_listener(&addr, &backlog, ipv6only) {
             Ok(l) => {
                 bound.insert(addr, (l, kind));
             }
@@ -101,7 +102,7 @@ pub fn run(options: RunOptions) -> i32 {
         }
     }
     let mut bound_udp = HashMap::new();
-    for (addr, opts, ipv6only) in generation.stream.bind_addresses(true) {
+    for (addr, opts, ipv6only) in udp_addresses(&generation) {
         match listeners::bind_udp(addr, &opts, ipv6only) {
             Ok(s) => {
                 bound_udp.insert(addr, s);
@@ -211,11 +212,12 @@ fn daemonize() -> Result<(), String> {
     Ok(())
 }
 
-/// Every address to bind, http's and stream's, with the module serving it.
+/// Every stream-socket address to bind, http's and stream's, with the
+/// module serving it.
 fn bind_addresses(
     generation: &Generation,
 ) -> Vec<(
-    SocketAddr,
+    PeerAddr,
     crate::config::model::SocketOpts,
     bool,
     workers::Kind,
@@ -232,6 +234,19 @@ fn bind_addresses(
     http.chain(stream).collect()
 }
 
+/// The UDP addresses of stream's `listen ... udp` (always IP ones: the
+/// configuration refuses `listen unix:... udp` as not supported yet).
+fn udp_addresses(
+    generation: &Generation,
+) -> Vec<(SocketAddr, crate::config::model::SocketOpts, bool)> {
+    generation
+        .stream
+        .bind_addresses(true)
+        .into_iter()
+        .filter_map(|(a, o, v6)| Some((a.inet()?, o, v6)))
+        .collect()
+}
+
 struct Server {
     shared: Arc<Shared>,
     epoch: watch::Sender<u64>,
@@ -239,7 +254,7 @@ struct Server {
     workers: workers::Workers,
     /// The bound sockets, by address (kept open across reloads), with the
     /// module serving each.
-    listening: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
+    listening: HashMap<PeerAddr, (listeners::Listener, workers::Kind)>,
     /// The bound UDP sockets of stream listeners, by address.
     listening_udp: HashMap<SocketAddr, std::net::UdpSocket>,
     max_connections: usize,
@@ -248,11 +263,11 @@ struct Server {
 impl Server {
     fn listen(
         &mut self,
-        addr: SocketAddr,
-        listener: std::net::TcpListener,
+        addr: PeerAddr,
+        listener: listeners::Listener,
         kind: workers::Kind,
     ) -> Result<(), String> {
-        self.workers.listen(addr, &listener, kind)?;
+        self.workers.listen(&addr, &listener, kind)?;
         self.listening.insert(addr, (listener, kind));
         Ok(())
     }
@@ -263,9 +278,19 @@ impl Server {
         Ok(())
     }
 
-    fn unlisten(&mut self, addr: SocketAddr) {
+    fn unlisten(&mut self, addr: &PeerAddr) {
         self.workers.unlisten(addr);
-        self.listening.remove(&addr);
+        self.listening.remove(addr);
+    }
+
+    /// At exit, the files of the Unix sockets listened on go, as nginx's
+    /// ngx_close_listening_sockets deletes them (a reload keeps them).
+    fn unlink_unix_sockets(&self) {
+        for addr in self.listening.keys() {
+            if let PeerAddr::Unix(path) = addr {
+                listeners::unlink_unix(path);
+            }
+        }
     }
 }
 
@@ -289,7 +314,7 @@ async fn start_resolving(generation: &Generation) {
 async fn serve(
     options: RunOptions,
     generation: Generation,
-    bound: HashMap<SocketAddr, (std::net::TcpListener, workers::Kind)>,
+    bound: HashMap<PeerAddr, (listeners::Listener, workers::Kind)>,
     bound_udp: HashMap<SocketAddr, std::net::UdpSocket>,
     workers: usize,
     pid_file: PathBuf,
@@ -374,7 +399,7 @@ async fn serve(
                 error_log::notice("signal 3 (SIGQUIT) received, shutting down gracefully");
                 // A TERM or INT while connections drain stops at once, as
                 // nginx's master turns a quit into a terminate.
-                return tokio::select! {
+                let code = tokio::select! {
                     code = graceful_stop(&server, shutdown_timeout) => code,
                     _ = term.recv() => {
                         error_log::notice("signal 15 (SIGTERM) received, exiting");
@@ -385,13 +410,17 @@ async fn serve(
                         0
                     }
                 };
+                server.unlink_unix_sockets();
+                return code;
             }
             _ = term.recv() => {
                 error_log::notice("signal 15 (SIGTERM) received, exiting");
+                server.unlink_unix_sockets();
                 return 0;
             }
             _ = int.recv() => {
                 error_log::notice("signal 2 (SIGINT) received, exiting");
+                server.unlink_unix_sockets();
                 return 0;
             }
         }
@@ -441,10 +470,10 @@ async fn reload(options: &RunOptions, server: &mut Server) {
     for (addr, backlog, ipv6only, kind) in &wanted {
         match server.listening.get(addr) {
             // The same socket, now for the other module: workers re-listen.
-            Some((_, old)) if old != kind => switched.push((*addr, *kind)),
+            Some((_, old)) if old != kind => switched.push((addr.clone(), *kind)),
             Some(_) => {}
-            None => match listeners::bind(*addr, backlog, *ipv6only) {
-                Ok(l) => fresh.push((*addr, l, *kind)),
+            None => match listeners::bind_listener(addr, backlog, *ipv6only) {
+                Ok(l) => fresh.push((addr.clone(), l, *kind)),
                 Err(e) => {
                     error_log::log(ErrorLevel::Emerg, None, &e);
                     return;
@@ -452,7 +481,7 @@ async fn reload(options: &RunOptions, server: &mut Server) {
             },
         }
     }
-    let wanted_udp = generation.stream.bind_addresses(true);
+    let wanted_udp = udp_addresses(&generation);
     let mut fresh_udp = Vec::new();
     for (addr, opts, ipv6only) in &wanted_udp {
         if !server.listening_udp.contains_key(addr) {
@@ -503,15 +532,24 @@ async fn reload(options: &RunOptions, server: &mut Server) {
             }
         }
     }
-    let gone: Vec<SocketAddr> = server
+    let gone: Vec<PeerAddr> = server
         .listening
         .keys()
         .filter(|a| !wanted.iter().any(|(w, _, _, _)| w == *a))
-        .copied()
+        .cloned()
         .collect();
     for addr in gone {
-        server.unlisten(addr);
+        server.unlisten(&addr);
         error_log::notice(&format!("stopped listening on {addr}"));
+        // nginx deletes the file of a Unix socket a reload dropped.
+        if let PeerAddr::Unix(path) = &addr {
+            error_log::log(
+                ErrorLevel::Warn,
+                None,
+                &format!("deleting socket {}", path.display()),
+            );
+            listeners::unlink_unix(path);
+        }
     }
     for (addr, socket) in fresh_udp {
         if let Err(e) = server.listen_udp(addr, socket) {

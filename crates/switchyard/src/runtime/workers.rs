@@ -12,8 +12,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::listeners::Listener;
 use crate::http::server::{accept_loop, Shared};
 use crate::observe::error_log;
+use crate::transport::accept::Acceptor;
+use crate::upstream::addr::PeerAddr;
 
 /// Which module serves a listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +30,9 @@ pub enum Kind {
 /// What the main thread tells a worker.
 enum Command {
     /// Accept on this socket (a duplicate of the bound one).
-    Listen(SocketAddr, std::net::TcpListener, Kind),
+    Listen(PeerAddr, Listener, Kind),
     /// Stop accepting on this address.
-    Unlisten(SocketAddr),
+    Unlisten(PeerAddr),
     /// Receive stream datagrams on this UDP socket (a duplicate).
     ListenUdp(SocketAddr, std::net::UdpSocket),
     /// Stop receiving on this UDP address (sessions in flight finish).
@@ -66,12 +69,7 @@ impl Workers {
     }
 
     /// Every worker accepts on `listener` from now on, for `kind`.
-    pub fn listen(
-        &self,
-        addr: SocketAddr,
-        listener: &std::net::TcpListener,
-        kind: Kind,
-    ) -> Result<(), String> {
+    pub fn listen(&self, addr: &PeerAddr, listener: &Listener, kind: Kind) -> Result<(), String> {
         for sender in &self.senders {
             let copy = listener.try_clone().map_err(|e| {
                 format!(
@@ -79,7 +77,7 @@ impl Workers {
                     error_log::os_error(&e)
                 )
             })?;
-            let _ = sender.send(Command::Listen(addr, copy, kind));
+            let _ = sender.send(Command::Listen(addr.clone(), copy, kind));
         }
         Ok(())
     }
@@ -106,20 +104,25 @@ impl Workers {
     }
 
     /// Every worker stops accepting on `addr` (connections stay).
-    pub fn unlisten(&self, addr: SocketAddr) {
+    pub fn unlisten(&self, addr: &PeerAddr) {
         for sender in &self.senders {
-            let _ = sender.send(Command::Unlisten(addr));
+            let _ = sender.send(Command::Unlisten(addr.clone()));
         }
     }
 }
 
 async fn worker(mut commands: mpsc::UnboundedReceiver<Command>, shared: Arc<Shared>) {
-    let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+    let mut accepting: HashMap<PeerAddr, JoinHandle<()>> = HashMap::new();
     let mut receiving: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
             Command::Listen(addr, listener, kind) => {
-                match tokio::net::TcpListener::from_std(listener) {
+                let acceptor = match listener {
+                    Listener::Tcp(l) => tokio::net::TcpListener::from_std(l).map(Acceptor::Tcp),
+                    Listener::Unix(l) => tokio::net::UnixListener::from_std(l)
+                        .map(|l| Acceptor::Unix(l, addr.clone())),
+                };
+                match acceptor {
                     Ok(listener) => {
                         let task = match kind {
                             Kind::Http => tokio::spawn(accept_loop(listener, shared.clone())),

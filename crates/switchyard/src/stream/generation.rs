@@ -3,12 +3,12 @@
 //! address and their access logs.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::model::{MapConfig, SocketOpts, SplitClients, Stream, StreamServer};
 use crate::http::generation::same_upstream;
 use crate::http::log::AccessLog;
+use crate::upstream::addr::PeerAddr;
 use crate::upstream::Upstream;
 
 /// A stream server as one listening address sees it.
@@ -17,7 +17,7 @@ pub struct Bound {
     /// The server.
     pub server: Arc<StreamServer>,
     /// The `listen` address as configured (nginx's `server:` in log lines).
-    pub listen: SocketAddr,
+    pub listen: PeerAddr,
     /// Its access log.
     pub log: Arc<AccessLog>,
     /// `listen ... proxy_protocol`: connections start with a PROXY header.
@@ -40,10 +40,10 @@ pub struct StreamRuntime {
     /// `limit_conn_zone` counts, by zone name.
     pub zones: HashMap<String, Arc<super::limit::ZoneCounts>>,
     /// By listening address and whether it is UDP.
-    servers: HashMap<(SocketAddr, bool), Bound>,
+    servers: HashMap<(PeerAddr, bool), Bound>,
     /// Listen addresses with their backlog, ipv6only and udp flag, in
     /// file order.
-    binds: Vec<(SocketAddr, SocketOpts, bool, bool)>,
+    binds: Vec<(PeerAddr, SocketOpts, bool, bool)>,
 }
 
 impl StreamRuntime {
@@ -88,16 +88,21 @@ impl StreamRuntime {
             let log = Arc::new(AccessLog::open(&server.access_log)?);
             for listen in &server.listens {
                 servers.insert(
-                    (listen.addr, listen.udp),
+                    (listen.addr.clone(), listen.udp),
                     Bound {
                         server: server.clone(),
-                        listen: listen.addr,
+                        listen: listen.addr.clone(),
                         log: log.clone(),
                         proxy_protocol: listen.proxy_protocol,
                         ssl: listen.ssl,
                     },
                 );
-                binds.push((listen.addr, listen.socket, listen.ipv6only, listen.udp));
+                binds.push((
+                    listen.addr.clone(),
+                    listen.socket,
+                    listen.ipv6only,
+                    listen.udp,
+                ));
             }
         }
         Ok(StreamRuntime {
@@ -114,37 +119,25 @@ impl StreamRuntime {
     /// The server answering a session whose local address is `local` (a
     /// UDP one if `udp`): the one listening on exactly that address, else
     /// on the wildcard address of its port.
-    pub fn server_for(&self, local: SocketAddr, udp: bool) -> Option<&Bound> {
-        if let Some(b) = self.servers.get(&(local, udp)) {
+    pub fn server_for(&self, local: &PeerAddr, udp: bool) -> Option<&Bound> {
+        if let Some(b) = self.servers.get(&(local.clone(), udp)) {
             return Some(b);
         }
-        let wildcard = match local {
-            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
-            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
-        };
-        self.servers.get(&(wildcard, udp))
+        self.servers.get(&(local.wildcard()?, udp))
     }
 
     /// The addresses to bind for stream listeners, TCP or UDP (`udp`). A
     /// specific address is served by a wildcard socket of the same port
     /// when there is one (as nginx does without `bind`).
-    pub fn bind_addresses(&self, udp: bool) -> Vec<(SocketAddr, SocketOpts, bool)> {
-        let mut out: Vec<(SocketAddr, SocketOpts, bool)> = Vec::new();
-        let binds: Vec<_> = self
-            .binds
-            .iter()
-            .filter(|b| b.3 == udp)
-            .map(|&(a, b, v6, _)| (a, b, v6))
-            .collect();
-        for (addr, backlog, ipv6only) in &binds {
-            let covered = !addr.ip().is_unspecified()
-                && binds.iter().any(|(other, _, _)| {
-                    other.ip().is_unspecified()
-                        && other.port() == addr.port()
-                        && other.is_ipv4() == addr.is_ipv4()
-                });
+    pub fn bind_addresses(&self, udp: bool) -> Vec<(PeerAddr, SocketOpts, bool)> {
+        let mut out: Vec<(PeerAddr, SocketOpts, bool)> = Vec::new();
+        let binds: Vec<_> = self.binds.iter().filter(|b| b.3 == udp).collect();
+        for (addr, backlog, ipv6only, _) in &binds {
+            let covered = addr.wildcard().is_some_and(|wild| {
+                wild != *addr && binds.iter().any(|(other, _, _, _)| *other == wild)
+            });
             if !covered && !out.iter().any(|(a, _, _)| a == addr) {
-                out.push((*addr, *backlog, *ipv6only));
+                out.push((addr.clone(), *backlog, *ipv6only));
             }
         }
         out

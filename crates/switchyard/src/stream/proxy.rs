@@ -242,7 +242,7 @@ async fn handshake(
     if server.proxy_protocol {
         // nginx sends the PROXY header in the clear, before the handshake.
         use tokio::io::AsyncWriteExt;
-        let header = super::session::proxy_protocol_v1(session.remote, session.local);
+        let header = super::session::proxy_protocol_v1(&session.remote, &session.local);
         if let Err(e) = stream.write_all(header.as_bytes()).await {
             return Err(format!(
                 "send() failed ({}) while sending PROXY protocol header to upstream",

@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+
+use crate::transport::accept::{Accepted, Acceptor};
+use crate::upstream::addr::PeerAddr;
 
 use super::copy::{CopyEnd, Counters, Direction, PumpEnd, Shape};
 use super::vars::Session;
@@ -17,15 +19,15 @@ use crate::http::server::{Shared, Slot};
 use crate::observe::{error_log, ErrorLevel};
 
 /// Accepts sessions on a stream listener until shutdown.
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn accept_loop(listener: Acceptor, shared: Arc<Shared>) {
     let mut stopping = shared.stopping.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopping.wait_for(|s| *s) => return,
         };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
+        let accepted = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: say so and breathe, as nginx does.
                 error_log::log(
@@ -40,21 +42,26 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let Some(slot) = Slot::admit(&shared) else {
             continue;
         };
-        tokio::spawn(serve(stream, remote, shared.clone(), slot));
+        tokio::spawn(serve(accepted, shared.clone(), slot));
     }
 }
 
-async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
+async fn serve(accepted: Accepted, shared: Arc<Shared>, _slot: Slot) {
+    let Accepted {
+        stream: mut client,
+        remote,
+        local,
+    } = accepted;
     let generation = shared.current.load_full();
-    let local = client.local_addr().unwrap_or(remote);
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
-    let Some(bound) = generation.stream.server_for(local, false).cloned() else {
+    let Some(bound) = generation.stream.server_for(&local, false).cloned() else {
         // A listener whose server went away in a reload that kept the
         // socket for a moment: nothing can serve it.
         return;
     };
     let server = bound.server.clone();
-    if server.tcp_nodelay {
+    // nginx sets TCP_NODELAY on IP connections only.
+    if server.tcp_nodelay && matches!(local, PeerAddr::Inet(_)) {
         let _ = client.set_nodelay(true);
     }
     error_log::log(
@@ -129,7 +136,7 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
     let limits = super::limit::enter(&mut session, &server, &generation.stream.zones);
     if limits.is_err() {
         session.status = 503;
-    } else if !allowed(&server.access, remote) {
+    } else if !allowed(&server.access, &session.remote) {
         error_log::error(
             Some(id),
             &format!("access forbidden by rule{}", session.context()),
@@ -157,8 +164,8 @@ async fn serve(mut client: TcpStream, remote: SocketAddr, shared: Arc<Shared>, _
 
 /// The access phase: the first rule that matches decides; none matching
 /// allows.
-pub(crate) fn allowed(rules: &[AccessRule], remote: SocketAddr) -> bool {
-    crate::config::access::allowed(rules, crate::config::access::Client::Ip(remote.ip()))
+pub(crate) fn allowed(rules: &[AccessRule], remote: &PeerAddr) -> bool {
+    crate::config::access::allowed(rules, crate::config::access::Client::of(remote))
 }
 
 /// The content phase: `return`, `proxy_pass`, or nothing (500).
@@ -213,7 +220,7 @@ async fn content<C: super::tls::Downstream>(
     };
     let mut header_len = 0u64;
     if server.proxy_protocol {
-        let header = proxy_protocol_v1(session.remote, session.local);
+        let header = proxy_protocol_v1(&session.remote, &session.local);
         // Over TLS, the header went in the clear before the handshake.
         let tls = matches!(connected.stream, crate::upstream::io::UpstreamIo::Tls(_));
         let sent = if tls {
@@ -260,12 +267,18 @@ async fn content<C: super::tls::Downstream>(
 
 /// The PROXY protocol v1 header nginx sends for a client (`proxy_protocol
 /// on`): `PROXY TCP4 client server cport sport\r\n`, TCP6 for IPv6.
-pub(crate) fn proxy_protocol_v1(client: SocketAddr, local: SocketAddr) -> String {
-    let family = match (client, local) {
-        (SocketAddr::V4(_), SocketAddr::V4(_)) => "TCP4",
-        (SocketAddr::V6(_), SocketAddr::V6(_)) => "TCP6",
+/// A client on a Unix socket has no address to tell: `PROXY UNKNOWN`.
+pub(crate) fn proxy_protocol_v1(client: &PeerAddr, local: &PeerAddr) -> String {
+    let family = match (client.inet(), local.inet()) {
+        (Some(client @ SocketAddr::V4(_)), Some(local @ SocketAddr::V4(_))) => {
+            ("TCP4", client, local)
+        }
+        (Some(client @ SocketAddr::V6(_)), Some(local @ SocketAddr::V6(_))) => {
+            ("TCP6", client, local)
+        }
         _ => return "PROXY UNKNOWN\r\n".to_string(),
     };
+    let (family, client, local) = family;
     format!(
         "PROXY {family} {} {} {} {}\r\n",
         client.ip(),
@@ -342,12 +355,13 @@ mod tests {
 
     #[test]
     fn proxy_protocol_v1_headers() {
-        let v4 = proxy_protocol_v1(
-            "127.0.0.1:5000".parse().unwrap(),
-            "127.0.0.2:80".parse().unwrap(),
-        );
+        let addr = |text: &str| -> PeerAddr { text.parse().unwrap() };
+        let v4 = proxy_protocol_v1(&addr("127.0.0.1:5000"), &addr("127.0.0.2:80"));
         assert_eq!(v4, "PROXY TCP4 127.0.0.1 127.0.0.2 5000 80\r\n");
-        let v6 = proxy_protocol_v1("[::1]:5000".parse().unwrap(), "[::1]:81".parse().unwrap());
+        let v6 = proxy_protocol_v1(&addr("[::1]:5000"), &addr("[::1]:81"));
         assert_eq!(v6, "PROXY TCP6 ::1 ::1 5000 81\r\n");
+        // A client on a Unix socket has no address to tell.
+        let unix = proxy_protocol_v1(&addr("unix:"), &addr("unix:/run/s.sock"));
+        assert_eq!(unix, "PROXY UNKNOWN\r\n");
     }
 }

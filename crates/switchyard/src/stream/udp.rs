@@ -132,7 +132,11 @@ async fn serve(
     first: Vec<u8>,
     mut rx: Inbox,
 ) {
-    let Some(bound) = generation.stream.server_for(local, true).cloned() else {
+    let Some(bound) = generation
+        .stream
+        .server_for(&PeerAddr::Inet(local), true)
+        .cloned()
+    else {
         return;
     };
     let server = bound.server.clone();
@@ -143,8 +147,8 @@ async fn serve(
     );
     let mut session = Session {
         id,
-        remote: client,
-        local,
+        remote: PeerAddr::Inet(client),
+        local: PeerAddr::Inet(local),
         listen: bound.listen,
         start: Instant::now(),
         status: 200,
@@ -168,7 +172,7 @@ async fn serve(
     let limits = super::limit::enter(&mut session, &server, &generation.stream.zones);
     if limits.is_err() {
         session.status = 503;
-    } else if !super::session::allowed(&server.access, client) {
+    } else if !super::session::allowed(&server.access, &session.remote) {
         error_log::error(
             Some(id),
             &format!("access forbidden by rule{}", session.context()),
@@ -402,7 +406,7 @@ async fn exchange(
                         t.first_byte.get_or_insert(started.elapsed());
                     }
                     packets.responses += 1;
-                    if socket.send_to(&buf[..n], session.remote).await.is_ok() {
+                    if socket.send_to(&buf[..n], rx.client).await.is_ok() {
                         session.bytes_sent += n as u64;
                     }
                     last = Instant::now();

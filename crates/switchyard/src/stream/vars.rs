@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+
+use crate::upstream::addr::PeerAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,12 +36,12 @@ pub(crate) struct Try {
 pub(crate) struct Session {
     /// nginx's connection number (`$connection`, `*N` in the error log).
     pub id: u64,
-    /// The client's address.
-    pub remote: SocketAddr,
+    /// The client's address (a Unix socket's peer on `listen unix:`).
+    pub remote: PeerAddr,
     /// The address the client connected to.
-    pub local: SocketAddr,
+    pub local: PeerAddr,
     /// The `listen` address as configured (`server:` in the error log).
-    pub listen: SocketAddr,
+    pub listen: PeerAddr,
     /// When it was accepted.
     pub start: Instant,
     /// `$status`: 200 unless the session ended otherwise.
@@ -75,17 +77,23 @@ fn secs(d: Duration) -> String {
 }
 
 impl Session {
-    /// The address geo looks up for this client (a peer that is not an
-    /// IP address, such as a unix-domain one, would be `Client::None`).
+    /// The address geo looks up for this client (a unix-domain peer is
+    /// `Client::None`, as nginx looks up 255.255.255.255 for AF_UNIX).
     fn geo_client(&self) -> crate::geo::Client {
-        crate::geo::Client::Ip(self.remote.ip())
+        self.remote
+            .ip()
+            .map_or(crate::geo::Client::None, crate::geo::Client::Ip)
     }
 
     /// The error-log context nginx's stream module appends: `, client: ..,
     /// server: ..` and, once a peer is chosen, `, upstream: "..", bytes
     /// from/to client:../.., bytes from/to upstream:../..`.
     pub fn context(&self) -> String {
-        let mut s = format!(", client: {}, server: {}", self.remote.ip(), self.listen);
+        let mut s = format!(
+            ", client: {}, server: {}",
+            self.remote.addr_text(),
+            self.listen
+        );
         if let Some(t) = self.tries.last() {
             s.push_str(&format!(
                 ", upstream: \"{}\", bytes from/to client:{}/{}, bytes from/to upstream:{}/{}",
@@ -108,11 +116,13 @@ impl Session {
         )
     }
 
-    /// The client address in network order: 4 bytes for IPv4, 16 for IPv6.
+    /// The client address in network order: 4 bytes for IPv4, 16 for
+    /// IPv6; a Unix socket's peer: its address text, as nginx's.
     fn binary_remote_addr(&self) -> Vec<u8> {
         match self.remote.ip() {
-            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+            Some(std::net::IpAddr::V4(v4)) => v4.octets().to_vec(),
+            Some(std::net::IpAddr::V6(v6)) => v6.octets().to_vec(),
+            None => self.remote.addr_text().into_bytes(),
         }
     }
 
@@ -126,6 +136,11 @@ impl Session {
     }
 }
 
+/// `$remote_port`, `$server_port`: empty for a Unix socket.
+fn port_text(addr: &PeerAddr) -> String {
+    addr.port().map(|p| p.to_string()).unwrap_or_default()
+}
+
 fn time_or_dash(d: Option<Duration>) -> String {
     d.map(secs).unwrap_or_else(|| "-".to_string())
 }
@@ -134,10 +149,14 @@ impl VarSource for Session {
     fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
         let owned = |s: String| Some(Cow::Owned(s));
         match var {
-            Var::RemoteAddr => owned(self.remote.ip().to_string()),
-            Var::RemotePort => owned(self.remote.port().to_string()),
-            Var::ServerAddr => owned(self.local.ip().to_string()),
-            Var::ServerPort => owned(self.local.port().to_string()),
+            Var::RemoteAddr => owned(self.remote.addr_text()),
+            // A Unix socket: no ports, and `unix:PATH` for the server.
+            Var::RemotePort => owned(port_text(&self.remote)),
+            Var::ServerAddr => owned(match self.local.ip() {
+                Some(ip) => ip.to_string(),
+                None => self.local.to_string(),
+            }),
+            Var::ServerPort => owned(port_text(&self.local)),
             Var::BytesSent => owned(self.bytes_sent.to_string()),
             Var::BytesReceived => owned(self.bytes_received.to_string()),
             Var::Connection => owned(self.id.to_string()),

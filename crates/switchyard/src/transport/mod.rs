@@ -1,6 +1,8 @@
-//! Byte streams the engines run over: plain TCP and TLS, and what the
+//! Byte streams the engines run over: plain TCP (and Unix sockets, see
+//! accept.rs) and TLS, and what the
 //! HTTP driver asks of each (client.rs).
 
+pub mod accept;
 pub mod ciphers;
 pub mod client;
 pub mod client_cert;

@@ -25,6 +25,33 @@ impl PeerAddr {
         }
     }
 
+    /// The port, if it has one: nginx's `$server_port` and `$remote_port`
+    /// are empty on a Unix socket.
+    pub fn port(&self) -> Option<u16> {
+        self.inet().map(|a| a.port())
+    }
+
+    /// nginx's `addr_text` of a connection's peer: the IP address without
+    /// the port (`$remote_addr`, `client:` in log lines), or `unix:` and
+    /// the path a Unix socket's peer bound (none: just `unix:`).
+    pub fn addr_text(&self) -> String {
+        match self {
+            PeerAddr::Inet(a) => a.ip().to_string(),
+            PeerAddr::Unix(_) => self.to_string(),
+        }
+    }
+
+    /// The wildcard address of this one's port and family (`0.0.0.0:80`
+    /// for `127.0.0.1:80`), which serves it when nothing listens on it
+    /// exactly; a Unix socket has none (its path is its only address).
+    pub fn wildcard(&self) -> Option<PeerAddr> {
+        let wild = match self.inet()? {
+            SocketAddr::V4(a) => SocketAddr::from(([0, 0, 0, 0], a.port())),
+            SocketAddr::V6(a) => SocketAddr::from(([0u16; 8], a.port())),
+        };
+        Some(PeerAddr::Inet(wild))
+    }
+
     /// The socket address, if it is an IP one.
     pub fn inet(&self) -> Option<SocketAddr> {
         match self {

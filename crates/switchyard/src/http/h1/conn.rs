@@ -127,7 +127,7 @@ impl ConnectionContext {
         conn: Arc<ConnInfo>,
         listener: Arc<ListenerMetrics>,
     ) -> Option<ConnectionContext> {
-        let settings = address_settings(&generation, conn.local)?;
+        let settings = address_settings(&generation, &conn.local)?;
         Some(ConnectionContext {
             generation,
             conn,
@@ -164,7 +164,7 @@ impl ConnectionContext {
         if self.generation.model.main.worker_shutdown_timeout.is_some() {
             return false;
         }
-        let Some(settings) = address_settings(&current, self.conn.local) else {
+        let Some(settings) = address_settings(&current, &self.conn.local) else {
             return false;
         };
         self.limits = crate::http::server::request_limits(&settings);
@@ -183,7 +183,7 @@ impl ConnectionContext {
 /// The connection-level settings of an address: its default server's.
 pub fn address_settings(
     generation: &Generation,
-    local: std::net::SocketAddr,
+    local: &crate::upstream::addr::PeerAddr,
 ) -> Option<Arc<crate::config::model::Settings>> {
     let servers = generation.servers_for(local);
     servers
@@ -299,8 +299,8 @@ async fn wait_for_head<S: ClientStream>(
     // they get the 497 page, a preface included.
     let mut http2 = waiting.first
         && cx.conn.tls.is_none()
-        && !cx.generation.is_ssl(cx.conn.local)
-        && crate::http::h2::enabled(&cx.generation, cx.conn.local);
+        && !cx.generation.is_ssl(&cx.conn.local)
+        && crate::http::h2::enabled(&cx.generation, &cx.conn.local);
     loop {
         if http2 && !buffer.is_empty() {
             match crate::http::h2::preface(buffer) {

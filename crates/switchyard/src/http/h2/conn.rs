@@ -118,7 +118,7 @@ where
     let _slot = slot;
     let tls = context.conn.tls.is_some();
     let Some(settings) =
-        crate::http::h1::conn::address_settings(&context.generation, context.conn.local)
+        crate::http::h1::conn::address_settings(&context.generation, &context.conn.local)
     else {
         return;
     };
@@ -172,7 +172,7 @@ where
                 Some(context.conn.id),
                 &format!(
                     "client timed out while waiting for the HTTP/2 preface, client: {}, server: {}",
-                    context.conn.remote.ip(),
+                    context.conn.remote.addr_text(),
                     context.conn.local
                 ),
             );
@@ -253,7 +253,7 @@ where
                             Some(context.conn.id),
                             &format!(
                                 "client sent too many stream resets, client: {}, server: {}",
-                                context.conn.remote.ip(),
+                                context.conn.remote.addr_text(),
                                 context.conn.local
                             ),
                         );
@@ -355,7 +355,7 @@ fn start_stream<S>(
             Some(streams.conn.id),
             &format!(
                 "client sent invalid header: \"{name}\" while processing HTTP/2 connection, client: {}, server: {}",
-                streams.conn.remote.ip(),
+                streams.conn.remote.addr_text(),
                 streams.conn.local
             ),
         );
@@ -455,7 +455,7 @@ fn log_connection_error(conn: &ConnInfo, e: &h2::Error) {
         Some(conn.id),
         &format!(
             "client sent invalid HTTP/2 data ({e}) while processing HTTP/2 connection, client: {}, server: {}",
-            conn.remote.ip(),
+            conn.remote.addr_text(),
             conn.local
         ),
     );
@@ -467,7 +467,7 @@ fn log_refusal(conn: &ConnInfo, refusal: &Refusal) {
         Some(conn.id),
         &format!(
             "{refusal} while processing HTTP/2 connection, client: {}, server: {}",
-            conn.remote.ip(),
+            conn.remote.addr_text(),
             conn.local
         ),
     );

@@ -2,7 +2,7 @@
 //! first bytes are the client preface (RFC 9113 3.4), looked for as
 //! nginx's ngx_http_wait_request_handler does.
 
-use std::net::SocketAddr;
+use crate::upstream::addr::PeerAddr;
 
 use crate::http::generation::Generation;
 
@@ -35,7 +35,7 @@ pub fn preface(first: &[u8]) -> Preface {
 /// Whether connections to `local` take HTTP/2, as nginx decides per
 /// address: the `http2` directive of the address's default server, or
 /// `listen ... http2` on any `listen` of that address.
-pub fn enabled(generation: &Generation, local: SocketAddr) -> bool {
+pub fn enabled(generation: &Generation, local: &PeerAddr) -> bool {
     let servers = generation.servers_for(local);
     let default = servers
         .iter()
@@ -47,14 +47,12 @@ pub fn enabled(generation: &Generation, local: SocketAddr) -> bool {
 /// Whether a `listen` of `local` says `http2` (nginx's `addr_conf->http2`):
 /// the address then takes HTTP/2 for every server on it, whatever their
 /// `http2` directives say.
-pub fn listen_http2(generation: &Generation, local: SocketAddr) -> bool {
+pub fn listen_http2(generation: &Generation, local: &PeerAddr) -> bool {
     let servers = generation.servers_for(local);
     servers.iter().any(|(s, _)| {
-        s.listens.iter().any(|l| {
-            l.http2
-                && l.addr.port() == local.port()
-                && (l.addr.ip() == local.ip() || l.addr.ip().is_unspecified())
-        })
+        s.listens
+            .iter()
+            .any(|l| l.http2 && (l.addr == *local || local.wildcard().as_ref() == Some(&l.addr)))
     })
 }
 

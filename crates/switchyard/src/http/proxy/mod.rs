@@ -119,7 +119,7 @@ impl Failure {
 pub fn log_context(ex: &Exchange, upstream_url: Option<&str>) -> String {
     let mut s = format!(
         ", client: {}, server: {}, request: \"{}\"",
-        ex.client_addr,
+        ex.remote_addr(),
         ex.server_name,
         ex.request_line()
     );
@@ -288,9 +288,11 @@ pub async fn proxy(
             .iter()
             .any(|v| wire::has_token(v.as_bytes(), b"close"));
     let hash_key: Vec<u8> = match (&upstream.config.method, &upstream.config.hash_key) {
-        (balance::Method::IpHash, _) => match ex.client_addr {
-            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        (balance::Method::IpHash, _) => match ex.client_addr.ip() {
+            Some(std::net::IpAddr::V4(v4)) => v4.octets().to_vec(),
+            Some(std::net::IpAddr::V6(v6)) => v6.octets().to_vec(),
+            // nginx's pseudo address for a Unix socket's peer.
+            None => Vec::new(),
         },
         (_, Some(key)) => key.render(ex).into_bytes(),
         _ => Vec::new(),
