@@ -598,10 +598,6 @@ fn rewrite_config_errors_are_nginx_words() {
             "invalid condition \"x\"",
         ),
         (
-            "map $uri $m { hostnames; default 1; }",
-            "\"map\" parameter \"hostnames\" is not supported yet",
-        ),
-        (
             "server { error_page 200 /x; }",
             "value \"200\" must be between 300 and 599",
         ),
