@@ -35,6 +35,15 @@ impl Ctx {
     pub const STREAM_UPSTREAM: Ctx = Ctx(1 << 11);
     /// `mail { }`: known so that it is reported as unsupported, not unknown.
     pub const MAIL: Ctx = Ctx(1 << 12);
+    /// `mgmt { }` (NGINX Plus's usage reporting), `oidc_provider { }` and
+    /// `acme_issuer { }`: the blocks of modules switchyard lacks, whose
+    /// directives are known only so that `-t` names them as nginx.org does.
+    /// switchyard never reads inside them (their block is not supported yet).
+    pub const MGMT: Ctx = Ctx(1 << 13);
+    /// `http { oidc_provider { } }`.
+    pub const OIDC_PROVIDER: Ctx = Ctx(1 << 14);
+    /// `http { acme_issuer { } }`.
+    pub const ACME_ISSUER: Ctx = Ctx(1 << 15);
     /// Every context, for `include`.
     pub const EVERY: Ctx = Ctx(u32::MAX);
 
@@ -64,6 +73,9 @@ impl Ctx {
         (Ctx::STREAM_SERVER, "stream server"),
         (Ctx::STREAM_UPSTREAM, "stream upstream"),
         (Ctx::MAIL, "mail"),
+        (Ctx::MGMT, "mgmt"),
+        (Ctx::OIDC_PROVIDER, "oidc_provider"),
+        (Ctx::ACME_ISSUER, "acme_issuer"),
     ];
 
     /// Whether `self` contains every context of `other`.
@@ -580,6 +592,15 @@ mod tests {
         assert_eq!(gzip_static.support, Support::NotYet);
         assert!(gzip_static.ctx.contains(Ctx::LOCATION));
         assert!(!gzip_static.ctx.contains(Ctx::MAIN));
+        // nginx.org's directives outside nginx's source are known too: the
+        // stream module's `match` block (http's is switchyard's own row), a
+        // commercial one, and one only inside a block of a module we lack.
+        let stream_match = lookup_in("match", Ctx::STREAM).unwrap();
+        assert_eq!(stream_match.support, Support::NotYet);
+        assert_eq!(lookup_in("match", Ctx::HTTP).unwrap().support, Support::Yes);
+        assert_eq!(lookup("api").unwrap().support, Support::NotYet);
+        let issuer = lookup("issuer").unwrap();
+        assert!(issuer.ctx.contains(Ctx::OIDC_PROVIDER) && !issuer.ctx.contains(Ctx::HTTP));
     }
 
     /// A name is in switchyard's table once per module (http's row and
