@@ -5,8 +5,19 @@
 //! directive` for names nginx does not have, as nginx words a typo.
 //!
 //! The rows were read off nginx's `ngx_command_t` tables (nginx 1.31.5,
-//! commit 3f6f782), which agree with nginx.org's directive index. A
-//! directive switchyard implements moves to [`super::directives::DIRECTIVES`]
+//! commit 3f6f782), then checked against nginx.org's directive index (the
+//! `<directive>`s of the modules its site lists, nginx.org commit 3924a7f):
+//! that added the directives of modules outside nginx's source (the
+//! commercial ones, njs, otel, acme, oidc, mgmt), with the contexts and
+//! argument counts their pages give, and the mail rows of names switchyard
+//! has for http or stream. Left out are the directives those pages say were
+//! removed (`ssl`, `limit_zone`, `js_include`, the old status and
+//! upstream_conf modules'): nginx calls them unknown. A name of two
+//! modules has one row, the union of their contexts (`proxy` takes mail's
+//! on/off; nothing inside `mail` or `mgmt` is read, so the count is never
+//! checked there).
+//!
+//! A directive switchyard implements moves to [`super::directives::DIRECTIVES`]
 //! with its real support level; a test keeps the two tables apart.
 
 use super::directives::{take, Arity, Ctx, Spec, Support};
@@ -23,7 +34,17 @@ const fn k(name: &'static str, ctx: Ctx, arity: Arity, block: bool) -> Spec {
 
 /// nginx's directives that switchyard does not implement yet, by name.
 pub static KNOWN: &[Spec] = &[
+    k(
+        "accept_terms_of_service",
+        Ctx::ACME_ISSUER,
+        take(&[0]),
+        false,
+    ),
     k("acceptex_read", Ctx::EVENTS, Arity::Flag, false),
+    k("account_key", Ctx::ACME_ISSUER, take(&[1]), false),
+    k("acme_certificate", Ctx::SERVER, Arity::AtLeast(1), false),
+    k("acme_issuer", Ctx::HTTP, take(&[1]), true),
+    k("acme_shared_zone", Ctx::HTTP, take(&[1]), false),
     k(
         "add_after_body",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -93,6 +114,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("api", Ctx::LOCATION, take(&[0, 1]), false),
     k(
         "auth_delay",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -103,6 +125,80 @@ pub static KNOWN: &[Spec] = &[
     k("auth_http_header", Ctx::MAIL, take(&[2]), false),
     k("auth_http_pass_client_cert", Ctx::MAIL, Arity::Flag, false),
     k("auth_http_timeout", Ctx::MAIL, take(&[1]), false),
+    k(
+        "auth_jwt",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::LIMIT_EXCEPT),
+        take(&[1, 2]),
+        false,
+    ),
+    k("auth_jwt_claim_set", Ctx::HTTP, Arity::AtLeast(2), false),
+    k("auth_jwt_header_set", Ctx::HTTP, Arity::AtLeast(2), false),
+    k(
+        "auth_jwt_key_cache",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "auth_jwt_key_file",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::LIMIT_EXCEPT),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "auth_jwt_key_request",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::LIMIT_EXCEPT),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "auth_jwt_leeway",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "auth_jwt_require",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::LIMIT_EXCEPT),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
+        "auth_jwt_type",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::LIMIT_EXCEPT),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "auth_oidc",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "auth_require",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::LIMIT_EXCEPT),
+        Arity::AtLeast(1),
+        false,
+    ),
     k(
         "autoindex_exact_size",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -121,6 +217,7 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
+    k("challenge", Ctx::ACME_ISSUER, take(&[1]), false),
     k(
         "charset",
         Ctx::HTTP
@@ -149,12 +246,18 @@ pub static KNOWN: &[Spec] = &[
         Arity::AtLeast(1),
         false,
     ),
+    k("client_id", Ctx::OIDC_PROVIDER, take(&[1]), false),
+    k("client_secret", Ctx::OIDC_PROVIDER, take(&[1]), false),
+    k("common_name_in_csr", Ctx::ACME_ISSUER, Arity::Flag, false),
+    k("config_url", Ctx::OIDC_PROVIDER, take(&[1]), false),
     k(
         "connection_pool_size",
         Ctx::HTTP.or(Ctx::SERVER),
         take(&[1]),
         false,
     ),
+    k("contact", Ctx::ACME_ISSUER, take(&[1]), false),
+    k("cookie_name", Ctx::OIDC_PROVIDER, take(&[1]), false),
     k(
         "create_full_put_path",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -209,12 +312,41 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("empty_gif", Ctx::LOCATION, take(&[0]), false),
+    k("enforce_initial_report", Ctx::MGMT, Arity::Flag, false),
     k("epoll_events", Ctx::EVENTS, take(&[1]), false),
+    k("error_log", Ctx::MAIL, Arity::AtLeast(1), false),
+    k(
+        "error_log_tag",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[2]),
+        false,
+    ),
     k("eventport_events", Ctx::EVENTS, take(&[1]), false),
+    k("external_account_key", Ctx::ACME_ISSUER, take(&[2]), false),
+    k("extra_auth_args", Ctx::OIDC_PROVIDER, take(&[1]), false),
+    k("f4f", Ctx::LOCATION, take(&[0]), false),
+    k(
+        "f4f_buffer_size",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "fastcgi_allow_upstream",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
     k(
         "fastcgi_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
+        false,
+    ),
+    k(
+        "fastcgi_bind_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
         false,
     ),
     k(
@@ -302,6 +434,12 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("fastcgi_cache_path", Ctx::HTTP, Arity::AtLeast(2), false),
+    k(
+        "fastcgi_cache_purge",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
     k(
         "fastcgi_cache_revalidate",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -441,6 +579,12 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "fastcgi_request_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
+        false,
+    ),
+    k(
         "fastcgi_send_lowat",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -502,6 +646,12 @@ pub static KNOWN: &[Spec] = &[
     ),
     k("flv", Ctx::LOCATION, take(&[0]), false),
     k(
+        "frontchannel_logout_uri",
+        Ctx::OIDC_PROVIDER,
+        take(&[1]),
+        false,
+    ),
+    k(
         "geoip_city",
         Ctx::HTTP.or(Ctx::STREAM),
         take(&[1, 2]),
@@ -518,9 +668,21 @@ pub static KNOWN: &[Spec] = &[
     k("geoip_proxy_recursive", Ctx::HTTP, Arity::Flag, false),
     k("google_perftools_profiles", Ctx::MAIN, take(&[1]), false),
     k(
+        "grpc_allow_upstream",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
         "grpc_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
+        false,
+    ),
+    k(
+        "grpc_bind_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
         false,
     ),
     k(
@@ -581,6 +743,12 @@ pub static KNOWN: &[Spec] = &[
         "grpc_read_timeout",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
+        false,
+    ),
+    k(
+        "grpc_request_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
         false,
     ),
     k(
@@ -645,6 +813,12 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "grpc_ssl_crl",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "grpc_ssl_key_log",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
@@ -733,6 +907,43 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k(
+        "health_check_timeout",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k("hls", Ctx::LOCATION, take(&[0]), false),
+    k(
+        "hls_buffers",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[2]),
+        false,
+    ),
+    k(
+        "hls_forward_args",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
+        false,
+    ),
+    k(
+        "hls_fragment",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "hls_mp4_buffer_size",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "hls_mp4_max_buffer_size",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
     k("http3", Ctx::HTTP.or(Ctx::SERVER), Arity::Flag, false),
     k("http3_hq", Ctx::HTTP.or(Ctx::SERVER), Arity::Flag, false),
     k(
@@ -787,7 +998,278 @@ pub static KNOWN: &[Spec] = &[
     k("imap_auth", Ctx::MAIL, Arity::AtLeast(1), false),
     k("imap_capabilities", Ctx::MAIL, Arity::AtLeast(1), false),
     k("imap_client_buffer", Ctx::MAIL, take(&[1]), false),
+    k(
+        "internal_redirect",
+        Ctx::SERVER.or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
     k("iocp_threads", Ctx::EVENTS, take(&[1]), false),
+    k("issuer", Ctx::OIDC_PROVIDER, take(&[1]), false),
+    k(
+        "js_access",
+        Ctx::LOCATION
+            .or(Ctx::LOCATION_IF)
+            .or(Ctx::LIMIT_EXCEPT)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_body_filter",
+        Ctx::LOCATION.or(Ctx::LOCATION_IF).or(Ctx::LIMIT_EXCEPT),
+        take(&[1, 2]),
+        false,
+    ),
+    k(
+        "js_content",
+        Ctx::LOCATION.or(Ctx::LOCATION_IF).or(Ctx::LIMIT_EXCEPT),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_context_reuse",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_engine",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_buffer_size",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_ciphers",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_keepalive",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_keepalive_requests",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_keepalive_time",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_keepalive_timeout",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_max_response_buffer_size",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_protocols",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
+        "js_fetch_proxy",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_timeout",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_trusted_certificate",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_fetch_verify",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        Arity::Flag,
+        false,
+    ),
+    k(
+        "js_fetch_verify_depth",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_filter",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_header_filter",
+        Ctx::LOCATION.or(Ctx::LOCATION_IF).or(Ctx::LIMIT_EXCEPT),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_import",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1, 3]),
+        false,
+    ),
+    k(
+        "js_load_http_native_module",
+        Ctx::MAIN,
+        take(&[1, 3]),
+        false,
+    ),
+    k(
+        "js_load_stream_native_module",
+        Ctx::MAIN,
+        take(&[1, 3]),
+        false,
+    ),
+    k(
+        "js_path",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_periodic",
+        Ctx::LOCATION.or(Ctx::STREAM_SERVER),
+        take(&[1, 2, 3, 4]),
+        false,
+    ),
+    k(
+        "js_preload_object",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1, 3]),
+        false,
+    ),
+    k(
+        "js_preread",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "js_set",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[2, 3]),
+        false,
+    ),
+    k(
+        "js_shared_dict_zone",
+        Ctx::HTTP.or(Ctx::STREAM),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
+        "js_var",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1, 2]),
+        false,
+    ),
     k(
         "keepalive_disable",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -800,6 +1282,13 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("keyval", Ctx::HTTP.or(Ctx::STREAM), take(&[3]), false),
+    k(
+        "keyval_zone",
+        Ctx::HTTP.or(Ctx::STREAM),
+        Arity::AtLeast(1),
+        false,
+    ),
     k("kqueue_changes", Ctx::EVENTS, take(&[1]), false),
     k("kqueue_events", Ctx::EVENTS, take(&[1]), false),
     k(
@@ -808,12 +1297,17 @@ pub static KNOWN: &[Spec] = &[
         take(&[1, 2]),
         false,
     ),
+    k("license_token", Ctx::MGMT, take(&[1]), false),
+    k("listen", Ctx::MAIL, Arity::AtLeast(1), false),
     k(
         "log_subrequest",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
         false,
     ),
+    k("logout_token_hint", Ctx::OIDC_PROVIDER, Arity::Flag, false),
+    k("logout_uri", Ctx::OIDC_PROVIDER, take(&[1]), false),
+    k("match", Ctx::STREAM, take(&[1]), true),
     k("max_errors", Ctx::MAIL, take(&[1]), false),
     k("max_headers", Ctx::HTTP.or(Ctx::SERVER), take(&[1]), false),
     k(
@@ -823,9 +1317,21 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "memcached_allow_upstream",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
         "memcached_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
+        false,
+    ),
+    k(
+        "memcached_bind_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
         false,
     ),
     k(
@@ -888,6 +1394,7 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
+    k("mgmt", Ctx::MAIN, take(&[0]), true),
     k(
         "min_delete_depth",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -926,6 +1433,18 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "mp4_limit_rate",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "mp4_limit_rate_after",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
         "mp4_max_buffer_size",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -938,6 +1457,31 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "mqtt",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        Arity::Flag,
+        false,
+    ),
+    k(
+        "mqtt_buffers",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[2]),
+        false,
+    ),
+    k(
+        "mqtt_preread",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        Arity::Flag,
+        false,
+    ),
+    k(
+        "mqtt_rewrite_buffer_size",
+        Ctx::STREAM_SERVER,
+        take(&[1]),
+        false,
+    ),
+    k("mqtt_set_connect", Ctx::STREAM_SERVER, take(&[2]), false),
+    k(
         "msie_padding",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
@@ -949,6 +1493,9 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
+    k("ntlm", Ctx::UPSTREAM, take(&[0]), false),
+    k("num_map", Ctx::HTTP.or(Ctx::STREAM), take(&[1, 2]), true),
+    k("oidc_provider", Ctx::HTTP, take(&[1]), true),
     k(
         "open_file_cache",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -979,6 +1526,33 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("otel_exporter", Ctx::HTTP, take(&[0]), true),
+    k("otel_resource_attr", Ctx::HTTP, take(&[2]), false),
+    k("otel_service_name", Ctx::HTTP, take(&[1]), false),
+    k(
+        "otel_span_attr",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[2]),
+        false,
+    ),
+    k(
+        "otel_span_name",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "otel_trace",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "otel_trace_context",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
     k(
         "output_buffers",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -1003,6 +1577,7 @@ pub static KNOWN: &[Spec] = &[
     k("perl_modules", Ctx::HTTP, take(&[1]), false),
     k("perl_require", Ctx::HTTP, take(&[1]), false),
     k("perl_set", Ctx::HTTP, take(&[2]), false),
+    k("pkce", Ctx::OIDC_PROVIDER, Arity::Flag, false),
     k("pop3_auth", Ctx::MAIL, Arity::AtLeast(1), false),
     k("pop3_capabilities", Ctx::MAIL, Arity::AtLeast(1), false),
     k("post_acceptex", Ctx::EVENTS, take(&[1]), false),
@@ -1015,6 +1590,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("post_logout_uri", Ctx::OIDC_PROVIDER, take(&[1]), false),
     k(
         "postpone_gzipping",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -1027,8 +1603,26 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("preferred_chain", Ctx::ACME_ISSUER, take(&[1]), false),
+    k("profile", Ctx::ACME_ISSUER, take(&[1, 2]), false),
     k("protocol", Ctx::MAIL, take(&[1]), false),
-    k("proxy", Ctx::MAIL, Arity::Flag, false),
+    k("proxy", Ctx::MAIL.or(Ctx::MGMT), Arity::Flag, false),
+    k(
+        "proxy_allow_upstream",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
+        "proxy_bind_dynamic",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        Arity::Flag,
+        false,
+    ),
     k("proxy_buffer", Ctx::MAIL, take(&[1]), false),
     k(
         "proxy_cache_background_update",
@@ -1082,6 +1676,12 @@ pub static KNOWN: &[Spec] = &[
         "proxy_cache_min_uses",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
+        false,
+    ),
+    k(
+        "proxy_cache_purge",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
         false,
     ),
     k(
@@ -1145,11 +1745,24 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
+    k("proxy_password", Ctx::MGMT, take(&[1]), false),
     k("proxy_protocol", Ctx::MAIL, take(&[1]), false),
+    k(
+        "proxy_request_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
+        false,
+    ),
     k(
         "proxy_send_lowat",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
+        false,
+    ),
+    k(
+        "proxy_session_drop",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        Arity::Flag,
         false,
     ),
     k("proxy_smtp_auth", Ctx::MAIL, Arity::Flag, false),
@@ -1206,6 +1819,16 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "proxy_ssl_key_log",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::LOCATION)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
         "proxy_store",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -1230,6 +1853,8 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("proxy_username", Ctx::MGMT, take(&[1]), false),
+    k("queue", Ctx::UPSTREAM, take(&[1, 2]), false),
     k(
         "quic_active_connection_id_limit",
         Ctx::HTTP.or(Ctx::SERVER),
@@ -1252,6 +1877,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("redirect_uri", Ctx::OIDC_PROVIDER, take(&[1]), false),
     k(
         "referer_hash_bucket_size",
         Ctx::SERVER.or(Ctx::LOCATION),
@@ -1277,9 +1903,28 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "resolver",
+        Ctx::MAIL.or(Ctx::MGMT),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k("resolver_timeout", Ctx::MAIL, take(&[1]), false),
+    k(
+        "scgi_allow_upstream",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
         "scgi_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
+        false,
+    ),
+    k(
+        "scgi_bind_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
         false,
     ),
     k(
@@ -1367,6 +2012,12 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("scgi_cache_path", Ctx::HTTP, Arity::AtLeast(2), false),
+    k(
+        "scgi_cache_purge",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
     k(
         "scgi_cache_revalidate",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -1500,6 +2151,12 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "scgi_request_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
+        false,
+    ),
+    k(
         "scgi_send_timeout",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -1547,6 +2204,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1, 2, 3, 4]),
         false,
     ),
+    k("scope", Ctx::OIDC_PROVIDER, Arity::AtLeast(1), false),
     k(
         "secure_link",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -1577,6 +2235,19 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("server", Ctx::MAIL, take(&[0]), true),
+    k("server_name", Ctx::MAIL, take(&[1]), false),
+    k(
+        "session_log",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k("session_log_format", Ctx::HTTP, Arity::AtLeast(2), false),
+    k("session_log_zone", Ctx::HTTP, Arity::AtLeast(2), false),
+    k("session_store", Ctx::OIDC_PROVIDER, take(&[1]), false),
+    k("session_timeout", Ctx::OIDC_PROVIDER, take(&[1]), false),
+    k("set_real_ip_from", Ctx::MAIL, take(&[1]), false),
     k(
         "slice",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -1638,6 +2309,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("ssl_certificate", Ctx::MAIL, take(&[1]), false),
     k(
         "ssl_certificate_cache",
         Ctx::HTTP
@@ -1657,6 +2329,7 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
+    k("ssl_certificate_key", Ctx::MAIL, take(&[1]), false),
     k("ssl_ciphers", Ctx::MAIL, take(&[1]), false),
     k("ssl_client_certificate", Ctx::MAIL, take(&[1]), false),
     k(
@@ -1675,7 +2348,9 @@ pub static KNOWN: &[Spec] = &[
             .or(Ctx::SERVER)
             .or(Ctx::STREAM)
             .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
+            .or(Ctx::MAIL)
+            .or(Ctx::MGMT)
+            .or(Ctx::OIDC_PROVIDER),
         take(&[1]),
         false,
     ),
@@ -1706,6 +2381,15 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("ssl_engine", Ctx::MAIN, take(&[1]), false),
+    k(
+        "ssl_key_log",
+        Ctx::HTTP
+            .or(Ctx::SERVER)
+            .or(Ctx::STREAM)
+            .or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
     k(
         "ssl_object_cache_inheritable",
         Ctx::MAIN,
@@ -1749,6 +2433,8 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("ssl_prefer_server_ciphers", Ctx::MAIL, Arity::Flag, false),
+    k("ssl_protocols", Ctx::MAIL, Arity::AtLeast(1), false),
     k(
         "ssl_reject_handshake",
         Ctx::STREAM.or(Ctx::STREAM_SERVER),
@@ -1804,10 +2490,43 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
-    k("ssl_trusted_certificate", Ctx::MAIL, take(&[1]), false),
+    k(
+        "ssl_trusted_certificate",
+        Ctx::MAIL
+            .or(Ctx::MGMT)
+            .or(Ctx::OIDC_PROVIDER)
+            .or(Ctx::ACME_ISSUER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "ssl_verify",
+        Ctx::MGMT.or(Ctx::ACME_ISSUER),
+        Arity::Flag,
+        false,
+    ),
     k("ssl_verify_client", Ctx::MAIL, take(&[1]), false),
     k("ssl_verify_depth", Ctx::MAIL, take(&[1]), false),
+    k("stall_threshold", Ctx::EVENTS, take(&[1]), false),
     k("starttls", Ctx::MAIL, take(&[1]), false),
+    k(
+        "state",
+        Ctx::UPSTREAM.or(Ctx::STREAM_UPSTREAM),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "state_path",
+        Ctx::MGMT.or(Ctx::ACME_ISSUER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "status_zone",
+        Ctx::SERVER.or(Ctx::LOCATION).or(Ctx::LOCATION_IF),
+        take(&[1]),
+        false,
+    ),
     k("sticky", Ctx::UPSTREAM, Arity::AtLeast(2), false),
     k(
         "sub_filter_last_modified",
@@ -1836,9 +2555,21 @@ pub static KNOWN: &[Spec] = &[
     k("timeout", Ctx::MAIL, take(&[1]), false),
     k("timer_resolution", Ctx::MAIN, take(&[1]), false),
     k(
+        "tunnel_allow_upstream",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
         "tunnel_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
+        false,
+    ),
+    k(
+        "tunnel_bind_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
         false,
     ),
     k(
@@ -1923,6 +2654,8 @@ pub static KNOWN: &[Spec] = &[
         Arity::Flag,
         false,
     ),
+    k("uri", Ctx::ACME_ISSUER, take(&[1]), false),
+    k("usage_report", Ctx::MGMT, take(&[0, 1, 2]), false),
     k(
         "userid",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -1977,10 +2710,23 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
+    k("userinfo", Ctx::OIDC_PROVIDER, Arity::Flag, false),
+    k(
+        "uwsgi_allow_upstream",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
     k(
         "uwsgi_bind",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1, 2]),
+        false,
+    ),
+    k(
+        "uwsgi_bind_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
         false,
     ),
     k(
@@ -2068,6 +2814,12 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k("uwsgi_cache_path", Ctx::HTTP, Arity::AtLeast(2), false),
+    k(
+        "uwsgi_cache_purge",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::AtLeast(1),
+        false,
+    ),
     k(
         "uwsgi_cache_revalidate",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
@@ -2207,6 +2959,12 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
+        "uwsgi_request_dynamic",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        Arity::Flag,
+        false,
+    ),
+    k(
         "uwsgi_send_timeout",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -2262,6 +3020,12 @@ pub static KNOWN: &[Spec] = &[
     ),
     k(
         "uwsgi_ssl_crl",
+        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "uwsgi_ssl_key_log",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
         false,
@@ -2389,6 +3153,122 @@ pub static KNOWN: &[Spec] = &[
         "xslt_types",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::AtLeast(1),
+        false,
+    ),
+    k("zone_sync", Ctx::STREAM_SERVER, take(&[0]), false),
+    k(
+        "zone_sync_buffers",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[2]),
+        false,
+    ),
+    k(
+        "zone_sync_connect_retry_interval",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_connect_timeout",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_interval",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_recv_buffer_size",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k("zone_sync_server", Ctx::STREAM_SERVER, take(&[1, 2]), false),
+    k(
+        "zone_sync_ssl",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        Arity::Flag,
+        false,
+    ),
+    k(
+        "zone_sync_ssl_certificate",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_certificate_key",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_ciphers",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_conf_command",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[2]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_crl",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_name",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_password_file",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_protocols",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        Arity::AtLeast(1),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_server_name",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        Arity::Flag,
+        false,
+    ),
+    k(
+        "zone_sync_ssl_trusted_certificate",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_ssl_verify",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        Arity::Flag,
+        false,
+    ),
+    k(
+        "zone_sync_ssl_verify_depth",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
+        false,
+    ),
+    k(
+        "zone_sync_timeout",
+        Ctx::STREAM.or(Ctx::STREAM_SERVER),
+        take(&[1]),
         false,
     ),
 ];

@@ -3,6 +3,8 @@
 
 pub mod access;
 mod auth;
+pub mod directive_doc;
+pub mod directive_notes;
 pub mod directives;
 mod geo;
 mod gzip;
