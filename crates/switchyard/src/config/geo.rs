@@ -4,6 +4,7 @@
 //! range base (`FILE.bin`) is a cache of the same text, so it is neither
 //! written nor read: the text always gives the same values.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use nginx_conf::{Directive, Position};
@@ -89,6 +90,29 @@ fn range_value(text: &str, at: &Position) -> Result<(u32, u32), ConfigError> {
         return Err(invalid());
     }
     Ok((start, end))
+}
+
+/// Adds a `geo` block's variable to the block's geos (http's when `http`),
+/// as nginx defines it: a `split_clients` of that name is a duplicate, a
+/// `map` of it gives way (the later definition of a changeable variable
+/// wins).
+pub(crate) fn add_geo<M, S>(
+    geos: &mut HashMap<String, Arc<Geo>>,
+    maps: &mut HashMap<String, M>,
+    splits: &HashMap<String, S>,
+    d: &Directive,
+    http: bool,
+) -> Result<(), ConfigError> {
+    let (name, geo) = parse_geo(d, http)?;
+    if splits.contains_key(&name) {
+        return Err(ConfigError::at(
+            format!("the duplicate \"{name}\" variable"),
+            &d.position,
+        ));
+    }
+    maps.remove(&name);
+    geos.insert(name, Arc::new(geo));
+    Ok(())
 }
 
 /// Parses a `geo` block (`http`: the http module's, which has `proxy`

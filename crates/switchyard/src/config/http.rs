@@ -107,17 +107,7 @@ fn build_http_inner(
                 // nginx's later definition of a changeable variable wins.
                 geos.retain(|name: &String, _| !maps.contains_key(name));
             }
-            "geo" => {
-                let (name, geo) = super::geo::parse_geo(inner, true)?;
-                if splits.contains_key(&name) {
-                    return Err(ConfigError::at(
-                        format!("the duplicate \"{name}\" variable"),
-                        &inner.position,
-                    ));
-                }
-                maps.remove(&name);
-                geos.insert(name, Arc::new(geo));
-            }
+            "geo" => super::geo::add_geo(&mut geos, &mut maps, &splits, inner, true)?,
             "split_clients" => {
                 let (name, split) = super::stream_values::parse_split_clients(inner)?;
                 if maps.contains_key(&name)
