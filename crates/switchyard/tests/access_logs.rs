@@ -116,20 +116,8 @@ fn no_root_directory_no_line() {
     assert!(read(&lb, "by_ann.log").is_empty());
 }
 
-fn check(http_body: &str) -> (Option<i32>, String, std::path::PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, format!("events {{}}\nhttp {{\n{http_body}\n}}\n")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("-t")
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.code(), err, conf, dir)
+fn check(http_body: &str) -> support::ConfCheck {
+    support::check_conf(&format!("events {{}}\nhttp {{\n{http_body}\n}}\n"))
 }
 
 #[test]
@@ -171,15 +159,9 @@ fn bad_buffering_fails_the_load_with_nginx_words() {
             3,
         ),
     ] {
-        let (code, err, conf, _dir) = check(body);
-        assert_eq!(code, Some(1), "{body}: {err}");
-        assert!(
-            err.contains(&format!("{message} in {}:{line}", conf.display())),
-            "{body}: {err}"
-        );
+        check(body).assert_error(message, line);
     }
     // An unbuffered log of a buffered file shares its buffer: no conflict.
-    let (code, err, _, _dir) =
-        check("access_log logs/a.log combined buffer=4k;\naccess_log logs/a.log;");
-    assert_eq!(code, Some(0), "{err}");
+    let shared = check("access_log logs/a.log combined buffer=4k;\naccess_log logs/a.log;");
+    assert_eq!(shared.code, Some(0), "{}", shared.stderr);
 }

@@ -192,23 +192,37 @@ fn a_broken_reload_keeps_the_old_config_serving() {
     assert_eq!(get(port, "/").status, 200);
 }
 
-#[test]
-fn quit_finishes_in_flight_requests_then_exits_zero() {
+/// A balancer with one request in flight that the backend answers after
+/// `delay` (the backends are returned so that they outlive it).
+fn with_a_slow_request(
+    delay: &str,
+) -> (
+    Balancer,
+    std::thread::JoinHandle<support::Response>,
+    [Echo; 2],
+) {
     let a = Echo::start("a", "127.0.0.1:0");
     let b = Echo::start("b", "127.0.0.1:0");
     let (port, status_port) = (free_port(), free_port());
-    let mut balancer = Balancer::start_full(
+    let balancer = Balancer::start_full(
         &status_conf(port, status_port, &a, &b),
         &[port, status_port],
         &[],
     );
-    let slow = std::thread::spawn(move || get(port, "/?delay=1s"));
+    let path = format!("/?delay={delay}");
+    let slow = std::thread::spawn(move || get(port, &path));
     // stub_status counts the request asking too: 2 writing = the slow one is in flight.
     support::wait_until(Duration::from_secs(5), "the slow request in flight", || {
         get(status_port, "/basic_status")
             .text()
             .contains("Writing: 2 ")
     });
+    (balancer, slow, [a, b])
+}
+
+#[test]
+fn quit_finishes_in_flight_requests_then_exits_zero() {
+    let (mut balancer, slow, _backends) = with_a_slow_request("1s");
     balancer.signal(libc::SIGQUIT);
     let response = slow.join().unwrap();
     assert_eq!(response.status, 200);
@@ -228,21 +242,8 @@ fn term_stops_at_once() {
 
 #[test]
 fn term_during_a_graceful_stop_exits_at_once() {
-    let a = Echo::start("a", "127.0.0.1:0");
-    let b = Echo::start("b", "127.0.0.1:0");
-    let (port, status_port) = (free_port(), free_port());
-    let mut balancer = Balancer::start_full(
-        &status_conf(port, status_port, &a, &b),
-        &[port, status_port],
-        &[],
-    );
     // A request the graceful stop would wait half a minute for.
-    let _slow = std::thread::spawn(move || get(port, "/?delay=30s"));
-    support::wait_until(Duration::from_secs(5), "the slow request in flight", || {
-        get(status_port, "/basic_status")
-            .text()
-            .contains("Writing: 2 ")
-    });
+    let (mut balancer, _slow, _backends) = with_a_slow_request("30s");
     balancer.signal(libc::SIGQUIT);
     support::wait_until(Duration::from_secs(5), "the graceful stop to begin", || {
         balancer

@@ -74,25 +74,8 @@ fn the_upstream_sees_the_bound_address_as_with_nginx() {
 
 #[test]
 fn transparent_is_refused_as_not_supported_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
+    support::check_conf(
         "events {}\nhttp {\n server {\n  listen 127.0.0.1:1;\n  proxy_bind 127.0.0.2 transparent;\n }\n}\n",
     )
-    .unwrap();
-    let out = std::process::Command::new(support::BIN)
-        .args(["-t", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "\"proxy_bind ... transparent\" is not supported yet in {}:5",
-            conf.display()
-        )),
-        "{err}"
-    );
+    .assert_error("\"proxy_bind ... transparent\" is not supported yet", 5);
 }

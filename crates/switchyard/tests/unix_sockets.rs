@@ -181,7 +181,6 @@ fn stream_passes_bytes_to_a_socket() {
 
 #[test]
 fn bad_socket_addresses_are_refused_as_nginx_words_them() {
-    let dir = tempfile::tempdir().unwrap();
     let long = format!("/{}", "s".repeat(120));
     for (conf, words) in [
         (
@@ -197,16 +196,9 @@ fn bad_socket_addresses_are_refused_as_nginx_words_them() {
             "no path in the unix domain socket in upstream \"unix:\"",
         ),
     ] {
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, format!("events {{}}\nhttp {{\n{conf}\n}}\n")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("-t")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{conf}: {err}");
+        let checked = support::check_conf(&format!("events {{}}\nhttp {{\n{conf}\n}}\n"));
+        let err = &checked.stderr;
+        assert_eq!(checked.code, Some(1), "{conf}: {err}");
         assert!(
             err.contains(words) && err.contains("nginx.conf:3"),
             "{conf}: {err}"
@@ -491,7 +483,6 @@ fn a_reload_keeps_the_socket_serving_and_a_dropped_one_is_deleted() {
 
 #[test]
 fn bad_listen_sockets_are_refused_as_nginx_words_them() {
-    let dir = tempfile::tempdir().unwrap();
     let long = format!("/{}", "s".repeat(107));
     for (conf, words) in [
         (
@@ -515,16 +506,9 @@ fn bad_listen_sockets_are_refused_as_nginx_words_them() {
             "\"listen unix:... udp\" is not supported yet",
         ),
     ] {
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, format!("events {{}}\n\n{conf}\n")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("-t")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{conf}: {err}");
+        let checked = support::check_conf(&format!("events {{}}\n\n{conf}\n"));
+        let err = &checked.stderr;
+        assert_eq!(checked.code, Some(1), "{conf}: {err}");
         assert!(
             err.contains(words) && err.contains("nginx.conf:3"),
             "{conf}: {err}"

@@ -514,3 +514,49 @@ pub fn upgrade_echo_backend(protocol: &'static str) -> SocketAddr {
     });
     addr
 }
+
+/// What `switchyard -t` said of a configuration.
+pub struct ConfCheck {
+    /// The exit code.
+    pub code: Option<i32>,
+    /// What it wrote to stderr.
+    pub stderr: String,
+    /// The configuration file (error messages name it).
+    pub conf: PathBuf,
+    /// The prefix the file lives in, removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+/// Runs `switchyard -t -p PREFIX -c PREFIX/nginx.conf` on `conf_text`.
+pub fn check_conf(conf_text: &str) -> ConfCheck {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, conf_text).expect("write nginx.conf");
+    let out = Command::new(BIN)
+        .arg("-t")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("run switchyard -t");
+    ConfCheck {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        conf,
+        dir,
+    }
+}
+
+impl ConfCheck {
+    /// Asserts a failed load whose error is `message` at `line` of the file.
+    pub fn assert_error(&self, message: &str, line: usize) {
+        assert_eq!(self.code, Some(1), "{}", self.stderr);
+        let wanted = format!("{message} in {}:{line}", self.conf.display());
+        assert!(
+            self.stderr.contains(&wanted),
+            "wanted {wanted:?} in {}",
+            self.stderr
+        );
+    }
+}
