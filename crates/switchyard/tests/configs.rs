@@ -38,7 +38,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use support::{free_port, Echo, BIN};
 
@@ -108,33 +108,14 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {kind:?}: {e}"));
         let pid_file = prefix.join("logs/nginx.pid");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut pending: Vec<u16> = ports.to_vec();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let log =
-                    std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
-                return Err(format!("{kind:?} exited with {status}: {err}\n{log}"));
-            }
-            if pid_file.exists() {
-                pending.retain(|p| {
-                    let addr = SocketAddr::from(([127, 0, 0, 1], *p));
-                    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
-                });
-                if pending.is_empty() {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{kind:?}: no pid file or ports {pending:?} not accepting after 20s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        support::wait_started(
+            &mut child,
+            prefix,
+            Some(&pid_file),
+            ports,
+            Duration::from_secs(20),
+        )
+        .map_err(|e| format!("{kind:?} {e}"))?;
         // Drain stderr so a chatty server never blocks on a full pipe.
         if let Some(mut e) = child.stderr.take() {
             std::thread::spawn(move || {

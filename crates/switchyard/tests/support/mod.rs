@@ -560,3 +560,42 @@ impl ConfCheck {
         );
     }
 }
+
+/// Waits until a server started with its stderr piped is up: its pid file
+/// exists (when one is named) and each of `ports` on 127.0.0.1 accepts.
+/// If it exits first, the error is its stderr and `prefix`'s
+/// logs/error.log; past `limit` it panics, naming what is missing.
+pub fn wait_started(
+    child: &mut Child,
+    prefix: &Path,
+    pid_file: Option<&Path>,
+    ports: &[u16],
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    let mut pending: Vec<u16> = ports.to_vec();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let log = std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
+            return Err(format!("exited with {status}: {err}\n{log}"));
+        }
+        if pid_file.is_none_or(Path::exists) {
+            pending.retain(|p| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], *p));
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
+            });
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pid file or ports {pending:?} not accepting after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

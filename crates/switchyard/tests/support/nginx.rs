@@ -2,11 +2,9 @@
 //! own prefix, stopped on drop. Tests that compare with it fail (not pass)
 //! when nginx is missing.
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The nginx binary, or a failure that says how to get it.
 pub fn nginx_bin() -> PathBuf {
@@ -72,23 +70,14 @@ impl Nginx {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let log =
-                    std::fs::read_to_string(dir.path().join("logs/error.log")).unwrap_or_default();
-                panic!("nginx exited with {status}: {err}\n{log}");
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "nginx does not accept on {addr}");
-            std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = super::wait_started(
+            &mut child,
+            dir.path(),
+            None,
+            &[port],
+            Duration::from_secs(10),
+        ) {
+            panic!("nginx {e}");
         }
         Nginx {
             child: Some(child),
