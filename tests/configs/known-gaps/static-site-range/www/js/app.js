@@ -1,2 +1,0 @@
-// tiny
-console.log(1);
