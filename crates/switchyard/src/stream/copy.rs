@@ -1,6 +1,8 @@
 //! The copy phase of a session: bytes both ways through one bounded
 //! buffer per direction (`proxy_buffer_size`), half-close as nginx does
 //! it, and the `proxy_timeout` idle timer, reset by progress either way.
+//! Between two plain TCP sockets without rate limits the kernel moves the
+//! bytes (`super::splice`), with the same bound and the same ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::splice::{self, Pipe};
 use crate::upstream::io::UpstreamIo;
 
 /// Byte counts and activity of one session, updated as bytes move (so a
@@ -48,7 +51,17 @@ impl Counters {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn touch(&self) {
+    /// Notes the first byte from the upstream, once.
+    pub(crate) fn note_first_byte(&self) {
+        let _ = self.first_byte_ms.compare_exchange(
+            u64::MAX,
+            self.now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn touch(&self) {
         self.last_activity_ms
             .store(self.now_ms(), Ordering::Relaxed);
     }
@@ -164,12 +177,7 @@ where
             Err(e) => return PumpEnd::ReadError(e),
         };
         if direction == Direction::Downstream {
-            let _ = counters.first_byte_ms.compare_exchange(
-                u64::MAX,
-                counters.now_ms(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            counters.note_first_byte();
         }
         read_count.fetch_add(n as u64, Ordering::Relaxed);
         counters.touch();
@@ -212,6 +220,33 @@ pub(crate) async fn copy(
     timeout: Duration,
     counters: &Counters,
 ) -> CopyEnd {
+    if let UpstreamIo::Plain(u) = upstream {
+        if shape.upload_rate == 0 && shape.download_rate == 0 {
+            if let (Ok(up_pipe), Ok(down_pipe)) = (Pipe::new(), Pipe::new()) {
+                let (client, u) = (&*client, &*u);
+                let (size, half_close) = (shape.size, shape.half_close);
+                let up = splice::pump(
+                    client,
+                    u,
+                    up_pipe,
+                    size,
+                    Direction::Upstream,
+                    counters,
+                    half_close,
+                );
+                let down = splice::pump(
+                    u,
+                    client,
+                    down_pipe,
+                    size,
+                    Direction::Downstream,
+                    counters,
+                    half_close,
+                );
+                return join_directions(up, down, half_close, timeout, counters).await;
+            }
+        }
+    }
     let (cr, cw) = client.split();
     match upstream {
         UpstreamIo::Plain(u) => {
@@ -293,6 +328,19 @@ where
         counters,
         half_close,
     );
+    join_directions(up, down, half_close, timeout, counters).await
+}
+
+/// Runs both directions until the session ends: without half-close at the
+/// first side that closes (nginx's default), with it once both have; or
+/// when nothing moved for `timeout`.
+async fn join_directions(
+    up: impl std::future::Future<Output = PumpEnd>,
+    down: impl std::future::Future<Output = PumpEnd>,
+    half_close: bool,
+    timeout: Duration,
+    counters: &Counters,
+) -> CopyEnd {
     tokio::pin!(up, down);
     let idle = counters.idle(timeout);
     tokio::pin!(idle);

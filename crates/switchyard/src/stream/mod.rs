@@ -13,6 +13,7 @@ mod preread;
 mod proxy;
 mod proxy_protocol;
 pub mod session;
+mod splice;
 pub mod ssl_preread;
 mod target;
 mod tls;
