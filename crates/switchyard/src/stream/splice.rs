@@ -25,10 +25,37 @@ pub(crate) struct Pipe {
     write: OwnedFd,
 }
 
+thread_local! {
+    /// Empty pipes of finished sessions, for the next ones: making a pipe
+    /// and closing it cost more than a short session's whole copy.
+    static SPARE: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many spare pipes a worker thread keeps (two descriptors each).
+const SPARE_PIPES: usize = 64;
+
 impl Pipe {
+    /// A spare empty pipe of this thread, or a new one.
+    pub(crate) fn take() -> io::Result<Pipe> {
+        match SPARE.with(|spare| spare.borrow_mut().pop()) {
+            Some(pipe) => Ok(pipe),
+            None => Pipe::new(),
+        }
+    }
+
+    /// Gives an empty pipe back for a later session.
+    fn give_back(self) {
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_PIPES {
+                spare.push(self);
+            }
+        });
+    }
+
     /// A non-blocking pipe (it fails when descriptors run out; the session
     /// then copies through a buffer).
-    pub(crate) fn new() -> io::Result<Pipe> {
+    fn new() -> io::Result<Pipe> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` has room for the two descriptors pipe2 writes.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -37,6 +64,24 @@ impl Pipe {
         // SAFETY: pipe2 succeeded: both descriptors are open and ours alone.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         Ok(Pipe { read, write })
+    }
+}
+
+/// A pipe in use by one direction: given back to the thread's spares when
+/// the direction ends or is dropped (its session over) with the pipe
+/// empty, closed when bytes are still in it.
+struct InUse {
+    pipe: Option<Pipe>,
+    holding: usize,
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            if self.holding == 0 {
+                pipe.give_back();
+            }
+        }
     }
 }
 
@@ -75,10 +120,15 @@ pub(crate) async fn pump(
         Direction::Downstream => (&counters.from_upstream, &counters.to_client),
     };
     let size = size.max(1);
+    let (pipe_in, pipe_out) = (pipe.write.as_raw_fd(), pipe.read.as_raw_fd());
+    let mut in_use = InUse {
+        pipe: Some(pipe),
+        holding: 0,
+    };
     loop {
         let n = match src
             .async_io(Interest::READABLE, || {
-                splice(src.as_raw_fd(), pipe.write.as_raw_fd(), size)
+                splice(src.as_raw_fd(), pipe_in, size)
             })
             .await
         {
@@ -86,22 +136,23 @@ pub(crate) async fn pump(
             Ok(n) => n,
             Err(e) => return PumpEnd::ReadError(e),
         };
+        in_use.holding = n;
         if direction == Direction::Downstream {
             counters.note_first_byte();
         }
         read_count.fetch_add(n as u64, Ordering::Relaxed);
         counters.touch();
-        let mut left = n;
-        while left > 0 {
+        while in_use.holding > 0 {
+            let left = in_use.holding;
             match dst
                 .async_io(Interest::WRITABLE, || {
-                    splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), left)
+                    splice(pipe_out, dst.as_raw_fd(), left)
                 })
                 .await
             {
                 Ok(0) => return PumpEnd::WriteError(io::ErrorKind::WriteZero.into()),
                 Ok(m) => {
-                    left -= m;
+                    in_use.holding -= m;
                     write_count.fetch_add(m as u64, Ordering::Relaxed);
                     counters.touch();
                 }
@@ -109,6 +160,7 @@ pub(crate) async fn pump(
             }
         }
     }
+    drop(in_use);
     if half_close {
         // The peer's read side sees the end; our reading of it goes on.
         let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
@@ -143,16 +195,30 @@ mod tests {
             writer
         });
         let counters = Counters::new();
-        let pipe = Pipe::new().unwrap();
-        let moving = pump(&a_out, &b_in, pipe, 16 * 1024, Direction::Downstream, &counters, true);
+        let pipe = Pipe::take().unwrap();
+        let moving = pump(
+            &a_out,
+            &b_in,
+            pipe,
+            16 * 1024,
+            Direction::Downstream,
+            &counters,
+            true,
+        );
         let mut got = Vec::new();
         let (end, read) = tokio::join!(moving, reader.read_to_end(&mut got));
         assert!(matches!(end, PumpEnd::Eof), "{end:?}");
         // The half-close reached the reader: read_to_end returned.
         assert_eq!(read.unwrap(), data.len());
         assert!(got == data, "bytes differ");
-        assert_eq!(counters.from_upstream.load(Ordering::Relaxed), data.len() as u64);
-        assert_eq!(counters.to_client.load(Ordering::Relaxed), data.len() as u64);
+        assert_eq!(
+            counters.from_upstream.load(Ordering::Relaxed),
+            data.len() as u64
+        );
+        assert_eq!(
+            counters.to_client.load(Ordering::Relaxed),
+            data.len() as u64
+        );
         assert!(counters.first_byte().is_some());
         drop(feeding.await.unwrap());
     }
