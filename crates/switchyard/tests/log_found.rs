@@ -55,6 +55,9 @@ const REQUESTS: &[&[u8]] = &[
     // Proxied: $upstream_* and $proxy_host found.
     b"GET /p HTTP/1.0\r\n\r\n",
     b"POST /a HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi",
+    // A path that does not normalize: a 400 with $uri found empty and
+    // $request_uri and $args not found.
+    b"GET /../x?a=1 HTTP/1.0\r\n\r\n",
 ];
 
 fn send(port: u16, request: &[u8]) {
@@ -107,4 +110,6 @@ fn found_empty_and_not_found_are_logged_as_nginx_logs_them() {
     assert_eq!(field(0, "$https"), "");
     assert_eq!(field(6, "$pipe"), "p");
     assert_eq!(field(5, "$pipe"), ".");
+    assert_eq!(field(lines - 1, "$uri"), "");
+    assert_eq!(field(lines - 1, "$request_uri"), "-");
 }

@@ -239,6 +239,9 @@ pub struct Exchange {
     pub held_body: Option<crate::http::request_body::HeldBody>,
     /// Whether the body was streamed up (not held): it cannot go up again.
     pub body_streamed: bool,
+    /// The path did not normalize (`/../x`): nginx refused it before it
+    /// set `$request_uri` and `$args`, which are not found.
+    pub bad_uri: bool,
     /// `$pipe`: the request's head was in the connection's buffer when
     /// the one before it ended (nginx's `r->pipeline`).
     pub pipelined: bool,
@@ -342,6 +345,7 @@ impl Exchange {
             body_read: None,
             held_body: None,
             body_streamed: false,
+            bad_uri: false,
             pipelined: parts
                 .extensions
                 .get::<crate::http::h1::head::Pipelined>()
@@ -469,11 +473,11 @@ impl Exchange {
     }
 
     fn header(map: &HeaderMap, var_name: &str) -> Option<String> {
-        Self::header_bytes(map, var_name).map(|v| String::from_utf8_lossy(&v).into_owned())
+        Self::header_value_bytes(map, var_name).map(|v| String::from_utf8_lossy(&v).into_owned())
     }
 
     /// The joined values of the headers `$..._VAR_NAME` names, as bytes.
-    fn header_bytes<'h>(map: &'h HeaderMap, var_name: &str) -> Option<Cow<'h, [u8]>> {
+    fn header_value_bytes<'h>(map: &'h HeaderMap, var_name: &str) -> Option<Cow<'h, [u8]>> {
         // `$http_x_forwarded_for` names `X-Forwarded-For`, and, as nginx's
         // ngx_http_variable_unknown_header compares them, `x_forwarded-for`
         // too (a name with `_` passes with `underscores_in_headers` or
@@ -650,9 +654,9 @@ impl VarSource for Exchange {
                 Client::Unix => self.conn.remote.addr_text().into_bytes(),
             })),
             // Headers and cookies are bytes, not always text.
-            Var::HttpHeader(h) => Self::header_bytes(&self.headers, h),
-            Var::SentHttp(h) => Self::header_bytes(&self.sent_headers, h),
-            Var::UpstreamHttp(h) => Self::header_bytes(&self.upstream_headers, h),
+            Var::HttpHeader(h) => Self::header_value_bytes(&self.headers, h),
+            Var::SentHttp(h) => Self::header_value_bytes(&self.sent_headers, h),
+            Var::UpstreamHttp(h) => Self::header_value_bytes(&self.upstream_headers, h),
             Var::Cookie(c) => cookie_value(&self.headers, c).map(Cow::Borrowed),
             // A body is bytes, not always text.
             Var::RequestBody => self
@@ -714,6 +718,7 @@ impl VarSource for Exchange {
             }
             Var::Request => owned(self.request_line()),
             Var::RequestMethod => Some(Cow::Borrowed(self.method.as_str())),
+            Var::RequestUri if self.bad_uri => None,
             Var::RequestUri => Some(Cow::Borrowed(&self.raw_uri)),
             Var::Uri => Some(Cow::Borrowed(&self.uri)),
             Var::Args => self.args.as_deref().map(Cow::Borrowed),
