@@ -121,8 +121,12 @@ pub enum Var {
     DocumentRoot,
     /// `$request_filename`: the file path for the URI.
     RequestFilename,
-    /// A variable made by `set` or `map` (name in lower case).
-    User(String),
+    /// A variable made by `set`, `map`, `geo`, `split_clients`,
+    /// `auth_request_set` or a regex's named capture (name in lower case),
+    /// and what it is before anything gives it a value.
+    User(String, Unset),
+    /// `$pipe`: `p` for a request that was pipelined, `.` otherwise.
+    Pipe,
     /// `$1`..`$9`: a capture of the last regex that matched (a `location ~`
     /// or an `if (... ~ ...)`); nginx has no `$0`.
     Capture(usize),
@@ -172,6 +176,18 @@ pub enum Var {
     Ssl(crate::transport::tls_server::SslVar),
 }
 
+/// What a user variable is before the request gives it a value, as the
+/// handler nginx gives its name decides: `set`'s reads as empty (with
+/// `uninitialized_variable_warn`'s warning in nginx), a named capture's
+/// and `auth_request_set`'s as not found (`-` in the access log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unset {
+    /// Found and empty.
+    Empty,
+    /// Not found.
+    NotFound,
+}
+
 /// Which module's variables a template may name: http and stream each have
 /// their own set in nginx (`$bytes_received` is unknown in http, `$request`
 /// in stream).
@@ -186,7 +202,7 @@ pub enum VarSet {
 thread_local! {
     /// The names `set` and `map` define in the configuration being loaded:
     /// nginx knows every such variable before it compiles any template.
-    static USER_VARS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    static USER_VARS: std::cell::RefCell<Vec<(String, Unset)>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The variable set of the block being loaded.
     static VAR_SET: std::cell::Cell<VarSet> = const { std::cell::Cell::new(VarSet::Http) };
 }
@@ -201,20 +217,37 @@ pub fn with_var_set<T>(set: VarSet, f: impl FnOnce() -> T) -> T {
 }
 
 /// Runs `f` with `names` (lower case) known as user variables.
-pub fn with_user_vars<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
+pub fn with_user_vars<T>(names: Vec<(String, Unset)>, f: impl FnOnce() -> T) -> T {
     let saved = USER_VARS.with(|v| std::mem::replace(&mut *v.borrow_mut(), names));
     let out = f();
     USER_VARS.with(|v| *v.borrow_mut() = saved);
     out
 }
 
+/// How the configuration being loaded defines the user variable `lower`.
+fn user_var(lower: &str) -> Option<Unset> {
+    USER_VARS.with(|v| {
+        v.borrow()
+            .iter()
+            .find(|(name, _)| name == lower)
+            .map(|(_, unset)| *unset)
+    })
+}
+
 impl Var {
+    /// Whether `name` (without `$`) is a user variable: one `set` may give
+    /// a value to, as it does any variable nginx declares changeable.
+    pub fn is_user(name: &str) -> bool {
+        matches!(Var::from_name(name), Some(Var::User(..)))
+    }
+
     /// Looks a variable up by its name (without `$`).
     pub fn from_name(name: &str) -> Option<Var> {
         if VAR_SET.with(|v| v.get()) == VarSet::Stream {
             return Self::from_stream_name(name);
         }
         let lower = name.to_ascii_lowercase();
+        let user = user_var(&lower);
         let prefixed = |prefix: &str| lower.strip_prefix(prefix).map(str::to_string);
         Some(match lower.as_str() {
             "remote_addr" => Var::RemoteAddr,
@@ -279,7 +312,8 @@ impl Var {
             _ if crate::transport::tls_server::SslVar::from_name(&lower).is_some() => {
                 Var::Ssl(crate::transport::tls_server::SslVar::from_name(&lower)?)
             }
-            _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
+            "pipe" => Var::Pipe,
+            _ if user.is_some() => Var::User(lower.clone(), user?),
             _ => {
                 if let Some(h) = prefixed("http_") {
                     Var::HttpHeader(h)
@@ -306,6 +340,7 @@ impl Var {
     /// upstream module's), plus `set`/`map` names.
     fn from_stream_name(name: &str) -> Option<Var> {
         let lower = name.to_ascii_lowercase();
+        let user = user_var(&lower);
         Some(match lower.as_str() {
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
@@ -346,7 +381,7 @@ impl Var {
             _ if lower.len() == 1 && (b'1'..=b'9').contains(&lower.as_bytes()[0]) => {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }
-            _ if USER_VARS.with(|v| v.borrow().contains(&lower)) => Var::User(lower),
+            _ if user.is_some() => Var::User(lower.clone(), user?),
             _ => return None,
         })
     }

@@ -127,7 +127,7 @@ pub(crate) fn parse_geo(d: &Directive, http: bool) -> Result<(String, Geo), Conf
         name = var_name(&second.value, at)?;
     }
     let lower = name.to_ascii_lowercase();
-    if Var::from_name(name) != Some(Var::User(lower.clone())) {
+    if !Var::is_user(name) {
         return Err(ConfigError::at(
             format!("the duplicate \"{name}\" variable"),
             at,

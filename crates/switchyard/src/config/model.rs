@@ -457,7 +457,7 @@ impl crate::vars::VarSource for Captured<'_> {
                 .captures
                 .get(*n)
                 .map(|m| std::borrow::Cow::Borrowed(m.as_str())),
-            Var::User(name)
+            Var::User(name, _)
                 if self
                     .re
                     .capture_names()

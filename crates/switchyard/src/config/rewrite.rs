@@ -8,38 +8,43 @@ use super::model::{
     Condition, FileTest, MapConfig, Op, Rewrite, RewriteFlag, TryFallback, TryFile, TryFiles,
 };
 use super::{arg0, values, ConfigError};
-use crate::vars::Template;
+use crate::vars::{Template, Unset};
 
 fn compile(text: &str, d: &Directive) -> Result<Template, ConfigError> {
     Template::compile(text).map_err(|e| ConfigError::at(e.to_string(), &d.position))
 }
 
-/// The variable names `set` and `map` define anywhere under `block`
-/// (lower case, without `$`).
-pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
+/// The variable names `set`, `map` and the others define anywhere under
+/// `block` (lower case, without `$`), each with what it is before it has
+/// a value: nginx gives a name the handler of the first `set` or
+/// `auth_request_set` that declares it, and a regex's named capture
+/// replaces any handler (ngx_http_regex_compile), so that such a name is
+/// not found until a match gives it a value.
+pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<(String, Unset)>) {
     for d in block {
-        let name = match d.name.as_str() {
-            "set" | "auth_request_set" => d.args.first(),
+        let (name, unset) = match d.name.as_str() {
+            "set" => (d.args.first(), Unset::Empty),
+            "auth_request_set" => (d.args.first(), Unset::NotFound),
             "rewrite" => {
                 // A rewrite's named captures are variables too.
                 if let Some(re) = d.args.first() {
                     named_groups(&re.value, out);
                 }
-                None
+                (None, Unset::Empty)
             }
             "location" if d.args.len() == 2 && d.args[0].value.starts_with('~') => {
                 named_groups(&d.args[1].value, out);
-                None
+                (None, Unset::Empty)
             }
             "if" => {
                 for a in &d.args {
                     named_groups(&a.value, out);
                 }
-                None
+                (None, Unset::Empty)
             }
-            "map" | "split_clients" => d.args.get(1),
-            "geo" => d.args.last(),
-            _ => None,
+            "map" | "split_clients" => (d.args.get(1), Unset::Empty),
+            "geo" => (d.args.last(), Unset::Empty),
+            _ => (None, Unset::Empty),
         };
         if d.name == "map" {
             // Named captures of a map's regexes are variables too.
@@ -51,8 +56,8 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
         }
         if let Some(name) = name.and_then(|a| a.value.strip_prefix('$')) {
             let name = name.to_ascii_lowercase();
-            if !out.contains(&name) {
-                out.push(name);
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, unset));
             }
         }
         if !matches!(d.name.as_str(), "map" | "types" | "split_clients" | "geo") {
@@ -63,16 +68,21 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<String>) {
     }
 }
 
-/// The names of `(?P<name>...)` and `(?<name>...)` groups in `regex`.
-fn named_groups(regex: &str, out: &mut Vec<String>) {
+/// The names of `(?P<name>...)` and `(?<name>...)` groups in `regex`:
+/// not found until a match sets them, whatever declared them before.
+fn named_groups(regex: &str, out: &mut Vec<(String, Unset)>) {
     for start in ["(?P<", "(?<"] {
         let mut rest = regex;
         while let Some(at) = rest.find(start) {
             rest = &rest[at + start.len()..];
             if let Some(end) = rest.find('>') {
                 let name = rest[..end].to_ascii_lowercase();
-                if !name.is_empty() && !out.contains(&name) {
-                    out.push(name);
+                if name.is_empty() {
+                    continue;
+                }
+                match out.iter_mut().find(|(n, _)| *n == name) {
+                    Some(known) => known.1 = Unset::NotFound,
+                    None => out.push((name, Unset::NotFound)),
                 }
             }
         }
@@ -240,10 +250,7 @@ pub(crate) fn parse_set(d: &Directive) -> Result<Op, ConfigError> {
         crate::vars::Var::from_name(bare),
         Some(crate::vars::Var::LimitRate | crate::vars::Var::Args)
     );
-    if !settable
-        && crate::vars::Var::from_name(bare)
-            != Some(crate::vars::Var::User(bare.to_ascii_lowercase()))
-    {
+    if !settable && !crate::vars::Var::is_user(bare) {
         return Err(ConfigError::at(
             format!("the duplicate \"{bare}\" variable"),
             &d.position,

@@ -138,7 +138,7 @@ pub struct Exchange {
     pub raw_uri: String,
     /// The normalized path (`$uri`).
     pub uri: String,
-    /// The query string, if any.
+    /// The query string, if any (`None` for an empty one, as nginx).
     pub args: Option<String>,
     /// The host an absolute request target names (`GET http://host/`),
     /// normalised: it takes precedence over the Host header.
@@ -239,6 +239,12 @@ pub struct Exchange {
     pub held_body: Option<crate::http::request_body::HeldBody>,
     /// Whether the body was streamed up (not held): it cannot go up again.
     pub body_streamed: bool,
+    /// The path did not normalize (`/../x`): nginx refused it before it
+    /// set `$request_uri` and `$args`, which are not found.
+    pub bad_uri: bool,
+    /// `$pipe`: the request's head was in the connection's buffer when
+    /// the one before it ended (nginx's `r->pipeline`).
+    pub pipelined: bool,
 }
 
 fn protocol_name(version: http::Version) -> &'static str {
@@ -286,7 +292,14 @@ impl Exchange {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| parts.uri.to_string()),
             uri,
-            args: parts.uri.query().map(str::to_string),
+            // An empty `?` gives no arguments (nginx's parser sets
+            // `r->args` only when something follows the `?`): `$args` is
+            // not found, and no `?` is passed on.
+            args: parts
+                .uri
+                .query()
+                .filter(|q| !q.is_empty())
+                .map(str::to_string),
             target_host: parts.uri.host().map(normalize_host),
             protocol: protocol_name(parts.version),
             request_line_as_sent: None,
@@ -332,6 +345,11 @@ impl Exchange {
             body_read: None,
             held_body: None,
             body_streamed: false,
+            bad_uri: false,
+            pipelined: parts
+                .extensions
+                .get::<crate::http::h1::head::Pipelined>()
+                .is_some(),
             conn,
         }
     }
@@ -455,6 +473,11 @@ impl Exchange {
     }
 
     fn header(map: &HeaderMap, var_name: &str) -> Option<String> {
+        Self::header_value_bytes(map, var_name).map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// The joined values of the headers `$..._VAR_NAME` names, as bytes.
+    fn header_value_bytes<'h>(map: &'h HeaderMap, var_name: &str) -> Option<Cow<'h, [u8]>> {
         // `$http_x_forwarded_for` names `X-Forwarded-For`, and, as nginx's
         // ngx_http_variable_unknown_header compares them, `x_forwarded-for`
         // too (a name with `_` passes with `underscores_in_headers` or
@@ -471,18 +494,23 @@ impl Exchange {
                     }
                 })
         };
+        // Any bytes a header came with count: a value that is not text is
+        // still found (and logged byte by byte).
         let mut values = map
             .iter()
             .filter(|(n, _)| same(n.as_str()))
-            .filter_map(|(_, v)| v.to_str().ok());
+            .map(|(_, v)| v.as_bytes());
         let first = values.next()?;
-        let mut out = first.to_string();
-        let sep = if name == "cookie" { "; " } else { ", " };
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let sep: &[u8] = if name == "cookie" { b"; " } else { b", " };
+        let mut out = [first, sep, second].concat();
         for v in values {
-            out.push_str(sep);
-            out.push_str(v);
+            out.extend_from_slice(sep);
+            out.extend_from_slice(v);
         }
-        Some(out)
+        Some(Cow::Owned(out))
     }
 
     fn join<F: Fn(&UpstreamTry) -> Option<String>>(&self, f: F) -> Option<String> {
@@ -498,24 +526,21 @@ impl Exchange {
         )
     }
 
+    /// `$arg_NAME`, as ngx_http_arg finds it: the first `NAME=` (any
+    /// case) at the start or after a `&`, up to the next `&`; a name
+    /// without `=` is not found.
     fn arg(&self, name: &str) -> Option<String> {
+        if name.is_empty() {
+            return None;
+        }
         self.args.as_deref()?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = pair.split_once('=')?;
             k.eq_ignore_ascii_case(name).then(|| v.to_string())
         })
     }
 
     fn cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all("cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|line| {
-                line.split(';').find_map(|pair| {
-                    let (k, v) = pair.trim().split_once('=')?;
-                    (k == name).then(|| v.to_string())
-                })
-            })
+        cookie_value(&self.headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// `$remote_addr`: the client's IP address, or a Unix socket peer's
@@ -558,6 +583,43 @@ fn set_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
         })
 }
 
+/// The value of the cookie `name` in the `Cookie` fields, as nginx's
+/// ngx_http_parse_cookie_lines finds it: a pair starts with the name (any
+/// case), spaces may come before and after its `=`, and the value runs to
+/// the next `;` (spaces before it kept). A pair that is not `name=` is
+/// skipped to its `;`.
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    let name = name.as_bytes();
+    let skip_spaces = |b: &'h [u8]| &b[b.iter().take_while(|&&c| c == b' ').count()..];
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .find_map(|field| {
+            let mut rest = field.as_bytes();
+            if name.len() > rest.len() {
+                return None;
+            }
+            while !rest.is_empty() {
+                if rest.len() >= name.len() && rest[..name.len()].eq_ignore_ascii_case(name) {
+                    let after = skip_spaces(&rest[name.len()..]);
+                    if let Some(value) = after.strip_prefix(b"=") {
+                        let value = skip_spaces(value);
+                        let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+                        return Some(&value[..end]);
+                    }
+                    rest = after;
+                }
+                // To the next pair: past the `;` and the spaces after it.
+                let next = rest
+                    .iter()
+                    .position(|&b| b == b';')
+                    .map_or(rest.len(), |i| i + 1);
+                rest = skip_spaces(&rest[next..]);
+            }
+            None
+        })
+}
+
 /// A new `$request_id` value (for a request whose subrequest reads it).
 pub fn request_id_value() -> String {
     new_request_id()
@@ -591,6 +653,11 @@ impl VarSource for Exchange {
                 Client::Ip(std::net::IpAddr::V6(a)) => a.octets().to_vec(),
                 Client::Unix => self.conn.remote.addr_text().into_bytes(),
             })),
+            // Headers and cookies are bytes, not always text.
+            Var::HttpHeader(h) => Self::header_value_bytes(&self.headers, h),
+            Var::SentHttp(h) => Self::header_value_bytes(&self.sent_headers, h),
+            Var::UpstreamHttp(h) => Self::header_value_bytes(&self.upstream_headers, h),
+            Var::Cookie(c) => cookie_value(&self.headers, c).map(Cow::Borrowed),
             // A body is bytes, not always text.
             Var::RequestBody => self
                 .held_body
@@ -617,7 +684,14 @@ impl VarSource for Exchange {
                 let (path, _) = crate::http::static_files::file_path(l, &self.uri);
                 Cow::Owned(path.display().to_string())
             }),
-            Var::User(name) => self.user_var(name).map(Cow::Owned),
+            // A `set` variable no `set` has run for yet is empty; a named
+            // capture before its match is not found.
+            Var::User(name, unset) => match self.user_var(name) {
+                Some(value) => owned(value),
+                None if *unset == crate::vars::Unset::Empty => Some(Cow::Borrowed("")),
+                None => None,
+            },
+            Var::Pipe => Some(Cow::Borrowed(if self.pipelined { "p" } else { "." })),
             Var::Capture(n) => self
                 .captures
                 .get(*n)
@@ -644,10 +718,18 @@ impl VarSource for Exchange {
             }
             Var::Request => owned(self.request_line()),
             Var::RequestMethod => Some(Cow::Borrowed(self.method.as_str())),
+            Var::RequestUri if self.bad_uri => None,
             Var::RequestUri => Some(Cow::Borrowed(&self.raw_uri)),
             Var::Uri => Some(Cow::Borrowed(&self.uri)),
             Var::Args => self.args.as_deref().map(Cow::Borrowed),
-            Var::IsArgs => Some(Cow::Borrowed(if self.args.is_some() { "?" } else { "" })),
+            // An empty `?` has arguments found empty, and no `?` here.
+            Var::IsArgs => Some(Cow::Borrowed(
+                if self.args.as_deref().is_some_and(|a| !a.is_empty()) {
+                    "?"
+                } else {
+                    ""
+                },
+            )),
             Var::RequestLength => self.request_length().map(|n| Cow::Owned(n.to_string())),
             Var::RequestBody => self
                 .held_body
@@ -736,7 +818,7 @@ impl VarSource for Exchange {
             } else {
                 ""
             })),
-            Var::Ssl(v) => self.conn.tls.as_ref().map(|h| h.value(*v)),
+            Var::Ssl(v) => self.conn.tls.as_ref().and_then(|h| h.found(*v)),
             Var::Http2 => Some(Cow::Borrowed(self.http2)),
             Var::Connection => owned(self.conn.id.to_string()),
             Var::ConnectionTime => {
@@ -754,6 +836,9 @@ impl VarSource for Exchange {
             Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
             Var::ContentLength => Self::header(&self.headers, "content_length").map(Cow::Owned),
             Var::ContentType => Self::header(&self.headers, "content_type").map(Cow::Owned),
+            // Not found until the proxy module takes the request (its
+            // context); a proxied request always has a host.
+            Var::ProxyHost | Var::ProxyPort if self.proxy_host.is_empty() => None,
             Var::ProxyHost => Some(Cow::Borrowed(&self.proxy_host)),
             // A socket has no port: nginx leaves the variable empty.
             Var::ProxyPort if self.proxy_port == 0 => Some(Cow::Borrowed("")),

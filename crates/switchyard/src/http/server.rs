@@ -367,10 +367,16 @@ pub async fn handle(
         conn,
         &parts,
         headers,
-        uri.unwrap_or_else(|| parts.uri.path().to_string()),
+        // A path that does not normalize (`/../x`) leaves `$uri` found
+        // empty, as nginx's failed ngx_http_parse_complex_uri does.
+        uri.unwrap_or_default(),
     ));
     ex.server_name = server.names.first().cloned().unwrap_or_default();
     ex.body_read = body.read_count();
+    if !normalized {
+        ex.bad_uri = true;
+        ex.args = None;
+    }
     if let Some(refusal) = early {
         ex.request_line_as_sent = Some(refusal.line);
     }
@@ -569,6 +575,17 @@ fn estimate_header_bytes(response: &Response<ResponseBody>) -> u64 {
     let mut n = 17 + 37; // status line and Date
     for (name, value) in response.headers() {
         n += name.as_str().len() + value.len() + 4;
+    }
+    // The driver writes the Content-Length of a body whose size is known
+    // (h1/response.rs), where a body may be.
+    let status = response.status();
+    let no_body = status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    if !no_body && !response.headers().contains_key(header::CONTENT_LENGTH) {
+        if let Some(len) = http_body::Body::size_hint(response.body()).exact() {
+            n += "Content-Length: \r\n".len() + len.to_string().len();
+        }
     }
     (n + 2) as u64
 }

@@ -53,22 +53,21 @@ impl LogFormat {
         self.template
             .segments()
             .iter()
-            .any(|s| matches!(s, Segment::Var(Var::SentHttp(_) | Var::User(_))))
+            .any(|s| matches!(s, Segment::Var(Var::SentHttp(_) | Var::User(..))))
     }
 
     /// Renders one line (without the newline). A variable that is not
-    /// found is written as `-`, as nginx writes it.
+    /// found is written as `-` with the default escaping and as nothing
+    /// with `json` or `none`; one found empty is written as nothing
+    /// (ngx_http_log_variable and its json and unescaped kin).
     pub fn render(&self, source: &dyn VarSource) -> String {
         let mut out = String::with_capacity(160);
         for segment in self.template.segments() {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Var(var) => match source.var_bytes(var) {
-                    Some(value) if !value.is_empty() => escape_into(&mut out, &value, self.escape),
-                    // nginx writes `-` for a value not found (or empty)
-                    // only with the default escaping; json and none
-                    // write nothing.
-                    _ => {
+                    Some(value) => escape_into(&mut out, &value, self.escape),
+                    None => {
                         if self.escape == Escape::Default {
                             out.push('-');
                         }
@@ -124,6 +123,7 @@ mod tests {
                 Var::Status => Some("200".into()),
                 Var::BodyBytesSent => Some("15".into()),
                 Var::HttpHeader(h) if h == "user_agent" => Some("HTTPie/1.0.3 \"x\"".into()),
+                Var::Args => Some("".into()),
                 _ => None,
             }
         }
@@ -161,5 +161,15 @@ mod tests {
             f.render(&Req),
             "{\"a\":\"\",\"u\":\"HTTPie/1.0.3 \\\"x\\\"\"}"
         );
+    }
+
+    #[test]
+    fn found_empty_is_nothing_and_not_found_a_dash() {
+        let f = LogFormat::compile("[$args][$remote_user]", Escape::Default).unwrap();
+        assert_eq!(f.render(&Req), "[][-]");
+        for escape in [Escape::Json, Escape::None] {
+            let f = LogFormat::compile("[$args][$remote_user]", escape).unwrap();
+            assert_eq!(f.render(&Req), "[][]");
+        }
     }
 }

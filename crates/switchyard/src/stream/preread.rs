@@ -18,11 +18,25 @@ pub async fn preread(session: &mut Session, server: &StreamServer, client: &TcpS
     let mut buf = vec![0u8; server.preread_buffer_size.max(1)];
     let mut seen = 0;
     let deadline = tokio::time::Instant::now() + server.preread_timeout;
+    // Bytes of a hello not whole yet: nginx's module has its context, so
+    // a session that ends here logs its variables found (and empty).
+    let partial = |session: &mut Session, seen: usize| {
+        if seen > 0 {
+            session.ssl_preread = Some(super::ssl_preread::ClientHello::default());
+        }
+    };
     loop {
         let peeked = tokio::time::timeout_at(deadline, peek_more(client, &mut buf, seen)).await;
         let n = match peeked {
-            Err(_) => return false, // timed out: nginx ends the session with 200
-            Ok(Ok(0)) => return false,
+            Err(_) => {
+                // Timed out: nginx ends the session with 200.
+                partial(session, seen);
+                return false;
+            }
+            Ok(Ok(0)) => {
+                partial(session, seen);
+                return false;
+            }
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 error_log::log(
@@ -34,6 +48,7 @@ pub async fn preread(session: &mut Session, server: &StreamServer, client: &TcpS
                         session.context()
                     ),
                 );
+                partial(session, seen);
                 return false;
             }
         };
@@ -46,6 +61,7 @@ pub async fn preread(session: &mut Session, server: &StreamServer, client: &TcpS
             Preread::NotHello => return true,
             Preread::NeedMore if n < buf.len() => continue,
             Preread::NeedMore => {
+                partial(session, seen);
                 error_log::error(
                     Some(session.id),
                     &format!("preread buffer full{}", session.context()),

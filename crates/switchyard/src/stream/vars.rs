@@ -184,23 +184,23 @@ impl VarSource for Session {
                 .proxy_protocol
                 .map(|p| Cow::Owned(p.1.port().to_string())),
             Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
+            // Found (maybe empty) once ssl_preread has read the client's
+            // first bytes of a hello, as nginx's module context says; not
+            // found otherwise.
             Var::SslPrereadProtocol => self
                 .ssl_preread
                 .as_ref()
-                .and_then(|h| h.protocol())
-                .map(Cow::Borrowed),
+                .map(|h| Cow::Borrowed(h.protocol().unwrap_or(""))),
             Var::SslPrereadServerName => self
                 .ssl_preread
                 .as_ref()
-                .and_then(|h| h.server_name.as_deref())
-                .map(Cow::Borrowed),
+                .map(|h| Cow::Borrowed(h.server_name.as_deref().unwrap_or(""))),
             Var::SslPrereadAlpnProtocols => self
                 .ssl_preread
                 .as_ref()
-                .and_then(|h| h.alpn.as_deref())
-                .map(Cow::Borrowed),
+                .map(|h| Cow::Borrowed(h.alpn.as_deref().unwrap_or(""))),
             // Not found on a plain connection (`-` in the log), as nginx.
-            Var::Ssl(v) => self.ssl.as_ref().map(|h| h.value(*v)),
+            Var::Ssl(v) => self.ssl.as_ref().and_then(|h| h.found(*v)),
             Var::BinaryRemoteAddr => String::from_utf8(self.binary_remote_addr())
                 .ok()
                 .map(Cow::Owned),
@@ -213,7 +213,7 @@ impl VarSource for Session {
             Var::UpstreamConnectTime => self.join(|t| time_or_dash(t.connect)),
             Var::UpstreamFirstByteTime => self.join(|t| time_or_dash(t.first_byte)),
             Var::UpstreamSessionTime => self.join(|t| time_or_dash(t.session)),
-            Var::User(name) => {
+            Var::User(name, unset) => {
                 if let Some((_, v)) = self.set.iter().rev().find(|(n, _)| n == name) {
                     return Some(Cow::Borrowed(v));
                 }
@@ -223,7 +223,12 @@ impl VarSource for Session {
                 if let Some(g) = self.geos.get(name) {
                     return owned(g.value(self.geo_client(), self, &[]).to_string());
                 }
-                self.splits.get(name).map(|s| Cow::Owned(s.value(self)))
+                if let Some(s) = self.splits.get(name) {
+                    return owned(s.value(self));
+                }
+                // `set` before it ran: empty; a named capture before its
+                // match: not found.
+                (*unset == crate::vars::Unset::Empty).then_some(Cow::Borrowed(""))
             }
             _ => None,
         }

@@ -437,9 +437,17 @@ impl Handshake {
         }
     }
 
-    /// The value of `var`: as nginx, an empty string for what the
-    /// handshake did not have (no SNI, no ALPN, no client certificate),
-    /// never "not found".
+    /// The value of `var` as the http and stream `$ssl_*` variables give
+    /// it: `$ssl_protocol` and `$ssl_cipher` always (nginx's
+    /// ngx_http_ssl_static_variable), the others not found when empty
+    /// (ngx_http_ssl_variable: no SNI, no ALPN, no client certificate).
+    pub fn found(&self, var: SslVar) -> Option<std::borrow::Cow<'_, str>> {
+        let value = self.value(var);
+        (matches!(var, SslVar::Protocol | SslVar::Cipher) || !value.is_empty()).then_some(value)
+    }
+
+    /// The value of `var`: an empty string for what the handshake did not
+    /// have (no SNI, no ALPN, no client certificate).
     pub fn value(&self, var: SslVar) -> std::borrow::Cow<'_, str> {
         use std::borrow::Cow;
         let cert = self.client.as_ref().and_then(|c| c.certificate.as_deref());

@@ -234,6 +234,9 @@ pub async fn serve<S: ClientStream>(
     // The connection carried a pipelined request (nginx's `c->pipeline`),
     // a reason for `lingering_close on` to linger when it closes.
     let mut pipelined = false;
+    // This request's head was in the buffer when the last one ended
+    // (nginx's `r->pipeline`, `$pipe`).
+    let mut this_pipelined = false;
     loop {
         // A reload since the last request (or while parked): the next
         // request is the new configuration's.
@@ -244,10 +247,10 @@ pub async fn serve<S: ClientStream>(
                 return Outcome::Done;
             }
         }
-        let served = match wait_for_head(&mut stream, &mut buffer, waiting, cx, epoch).await {
+        let mut served = match wait_for_head(&mut stream, &mut buffer, waiting, cx, epoch).await {
             Wait::Head(served) => served,
             Wait::Refuse(e) => {
-                refuse(&mut stream, &mut buffer, &e, cx).await;
+                refuse(&mut stream, &mut buffer, &e, this_pipelined, cx).await;
                 return Outcome::Done;
             }
             Wait::Park => return Outcome::Park(stream, waiting),
@@ -257,6 +260,9 @@ pub async fn serve<S: ClientStream>(
                 return Outcome::Done;
             }
         };
+        if this_pipelined {
+            served.parts.extensions.insert(head::Pipelined);
+        }
         // Boxed: an idle connection's task holds only the wait for a head.
         let next = Box::pin(serve_one(&mut stream, &mut buffer, served, cx)).await;
         match next {
@@ -274,11 +280,12 @@ pub async fn serve<S: ClientStream>(
                 return Outcome::Done;
             }
         }
-        if buffer.is_empty() {
+        this_pipelined = !buffer.is_empty();
+        if this_pipelined {
+            pipelined = true;
+        } else {
             // Idle: hold no buffer until the next request starts.
             buffer = BytesMut::new();
-        } else {
-            pipelined = true;
         }
         waiting = Waiting::began(false, Instant::now());
     }
@@ -416,6 +423,7 @@ async fn refuse<S: ClientStream>(
     stream: &mut S,
     buffer: &mut BytesMut,
     error: &::h1::RequestError,
+    pipelined: bool,
     cx: &ConnectionContext,
 ) {
     crate::http::server::log_refusal(error, &cx.conn);
@@ -435,6 +443,9 @@ async fn refuse<S: ClientStream>(
             status: error.status(),
             line,
         });
+    if pipelined {
+        stand_in.extensions_mut().insert(head::Pipelined);
+    }
     let response = Box::pin(crate::http::server::handle(
         stand_in,
         cx.conn.clone(),

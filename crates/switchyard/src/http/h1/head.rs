@@ -46,6 +46,12 @@ pub struct Served {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeadLength(pub u64);
 
+/// A mark in a request's extensions: its head was already in the
+/// connection's buffer when the request before it ended (nginx's
+/// `r->pipeline`, `$pipe`). A unit value: marking takes no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pipelined;
+
 /// How a request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
