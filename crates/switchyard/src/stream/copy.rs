@@ -222,7 +222,7 @@ pub(crate) async fn copy(
 ) -> CopyEnd {
     if let UpstreamIo::Plain(u) = upstream {
         if shape.upload_rate == 0 && shape.download_rate == 0 {
-            if let (Ok(up_pipe), Ok(down_pipe)) = (Pipe::new(), Pipe::new()) {
+            if let (Ok(up_pipe), Ok(down_pipe)) = (Pipe::take(), Pipe::take()) {
                 let (client, u) = (&*client, &*u);
                 let (size, half_close) = (shape.size, shape.half_close);
                 let up = splice::pump(
