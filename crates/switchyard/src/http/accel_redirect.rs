@@ -31,6 +31,11 @@ pub enum Target {
     Unsafe(String),
 }
 
+/// The names looked up in every proxied response: a `&str` would be
+/// parsed into a name on each lookup.
+const X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
+const X_ACCEL_LIMIT_RATE: HeaderName = HeaderName::from_static("x-accel-limit-rate");
+
 /// The redirect the upstream's headers ask for, unless `proxy_ignore_headers`
 /// ignores it.
 pub fn target(upstream: &HeaderMap, settings: &Settings) -> Option<Target> {
@@ -41,7 +46,7 @@ pub fn target(upstream: &HeaderMap, settings: &Settings) -> Option<Target> {
     {
         return None;
     }
-    let value = upstream.get("x-accel-redirect")?;
+    let value = upstream.get(&X_ACCEL_REDIRECT)?;
     let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
     if value.is_empty() {
         return None;
@@ -67,7 +72,7 @@ pub fn limit_rate(upstream: &HeaderMap, settings: &Settings) -> Option<u64> {
     {
         return None;
     }
-    let value = upstream.get("x-accel-limit-rate")?.as_bytes();
+    let value = upstream.get(&X_ACCEL_LIMIT_RATE)?.as_bytes();
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -77,11 +77,32 @@ fn is_usual(name: &HeaderName, spelled: &[u8]) -> bool {
     true
 }
 
-/// Up to eight bytes as a little-endian word, zero-padded.
+/// Up to eight bytes as a little-endian word, zero-padded. A short tail
+/// is read with overlapping loads of fixed sizes: a copy of a variable
+/// length is a call to `memcpy`, which costs more than the loads for a
+/// name's few bytes.
 fn word(bytes: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    buf[..bytes.len()].copy_from_slice(bytes);
-    u64::from_le_bytes(buf)
+    let n = bytes.len();
+    if let Some(full) = bytes.first_chunk::<8>() {
+        return u64::from_le_bytes(*full);
+    }
+    if n >= 4 {
+        let (Some(lo), Some(hi)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) else {
+            return 0;
+        };
+        // The two loads overlap when n < 8; the shared bytes are equal.
+        return u64::from(u32::from_le_bytes(*lo))
+            | u64::from(u32::from_le_bytes(*hi)) << (8 * (n - 4));
+    }
+    match n {
+        0 => 0,
+        // Bytes 0, n/2 and n-1 cover every byte of a 1- to 3-byte tail.
+        _ => {
+            u64::from(bytes[0])
+                | u64::from(bytes[n / 2]) << (8 * (n / 2))
+                | u64::from(bytes[n - 1]) << (8 * (n - 1))
+        }
+    }
 }
 
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -176,6 +197,16 @@ mod tests {
                 upper = l == b'-';
                 usual == s
             })
+    }
+
+    #[test]
+    fn word_reads_any_tail_as_zero_padded_little_endian() {
+        let bytes = b"abcdefghij";
+        for n in 0..=8 {
+            let mut padded = [0u8; 8];
+            padded[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(word(&bytes[..n]), u64::from_le_bytes(padded), "{n}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use http_body::SizeHint;
 
@@ -102,14 +102,41 @@ fn nginx_reason(status: u16) -> Option<&'static str> {
     })
 }
 
-/// The lines written in nginx's fixed places, in that order.
-const PLACED: [HeaderName; 5] = [
+/// The lines written in nginx's fixed places, in that order, then
+/// `Connection` (written after the framing's line).
+const PLACED: [HeaderName; SLOTS] = [
     header::SERVER,
     header::DATE,
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::LAST_MODIFIED,
+    header::CONNECTION,
 ];
+const SLOTS: usize = 6;
+const DATE_SLOT: usize = 1;
+const CONTENT_LENGTH_SLOT: usize = 3;
+const CONNECTION_SLOT: usize = 5;
+
+/// Where a response header's lines go in the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A place of its own: `PLACED[i]`.
+    Placed(usize),
+    /// `Transfer-Encoding`: the framing is ours to choose.
+    Framing,
+    /// In the map's order, after the placed ones.
+    Other,
+}
+
+fn slot(name: &HeaderName) -> Slot {
+    if *name == header::TRANSFER_ENCODING {
+        return Slot::Framing;
+    }
+    match PLACED.iter().position(|p| p == name) {
+        Some(i) => Slot::Placed(i),
+        None => Slot::Other,
+    }
+}
 
 /// Appends the head of a response; returns how its body is delimited.
 pub fn encode_head(
@@ -146,10 +173,31 @@ pub fn encode_head(
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    // One pass finds the lines with places of their own (the first value
+    // of each, and whether it repeats); the common head has no repeats, so
+    // no name is looked up in the map.
+    let mut firsts: [Option<&HeaderValue>; SLOTS] = [None; SLOTS];
+    let mut repeated = [false; SLOTS];
+    let mut others = false;
+    for (name, value) in headers {
+        match slot(name) {
+            Slot::Placed(i) => match firsts[i] {
+                None => firsts[i] = Some(value),
+                Some(_) => repeated[i] = true,
+            },
+            Slot::Framing => {}
+            Slot::Other => others = true,
+        }
+    }
+    let values = |i: usize| {
+        let all = repeated[i].then(|| headers.get_all(&PLACED[i]).iter());
+        let first = firsts[i].filter(|_| !repeated[i]);
+        all.into_iter().flatten().chain(first)
+    };
     let mut length: Option<u64> = None;
-    for name in &PLACED {
-        for value in headers.get_all(name) {
-            if *name == header::CONTENT_LENGTH {
+    for (i, name) in PLACED.iter().enumerate().take(CONNECTION_SLOT) {
+        for value in values(i) {
+            if i == CONTENT_LENGTH_SLOT {
                 if no_body {
                     continue; // nginx drops it where no body may be
                 }
@@ -157,12 +205,12 @@ pub fn encode_head(
             }
             write_header_line(out, name, value, case);
         }
-        if *name == header::DATE && !headers.contains_key(header::DATE) {
+        if i == DATE_SLOT && firsts[i].is_none() {
             out.extend_from_slice(b"Date: ");
             with_date(|d| out.extend_from_slice(d.as_bytes()));
             out.extend_from_slice(b"\r\n");
         }
-        if *name == header::CONTENT_LENGTH && length.is_none() && !no_body {
+        if i == CONTENT_LENGTH_SLOT && length.is_none() && !no_body {
             if let Some(n) = body.exact() {
                 out.extend_from_slice(b"Content-Length: ");
                 out.extend_from_slice(n.to_string().as_bytes());
@@ -181,16 +229,14 @@ pub fn encode_head(
     } else {
         Framing::UntilClose
     };
-    for value in headers.get_all(header::CONNECTION) {
+    for value in values(CONNECTION_SLOT) {
         write_header_line(out, &header::CONNECTION, value, case);
     }
-    for (name, value) in headers {
-        let placed = PLACED.contains(name)
-            || name == header::CONNECTION
-            // the framing is ours to choose
-            || name == header::TRANSFER_ENCODING;
-        if !placed {
-            write_header_line(out, name, value, case);
+    if others {
+        for (name, value) in headers {
+            if slot(name) == Slot::Other {
+                write_header_line(out, name, value, case);
+            }
         }
     }
     out.extend_from_slice(b"\r\n");
@@ -217,7 +263,6 @@ fn with_date(f: impl FnOnce(&str)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     const GET11: HeadFor = HeadFor {
         head_request: false,
@@ -315,6 +360,47 @@ mod tests {
                 "X-Second"
             ]
         );
+    }
+
+    #[test]
+    fn repeated_and_placed_lines_keep_their_order() {
+        let (text, f) = encode(
+            200,
+            &[
+                ("x-a", "1"),
+                ("server", "s1"),
+                ("connection", "c1"),
+                ("content-type", "t"),
+                ("x-b", "b"),
+                ("server", "s2"),
+                ("transfer-encoding", "chunked"),
+                ("x-a", "2"),
+                ("last-modified", "lm"),
+                ("connection", "c2"),
+                ("content-length", "9"),
+                ("content-length", "3"),
+            ],
+            SizeHint::default(),
+            GET11,
+        );
+        assert_eq!(f, Framing::Length(3));
+        let date_end = text.find(" GMT\r\n").expect("a Date line") + 6;
+        assert_eq!(
+            text.replace(&text[text.find("Date: ").unwrap()..date_end], "Date: -\r\n"),
+            "HTTP/1.1 200 OK\r\nServer: s1\r\nServer: s2\r\nDate: -\r\n\
+             Content-Type: t\r\nContent-Length: 9\r\nContent-Length: 3\r\n\
+             Last-Modified: lm\r\nConnection: c1\r\nConnection: c2\r\n\
+             X-A: 1\r\nX-A: 2\r\nX-B: b\r\n\r\n"
+        );
+        // An upstream's own Date stands; a bodiless status drops the length.
+        let (text, f) = encode(
+            204,
+            &[("date", "d"), ("content-length", "3"), ("x-c", "c")],
+            SizeHint::default(),
+            GET11,
+        );
+        assert_eq!(f, Framing::Empty);
+        assert_eq!(text, "HTTP/1.1 204 No Content\r\nDate: d\r\nX-C: c\r\n\r\n");
     }
 
     #[test]

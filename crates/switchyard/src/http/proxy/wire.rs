@@ -15,21 +15,29 @@ use crate::http::h1::{write_header_line, HeaderCase};
 
 /// Upstream headers nginx takes once: a repeated line is dropped with a
 /// warning (`ngx_http_upstream_process_header_line` and its kin). Content-
-/// Length and Transfer-Encoding are the codec's (a repeat is a 502).
-const UNIQUE: [&str; 12] = [
-    "status",
-    "content-type",
-    "date",
-    "etag",
-    "server",
-    "location",
-    "refresh",
-    "x-accel-redirect",
-    "expires",
-    "last-modified",
-    "x-accel-expires",
-    "x-accel-limit-rate",
-];
+/// Length and Transfer-Encoding are the codec's (a repeat is a 502). The
+/// index is the header's slot for the first line's place; a `match`, not a
+/// list search: every line of every upstream head is asked.
+fn unique_slot(name: &str) -> Option<usize> {
+    Some(match name {
+        "status" => 0,
+        "content-type" => 1,
+        "date" => 2,
+        "etag" => 3,
+        "server" => 4,
+        "location" => 5,
+        "refresh" => 6,
+        "x-accel-redirect" => 7,
+        "expires" => 8,
+        "last-modified" => 9,
+        "x-accel-expires" => 10,
+        "x-accel-limit-rate" => 11,
+        _ => return None,
+    })
+}
+
+/// How many names [`unique_slot`] knows.
+const UNIQUE: usize = 12;
 
 /// A parsed response head.
 #[derive(Debug)]
@@ -109,12 +117,12 @@ pub fn parse_response_head(
     let mut ignored = Vec::new();
     // Where the first line of each unique header is, for the warning on a
     // repeat (formatted only then: repeats are rare, unique headers not).
-    let mut firsts: [Option<usize>; UNIQUE.len()] = [None; UNIQUE.len()];
+    let mut firsts: [Option<usize>; UNIQUE] = [None; UNIQUE];
     for (index, line) in head.headers.iter().enumerate() {
         let name = HeaderName::from_bytes(line.name()).map_err(|_| ResponseError::Invalid)?;
         let value = HeaderValue::from_maybe_shared(line.value_bytes().clone())
             .map_err(|_| ResponseError::Invalid)?;
-        if let Some(slot) = UNIQUE.iter().position(|u| *u == name.as_str()) {
+        if let Some(slot) = unique_slot(name.as_str()) {
             if let Some(first) = firsts[slot] {
                 let previous = head.headers.iter().nth(first).map(|h| h.display_line());
                 ignored.push(format!(
@@ -193,6 +201,36 @@ mod tests {
             head.ignored,
             ["upstream sent duplicate header line: \"expires: bar\", previous value: \"Expires: foo\", ignored"]
         );
+    }
+
+    #[test]
+    fn each_unique_header_keeps_its_first_line_only() {
+        for name in [
+            "Status",
+            "Content-Type",
+            "Date",
+            "ETag",
+            "Server",
+            "Location",
+            "Refresh",
+            "X-Accel-Redirect",
+            "Expires",
+            "Last-Modified",
+            "X-Accel-Expires",
+            "X-Accel-Limit-Rate",
+        ] {
+            let text = format!(
+                "HTTP/1.1 200 OK\r\n{name}: 1\r\nX-Other: a\r\n{name}: 2\r\nX-Other: b\r\nContent-Length: 0\r\n\r\n"
+            );
+            let head = parse(&text, Method::GET).unwrap().unwrap();
+            let kept: Vec<_> = head.headers.get_all(name).iter().collect();
+            assert_eq!(kept, ["1"], "{name}");
+            assert_eq!(head.headers.get_all("x-other").iter().count(), 2);
+            assert_eq!(
+                head.ignored,
+                [format!("upstream sent duplicate header line: \"{name}: 2\", previous value: \"{name}: 1\", ignored")]
+            );
+        }
     }
 
     #[test]
