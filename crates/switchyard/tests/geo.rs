@@ -211,29 +211,15 @@ fn stream_geo_values_match_nginx() {
 /// `-t` of a config with `geo_block` inside http: the exit code and the
 /// `emerg`/`warn` lines without the program's name and the file's path.
 fn test_conf(bin: &std::path::Path, geo_block: &str) -> (Option<i32>, Vec<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, format!("events {{}}\nhttp {{\n{geo_block}\n}}\n")).unwrap();
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-    let out = std::process::Command::new(bin)
-        .arg("-p")
-        .arg(dir.path())
-        .args(["-e", "logs/error.log", "-t", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    let path = conf.display().to_string();
-    let lines = err
-        .lines()
-        .filter_map(|l| {
-            let at = l.find("[emerg] ").or_else(|| l.find("[warn] "))?;
-            Some(l[at..].replace(&path, "CONF"))
-        })
+    let checked =
+        support::check_conf_with(bin, &format!("events {{}}\nhttp {{\n{geo_block}\n}}\n"));
+    let lines = checked
+        .problem_lines()
+        .into_iter()
         // nginx's timestamp form of the same line, if any, is the same text.
         .filter(|l| !l.contains("could not open error log"))
         .collect();
-    (out.status.code(), lines)
+    (checked.code, lines)
 }
 
 #[test]

@@ -78,23 +78,10 @@ fn hostname_masks_match_as_in_nginx() {
 
 /// The `[emerg]` line of `-t` on a map block, without the path.
 fn emerg(bin: &std::path::Path, block: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, format!("events {{}}\nhttp {{\n{block}\n}}\n")).unwrap();
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-    let out = std::process::Command::new(bin)
-        .arg("-p")
-        .arg(dir.path())
-        .args(["-e", "logs/error.log", "-t", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    err.lines()
-        .find_map(|l| {
-            l.find("[emerg] ")
-                .map(|at| l[at..].replace(&conf.display().to_string(), "CONF"))
-        })
+    support::check_conf_with(bin, &format!("events {{}}\nhttp {{\n{block}\n}}\n"))
+        .problem_lines()
+        .into_iter()
+        .find(|l| l.starts_with("[emerg] "))
         .unwrap_or_default()
 }
 

@@ -529,17 +529,25 @@ pub struct ConfCheck {
 
 /// Runs `switchyard -t -p PREFIX -c PREFIX/nginx.conf` on `conf_text`.
 pub fn check_conf(conf_text: &str) -> ConfCheck {
+    check_conf_with(Path::new(BIN), conf_text)
+}
+
+/// Runs `BIN -t -p PREFIX -e logs/error.log -c PREFIX/nginx.conf` on
+/// `conf_text`, for switchyard or nginx alike (the error log is named so
+/// that nginx does not try its compiled-in path).
+pub fn check_conf_with(bin: &Path, conf_text: &str) -> ConfCheck {
     let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, conf_text).expect("write nginx.conf");
-    let out = Command::new(BIN)
+    let out = Command::new(bin)
         .arg("-t")
         .arg("-p")
         .arg(dir.path())
-        .arg("-c")
+        .args(["-e", "logs/error.log", "-c"])
         .arg(&conf)
         .output()
-        .expect("run switchyard -t");
+        .expect("run -t");
     ConfCheck {
         code: out.status.code(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -558,6 +566,20 @@ impl ConfCheck {
             "wanted {wanted:?} in {}",
             self.stderr
         );
+    }
+
+    /// The `[emerg]` and `[warn]` lines, from the level on, with the
+    /// configuration's path written `CONF`: the part nginx and switchyard
+    /// must agree on.
+    pub fn problem_lines(&self) -> Vec<String> {
+        let path = self.conf.display().to_string();
+        self.stderr
+            .lines()
+            .filter_map(|l| {
+                let at = l.find("[emerg] ").or_else(|| l.find("[warn] "))?;
+                Some(l[at..].replace(&path, "CONF"))
+            })
+            .collect()
     }
 }
 
