@@ -194,6 +194,13 @@ const STEPS: &[(&str, Step, After)] = &[
         ),
     ),
     (
+        "SWITCHYARD_BLESS_DOCS=1 cargo test -p switchyard --lib config::directive_doc",
+        Step::NotRun(
+            "scripts/test runs the same test without the variable, where it fails if the doc differs from what this writes",
+        ),
+        After::Nothing,
+    ),
+    (
         "scripts/conformance",
         Step::NotRun("scripts/test runs it on the repository, where the suite is beside it"),
         After::Nothing,
