@@ -22,8 +22,34 @@ const BLOCK_ALIGN: usize = 8;
 /// The alignment mimalloc can give from its plain path, if lucky.
 const MAX_PLAIN_ALIGN: usize = 16;
 
-fn aligned(p: *mut c_void, align: usize) -> bool {
+fn aligned_to(p: *mut c_void, align: usize) -> bool {
     (p as usize) & (align - 1) == 0
+}
+
+/// `plain(size)` when its block has the layout's alignment (always for 8
+/// or less; checked for 16), else `aligned(size, align)`.
+///
+/// # Safety
+/// `plain` and `aligned` must be mimalloc's matching entry points: what
+/// either returns is freed with `mi_free`.
+#[inline]
+unsafe fn plain_first(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    let (size, align) = (layout.size(), layout.align());
+    if align <= MAX_PLAIN_ALIGN {
+        // SAFETY: a plain allocation; the result is checked below.
+        let p = unsafe { plain(size) };
+        if align <= BLOCK_ALIGN || p.is_null() || aligned_to(p, align) {
+            return p.cast();
+        }
+        // SAFETY: `p` came from `plain` just now.
+        unsafe { mi::mi_free(p) };
+    }
+    // SAFETY: mimalloc's aligned allocation, for any power-of-two align.
+    unsafe { aligned(size, align).cast() }
 }
 
 // SAFETY: every pointer handed out comes from mimalloc with at least the
@@ -32,34 +58,14 @@ fn aligned(p: *mut c_void, align: usize) -> bool {
 unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        if align <= MAX_PLAIN_ALIGN {
-            // SAFETY: a plain allocation; the result is checked below.
-            let p = unsafe { mi::mi_malloc(size) };
-            if align <= BLOCK_ALIGN || p.is_null() || aligned(p, align) {
-                return p.cast();
-            }
-            // SAFETY: `p` came from mi_malloc just now.
-            unsafe { mi::mi_free(p) };
-        }
-        // SAFETY: mimalloc's aligned allocation, for any power-of-two align.
-        unsafe { mi::mi_malloc_aligned(size, align).cast() }
+        // SAFETY: mimalloc's plain and aligned allocations, paired.
+        unsafe { plain_first(layout, mi::mi_malloc, mi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        if align <= MAX_PLAIN_ALIGN {
-            // SAFETY: as in `alloc`.
-            let p = unsafe { mi::mi_zalloc(size) };
-            if align <= BLOCK_ALIGN || p.is_null() || aligned(p, align) {
-                return p.cast();
-            }
-            // SAFETY: `p` came from mi_zalloc just now.
-            unsafe { mi::mi_free(p) };
-        }
-        // SAFETY: as in `alloc`.
-        unsafe { mi::mi_zalloc_aligned(size, align).cast() }
+        // SAFETY: mimalloc's plain and aligned zeroed allocations, paired.
+        unsafe { plain_first(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) }
     }
 
     #[inline]

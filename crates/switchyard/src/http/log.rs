@@ -114,43 +114,28 @@ fn write_evaluated(
             .var(&crate::vars::Var::DocumentRoot)
             .map(|r| r.into_owned())
             .unwrap_or_default();
-        match std::fs::metadata(&root) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                crate::observe::error_log::log(
-                    ErrorLevel::Error,
-                    None,
-                    &format!("testing \"{root}\" existence failed (20: Not a directory)"),
-                );
-                return;
-            }
-            Err(e) => {
-                crate::observe::error_log::log(
-                    ErrorLevel::Error,
-                    None,
-                    &format!(
-                        "testing \"{root}\" existence failed ({})",
-                        crate::observe::error_log::os_error(&e)
-                    ),
-                );
-                return;
-            }
+        let failed = match std::fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some("20: Not a directory".to_string()),
+            Err(e) => Some(crate::observe::error_log::os_error(&e)),
+        };
+        if let Some(why) = failed {
+            crate::observe::error_log::log(
+                ErrorLevel::Error,
+                None,
+                &format!("testing \"{root}\" existence failed ({why})"),
+            );
+            return;
         }
     }
     let name = path.render(source);
-    let mut text = String::with_capacity(line.len() + 1);
-    text.push_str(line);
-    text.push('\n');
+    let text = access_log::line_bytes(line);
     let written = match cache {
         Some(cache) => match cache.lock() {
-            Ok(mut cache) => cache.write(&name, text.as_bytes()),
+            Ok(mut cache) => cache.write(&name, &text),
             Err(_) => Ok(()),
         },
-        None => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&name)
-            .and_then(|mut file| file.write_all(text.as_bytes())),
+        None => access_log::open_append(&name).and_then(|mut file| file.write_all(&text)),
     };
     if let Err(e) = written {
         crate::observe::error_log::log(

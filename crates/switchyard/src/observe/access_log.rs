@@ -49,10 +49,7 @@ impl LogFile {
         };
         let state = &mut *state;
         let Some(buffer) = state.buffer.as_mut() else {
-            let mut text = String::with_capacity(line.len() + 1);
-            text.push_str(line);
-            text.push('\n');
-            write_out(&mut state.file, text.as_bytes(), None);
+            write_out(&mut state.file, &line_bytes(line), None);
             return;
         };
         let len = line.len() + 1;
@@ -63,10 +60,7 @@ impl LogFile {
         }
         if len > buffer.settings.size {
             // Longer than the whole buffer: written by itself, as nginx does.
-            let mut text = Vec::with_capacity(len);
-            text.extend_from_slice(line.as_bytes());
-            text.push(b'\n');
-            write_out(&mut state.file, &text, buffer.settings.gzip);
+            write_out(&mut state.file, &line_bytes(line), buffer.settings.gzip);
             return;
         }
         if buffer.lines.is_empty() {
@@ -157,8 +151,17 @@ fn write_out(file: &mut Option<File>, bytes: &[u8], gzip: Option<u32>) {
     }
 }
 
-fn open_append(path: &Path) -> std::io::Result<File> {
+/// Opens (creating) a log file for appending, as nginx opens its logs.
+pub(crate) fn open_append(path: impl AsRef<Path>) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// A log line's bytes with its line end.
+pub(crate) fn line_bytes(line: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    bytes
 }
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<LogFile>>> {

@@ -9,11 +9,12 @@
 //! file that was opened, even if it was moved: nginx's behaviour, which
 //! log rotation has to wait out.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
+use super::access_log::open_append;
 use crate::config::model::LogFileCache;
 
 struct Entry {
@@ -109,10 +110,6 @@ fn still_named(entry: &Entry) -> bool {
     file.metadata()
         .map(|open| open.dev() == named.dev() && open.ino() == named.ino())
         .unwrap_or(false)
-}
-
-fn open_append(name: &str) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(name)
 }
 
 #[cfg(test)]

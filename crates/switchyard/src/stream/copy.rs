@@ -51,6 +51,15 @@ impl Counters {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// A direction's counters: the bytes read from its source and those
+    /// written to its destination.
+    pub(crate) fn of(&self, direction: Direction) -> (&AtomicU64, &AtomicU64) {
+        match direction {
+            Direction::Upstream => (&self.from_client, &self.to_upstream),
+            Direction::Downstream => (&self.from_upstream, &self.to_client),
+        }
+    }
+
     /// Notes the first byte from the upstream, once.
     pub(crate) fn note_first_byte(&self) {
         let _ = self.first_byte_ms.compare_exchange(
@@ -155,10 +164,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (read_count, write_count) = match direction {
-        Direction::Upstream => (&counters.from_client, &counters.to_upstream),
-        Direction::Downstream => (&counters.from_upstream, &counters.to_client),
-    };
+    let (read_count, write_count) = counters.of(direction);
     let mut buf = vec![0u8; size.max(1)];
     loop {
         let mut room = buf.len();

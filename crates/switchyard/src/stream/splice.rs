@@ -115,10 +115,7 @@ pub(crate) async fn pump(
     counters: &Counters,
     half_close: bool,
 ) -> PumpEnd {
-    let (read_count, write_count) = match direction {
-        Direction::Upstream => (&counters.from_client, &counters.to_upstream),
-        Direction::Downstream => (&counters.from_upstream, &counters.to_client),
-    };
+    let (read_count, write_count) = counters.of(direction);
     let size = size.max(1);
     let (pipe_in, pipe_out) = (pipe.write.as_raw_fd(), pipe.read.as_raw_fd());
     let mut in_use = InUse {
