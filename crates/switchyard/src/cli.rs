@@ -157,6 +157,8 @@ const RUSTLS_VERSION: &str = "0.23";
 pub fn configure_line() -> String {
     let have = [
         "--with-http_auth_request_module",
+        "--with-http_gunzip_module",
+        "--with-http_gzip_static_module",
         "--with-http_realip_module",
         "--with-http_ssl_module",
         "--with-http_stub_status_module",
@@ -194,7 +196,7 @@ pub fn configure_line() -> String {
         "--without-stream_upstream_least_time_module",
     ];
     format!(
-        "switchyard version: switchyard/{}\nnginx version: nginx/{} (the behaviour switchyard follows)\nbuilt with rustc and rustls {} (TLS termination in stream only)\nTLS SNI support enabled\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
+        "switchyard version: switchyard/{}\nnginx version: nginx/{} (the behaviour switchyard follows)\nbuilt with rustc and rustls {}\nTLS SNI support enabled\nconfigure arguments: --prefix=. --conf-path=conf/nginx.conf --error-log-path=stderr --pid-path=logs/nginx.pid {} {}\n",
         crate::VERSION,
         crate::NGINX_BEHAVIOUR,
         RUSTLS_VERSION,
@@ -220,6 +222,8 @@ mod tests {
             ("http_map_module", "map"),
             ("http_geo_module", "geo"),
             ("http_gzip_module", "gzip"),
+            ("http_gunzip_module", "gunzip"),
+            ("http_gzip_static_module", "gzip_static"),
             ("http_ssi_module", "ssi"),
             ("http_fastcgi_module", "fastcgi_pass"),
             ("http_access_module", "allow"),

@@ -299,8 +299,8 @@ fn every_nginx_directive_is_known_by_name() {
     let dir = tempfile::tempdir().unwrap();
     for (text, expected) in [
         (
-            "http {\n  gzip_static on;\n}",
-            "\"gzip_static\" is not supported yet in {F}:3",
+            "http {\n  gzip_window 8k;\n}",
+            "\"gzip_window\" is not supported yet in {F}:3",
         ),
         (
             "http {\n  server {\n    fastcgi_pass 127.0.0.1:9000;\n  }\n}",
@@ -346,7 +346,7 @@ fn test_ends_with_a_summary_of_every_problem() {
     let file = dir.path().join("nginx.conf");
     std::fs::write(
         &file,
-        "events {}\nhttp {\n  gzip_static on;\n  server {\n    sub_filter a b;\n    gzip_static off;\n    \
+        "events {}\nhttp {\n  gzip_window 8k;\n  server {\n    sub_filter a b;\n    gzip_window 4k;\n    \
          location / { expirse 1h; }\n  }\n}\n",
     )
     .unwrap();
@@ -357,7 +357,7 @@ fn test_ends_with_a_summary_of_every_problem() {
     assert_eq!(lines.len(), 6, "{err}");
     assert_eq!(
         lines[4],
-        "switchyard: 4 problems: 3 directives not supported yet: gzip_static (2), sub_filter (1); 1 other error",
+        "switchyard: 4 problems: 3 directives not supported yet: gzip_window (2), sub_filter (1); 1 other error",
         "{err}"
     );
 }

@@ -118,6 +118,7 @@ pub static NOTES: &[Note] = &[
     note("gzip_proxied", "every value, nginx's rules with `Via`"),
     note("gzip_vary", "`Vary: Accept-Encoding` on every response eligible for gzip"),
     note("gzip_disable", "`msie6` and case-insensitive regexes (Rust regex syntax)"),
+    note("gunzip_buffers", "checked as nginx checks it; the decompressor streams each piece as it comes with its own bounded output buffer"),
     note("gzip_buffers", "checked as nginx checks it; the compressor streams each piece as it comes with its own bounded output buffer"),
     note("ssl_protocols", "default `TLSv1.2 TLSv1.3`; rustls speaks only those two: `SSLv2`, `SSLv3`, `TLSv1`, `TLSv1.1` are accepted and never negotiated, a list of only them is refused"),
     note("ssl_prefer_server_ciphers", "TLSv1.2 suite order: the server's when on"),

@@ -309,6 +309,9 @@ pub static DIRECTIVES: &[Spec] = &[
     d("gzip_disable", ANY, M1, false, Yes),
     d("gzip_http_version", ANY, T1, false, Yes),
     d("gzip_buffers", ANY, T2, false, Accepted),
+    d("gzip_static", ANY, T1, false, Yes),
+    d("gunzip", ANY, FLAG, false, Yes),
+    d("gunzip_buffers", ANY, T2, false, Accepted),
     d("ssl_protocols", HTTP.or(SRV), M1, false, Yes),
     d("ssl_prefer_server_ciphers", HTTP.or(SRV), FLAG, false, Yes),
     d("ssl_certificate", HTTP.or(SRV), T1, false, Yes),
@@ -592,10 +595,10 @@ mod tests {
     fn lookups() {
         assert!(lookup("proxy_pass").is_some());
         assert!(lookup("nonsense").is_none());
-        let gzip_static = lookup("gzip_static").unwrap();
-        assert_eq!(gzip_static.support, Support::NotYet);
-        assert!(gzip_static.ctx.contains(Ctx::LOCATION));
-        assert!(!gzip_static.ctx.contains(Ctx::MAIN));
+        let ssi = lookup("ssi").unwrap();
+        assert_eq!(ssi.support, Support::NotYet);
+        assert!(ssi.ctx.contains(Ctx::LOCATION));
+        assert!(!ssi.ctx.contains(Ctx::MAIN));
         // nginx.org's directives outside nginx's source are known too: the
         // stream module's `match` block (http's is switchyard's own row), a
         // commercial one, and one only inside a block of a module we lack.

@@ -5,7 +5,7 @@
 use super::set;
 use nginx_conf::Directive;
 
-use super::model::{Gzip, GzipTypes, Proxied};
+use super::model::{Gzip, GzipStatic, GzipTypes, Proxied};
 use super::{arg0, invalid_value, values, ConfigError};
 
 /// One level's explicitly set gzip values.
@@ -21,10 +21,23 @@ pub(crate) struct GzipLayer {
     disable_msie6: Option<bool>,
     disable: Option<Vec<regex::Regex>>,
     buffers: Option<(u64, u64)>,
+    static_files: Option<GzipStatic>,
+    gunzip: Option<bool>,
+    gunzip_buffers: Option<(u64, u64)>,
 }
 
 fn flag(d: &Directive) -> bool {
     values::parse_flag(arg0(d)).unwrap_or(false)
+}
+
+/// `gzip_buffers` / `gunzip_buffers NUMBER SIZE`, both above zero.
+fn buffers(d: &Directive) -> Result<(u64, u64), ConfigError> {
+    let n = values::parse_number(&d.args[0].value).filter(|n| *n > 0);
+    let size = values::parse_size(&d.args[1].value).filter(|n| *n > 0);
+    match (n, size) {
+        (Some(n), Some(size)) => Ok((n, size)),
+        _ => Err(invalid_value(d)),
+    }
 }
 
 impl GzipLayer {
@@ -65,13 +78,22 @@ impl GzipLayer {
                 };
                 set(&mut self.http_version_11, d, v)?
             }
-            "gzip_buffers" => {
-                let n = values::parse_number(&d.args[0].value).filter(|n| *n > 0);
-                let size = values::parse_size(&d.args[1].value).filter(|n| *n > 0);
-                let (Some(n), Some(size)) = (n, size) else {
-                    return Err(invalid_value(d));
+            "gzip_buffers" => set(&mut self.buffers, d, buffers(d)?)?,
+            "gunzip_buffers" => set(&mut self.gunzip_buffers, d, buffers(d)?)?,
+            "gunzip" => set(&mut self.gunzip, d, flag(d))?,
+            "gzip_static" => {
+                let mode = match arg0(d) {
+                    "off" => GzipStatic::Off,
+                    "on" => GzipStatic::On,
+                    "always" => GzipStatic::Always,
+                    other => {
+                        return Err(ConfigError::at(
+                            format!("invalid value \"{other}\""),
+                            &d.position,
+                        ))
+                    }
                 };
-                set(&mut self.buffers, d, (n, size))?
+                set(&mut self.static_files, d, mode)?
             }
             "gzip_types" => self.add_types(d),
             "gzip_proxied" => {
@@ -152,7 +174,10 @@ impl GzipLayer {
             http_version_11,
             disable_msie6,
             disable,
-            buffers
+            buffers,
+            static_files,
+            gunzip,
+            gunzip_buffers
         )
     }
 
@@ -171,6 +196,8 @@ impl GzipLayer {
             http_version_11: self.http_version_11.unwrap_or(true),
             disable_msie6: self.disable_msie6.unwrap_or(false),
             disable: self.disable.clone().unwrap_or_default(),
+            static_files: self.static_files.unwrap_or(GzipStatic::Off),
+            gunzip: self.gunzip.unwrap_or(false),
         }
     }
 }

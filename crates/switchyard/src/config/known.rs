@@ -872,18 +872,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "gunzip",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
-        false,
-    ),
-    k(
-        "gunzip_buffers",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[2]),
-        false,
-    ),
-    k(
         "gzip_hash",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),
@@ -893,12 +881,6 @@ pub static KNOWN: &[Spec] = &[
         "gzip_no_buffer",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
-        false,
-    ),
-    k(
-        "gzip_static",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
         false,
     ),
     k(

@@ -1304,6 +1304,21 @@ pub struct Gzip {
     pub disable_msie6: bool,
     /// `gzip_disable` regexes, matched case-insensitively on User-Agent.
     pub disable: Vec<regex::Regex>,
+    /// `gzip_static` (ngx_http_gzip_static_module; default off).
+    pub static_files: GzipStatic,
+    /// `gunzip` (ngx_http_gunzip_filter_module; default off).
+    pub gunzip: bool,
+}
+
+/// `gzip_static`: whether a file's precompressed `.gz` neighbour is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GzipStatic {
+    /// `off`: never.
+    Off,
+    /// `on`: when the client takes gzip (nginx's `ngx_http_gzip_ok`).
+    On,
+    /// `always`: whatever the client says (for a `gunzip` in front).
+    Always,
 }
 
 /// `gzip_types`: the MIME types compressed.

@@ -698,7 +698,9 @@ impl Layer {
                 .error_log
                 .get_or_insert_with(Vec::new)
                 .push(error_log_target(d, prefix)?),
-            name if name.starts_with("gzip") => return self.gzip.apply(d),
+            name if name.starts_with("gzip") || name.starts_with("gunzip") => {
+                return self.gzip.apply(d)
+            }
             name if name.starts_with("proxy_ssl") => return self.proxy_ssl.apply(d),
             name if name.starts_with("client_body_") || name == "proxy_request_buffering" => {
                 if self.body.apply(d, prefix)? {

@@ -212,6 +212,11 @@ pub struct Exchange {
     /// The gzip filter's byte counts, when it compresses the response
     /// (`$gzip_ratio`).
     pub gzip: Option<Arc<crate::http::gzip::Counts>>,
+    /// nginx's `r->gzip_vary`: the response depends on Accept-Encoding
+    /// (gzip could apply, gunzip saw a gzipped body, or gzip_static found
+    /// a `.gz`); with `gzip_vary on` it gets `Vary: Accept-Encoding`. Set
+    /// behind a shared reference by the static handler, hence atomic.
+    pub gzip_vary: std::sync::atomic::AtomicBool,
     /// `$limit_req_status`, once limit_req has judged the request (it is
     /// judged once, as nginx's main request).
     pub limit_req_status: Option<&'static str>,
@@ -331,6 +336,7 @@ impl Exchange {
             internal: false,
             captures: Vec::new(),
             gzip: None,
+            gzip_vary: std::sync::atomic::AtomicBool::new(false),
             limit_req_status: None,
             limit_conn_status: None,
             limit_held: Vec::new(),

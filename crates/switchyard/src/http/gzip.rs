@@ -57,20 +57,33 @@ impl Counts {
 pub fn filter(
     ex: &mut Exchange,
     settings: &Settings,
-    mut response: Response<ResponseBody>,
+    response: Response<ResponseBody>,
 ) -> Response<ResponseBody> {
     let g = &settings.gzip;
-    if !g.enable || !eligible(g, response.headers(), response.status().as_u16()) {
-        return response;
+    // gunzip's header filter runs before gzip's, as in nginx's filter chain.
+    let mut response = super::gunzip::filter(ex, g, response);
+    if g.enable && eligible(g, response.headers(), response.status().as_u16()) {
+        ex.gzip_vary.store(true, Ordering::Relaxed);
+        if gzip_ok(g, ex, response.headers()) {
+            response = compress(ex, g, response);
+        }
     }
-    if g.vary {
+    // nginx's header filter writes one `Vary: Accept-Encoding` for
+    // whichever module found that the response depends on it.
+    if g.vary && ex.gzip_vary.load(Ordering::Relaxed) {
         response
             .headers_mut()
             .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
-    if !accepted(g, ex, response.headers()) {
-        return response;
-    }
+    response
+}
+
+/// The compressing half of the filter: the header changes and the body.
+fn compress(
+    ex: &mut Exchange,
+    g: &Gzip,
+    mut response: Response<ResponseBody>,
+) -> Response<ResponseBody> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     headers.remove(header::CONTENT_LENGTH);
@@ -116,8 +129,9 @@ fn eligible(g: &Gzip, headers: &HeaderMap, status: u16) -> bool {
 }
 
 /// `ngx_http_gzip_ok`: the client takes gzip, and `gzip_disable`,
-/// `gzip_http_version` and (for a request with `Via`) `gzip_proxied` let it.
-fn accepted(g: &Gzip, ex: &Exchange, response: &HeaderMap) -> bool {
+/// `gzip_http_version` and (for a request with `Via`) `gzip_proxied` let it
+/// (`response` is the headers so far, for `gzip_proxied`).
+pub(crate) fn gzip_ok(g: &Gzip, ex: &Exchange, response: &HeaderMap) -> bool {
     let Some(ae) = ex.headers.get(header::ACCEPT_ENCODING) else {
         return false;
     };
@@ -297,7 +311,7 @@ fn is_msie6(agent: &[u8]) -> bool {
 
 /// `ngx_http_weak_etag`: a strong ETag becomes weak; one that is neither
 /// is removed.
-fn weak_etag(headers: &mut HeaderMap) {
+pub(crate) fn weak_etag(headers: &mut HeaderMap) {
     let Some(etag) = headers.get(header::ETAG) else {
         return;
     };

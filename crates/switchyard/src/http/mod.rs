@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod expires;
 pub mod generation;
 pub mod guard;
+pub mod gunzip;
 pub mod gzip;
 pub mod h1;
 pub mod h2;

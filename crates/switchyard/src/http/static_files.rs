@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
-use crate::config::model::{Alias, LocationConfig, Settings};
+use crate::config::model::{Alias, GzipStatic, LocationConfig, Settings};
 use crate::observe::error_log;
 
 use super::body::{empty, BoxError, ResponseBody};
@@ -89,6 +89,11 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
     if ex.uri.ends_with('/') {
         return index(settings, ex, &path).await;
     }
+    if method != "POST" {
+        if let Some(served) = precompressed(settings, ex, request, &path).await {
+            return served;
+        }
+    }
     let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
         Err(e) => {
@@ -133,6 +138,88 @@ pub async fn serve(location: &LocationConfig, ex: &Exchange, request: &HeaderMap
         }
     };
     Served::Response(file_response(file, &path, &meta, settings, ex, request).await)
+}
+
+/// ngx_http_gzip_static_module: `path.gz` in place of `path`, with
+/// `Content-Encoding: gzip`, when `gzip_static` lets it and the file is
+/// there; `None` when the plain file is served instead.
+async fn precompressed(
+    settings: &Settings,
+    ex: &Exchange,
+    request: &HeaderMap,
+    path: &Path,
+) -> Option<Served> {
+    let g = &settings.gzip;
+    let client_takes_gzip = match g.static_files {
+        GzipStatic::Off => return None,
+        GzipStatic::On => super::gzip::gzip_ok(g, ex, &HeaderMap::new()),
+        GzipStatic::Always => true,
+    };
+    // Without gzip_vary a client that does not take gzip needs no look.
+    if !g.vary && !client_takes_gzip {
+        return None;
+    }
+    let mut gz = path.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    let file = match tokio::fs::File::open(&gz).await {
+        Ok(f) => f,
+        Err(e) => {
+            if os_error_status(&e) != 404 {
+                let level = if e.kind() == ErrorKind::PermissionDenied {
+                    crate::observe::ErrorLevel::Error
+                } else {
+                    crate::observe::ErrorLevel::Crit
+                };
+                error_log::log(
+                    level,
+                    Some(ex.conn.id),
+                    &format!(
+                        "open() \"{}\" failed ({}){}",
+                        gz.display(),
+                        error_log::os_error(&e),
+                        super::proxy::log_context(ex, None)
+                    ),
+                );
+            }
+            return None;
+        }
+    };
+    if g.static_files == GzipStatic::On {
+        // The answer depends on Accept-Encoding once a `.gz` exists.
+        ex.gzip_vary
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if !client_takes_gzip {
+            return None;
+        }
+    }
+    let meta = file.metadata().await.ok()?;
+    if meta.is_dir() {
+        return None;
+    }
+    if !meta.is_file() {
+        error_log::log(
+            crate::observe::ErrorLevel::Crit,
+            Some(ex.conn.id),
+            &format!(
+                "\"{}\" is not a regular file{}",
+                gz.display(),
+                super::proxy::log_context(ex, None)
+            ),
+        );
+        return Some(Served::Status(404));
+    }
+    // The type is the plain file's (nginx's is the URI's extension).
+    let mut response = file_response(file, path, &meta, settings, ex, request).await;
+    if matches!(
+        response.status(),
+        StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Some(Served::Response(response))
 }
 
 async fn index(settings: &Settings, ex: &Exchange, dir: &Path) -> Served {
