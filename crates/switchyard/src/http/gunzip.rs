@@ -32,12 +32,15 @@ pub fn filter(
     g: &Gzip,
     mut response: Response<ResponseBody>,
 ) -> Response<ResponseBody> {
+    if !g.gunzip {
+        return response;
+    }
     // nginx takes exactly "gzip" (any case): a list of codings is left as is.
     let gzipped = response
         .headers()
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    if !g.gunzip || !gzipped {
+    if !gzipped {
         return response;
     }
     ex.gzip_vary.store(true, Ordering::Relaxed);
