@@ -1110,3 +1110,75 @@ fn a_refused_stream_head_is_answered_by_error_page() {
         "{lines:?}"
     );
 }
+
+/// One HTTP/2 frame as the client writes it.
+fn raw_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `$request_length` over HTTP/2 is what nginx counts: the header block
+/// of HEADERS and CONTINUATION without padding or priority fields, and
+/// the DATA payloads without padding.
+#[test]
+fn request_length_counts_the_frames_as_nginx_does() {
+    let echo = support::Echo::start("e", "127.0.0.1:0");
+    let port = free_port();
+    let b = Balancer::start_http(
+        &format!(
+            "log_format len \"$request_uri $request_length\";
+            server {{
+                listen 127.0.0.1:{port};
+                http2 on;
+                access_log logs/len.log len;
+                location / {{ return 200 ok; }}
+                location /p {{ proxy_pass http://{}; }}
+            }}",
+            echo.addr
+        ),
+        &[port],
+    );
+    // HPACK, all from the static table but the authority: 14 bytes.
+    let block = |method: u8, path: &[u8]| {
+        let mut b = vec![method, 0x86];
+        b.push(0x04);
+        b.push(path.len() as u8);
+        b.extend_from_slice(path);
+        b.extend_from_slice(b"\x41\x09localhost");
+        b
+    };
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(raw_frame(0x4, 0, 0, &[]));
+    // GET /g: HEADERS padded (2) with priority, END_STREAM, then the
+    // block's end in a CONTINUATION.
+    let get = block(0x82, b"/g");
+    let mut payload = vec![2, 0, 0, 0, 0, 15];
+    payload.extend_from_slice(&get[..5]);
+    payload.extend_from_slice(&[0, 0]);
+    out.extend(raw_frame(0x1, 0x1 | 0x8 | 0x20, 1, &payload));
+    out.extend(raw_frame(0x9, 0x4, 1, &get[5..]));
+    // POST /p with 5 bytes of body in a padded DATA frame.
+    let post = block(0x83, b"/p");
+    out.extend(raw_frame(0x1, 0x4, 3, &post));
+    out.extend(raw_frame(0x0, 0x1 | 0x8, 3, b"\x03hello\0\0\0"));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&out).unwrap();
+    let log = b.dir.path().join("logs/len.log");
+    support::wait_until(Duration::from_secs(10), "two log lines", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            format!("/g {}", get.len()),
+            format!("/p {}", post.len() + 5)
+        ]
+    );
+}

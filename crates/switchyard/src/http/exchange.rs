@@ -234,9 +234,12 @@ pub struct Exchange {
     pub subrequest: bool,
     /// `$request_id`, made when first read.
     pub request_id: std::sync::OnceLock<String>,
-    /// The head's part of `$request_length`; `None` when it is not known
-    /// (an HTTP/2 stream: its HEADERS frames' sizes are not seen here).
+    /// The head's part of `$request_length` over HTTP/1; `None` when it is
+    /// not known.
     pub head_length: Option<u64>,
+    /// An HTTP/2 stream's `$request_length` as its frames are read (its
+    /// header block and body data), counted below h2 (http/h2/meter.rs).
+    pub stream_length: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The body's part of `$request_length`, when the connection feeds one.
     pub body_read: Option<crate::http::h1::body::BodyRead>,
     /// The body once the proxy read it whole: `$request_body`, and what
@@ -348,6 +351,10 @@ impl Exchange {
                 .extensions
                 .get::<crate::http::h1::head::HeadLength>()
                 .map(|l| l.0),
+            stream_length: parts
+                .extensions
+                .get::<crate::http::h2::StreamLength>()
+                .map(|l| l.0.clone()),
             body_read: None,
             held_body: None,
             body_streamed: false,
@@ -452,11 +459,15 @@ impl Exchange {
     }
 
     /// `$request_length`: the head's bytes plus the body's bytes read so
-    /// far, as nginx's `r->request_length`. `None` (not found) when the
-    /// head's size is not known: over HTTP/2 nginx counts the HEADERS and
-    /// CONTINUATION payloads, which the h2 crate does not show, and a
-    /// guess would be a wrong number; the error log says so once.
+    /// far, as nginx's `r->request_length` (over HTTP/2 the HEADERS and
+    /// CONTINUATION payloads and the DATA, as the stream's frames were
+    /// read). `None` (not found) when the head's size is not known (a
+    /// request that never came through a driver); the error log says so
+    /// once.
     pub fn request_length(&self) -> Option<u64> {
+        if let Some(count) = &self.stream_length {
+            return Some(count.load(std::sync::atomic::Ordering::Relaxed));
+        }
         let Some(head) = self.head_length else {
             static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
             if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {

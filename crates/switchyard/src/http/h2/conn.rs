@@ -38,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
 use super::linger::Lingering;
+use super::meter::{Lengths, Meter, StreamLength};
 use super::request::{self, HeadLimits, Refusal};
 use super::response::{self, Sending};
 use super::rewind::Rewind;
@@ -101,6 +102,8 @@ struct Streams {
     body_window: u32,
     sending: Sending,
     counters: Counters,
+    /// What `$request_length` counts of each stream.
+    lengths: Arc<Lengths>,
 }
 
 /// Serves an HTTP/2 connection on `stream`, whose first bytes `preread`
@@ -158,9 +161,11 @@ where
     // SETTINGS and PING floods need no setting: h2 answers one at a time
     // and reads no further frame while an answer waits to be written, so
     // a client that sends without reading only stalls its own connection.
-    let io = Lingering::new(Rewind::new(stream, preread), settings.lingering);
+    let lengths = Arc::new(Lengths::default());
+    let metered = Meter::new(Rewind::new(stream, preread), lengths.clone());
+    let io = Lingering::new(metered, settings.lingering);
     let handshake = tokio::time::timeout(context.header_timeout, builder.handshake(io)).await;
-    let mut conn: h2::server::Connection<Lingering<Rewind<S>>, Bytes> = match handshake {
+    let mut conn: h2::server::Connection<Lingering<Meter<Rewind<S>>>, Bytes> = match handshake {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             log_connection_error(&context.conn, &e);
@@ -193,6 +198,7 @@ where
             listener: context.listener.clone(),
             resets: Arc::new(AtomicU64::new(0)),
         },
+        lengths,
     };
     let mut resets = ResetWatch::new(u64::from(concurrent).max(50) * RESETS_PER_STREAM_SLOT);
     let mut tasks: JoinSet<()> = JoinSet::new();
@@ -392,6 +398,10 @@ fn start_stream<S>(
             stand_in
         }
     };
+    let mut request = request;
+    if let Some(count) = streams.lengths.of(u32::from(respond.stream_id())) {
+        request.extensions_mut().insert(StreamLength(count));
+    }
     let task = stream_task(
         request,
         respond,

@@ -9,6 +9,7 @@
 mod body;
 mod conn;
 mod linger;
+mod meter;
 mod preface;
 mod request;
 mod response;
@@ -16,6 +17,7 @@ mod rewind;
 
 pub use body::H2Body;
 pub use conn::serve;
+pub use meter::StreamLength;
 pub use preface::{enabled, listen_http2, preface, Preface};
 
 /// In an HTTP/2 request's extensions: how it came (`$http2`).
