@@ -127,7 +127,7 @@ pub static NOTES: &[Note] = &[
     note("ssl_ciphers", "OpenSSL's cipher-string rules over the TLSv1.2 suites rustls has (ECDHE with RSA/ECDSA, AES-GCM or CHACHA20-POLY1305); a string selecting none of them is refused; TLSv1.3 suites are not governed by it, as in OpenSSL"),
     note("ssl_session_cache", "off, none (default), builtin[:N], shared:NAME:SIZE (one cache per name, about 4000 sessions a megabyte); sessions of one server are not resumed by another"),
     note("ssl_session_timeout", "default 5m; bounds cached sessions and tickets"),
-    note("ssl_session_tickets", "default on; ticket keys are made at start and on reload (`ssl_session_ticket_key` not supported yet)"),
+    note("ssl_session_tickets", "default on; ticket keys are made at start and on reload and turn every `ssl_session_timeout`, the last one still opening its tickets, as nginx 1.23.2 turns them (`ssl_session_ticket_key` not supported yet)"),
     note("ssl_verify_client", "`on`, `optional`, `optional_no_ca`, `off`; as nginx the handshake never fails on the certificate: the request gets 495 (verification failed; with `optional_no_ca` only for errors other than an unknown issuer), 496 (`on` and none sent), or 421 when its Host differs from the SNI name; `$ssl_client_*` say what was sent"),
     note("ssl_client_certificate", "PEM CA certificates: verified against, and their names sent to the client"),
     note("ssl_trusted_certificate", "PEM CA certificates verified against, names not sent"),

@@ -69,6 +69,95 @@ impl ProducesTickets for TimedTickets {
     }
 }
 
+/// Ticket keys that rotate every `ssl_session_timeout`, as nginx rotates
+/// its own (1.23.2): new tickets are sealed with the current key, and the
+/// one before it still opens the tickets it sealed until the next turn.
+/// rustls's ticketer turns its key every six hours only.
+pub struct RotatingTickets {
+    keys: std::sync::RwLock<Keys>,
+    every: u64,
+}
+
+struct Keys {
+    current: Arc<dyn ProducesTickets>,
+    previous: Option<Arc<dyn ProducesTickets>>,
+    /// When `current` stops sealing (Unix seconds).
+    turn_at: u64,
+}
+
+impl std::fmt::Debug for RotatingTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RotatingTickets(every {}s)", self.every)
+    }
+}
+
+impl RotatingTickets {
+    /// Keys that turn every `timeout` (at least a second).
+    pub fn new(timeout: Duration) -> Result<RotatingTickets, rustls::Error> {
+        let every = timeout.as_secs().max(1);
+        Ok(RotatingTickets {
+            keys: std::sync::RwLock::new(Keys {
+                current: rustls::crypto::ring::Ticketer::new()?,
+                previous: None,
+                turn_at: now_secs().saturating_add(every),
+            }),
+            every,
+        })
+    }
+
+    /// The keys as of `now`, turned first if their time has come.
+    fn keys_at(&self, now: u64) -> Option<std::sync::RwLockReadGuard<'_, Keys>> {
+        {
+            let keys = self.keys.read().ok()?;
+            if now < keys.turn_at {
+                return Some(keys);
+            }
+        }
+        if let Ok(mut keys) = self.keys.write() {
+            if now >= keys.turn_at {
+                // A key that cannot be made leaves the current one on.
+                if let Ok(next) = rustls::crypto::ring::Ticketer::new() {
+                    let old = std::mem::replace(&mut keys.current, next);
+                    // A key idle for a whole turn opens nothing any more.
+                    let missed = now >= keys.turn_at.saturating_add(self.every);
+                    keys.previous = (!missed).then_some(old);
+                }
+                keys.turn_at = now.saturating_add(self.every);
+            }
+        }
+        self.keys.read().ok()
+    }
+
+    fn encrypt_at(&self, now: u64, plain: &[u8]) -> Option<Vec<u8>> {
+        self.keys_at(now)?.current.encrypt(plain)
+    }
+
+    fn decrypt_at(&self, now: u64, cipher: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.keys_at(now)?;
+        keys.current
+            .decrypt(cipher)
+            .or_else(|| keys.previous.as_ref()?.decrypt(cipher))
+    }
+}
+
+impl ProducesTickets for RotatingTickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        u32::try_from(self.every).unwrap_or(u32::MAX)
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.encrypt_at(now_secs(), plain)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.decrypt_at(now_secs(), cipher)
+    }
+}
+
 /// A server's view of a session cache (`ssl_session_cache builtin` or
 /// `shared:NAME`): entries older than `timeout` are not resumed, and keys
 /// carry the server's own context so that servers sharing one named cache
@@ -150,5 +239,29 @@ mod tests {
             *last ^= 1;
         }
         assert_eq!(tickets.decrypt(&forged), None);
+    }
+
+    #[test]
+    fn ticket_keys_turn_every_timeout_and_the_last_still_opens() {
+        let keys = RotatingTickets::new(Duration::from_secs(10)).unwrap();
+        let start = keys.keys.read().unwrap().turn_at - 10;
+        let first = keys.encrypt_at(start, b"one").unwrap();
+        let again = keys.encrypt_at(start + 5, b"two").unwrap();
+        // rustls's tickets start with the key's name, as nginx's do.
+        assert_eq!(first[..16], again[..16], "one key within a turn");
+        let next = keys.encrypt_at(start + 11, b"three").unwrap();
+        assert_ne!(first[..16], next[..16], "a new key after the turn");
+        assert_eq!(
+            keys.decrypt_at(start + 11, &first).as_deref(),
+            Some(&b"one"[..])
+        );
+        assert_eq!(
+            keys.decrypt_at(start + 12, &next).as_deref(),
+            Some(&b"three"[..])
+        );
+        // Two turns on, the first key is gone.
+        keys.encrypt_at(start + 22, b"four").unwrap();
+        assert_eq!(keys.decrypt_at(start + 22, &first), None);
+        assert!(keys.decrypt_at(start + 22, &next).is_some());
     }
 }

@@ -239,7 +239,9 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
     };
     if settings.session_tickets {
         config.ticketer = Arc::new(super::sessions::TimedTickets::new(
-            rustls::crypto::ring::Ticketer::new()?,
+            Arc::new(super::sessions::RotatingTickets::new(
+                settings.session_timeout,
+            )?),
             settings.session_timeout,
         ));
     }
