@@ -213,7 +213,7 @@ fn a_broken_config_shows_every_problem() {
     let conf = write_file(
         dir.path(),
         "nginx.conf",
-        "events {}\nhttp {\n gzip_static on;\n upstream u { server a:80; }\n\
+        "events {}\nhttp {\n gzip_window 8k;\n upstream u { server a:80; }\n\
          server { listen 127.0.0.1:1; sub_filter a b;\n location / { proxy_pass http://u; expirse 1h; } }\n}\n",
     );
     let mut lab = Lab::start(&["-c", conf.to_str().unwrap()]);
@@ -221,10 +221,10 @@ fn a_broken_config_shows_every_problem() {
     let text = lab.text();
     assert_eq!(code, 1, "{text}");
     for needle in [
-        "\"gzip_static\" is not supported yet in",
+        "\"gzip_window\" is not supported yet in",
         "\"sub_filter\" is not supported yet in",
         "unknown directive \"expirse\" in",
-        "3 problems: 2 directives not supported yet: gzip_static (1), sub_filter (1); 1 other error",
+        "3 problems: 2 directives not supported yet: gzip_window (1), sub_filter (1); 1 other error",
     ] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
