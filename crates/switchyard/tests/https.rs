@@ -454,3 +454,117 @@ fn ssl_ecdh_curve_chooses_the_group_and_ssl_curves_lists_the_offer() {
     let out = s_client(port, &["-groups", "X25519"]);
     assert!(out.contains("Cipher is (NONE)"), "{out}");
 }
+
+/// `openssl pkcs8 -topk8 -v2 aes-128-cbc`: `dir/name.key` encrypted with
+/// `password` into `dir/name.enc.key` (what OpenSSL 3's `genrsa -aes128`
+/// writes: PBES2, PBKDF2, AES-128-CBC).
+fn encrypt_key(dir: &Path, name: &str, password: &str) {
+    let status = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-v2", "aes-128-cbc", "-passout"])
+        .arg(format!("pass:{password}"))
+        .arg("-in")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{name}.enc.key")))
+        .status()
+        .expect("openssl (apt-get install openssl)");
+    assert!(status.success());
+}
+
+/// `switchyard -t` on `body`; its exit code and stderr.
+fn check(dir: &Path, body: &str) -> (Option<i32>, String) {
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf(body)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-t")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ssl_password_file_opens_encrypted_keys_and_is_inherited() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    for (name, password) in [("a.test", "alpha"), ("b.test", "beta")] {
+        certificate(dir.path(), name);
+        encrypt_key(dir.path(), name, password);
+    }
+    // Lines end in CR LF or LF; the wrong ones are tried first.
+    std::fs::write(dir.path().join("server.pass"), "wrong\r\nalpha\r\n").unwrap();
+    std::fs::write(dir.path().join("http.pass"), "beta").unwrap();
+    let port = free_port();
+    let body = format!(
+        "ssl_password_file {d}/http.pass;\n\
+         server {{ listen 127.0.0.1:{port} ssl; server_name a.test;\n\
+         ssl_certificate {d}/a.test.pem; ssl_certificate_key {d}/a.test.enc.key;\n\
+         ssl_password_file {d}/server.pass;\n\
+         location / {{ return 200 \"a $ssl_server_name\\n\"; }} }}\n\
+         server {{ listen 127.0.0.1:{port} ssl; server_name b.test;\n\
+         ssl_certificate {d}/b.test.pem; ssl_certificate_key {d}/b.test.enc.key;\n\
+         location / {{ return 200 \"b $ssl_server_name\\n\"; }} }}\n"
+    );
+    let _lb = Balancer::start_full(&conf(&body), &[port], &[]);
+    let url = |host: &str| format!("https://{host}:{port}/");
+    let resolve = |host: &str| format!("{host}:{port}:127.0.0.1");
+    assert_eq!(
+        curl(&["--resolve", &resolve("a.test"), &url("a.test")]),
+        "a a.test\n"
+    );
+    assert_eq!(
+        curl(&["--resolve", &resolve("b.test"), &url("b.test")]),
+        "b b.test\n"
+    );
+    // The certificate served is the one the decrypted key belongs to.
+    assert!(
+        subject_line(&s_client(port, &["-servername", "b.test"])).contains("b.test"),
+        "b.test's certificate"
+    );
+}
+
+#[test]
+fn a_wrong_or_missing_password_file_fails_the_check_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    certificate(dir.path(), "a.test");
+    encrypt_key(dir.path(), "a.test", "alpha");
+    std::fs::write(dir.path().join("wrong.pass"), "beta\n").unwrap();
+    let server = |extra: &str| {
+        format!(
+            "server {{ listen 127.0.0.1:{port} ssl;\n\
+             ssl_certificate {d}/a.test.pem; ssl_certificate_key {d}/a.test.enc.key;\n\
+             {extra}\n\
+             location / {{ return 200; }} }}",
+            port = free_port()
+        )
+    };
+    let conf_path = dir.path().join("nginx.conf").display().to_string();
+
+    let (code, err) = check(dir.path(), &server(""));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("a.test.enc.key"), "{err}");
+
+    let (code, err) = check(dir.path(), &server("ssl_password_file wrong.pass;"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("a.test.enc.key") && err.contains("bad decrypt"),
+        "{err}"
+    );
+
+    let (code, err) = check(dir.path(), &server("ssl_password_file missing.pass;"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "open() \"{}/missing.pass\" failed (2: No such file or directory) in {conf_path}:7",
+            d
+        )),
+        "{err}"
+    );
+}

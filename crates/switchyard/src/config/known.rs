@@ -2405,16 +2405,7 @@ pub static KNOWN: &[Spec] = &[
         take(&[1]),
         false,
     ),
-    k(
-        "ssl_password_file",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::STREAM)
-            .or(Ctx::STREAM_SERVER)
-            .or(Ctx::MAIL),
-        take(&[1]),
-        false,
-    ),
+    k("ssl_password_file", Ctx::MAIL, take(&[1]), false),
     k("ssl_prefer_server_ciphers", Ctx::MAIL, Arity::Flag, false),
     k("ssl_protocols", Ctx::MAIL, Arity::AtLeast(1), false),
     k(

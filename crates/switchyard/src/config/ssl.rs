@@ -35,6 +35,8 @@ pub(crate) struct SslLayer {
     certificates: Option<Vec<(String, Position)>>,
     /// `ssl_certificate_key` files as written.
     keys: Option<Vec<(String, Position)>>,
+    /// `ssl_password_file` as written, with where.
+    password_file: Option<(String, Position)>,
     protocols: Option<Protocols>,
     ciphers: Option<Vec<rustls::SupportedCipherSuite>>,
     prefer_server_ciphers: Option<bool>,
@@ -99,6 +101,11 @@ impl SslLayer {
                 slot.get_or_insert_with(Vec::new)
                     .push((value.to_string(), d.position.clone()));
             }
+            "ssl_password_file" => set(
+                &mut self.password_file,
+                d,
+                (arg0(d).to_string(), d.position.clone()),
+            )?,
             "ssl_protocols" => set(&mut self.protocols, d, parse_protocols(d)?)?,
             "ssl_ciphers" => {
                 let selected = crate::transport::ciphers::select(arg0(d))
@@ -183,6 +190,10 @@ impl SslLayer {
                 .clone()
                 .or_else(|| parent.certificates.clone()),
             keys: self.keys.clone().or_else(|| parent.keys.clone()),
+            password_file: self
+                .password_file
+                .clone()
+                .or_else(|| parent.password_file.clone()),
             protocols: self.protocols.or(parent.protocols),
             ciphers: self.ciphers.clone().or_else(|| parent.ciphers.clone()),
             prefer_server_ciphers: self.prefer_server_ciphers.or(parent.prefer_server_ciphers),
@@ -340,6 +351,10 @@ fn parse_session_cache(d: &Directive) -> Result<CacheSpec, ConfigError> {
 pub(crate) struct SslBuild {
     conf_prefix: PathBuf,
     shared: HashMap<String, Arc<dyn StoresServerSessions>>,
+    /// The passwords of each `ssl_password_file` directive (by where it
+    /// is), read once however many servers inherit it, as nginx reads the
+    /// file once when it parses the directive (a FIFO gives its text once).
+    passwords: HashMap<String, Vec<String>>,
     next_context: u64,
 }
 
@@ -350,6 +365,7 @@ impl SslBuild {
         SslBuild {
             conf_prefix: conf_prefix.to_path_buf(),
             shared: HashMap::new(),
+            passwords: HashMap::new(),
             next_context: 0,
         }
     }
@@ -412,9 +428,14 @@ impl SslBuild {
             }
         };
         let client_auth = self.client_auth(merged, at)?;
+        let passwords = match &merged.password_file {
+            Some(file) => self.passwords_of(file)?,
+            None => Vec::new(),
+        };
         self.next_context += 1;
         let settings = ServerTlsSettings {
             certificates: pairs,
+            passwords,
             protocols: merged.protocols.unwrap_or_default(),
             ciphers: match &merged.ciphers {
                 Some(c) => c.clone(),
@@ -440,6 +461,36 @@ impl SslBuild {
             handshake_timeout: merged.handshake_timeout.unwrap_or(Duration::from_secs(60)),
             client_auth,
         })))
+    }
+
+    /// The passwords of an `ssl_password_file` directive, one a line (CR
+    /// LF or LF, empty lines skipped); a file without any gives the empty
+    /// password, as nginx's `ngx_ssl_read_password_file`.
+    fn passwords_of(
+        &mut self,
+        (name, at): &(String, Position),
+    ) -> Result<Vec<String>, ConfigError> {
+        let key = at.to_string();
+        if let Some(known) = self.passwords.get(&key) {
+            return Ok(known.clone());
+        }
+        let path = super::full_path(&self.conf_prefix, name);
+        let text = std::fs::read(&path).map_err(|e| {
+            ConfigError::at(
+                format!(
+                    "open() \"{}\" failed ({})",
+                    path.display(),
+                    crate::observe::error_log::os_error(&e)
+                ),
+                at,
+            )
+        })?;
+        let mut list = crate::transport::tls::passwords(&String::from_utf8_lossy(&text));
+        if list.is_empty() {
+            list.push(String::new());
+        }
+        self.passwords.insert(key, list.clone());
+        Ok(list)
     }
 
     /// `ssl_verify_client` and its certificates, as nginx's merge checks

@@ -12,7 +12,7 @@ use rustls::server::{
 use rustls::sign::CertifiedKey;
 use rustls::ServerConnection;
 
-use super::tls::{load_certificates, load_private_key, TlsError};
+use super::tls::{load_certificates, load_private_key_with, TlsError};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// `ssl_protocols`: the versions rustls can speak. rustls implements
@@ -54,6 +54,8 @@ pub enum SessionCache {
 pub struct ServerTlsSettings {
     /// `ssl_certificate` / `ssl_certificate_key` pairs, in order.
     pub certificates: Vec<(PathBuf, PathBuf)>,
+    /// `ssl_password_file`'s passwords, tried in order on an encrypted key.
+    pub passwords: Vec<String>,
     /// `ssl_protocols`.
     pub protocols: Protocols,
     /// `ssl_ciphers`, selected (TLSv1.2 suites in order, TLSv1.3 ones).
@@ -207,9 +209,11 @@ pub fn build(settings: &ServerTlsSettings) -> Result<rustls::ServerConfig, TlsEr
             path: cert.clone(),
             reason: reason(e),
         })?;
-        let der = load_private_key(key).map_err(|e| TlsError::CertificateKey {
-            path: key.clone(),
-            reason: reason(e),
+        let der = load_private_key_with(key, &settings.passwords).map_err(|e| {
+            TlsError::CertificateKey {
+                path: key.clone(),
+                reason: reason(e),
+            }
         })?;
         keys.push(Arc::new(certified_key(&provider, chain, der, key)?));
     }
@@ -500,6 +504,7 @@ mod tests {
         std::fs::write(dir.join("k.pem"), key).unwrap();
         ServerTlsSettings {
             certificates: vec![(dir.join("c.pem"), dir.join("k.pem"))],
+            passwords: Vec::new(),
             protocols: Protocols::default(),
             ciphers: super::super::ciphers::select("HIGH").unwrap(),
             prefer_server_ciphers: false,
