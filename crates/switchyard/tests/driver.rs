@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{free_port, read_response, Balancer};
+use support::{free_port, read_response, wait_until, Balancer};
 
 /// A backend that records the head and body of every request and answers
 /// each with `answer`.
@@ -294,6 +294,51 @@ fn an_upgrade_carries_bytes_sent_right_after_the_head() {
     let mut later = [0u8; 5];
     s.read_exact(&mut later).unwrap();
     assert_eq!(&later, b"later");
+}
+
+#[test]
+fn an_upgraded_request_is_logged_when_its_tunnel_closes_with_the_tunnel_bytes() {
+    let addr = support::upgrade_echo_backend("websocket");
+    let port = free_port();
+    let balancer = Balancer::start_http(
+        &format!(
+            "log_format t \"$status $bytes_sent $body_bytes_sent\";\n\
+             server {{ listen 127.0.0.1:{port}; access_log logs/tunnel.log t;\n\
+               location / {{ proxy_pass http://{addr}; proxy_http_version 1.1;\n\
+                 proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection upgrade; }} }}"
+        ),
+        &[port],
+    );
+    let log = balancer.conf_path().with_file_name("logs/tunnel.log");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    for word in [&b"first"[..], b"second!"] {
+        s.write_all(word).unwrap();
+        while !got.ends_with(word) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    // The 101 is out and the tunnel open: the request is not finished.
+    let open = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(open, "", "logged before the tunnel closed");
+    drop(s);
+    wait_until(Duration::from_secs(10), "the tunnel's log line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let head = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("101 {} 12\n", got.len()),
+        "{head}-byte head, then the tunnel's 12"
+    );
 }
 
 #[test]

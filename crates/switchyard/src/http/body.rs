@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -130,6 +130,37 @@ pub struct LoggedBody {
     exchange: Option<Box<Exchange>>,
     log: Arc<AccessLog>,
     on_error: Option<OnBodyError>,
+    tunnel: Option<TunnelLog>,
+}
+
+/// What a finished 101 hands its tunnel: the exchange and where it is
+/// logged.
+pub type Logged = (Box<Exchange>, Arc<AccessLog>);
+
+/// A 101's access-log line goes to the task that joins the two upgraded
+/// connections: nginx finalizes (and logs) an upgraded request when its
+/// tunnel closes, with the tunnel's bytes in `$bytes_sent` and
+/// `$body_bytes_sent`. Carried in the 101's extensions (hence the shared
+/// slot: extensions must be cloneable).
+#[derive(Clone)]
+pub struct TunnelLog(Arc<Mutex<Option<tokio::sync::oneshot::Sender<Logged>>>>);
+
+impl TunnelLog {
+    /// The 101's side, and the tunnel's, which receives the line's
+    /// exchange once the 101's body is done (nothing if it is not logged).
+    pub fn pair() -> (TunnelLog, tokio::sync::oneshot::Receiver<Logged>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (TunnelLog(Arc::new(Mutex::new(Some(tx)))), rx)
+    }
+
+    /// Hands `logged` to the tunnel; back if the tunnel is gone already.
+    fn hand_over(&self, logged: Logged) -> Option<Logged> {
+        let sender = self.0.lock().ok().and_then(|mut s| s.take());
+        match sender {
+            Some(tx) => tx.send(logged).err(),
+            None => Some(logged),
+        }
+    }
 }
 
 impl LoggedBody {
@@ -145,13 +176,28 @@ impl LoggedBody {
             exchange: Some(exchange),
             log,
             on_error,
+            tunnel: None,
         }
     }
 
+    /// The line is the tunnel's to write, if `tunnel` is set (a 101).
+    pub fn logged_by(mut self, tunnel: Option<TunnelLog>) -> Self {
+        self.tunnel = tunnel;
+        self
+    }
+
     fn finish(&mut self) {
-        if let Some(exchange) = self.exchange.take() {
-            self.log.write(&*exchange);
-        }
+        let Some(exchange) = self.exchange.take() else {
+            return;
+        };
+        let exchange = match &self.tunnel {
+            Some(tunnel) => match tunnel.hand_over((exchange, self.log.clone())) {
+                Some((exchange, _)) => exchange,
+                None => return,
+            },
+            None => exchange,
+        };
+        self.log.write(&*exchange);
     }
 }
 

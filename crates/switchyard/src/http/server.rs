@@ -478,6 +478,10 @@ pub async fn handle(
             if log.reads_sent_headers() {
                 ex.sent_headers = response.headers().clone();
             }
+            let tunnel = response
+                .extensions()
+                .get::<super::body::TunnelLog>()
+                .cloned();
             let (parts, body) = response.into_parts();
             let on_error: Option<super::body::OnBodyError> =
                 Some(Box::new(|ex: &Exchange, e: &super::body::BoxError| {
@@ -498,7 +502,9 @@ pub async fn handle(
                 }));
             Response::from_parts(
                 parts,
-                LoggedBody::new(body, ex, log, on_error).boxed_unsync(),
+                LoggedBody::new(body, ex, log, on_error)
+                    .logged_by(tunnel)
+                    .boxed_unsync(),
             )
         }
         None => response,
@@ -572,7 +578,11 @@ fn finish_headers(response: &mut Response<ResponseBody>, server_tokens: bool, cl
 }
 
 fn estimate_header_bytes(response: &Response<ResponseBody>) -> u64 {
-    let mut n = 17 + 37; // status line and Date
+    let status_line = response
+        .extensions()
+        .get::<super::h1::response::StatusLine>();
+    // The status line, and the Date line the driver adds.
+    let mut n = super::h1::response::status_line_len(response.status(), status_line) + 37;
     for (name, value) in response.headers() {
         n += name.as_str().len() + value.len() + 4;
     }

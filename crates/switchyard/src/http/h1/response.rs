@@ -138,6 +138,24 @@ fn slot(name: &HeaderName) -> Slot {
     }
 }
 
+/// The reason phrase after the code and a space: the upstream's for a
+/// proxied response (`None`, no space either, if it had none), else
+/// nginx's words, or nothing after the space where nginx has none.
+fn reason_of(status: StatusCode, status_line: Option<&StatusLine>) -> Option<&[u8]> {
+    match (status_line, nginx_reason(status.as_u16())) {
+        (Some(line), _) if line.status == status => {
+            (!line.reason.is_empty()).then_some(&line.reason[..])
+        }
+        (_, Some(reason)) => Some(reason.as_bytes()),
+        (_, None) => Some(b""),
+    }
+}
+
+/// The length of the status line [`encode_head`] writes, CR LF included.
+pub fn status_line_len(status: StatusCode, status_line: Option<&StatusLine>) -> usize {
+    "HTTP/1.1 200\r\n".len() + reason_of(status, status_line).map_or(0, |r| 1 + r.len())
+}
+
 /// Appends the head of a response; returns how its body is delimited.
 pub fn encode_head(
     out: &mut Vec<u8>,
@@ -149,25 +167,10 @@ pub fn encode_head(
     request: HeadFor,
 ) -> Framing {
     out.extend_from_slice(b"HTTP/1.1 ");
-    match (status_line, nginx_reason(status.as_u16())) {
-        // A proxied response keeps the upstream's reason phrase.
-        (Some(line), _) if line.status == status => {
-            out.extend_from_slice(status.as_str().as_bytes());
-            if !line.reason.is_empty() {
-                out.push(b' ');
-                out.extend_from_slice(&line.reason);
-            }
-        }
-        (_, Some(reason)) => {
-            out.extend_from_slice(status.as_str().as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(reason.as_bytes());
-        }
-        // nginx has no words for the others: the code and a space.
-        (_, None) => {
-            out.extend_from_slice(status.as_str().as_bytes());
-            out.push(b' ');
-        }
+    out.extend_from_slice(status.as_str().as_bytes());
+    if let Some(reason) = reason_of(status, status_line) {
+        out.push(b' ');
+        out.extend_from_slice(reason);
     }
     out.extend_from_slice(b"\r\n");
     let no_body = status.is_informational()

@@ -601,46 +601,18 @@ fn upgrade(
     let case = head.case;
     let conn_id = ex.conn.id;
     let Downstream {
-        mut connection,
-        guard,
-        ..
+        connection, guard, ..
     } = down;
+    let (tunnel_log, logged) = crate::http::body::TunnelLog::pair();
     // The tunnel's lines go where its request's went.
     tokio::spawn(error_log::scoped(error_log::current(), async move {
         let _guard = guard;
-        use tokio::io::AsyncWriteExt;
-        let Upgraded {
-            stream: mut client_io,
-            read,
-        } = match client_upgrade.wait().await {
-            Ok(c) => c,
-            Err(e) => {
-                error_log::error(Some(conn_id), &format!("upgrade failed ({e})"));
-                return;
-            }
-        };
-        // What the client sent after its request head belongs to the
-        // upstream; what the upstream sent after its 101, to the client.
-        if !read.is_empty() && connection.stream.write_all(&read).await.is_err() {
-            return;
-        }
-        if !connection.buffer.is_empty() {
-            if client_io.write_all(&connection.buffer).await.is_err() {
-                return;
-            }
-            connection.buffer.clear();
-        }
-        let tunnel = tokio::io::copy_bidirectional(&mut client_io, &mut connection.stream);
-        match retirement {
-            Some(retirement) => {
-                tokio::select! {
-                    _ = tunnel => {}
-                    () = retirement.wait() => {}
-                }
-            }
-            None => {
-                let _ = tunnel.await;
-            }
+        let to_client = join_upgraded(client_upgrade, retirement, connection, conn_id).await;
+        // The request is logged as its tunnel closes, with what the
+        // tunnel carried to the client, as nginx finalizes it then.
+        if let Ok((mut ex, log)) = logged.await {
+            ex.body_bytes_sent += to_client;
+            log.write(&*ex);
         }
     }));
     let mut out = Response::new(crate::http::body::empty());
@@ -649,5 +621,104 @@ fn upgrade(
     if !case.is_empty() {
         out.extensions_mut().insert(case);
     }
+    out.extensions_mut().insert(tunnel_log);
     out
+}
+
+/// Joins the client's upgraded connection to the upstream's, byte for
+/// byte, until either side closes (or the configuration retires); the
+/// bytes that went to the client.
+async fn join_upgraded(
+    client_upgrade: ClientUpgrade,
+    retirement: Option<Retirement>,
+    mut connection: crate::upstream::pool::Connection,
+    conn_id: u64,
+) -> u64 {
+    use tokio::io::AsyncWriteExt;
+    let Upgraded {
+        stream: mut client_io,
+        read,
+    } = match client_upgrade.wait().await {
+        Ok(c) => c,
+        Err(e) => {
+            error_log::error(Some(conn_id), &format!("upgrade failed ({e})"));
+            return 0;
+        }
+    };
+    // What the client sent after its request head belongs to the
+    // upstream; what the upstream sent after its 101, to the client.
+    if !read.is_empty() && connection.stream.write_all(&read).await.is_err() {
+        return 0;
+    }
+    let mut to_client = 0;
+    if !connection.buffer.is_empty() {
+        if client_io.write_all(&connection.buffer).await.is_err() {
+            return 0;
+        }
+        to_client = connection.buffer.len() as u64;
+        connection.buffer.clear();
+    }
+    // Counted as written, not from the copy's result: a retirement ends
+    // the copy without one.
+    let mut client_io = Counted {
+        inner: client_io,
+        written: to_client,
+    };
+    let tunnel = tokio::io::copy_bidirectional(&mut client_io, &mut connection.stream);
+    match retirement {
+        Some(retirement) => {
+            tokio::select! {
+                _ = tunnel => {}
+                () = retirement.wait() => {}
+            }
+        }
+        None => {
+            let _ = tunnel.await;
+        }
+    }
+    client_io.written
+}
+
+/// A stream that counts the bytes written to it.
+struct Counted<S> {
+    inner: S,
+    written: u64,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.written += n as u64;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
