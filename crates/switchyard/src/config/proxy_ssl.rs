@@ -189,27 +189,7 @@ impl ProxySslLayer {
             _ => None,
         };
         let passwords = match &self.password_file {
-            Some(w) => {
-                let path = full(w);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError::at(
-                        format!(
-                            "open() \"{}\" failed ({})",
-                            path.display(),
-                            crate::observe::error_log::os_error(&e)
-                        ),
-                        &w.1,
-                    )
-                })?;
-                let list = crate::transport::tls::passwords(&text);
-                if list.is_empty() {
-                    return Err(ConfigError::at(
-                        format!("no passwords in \"{}\"", path.display()),
-                        &w.1,
-                    ));
-                }
-                list
-            }
+            Some(w) => super::ssl::read_password_file(&full(w), &w.1)?,
             None => Vec::new(),
         };
         let settings = ClientTlsSettings {

@@ -224,6 +224,28 @@ impl SslLayer {
     }
 }
 
+/// The passwords of a password file (`ssl_password_file`,
+/// `proxy_ssl_password_file`), one a line (CR LF or LF, empty lines
+/// skipped); a file without any gives the empty password, as nginx's
+/// `ngx_ssl_read_password_file`. `at`: the directive, for the error.
+pub(crate) fn read_password_file(path: &Path, at: &Position) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read(path).map_err(|e| {
+        ConfigError::at(
+            format!(
+                "open() \"{}\" failed ({})",
+                path.display(),
+                crate::observe::error_log::os_error(&e)
+            ),
+            at,
+        )
+    })?;
+    let mut list = crate::transport::tls::passwords(&String::from_utf8_lossy(&text));
+    if list.is_empty() {
+        list.push(String::new());
+    }
+    Ok(list)
+}
+
 /// `ssl_protocols` (and `proxy_ssl_protocols`, which takes the same
 /// values): nginx's bitmask values. rustls speaks TLSv1.2 and TLSv1.3 only:
 /// the older names are accepted, as nginx accepts them, and never
@@ -463,9 +485,7 @@ impl SslBuild {
         })))
     }
 
-    /// The passwords of an `ssl_password_file` directive, one a line (CR
-    /// LF or LF, empty lines skipped); a file without any gives the empty
-    /// password, as nginx's `ngx_ssl_read_password_file`.
+    /// The passwords of an `ssl_password_file` directive, read once.
     fn passwords_of(
         &mut self,
         (name, at): &(String, Position),
@@ -474,21 +494,7 @@ impl SslBuild {
         if let Some(known) = self.passwords.get(&key) {
             return Ok(known.clone());
         }
-        let path = super::full_path(&self.conf_prefix, name);
-        let text = std::fs::read(&path).map_err(|e| {
-            ConfigError::at(
-                format!(
-                    "open() \"{}\" failed ({})",
-                    path.display(),
-                    crate::observe::error_log::os_error(&e)
-                ),
-                at,
-            )
-        })?;
-        let mut list = crate::transport::tls::passwords(&String::from_utf8_lossy(&text));
-        if list.is_empty() {
-            list.push(String::new());
-        }
+        let list = read_password_file(&super::full_path(&self.conf_prefix, name), at)?;
         self.passwords.insert(key, list.clone());
         Ok(list)
     }
