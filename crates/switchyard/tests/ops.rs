@@ -408,6 +408,30 @@ fn status_conf(port: u16, status_port: u16, a: &Echo, b: &Echo) -> String {
     )
 }
 
+/// nginx's `stub_status` in a server block answers the requests no
+/// location of the server matches; its locations keep their own content.
+#[test]
+fn a_server_level_stub_status_answers_what_no_location_matches() {
+    let port = free_port();
+    let balancer = Balancer::start_full(
+        &format!(
+            "events {{}}\nhttp {{\naccess_log off;\n\
+             server {{ listen 127.0.0.1:{port}; stub_status;\n  location = /own {{ return 200 own; }}\n}}\n}}\n"
+        ),
+        &[port],
+        &[],
+    );
+    let unmatched = get(port, "/anything");
+    assert_eq!(unmatched.status, 200);
+    assert!(
+        unmatched.text().starts_with("Active connections: 1 \n"),
+        "{}",
+        unmatched.text()
+    );
+    assert_eq!(get(port, "/own").text(), "own");
+    drop(balancer);
+}
+
 fn metric(text: &str, line_prefix: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(line_prefix))

@@ -145,7 +145,7 @@ fn build_http_inner(
             "include" => {}
             _ => {
                 if !b.ssl_layer.apply(inner)? && !layer.apply(inner, prefix, &b.formats)? {
-                    seen.once(inner)?;
+                    seen.unclaimed(inner, spec)?;
                 }
             }
         }
@@ -260,6 +260,9 @@ impl HttpBuilder<'_> {
         let mut script = Vec::new();
         let mut name_regexes = Vec::new();
         let mut try_files = None;
+        // nginx sets a server-level stub_status on the server's own
+        // location configuration: requests no location matches.
+        let mut handler = Handler::None;
         let mut ssl_layer = SslLayer::default();
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::SERVER)?;
@@ -293,6 +296,7 @@ impl HttpBuilder<'_> {
                     }
                 }
                 "location" => location_blocks.push(inner),
+                "stub_status" => handler = Handler::StubStatus,
                 "return" => script.push(super::rewrite::parse_return(inner)?),
                 "set" => script.push(super::rewrite::parse_set(inner)?),
                 "rewrite" => script.push(super::rewrite::parse_rewrite(inner)?),
@@ -330,7 +334,7 @@ impl HttpBuilder<'_> {
                     if !ssl_layer.apply(inner)?
                         && !layer.apply(inner, self.prefix, &self.formats)?
                     {
-                        seen.once(inner)?;
+                        seen.unclaimed(inner, spec)?;
                     }
                 }
             }
@@ -376,6 +380,16 @@ impl HttpBuilder<'_> {
             .over(&self.ssl_layer)
             .for_http(alpn, settings.client_header_timeout);
         let tls = self.ssl.server(&ssl, false, &d.position)?;
+        let unmatched = Arc::new(LocationConfig {
+            matcher: LocationMatch::Prefix(String::new()),
+            nested: Vec::new(),
+            handler,
+            settings: settings.clone(),
+            script: Vec::new(),
+            alias: None,
+            internal: false,
+            try_files,
+        });
         Ok(ServerConfig {
             listens,
             names,
@@ -388,7 +402,7 @@ impl HttpBuilder<'_> {
             name_regexes,
             script,
             named_locations,
-            try_files,
+            unmatched,
         })
     }
 
@@ -494,7 +508,7 @@ impl HttpBuilder<'_> {
                 _ => {
                     root_seen |= spec.name == "root";
                     if !layer.apply(inner, self.prefix, &self.formats)? {
-                        seen.once(inner)?;
+                        seen.unclaimed(inner, spec)?;
                     }
                 }
             }
@@ -591,7 +605,7 @@ impl HttpBuilder<'_> {
                 "include" => {}
                 _ => {
                     if !layer.apply(inner, self.prefix, &self.formats)? {
-                        seen.once(inner)?;
+                        seen.unclaimed(inner, spec)?;
                     }
                 }
             }

@@ -25,6 +25,8 @@ mod settings;
 mod ssl;
 mod stream;
 mod stream_values;
+#[cfg(test)]
+mod unclaimed_tests;
 pub(crate) mod upstream;
 pub mod values;
 
@@ -345,6 +347,28 @@ impl Seen {
         }
         self.0.push(directive.name.clone());
         Ok(())
+    }
+
+    /// The last word on a directive no builder of its block consumed. An
+    /// accepted (tuning) directive is only checked for duplicates, as
+    /// nginx checks it; a not-yet-supported one was recorded by [`check`].
+    /// A supported directive that reaches here is a gap in switchyard (the
+    /// directive works elsewhere, not in this block), so it is recorded as
+    /// not supported yet instead of being silently ignored.
+    pub(crate) fn unclaimed(
+        &mut self,
+        directive: &Directive,
+        spec: &Spec,
+    ) -> Result<(), ConfigError> {
+        if spec.support == Support::Yes {
+            let mut e = ConfigError::at(
+                format!("\"{}\" is not supported yet in this block", directive.name),
+                &directive.position,
+            );
+            e.unsupported = Some(directive.name.clone());
+            record_unsupported(e);
+        }
+        self.once(directive)
     }
 }
 

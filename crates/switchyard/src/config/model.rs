@@ -688,8 +688,10 @@ pub struct ServerConfig {
     pub script: Vec<Op>,
     /// `location @name` blocks: reached only by internal redirects.
     pub named_locations: Vec<Arc<LocationConfig>>,
-    /// The server's own `try_files`: for requests no location matches.
-    pub try_files: Option<Arc<TryFiles>>,
+    /// What serves a request no location matches: the server's own
+    /// settings, `try_files` and `stub_status` (nginx's server-level
+    /// location configuration), built once.
+    pub unmatched: Arc<LocationConfig>,
     /// Its TLS context (`ssl_certificate` set here or inherited): what a
     /// handshake on a `listen ... ssl` address uses when SNI (or the
     /// address's default) picks this server.

@@ -321,7 +321,7 @@ fn build_stream_inner(
             _ => {
                 if !layer.apply(inner, prefix, &formats, &zones)? {
                     // Accepted tuning directives (hash sizes): once each.
-                    seen.once(inner)?;
+                    seen.unclaimed(inner, spec)?;
                 }
             }
         }

@@ -487,19 +487,9 @@ async fn find_and_serve(
 /// The location `ex.uri` selects, its regex captures kept; without one,
 /// the server's own configuration (its `try_files` included).
 fn find_location(server: &Arc<ServerConfig>, ex: &mut Exchange) -> Arc<LocationConfig> {
-    let found = select_location(&server.locations, &ex.uri).cloned();
-    let found = found.unwrap_or_else(|| {
-        Arc::new(LocationConfig {
-            matcher: LocationMatch::Prefix(String::new()),
-            nested: Vec::new(),
-            handler: Handler::None,
-            settings: server.settings.clone(),
-            script: Vec::new(),
-            alias: None,
-            internal: false,
-            try_files: server.try_files.clone(),
-        })
-    });
+    let found = select_location(&server.locations, &ex.uri)
+        .unwrap_or(&server.unmatched)
+        .clone();
     if let LocationMatch::Regex(re) = &found.matcher {
         let uri = ex.uri.clone();
         rewrite::capture(ex, re, &uri);
