@@ -88,6 +88,9 @@ pub enum Var {
     ConnectionTime,
     /// `$pid`.
     Pid,
+    /// `$connections_active`, `_reading`, `_writing`, `_waiting`: the
+    /// stub_status numbers.
+    Connections(ConnectionState),
     /// `$nginx_version` (our version).
     NginxVersion,
     /// `$content_length`.
@@ -174,6 +177,19 @@ pub enum Var {
     /// `$ssl_protocol`, `$ssl_cipher`, ...: what a terminated TLS
     /// handshake negotiated (stream `listen ... ssl`).
     Ssl(crate::transport::tls_server::SslVar),
+}
+
+/// Which of stub_status's connection counts a `$connections_*` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Open connections.
+    Active,
+    /// Reading a request head.
+    Reading,
+    /// Serving a request.
+    Writing,
+    /// Idle between requests.
+    Waiting,
 }
 
 /// What a user variable is before the request gives it a value, as the
@@ -291,6 +307,10 @@ impl Var {
             "connection_requests" => Var::ConnectionRequests,
             "connection_time" => Var::ConnectionTime,
             "pid" => Var::Pid,
+            "connections_active" => Var::Connections(ConnectionState::Active),
+            "connections_reading" => Var::Connections(ConnectionState::Reading),
+            "connections_writing" => Var::Connections(ConnectionState::Writing),
+            "connections_waiting" => Var::Connections(ConnectionState::Waiting),
             "nginx_version" => Var::NginxVersion,
             "content_length" => Var::ContentLength,
             "content_type" => Var::ContentType,

@@ -432,6 +432,55 @@ fn a_server_level_stub_status_answers_what_no_location_matches() {
     drop(balancer);
 }
 
+/// stub_status's Reading counts a connection whose head is half here, and
+/// a client that goes while its slow (limit_rate) response is written is
+/// noticed and let go at once, as nginx's ngx_http_test_reading does,
+/// instead of being written to for the rest of the body.
+#[test]
+fn stub_status_counts_reading_and_lets_a_gone_client_go() {
+    let port = free_port();
+    let balancer = Balancer::start_full(
+        &format!(
+            "error_log logs/error.log info;\nevents {{}}\nhttp {{\naccess_log off;\n\
+             server {{ listen 127.0.0.1:{port};\n  location = /stub {{ stub_status; }}\n  \
+             location /slow {{ limit_rate 10; return 200 \"{}\"; }}\n}}\n}}\n",
+            "x".repeat(200)
+        ),
+        &[port],
+        &[],
+    );
+    let states = || get(port, "/stub").text();
+    let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    half.write_all(b"GET /stub HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    support::wait_until(Duration::from_secs(5), "the half head counted", || {
+        states().ends_with("Reading: 1 Writing: 1 Waiting: 0 \n")
+    });
+    drop(half);
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /slow HTTP/1.0\r\n\r\n").unwrap();
+    support::wait_until(Duration::from_secs(5), "the slow response writing", || {
+        states().ends_with("Reading: 0 Writing: 2 Waiting: 0 \n")
+    });
+    drop(slow);
+    // Twenty seconds of body were left to write; the close ends it now.
+    support::wait_until(Duration::from_secs(5), "the gone client let go", || {
+        states().starts_with("Active connections: 1 \n")
+    });
+    support::wait_until(Duration::from_secs(5), "the close logged", || {
+        balancer.error_log_text().contains("[info] ")
+            && balancer
+                .error_log_text()
+                .contains("client prematurely closed connection while sending response to client")
+    });
+    let posted = support::raw(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        b"POST /stub HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(posted.status, 405);
+}
+
 fn metric(text: &str, line_prefix: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(line_prefix))

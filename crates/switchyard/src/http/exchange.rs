@@ -13,7 +13,7 @@ use http::HeaderMap;
 use crate::config::model::{LocationConfig, MapConfig};
 
 use crate::observe::time::Civil;
-use crate::vars::{Var, VarSource};
+use crate::vars::{ConnectionState, Var, VarSource};
 
 /// Facts about one client connection.
 #[derive(Debug)]
@@ -850,6 +850,18 @@ impl VarSource for Exchange {
                     .to_string(),
             ),
             Var::Pid => owned(std::process::id().to_string()),
+            Var::Connections(state) => {
+                let states = crate::observe::metrics::global().states();
+                owned(
+                    match state {
+                        ConnectionState::Active => states.active,
+                        ConnectionState::Reading => states.reading,
+                        ConnectionState::Writing => states.writing,
+                        ConnectionState::Waiting => states.waiting,
+                    }
+                    .to_string(),
+                )
+            }
             Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
             Var::ContentLength => Self::header(&self.headers, "content_length").map(Cow::Owned),
             Var::ContentType => Self::header(&self.headers, "content_type").map(Cow::Owned),

@@ -57,12 +57,18 @@ pub fn peer_states(generation: &Generation) -> Vec<PeerState> {
     out
 }
 
-fn with_type(body: String, content_type: &'static str) -> Response<ResponseBody> {
+fn typed(body: String, content_type: &'static str) -> Response<ResponseBody> {
     let mut r = Response::new(full(body));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(content_type),
     );
+    r
+}
+
+/// Our own pages change with every look: not to be cached.
+fn with_type(body: String, content_type: &'static str) -> Response<ResponseBody> {
+    let mut r = typed(body, content_type);
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache"),
@@ -70,9 +76,9 @@ fn with_type(body: String, content_type: &'static str) -> Response<ResponseBody>
     r
 }
 
-/// `stub_status`.
+/// `stub_status`: nginx's text with nginx's headers (no Cache-Control).
 pub fn stub_status() -> Response<ResponseBody> {
-    with_type(metrics::global().stub_status(), "text/plain")
+    typed(metrics::global().stub_status(), "text/plain")
 }
 
 /// `metrics`.

@@ -77,10 +77,49 @@ pub struct Metrics {
     pub requests: AtomicU64,
     /// Connections open now.
     pub active: AtomicI64,
-    /// Requests being served now.
+    /// Requests being served now (nginx's Writing): from the end of the
+    /// head until the response is written.
     pub in_flight: AtomicI64,
+    /// Connections in the middle of a request head (nginx's Reading): bytes
+    /// of it have arrived, not yet all of it. A head that arrives whole is
+    /// parsed before anything could see it, so it is never counted.
+    pub reading: AtomicI64,
     peers: Mutex<BTreeMap<(String, String), Arc<PeerMetrics>>>,
     listeners: Mutex<BTreeMap<PeerAddr, Arc<ListenerMetrics>>>,
+}
+
+/// How many client connections are in each of nginx's states (stub_status
+/// and the `$connections_*` variables): waiting is what is neither reading
+/// nor writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionStates {
+    /// Open connections.
+    pub active: i64,
+    /// Reading a request head.
+    pub reading: i64,
+    /// Serving a request.
+    pub writing: i64,
+    /// Idle between requests.
+    pub waiting: i64,
+}
+
+/// A connection counted in one state (Reading or Writing) while this lives:
+/// the count goes down on every way out, a `?` or a dropped task included.
+#[must_use = "the state is counted only while this lives"]
+pub struct InState(&'static AtomicI64);
+
+impl InState {
+    /// Counts one more in `state` (a counter of [`global`]).
+    pub fn enter(state: &'static AtomicI64) -> InState {
+        state.fetch_add(1, Ordering::Relaxed);
+        InState(state)
+    }
+}
+
+impl Drop for InState {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The process's metrics.
@@ -114,16 +153,34 @@ impl Metrics {
         listeners.entry(addr.clone()).or_default().clone()
     }
 
+    /// The connection states stub_status reports, read once.
+    pub fn states(&self) -> ConnectionStates {
+        let active = self.active.load(Ordering::Relaxed).max(0);
+        let reading = self.reading.load(Ordering::Relaxed).clamp(0, active);
+        let writing = self
+            .in_flight
+            .load(Ordering::Relaxed)
+            .clamp(0, active - reading);
+        ConnectionStates {
+            active,
+            reading,
+            writing,
+            waiting: active - reading - writing,
+        }
+    }
+
     /// nginx's `stub_status` text.
     pub fn stub_status(&self) -> String {
-        let active = self.active.load(Ordering::Relaxed).max(0);
-        let writing = self.in_flight.load(Ordering::Relaxed).clamp(0, active);
+        let s = self.states();
         format!(
-            "Active connections: {active} \nserver accepts handled requests\n {} {} {} \nReading: 0 Writing: {writing} Waiting: {} \n",
+            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
+            s.active,
             self.accepted.load(Ordering::Relaxed),
             self.handled.load(Ordering::Relaxed),
             self.requests.load(Ordering::Relaxed),
-            active - writing
+            s.reading,
+            s.writing,
+            s.waiting,
         )
     }
 
@@ -358,6 +415,20 @@ mod tests {
             m.stub_status(),
             "Active connections: 2 \nserver accepts handled requests\n 3 3 7 \nReading: 0 Writing: 1 Waiting: 1 \n"
         );
+        m.active.store(4, Ordering::Relaxed);
+        m.reading.store(1, Ordering::Relaxed);
+        assert_eq!(
+            m.states(),
+            ConnectionStates {
+                active: 4,
+                reading: 1,
+                writing: 1,
+                waiting: 2
+            }
+        );
+        assert!(m
+            .stub_status()
+            .ends_with("Reading: 1 Writing: 1 Waiting: 2 \n"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
 use crate::http::linger;
 use crate::http::server::Shared;
+use crate::observe::metrics::InState;
 use crate::observe::metrics::ListenerMetrics;
 use crate::transport::client::ClientStream;
 
@@ -299,6 +300,8 @@ async fn wait_for_head<S: ClientStream>(
     epoch: &mut watch::Receiver<u64>,
 ) -> Wait {
     let mut head_started = (!buffer.is_empty()).then(Instant::now);
+    // stub_status's Reading, from the wait for a head's rest until this returns.
+    let mut reading = None;
     // HTTP/2 with prior knowledge: nginx looks for the preface in a new
     // connection's first bytes when the address takes HTTP/2 (http/h2).
     // Over TLS, ALPN decides (the acceptor hands `h2` connections over);
@@ -333,6 +336,10 @@ async fn wait_for_head<S: ClientStream>(
             _ => waiting.deadline(cx),
         };
         let idle = buffer.is_empty();
+        if !idle && reading.is_none() {
+            // Part of a head is here and the rest is awaited.
+            reading = Some(InState::enter(&crate::observe::metrics::global().reading));
+        }
         // One timer: the deadline, or earlier, the moment to park.
         let parks =
             idle && cx.park && stream.plain_socket().is_some() && waiting.park_at < deadline;
@@ -549,14 +556,14 @@ async fn serve_one<S: ClientStream>(
     let metrics = crate::observe::metrics::global();
     metrics.requests.fetch_add(1, Ordering::Relaxed);
     cx.listener.requests.fetch_add(1, Ordering::Relaxed);
-    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    // Writing until the response is written and any unread body dropped.
+    let _writing = InState::enter(&metrics.in_flight);
     let handler = Box::pin(crate::http::server::handle(
         Request::from_parts(parts, body),
         cx.conn.clone(),
         &cx.generation,
     ));
     let mut response = drive(stream, buffer, intake.as_mut(), handler).await;
-    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     // A `100 Continue` never sent because the body was never read goes
     // before the response, as nginx's discarding of the body sends it;
     // not before a 413, for which nginx refuses the body unread.

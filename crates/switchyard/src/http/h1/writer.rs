@@ -10,7 +10,6 @@ use std::task::Poll;
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body::Body;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::ConnectionContext;
 use super::intake::Intake;
@@ -19,6 +18,7 @@ use super::HeaderCase;
 use crate::http::body::{poll_wait, ResponseBody};
 use crate::http::outbox::Outbox;
 use crate::observe::error_log;
+use crate::transport::client::ClientStream;
 
 /// nginx's error-log words when `send_timeout` runs out.
 pub const SEND_TIMED_OUT: &str =
@@ -27,7 +27,7 @@ pub const SEND_TIMED_OUT: &str =
 /// Writes the response, after `interim` (an interim response still due);
 /// whether it went out complete (the connection can carry another
 /// request).
-pub async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn write_response<S: ClientStream>(
     stream: &mut S,
     buffer: &mut BytesMut,
     mut intake: Option<&mut Intake>,
@@ -80,6 +80,10 @@ pub async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
             return false;
         }
     }
+    // While the body keeps it waiting, a client that closes is noticed (a
+    // request body still to come is read instead).
+    let mut watching =
+        stream.plain_socket().is_some() && intake.as_deref().is_none_or(Intake::is_done);
     let mut feed = |stream: &mut S, buffer: &mut BytesMut, c: &mut std::task::Context<'_>| {
         intake
             .as_deref_mut()
@@ -116,13 +120,53 @@ pub async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
             Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
             Poll::Ready(frame) => writer.take(frame),
             Poll::Pending => {
-                if !feed(stream, buffer, c) {
-                    return Poll::Pending;
+                if feed(stream, buffer, c) {
+                    continue;
                 }
+                if client_closed(stream, &mut watching, c) {
+                    error_log::log(
+                        crate::observe::ErrorLevel::Info,
+                        Some(cx.conn.id),
+                        CLIENT_CLOSED,
+                    );
+                    return Poll::Ready(false);
+                }
+                return Poll::Pending;
             }
         }
     })
     .await
+}
+
+/// nginx's error-log words when the client goes while its response waits.
+const CLIENT_CLOSED: &str = "client prematurely closed connection while sending response to client";
+
+/// Whether the client has gone while its response waits for more body (a
+/// slow upstream, `limit_rate`), as nginx's ngx_http_test_reading notices:
+/// the connection was reset (a client that closes with bytes of the
+/// response unread resets it). A half-close (the end of what the client
+/// sends, read as 0) is not taken for an abort, as nginx takes it: HTTP
+/// allows it and the client may still be reading (tests/hostile.rs,
+/// half_closed_client_still_gets_its_response). Either, or bytes there
+/// (a pipelined request), end the watch.
+fn client_closed<S: ClientStream>(
+    stream: &S,
+    watching: &mut bool,
+    c: &mut std::task::Context<'_>,
+) -> bool {
+    let Some(socket) = stream.plain_socket().filter(|_| *watching) else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    let mut peeked = tokio::io::ReadBuf::new(&mut byte);
+    match socket.poll_peek(c, &mut peeked) {
+        Poll::Ready(Err(_)) => true,
+        Poll::Ready(Ok(_)) => {
+            *watching = false;
+            false
+        }
+        Poll::Pending => false,
+    }
 }
 
 /// The response's bytes on their way out.

@@ -45,6 +45,7 @@ use super::rewind::Rewind;
 use crate::http::exchange::ConnInfo;
 use crate::http::generation::Generation;
 use crate::http::server::ConnState;
+use crate::observe::metrics::InState;
 use crate::observe::{error_log, ErrorLevel};
 
 /// The largest flow-control window HTTP/2 allows: nginx opens the
@@ -427,7 +428,7 @@ async fn stream_task(
     let metrics = crate::observe::metrics::global();
     metrics.requests.fetch_add(1, Ordering::Relaxed);
     counters.listener.requests.fetch_add(1, Ordering::Relaxed);
-    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _writing = InState::enter(&metrics.in_flight);
     let handler: Pin<Box<dyn Future<Output = _> + Send>> =
         Box::pin(crate::http::server::handle(request, conn, &generation));
     let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
@@ -435,7 +436,6 @@ async fn stream_task(
         response = handler => Some(response),
         _ = reset => None,
     };
-    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let sent = match response {
         Some(response) => response::send(respond, response, sending).await,
         None => false,
