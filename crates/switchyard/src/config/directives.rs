@@ -233,6 +233,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("keepalive_timeout", ANY.or(UPS), T12, false, Yes),
     d("keepalive_requests", ANY.or(UPS), T1, false, Yes),
     d("keepalive_time", ANY.or(UPS), T1, false, Yes),
+    d("keepalive_disable", ANY, T12, false, Yes),
     d("send_timeout", ANY, T1, false, Yes),
     d("lingering_close", ANY, T1, false, Yes),
     d("lingering_time", ANY, T1, false, Yes),

@@ -1253,12 +1253,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "keepalive_disable",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1, 2]),
-        false,
-    ),
-    k(
         "keepalive_min_timeout",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         take(&[1]),

@@ -949,6 +949,29 @@ impl Cidr {
     }
 }
 
+/// `keepalive_disable`: the browsers whose requests close the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepaliveDisable {
+    /// `none` was named (it disables nothing; kept for nginx's warning on
+    /// a repeat).
+    pub none: bool,
+    /// `msie6`: MSIE 4 to 6 (not 6 with SV1), for POST requests only.
+    pub msie6: bool,
+    /// `safari`: Safari on macOS.
+    pub safari: bool,
+}
+
+impl Default for KeepaliveDisable {
+    /// nginx's default, `msie6`.
+    fn default() -> Self {
+        KeepaliveDisable {
+            none: false,
+            msie6: true,
+            safari: false,
+        }
+    }
+}
+
 /// What produces a response.
 #[derive(Debug, Clone)]
 pub enum Handler {
@@ -1066,6 +1089,8 @@ pub struct Settings {
     pub keepalive_requests: u64,
     /// `keepalive_time` (default 1h).
     pub keepalive_time: Duration,
+    /// `keepalive_disable` (default msie6).
+    pub keepalive_disable: KeepaliveDisable,
     /// `send_timeout` (default 60s).
     pub send_timeout: Duration,
     /// `lingering_close`, `lingering_time` and `lingering_timeout`.
@@ -1251,7 +1276,7 @@ pub enum IfModifiedSince {
 }
 
 /// `expires`: what `Expires` / `Cache-Control` the headers filter sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Expires {
     /// `off`: nothing.
     Off,
@@ -1266,6 +1291,72 @@ pub enum Expires {
         /// Counted from the response's Last-Modified when it has one.
         modified: bool,
     },
+    /// `@TIME`: the next time the local clock shows this time of day.
+    Daily {
+        /// Seconds after midnight, at most a day.
+        at: i64,
+    },
+    /// A value with variables, read as the static forms are for each
+    /// response; a value that does not read gives no headers.
+    Variable {
+        /// The value.
+        value: Arc<crate::vars::Template>,
+        /// `modified` was given.
+        modified: bool,
+    },
+}
+
+/// Why an `expires` value does not read, in nginx's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExpiresError {
+    /// Not a time.
+    #[error("invalid value")]
+    Invalid,
+    /// `@TIME` after `modified`.
+    #[error("daily time cannot be used with \"modified\" parameter")]
+    DailyModified,
+    /// `@TIME` past a day.
+    #[error("daily time value must be less than 24 hours")]
+    DailyTooLong,
+}
+
+impl Expires {
+    /// Reads a value of `expires` (after `modified` when `modified`), as
+    /// ngx_http_parse_expires: `epoch`, `max`, `off` (not after
+    /// `modified`), `@TIME`, or a time with an optional sign.
+    pub fn parse(text: &str, modified: bool) -> Result<Expires, ExpiresError> {
+        if !modified {
+            match text {
+                "epoch" => return Ok(Expires::Epoch),
+                "max" => return Ok(Expires::Max),
+                "off" => return Ok(Expires::Off),
+                _ => {}
+            }
+        }
+        let (daily, minus, time) = if let Some(rest) = text.strip_prefix('@') {
+            if modified {
+                return Err(ExpiresError::DailyModified);
+            }
+            (true, false, rest)
+        } else if let Some(rest) = text.strip_prefix('-') {
+            (false, true, rest)
+        } else {
+            (false, false, text.strip_prefix('+').unwrap_or(text))
+        };
+        let seconds = crate::config::values::parse_time(time)
+            .ok_or(ExpiresError::Invalid)?
+            .as_secs() as i64;
+        if daily {
+            if seconds > 24 * 60 * 60 {
+                return Err(ExpiresError::DailyTooLong);
+            }
+            return Ok(Expires::Daily { at: seconds });
+        }
+        Ok(Expires::After {
+            seconds: if minus { -seconds } else { seconds },
+            modified,
+        })
+    }
 }
 
 /// `auth_basic`, `auth_basic_user_file`, `auth_request`,

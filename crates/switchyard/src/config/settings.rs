@@ -39,6 +39,7 @@ pub(crate) struct Layer {
     keepalive_timeout: Option<Duration>,
     keepalive_requests: Option<u64>,
     keepalive_time: Option<Duration>,
+    keepalive_disable: Option<super::model::KeepaliveDisable>,
     send_timeout: Option<Duration>,
     lingering_close: Option<super::model::LingeringClose>,
     lingering_time: Option<Duration>,
@@ -414,6 +415,10 @@ impl Layer {
             "keepalive_timeout" => set(&mut self.keepalive_timeout, d, time(d)?)?,
             "keepalive_requests" => set(&mut self.keepalive_requests, d, super::number_arg(d)?)?,
             "keepalive_time" => set(&mut self.keepalive_time, d, time(d)?)?,
+            // A bitmask, as in nginx: a second line adds to the first.
+            "keepalive_disable" => {
+                self.keepalive_disable = Some(keepalive_disable(d, self.keepalive_disable)?)
+            }
             "send_timeout" => set(&mut self.send_timeout, d, time(d)?)?,
             "lingering_close" => set(&mut self.lingering_close, d, lingering_close(d)?)?,
             "lingering_time" => set(&mut self.lingering_time, d, time(d)?)?,
@@ -760,6 +765,7 @@ impl Layer {
             keepalive_timeout,
             keepalive_requests,
             keepalive_time,
+            keepalive_disable,
             send_timeout,
             lingering_close,
             lingering_time,
@@ -863,6 +869,7 @@ impl Layer {
             keepalive_timeout: self.keepalive_timeout.unwrap_or(Duration::from_secs(75)),
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             keepalive_time: self.keepalive_time.unwrap_or(Duration::from_secs(3600)),
+            keepalive_disable: self.keepalive_disable.unwrap_or_default(),
             send_timeout: self.send_timeout.unwrap_or(minute),
             lingering: {
                 let default = super::model::Lingering::default();
@@ -906,7 +913,7 @@ impl Layer {
                 .unwrap_or_else(|| full_path(prefix, "html")),
             log_not_found: self.log_not_found.unwrap_or(true),
             merge_slashes: self.merge_slashes.unwrap_or(true),
-            expires: self.expires.unwrap_or(super::model::Expires::Off),
+            expires: self.expires.clone().unwrap_or(super::model::Expires::Off),
             if_modified_since: self
                 .if_modified_since
                 .unwrap_or(super::model::IfModifiedSince::Exact),
@@ -947,40 +954,30 @@ impl Layer {
     }
 }
 
-/// `expires [modified] TIME | epoch | max | off`, as ngx_http_parse_expires.
+/// `expires [modified] TIME | epoch | max | off`, as ngx_http_headers_expires:
+/// a value with variables is read for each response; nginx's words for a
+/// value that does not read (`"expires" directive invalid value`).
 fn parse_expires(d: &Directive) -> Result<super::model::Expires, ConfigError> {
-    use super::model::Expires;
-    let invalid = |text: &str| ConfigError::at(format!("invalid value \"{text}\""), &d.position);
+    use super::model::{Expires, ExpiresError};
+    let refuse =
+        |e: ExpiresError| ConfigError::at(format!("\"expires\" directive {e}"), &d.position);
     let (modified, text) = match (d.args.len(), arg0(d)) {
         (2, "modified") => (true, d.args[1].value.as_str()),
-        (2, _) => return Err(invalid(&d.args[0].value)),
+        (2, _) => return Err(refuse(ExpiresError::Invalid)),
         (_, text) => (false, text),
     };
-    if !modified {
-        match text {
-            "epoch" => return Ok(Expires::Epoch),
-            "max" => return Ok(Expires::Max),
-            "off" => return Ok(Expires::Off),
-            _ => {}
-        }
+    let value = compile(d, text)?;
+    let variable = value
+        .segments()
+        .iter()
+        .any(|s| matches!(s, crate::vars::Segment::Var(_)));
+    if variable {
+        return Ok(Expires::Variable {
+            value: Arc::new(value),
+            modified,
+        });
     }
-    if text.contains('$') || text.starts_with('@') {
-        return Err(ConfigError::at(
-            format!("\"expires\" value \"{text}\" is not supported yet"),
-            &d.position,
-        ));
-    }
-    let (minus, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let seconds = values::parse_time(digits)
-        .ok_or_else(|| invalid(text))?
-        .as_secs() as i64;
-    Ok(Expires::After {
-        seconds: if minus { -seconds } else { seconds },
-        modified,
-    })
+    Expires::parse(text, modified).map_err(refuse)
 }
 
 /// `lingering_close off | on | always`, matched without regard to case
@@ -1096,6 +1093,43 @@ fn parse_error_page(d: &Directive) -> Result<ErrorPage, ConfigError> {
         response,
         uri,
     })
+}
+
+/// `keepalive_disable none | BROWSER ...` (over what an earlier line of
+/// the block named), as nginx's bitmask slot reads it: names in any case,
+/// one already named warned about, `none` a value of its own (it disables
+/// nothing, and nothing else is disabled unless named with it).
+fn keepalive_disable(
+    d: &Directive,
+    earlier: Option<super::model::KeepaliveDisable>,
+) -> Result<super::model::KeepaliveDisable, ConfigError> {
+    let mut out = earlier.unwrap_or(super::model::KeepaliveDisable {
+        none: false,
+        msie6: false,
+        safari: false,
+    });
+    for arg in &d.args {
+        let value = arg.value.as_str();
+        let slot = match value.to_ascii_lowercase().as_str() {
+            "none" => &mut out.none,
+            "msie6" => &mut out.msie6,
+            "safari" => &mut out.safari,
+            _ => {
+                return Err(ConfigError::at(
+                    format!("invalid value \"{value}\""),
+                    &d.position,
+                ))
+            }
+        };
+        if *slot {
+            crate::observe::error_log::stderr_line(
+                crate::observe::ErrorLevel::Warn,
+                &format!("duplicate value \"{value}\" in {}", d.position),
+            );
+        }
+        *slot = true;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::http::h1::body::RequestBody;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 
 use crate::config::model::{
     Handler, LocationConfig, LocationMatch, PassTarget, ProxyPass, ServerConfig, Settings,
@@ -241,7 +241,7 @@ async fn run(
                     .headers_mut()
                     .append(header::WWW_AUTHENTICATE, value);
             }
-            super::expires::apply(&settings.expires, &mut response);
+            super::expires::apply(&settings.expires, &*ex, &mut response);
             // nginx's header filter sends Last-Modified only with 200, 206
             // and 304 (a file served as a 404 page has none); an add_header
             // Last-Modified, applied next, is its own and stays.
@@ -277,7 +277,7 @@ async fn run(
             for value in std::mem::take(&mut ex.www_authenticate) {
                 r.headers_mut().append(header::WWW_AUTHENTICATE, value);
             }
-            super::expires::apply(&settings.expires, &mut r);
+            super::expires::apply(&settings.expires, &*ex, &mut r);
             headers::add(&settings.add_headers, ex, &mut r);
             return (Reply::Response(r), settings);
         }
@@ -643,6 +643,10 @@ async fn serve(
                 }
             }
             Content::Response(response, source)
+        }
+        // nginx's stub_status answers GET and HEAD only.
+        Handler::StubStatus if !matches!(ex.method, Method::GET | Method::HEAD) => {
+            Content::Status(405)
         }
         Handler::StubStatus => Content::Response(super::status::stub_status(), Source::Direct),
         Handler::Metrics => {

@@ -19,6 +19,7 @@ pub mod gzip;
 pub mod h1;
 pub mod h2;
 pub mod headers;
+pub mod keepalive;
 pub mod limit_conn;
 pub mod limit_rate;
 pub mod limit_req;

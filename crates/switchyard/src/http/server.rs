@@ -397,7 +397,8 @@ pub async fn handle(
         || plain_on_ssl
         // nginx ends the connection after a certificate refusal.
         || matches!(ssl_refusal, Some((495 | 496, _)))
-        || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests;
+        || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests
+        || super::keepalive::disabled(&settings.keepalive_disable, &ex.method, &ex.headers);
 
     let mut response = if !normalized && rejected.is_none() {
         respond::error(400, settings.server_tokens)
