@@ -82,6 +82,93 @@ fn expires_sets_expires_and_cache_control() {
     assert_eq!(r.header("cache-control"), Some("no-cache"));
 }
 
+/// `expires @TIME` sets the next such time of day, at most a day ahead;
+/// a value with variables is read per response, and one that does not
+/// read sets nothing.
+#[test]
+fn expires_daily_and_with_variables() {
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            location /daily {{ expires @15h30m33s; return 200 \"x\\n\"; }}
+            location /var {{ expires $arg_e; return 200 \"x\\n\"; }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    let r = get(port, "/daily");
+    let max_age: i64 = r
+        .header("cache-control")
+        .and_then(|v| v.strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{:?}", r.raw_headers));
+    assert!((1..=86400).contains(&max_age), "{max_age}");
+    assert!(r.header("expires").is_some_and(|e| e.ends_with(" GMT")));
+    assert_eq!(
+        get(port, "/var?e=2h").header("cache-control"),
+        Some("max-age=7200")
+    );
+    assert_eq!(
+        get(port, "/var?e=epoch").header("cache-control"),
+        Some("no-cache")
+    );
+    let r = get(port, "/var?e=nonsense");
+    assert!(r.header("expires").is_none() && r.header("cache-control").is_none());
+    let r = get(port, "/var?e=off");
+    assert!(r.header("expires").is_none());
+}
+
+/// The answering location's keep-alive settings: `keepalive_timeout`'s
+/// header value (`Keep-Alive: timeout=N`, inherited apart from the
+/// timeout), `keepalive_timeout 0`, and `keepalive_disable` (by default,
+/// a POST from MSIE 6 or older closes).
+#[test]
+fn keep_alive_is_the_answering_locations() {
+    use std::io::{BufReader, Write};
+    let port = free_port();
+    let conf = format!(
+        "server {{
+            listen 127.0.0.1:{port};
+            keepalive_timeout 10s 9;
+            location / {{ return 200 \"x\\n\"; }}
+            location /long {{ keepalive_timeout 30s; return 200 \"x\\n\"; }}
+            location /zero {{ keepalive_timeout 0; return 200 \"x\\n\"; }}
+            location /safari {{ keepalive_disable safari; return 200 \"x\\n\"; }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port]);
+    let ask = |path: &str, method: &str, agent: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let r = support::read_response(&mut BufReader::new(s)).unwrap();
+        (
+            r.header("connection").map(str::to_string),
+            r.header("keep-alive").map(str::to_string),
+        )
+    };
+    let kept = (
+        Some("keep-alive".to_string()),
+        Some("timeout=9".to_string()),
+    );
+    let closed = (Some("close".to_string()), None);
+    assert_eq!(ask("/", "GET", "curl"), kept);
+    assert_eq!(ask("/long", "GET", "curl"), kept);
+    assert_eq!(ask("/zero", "GET", "curl"), closed);
+    assert_eq!(
+        ask("/", "POST", "Mozilla/4.0 (compatible; MSIE 5.0)"),
+        closed
+    );
+    assert_eq!(ask("/", "GET", "Mozilla/4.0 (compatible; MSIE 5.0)"), kept);
+    assert_eq!(ask("/", "GET", "Mac OS X Safari/7534.48.3"), kept);
+    assert_eq!(ask("/safari", "GET", "Mac OS X Safari/7534.48.3"), closed);
+}
+
 #[test]
 fn not_modified_filter_and_if_modified_since_modes() {
     let port = free_port();

@@ -170,6 +170,8 @@ pub static NOTES: &[Note] = &[
     note("limit_conn_status", "400..599, default 503"),
     note("limit_rate", "nginx's write-filter pacing; variables; `set $limit_rate`; `X-Accel-Limit-Rate` not yet"),
     note("limit_rate_after", "variables"),
+    note("keepalive_timeout", "`TIMEOUT [HEADER]`: the answering location's timeout is the idle wait after its response (0: the response closes); HEADER sends `Keep-Alive: timeout=N`, inherited apart from the timeout as nginx merges it"),
+    note("keepalive_time", "checked against the connection's age at each request, by the answering location's value (HTTP/1 and HTTP/2)"),
     note("keepalive_disable", "`none`, `msie6` (the default: POSTs from MSIE 4-6), `safari`, by the User-Agent as nginx reads it"),
     note("keepalive", "`N` idle connections per worker thread, as nginx keeps them per worker process; TLS connections are kept under their peer, TLS context and name; a pooled connection the peer closed is retried on a new one, never answered 502"),
     note("zone", "peer state is already shared by all worker threads"),

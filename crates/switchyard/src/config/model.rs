@@ -1085,6 +1085,9 @@ pub struct Settings {
     pub large_client_header_buffers: (u64, u64),
     /// `keepalive_timeout` (default 75s; 0 disables keep-alive).
     pub keepalive_timeout: Duration,
+    /// `keepalive_timeout`'s second value: the seconds a
+    /// `Keep-Alive: timeout=N` line says (none by default, or for 0).
+    pub keepalive_header: Option<u64>,
     /// `keepalive_requests` (default 1000).
     pub keepalive_requests: u64,
     /// `keepalive_time` (default 1h).

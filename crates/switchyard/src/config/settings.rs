@@ -37,6 +37,7 @@ pub(crate) struct Layer {
     client_header_buffer_size: Option<u64>,
     large_client_header_buffers: Option<(u64, u64)>,
     keepalive_timeout: Option<Duration>,
+    keepalive_header: Option<u64>,
     keepalive_requests: Option<u64>,
     keepalive_time: Option<Duration>,
     keepalive_disable: Option<super::model::KeepaliveDisable>,
@@ -412,7 +413,20 @@ impl Layer {
                     _ => return Err(invalid_value(d)),
                 }
             }
-            "keepalive_timeout" => set(&mut self.keepalive_timeout, d, time(d)?)?,
+            "keepalive_timeout" => {
+                set(&mut self.keepalive_timeout, d, time(d)?)?;
+                // The header's seconds merge on their own, as nginx's
+                // keepalive_header: a level that names none inherits one.
+                if let Some(header) = d.args.get(1) {
+                    let seconds = values::parse_time(&header.value).ok_or_else(|| {
+                        ConfigError::at(
+                            "\"keepalive_timeout\" directive invalid value",
+                            &d.position,
+                        )
+                    })?;
+                    self.keepalive_header = Some(seconds.as_secs());
+                }
+            }
             "keepalive_requests" => set(&mut self.keepalive_requests, d, super::number_arg(d)?)?,
             "keepalive_time" => set(&mut self.keepalive_time, d, time(d)?)?,
             // A bitmask, as in nginx: a second line adds to the first.
@@ -763,6 +777,7 @@ impl Layer {
             client_header_buffer_size,
             large_client_header_buffers,
             keepalive_timeout,
+            keepalive_header,
             keepalive_requests,
             keepalive_time,
             keepalive_disable,
@@ -867,6 +882,7 @@ impl Layer {
             client_header_buffer_size: self.client_header_buffer_size.unwrap_or(1024),
             large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
             keepalive_timeout: self.keepalive_timeout.unwrap_or(Duration::from_secs(75)),
+            keepalive_header: self.keepalive_header.filter(|s| *s > 0),
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             keepalive_time: self.keepalive_time.unwrap_or(Duration::from_secs(3600)),
             keepalive_disable: self.keepalive_disable.unwrap_or_default(),

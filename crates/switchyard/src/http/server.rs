@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::h1::body::RequestBody;
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
 
@@ -391,14 +391,12 @@ pub async fn handle(
         .map(|l| l.settings.clone())
         .unwrap_or_else(|| server.settings.clone());
     // A refused request's body is unread and its framing untrusted: close.
-    // keepalive_requests: the Nth response on a connection closes it.
     let close = wants_close(&ex.headers, request.version())
         || rejected.is_some()
         || plain_on_ssl
         // nginx ends the connection after a certificate refusal.
         || matches!(ssl_refusal, Some((495 | 496, _)))
-        || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests
-        || super::keepalive::disabled(&settings.keepalive_disable, &ex.method, &ex.headers);
+        || keepalive_ends(&settings, &ex);
 
     let mut response = if !normalized && rejected.is_none() {
         respond::error(400, settings.server_tokens)
@@ -464,13 +462,21 @@ pub async fn handle(
             }
         }
     };
-    // nginx ends the connection after these, whatever the client asked.
-    let close = close || matches!(response.status().as_u16(), 408 | 413);
-    finish_headers(&mut response, settings.server_tokens, close);
+    // nginx ends the connection after these, whatever the client asked;
+    // and the answering location's keep-alive settings are checked again,
+    // as ngx_http_update_location_config checks them at each location.
+    let close =
+        close || matches!(response.status().as_u16(), 408 | 413) || keepalive_ends(&settings, &ex);
+    finish_headers(&mut response, &settings, close);
     // How the connection lingers if it closes after this response is
     // the answering location's to say (ngx_http_finalize_connection reads
     // the request's location configuration).
-    response.extensions_mut().insert(settings.lingering);
+    response
+        .extensions_mut()
+        .insert(super::h1::conn::AfterResponse {
+            lingering: settings.lingering,
+            keepalive_timeout: settings.keepalive_timeout,
+        });
     ex.status = response.status().as_u16();
     match generation.access_log(&settings) {
         Some(log) => {
@@ -557,10 +563,24 @@ fn body_too_large(headers: &http::HeaderMap, limit: u64) -> Option<u64> {
     (length > limit).then_some(length)
 }
 
-fn finish_headers(response: &mut Response<ResponseBody>, server_tokens: bool, close: bool) {
+/// Whether the location's keep-alive settings end the connection after
+/// this request: `keepalive_timeout 0`, `keepalive_requests` reached,
+/// `keepalive_time` passed since the accept, or `keepalive_disable`.
+fn keepalive_ends(settings: &crate::config::model::Settings, ex: &Exchange) -> bool {
+    settings.keepalive_timeout.is_zero()
+        || ex.conn.requests.load(Ordering::Relaxed) >= settings.keepalive_requests
+        || ex.conn.accepted.elapsed() > settings.keepalive_time
+        || super::keepalive::disabled(&settings.keepalive_disable, &ex.method, &ex.headers)
+}
+
+fn finish_headers(
+    response: &mut Response<ResponseBody>,
+    settings: &crate::config::model::Settings,
+    close: bool,
+) {
     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    let server = if server_tokens {
+    let server = if settings.server_tokens {
         concat!("switchyard/", env!("CARGO_PKG_VERSION"))
     } else {
         "switchyard"
@@ -575,6 +595,12 @@ fn finish_headers(response: &mut Response<ResponseBody>, server_tokens: bool, cl
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     } else {
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        // `keepalive_timeout TIME HEADER`: how long the connection idles.
+        if let Some(seconds) = settings.keepalive_header.filter(|s| *s > 0) {
+            if let Ok(v) = HeaderValue::from_str(&format!("timeout={seconds}")) {
+                headers.insert(HeaderName::from_static("keep-alive"), v);
+            }
+        }
     }
 }
 

@@ -61,6 +61,10 @@ pub struct Waiting {
     pub first: bool,
     /// The accept, or the end of the last response.
     pub since: Instant,
+    /// How long a kept-alive connection idles: the last response's
+    /// location's `keepalive_timeout` (nginx's timer in
+    /// ngx_http_set_keepalive reads the request's location).
+    pub keepalive: Duration,
     /// When an idle connection parks (http/h1/park.rs).
     pub park_at: Instant,
 }
@@ -68,14 +72,16 @@ pub struct Waiting {
 impl Waiting {
     /// A connection accepted just now.
     pub fn accepted() -> Waiting {
-        Waiting::began(true, Instant::now())
+        Waiting::began(true, Instant::now(), Duration::ZERO)
     }
 
-    /// A wait that began at `since`.
-    pub fn began(first: bool, since: Instant) -> Waiting {
+    /// A wait that began at `since`, for a first request or, kept alive,
+    /// for `keepalive`.
+    pub fn began(first: bool, since: Instant, keepalive: Duration) -> Waiting {
         Waiting {
             first,
             since,
+            keepalive,
             park_at: since + super::park::PARK_AFTER,
         }
     }
@@ -85,7 +91,7 @@ impl Waiting {
         if self.first {
             self.since + cx.header_timeout
         } else {
-            self.since + cx.keepalive_timeout
+            self.since + self.keepalive
         }
     }
 }
@@ -204,14 +210,24 @@ enum Wait {
 
 /// What became of a connection after one request.
 enum Next {
-    /// It may carry another request.
-    Keep,
+    /// It may carry another request, after idling at most this long.
+    Keep(Duration),
     /// It closes: lingering as `Closing` says, or (`None`: the response
     /// failed, or the discarding of a body ran out) at once, as nginx ends
     /// a connection in error without lingering.
     Close(Option<Closing>),
     /// It is now the client's side of a tunnel.
     Upgrade(UpgradeSender),
+}
+
+/// What the answering location says of the connection after its
+/// response: how it lingers if it closes, how long it idles if kept alive.
+#[derive(Debug, Clone, Copy)]
+pub struct AfterResponse {
+    /// `lingering_close`, `lingering_time`, `lingering_timeout`.
+    pub lingering: Lingering,
+    /// `keepalive_timeout`.
+    pub keepalive_timeout: Duration,
 }
 
 /// How a connection whose response asked for the close may linger.
@@ -266,8 +282,8 @@ pub async fn serve<S: ClientStream>(
         }
         // Boxed: an idle connection's task holds only the wait for a head.
         let next = Box::pin(serve_one(&mut stream, &mut buffer, served, cx)).await;
-        match next {
-            Next::Keep => {}
+        let idle_for = match next {
+            Next::Keep(keepalive) => keepalive,
             Next::Close(closing) => {
                 close(&mut stream, &mut buffer, closing, pipelined, cx).await;
                 return Outcome::Done;
@@ -280,7 +296,7 @@ pub async fn serve<S: ClientStream>(
                 });
                 return Outcome::Done;
             }
-        }
+        };
         this_pipelined = !buffer.is_empty();
         if this_pipelined {
             pipelined = true;
@@ -288,7 +304,7 @@ pub async fn serve<S: ClientStream>(
             // Idle: hold no buffer until the next request starts.
             buffer = BytesMut::new();
         }
-        waiting = Waiting::began(false, Instant::now());
+        waiting = Waiting::began(false, Instant::now(), idle_for);
     }
 }
 
@@ -575,23 +591,29 @@ async fn serve_one<S: ClientStream>(
     };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let stopping = *cx.shared.stopping.borrow();
+    // The answering location's lingering and keep-alive settings
+    // (http/server.rs puts them on the response); the address's default
+    // server's otherwise.
+    let after = response
+        .extensions()
+        .get::<AfterResponse>()
+        .copied()
+        .unwrap_or(AfterResponse {
+            lingering: cx.lingering,
+            keepalive_timeout: cx.keepalive_timeout,
+        });
+    let lingering = after.lingering;
     // A graceful stop: finish this one, then close; with keepalive_timeout
     // 0 every response closes; a body of unknown length to an HTTP/1.0
     // client is delimited by the close. (A reload closes nothing: the next
     // request takes the new configuration.)
-    if !switching && (stopping || cx.keepalive_timeout.is_zero() || until_close(&response, request))
+    if !switching
+        && (stopping || after.keepalive_timeout.is_zero() || until_close(&response, request))
     {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.remove("keep-alive");
     }
-    // The answering location's lingering settings (http/server.rs puts
-    // them on the response); the address's default server's otherwise.
-    let lingering = response
-        .extensions()
-        .get::<Lingering>()
-        .copied()
-        .unwrap_or(cx.lingering);
     let close_asked = response
         .headers()
         .get_all(header::CONNECTION)
@@ -634,7 +656,7 @@ async fn serve_one<S: ClientStream>(
     if close_asked {
         Next::Close(Some(Closing { lingering, body }))
     } else {
-        Next::Keep
+        Next::Keep(after.keepalive_timeout)
     }
 }
 

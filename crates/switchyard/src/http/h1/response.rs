@@ -103,7 +103,7 @@ fn nginx_reason(status: u16) -> Option<&'static str> {
 }
 
 /// The lines written in nginx's fixed places, in that order, then
-/// `Connection` (written after the framing's line).
+/// `Connection` and `Keep-Alive` (written after the framing's line).
 const PLACED: [HeaderName; SLOTS] = [
     header::SERVER,
     header::DATE,
@@ -111,8 +111,9 @@ const PLACED: [HeaderName; SLOTS] = [
     header::CONTENT_LENGTH,
     header::LAST_MODIFIED,
     header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
 ];
-const SLOTS: usize = 6;
+const SLOTS: usize = 7;
 const DATE_SLOT: usize = 1;
 const CONTENT_LENGTH_SLOT: usize = 3;
 const CONNECTION_SLOT: usize = 5;
@@ -232,8 +233,10 @@ pub fn encode_head(
     } else {
         Framing::UntilClose
     };
-    for value in values(CONNECTION_SLOT) {
-        write_header_line(out, &header::CONNECTION, value, case);
+    for (i, name) in PLACED.iter().enumerate().skip(CONNECTION_SLOT) {
+        for value in values(i) {
+            write_header_line(out, name, value, case);
+        }
     }
     if others {
         for (name, value) in headers {
