@@ -145,3 +145,74 @@ fn options_on_two_listens_of_one_address_fail_the_load() {
     );
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `listen ADDR:FIRST-LAST` listens on every port of the range, each
+/// with the server's configuration.
+#[test]
+fn a_port_range_listens_on_each_port() {
+    // Two free ports in a row.
+    let first = (0..50)
+        .map(|_| free_port())
+        .find(|p| *p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok())
+        .expect("two free ports in a row");
+    let second = first + 1;
+    let _b = Balancer::start_http(
+        &format!("server {{ listen 127.0.0.1:{first}-{second}; return 200 \"$server_port\"; }}"),
+        &[first, second],
+    );
+    assert_eq!(support::get(first, "/").text(), first.to_string());
+    assert_eq!(support::get(second, "/").text(), second.to_string());
+}
+
+/// `listen ... proxy_protocol`: the PROXY header (v1 here) names the
+/// client for `$proxy_protocol_*` and, from a trusted peer, for
+/// `real_ip_header proxy_protocol`; a broken header closes the connection
+/// with nginx's error line, and nothing is served.
+#[test]
+fn a_proxy_protocol_listener_reads_the_header_first() {
+    use std::io::{Read, Write};
+    let (port, real) = (free_port(), free_port());
+    // realip at server level: a location's runs after `return` (nginx's
+    // preaccess phase), so that the rewrite phase sees the peer still.
+    let balancer = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port} proxy_protocol;
+                return 200 \"$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port $remote_addr\";
+            }}
+            server {{ listen 127.0.0.1:{real} proxy_protocol;
+                set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;
+                return 200 \"$remote_addr:$remote_port\";
+            }}"
+        ),
+        &[port, real],
+    );
+    let ask = |header: &str, path: &str| {
+        let port = if path == "/real" { real } else { port };
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "{header}GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let v1 = "PROXY TCP4 192.0.2.1 192.0.2.2 123 5678\r\n";
+    assert!(
+        ask(v1, "/").ends_with("\r\n\r\n192.0.2.1:123 192.0.2.2:5678 127.0.0.1"),
+        "{}",
+        ask(v1, "/")
+    );
+    assert!(ask(v1, "/real").ends_with("\r\n\r\n192.0.2.1:123"));
+    assert!(ask("PROXY UNKNOWN\r\n", "/").ends_with("\r\n\r\n: : 127.0.0.1"));
+    assert_eq!(ask("GARBAGE\r\n", "/"), "");
+    support::wait_until(
+        std::time::Duration::from_secs(5),
+        "the broken header logged",
+        || {
+            balancer.error_log_text().contains("[error] ")
+                && balancer.error_log_text().contains(
+                    "broken header: \"GARBAGE\" while reading PROXY protocol, client: 127.0.0.1",
+                )
+        },
+    );
+}

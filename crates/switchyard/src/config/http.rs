@@ -268,14 +268,15 @@ impl HttpBuilder<'_> {
             let spec = check(inner, Ctx::SERVER)?;
             match spec.name {
                 "listen" => {
-                    let listen = parse_listen(inner)?;
-                    if listens.iter().any(|l| l.addr == listen.addr) {
-                        return Err(ConfigError::at(
-                            format!("a duplicate listen {}", listen.addr),
-                            &inner.position,
-                        ));
+                    for listen in parse_listen(inner)? {
+                        if listens.iter().any(|l| l.addr == listen.addr) {
+                            return Err(ConfigError::at(
+                                format!("a duplicate listen {}", listen.addr),
+                                &inner.position,
+                            ));
+                        }
+                        listens.push(listen);
                     }
-                    listens.push(listen);
                 }
                 "server_name" => {
                     for a in &inner.args {

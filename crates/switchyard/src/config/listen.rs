@@ -101,12 +101,67 @@ pub(crate) fn listen_address(text: &str, default_port: u16) -> Result<PeerAddr, 
     }
 }
 
-/// Parses a whole `listen` directive.
-pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
+/// A listen address with a range of ports (`ADDR:FIRST-LAST`, or
+/// `FIRST-LAST` alone; nginx 1.27.3), as ngx_parse_inet_url reads it: the
+/// address with its first port, and the last. `None` for any other
+/// address (a bare `a-b` that is not two numbers is a host name).
+pub(crate) fn port_range(text: &str) -> Result<Option<(String, u16)>, String> {
+    if parse_unix(text).is_some() {
+        return Ok(None);
+    }
+    let (host, ports) = if let Some(rest) = text.strip_prefix('[') {
+        match rest.find("]:") {
+            Some(end) => (&text[..end + 3], &rest[end + 2..]),
+            None => return Ok(None),
+        }
+    } else if let Some(colon) = text.rfind(':') {
+        (&text[..colon + 1], &text[colon + 1..])
+    } else {
+        ("", text)
+    };
+    let Some((first, last)) = ports.split_once('-') else {
+        return Ok(None);
+    };
+    let number = |p: &str| values::parse_number(p).filter(|_| !p.is_empty());
+    if host.is_empty() && (number(first).is_none() || number(last).is_none()) {
+        return Ok(None);
+    }
+    let port = |n: Option<u64>| match n {
+        Some(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(format!("invalid port in \"{text}\"")),
+    };
+    let (first, last) = (port(number(first))?, port(number(last))?);
+    if first > last {
+        return Err(format!("invalid port range in \"{text}\""));
+    }
+    Ok(Some((format!("{host}{first}"), last)))
+}
+
+/// One `listen` per port of its range (`last`), each with the same
+/// parameters.
+pub(crate) fn each_port(listen: Listen, last: Option<u16>) -> Vec<Listen> {
+    let (Some(last), PeerAddr::Inet(addr)) = (last, &listen.addr) else {
+        return vec![listen];
+    };
+    let ip = addr.ip();
+    (addr.port()..=last)
+        .map(|port| Listen {
+            addr: PeerAddr::Inet(SocketAddr::new(ip, port)),
+            ..listen.clone()
+        })
+        .collect()
+}
+
+/// Parses a whole `listen` directive: one listen, or one per port of a
+/// range.
+pub fn parse_listen(d: &Directive) -> Result<Vec<Listen>, ConfigError> {
     let at = &d.position;
-    let first = &d.args[0].value;
-    let addr = listen_address(first, 80)
-        .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
+    let listen_error = |e: String| ConfigError::at(format!("{e} of the \"listen\" directive"), at);
+    let (first, last) = match port_range(&d.args[0].value).map_err(listen_error)? {
+        Some((first, last)) => (first, Some(last)),
+        None => (d.args[0].value.clone(), None),
+    };
+    let addr = listen_address(&first, 80).map_err(listen_error)?;
     let mut listen = Listen::new(addr, Some(at.clone()));
     for param in d.args.iter().skip(1) {
         let p = param.value.as_str();
@@ -123,7 +178,8 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
                 listen.http2 = true;
             }
             "ssl" => listen.ssl = true,
-            "quic" | "proxy_protocol" => {
+            "proxy_protocol" => listen.proxy_protocol = true,
+            "quic" => {
                 return Err(ConfigError::at(
                     format!("\"listen ... {p}\" is not supported yet"),
                     at,
@@ -145,7 +201,7 @@ pub fn parse_listen(d: &Directive) -> Result<Listen, ConfigError> {
             }
         }
     }
-    Ok(listen)
+    Ok(each_port(listen, last))
 }
 
 /// nginx allows socket parameters on one `listen` of an address only:
@@ -271,6 +327,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn port_ranges_as_nginx_reads_them() {
+        let listen = |text: &str| {
+            let conf = nginx_conf::parse_str(
+                &format!("listen {text} default_server;"),
+                nginx_conf::Source::CommandLine,
+                std::path::Path::new("/"),
+            )
+            .unwrap();
+            parse_listen(&conf.directives[0]).map_err(|e| e.message)
+        };
+        let addrs = |text: &str| -> Vec<String> {
+            listen(text)
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    assert!(l.default_server, "parameters apply to every port");
+                    l.addr.to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            addrs("127.0.0.1:8182-8184"),
+            ["127.0.0.1:8182", "127.0.0.1:8183", "127.0.0.1:8184"]
+        );
+        assert_eq!(addrs("[::1]:90-91"), ["[::1]:90", "[::1]:91"]);
+        assert_eq!(addrs("7000-7001"), ["0.0.0.0:7000", "0.0.0.0:7001"]);
+        assert_eq!(addrs("127.0.0.1:85-85"), ["127.0.0.1:85"]);
+        assert_eq!(
+            listen("127.0.0.1:86-85").unwrap_err(),
+            "invalid port range in \"127.0.0.1:86-85\" of the \"listen\" directive"
+        );
+        assert_eq!(
+            listen("127.0.0.1:80-x").unwrap_err(),
+            "invalid port in \"127.0.0.1:80-x\" of the \"listen\" directive"
+        );
+        assert_eq!(
+            listen("127.0.0.1:80-65536").unwrap_err(),
+            "invalid port in \"127.0.0.1:80-65536\" of the \"listen\" directive"
+        );
+        assert_eq!(port_range("local-host"), Ok(None), "a host name");
+    }
+
+    #[test]
     fn socket_parameters_as_nginx_reads_them() {
         let listen = |text: &str| {
             let conf = nginx_conf::parse_str(
@@ -279,7 +378,9 @@ mod tests {
                 std::path::Path::new("/"),
             )
             .unwrap();
-            parse_listen(&conf.directives[0]).map_err(|e| e.message)
+            parse_listen(&conf.directives[0])
+                .map(|mut all| all.remove(0))
+                .map_err(|e| e.message)
         };
         let l =
             listen("127.0.0.1:80 rcvbuf=64k sndbuf=8192 deferred fastopen=5 backlog=9").unwrap();

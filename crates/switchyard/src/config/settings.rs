@@ -704,15 +704,7 @@ impl Layer {
                     })?);
                 }
             }
-            "real_ip_header" => {
-                if arg0(d) == "proxy_protocol" {
-                    return Err(ConfigError::at(
-                        "\"real_ip_header proxy_protocol\" is not supported yet",
-                        &d.position,
-                    ));
-                }
-                set(&mut self.real_ip_header, d, arg0(d).to_ascii_lowercase())?
-            }
+            "real_ip_header" => set(&mut self.real_ip_header, d, arg0(d).to_ascii_lowercase())?,
             "error_log" => self
                 .error_log
                 .get_or_insert_with(Vec::new)

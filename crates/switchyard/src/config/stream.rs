@@ -438,7 +438,7 @@ fn build_server(
             continue;
         }
         match spec.name {
-            "listen" => listens.push(parse_stream_listen(inner)?),
+            "listen" => listens.extend(parse_stream_listen(inner)?),
             "include" => {}
             "error_log" => not_yet_in_stream(inner),
             // Each sets the server's handler; the last one written wins,

@@ -187,9 +187,14 @@ pub(super) fn parse_access_log(
 /// `listen ADDRESS:PORT|unix:PATH [backlog=N] [reuseport] [bind]
 /// [so_keepalive=...] [ipv6only=on|off] [udp] [ssl] [proxy_protocol]`;
 /// a datagram Unix socket (`unix:... udp`) is not supported yet.
-pub(super) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> {
+pub(super) fn parse_stream_listen(d: &Directive) -> Result<Vec<Listen>, ConfigError> {
     let at = &d.position;
-    let first = arg0(d);
+    let range = super::listen::port_range(arg0(d))
+        .map_err(|e| ConfigError::at(format!("{e} of the \"listen\" directive"), at))?;
+    let (first, last) = match &range {
+        Some((first, last)) => (first.as_str(), Some(*last)),
+        None => (arg0(d), None),
+    };
     let addr = match super::listen::parse_unix(first) {
         Some(unix) => unix,
         None => {
@@ -247,7 +252,7 @@ pub(super) fn parse_stream_listen(d: &Directive) -> Result<Listen, ConfigError> 
             at,
         ));
     }
-    Ok(listen)
+    Ok(super::listen::each_port(listen, last))
 }
 
 /// nginx refuses the same address in two stream `listen`s.

@@ -33,6 +33,10 @@ pub struct ConnInfo {
     /// When it was accepted (`$connection_time`; HTTP/2 streams share
     /// their connection's, as nginx's stream connections copy it).
     pub accepted: std::time::Instant,
+    /// The client and server a PROXY protocol header named
+    /// (`$proxy_protocol_*`, `real_ip_header proxy_protocol`); `None` on an
+    /// address without `proxy_protocol`, or when the header named none.
+    pub proxy_protocol: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// One attempt on an upstream peer, for `$upstream_*`.
@@ -275,6 +279,7 @@ impl Exchange {
             requests: Default::default(),
             tls: None,
             accepted: Instant::now(),
+            proxy_protocol: None,
         });
         let (parts, ()) = http::Request::new(()).into_parts();
         Exchange::new(conn, &parts, HeaderMap::new(), "/".into())
@@ -850,6 +855,13 @@ impl VarSource for Exchange {
                     .to_string(),
             ),
             Var::Pid => owned(std::process::id().to_string()),
+            Var::ProxyProtocolAddr
+            | Var::ProxyProtocolPort
+            | Var::ProxyProtocolServerAddr
+            | Var::ProxyProtocolServerPort => {
+                crate::transport::proxy_protocol::variable(self.conn.proxy_protocol, var)
+                    .map(Cow::Owned)
+            }
             Var::Connections(state) => {
                 let states = crate::observe::metrics::global().states();
                 owned(
@@ -884,11 +896,7 @@ impl VarSource for Exchange {
             | Var::UpstreamFirstByteTime
             | Var::UpstreamSessionTime
             | Var::SessionTime
-            | Var::Protocol
-            | Var::ProxyProtocolAddr
-            | Var::ProxyProtocolPort
-            | Var::ProxyProtocolServerAddr
-            | Var::ProxyProtocolServerPort => None,
+            | Var::Protocol => None,
             Var::BinaryRemoteAddr => None,
             Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
             Var::LimitReqStatus => self.limit_req_status.map(Cow::Borrowed),

@@ -26,6 +26,9 @@ pub struct Generation {
     /// The addresses whose connections start with a TLS handshake: those
     /// with `ssl` on any of their `listen`s (nginx merges it per address).
     ssl: FxHashSet<PeerAddr>,
+    /// The addresses whose connections start with a PROXY protocol header
+    /// (`proxy_protocol` on any of their `listen`s, merged as `ssl`).
+    proxy_protocol: FxHashSet<PeerAddr>,
     logs: FxHashMap<usize, Arc<AccessLog>>,
     /// The `error_log`s of http, server and location levels, by the
     /// settings that have one (one set of open files per distinct list).
@@ -56,6 +59,7 @@ impl Generation {
         let mut logs = FxHashMap::default();
         let mut error_logs = ErrorLogs::default();
         let mut ssl = FxHashSet::default();
+        let mut proxy_protocol = FxHashSet::default();
         if let Some(http) = &model.http {
             for up in &http.upstreams {
                 let reused = previous
@@ -69,6 +73,9 @@ impl Generation {
                 for listen in &server.listens {
                     if listen.ssl {
                         ssl.insert(listen.addr.clone());
+                    }
+                    if listen.proxy_protocol {
+                        proxy_protocol.insert(listen.addr.clone());
                     }
                     servers
                         .entry(listen.addr.clone())
@@ -95,6 +102,7 @@ impl Generation {
             upstreams,
             servers,
             ssl,
+            proxy_protocol,
             logs,
             error_logs: error_logs.by_settings,
             stream,
@@ -148,10 +156,21 @@ impl Generation {
     /// Whether connections to `local` start with a TLS handshake (looked
     /// up as [`Generation::servers_for`] looks its servers up).
     pub fn is_ssl(&self, local: &PeerAddr) -> bool {
+        self.address_has(&self.ssl, local)
+    }
+
+    /// Whether connections to `local` start with a PROXY protocol header.
+    pub fn is_proxy_protocol(&self, local: &PeerAddr) -> bool {
+        self.address_has(&self.proxy_protocol, local)
+    }
+
+    /// Whether `set` holds the listening address `local` is served by: its
+    /// own, or the wildcard socket on its port.
+    fn address_has(&self, set: &FxHashSet<PeerAddr>, local: &PeerAddr) -> bool {
         if self.servers.contains_key(local) {
-            return self.ssl.contains(local);
+            return set.contains(local);
         }
-        local.wildcard().is_some_and(|w| self.ssl.contains(&w))
+        local.wildcard().is_some_and(|w| set.contains(&w))
     }
 
     /// The addresses to bind: each distinct listen address, except that a

@@ -20,6 +20,15 @@ pub fn apply(realip: &RealIp, ex: &mut Exchange) {
         return;
     }
     let name = realip.header.as_deref().unwrap_or("x-real-ip");
+    if name == "proxy_protocol" {
+        // The PROXY header's source, when it named one.
+        if let Some((source, _)) = ex.conn.proxy_protocol {
+            ex.client_addr = crate::config::access::Client::Ip(source.ip());
+            ex.client_port = Some(source.port());
+            ex.realip_applied = true;
+        }
+        return;
+    }
     let values: Vec<&str> = ex
         .headers
         .get_all(name)

@@ -147,6 +147,16 @@ async fn serve_connection(connection: Accepted, shared: Arc<Shared>, slot: Slot)
     epoch.mark_unchanged();
     let peer = super::tls::Peer { id, remote, local };
     let timeout = settings.client_header_timeout;
+    let mut stream = stream;
+    // `listen ... proxy_protocol`: the header comes first, before any TLS.
+    let proxied = if generation.is_proxy_protocol(&peer.local) {
+        match proxy_protocol_header(&mut stream, &peer, timeout).await {
+            Some(addrs) => addrs,
+            None => return,
+        }
+    } else {
+        None
+    };
     let tls = generation.is_ssl(&peer.local);
     let plain = !tls
         || match super::tls::first_byte(&stream, &peer, timeout).await {
@@ -160,7 +170,7 @@ async fn serve_connection(connection: Accepted, shared: Arc<Shared>, slot: Slot)
         else {
             return;
         };
-        let conn = connection_info(&peer, accepted, Some(handshake));
+        let conn = connection_info(&peer, accepted, Some(handshake), proxied);
         let Some(context) = super::h1::conn::ConnectionContext::new(
             shared.clone(),
             generation,
@@ -190,7 +200,7 @@ async fn serve_connection(connection: Accepted, shared: Arc<Shared>, slot: Slot)
         resume(tls, state, super::h1::conn::Waiting::accepted()).await;
         return;
     }
-    let conn = connection_info(&peer, accepted, None);
+    let conn = connection_info(&peer, accepted, None, proxied);
     let Some(context) =
         super::h1::conn::ConnectionContext::new(shared.clone(), generation, conn, listener_metrics)
     else {
@@ -208,6 +218,7 @@ fn connection_info(
     peer: &super::tls::Peer,
     accepted: std::time::Instant,
     tls: Option<crate::transport::tls_server::Handshake>,
+    proxy_protocol: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 ) -> Arc<ConnInfo> {
     Arc::new(ConnInfo {
         id: peer.id,
@@ -216,7 +227,38 @@ fn connection_info(
         requests: AtomicU64::new(0),
         tls,
         accepted,
+        proxy_protocol,
     })
+}
+
+/// Reads the PROXY protocol header a `listen ... proxy_protocol`
+/// connection starts with, within `client_header_timeout` (nginx reads it
+/// from the first bytes that arrive): the addresses it named (`Some(None)`
+/// for `UNKNOWN` or v2 `LOCAL`), or `None` when the connection is to be
+/// closed, after nginx's error-log line.
+async fn proxy_protocol_header(
+    stream: &mut tokio::net::TcpStream,
+    peer: &super::tls::Peer,
+    timeout: std::time::Duration,
+) -> Option<Option<(std::net::SocketAddr, std::net::SocketAddr)>> {
+    use crate::observe::ErrorLevel;
+    use crate::transport::proxy_protocol::{read, ReadError};
+    let context = format!(
+        " while reading PROXY protocol, client: {}, server: {}",
+        peer.remote.addr_text(),
+        peer.local
+    );
+    let (level, words) = match tokio::time::timeout(timeout, read(stream)).await {
+        Ok(Ok(header)) => return Some(header.addrs),
+        Ok(Err(e @ ReadError::Header(_))) => (ErrorLevel::Error, e.to_string()),
+        Ok(Err(e @ ReadError::Io(_))) => (ErrorLevel::Info, e.to_string()),
+        Err(_) => (
+            ErrorLevel::Info,
+            "client timed out (110: Connection timed out)".to_string(),
+        ),
+    };
+    error_log::log(level, Some(peer.id), &format!("{words}{context}"));
+    None
 }
 
 /// Serves a connection from where it stands: new, or back from the

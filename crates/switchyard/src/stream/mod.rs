@@ -11,7 +11,6 @@ pub mod generation;
 pub mod limit;
 mod preread;
 mod proxy;
-mod proxy_protocol;
 pub mod session;
 mod splice;
 pub mod ssl_preread;

@@ -92,15 +92,15 @@ async fn serve(accepted: Accepted, shared: Arc<Shared>, _slot: Slot) {
     if bound.proxy_protocol {
         let read = tokio::time::timeout(
             server.proxy_protocol_timeout,
-            super::proxy_protocol::read(&mut client),
+            crate::transport::proxy_protocol::read(&mut client),
         )
         .await;
         match read {
             Ok(Ok(header)) => session.proxy_protocol = header.addrs,
             Ok(Err(e)) => {
                 let level = match e {
-                    super::proxy_protocol::ReadError::Header(_) => ErrorLevel::Error,
-                    super::proxy_protocol::ReadError::Io(_) => ErrorLevel::Info,
+                    crate::transport::proxy_protocol::ReadError::Header(_) => ErrorLevel::Error,
+                    crate::transport::proxy_protocol::ReadError::Io(_) => ErrorLevel::Info,
                 };
                 error_log::log(
                     level,
@@ -108,8 +108,8 @@ async fn serve(accepted: Accepted, shared: Arc<Shared>, _slot: Slot) {
                     &format!("{e} while reading PROXY protocol{}", session.context()),
                 );
                 session.status = match e {
-                    super::proxy_protocol::ReadError::Header(_) => 400,
-                    super::proxy_protocol::ReadError::Io(_) => 200,
+                    crate::transport::proxy_protocol::ReadError::Header(_) => 400,
+                    crate::transport::proxy_protocol::ReadError::Io(_) => 200,
                 };
                 bound.log.write(&session);
                 return;

@@ -171,18 +171,12 @@ impl VarSource for Session {
             Var::NginxVersion => Some(Cow::Borrowed(crate::VERSION)),
             Var::TimeIso8601 => owned(Civil::now().iso8601()),
             Var::TimeLocal => owned(Civil::now().time_local()),
-            Var::ProxyProtocolAddr => self
-                .proxy_protocol
-                .map(|p| Cow::Owned(p.0.ip().to_string())),
-            Var::ProxyProtocolPort => self
-                .proxy_protocol
-                .map(|p| Cow::Owned(p.0.port().to_string())),
-            Var::ProxyProtocolServerAddr => self
-                .proxy_protocol
-                .map(|p| Cow::Owned(p.1.ip().to_string())),
-            Var::ProxyProtocolServerPort => self
-                .proxy_protocol
-                .map(|p| Cow::Owned(p.1.port().to_string())),
+            Var::ProxyProtocolAddr
+            | Var::ProxyProtocolPort
+            | Var::ProxyProtocolServerAddr
+            | Var::ProxyProtocolServerPort => {
+                crate::transport::proxy_protocol::variable(self.proxy_protocol, var).map(Cow::Owned)
+            }
             Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
             // Found (maybe empty) once ssl_preread has read the client's
             // first bytes of a hello, as nginx's module context says; not

@@ -6,6 +6,7 @@ pub mod accept;
 pub mod ciphers;
 pub mod client;
 pub mod client_cert;
+pub(crate) mod proxy_protocol;
 pub mod sessions;
 pub mod tls;
 pub mod tls_client;

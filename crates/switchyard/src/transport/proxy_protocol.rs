@@ -188,6 +188,25 @@ pub(crate) async fn read(stream: &mut tokio::net::TcpStream) -> Result<Header, R
     Ok(header)
 }
 
+/// The `$proxy_protocol_*` variable `var` of what a header named (the
+/// source's or destination's address or port); not found when it named
+/// none or there was no header, as nginx's variables are. `None` too for
+/// any other variable.
+pub(crate) fn variable(
+    addrs: Option<(SocketAddr, SocketAddr)>,
+    var: &crate::vars::Var,
+) -> Option<String> {
+    use crate::vars::Var;
+    let (source, destination) = addrs?;
+    Some(match var {
+        Var::ProxyProtocolAddr => source.ip().to_string(),
+        Var::ProxyProtocolPort => source.port().to_string(),
+        Var::ProxyProtocolServerAddr => destination.ip().to_string(),
+        Var::ProxyProtocolServerPort => destination.port().to_string(),
+        _ => return None,
+    })
+}
+
 /// nginx's "broken header" text: the bytes up to the first CR or LF.
 fn broken(buf: &[u8]) -> HeaderError {
     let end = buf
