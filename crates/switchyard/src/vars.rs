@@ -147,15 +147,18 @@ pub enum Var {
     SessionTime,
     /// stream: `$protocol` (`TCP` or `UDP`).
     Protocol,
-    /// stream: `$proxy_protocol_addr`, the client address a PROXY protocol
-    /// header gave (not found without one).
+    /// `$proxy_protocol_addr`, the client address a PROXY protocol header
+    /// gave (not found without one).
     ProxyProtocolAddr,
-    /// stream: `$proxy_protocol_port`.
+    /// `$proxy_protocol_port`.
     ProxyProtocolPort,
-    /// stream: `$proxy_protocol_server_addr`.
+    /// `$proxy_protocol_server_addr`.
     ProxyProtocolServerAddr,
-    /// stream: `$proxy_protocol_server_port`.
+    /// `$proxy_protocol_server_port`.
     ProxyProtocolServerPort,
+    /// `$proxy_protocol_tlv_NAME`: a TLV of a PROXY v2 header (the name in
+    /// lower case).
+    ProxyProtocolTlv(String),
     /// stream: `$binary_remote_addr` (4 or 16 bytes, not text).
     BinaryRemoteAddr,
     /// stream: `$limit_conn_status` (`PASSED`, `REJECTED`,
@@ -351,6 +354,8 @@ impl Var {
                     Var::Arg(a.to_string())
                 } else if let Some(c) = name.strip_prefix("cookie_") {
                     Var::Cookie(c.to_string())
+                } else if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
+                    Var::ProxyProtocolTlv(t.to_string())
                 } else {
                     return None;
                 }
@@ -406,7 +411,10 @@ impl Var {
                 Var::Capture((lower.as_bytes()[0] - b'0') as usize)
             }
             _ if user.is_some() => Var::User(lower.clone(), user?),
-            _ => return None,
+            _ => match lower.strip_prefix("proxy_protocol_tlv_") {
+                Some(t) => Var::ProxyProtocolTlv(t.to_string()),
+                None => return None,
+            },
         })
     }
 }

@@ -37,6 +37,8 @@ pub struct ConnInfo {
     /// (`$proxy_protocol_*`, `real_ip_header proxy_protocol`); `None` on an
     /// address without `proxy_protocol`, or when the header named none.
     pub proxy_protocol: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// That header's TLVs (`$proxy_protocol_tlv_*`).
+    pub proxy_protocol_tlvs: Option<Box<[u8]>>,
 }
 
 /// One attempt on an upstream peer, for `$upstream_*`.
@@ -280,6 +282,7 @@ impl Exchange {
             tls: None,
             accepted: Instant::now(),
             proxy_protocol: None,
+            proxy_protocol_tlvs: None,
         });
         let (parts, ()) = http::Request::new(()).into_parts();
         Exchange::new(conn, &parts, HeaderMap::new(), "/".into())
@@ -861,6 +864,18 @@ impl VarSource for Exchange {
             | Var::ProxyProtocolServerPort => {
                 crate::transport::proxy_protocol::variable(self.conn.proxy_protocol, var)
                     .map(Cow::Owned)
+            }
+            Var::ProxyProtocolTlv(name) => {
+                let tlvs = self.conn.proxy_protocol_tlvs.as_deref()?;
+                match crate::transport::proxy_protocol::tlv(tlvs, name) {
+                    Ok(value) => {
+                        value.map(|v| Cow::Owned(String::from_utf8_lossy(&v).into_owned()))
+                    }
+                    Err(e) => {
+                        crate::observe::error_log::error(Some(self.conn.id), &e.to_string());
+                        None
+                    }
+                }
             }
             Var::Connections(state) => {
                 let states = crate::observe::metrics::global().states();

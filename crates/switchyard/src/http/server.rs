@@ -151,7 +151,7 @@ async fn serve_connection(connection: Accepted, shared: Arc<Shared>, slot: Slot)
     // `listen ... proxy_protocol`: the header comes first, before any TLS.
     let proxied = if generation.is_proxy_protocol(&peer.local) {
         match proxy_protocol_header(&mut stream, &peer, timeout).await {
-            Some(addrs) => addrs,
+            Some(header) => Some(header),
             None => return,
         }
     } else {
@@ -218,8 +218,9 @@ fn connection_info(
     peer: &super::tls::Peer,
     accepted: std::time::Instant,
     tls: Option<crate::transport::tls_server::Handshake>,
-    proxy_protocol: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    proxy_protocol: Option<crate::transport::proxy_protocol::Header>,
 ) -> Arc<ConnInfo> {
+    let (addrs, tlvs) = proxy_protocol.map_or((None, None), |h| (h.addrs, h.tlvs));
     Arc::new(ConnInfo {
         id: peer.id,
         remote: peer.remote.clone(),
@@ -227,20 +228,20 @@ fn connection_info(
         requests: AtomicU64::new(0),
         tls,
         accepted,
-        proxy_protocol,
+        proxy_protocol: addrs,
+        proxy_protocol_tlvs: tlvs,
     })
 }
 
 /// Reads the PROXY protocol header a `listen ... proxy_protocol`
 /// connection starts with, within `client_header_timeout` (nginx reads it
-/// from the first bytes that arrive): the addresses it named (`Some(None)`
-/// for `UNKNOWN` or v2 `LOCAL`), or `None` when the connection is to be
-/// closed, after nginx's error-log line.
+/// from the first bytes that arrive), or `None` when the connection is to
+/// be closed, after nginx's error-log line.
 async fn proxy_protocol_header(
     stream: &mut tokio::net::TcpStream,
     peer: &super::tls::Peer,
     timeout: std::time::Duration,
-) -> Option<Option<(std::net::SocketAddr, std::net::SocketAddr)>> {
+) -> Option<crate::transport::proxy_protocol::Header> {
     use crate::observe::ErrorLevel;
     use crate::transport::proxy_protocol::{read, ReadError};
     let context = format!(
@@ -249,7 +250,7 @@ async fn proxy_protocol_header(
         peer.local
     );
     let (level, words) = match tokio::time::timeout(timeout, read(stream)).await {
-        Ok(Ok(header)) => return Some(header.addrs),
+        Ok(Ok(header)) => return Some(header),
         Ok(Err(e @ ReadError::Header(_))) => (ErrorLevel::Error, e.to_string()),
         Ok(Err(e @ ReadError::Io(_))) => (ErrorLevel::Info, e.to_string()),
         Err(_) => (

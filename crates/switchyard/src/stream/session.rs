@@ -85,6 +85,7 @@ async fn serve(accepted: Accepted, shared: Arc<Shared>, _slot: Slot) {
         geos: generation.stream.geos.clone(),
         udp: false,
         proxy_protocol: None,
+        proxy_protocol_tlvs: None,
         limit_conn_status: None,
         ssl_preread: None,
         ssl: None,
@@ -96,7 +97,10 @@ async fn serve(accepted: Accepted, shared: Arc<Shared>, _slot: Slot) {
         )
         .await;
         match read {
-            Ok(Ok(header)) => session.proxy_protocol = header.addrs,
+            Ok(Ok(header)) => {
+                session.proxy_protocol = header.addrs;
+                session.proxy_protocol_tlvs = header.tlvs;
+            }
             Ok(Err(e)) => {
                 let level = match e {
                     crate::transport::proxy_protocol::ReadError::Header(_) => ErrorLevel::Error,

@@ -161,6 +161,7 @@ async fn serve(
         geos: generation.stream.geos.clone(),
         udp: true,
         proxy_protocol: None,
+        proxy_protocol_tlvs: None,
         limit_conn_status: None,
         ssl_preread: None,
         ssl: None,

@@ -64,6 +64,8 @@ pub(crate) struct Session {
     pub udp: bool,
     /// The client and server a PROXY protocol header gave.
     pub proxy_protocol: Option<(SocketAddr, SocketAddr)>,
+    /// That header's TLVs (`$proxy_protocol_tlv_*`).
+    pub proxy_protocol_tlvs: Option<Box<[u8]>>,
     /// `$limit_conn_status`, once limit_conn has counted the session.
     pub limit_conn_status: Option<&'static str>,
     /// What `ssl_preread` read of the client's TLS hello.
@@ -177,6 +179,18 @@ impl VarSource for Session {
             | Var::ProxyProtocolServerPort => {
                 crate::transport::proxy_protocol::variable(self.proxy_protocol, var).map(Cow::Owned)
             }
+            Var::ProxyProtocolTlv(name) => {
+                let tlvs = self.proxy_protocol_tlvs.as_deref()?;
+                match crate::transport::proxy_protocol::tlv(tlvs, name) {
+                    Ok(value) => {
+                        value.map(|v| Cow::Owned(String::from_utf8_lossy(&v).into_owned()))
+                    }
+                    Err(e) => {
+                        crate::observe::error_log::error(Some(self.id), &e.to_string());
+                        None
+                    }
+                }
+            }
             Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
             // Found (maybe empty) once ssl_preread has read the client's
             // first bytes of a hello, as nginx's module context says; not
@@ -274,6 +288,7 @@ mod tests {
             geos: Arc::default(),
             udp: false,
             proxy_protocol: None,
+            proxy_protocol_tlvs: None,
             limit_conn_status: None,
             ssl_preread: None,
             ssl: None,

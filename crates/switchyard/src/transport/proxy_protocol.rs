@@ -14,13 +14,16 @@ pub(crate) const V1_MAX: usize = 107;
 pub(crate) const MAX: usize = 4096;
 
 /// What the header said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {
     /// Its length in bytes, to consume.
     pub len: usize,
     /// The original client and server, unless the header carried none
     /// (`UNKNOWN`, v2 `LOCAL`, or a family without addresses).
     pub addrs: Option<(SocketAddr, SocketAddr)>,
+    /// A v2 header's TLVs after the addresses (`$proxy_protocol_tlv_*`),
+    /// kept as they came; none without addresses, as nginx keeps them.
+    pub tlvs: Option<Box<[u8]>>,
 }
 
 /// Why a header was refused; `Display` is nginx's error-log text.
@@ -63,7 +66,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     let line = std::str::from_utf8(&buf[6..end]).map_err(|_| broken())?;
     let len = end + 2;
     if line.starts_with("UNKNOWN") {
-        return Ok(Some(Header { len, addrs: None }));
+        return Ok(Some(Header {
+            len,
+            addrs: None,
+            tlvs: None,
+        }));
     }
     let parts: Vec<&str> = line.split(' ').collect();
     let [family, src, dst, sport, dport] = parts.as_slice() else {
@@ -93,6 +100,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     Ok(Some(Header {
         len,
         addrs: Some((src, dst)),
+        tlvs: None,
     }))
 }
 
@@ -118,9 +126,13 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     let broken = || broken(&buf[..len]);
     if command == 0 {
         // LOCAL: a health check of the proxy itself, no addresses.
-        return Ok(Some(Header { len, addrs: None }));
+        return Ok(Some(Header {
+            len,
+            addrs: None,
+            tlvs: None,
+        }));
     }
-    let addrs = match family >> 4 {
+    let (addrs, rest) = match family >> 4 {
         1 => {
             if data.len() < 12 {
                 return Err(broken());
@@ -134,10 +146,13 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
                 ))
             };
             let port = |o: usize| u16::from_be_bytes([data[o], data[o + 1]]);
-            Some((
-                SocketAddr::new(ip(0), port(8)),
-                SocketAddr::new(ip(4), port(10)),
-            ))
+            (
+                Some((
+                    SocketAddr::new(ip(0), port(8)),
+                    SocketAddr::new(ip(4), port(10)),
+                )),
+                &data[12..],
+            )
         }
         2 => {
             if data.len() < 36 {
@@ -149,15 +164,19 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
                 IpAddr::V6(Ipv6Addr::from(octets))
             };
             let port = |o: usize| u16::from_be_bytes([data[o], data[o + 1]]);
-            Some((
-                SocketAddr::new(ip(0), port(32)),
-                SocketAddr::new(ip(16), port(34)),
-            ))
+            (
+                Some((
+                    SocketAddr::new(ip(0), port(32)),
+                    SocketAddr::new(ip(16), port(34)),
+                )),
+                &data[36..],
+            )
         }
         // AF_UNSPEC, AF_UNIX: no usable addresses (nginx ignores them too).
-        _ => None,
+        _ => (None, &data[..0]),
     };
-    Ok(Some(Header { len, addrs }))
+    let tlvs = (addrs.is_some() && !rest.is_empty()).then(|| rest.into());
+    Ok(Some(Header { len, addrs, tlvs }))
 }
 
 /// Why reading a header failed.
@@ -207,6 +226,92 @@ pub(crate) fn variable(
     })
 }
 
+/// Why a TLV could not be read; `Display` is nginx's error-log text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TlvError {
+    /// A TLV runs past the header's end.
+    #[error("broken PROXY protocol TLV")]
+    Broken,
+    /// `0x` and no hexadecimal number.
+    #[error("invalid PROXY protocol TLV \"{0}\"")]
+    Invalid(String),
+    /// A name nginx does not know.
+    #[error("unknown PROXY protocol TLV \"{0}\"")]
+    Unknown(String),
+}
+
+/// The TLV names of nginx's table, and the SSL TLV's sub-TLVs.
+const TLV_NAMES: [(&str, u8); 5] = [
+    ("alpn", 0x01),
+    ("authority", 0x02),
+    ("unique_id", 0x05),
+    ("ssl", 0x20),
+    ("netns", 0x30),
+];
+const SSL_TLV_NAMES: [(&str, u8); 5] = [
+    ("version", 0x21),
+    ("cn", 0x22),
+    ("cipher", 0x23),
+    ("sig_alg", 0x24),
+    ("key_alg", 0x25),
+];
+
+/// The value of `$proxy_protocol_tlv_NAME` in `tlvs`, as
+/// ngx_proxy_protocol_get_tlv finds it: NAME is a name of nginx's table
+/// or `0xHEX`; `ssl_NAME` (or `ssl_0xHEX`) looks inside the SSL TLV, and
+/// `ssl_verify` is its verify field in decimal. `Ok(None)`: not there.
+pub(crate) fn tlv(tlvs: &[u8], name: &str) -> Result<Option<Vec<u8>>, TlvError> {
+    let (scope, names, key): (&[u8], &[(&str, u8)], &str) = match name.strip_prefix("ssl_") {
+        Some(key) => {
+            let Some(ssl) = lookup(tlvs, 0x20)? else {
+                return Ok(None);
+            };
+            // One byte of client flags and four of verify come first.
+            if ssl.len() < 5 {
+                return Err(TlvError::Broken);
+            }
+            if key == "verify" {
+                let verify = u32::from_be_bytes([ssl[1], ssl[2], ssl[3], ssl[4]]);
+                return Ok(Some(verify.to_string().into_bytes()));
+            }
+            (&ssl[5..], &SSL_TLV_NAMES, key)
+        }
+        None => (tlvs, &TLV_NAMES, name),
+    };
+    let kind = match key.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16)
+            .ok()
+            .filter(|_| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| TlvError::Invalid(name.to_string()))?,
+        None => names
+            .iter()
+            .find(|(n, _)| *n == key)
+            .map(|(_, t)| u32::from(*t))
+            .ok_or_else(|| TlvError::Unknown(name.to_string()))?,
+    };
+    // A type past one byte names no TLV.
+    let Ok(kind) = u8::try_from(kind) else {
+        return Ok(None);
+    };
+    Ok(lookup(scope, kind)?.map(<[u8]>::to_vec))
+}
+
+/// The value of the first TLV of type `kind` in `tlvs`.
+fn lookup(mut tlvs: &[u8], kind: u8) -> Result<Option<&[u8]>, TlvError> {
+    while !tlvs.is_empty() {
+        if tlvs.len() < 3 {
+            return Err(TlvError::Broken);
+        }
+        let len = usize::from(u16::from_be_bytes([tlvs[1], tlvs[2]]));
+        let value = tlvs.get(3..3 + len).ok_or(TlvError::Broken)?;
+        if tlvs[0] == kind {
+            return Ok(Some(value));
+        }
+        tlvs = &tlvs[3 + len..];
+    }
+    Ok(None)
+}
+
 /// nginx's "broken header" text: the bytes up to the first CR or LF.
 fn broken(buf: &[u8]) -> HeaderError {
     let end = buf
@@ -219,6 +324,51 @@ fn broken(buf: &[u8]) -> HeaderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One TLV: type, two bytes of length, the value.
+    fn tlv_bytes(kind: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind];
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    #[test]
+    fn tlvs_by_name_number_and_inside_the_ssl_one() {
+        let mut ssl = vec![0x01, 0, 0, 0, 255];
+        ssl.extend(tlv_bytes(0x21, b"TLSv1.2"));
+        ssl.extend(tlv_bytes(0x22, b"example.com"));
+        let mut tlvs = tlv_bytes(0x01, b"h2");
+        tlvs.extend(tlv_bytes(0x20, &ssl));
+        tlvs.extend(tlv_bytes(0xae, b"custom"));
+        let get = |name: &str| tlv(&tlvs, name).map(|v| v.map(|v| String::from_utf8(v).unwrap()));
+        assert_eq!(get("alpn"), Ok(Some("h2".into())));
+        assert_eq!(get("0x01"), Ok(Some("h2".into())));
+        assert_eq!(get("0x000ae"), Ok(Some("custom".into())));
+        assert_eq!(get("ssl_version"), Ok(Some("TLSv1.2".into())));
+        assert_eq!(get("ssl_0x22"), Ok(Some("example.com".into())));
+        assert_eq!(get("ssl_verify"), Ok(Some("255".into())));
+        assert_eq!(get("authority"), Ok(None));
+        assert_eq!(get("0x0f"), Ok(None));
+        assert_eq!(get("nonsense"), Err(TlvError::Unknown("nonsense".into())));
+        assert_eq!(get("0xzz"), Err(TlvError::Invalid("0xzz".into())));
+        assert_eq!(tlv(&[0x01, 0, 9, b'x'], "alpn"), Err(TlvError::Broken));
+        // A v2 header keeps what follows its addresses.
+        let mut v2 = V2_SIGNATURE.to_vec();
+        v2.extend_from_slice(&[0x21, 0x11]);
+        let body = [
+            &[127, 0, 0, 1, 127, 0, 0, 2, 0, 1, 0, 2][..],
+            &tlv_bytes(0x02, b"host"),
+        ]
+        .concat();
+        v2.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        v2.extend_from_slice(&body);
+        let header = parse(&v2).unwrap().unwrap();
+        assert_eq!(
+            tlv(header.tlvs.as_deref().unwrap(), "authority"),
+            Ok(Some(b"host".to_vec()))
+        );
+    }
 
     #[test]
     fn version_1() {
