@@ -135,3 +135,58 @@ fn bad_rules_fail_the_load_with_file_and_line() {
         "{err}"
     );
 }
+
+/// `limit_except`: the methods it lists (GET bringing HEAD) are served by
+/// the location; any other gets the block's configuration: its access
+/// rules, and its `proxy_pass` or else the location's.
+#[test]
+fn limit_except_gives_other_methods_its_block() {
+    let (port, second) = (free_port(), free_port());
+    let conf = format!(
+        "server {{ listen 127.0.0.1:{second}; return 200 \"second $request_uri\"; }}
+        server {{
+            listen 127.0.0.1:{port};
+            location = /target {{ return 200 \"target $request_method\"; }}
+            location /guarded {{
+                proxy_pass http://127.0.0.1:{port}/target;
+                limit_except GET {{ deny all; }}
+            }}
+            location /passed {{
+                proxy_pass http://127.0.0.1:{port}/target;
+                limit_except GET POST {{ allow all; }}
+            }}
+            location /elsewhere {{
+                proxy_pass http://127.0.0.1:{port}/target;
+                limit_except GET {{ proxy_pass http://127.0.0.1:{second}; }}
+            }}
+        }}"
+    );
+    let _b = Balancer::start_http(&conf, &[port, second]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ask = |method: &str, path: &str| {
+        raw(
+            addr,
+            format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(get(port, "/guarded").text(), "target GET");
+    // HEAD comes with GET: answered, not refused.
+    let head = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"HEAD /guarded HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert_eq!(ask("POST", "/guarded").status, 403);
+    assert_eq!(ask("DELETE", "/guarded").status, 403);
+    assert_eq!(ask("POST", "/passed").text(), "target POST");
+    // Not listed, allowed by the block: the location's proxy_pass still.
+    assert_eq!(ask("PUT", "/passed").text(), "target PUT");
+    // The block's own proxy_pass (no URI part: the request's goes on).
+    assert_eq!(get(port, "/elsewhere").text(), "target GET");
+    assert_eq!(ask("POST", "/elsewhere").text(), "second /elsewhere");
+}

@@ -350,7 +350,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("add_header", ANY_IF, take(&[2, 3]), false, Yes),
     d("error_page", ANY_IF, M2, false, Yes),
     d("recursive_error_pages", ANY, FLAG, false, NotYet),
-    d("limit_except", LOC, M1, true, NotYet),
+    d("limit_except", LOC, M1, true, Yes),
     d("internal", LOC, T0, false, Yes),
     d(
         "break",

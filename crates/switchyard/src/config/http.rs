@@ -8,8 +8,8 @@ use nginx_conf::Directive;
 use super::directives::Ctx;
 use super::listen::{default_port, parse_listen};
 use super::model::{
-    Alias, Handler, Http, IfBlock, Listen, LocationConfig, LocationMatch, Op, PassTarget,
-    ProxyPass, ProxyTarget, ServerConfig, UpstreamConfig,
+    Alias, Handler, Http, IfBlock, LimitExcept, Listen, LocationConfig, LocationMatch, Op,
+    PassTarget, ProxyPass, ProxyTarget, ServerConfig, UpstreamConfig,
 };
 use super::proxy_url::{Authority, ProxyUrl};
 use super::settings::Layer;
@@ -390,6 +390,7 @@ impl HttpBuilder<'_> {
             alias: None,
             internal: false,
             try_files,
+            limit_except: None,
         });
         Ok(ServerConfig {
             listens,
@@ -451,6 +452,7 @@ impl HttpBuilder<'_> {
         let mut root_seen = false;
         let mut internal = false;
         let mut try_files = None;
+        let mut limit_except_block = None;
         for inner in d.block.as_deref().unwrap_or_default() {
             let spec = check(inner, Ctx::LOCATION)?;
             match spec.name {
@@ -467,6 +469,10 @@ impl HttpBuilder<'_> {
                 "internal" => {
                     seen.once(inner)?;
                     internal = true;
+                }
+                "limit_except" => {
+                    seen.once(inner)?;
+                    limit_except_block = Some(inner);
                 }
                 "alias" => {
                     if alias.is_some() || root_seen {
@@ -564,7 +570,7 @@ impl HttpBuilder<'_> {
                 _ => {}
             }
         }
-        Ok(LocationConfig {
+        let mut location = LocationConfig {
             matcher,
             nested,
             handler,
@@ -573,6 +579,83 @@ impl HttpBuilder<'_> {
             alias,
             internal,
             try_files,
+            limit_except: None,
+        };
+        if let Some(block) = limit_except_block {
+            location.limit_except = Some(Arc::new(
+                self.build_limit_except(block, &location, &merged)?,
+            ));
+        }
+        Ok(location)
+    }
+
+    /// `limit_except METHOD ... { ... }`: the methods (nginx's names, in any
+    /// case; `GET` brings `HEAD`), and for every other method the location
+    /// with the block's directives over it. Its content is the block's
+    /// `proxy_pass`, else the location's (nginx's proxy module merges it
+    /// into the block), else a file, as nginx's handler is not inherited.
+    fn build_limit_except(
+        &mut self,
+        d: &Directive,
+        location: &LocationConfig,
+        parent: &Layer,
+    ) -> Result<LimitExcept, ConfigError> {
+        let mut methods = Vec::new();
+        for arg in &d.args {
+            let Some(name) = LimitExcept::METHODS
+                .iter()
+                .find(|m| m.eq_ignore_ascii_case(&arg.value))
+            else {
+                return Err(ConfigError::at(
+                    format!("invalid method \"{}\"", arg.value),
+                    &d.position,
+                ));
+            };
+            methods.push(http::Method::from_bytes(name.as_bytes()).map_err(|_| {
+                ConfigError::at(format!("invalid method \"{}\"", arg.value), &d.position)
+            })?);
+        }
+        if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+            methods.push(http::Method::HEAD);
+        }
+        let mut layer = Layer::default();
+        let mut seen = Seen::default();
+        let mut handler = match &location.handler {
+            Handler::Proxy(pass) => Handler::Proxy(pass.clone()),
+            _ => Handler::None,
+        };
+        for inner in d.block.as_deref().unwrap_or_default() {
+            let spec = check(inner, Ctx::LIMIT_EXCEPT)?;
+            match spec.name {
+                "proxy_pass" => {
+                    seen.once(inner)?;
+                    // As inside `if`: no URI part.
+                    handler =
+                        Handler::Proxy(self.parse_proxy_pass(inner, &location.matcher, true)?);
+                }
+                "include" => {}
+                _ => {
+                    if !layer.apply(inner, self.prefix, &self.formats)? {
+                        seen.unclaimed(inner, spec)?;
+                    }
+                }
+            }
+        }
+        let merged = layer.over(parent);
+        if layer_sets_tls(&layer) {
+            if let Handler::Proxy(pass) = &mut handler {
+                pass.tls = None;
+            }
+        }
+        self.proxy_tls(&mut handler, &merged, &d.position)?;
+        Ok(LimitExcept {
+            methods,
+            config: Arc::new(LocationConfig {
+                handler,
+                settings: Arc::new(merged.finish(self.prefix)),
+                limit_except: None,
+                ..location.clone()
+            }),
         })
     }
 
@@ -631,6 +714,7 @@ impl HttpBuilder<'_> {
             // nginx does not merge try_files into an `if` (one of the
             // reasons "if is evil"): a matching `if` has none.
             try_files: None,
+            limit_except: None,
         };
         Ok(Op::If(Box::new(IfBlock {
             condition,

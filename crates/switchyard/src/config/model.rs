@@ -740,6 +740,44 @@ pub struct LocationConfig {
     pub internal: bool,
     /// `try_files` (a location's own: nginx does not inherit it).
     pub try_files: Option<Arc<TryFiles>>,
+    /// `limit_except METHOD ... { }`: the methods served by this
+    /// configuration, and the one every other method gets.
+    pub limit_except: Option<Arc<LimitExcept>>,
+}
+
+/// `limit_except`: the methods it lists, and its block's configuration.
+#[derive(Debug, Clone)]
+pub struct LimitExcept {
+    /// The methods listed, in upper case (`GET` brings `HEAD`).
+    pub methods: Vec<http::Method>,
+    /// The location with the block's directives over it (access, auth,
+    /// access_log, proxy_pass), for every other method.
+    pub config: Arc<LocationConfig>,
+}
+
+impl LimitExcept {
+    /// nginx's methods `limit_except` may name.
+    pub const METHODS: [&'static str; 14] = [
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "DELETE",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "OPTIONS",
+        "PROPFIND",
+        "PROPPATCH",
+        "LOCK",
+        "UNLOCK",
+        "PATCH",
+    ];
+
+    /// Whether `method` is served by the location itself.
+    pub fn allows(&self, method: &http::Method) -> bool {
+        self.methods.contains(method)
+    }
 }
 
 /// `alias PATH` and the part of the URI it replaces.

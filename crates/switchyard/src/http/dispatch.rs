@@ -419,6 +419,12 @@ async fn find_and_serve(
                 found
             }
         };
+        // A method `limit_except` does not list takes the configuration of
+        // its block, as ngx_http_update_location_config swaps it in.
+        let found = match &found.limit_except {
+            Some(lmt) if !lmt.allows(&ex.method) => lmt.config.clone(),
+            _ => found,
+        };
         // From here the connection's lines go to this location's error_log
         // (an `if` block's keeps the one before).
         if let Some(log) = generation.error_log(&found.settings) {

@@ -209,6 +209,11 @@ fn open_location_logs(
 ) -> Result<(), String> {
     open_logs(&loc.settings, logs)?;
     error_logs.open(&loc.settings)?;
+    if let Some(lmt) = &loc.limit_except {
+        // Its own settings only: its nested locations are the location's.
+        open_logs(&lmt.config.settings, logs)?;
+        error_logs.open(&lmt.config.settings)?;
+    }
     for nested in &loc.nested {
         open_location_logs(nested, logs, error_logs)?;
     }
