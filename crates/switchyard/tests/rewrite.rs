@@ -277,3 +277,44 @@ fn an_empty_string_is_a_condition_operand() {
     let r = get(port, "/?key=abc");
     assert_eq!((r.status, r.text().as_str()), (200, "key=abc"));
 }
+
+/// Location `if`s and `proxy_pass`, as nginx stacks them: the last
+/// matching `if` gives the configuration; one with a `proxy_pass` of its
+/// own proxies; a later matching one without, in a location without one
+/// either, leaves nginx's proxy with no upstream: 500 and an error line.
+#[test]
+fn a_proxying_if_then_one_without_answers_500() {
+    let (port, second) = (free_port(), free_port());
+    let conf = format!(
+        "server {{ listen 127.0.0.1:{second}; return 200 \"second $request_uri\"; }}
+        server {{
+            listen 127.0.0.1:{port};
+            location /one {{
+                set $t 1;
+                if ($t) {{ proxy_pass http://127.0.0.1:{second}; }}
+            }}
+            location /two {{
+                set $t 1;
+                if ($t) {{ proxy_pass http://127.0.0.1:{second}; }}
+                if ($t) {{ }}
+            }}
+            location /outer {{
+                proxy_pass http://127.0.0.1:{second};
+                set $t 1;
+                if ($t) {{ proxy_pass http://127.0.0.1:{second}; }}
+                if ($t) {{ }}
+            }}
+        }}"
+    );
+    let balancer = Balancer::start_http(&conf, &[port, second]);
+    assert_eq!(get(port, "/one").text(), "second /one");
+    assert_eq!(get(port, "/two").status, 500);
+    // The location's own proxy_pass carries the last `if`.
+    assert_eq!(get(port, "/outer").text(), "second /outer");
+    support::wait_until(std::time::Duration::from_secs(5), "the error line", || {
+        balancer.error_log_text().contains("[error] ")
+            && balancer
+                .error_log_text()
+                .contains("no upstream configuration")
+    });
+}

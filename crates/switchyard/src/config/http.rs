@@ -328,6 +328,7 @@ impl HttpBuilder<'_> {
                         condition: super::rewrite::parse_condition(inner)?,
                         script: inner_script,
                         location: None,
+                        own_proxy: false,
                     })));
                 }
                 "include" => {}
@@ -695,6 +696,7 @@ impl HttpBuilder<'_> {
             }
         }
         let merged = layer.over(parent);
+        let own_proxy = handler.is_some();
         let mut handler = handler.unwrap_or_else(|| parent_handler.clone());
         if layer_sets_tls(&layer) {
             // The `if` has TLS settings of its own: its own context.
@@ -720,6 +722,7 @@ impl HttpBuilder<'_> {
             condition,
             script,
             location: Some(Arc::new(location)),
+            own_proxy,
         })))
     }
 

@@ -880,6 +880,8 @@ pub struct IfBlock {
     /// In a location: the configuration that applies when it matched
     /// (its settings over the location's, its handler or the location's).
     pub location: Option<Arc<LocationConfig>>,
+    /// It has a `proxy_pass` of its own.
+    pub own_proxy: bool,
 }
 
 /// An `if` condition.

@@ -485,6 +485,13 @@ async fn find_and_serve(
                 Tried::Status(code) => return (location, Content::Status(code)),
             },
         };
+        if script.no_upstream {
+            error_log::error(
+                Some(ex.conn.id),
+                &format!("no upstream configuration{}", proxy::log_context(ex, None)),
+            );
+            return (location, Content::Status(500));
+        }
         let content = serve(&location, ex, generation, request, script.valid_location).await;
         return (location, content);
     }

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use crate::config::model::{Condition, FileTest, LocationConfig, Op, Rewrite, RewriteFlag};
+use crate::config::model::{
+    Condition, FileTest, Handler, LocationConfig, Op, Rewrite, RewriteFlag,
+};
 use crate::observe::{error_log, ErrorLevel};
 use crate::vars::{Segment, Var, VarSource};
 
@@ -35,6 +37,13 @@ pub struct Script {
     /// False once `break` followed a rewrite: the URI no longer relates
     /// to the location's name (`proxy_pass` then sends it whole).
     pub valid_location: bool,
+    /// A matching `if` had a `proxy_pass` of its own: nginx's content
+    /// handler stays the proxy's through later `if`s that have none.
+    if_proxied: bool,
+    /// The last matching `if` has no `proxy_pass` and its location none
+    /// either, after one that had: nginx runs the proxy with no upstream
+    /// configured, and answers 500.
+    pub no_upstream: bool,
 }
 
 impl Script {
@@ -44,6 +53,8 @@ impl Script {
             log,
             uri_changed: false,
             valid_location: true,
+            if_proxied: false,
+            no_upstream: false,
         }
     }
 }
@@ -99,6 +110,12 @@ fn step(
                     if let Some(l) = &block.location {
                         *location = Some(l.clone());
                         script.log = l.settings.rewrite_log;
+                        if block.own_proxy {
+                            script.if_proxied = true;
+                            script.no_upstream = false;
+                        } else if script.if_proxied {
+                            script.no_upstream = !matches!(l.handler, Handler::Proxy(_));
+                        }
                     }
                     match step(&block.script, ex, location, script) {
                         Flow::Next => {}
