@@ -17,7 +17,9 @@ struct Browser {
 
 /// Whether `keepalive_disable` ends the connection after this request.
 pub fn disabled(disable: &KeepaliveDisable, method: &Method, headers: &HeaderMap) -> bool {
-    if !disable.msie6 && !disable.safari {
+    // MSIE 6 matters for POSTs only: a GET never reads the User-Agent.
+    let msie6 = disable.msie6 && *method == Method::POST;
+    if !msie6 && !disable.safari {
         return false;
     }
     let browser = headers
@@ -28,8 +30,7 @@ pub fn disabled(disable: &KeepaliveDisable, method: &Method, headers: &HeaderMap
             msie6: a.msie6 || b.msie6,
             safari: a.safari || b.safari,
         });
-    (browser.msie6 && *method == Method::POST && disable.msie6)
-        || (browser.safari && disable.safari)
+    (browser.msie6 && msie6) || (browser.safari && disable.safari)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

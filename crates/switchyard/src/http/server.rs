@@ -440,6 +440,7 @@ pub async fn handle(
         // nginx ends the connection after a certificate refusal.
         || matches!(ssl_refusal, Some((495 | 496, _)))
         || keepalive_ends(&settings, &ex);
+    let first_settings = settings.clone();
 
     let mut response = if !normalized && rejected.is_none() {
         respond::error(400, settings.server_tokens)
@@ -508,8 +509,9 @@ pub async fn handle(
     // nginx ends the connection after these, whatever the client asked;
     // and the answering location's keep-alive settings are checked again,
     // as ngx_http_update_location_config checks them at each location.
-    let close =
-        close || matches!(response.status().as_u16(), 408 | 413) || keepalive_ends(&settings, &ex);
+    let close = close
+        || matches!(response.status().as_u16(), 408 | 413)
+        || (!Arc::ptr_eq(&settings, &first_settings) && keepalive_ends(&settings, &ex));
     finish_headers(&mut response, &settings, close);
     // How the connection lingers if it closes after this response is
     // the answering location's to say (ngx_http_finalize_connection reads

@@ -103,8 +103,10 @@ fn nginx_reason(status: u16) -> Option<&'static str> {
 }
 
 /// The lines written in nginx's fixed places, in that order, then
-/// `Connection` and `Keep-Alive` (written after the framing's line).
-const PLACED: [HeaderName; SLOTS] = [
+/// `Connection` and `Keep-Alive` (written after the framing's line). A
+/// static, not a const: `keep-alive` is no standard name of `http`'s, so
+/// a const array would be built and dropped at every use.
+static PLACED: [HeaderName; SLOTS] = [
     header::SERVER,
     header::DATE,
     header::CONTENT_TYPE,
