@@ -326,17 +326,20 @@ fn parse_so_keepalive(v: &str) -> Option<SoKeepalive> {
 mod tests {
     use super::*;
 
+    /// `listen TEXT;` parsed: its listens, or the error's message.
+    fn listens(text: &str) -> Result<Vec<Listen>, String> {
+        let conf = nginx_conf::parse_str(
+            &format!("listen {text};"),
+            nginx_conf::Source::CommandLine,
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        parse_listen(&conf.directives[0]).map_err(|e| e.message)
+    }
+
     #[test]
     fn port_ranges_as_nginx_reads_them() {
-        let listen = |text: &str| {
-            let conf = nginx_conf::parse_str(
-                &format!("listen {text} default_server;"),
-                nginx_conf::Source::CommandLine,
-                std::path::Path::new("/"),
-            )
-            .unwrap();
-            parse_listen(&conf.directives[0]).map_err(|e| e.message)
-        };
+        let listen = |text: &str| listens(&format!("{text} default_server"));
         let addrs = |text: &str| -> Vec<String> {
             listen(text)
                 .unwrap()
@@ -371,17 +374,7 @@ mod tests {
 
     #[test]
     fn socket_parameters_as_nginx_reads_them() {
-        let listen = |text: &str| {
-            let conf = nginx_conf::parse_str(
-                &format!("listen {text};"),
-                nginx_conf::Source::CommandLine,
-                std::path::Path::new("/"),
-            )
-            .unwrap();
-            parse_listen(&conf.directives[0])
-                .map(|mut all| all.remove(0))
-                .map_err(|e| e.message)
-        };
+        let listen = |text: &str| listens(text).map(|mut all| all.remove(0));
         let l =
             listen("127.0.0.1:80 rcvbuf=64k sndbuf=8192 deferred fastopen=5 backlog=9").unwrap();
         assert_eq!(l.socket.rcvbuf, Some(65536));
