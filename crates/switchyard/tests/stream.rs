@@ -316,6 +316,39 @@ fn reload_lets_a_session_in_flight_finish() {
     assert_eq!(&buf, b"O3");
 }
 
+/// With `worker_shutdown_timeout`, a session of a replaced configuration
+/// is closed that long after the reload, as nginx's old worker closes the
+/// connections it still holds; without it the session goes on (above).
+#[test]
+fn reload_closes_old_sessions_after_worker_shutdown_timeout() {
+    let backend = Backend::named("O");
+    let port = free_port();
+    let conf = |extra: &str| {
+        format!(
+            "error_log logs/error.log info;\nworker_shutdown_timeout 50ms;\nevents {{}}\nstream {{\n\
+             server {{ listen 127.0.0.1:{port}; proxy_pass {}; {extra} }}\n}}\n",
+            backend.addr
+        )
+    };
+    let lb = Balancer::start_full(&conf(""), &[], &[]);
+    let mut s = connect(port);
+    s.write_all(b"1").unwrap();
+    let mut buf = [0u8; 2];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"O1");
+    lb.rewrite_conf(&conf("proxy_timeout 1h;"));
+    lb.signal(libc::SIGHUP);
+    // The close comes 50 ms after the reload takes: the read sees the end
+    // well within its 10 s timeout (a session left open would time it out).
+    let started = Instant::now();
+    assert!(read_to_end(&mut s).is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A UDP backend answering each datagram with `name` and what it got.
 fn udp_backend(name: &'static str) -> SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp backend");

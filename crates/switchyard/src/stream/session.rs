@@ -151,7 +151,7 @@ async fn serve(accepted: Accepted, shared: Arc<Shared>, _slot: Slot) {
         match server.ssl.as_deref() {
             Some(tls) => {
                 if let Some(mut stream) = super::tls::handshake(&mut session, tls, client).await {
-                    content(&mut session, &server, &generation, &mut stream).await;
+                    content_until_retired(&mut session, &server, &generation, &mut stream).await;
                 }
             }
             // Refused at load ("no ssl_certificate ..."); never serve
@@ -161,9 +161,25 @@ async fn serve(accepted: Accepted, shared: Arc<Shared>, _slot: Slot) {
     } else if server.ssl_preread && !super::preread::preread(&mut session, &server, &client).await {
         // The preread ended the session (timeout, EOF, buffer full).
     } else {
-        content(&mut session, &server, &generation, &mut client).await;
+        content_until_retired(&mut session, &server, &generation, &mut client).await;
     }
     bound.log.write(&session);
+}
+
+/// The content phase, cut short when the configuration the session runs
+/// on is retired (`worker_shutdown_timeout` after a reload replaced it),
+/// as nginx's old worker closes the connections it still holds then.
+async fn content_until_retired<C: super::tls::Downstream>(
+    session: &mut Session,
+    server: &StreamServer,
+    generation: &Generation,
+    client: &mut C,
+) {
+    let retired = generation.retirement();
+    tokio::select! {
+        () = content(session, server, generation, client) => {}
+        () = retired.wait() => {}
+    }
 }
 
 /// The access phase: the first rule that matches decides; none matching
