@@ -865,18 +865,12 @@ impl VarSource for Exchange {
                 crate::transport::proxy_protocol::variable(self.conn.proxy_protocol, var)
                     .map(Cow::Owned)
             }
-            Var::ProxyProtocolTlv(name) => {
-                let tlvs = self.conn.proxy_protocol_tlvs.as_deref()?;
-                match crate::transport::proxy_protocol::tlv(tlvs, name) {
-                    Ok(value) => {
-                        value.map(|v| Cow::Owned(String::from_utf8_lossy(&v).into_owned()))
-                    }
-                    Err(e) => {
-                        crate::observe::error_log::error(Some(self.conn.id), &e.to_string());
-                        None
-                    }
-                }
-            }
+            Var::ProxyProtocolTlv(name) => crate::transport::proxy_protocol::tlv_variable(
+                self.conn.proxy_protocol_tlvs.as_deref(),
+                name,
+                self.conn.id,
+            )
+            .map(Cow::Owned),
             Var::Connections(state) => {
                 let states = crate::observe::metrics::global().states();
                 owned(

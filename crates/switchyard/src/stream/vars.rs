@@ -179,18 +179,12 @@ impl VarSource for Session {
             | Var::ProxyProtocolServerPort => {
                 crate::transport::proxy_protocol::variable(self.proxy_protocol, var).map(Cow::Owned)
             }
-            Var::ProxyProtocolTlv(name) => {
-                let tlvs = self.proxy_protocol_tlvs.as_deref()?;
-                match crate::transport::proxy_protocol::tlv(tlvs, name) {
-                    Ok(value) => {
-                        value.map(|v| Cow::Owned(String::from_utf8_lossy(&v).into_owned()))
-                    }
-                    Err(e) => {
-                        crate::observe::error_log::error(Some(self.id), &e.to_string());
-                        None
-                    }
-                }
-            }
+            Var::ProxyProtocolTlv(name) => crate::transport::proxy_protocol::tlv_variable(
+                self.proxy_protocol_tlvs.as_deref(),
+                name,
+                self.id,
+            )
+            .map(Cow::Owned),
             Var::LimitConnStatus => self.limit_conn_status.map(Cow::Borrowed),
             // Found (maybe empty) once ssl_preread has read the client's
             // first bytes of a hello, as nginx's module context says; not

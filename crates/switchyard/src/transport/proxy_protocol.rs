@@ -240,6 +240,20 @@ pub(crate) enum TlvError {
     Unknown(String),
 }
 
+/// `$proxy_protocol_tlv_NAME` of a connection whose header kept `tlvs`,
+/// as http and stream give it: the value as text, not found when there is
+/// none, and a TLV that does not read logged as nginx logs it (connection
+/// `conn`) and not found.
+pub(crate) fn tlv_variable(tlvs: Option<&[u8]>, name: &str, conn: u64) -> Option<String> {
+    match tlv(tlvs?, name) {
+        Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+        Err(e) => {
+            crate::observe::error_log::error(Some(conn), &e.to_string());
+            None
+        }
+    }
+}
+
 /// The TLV names of nginx's table, and the SSL TLV's sub-TLVs.
 const TLV_NAMES: [(&str, u8); 5] = [
     ("alpn", 0x01),
