@@ -1,7 +1,7 @@
 //! `add_header`: headers added to responses of the listed statuses (any
 //! status with `always`), proxied or made by switchyard.
 
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderName, Response};
 
 use crate::config::model::AddHeader;
 
@@ -57,27 +57,29 @@ pub fn add(headers: &[AddHeader], ex: &Exchange, response: &mut Response<Respons
             }
             continue;
         }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            // The name goes out as the configuration spells it.
-            let mut noted = HeaderCase::default();
-            noted.note(&name, h.name.as_bytes());
-            if !noted.is_empty() {
-                let extensions = response.extensions_mut();
-                match extensions.get_mut::<HeaderCase>() {
-                    Some(case) => case.extend(&noted),
-                    None => {
-                        extensions.insert(noted);
-                    }
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            continue;
+        };
+        // The name goes out as the configuration spells it, the value
+        // as rendered (control bytes too, as nginx writes them).
+        let mut noted = HeaderCase::default();
+        noted.note(&name, h.name.as_bytes());
+        let Some(value) = noted.value(value.as_bytes()) else {
+            continue;
+        };
+        if !noted.is_empty() {
+            let extensions = response.extensions_mut();
+            match extensions.get_mut::<HeaderCase>() {
+                Some(case) => case.extend(&noted),
+                None => {
+                    extensions.insert(noted);
                 }
             }
-            if replace {
-                response.headers_mut().insert(name, value);
-            } else {
-                response.headers_mut().append(name, value);
-            }
+        }
+        if replace {
+            response.headers_mut().insert(name, value);
+        } else {
+            response.headers_mut().append(name, value);
         }
     }
 }

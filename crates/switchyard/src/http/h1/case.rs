@@ -5,42 +5,119 @@
 //! request's or response's extensions with the spelling of every name that
 //! differs from the usual one (`Content-Type`), so that the common message,
 //! whose names are all in their usual case, carries nothing extra.
+//!
+//! It also carries the bytes of values `http::HeaderValue` cannot hold:
+//! nginx writes an `add_header` value as rendered, control bytes and all
+//! (`"x:$x\n"`, a `$ssl_client_cert` of many lines, a `$uri` decoded
+//! from `%02`), while a `HeaderValue` refuses them. The map holds a
+//! stand-in of the same length with each such byte made a space, and the
+//! head is written with the bytes noted here for that very stand-in.
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 
-/// The names of a head whose spelling is not their usual case.
+/// The names of a head whose spelling is not their usual case, and the
+/// values whose bytes a `HeaderValue` cannot hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderCase(Vec<(HeaderName, Bytes)>);
+pub struct HeaderCase {
+    spellings: Vec<(HeaderName, Bytes)>,
+    raw_values: Vec<RawValue>,
+}
+
+/// The bytes to write for one stand-in value in the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RawValue {
+    /// Where the stand-in's bytes live: the value is told apart from any
+    /// other by its own allocation, which moving it into the map, or
+    /// cloning it, keeps.
+    stand_in: usize,
+    bytes: Bytes,
+}
+
+/// Whether `b` may be in a `HeaderValue` (visible ASCII, obs-text, space
+/// and tab).
+fn value_byte(b: u8) -> bool {
+    (b >= 0x20 && b != 0x7f) || b == b'\t'
+}
 
 impl HeaderCase {
+    /// A value for the map from `bytes`: the value itself when a
+    /// `HeaderValue` can hold it, else a stand-in whose bytes this notes.
+    /// `None` only for an empty value.
+    pub fn value(&mut self, bytes: &[u8]) -> Option<HeaderValue> {
+        if bytes.is_empty() {
+            return None;
+        }
+        if bytes.iter().all(|&b| value_byte(b)) {
+            return HeaderValue::from_bytes(bytes).ok();
+        }
+        let cleaned: Vec<u8> = bytes
+            .iter()
+            .map(|&b| if value_byte(b) { b } else { b' ' })
+            .collect();
+        let stand_in = HeaderValue::from_maybe_shared(Bytes::from(cleaned)).ok()?;
+        self.raw_values.push(RawValue {
+            stand_in: stand_in.as_bytes().as_ptr() as usize,
+            bytes: Bytes::copy_from_slice(bytes),
+        });
+        Some(stand_in)
+    }
+
+    /// The bytes to write for `value`: its noted bytes when it is a
+    /// stand-in, else its own.
+    fn bytes_of<'a>(&'a self, value: &'a HeaderValue) -> &'a [u8] {
+        if !self.raw_values.is_empty() {
+            let at = value.as_bytes().as_ptr() as usize;
+            // The bytes are compared too: a stand-in dropped from the map
+            // may have its allocation reused by another value.
+            let stands_for = |raw: &RawValue| {
+                raw.stand_in == at
+                    && raw.bytes.len() == value.len()
+                    && raw.bytes.iter().zip(value.as_bytes()).all(|(&r, &v)| {
+                        if value_byte(r) {
+                            r == v
+                        } else {
+                            v == b' '
+                        }
+                    })
+            };
+            if let Some(raw) = self.raw_values.iter().find(|r| stands_for(r)) {
+                return &raw.bytes;
+            }
+        }
+        value.as_bytes()
+    }
+
     /// Notes that `name` was spelled `spelled` (nothing to note when that
     /// is its usual case, or when an earlier line already spelled it).
     pub fn note(&mut self, name: &HeaderName, spelled: &[u8]) {
-        if is_usual(name, spelled) || self.0.iter().any(|(n, _)| n == name) {
+        if is_usual(name, spelled) || self.spellings.iter().any(|(n, _)| n == name) {
             return;
         }
-        self.0.push((name.clone(), Bytes::copy_from_slice(spelled)));
+        self.spellings
+            .push((name.clone(), Bytes::copy_from_slice(spelled)));
     }
 
     /// How `name` is to be spelled, if not in its usual case.
     pub fn spelling(&self, name: &HeaderName) -> Option<&[u8]> {
-        self.0
+        self.spellings
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, spelled)| &spelled[..])
     }
 
-    /// Whether every name is in its usual case.
+    /// Whether every name is in its usual case and every value is its own.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spellings.is_empty() && self.raw_values.is_empty()
     }
 
-    /// Takes `other`'s spellings of names this one has not spelled.
+    /// Takes `other`'s spellings of names this one has not spelled, and
+    /// its stand-in values.
     pub fn extend(&mut self, other: &HeaderCase) {
-        for (name, spelled) in &other.0 {
+        for (name, spelled) in &other.spellings {
             self.note(name, spelled);
         }
+        self.raw_values.extend(other.raw_values.iter().cloned());
     }
 }
 
@@ -164,7 +241,10 @@ pub fn write_header_line(
         None => write_usual(out, name),
     }
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    match case {
+        Some(case) => out.extend_from_slice(case.bytes_of(value)),
+        None => out.extend_from_slice(value.as_bytes()),
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -186,6 +266,33 @@ mod tests {
         assert_eq!(case.spelling(&name("content-type")), None);
         assert_eq!(case.spelling(&name("x-ip")), Some(&b"X-IP"[..]));
         assert_eq!(case.spelling(&name("set-cookie")), Some(&b"set-cookie"[..]));
+    }
+
+    #[test]
+    fn a_value_with_control_bytes_is_written_as_it_was_rendered() {
+        let mut case = HeaderCase::default();
+        let plain = case.value(b"x:0 y:0").unwrap();
+        assert!(case.is_empty(), "a value HeaderValue holds needs no note");
+        let raw = case.value(b"x:0\n\x02y").unwrap();
+        assert_eq!(raw.as_bytes(), b"x:0  y", "the stand-in has spaces");
+        assert!(!case.is_empty());
+        assert_eq!(case.value(b""), None);
+
+        let mut out = Vec::new();
+        // Moved into a map and cloned, the stand-in still finds its bytes.
+        let mut map = http::HeaderMap::new();
+        map.append(name("x-foo"), raw.clone());
+        map.append(name("x-foo"), plain);
+        for value in map.get_all("x-foo") {
+            write_header_line(&mut out, &name("x-foo"), value, Some(&case));
+        }
+        assert_eq!(out, b"X-Foo: x:0\n\x02y\r\nX-Foo: x:0 y:0\r\n");
+
+        // Another value of the same bytes as the stand-in is its own.
+        let lookalike = HeaderValue::from_static("x:0  y");
+        out.clear();
+        write_header_line(&mut out, &name("x-foo"), &lookalike, Some(&case));
+        assert_eq!(out, b"X-Foo: x:0  y\r\n");
     }
 
     /// The byte-at-a-time rule the word-at-a-time check must agree with.
