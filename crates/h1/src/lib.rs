@@ -36,7 +36,7 @@ pub use error::{RequestError, ResponseError};
 pub use framing::{request_framing, response_framing, Framing};
 pub use headers::{Header, Headers};
 pub use length::{content_length, InvalidContentLength};
-pub use request::{parse_request, RequestHead, RequestLimits};
+pub use request::{parse_request, RequestHead, RequestLimits, UNIQUE as UNIQUE_REQUEST_HEADERS};
 pub use response::{parse_response, ResponseHead, ResponseLimits};
 pub use write::{write_header, write_headers, write_request_head, write_response_head};
 

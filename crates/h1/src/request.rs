@@ -153,6 +153,7 @@ pub fn parse_request(
     };
     let absolute = head.slice(target.clone());
     let framing = match check_host(&headers, version, &absolute)
+        .and_then(|()| check_unique(&headers))
         .and_then(|()| request_framing(&headers, version))
     {
         Ok(framing) => framing,
@@ -292,6 +293,45 @@ fn check_host(headers: &Headers, version: Version, target: &[u8]) -> Result<(), 
     Ok(())
 }
 
+/// The request headers nginx takes once only
+/// (`ngx_http_process_unique_header_line`): a second is a 400.
+pub const UNIQUE: [&str; 11] = [
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-match",
+    "if-none-match",
+    "content-length",
+    "content-range",
+    "if-range",
+    "transfer-encoding",
+    "expect",
+    "authorization",
+    "proxy-authorization",
+];
+
+/// No header of [`UNIQUE`] twice. Every request comes here, so a line is
+/// first sorted out by its name's length, which few unique names share.
+fn check_unique(headers: &Headers) -> Result<(), RequestError> {
+    let mut seen: [Option<&Header>; UNIQUE.len()] = [None; UNIQUE.len()];
+    for h in headers {
+        let n = h.name().len();
+        if !matches!(n, 6 | 8 | 13 | 14 | 17 | 19) {
+            continue;
+        }
+        let Some(i) = UNIQUE.iter().position(|u| u.len() == n && h.is(u)) else {
+            continue;
+        };
+        if let Some(previous) = seen[i] {
+            return Err(RequestError::DuplicateHeader {
+                line: h.display_line(),
+                previous: previous.display_line(),
+            });
+        }
+        seen[i] = Some(h);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +423,29 @@ mod tests {
         let mut buffer = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nHost_: b\r\n\r\n"[..]);
         let head = parse_request(&mut buffer, &on).unwrap().unwrap();
         assert_eq!(head.headers.len(), 1);
+    }
+
+    #[test]
+    fn a_header_nginx_takes_once_may_not_come_twice() {
+        for name in UNIQUE {
+            let text = format!(
+                "GET / HTTP/1.1\r\nHost: a\r\n{name}: 1\r\nX: y\r\n{}: 2\r\n\r\n",
+                name.to_uppercase()
+            );
+            match parse(text.as_bytes()) {
+                Err(e @ RequestError::DuplicateHeader { .. }) => {
+                    assert_eq!(e.status(), 400);
+                    assert_eq!(
+                        e.to_string(),
+                        format!("client sent duplicate header line: \"{}: 2\", previous value: \"{name}: 1\"", name.to_uppercase())
+                    );
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // Others may repeat, as nginx joins or keeps them.
+        let repeats = b"GET / HTTP/1.1\r\nHost: a\r\nVia: 1\r\nVia: 2\r\nCookie: a\r\nCookie: b\r\nUser-Agent: x\r\nUser-Agent: y\r\n\r\n";
+        assert!(matches!(parse(repeats), Ok(Some(_))));
     }
 
     #[test]

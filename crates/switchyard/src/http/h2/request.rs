@@ -22,7 +22,7 @@ pub enum Refusal {
         /// The status sent.
         status: u16,
         /// nginx's log line.
-        message: &'static str,
+        message: std::borrow::Cow<'static, str>,
     },
     /// A header field longer than `large_client_header_buffers`' size:
     /// nginx ends the connection with ENHANCE_YOUR_CALM.
@@ -50,8 +50,11 @@ pub struct HeadLimits {
     pub underscores_in_headers: bool,
 }
 
-fn status(status: u16, message: &'static str) -> Refusal {
-    Refusal::Status { status, message }
+fn status(status: u16, message: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    Refusal::Status {
+        status,
+        message: message.into(),
+    }
 }
 
 /// The request `head` and its body stream make, for a connection over TLS
@@ -99,6 +102,23 @@ pub fn convert(
     if let Some(first) = te_values.next() {
         if te_values.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"trailers") {
             return Err(status(400, "client sent invalid \"TE\" header"));
+        }
+    }
+    // The headers nginx takes once only, as over HTTP/1 (a map with as
+    // many values as names has no repeat at all).
+    if parts.headers.len() > parts.headers.keys_len() {
+        for name in ::h1::UNIQUE_REQUEST_HEADERS {
+            let mut values = parts.headers.get_all(name).iter();
+            if let (Some(previous), Some(line)) = (values.next(), values.next()) {
+                return Err(status(
+                    400,
+                    format!(
+                        "client sent duplicate header line: \"{name}: {}\", previous value: \"{name}: {}\"",
+                        String::from_utf8_lossy(line.as_bytes()),
+                        String::from_utf8_lossy(previous.as_bytes())
+                    ),
+                ));
+            }
         }
     }
     let authority = parts.uri.authority().map(|a| a.as_str().to_string());
