@@ -107,6 +107,8 @@ pub enum Var {
     HttpHeader(String),
     /// `$sent_http_NAME`: a response header.
     SentHttp(String),
+    /// `$sent_trailer_NAME`: a trailer `add_trailer` has rendered.
+    SentTrailer(String),
     /// `$upstream_http_NAME`: an upstream response header.
     UpstreamHttp(String),
     /// `$upstream_cookie_NAME`: a cookie an upstream response sets (its
@@ -346,6 +348,8 @@ impl Var {
                     Var::HttpHeader(h)
                 } else if let Some(h) = prefixed("sent_http_") {
                     Var::SentHttp(h)
+                } else if let Some(h) = prefixed("sent_trailer_") {
+                    Var::SentTrailer(h)
                 } else if let Some(c) = prefixed("upstream_cookie_") {
                     Var::UpstreamCookie(c)
                 } else if let Some(h) = prefixed("upstream_http_") {

@@ -67,15 +67,6 @@ pub static KNOWN: &[Spec] = &[
         false,
     ),
     k(
-        "add_trailer",
-        Ctx::HTTP
-            .or(Ctx::SERVER)
-            .or(Ctx::LOCATION)
-            .or(Ctx::LOCATION_IF),
-        take(&[2, 3]),
-        false,
-    ),
-    k(
         "add_trailer_inherit",
         Ctx::HTTP
             .or(Ctx::SERVER)
@@ -232,12 +223,6 @@ pub static KNOWN: &[Spec] = &[
         "charset_types",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::AtLeast(1),
-        false,
-    ),
-    k(
-        "chunked_transfer_encoding",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        Arity::Flag,
         false,
     ),
     k(
@@ -1700,12 +1685,6 @@ pub static KNOWN: &[Spec] = &[
         "proxy_ignore_client_abort",
         Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
         Arity::Flag,
-        false,
-    ),
-    k(
-        "proxy_limit_rate",
-        Ctx::HTTP.or(Ctx::SERVER).or(Ctx::LOCATION),
-        take(&[1]),
         false,
     ),
     k(

@@ -910,7 +910,7 @@ pub enum FileTest {
     Exec,
 }
 
-/// `add_header NAME VALUE [always]`.
+/// `add_header NAME VALUE [always]` (and `add_trailer`, of the same form).
 #[derive(Debug, Clone)]
 pub struct AddHeader {
     /// The header name.
@@ -1183,6 +1183,13 @@ pub struct Settings {
     pub proxy_redirect: ProxyRedirect,
     /// `add_header` lines (a level with none of its own inherits).
     pub add_headers: Vec<AddHeader>,
+    /// `add_trailer` lines (a level with none of its own inherits).
+    pub add_trailers: Vec<AddHeader>,
+    /// `proxy_limit_rate` in bytes a second (0: none, and with
+    /// `proxy_buffering off`).
+    pub proxy_limit_rate: u64,
+    /// `chunked_transfer_encoding` (default on).
+    pub chunked_transfer_encoding: bool,
     /// `error_page` lines (a level with none of its own inherits).
     pub error_pages: Vec<ErrorPage>,
     /// `proxy_intercept_errors` (default off).

@@ -67,6 +67,10 @@ pub(crate) struct Layer {
     proxy_set_body: Option<Template>,
     proxy_redirect: Option<ProxyRedirect>,
     add_headers: Option<Vec<AddHeader>>,
+    add_trailers: Option<Vec<AddHeader>>,
+    proxy_buffering: Option<bool>,
+    proxy_limit_rate: Option<u64>,
+    chunked_transfer_encoding: Option<bool>,
     error_pages: Option<Vec<ErrorPage>>,
     proxy_intercept_errors: Option<bool>,
     root: Option<PathBuf>,
@@ -96,6 +100,27 @@ pub(crate) struct Layer {
     auth: super::auth::AuthLayer,
     body: super::request_body::BodyLayer,
     cookie: super::proxy_cookie::CookieLayer,
+}
+
+/// An `add_header` or `add_trailer` line: `NAME VALUE [always]`.
+fn add_header_line(d: &Directive) -> Result<AddHeader, ConfigError> {
+    let value = Template::compile(&d.args[1].value)
+        .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
+    let always = match d.args.get(2).map(|a| a.value.as_str()) {
+        None => false,
+        Some("always") => true,
+        Some(other) => {
+            return Err(ConfigError::at(
+                format!("invalid parameter \"{other}\""),
+                &d.position,
+            ))
+        }
+    };
+    Ok(AddHeader {
+        name: d.args[0].value.clone(),
+        value,
+        always,
+    })
 }
 
 fn flag(d: &Directive) -> bool {
@@ -589,26 +614,16 @@ impl Layer {
                 self.proxy_redirect = Some(new);
             }
             "add_header" => {
-                let value = Template::compile(&d.args[1].value)
-                    .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
-                let always = match d.args.get(2).map(|a| a.value.as_str()) {
-                    None => false,
-                    Some("always") => true,
-                    Some(other) => {
-                        return Err(ConfigError::at(
-                            format!("invalid parameter \"{other}\""),
-                            &d.position,
-                        ))
-                    }
-                };
-                self.add_headers
-                    .get_or_insert_with(Vec::new)
-                    .push(AddHeader {
-                        name: d.args[0].value.clone(),
-                        value,
-                        always,
-                    });
+                let line = add_header_line(d)?;
+                self.add_headers.get_or_insert_with(Vec::new).push(line);
             }
+            "add_trailer" => {
+                let line = add_header_line(d)?;
+                self.add_trailers.get_or_insert_with(Vec::new).push(line);
+            }
+            "chunked_transfer_encoding" => set(&mut self.chunked_transfer_encoding, d, flag(d))?,
+            "proxy_buffering" => set(&mut self.proxy_buffering, d, flag(d))?,
+            "proxy_limit_rate" => set(&mut self.proxy_limit_rate, d, size(d)?)?,
             "error_page" => {
                 let page = parse_error_page(d)?;
                 self.error_pages.get_or_insert_with(Vec::new).push(page);
@@ -798,6 +813,10 @@ impl Layer {
             proxy_set_body,
             proxy_redirect,
             add_headers,
+            add_trailers,
+            proxy_buffering,
+            proxy_limit_rate,
+            chunked_transfer_encoding,
             error_pages,
             proxy_intercept_errors,
             root,
@@ -913,6 +932,13 @@ impl Layer {
                 .clone()
                 .unwrap_or(ProxyRedirect::Default),
             add_headers: self.add_headers.clone().unwrap_or_default(),
+            add_trailers: self.add_trailers.clone().unwrap_or_default(),
+            proxy_limit_rate: if self.proxy_buffering.unwrap_or(true) {
+                self.proxy_limit_rate.unwrap_or(0)
+            } else {
+                0
+            },
+            chunked_transfer_encoding: self.chunked_transfer_encoding.unwrap_or(true),
             error_pages: self.error_pages.clone().unwrap_or_default(),
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
             root: self

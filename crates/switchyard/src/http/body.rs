@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Empty, Full};
 
 use super::exchange::Exchange;
 use super::log::AccessLog;
+use crate::config::model::AddHeader;
 
 /// Runs once when a response body fails mid-way (to write the error-log line).
 pub type OnBodyError = Box<dyn FnOnce(&Exchange, &BoxError) + Send>;
@@ -122,15 +123,21 @@ where
     }
 }
 
-/// Counts the bytes that reach the client and writes the access log when
-/// the body is done (or dropped early: a client that went away is logged
-/// too, as nginx logs it).
+/// Counts the bytes that reach the client, ends the body with its
+/// `add_trailer` lines, and writes the access log when the body is done
+/// (or dropped early: a client that went away is logged too, as nginx
+/// logs it). Both need the exchange as it is once the body has gone.
 pub struct LoggedBody {
     inner: ResponseBody,
     exchange: Option<Box<Exchange>>,
-    log: Arc<AccessLog>,
+    log: Option<Arc<AccessLog>>,
     on_error: Option<OnBodyError>,
     tunnel: Option<TunnelLog>,
+    /// The `add_trailer` lines still to render, at the body's end (their
+    /// values may read `$upstream_response_length` or earlier trailers).
+    trailers: Vec<AddHeader>,
+    /// The inner body has ended (its trailers frame is out, or was empty).
+    inner_ended: bool,
 }
 
 /// What a finished 101 hands its tunnel: the exchange and where it is
@@ -165,10 +172,12 @@ impl TunnelLog {
 
 impl LoggedBody {
     /// Wraps `inner`; `on_error` runs once if the body fails mid-way.
+    /// Without `log`, no line is written (the body is wrapped for its
+    /// trailers).
     pub fn new(
         inner: ResponseBody,
         exchange: Box<Exchange>,
-        log: Arc<AccessLog>,
+        log: Option<Arc<AccessLog>>,
         on_error: Option<OnBodyError>,
     ) -> Self {
         LoggedBody {
@@ -177,7 +186,36 @@ impl LoggedBody {
             log,
             on_error,
             tunnel: None,
+            trailers: Vec::new(),
+            inner_ended: false,
         }
+    }
+
+    /// The body ends with these `add_trailer` lines (those that apply to
+    /// the response's status), rendered as it ends.
+    pub fn with_trailers(mut self, trailers: Vec<AddHeader>) -> Self {
+        self.trailers = trailers;
+        self
+    }
+
+    /// Renders the trailers, in order (each sees the ones before it as
+    /// `$sent_trailer_NAME`); an empty value adds none.
+    fn render_trailers(&mut self) -> Option<http::HeaderMap> {
+        let lines = std::mem::take(&mut self.trailers);
+        let ex = self.exchange.as_mut()?;
+        for line in &lines {
+            let value = line.value.render(&**ex);
+            if value.is_empty() {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(line.name.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                ex.sent_trailers.append(name, value);
+            }
+        }
+        (!ex.sent_trailers.is_empty()).then(|| ex.sent_trailers.clone())
     }
 
     /// The line is the tunnel's to write, if `tunnel` is set (a 101).
@@ -190,14 +228,17 @@ impl LoggedBody {
         let Some(exchange) = self.exchange.take() else {
             return;
         };
+        let Some(log) = &self.log else {
+            return;
+        };
         let exchange = match &self.tunnel {
-            Some(tunnel) => match tunnel.hand_over((exchange, self.log.clone())) {
+            Some(tunnel) => match tunnel.hand_over((exchange, log.clone())) {
                 Some((exchange, _)) => exchange,
                 None => return,
             },
             None => exchange,
         };
-        self.log.write(&*exchange);
+        log.write(&*exchange);
     }
 }
 
@@ -210,7 +251,19 @@ impl Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.inner_ended {
+            this.finish();
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.inner_ended = true;
+            if !this.trailers.is_empty() {
+                if let Some(trailers) = this.render_trailers() {
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+            }
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(ex)) = (frame.data_ref(), this.exchange.as_mut()) {
@@ -230,11 +283,17 @@ impl Body for LoggedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner_ended || (self.trailers.is_empty() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        // A body that ends with trailers goes out chunked: it has no
+        // Content-Length, as nginx clears it then.
+        if self.trailers.is_empty() {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
+        }
     }
 }
 

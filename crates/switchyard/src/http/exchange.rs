@@ -168,6 +168,8 @@ pub struct Exchange {
     pub status: u16,
     /// Response headers as sent (for `$sent_http_*`).
     pub sent_headers: HeaderMap,
+    /// Trailers as rendered so far (for `$sent_trailer_*`).
+    pub sent_trailers: HeaderMap,
     /// Upstream attempts in order.
     pub upstream: Vec<UpstreamTry>,
     /// Upstream response headers (for `$upstream_http_*`).
@@ -328,6 +330,7 @@ impl Exchange {
             server_name: String::new(),
             status: 0,
             sent_headers: HeaderMap::new(),
+            sent_trailers: HeaderMap::new(),
             upstream: Vec::new(),
             upstream_headers: HeaderMap::new(),
             carried: HeaderMap::new(),
@@ -497,12 +500,15 @@ impl Exchange {
         format!("{} {} {}", self.request_method, self.raw_uri, self.protocol)
     }
 
-    fn header(map: &HeaderMap, var_name: &str) -> Option<String> {
+    pub(crate) fn header(map: &HeaderMap, var_name: &str) -> Option<String> {
         Self::header_value_bytes(map, var_name).map(|v| String::from_utf8_lossy(&v).into_owned())
     }
 
     /// The joined values of the headers `$..._VAR_NAME` names, as bytes.
-    fn header_value_bytes<'h>(map: &'h HeaderMap, var_name: &str) -> Option<Cow<'h, [u8]>> {
+    pub(crate) fn header_value_bytes<'h>(
+        map: &'h HeaderMap,
+        var_name: &str,
+    ) -> Option<Cow<'h, [u8]>> {
         // `$http_x_forwarded_for` names `X-Forwarded-For`, and, as nginx's
         // ngx_http_variable_unknown_header compares them, `x_forwarded-for`
         // too (a name with `_` passes with `underscores_in_headers` or
@@ -681,6 +687,7 @@ impl VarSource for Exchange {
             // Headers and cookies are bytes, not always text.
             Var::HttpHeader(h) => Self::header_value_bytes(&self.headers, h),
             Var::SentHttp(h) => Self::header_value_bytes(&self.sent_headers, h),
+            Var::SentTrailer(h) => Self::header_value_bytes(&self.sent_trailers, h),
             Var::UpstreamHttp(h) => Self::header_value_bytes(&self.upstream_headers, h),
             Var::Cookie(c) => cookie_value(&self.headers, c).map(Cow::Borrowed),
             // A body is bytes, not always text.
@@ -896,6 +903,7 @@ impl VarSource for Exchange {
             Var::ProxyAddXForwardedFor => owned(self.x_forwarded_for()),
             Var::HttpHeader(h) => Self::header(&self.headers, h).map(Cow::Owned),
             Var::SentHttp(h) => Self::header(&self.sent_headers, h).map(Cow::Owned),
+            Var::SentTrailer(h) => Self::header(&self.sent_trailers, h).map(Cow::Owned),
             Var::UpstreamHttp(h) => Self::header(&self.upstream_headers, h).map(Cow::Owned),
             Var::UpstreamCookie(c) => set_cookie(&self.upstream_headers, c),
             Var::Arg(a) => self.arg(a).map(Cow::Owned),

@@ -1,16 +1,19 @@
 //! `add_header`: headers added to responses of the listed statuses (any
 //! status with `always`), proxied or made by switchyard.
 
-use http::{HeaderName, Response};
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, Response};
 
 use crate::config::model::AddHeader;
+use crate::vars::{Var, VarSource};
 
 use super::body::ResponseBody;
 use super::exchange::Exchange;
 use super::h1::HeaderCase;
 
 /// The statuses `add_header` applies to without `always`.
-fn applies(status: u16) -> bool {
+pub(crate) fn applies(status: u16) -> bool {
     matches!(
         status,
         200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
@@ -49,7 +52,10 @@ pub fn add(headers: &[AddHeader], ex: &Exchange, response: &mut Response<Respons
     }
     let ok = applies(response.status().as_u16());
     for h in headers.iter().filter(|h| ok || h.always) {
-        let value = h.value.render(ex);
+        let value = h.value.render(&Filtering {
+            ex,
+            sent: response.headers(),
+        });
         let replace = replaces(&h.name);
         if value.is_empty() {
             if replace {
@@ -80,6 +86,30 @@ pub fn add(headers: &[AddHeader], ex: &Exchange, response: &mut Response<Respons
             response.headers_mut().insert(name, value);
         } else {
             response.headers_mut().append(name, value);
+        }
+    }
+}
+
+/// The exchange as nginx's headers filter sees it: `$sent_http_NAME`
+/// reads the response's headers as they are so far (the lines above
+/// included), as ngx_http_variable_sent_http reads r->headers_out.
+struct Filtering<'a> {
+    ex: &'a Exchange,
+    sent: &'a HeaderMap,
+}
+
+impl VarSource for Filtering<'_> {
+    fn var(&self, var: &Var) -> Option<Cow<'_, str>> {
+        match var {
+            Var::SentHttp(h) => Exchange::header(self.sent, h).map(Cow::Owned),
+            _ => self.ex.var(var),
+        }
+    }
+
+    fn var_bytes(&self, var: &Var) -> Option<Cow<'_, [u8]>> {
+        match var {
+            Var::SentHttp(h) => Exchange::header_value_bytes(self.sent, h),
+            _ => self.ex.var_bytes(var),
         }
     }
 }

@@ -433,8 +433,9 @@ pub async fn handle(
     let mut settings = location
         .map(|l| l.settings.clone())
         .unwrap_or_else(|| server.settings.clone());
+    let version = request.version();
     // A refused request's body is unread and its framing untrusted: close.
-    let close = wants_close(&ex.headers, request.version())
+    let close = wants_close(&ex.headers, version)
         || rejected.is_some()
         || plain_on_ssl
         // nginx ends the connection after a certificate refusal.
@@ -509,8 +510,12 @@ pub async fn handle(
     // nginx ends the connection after these, whatever the client asked;
     // and the answering location's keep-alive settings are checked again,
     // as ngx_http_update_location_config checks them at each location.
+    let coding = body_coding(&response, &settings, &ex, version);
     let close = close
         || matches!(response.status().as_u16(), 408 | 413)
+        // chunked_transfer_encoding off: a body of unknown length ends
+        // with the connection (nginx's r->keepalive = 0).
+        || coding.until_close
         || (!Arc::ptr_eq(&settings, &first_settings) && keepalive_ends(&settings, &ex));
     finish_headers(&mut response, &settings, close);
     // How the connection lingers if it closes after this response is
@@ -523,43 +528,125 @@ pub async fn handle(
             keepalive_timeout: settings.keepalive_timeout,
         });
     ex.status = response.status().as_u16();
-    match generation.access_log(&settings) {
-        Some(log) => {
-            // Only a log line reads these; without one they are not made.
-            ex.header_bytes = estimate_header_bytes(&response);
-            if log.reads_sent_headers() {
-                ex.sent_headers = response.headers().clone();
+    if !settings.chunked_transfer_encoding {
+        response
+            .extensions_mut()
+            .insert(super::h1::response::Unchunked);
+    }
+    if coding.clear_length {
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    let log = generation.access_log(&settings);
+    if log.is_none() && coding.trailers.is_empty() {
+        return response;
+    }
+    if log.is_some() {
+        // Only a log line reads these; without one they are not made.
+        ex.header_bytes = estimate_header_bytes(&response);
+    }
+    if log.as_ref().is_some_and(|l| l.reads_sent_headers()) || !coding.trailers.is_empty() {
+        ex.sent_headers = response.headers().clone();
+    }
+    if !coding.trailers.is_empty() {
+        // The trailers' names go out as the configuration spells them.
+        let mut case = super::h1::HeaderCase::default();
+        for line in &coding.trailers {
+            if let Ok(name) = HeaderName::from_bytes(line.name.as_bytes()) {
+                case.note(&name, line.name.as_bytes());
             }
-            let tunnel = response
-                .extensions()
-                .get::<super::body::TunnelLog>()
-                .cloned();
-            let (parts, body) = response.into_parts();
-            let on_error: Option<super::body::OnBodyError> =
-                Some(Box::new(|ex: &Exchange, e: &super::body::BoxError| {
-                    if ex.upstream.is_empty() {
-                        return;
-                    }
-                    // An error that says where it happened keeps its words.
-                    let e = e.to_string();
-                    let place = if e.contains(" while ") {
-                        ""
-                    } else {
-                        " while sending to client"
-                    };
-                    error_log::error(
-                        Some(ex.conn.id),
-                        &format!("{e}{place}{}", proxy::log_context(ex, None)),
-                    );
-                }));
-            Response::from_parts(
-                parts,
-                LoggedBody::new(body, ex, log, on_error)
-                    .logged_by(tunnel)
-                    .boxed_unsync(),
-            )
         }
-        None => response,
+        response
+            .extensions_mut()
+            .insert(super::h1::response::TrailerCase(case));
+    }
+    let tunnel = response
+        .extensions()
+        .get::<super::body::TunnelLog>()
+        .cloned();
+    let (parts, body) = response.into_parts();
+    let on_error: Option<super::body::OnBodyError> =
+        Some(Box::new(|ex: &Exchange, e: &super::body::BoxError| {
+            if ex.upstream.is_empty() {
+                return;
+            }
+            // An error that says where it happened keeps its words.
+            let e = e.to_string();
+            let place = if e.contains(" while ") {
+                ""
+            } else {
+                " while sending to client"
+            };
+            error_log::error(
+                Some(ex.conn.id),
+                &format!("{e}{place}{}", proxy::log_context(ex, None)),
+            );
+        }));
+    Response::from_parts(
+        parts,
+        LoggedBody::new(body, ex, log, on_error)
+            .logged_by(tunnel)
+            .with_trailers(coding.trailers)
+            .boxed_unsync(),
+    )
+}
+
+/// How a response's body is delimited, as nginx's headers and chunked
+/// filters decide it.
+struct BodyCoding {
+    /// The `add_trailer` lines that apply (none: the body has no
+    /// trailers).
+    trailers: Vec<crate::config::model::AddHeader>,
+    /// Trailers are expected and the body goes out chunked (HTTP/1.1) or
+    /// on HTTP/2: nginx clears the Content-Length.
+    clear_length: bool,
+    /// `chunked_transfer_encoding off` with a body of unknown length on
+    /// HTTP/1.1: delimited by the close.
+    until_close: bool,
+}
+
+fn body_coding(
+    response: &Response<ResponseBody>,
+    settings: &crate::config::model::Settings,
+    ex: &Exchange,
+    version: Version,
+) -> BodyCoding {
+    let status = response.status();
+    // nginx's chunked filter leaves these alone; they carry no body, so
+    // no trailers either (the trailers filter skips a header-only one).
+    let bodiless = status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+        || ex.method == http::Method::HEAD;
+    let http11 = version == Version::HTTP_11 || version == Version::HTTP_2;
+    let chunks = http11 && settings.chunked_transfer_encoding;
+    let status_applies = super::headers::applies(status.as_u16());
+    let trailers: Vec<_> = if bodiless || settings.add_trailers.is_empty() {
+        Vec::new()
+    } else {
+        settings
+            .add_trailers
+            .iter()
+            .filter(|t| status_applies || t.always)
+            .cloned()
+            .collect()
+    };
+    // HTTP/1.1 writes trailers only in a chunked body; HTTP/2 has frames.
+    let trailers = if chunks || version == Version::HTTP_2 {
+        trailers
+    } else {
+        Vec::new()
+    };
+    let length_unknown = response.headers().get(header::CONTENT_LENGTH).is_none()
+        && http_body::Body::size_hint(response.body())
+            .exact()
+            .is_none();
+    BodyCoding {
+        clear_length: chunks && !trailers.is_empty(),
+        until_close: !bodiless
+            && version == Version::HTTP_11
+            && !settings.chunked_transfer_encoding
+            && length_unknown,
+        trailers,
     }
 }
 

@@ -13,8 +13,8 @@ use http_body::Body;
 
 use super::conn::ConnectionContext;
 use super::intake::Intake;
-use super::response::{encode_head, Framing, HeadFor, StatusLine};
-use super::HeaderCase;
+use super::response::{encode_head, Framing, HeadFor, StatusLine, TrailerCase, Unchunked};
+use super::{write_header_line, HeaderCase};
 use crate::http::body::{poll_wait, ResponseBody};
 use crate::http::outbox::Outbox;
 use crate::observe::error_log;
@@ -33,10 +33,13 @@ pub async fn write_response<S: ClientStream>(
     mut intake: Option<&mut Intake>,
     interim: &[u8],
     response: Response<ResponseBody>,
-    request: HeadFor,
+    mut request: HeadFor,
     cx: &ConnectionContext,
 ) -> bool {
     let (parts, mut body) = response.into_parts();
+    if parts.extensions.get::<Unchunked>().is_some() {
+        request.chunked = false;
+    }
     let mut head = Vec::with_capacity(256 + interim.len());
     head.extend_from_slice(interim);
     let framing = encode_head(
@@ -56,6 +59,8 @@ pub async fn write_response<S: ClientStream>(
             _ => 0,
         },
         ended: None,
+        trailer_case: parts.extensions.get::<TrailerCase>().map(|t| &t.0),
+        trailed: false,
     };
     if matches!(framing, Framing::Empty | Framing::Length(0)) {
         writer.ended = Some(true);
@@ -170,8 +175,12 @@ fn client_closed<S: ClientStream>(
 }
 
 /// The response's bytes on their way out.
-struct Writer {
+struct Writer<'a> {
     out: Outbox,
+    /// How the trailers' names are spelled.
+    trailer_case: Option<&'a HeaderCase>,
+    /// The last chunk, with the trailers, is queued.
+    trailed: bool,
     framing: Framing,
     /// Body bytes still due under `Content-Length`.
     left: u64,
@@ -179,7 +188,7 @@ struct Writer {
     ended: Option<bool>,
 }
 
-impl Writer {
+impl Writer<'_> {
     /// Queues a frame of the body (`None`: its end).
     fn take(
         &mut self,
@@ -187,7 +196,19 @@ impl Writer {
     ) {
         match frame {
             Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else { return };
+                let data = match frame.into_data() {
+                    Ok(data) => data,
+                    Err(frame) => {
+                        // Trailers end a chunked body; other framings have
+                        // no place for them (nginx writes them only there).
+                        if let (Ok(trailers), Framing::Chunked) =
+                            (frame.into_trailers(), self.framing)
+                        {
+                            self.push_trailers(&trailers);
+                        }
+                        return;
+                    }
+                };
                 if data.is_empty() {
                     return;
                 }
@@ -205,7 +226,7 @@ impl Writer {
                 }
             }
             None => {
-                if self.framing == Framing::Chunked {
+                if self.framing == Framing::Chunked && !self.trailed {
                     self.out.push_last_chunk();
                 }
                 // Shorter than announced: the connection must close. A
@@ -214,5 +235,17 @@ impl Writer {
             }
             Some(Err(_)) => self.ended = Some(false),
         }
+    }
+
+    /// Queues the last chunk with `trailers`, each line as nginx's
+    /// chunked filter writes it.
+    fn push_trailers(&mut self, trailers: &http::HeaderMap) {
+        let mut last = b"0\r\n".to_vec();
+        for (name, value) in trailers {
+            write_header_line(&mut last, name, value, self.trailer_case);
+        }
+        last.extend_from_slice(b"\r\n");
+        self.out.push(Bytes::from(last));
+        self.trailed = true;
     }
 }

@@ -562,8 +562,20 @@ fn downstream_response(
         status: head.status,
         reason: head.reason,
     };
-    let body = UpstreamBody::new(down, head.framing, settings.proxy_read_timeout);
-    let mut out = Response::new(body.boxed_unsync());
+    let mut body =
+        UpstreamBody::new(down, head.framing, settings.proxy_read_timeout).boxed_unsync();
+    if settings.proxy_limit_rate > 0 {
+        // proxy_limit_rate paces the reads from the upstream from here on
+        // (nginx's event pipe starts its clock as the response starts).
+        let pace = crate::http::limit_rate::Pace {
+            rate: settings.proxy_limit_rate,
+            after: 0,
+            start: tokio::time::Instant::now(),
+            head: 0,
+        };
+        body = crate::http::limit_rate::Limited::new(body, Some(pace), Vec::new()).boxed_unsync();
+    }
+    let mut out = Response::new(body);
     *out.status_mut() = head.status;
     *out.headers_mut() = headers;
     if !case.is_empty() {
