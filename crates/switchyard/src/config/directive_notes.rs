@@ -83,6 +83,8 @@ pub static NOTES: &[Note] = &[
     note("client_body_in_file_only", "`on` and `clean` write each body the proxy reads whole to a file (`$request_body_file`), kept or removed after the request; the body goes up from memory"),
     note("client_body_in_single_buffer", "a body held in memory is always one buffer here"),
     note("client_body_temp_path", "used by `client_body_in_file_only`; a body too large for memory is not written to disk (the proxy streams one over 64k), so it has no `$request_body_file`"),
+    note("connection_pool_size", "switchyard has no memory pools to size (a connection's buffers are sized by client_header_buffer_size and large_client_header_buffers)"),
+    note("request_pool_size", "switchyard has no memory pools to size"),
     note("types_hash_max_size", "switchyard has no hash tables to size"),
     note("types_hash_bucket_size", "switchyard has no hash tables to size"),
     note("server_names_hash_bucket_size", "switchyard has no hash tables to size"),

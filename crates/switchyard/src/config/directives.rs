@@ -255,6 +255,8 @@ pub static DIRECTIVES: &[Spec] = &[
         false,
         Yes,
     ),
+    d("connection_pool_size", HTTP.or(SRV), T1, false, Accepted),
+    d("request_pool_size", HTTP.or(SRV), T1, false, Accepted),
     d("types_hash_max_size", ANY, T1, false, Accepted),
     d("types_hash_bucket_size", ANY, T1, false, Accepted),
     d("server_names_hash_bucket_size", HTTP, T1, false, Accepted),

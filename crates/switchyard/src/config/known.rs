@@ -235,12 +235,6 @@ pub static KNOWN: &[Spec] = &[
     k("client_secret", Ctx::OIDC_PROVIDER, take(&[1]), false),
     k("common_name_in_csr", Ctx::ACME_ISSUER, Arity::Flag, false),
     k("config_url", Ctx::OIDC_PROVIDER, take(&[1]), false),
-    k(
-        "connection_pool_size",
-        Ctx::HTTP.or(Ctx::SERVER),
-        take(&[1]),
-        false,
-    ),
     k("contact", Ctx::ACME_ISSUER, take(&[1]), false),
     k("cookie_name", Ctx::OIDC_PROVIDER, take(&[1]), false),
     k(
@@ -1842,12 +1836,6 @@ pub static KNOWN: &[Spec] = &[
     k(
         "referer_hash_max_size",
         Ctx::SERVER.or(Ctx::LOCATION),
-        take(&[1]),
-        false,
-    ),
-    k(
-        "request_pool_size",
-        Ctx::HTTP.or(Ctx::SERVER),
         take(&[1]),
         false,
     ),
