@@ -643,12 +643,7 @@ impl HttpBuilder<'_> {
             }
         }
         let merged = layer.over(parent);
-        if layer_sets_tls(&layer) {
-            if let Handler::Proxy(pass) = &mut handler {
-                pass.tls = None;
-            }
-        }
-        self.proxy_tls(&mut handler, &merged, &d.position)?;
+        self.block_proxy_tls(&mut handler, &layer, &merged, &d.position)?;
         Ok(LimitExcept {
             methods,
             config: Arc::new(LocationConfig {
@@ -698,13 +693,7 @@ impl HttpBuilder<'_> {
         let merged = layer.over(parent);
         let own_proxy = handler.is_some();
         let mut handler = handler.unwrap_or_else(|| parent_handler.clone());
-        if layer_sets_tls(&layer) {
-            // The `if` has TLS settings of its own: its own context.
-            if let Handler::Proxy(pass) = &mut handler {
-                pass.tls = None;
-            }
-        }
-        self.proxy_tls(&mut handler, &merged, &d.position)?;
+        self.block_proxy_tls(&mut handler, &layer, &merged, &d.position)?;
         let location = LocationConfig {
             matcher: matcher.clone(),
             nested: Vec::new(),
@@ -724,6 +713,24 @@ impl HttpBuilder<'_> {
             location: Some(Arc::new(location)),
             own_proxy,
         })))
+    }
+
+    /// The TLS of the pass of a block inside a location (`if`,
+    /// `limit_except`): a block with `proxy_ssl_*` settings of its own
+    /// (`layer`) gets its own context, else the location's is kept.
+    fn block_proxy_tls(
+        &self,
+        handler: &mut Handler,
+        layer: &Layer,
+        merged: &Layer,
+        at: &nginx_conf::Position,
+    ) -> Result<(), ConfigError> {
+        if layer_sets_tls(layer) {
+            if let Handler::Proxy(pass) = handler {
+                pass.tls = None;
+            }
+        }
+        self.proxy_tls(handler, merged, at)
     }
 
     /// The TLS of an `https://` pass, from the merged `proxy_ssl_*`
