@@ -341,6 +341,32 @@ fn proxy_redirect_default_and_explicit() {
 }
 
 #[test]
+fn an_upstream_upgrade_header_passes_in_any_response_but_connection_does_not() {
+    let backend = RawBackend::start(|_| {
+        let head = "Upgrade: h2c\r\nConnection: Upgrade, close\r\nKeep-Alive: timeout=5\r\n";
+        (
+            format!("HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n{head}\r\nno")
+                .into_bytes(),
+            true,
+        )
+    });
+    let port = free_port();
+    let _b = Balancer::start_http(
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{}; }} }}",
+            backend.addr
+        ),
+        &[port],
+    );
+    let r = get(port, "/");
+    assert_eq!(r.status, 426);
+    // nginx's ngx_http_upstream_copy_upgrade: an HTTP/1 client gets it.
+    assert_eq!(r.header("upgrade"), Some("h2c"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.header("keep-alive"), None);
+}
+
+#[test]
 fn hide_pass_headers_method_and_body_directives() {
     let backend = RawBackend::start(|head| {
         let method = head.split(' ').next().unwrap_or("").to_string();

@@ -553,7 +553,7 @@ fn downstream_response(
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         return upgrade(head, down, settings, ex, client_upgrade);
     }
-    let mut headers = response::filter_headers(&head.headers, settings, false);
+    let mut headers = response::filter_headers(&head.headers, settings);
     let rewritten = response::rewrite_redirects(&mut headers, settings, pass, ex);
     cookie::rewrite_set_cookies(&mut headers, &settings.proxy_cookie, ex);
     ex.upstream_headers = head.headers;
@@ -604,7 +604,7 @@ fn upgrade(
         // The client did not ask to upgrade: nginx would not either.
         return respond::error(502, settings.server_tokens);
     };
-    let mut headers = response::filter_headers(&head.headers, settings, true);
+    let mut headers = response::filter_headers(&head.headers, settings);
     // nginx's header copy handlers run before it looks at the status, so
     // a 101's cookies are rewritten too.
     cookie::rewrite_set_cookies(&mut headers, &settings.proxy_cookie, ex);

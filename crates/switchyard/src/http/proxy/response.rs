@@ -25,23 +25,22 @@ fn hidden_by_default(name: &str) -> bool {
     )
 }
 
-/// Hop-by-hop headers that never pass (a 101 keeps `Upgrade`).
+/// Hop-by-hop headers that never pass. `Upgrade` does, in any response
+/// to an HTTP/1 client (nginx's ngx_http_upstream_copy_upgrade; HTTP/2
+/// has no place for it, and its writer leaves it out).
 fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
-    )
+    matches!(name, "connection" | "keep-alive" | "transfer-encoding")
 }
 
 /// The headers passed to the client.
-pub fn filter_headers(upstream: &HeaderMap, settings: &Settings, switching: bool) -> HeaderMap {
+pub fn filter_headers(upstream: &HeaderMap, settings: &Settings) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len() + 2);
     for (name, value) in upstream {
         let n = name.as_str();
         let hidden_by_default =
             hidden_by_default(n) && !settings.proxy_pass_headers.iter().any(|p| p == n);
-        let hop = hop_by_hop(n) && !(switching && n == "upgrade");
-        if hidden_by_default || hop || settings.proxy_hide_headers.iter().any(|h| h == n) {
+        if hidden_by_default || hop_by_hop(n) || settings.proxy_hide_headers.iter().any(|h| h == n)
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
