@@ -70,11 +70,12 @@ fn ok(body: &str, extra: &str) -> String {
 fn request_body_is_found_only_for_a_body_read_into_memory() {
     let (addr, seen) = backend(|_, _| ok("up", ""));
     let port = free_port();
-    let _b = Balancer::start_http(
+    let b = Balancer::start_http(
         &format!(
             "server {{ listen 127.0.0.1:{port};
                client_body_buffer_size 16;
-               location / {{ add_header X-Body $request_body; proxy_pass http://{addr}; }}
+               location / {{ add_header X-Body $request_body; add_header X-File $request_body_file;
+                 proxy_pass http://{addr}; }}
                location /unread {{ return 200 \"[$request_body]\"; }}
              }}"
         ),
@@ -89,6 +90,24 @@ fn request_body_is_found_only_for_a_body_read_into_memory() {
     assert_eq!(r.text(), "up");
     assert_eq!(r.header("x-body"), None);
     assert_eq!(seen.lock().unwrap().last().unwrap().1, long.to_vec());
+    // ... a temporary one, named by $request_body_file and gone after.
+    let spilled = std::path::PathBuf::from(r.header("x-file").expect("X-File"));
+    assert!(
+        spilled.starts_with(b.dir.path().join("client_body_temp")),
+        "{spilled:?}"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the spilled body file removed",
+        || !spilled.exists(),
+    );
+    wait_until(Duration::from_secs(5), "the warn line", || {
+        b.error_log_text().contains("[warn] ")
+            && b.error_log_text()
+                .contains("a client request body is buffered to a temporary file")
+    });
+    // One that fits the buffer has no file.
+    assert_eq!(post(port, "/", b"0123").header("x-file"), None);
     // No body: not found.
     assert_eq!(get(port, "/").header("x-body"), None);
     // `return` does not read the body.

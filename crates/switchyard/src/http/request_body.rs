@@ -131,12 +131,16 @@ static TEMP_NUMBER: AtomicU32 = AtomicU32::new(0);
 
 /// Writes `bytes` to a new temporary file under `temp` as
 /// `client_body_in_file_only` does (`on` keeps it, `clean` removes it when
-/// the request is over); `None` when the setting is off.
+/// the request is over), or as nginx spills a body larger than
+/// `client_body_buffer_size` (`spill`: removed when the request is over);
+/// `None` when neither applies.
 pub async fn write_file(
     bytes: &Bytes,
     reading: &BodyReading,
+    spill: bool,
 ) -> Result<Option<BodyFile>, BodyFileError> {
     let clean = match reading.in_file_only {
+        InFileOnly::Off if spill => true,
         InFileOnly::Off => return Ok(None),
         InFileOnly::On => false,
         InFileOnly::Clean => true,

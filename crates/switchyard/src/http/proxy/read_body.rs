@@ -174,7 +174,10 @@ async fn read_client_body(
     };
     match read(incoming, cap, ready_only, settings).await? {
         Read::Whole(bytes) => {
-            let file = request_body::write_file(&bytes, reading)
+            // A body larger than client_body_buffer_size goes to a
+            // temporary file too, as nginx's does ($request_body_file).
+            let in_memory = bytes.len() as u64 <= memory;
+            let file = request_body::write_file(&bytes, reading, !in_memory)
                 .await
                 .map_err(|e| {
                     error_log::log(
@@ -185,8 +188,15 @@ async fn read_client_body(
                     500u16
                 })?;
             if let Some(path) = file.as_ref().map(|f| f.path()) {
+                // nginx's level: notice for client_body_in_file_only, where
+                // the file is asked for, warn for a spilled body.
+                let level = if reading.in_file_only == InFileOnly::Off {
+                    crate::observe::ErrorLevel::Warn
+                } else {
+                    crate::observe::ErrorLevel::Notice
+                };
                 error_log::log(
-                    crate::observe::ErrorLevel::Notice,
+                    level,
                     Some(ex.conn.id),
                     &format!(
                         "a client request body is buffered to a temporary file {}{}",
@@ -195,7 +205,6 @@ async fn read_client_body(
                     ),
                 );
             }
-            let in_memory = bytes.len() as u64 <= memory;
             ex.held_body = Some(HeldBody::new(bytes, in_memory, file));
             Ok(None)
         }
