@@ -528,13 +528,23 @@ pub async fn handle(
             keepalive_timeout: settings.keepalive_timeout,
         });
     ex.status = response.status().as_u16();
-    if !settings.chunked_transfer_encoding {
-        response
-            .extensions_mut()
-            .insert(super::h1::response::Unchunked);
-    }
     if coding.clear_length {
         response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    if !settings.chunked_transfer_encoding || !coding.trailers.is_empty() {
+        // The trailers' names go out as the configuration spells them.
+        let mut trailer_case = super::h1::HeaderCase::default();
+        for line in &coding.trailers {
+            if let Ok(name) = HeaderName::from_bytes(line.name.as_bytes()) {
+                trailer_case.note(&name, line.name.as_bytes());
+            }
+        }
+        response
+            .extensions_mut()
+            .insert(super::h1::response::ChunkedCoding {
+                off: !settings.chunked_transfer_encoding,
+                trailer_case,
+            });
     }
     let log = generation.access_log(&settings);
     if log.is_none() && coding.trailers.is_empty() {
@@ -546,18 +556,6 @@ pub async fn handle(
     }
     if log.as_ref().is_some_and(|l| l.reads_sent_headers()) || !coding.trailers.is_empty() {
         ex.sent_headers = response.headers().clone();
-    }
-    if !coding.trailers.is_empty() {
-        // The trailers' names go out as the configuration spells them.
-        let mut case = super::h1::HeaderCase::default();
-        for line in &coding.trailers {
-            if let Ok(name) = HeaderName::from_bytes(line.name.as_bytes()) {
-                case.note(&name, line.name.as_bytes());
-            }
-        }
-        response
-            .extensions_mut()
-            .insert(super::h1::response::TrailerCase(case));
     }
     let tunnel = response
         .extensions()
@@ -619,10 +617,12 @@ fn body_coding(
         || ex.method == http::Method::HEAD;
     let http11 = version == Version::HTTP_11 || version == Version::HTTP_2;
     let chunks = http11 && settings.chunked_transfer_encoding;
-    let status_applies = super::headers::applies(status.as_u16());
-    let trailers: Vec<_> = if bodiless || settings.add_trailers.is_empty() {
+    // HTTP/1.1 writes trailers only in a chunked body; HTTP/2 has frames.
+    let trailing = chunks || version == Version::HTTP_2;
+    let trailers: Vec<_> = if bodiless || !trailing || settings.add_trailers.is_empty() {
         Vec::new()
     } else {
+        let status_applies = super::headers::applies(status.as_u16());
         settings
             .add_trailers
             .iter()
@@ -630,22 +630,17 @@ fn body_coding(
             .cloned()
             .collect()
     };
-    // HTTP/1.1 writes trailers only in a chunked body; HTTP/2 has frames.
-    let trailers = if chunks || version == Version::HTTP_2 {
-        trailers
-    } else {
-        Vec::new()
-    };
-    let length_unknown = response.headers().get(header::CONTENT_LENGTH).is_none()
+    // Looked at only with chunked coding off: every response comes here.
+    let until_close = !settings.chunked_transfer_encoding
+        && !bodiless
+        && version == Version::HTTP_11
+        && response.headers().get(header::CONTENT_LENGTH).is_none()
         && http_body::Body::size_hint(response.body())
             .exact()
             .is_none();
     BodyCoding {
         clear_length: chunks && !trailers.is_empty(),
-        until_close: !bodiless
-            && version == Version::HTTP_11
-            && !settings.chunked_transfer_encoding
-            && length_unknown,
+        until_close,
         trailers,
     }
 }

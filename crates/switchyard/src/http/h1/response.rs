@@ -36,15 +36,17 @@ pub struct HeadFor {
     pub chunked: bool,
 }
 
-/// In a response's extensions: `chunked_transfer_encoding off`, so a body
-/// of unknown length is delimited by the close even to HTTP/1.1.
-#[derive(Debug, Clone, Copy)]
-pub struct Unchunked;
-
-/// In a response's extensions: how its trailers' names are spelled (the
-/// `add_trailer` lines as the configuration writes them).
-#[derive(Debug, Clone)]
-pub struct TrailerCase(pub HeaderCase);
+/// In a response's extensions when its chunked coding is not the usual
+/// one (absent: chunked when the length is unknown, no trailers).
+#[derive(Debug, Clone, Default)]
+pub struct ChunkedCoding {
+    /// `chunked_transfer_encoding off`: a body of unknown length is
+    /// delimited by the close even to HTTP/1.1.
+    pub off: bool,
+    /// How the trailers' names are spelled (the `add_trailer` lines as
+    /// the configuration writes them).
+    pub trailer_case: HeaderCase,
+}
 
 /// An upstream's status line (`200 Fine`), in a proxied response's
 /// extensions: nginx passes the upstream's reason phrase on.

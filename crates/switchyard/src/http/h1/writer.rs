@@ -13,7 +13,7 @@ use http_body::Body;
 
 use super::conn::ConnectionContext;
 use super::intake::Intake;
-use super::response::{encode_head, Framing, HeadFor, StatusLine, TrailerCase, Unchunked};
+use super::response::{encode_head, ChunkedCoding, Framing, HeadFor, StatusLine};
 use super::{write_header_line, HeaderCase};
 use crate::http::body::{poll_wait, ResponseBody};
 use crate::http::outbox::Outbox;
@@ -37,7 +37,8 @@ pub async fn write_response<S: ClientStream>(
     cx: &ConnectionContext,
 ) -> bool {
     let (parts, mut body) = response.into_parts();
-    if parts.extensions.get::<Unchunked>().is_some() {
+    let coding = parts.extensions.get::<ChunkedCoding>();
+    if coding.is_some_and(|c| c.off) {
         request.chunked = false;
     }
     let mut head = Vec::with_capacity(256 + interim.len());
@@ -59,7 +60,7 @@ pub async fn write_response<S: ClientStream>(
             _ => 0,
         },
         ended: None,
-        trailer_case: parts.extensions.get::<TrailerCase>().map(|t| &t.0),
+        trailer_case: coding.map(|c| &c.trailer_case),
         trailed: false,
     };
     if matches!(framing, Framing::Empty | Framing::Length(0)) {
