@@ -81,30 +81,72 @@ pub fn response_framing(
     })
 }
 
+/// The request headers nginx takes once only
+/// (`ngx_http_process_unique_header_line`): a second is a 400.
+pub const UNIQUE: [&str; 11] = [
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-match",
+    "if-none-match",
+    "content-length",
+    "content-range",
+    "if-range",
+    "transfer-encoding",
+    "expect",
+    "authorization",
+    "proxy-authorization",
+];
+
+/// Where `content-length` and `transfer-encoding` are in [`UNIQUE`].
+const LENGTH_SLOT: usize = 4;
+const CODING_SLOT: usize = 7;
+
+/// Where `name` is in [`UNIQUE`], if it is. Every request line comes
+/// here, so a name is sorted out by its length and first letter, which
+/// leave at most one candidate to compare.
+fn unique_slot(name: &[u8]) -> Option<usize> {
+    let first = name.first()? | 0x20;
+    let slot = match (name.len(), first) {
+        (6, b'e') => 8,
+        (8, b'i') => match name.get(3).map(|b| b | 0x20) {
+            Some(b'm') => 2,
+            Some(b'r') => 6,
+            _ => return None,
+        },
+        (13, b'i') => 3,
+        (13, b'c') => 5,
+        (13, b'a') => 9,
+        (14, b'c') => LENGTH_SLOT,
+        (17, b'i') => 0,
+        (17, b't') => CODING_SLOT,
+        (19, b'i') => 1,
+        (19, b'p') => 10,
+        _ => return None,
+    };
+    name.eq_ignore_ascii_case(UNIQUE[slot].as_bytes())
+        .then_some(slot)
+}
+
 /// The framing of a client's request, checked as nginx checks it
 /// (`ngx_http_process_request_header`): a second `Content-Length` or
-/// `Transfer-Encoding` is a 400, an invalid length a 400, a
-/// `Transfer-Encoding` on HTTP/1.0 a 400, `chunked` with a length a 400,
-/// any other coding a 501.
+/// `Transfer-Encoding` (or of any header of [`UNIQUE`]) is a 400, an
+/// invalid length a 400, a `Transfer-Encoding` on HTTP/1.0 a 400,
+/// `chunked` with a length a 400, any other coding a 501.
 pub fn request_framing(headers: &Headers, version: Version) -> Result<Framing, RequestError> {
-    let mut length_line: Option<&Header> = None;
-    let mut coding_line: Option<&Header> = None;
+    let mut seen: [Option<&Header>; UNIQUE.len()] = [None; UNIQUE.len()];
     for h in headers {
-        let slot = if h.is("content-length") {
-            &mut length_line
-        } else if h.is("transfer-encoding") {
-            &mut coding_line
-        } else {
+        let Some(i) = unique_slot(h.name()) else {
             continue;
         };
-        if let Some(previous) = slot {
+        if let Some(previous) = seen[i] {
             return Err(RequestError::DuplicateHeader {
                 line: h.display_line(),
                 previous: previous.display_line(),
             });
         }
-        *slot = Some(h);
+        seen[i] = Some(h);
     }
+    let (length_line, coding_line) = (seen[LENGTH_SLOT], seen[CODING_SLOT]);
     let length = match length_line {
         Some(h) => Some(content_length(h.value()).map_err(|_| RequestError::InvalidContentLength)?),
         None => None,
@@ -132,6 +174,29 @@ pub fn request_framing(headers: &Headers, version: Version) -> Result<Framing, R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_slot_finds_every_unique_name_and_no_other() {
+        for (i, name) in UNIQUE.iter().enumerate() {
+            assert_eq!(unique_slot(name.as_bytes()), Some(i), "{name}");
+            assert_eq!(
+                unique_slot(name.to_uppercase().as_bytes()),
+                Some(i),
+                "{name}"
+            );
+        }
+        for other in [
+            "accept",
+            "host",
+            "if-matcj",
+            "content-type",
+            "x-if-match",
+            "",
+            "cookie",
+        ] {
+            assert_eq!(unique_slot(other.as_bytes()), None, "{other}");
+        }
+    }
 
     fn headers(lines: &[(&'static str, &'static str)]) -> Headers {
         lines.iter().map(|&(n, v)| Header::new(n, v)).collect()

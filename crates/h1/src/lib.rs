@@ -33,10 +33,10 @@ mod response;
 mod write;
 
 pub use error::{RequestError, ResponseError};
-pub use framing::{request_framing, response_framing, Framing};
+pub use framing::{request_framing, response_framing, Framing, UNIQUE as UNIQUE_REQUEST_HEADERS};
 pub use headers::{Header, Headers};
 pub use length::{content_length, InvalidContentLength};
-pub use request::{parse_request, RequestHead, RequestLimits, UNIQUE as UNIQUE_REQUEST_HEADERS};
+pub use request::{parse_request, RequestHead, RequestLimits};
 pub use response::{parse_response, ResponseHead, ResponseLimits};
 pub use write::{write_header, write_headers, write_request_head, write_response_head};
 

@@ -5,6 +5,8 @@ use bytes::{Bytes, BytesMut};
 
 use std::ops::Range;
 
+#[cfg(test)]
+use crate::framing::UNIQUE;
 use crate::response::{headers_of, line_ranges, range_in};
 use crate::{locate, request_framing, Framing, Header, Headers, RequestError, Version};
 
@@ -153,7 +155,6 @@ pub fn parse_request(
     };
     let absolute = head.slice(target.clone());
     let framing = match check_host(&headers, version, &absolute)
-        .and_then(|()| check_unique(&headers))
         .and_then(|()| request_framing(&headers, version))
     {
         Ok(framing) => framing,
@@ -289,45 +290,6 @@ fn check_host(headers: &Headers, version: Version, target: &[u8]) -> Result<(), 
             || target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://"));
     if first.is_none() && version == Version::Http11 && !names_host {
         return Err(RequestError::MissingHost);
-    }
-    Ok(())
-}
-
-/// The request headers nginx takes once only
-/// (`ngx_http_process_unique_header_line`): a second is a 400.
-pub const UNIQUE: [&str; 11] = [
-    "if-modified-since",
-    "if-unmodified-since",
-    "if-match",
-    "if-none-match",
-    "content-length",
-    "content-range",
-    "if-range",
-    "transfer-encoding",
-    "expect",
-    "authorization",
-    "proxy-authorization",
-];
-
-/// No header of [`UNIQUE`] twice. Every request comes here, so a line is
-/// first sorted out by its name's length, which few unique names share.
-fn check_unique(headers: &Headers) -> Result<(), RequestError> {
-    let mut seen: [Option<&Header>; UNIQUE.len()] = [None; UNIQUE.len()];
-    for h in headers {
-        let n = h.name().len();
-        if !matches!(n, 6 | 8 | 13 | 14 | 17 | 19) {
-            continue;
-        }
-        let Some(i) = UNIQUE.iter().position(|u| u.len() == n && h.is(u)) else {
-            continue;
-        };
-        if let Some(previous) = seen[i] {
-            return Err(RequestError::DuplicateHeader {
-                line: h.display_line(),
-                previous: previous.display_line(),
-            });
-        }
-        seen[i] = Some(h);
     }
     Ok(())
 }

@@ -590,6 +590,7 @@ pub async fn handle(
 
 /// How a response's body is delimited, as nginx's headers and chunked
 /// filters decide it.
+#[derive(Default)]
 struct BodyCoding {
     /// The `add_trailer` lines that apply (none: the body has no
     /// trailers).
@@ -608,6 +609,10 @@ fn body_coding(
     ex: &Exchange,
     version: Version,
 ) -> BodyCoding {
+    // The common case, every response: no trailers, chunked coding on.
+    if settings.add_trailers.is_empty() && settings.chunked_transfer_encoding {
+        return BodyCoding::default();
+    }
     let status = response.status();
     // nginx's chunked filter leaves these alone; they carry no body, so
     // no trailers either (the trailers filter skips a header-only one).
