@@ -613,7 +613,11 @@ fn upstream_response_time_runs_to_the_end_of_the_body() {
         server {{
             listen 127.0.0.1:{front};
             access_log logs/up.log up;
-            location / {{ proxy_pass http://127.0.0.1:{back}; }}
+            location / {{
+                proxy_pass http://127.0.0.1:{back};
+                add_header X-Header $upstream_header_time;
+                add_header X-Response $upstream_response_time;
+            }}
         }}
         server {{
             listen 127.0.0.1:{back};
@@ -632,6 +636,11 @@ fn upstream_response_time_runs_to_the_end_of_the_body() {
     )
     .unwrap();
     assert_eq!(r.status, 200);
+    // While the head goes out the response is not over: nginx's `-`.
+    assert!(r
+        .header("x-header")
+        .is_some_and(|h| h.parse::<f64>().is_ok()));
+    assert_eq!(r.header("x-response"), Some("-"));
     let log = lb.dir.path().join("logs/up.log");
     wait_until(Duration::from_secs(5), "the access-log line", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)

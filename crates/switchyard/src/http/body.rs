@@ -228,6 +228,9 @@ impl LoggedBody {
         let Some(exchange) = self.exchange.take() else {
             return;
         };
+        // The body goes first: an upstream body left unread marks the
+        // end of its response as it is dropped ($upstream_response_time).
+        self.inner = empty();
         let Some(log) = &self.log else {
             return;
         };

@@ -215,6 +215,14 @@ impl UpstreamBody {
     }
 }
 
+impl Drop for UpstreamBody {
+    /// A body not read to its end (the client went, a HEAD) still ends
+    /// its response now, for `$upstream_response_time`.
+    fn drop(&mut self) {
+        self.end.mark();
+    }
+}
+
 impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;

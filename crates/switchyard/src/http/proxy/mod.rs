@@ -457,7 +457,8 @@ pub async fn proxy(
             t.transfer = transfer;
             t.status = Some(status);
             t.header = Some(header_time.as_secs_f64());
-            t.response = t.header;
+            // $upstream_response_time is `-` until the response is over
+            // (the header filter, add_header, sees that), as nginx's.
             t.response_end = Some(end.clone());
         }
         let retry_status = next.statuses.contains(&status)
@@ -469,6 +470,8 @@ pub async fn proxy(
             // 429 do when they are listed (they are, to get here).
             guard.success = matches!(status, 403 | 404);
             drop(guard);
+            // This try's response is over: the next one starts.
+            end.mark();
             continue;
         }
         guard.success = true;
@@ -602,6 +605,7 @@ fn upgrade(
 ) -> Response<ResponseBody> {
     let Some((client_upgrade, retirement)) = client_upgrade else {
         // The client did not ask to upgrade: nginx would not either.
+        down.end.mark();
         return respond::error(502, settings.server_tokens);
     };
     let mut headers = response::filter_headers(&head.headers, settings);
@@ -613,13 +617,18 @@ fn upgrade(
     let case = head.case;
     let conn_id = ex.conn.id;
     let Downstream {
-        connection, guard, ..
+        connection,
+        guard,
+        end,
+        ..
     } = down;
     let (tunnel_log, logged) = crate::http::body::TunnelLog::pair();
     // The tunnel's lines go where its request's went.
     tokio::spawn(error_log::scoped(error_log::current(), async move {
         let _guard = guard;
         let to_client = join_upgraded(client_upgrade, retirement, connection, conn_id).await;
+        // The response is over when the tunnel closes.
+        end.mark();
         // The request is logged as its tunnel closes, with what the
         // tunnel carried to the client, as nginx finalizes it then.
         if let Ok((mut ex, log)) = logged.await {
