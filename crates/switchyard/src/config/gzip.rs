@@ -117,15 +117,8 @@ impl GzipLayer {
                         self.disable_msie6 = Some(true);
                         continue;
                     }
-                    let re = regex::RegexBuilder::new(&a.value)
-                        .case_insensitive(true)
-                        .build()
-                        .map_err(|e| {
-                            ConfigError::at(
-                                format!("pcre2_compile() failed: {e} in \"{}\"", a.value),
-                                &d.position,
-                            )
-                        })?;
+                    let re = super::pcre::compile(&a.value, true)
+                        .map_err(|e| ConfigError::at(e.to_string(), &d.position))?;
                     list.push(re);
                 }
             }

@@ -16,6 +16,7 @@ mod limits;
 pub mod listen;
 pub mod map_hostnames;
 pub mod model;
+pub mod pcre;
 mod proxy_cookie;
 mod proxy_ssl;
 pub mod proxy_url;

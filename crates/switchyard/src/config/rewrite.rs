@@ -32,6 +32,12 @@ pub(crate) fn user_var_names(block: &[Directive], out: &mut Vec<(String, Unset)>
                 }
                 (None, Unset::Empty)
             }
+            "server_name" => {
+                for a in d.args.iter().filter(|a| a.value.starts_with('~')) {
+                    named_groups(&a.value[1..], out);
+                }
+                (None, Unset::Empty)
+            }
             "location" if d.args.len() == 2 && d.args[0].value.starts_with('~') => {
                 named_groups(&d.args[1].value, out);
                 (None, Unset::Empty)
@@ -131,15 +137,7 @@ pub(crate) fn regex(
     caseless: bool,
     d: &Directive,
 ) -> Result<regex::Regex, ConfigError> {
-    regex::RegexBuilder::new(pattern)
-        .case_insensitive(caseless)
-        .build()
-        .map_err(|e| {
-            ConfigError::at(
-                format!("pcre2_compile() failed: {e} in \"{pattern}\""),
-                &d.position,
-            )
-        })
+    super::pcre::compile(pattern, caseless).map_err(|e| ConfigError::at(e.to_string(), &d.position))
 }
 
 /// `rewrite regex replacement [last|break|redirect|permanent]`.
@@ -316,12 +314,7 @@ pub(crate) fn parse_condition(d: &Directive) -> Result<Condition, ConfigError> {
             let lhs = var(&args[0])?;
             let rhs = &args[2];
             let regex = |ci: bool| {
-                regex::RegexBuilder::new(rhs)
-                    .case_insensitive(ci)
-                    .build()
-                    .map_err(|e| {
-                        ConfigError::at(format!("pcre2_compile() failed: {e} in \"{rhs}\""), at)
-                    })
+                super::pcre::compile(rhs, ci).map_err(|e| ConfigError::at(e.to_string(), at))
             };
             Ok(match args[1].as_str() {
                 "=" => Condition::Equals(lhs, compile(rhs, d)?, false),
@@ -411,12 +404,8 @@ fn parse_map(d: &Directive) -> Result<(String, MapConfig), ConfigError> {
                 Some(r) => (true, r),
                 None => (false, re),
             };
-            let re = regex::RegexBuilder::new(re)
-                .case_insensitive(ci)
-                .build()
-                .map_err(|e| {
-                    ConfigError::at(format!("pcre2_compile() failed: {e} in \"{re}\""), lat)
-                })?;
+            let re =
+                super::pcre::compile(re, ci).map_err(|e| ConfigError::at(e.to_string(), lat))?;
             map.regexes.push((re, value));
         } else {
             let key = key.strip_prefix('\\').unwrap_or(key);
