@@ -259,6 +259,7 @@ impl HttpBuilder<'_> {
         let mut seen = Seen::default();
         let mut script = Vec::new();
         let mut name_regexes = Vec::new();
+        let mut primary_name: Option<String> = None;
         let mut try_files = None;
         // nginx sets a server-level stub_status on the server's own
         // location configuration: requests no location matches.
@@ -280,18 +281,21 @@ impl HttpBuilder<'_> {
                 }
                 "server_name" => {
                     for a in &inner.args {
+                        // $server_name: the first name, a regex as written.
+                        // (`.example.com` gives `example.com`).
+                        primary_name.get_or_insert_with(|| match a.value.starts_with('~') {
+                            true => a.value.clone(),
+                            false => a
+                                .value
+                                .strip_prefix('.')
+                                .unwrap_or(&a.value)
+                                .to_ascii_lowercase(),
+                        });
                         match a.value.strip_prefix('~') {
-                            Some(re) => name_regexes.push(
-                                regex::RegexBuilder::new(re)
-                                    .case_insensitive(true)
-                                    .build()
-                                    .map_err(|e| {
-                                        ConfigError::at(
-                                            format!("pcre2_compile() failed: {e} in \"{re}\""),
-                                            &inner.position,
-                                        )
-                                    })?,
-                            ),
+                            Some(re) => name_regexes
+                                .push(super::pcre::compile(re, true).map_err(|e| {
+                                    ConfigError::at(e.to_string(), &inner.position)
+                                })?),
                             None => names.push(a.value.to_ascii_lowercase()),
                         }
                     }
@@ -403,6 +407,7 @@ impl HttpBuilder<'_> {
             reject_handshake: ssl.reject_handshake(),
             position: d.position.clone(),
             name_regexes,
+            primary_name: primary_name.unwrap_or_default(),
             script,
             named_locations,
             unmatched,

@@ -683,6 +683,9 @@ pub struct ServerConfig {
     pub settings: Arc<Settings>,
     /// `server_name ~regex` names, in file order.
     pub name_regexes: Vec<regex::Regex>,
+    /// The first `server_name` as `$server_name` gives it (a regex with
+    /// its `~`, as written; empty without one).
+    pub primary_name: String,
     /// The server-level rewrite directives (`set`, `return`, `if`,
     /// `rewrite`), run before a location is chosen.
     pub script: Vec<Op>,

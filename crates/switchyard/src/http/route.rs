@@ -13,11 +13,20 @@ pub fn select_server<'a>(
     servers: &'a [(Arc<ServerConfig>, bool)],
     host: Option<&str>,
 ) -> Option<&'a Arc<ServerConfig>> {
+    select_server_by_name(servers, host).map(|(server, _)| server)
+}
+
+/// [`select_server`], and when a regex name chose the server, that regex
+/// and the normalized host it matched (its captures are variables).
+pub fn select_server_by_name<'a>(
+    servers: &'a [(Arc<ServerConfig>, bool)],
+    host: Option<&str>,
+) -> Option<(&'a Arc<ServerConfig>, Option<(&'a regex::Regex, String)>)> {
     let default = servers
         .iter()
         .find(|(_, is_default)| *is_default)
         .or_else(|| servers.first())
-        .map(|(s, _)| s);
+        .map(|(s, _)| (s, None));
     // One server on the address answers whatever the Host says.
     if servers.len() == 1 {
         return default;
@@ -34,8 +43,9 @@ pub fn select_server<'a>(
         .iter()
         .find(|(s, _)| s.names.iter().any(|n| n == host))
     {
-        return Some(s);
+        return Some((s, None));
     }
+    // The longest leading wildcard, then the longest trailing one.
     let mut best: Option<(&Arc<ServerConfig>, usize)> = None;
     for (server, _) in servers {
         for name in &server.names {
@@ -52,20 +62,23 @@ pub fn select_server<'a>(
         }
     }
     if let Some((s, _)) = best {
-        return Some(s);
+        return Some((s, None));
     }
     for (server, _) in servers {
         for name in &server.names {
             if let Some(prefix) = name.strip_suffix('*') {
-                if host.starts_with(prefix) {
-                    return Some(server);
+                if host.starts_with(prefix) && best.is_none_or(|(_, len)| prefix.len() > len) {
+                    best = Some((server, prefix.len()));
                 }
             }
         }
     }
+    if let Some((s, _)) = best {
+        return Some((s, None));
+    }
     for (server, _) in servers {
-        if server.name_regexes.iter().any(|re| re.is_match(host)) {
-            return Some(server);
+        if let Some(re) = server.name_regexes.iter().find(|re| re.is_match(host)) {
+            return Some((server, Some((re, host.to_string()))));
         }
     }
     default
@@ -267,6 +280,58 @@ fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn servers(http_body: &str) -> Vec<(Arc<ServerConfig>, bool)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, format!("events {{}}\nhttp {{\n{http_body}\n}}\n")).unwrap();
+        let loaded = crate::config::load(&crate::config::LoadOptions {
+            conf_file: path,
+            prefix: dir.path().to_path_buf(),
+            globals: None,
+        })
+        .unwrap_or_else(|e| panic!("{}", e.lines().join("; ")));
+        let http = loaded.model.http.expect("an http block");
+        http.servers.iter().map(|s| (s.clone(), false)).collect()
+    }
+
+    #[test]
+    fn virtual_servers_in_nginx_order() {
+        let all = servers(
+            "server { listen 127.0.0.1:8080; server_name first; }
+             server { listen 127.0.0.1:8080; server_name \"\"; }
+             server { listen 127.0.0.1:8080; server_name wc.example.*; }
+             server { listen 127.0.0.1:8080; server_name wc.example.com.*; }
+             server { listen 127.0.0.1:8080; server_name .dot.example.com; }
+             server { listen 127.0.0.1:8080; server_name \"~^(?P<name>[a-z]+)\\Q.example.org\\E$\"; }",
+        );
+        let pick = |host: Option<&str>| {
+            let (s, by) = select_server_by_name(&all, host).unwrap();
+            (s.primary_name.clone(), by.map(|(_, h)| h))
+        };
+        assert_eq!(pick(Some("nothing")).0, "first", "the default");
+        assert_eq!(pick(Some("")).0, "", "no Host: the empty name");
+        assert_eq!(pick(None).0, "first", "no SNI: the default");
+        assert_eq!(
+            pick(Some("wc.example.com.x")).0,
+            "wc.example.com.*",
+            "longest trailing"
+        );
+        assert_eq!(pick(Some("wc.example.net")).0, "wc.example.*");
+        assert_eq!(pick(Some("a.dot.example.com")).0, "dot.example.com");
+        let (name, by) = pick(Some("BLAH.example.org:8080"));
+        assert_eq!(name, "~^(?P<name>[a-z]+)\\Q.example.org\\E$");
+        assert_eq!(
+            by.as_deref(),
+            Some("blah.example.org"),
+            "matched lower-cased"
+        );
+        assert_eq!(
+            pick(Some("blahxexample.org")).0,
+            "first",
+            "\\Q quotes the dot"
+        );
+    }
 
     #[test]
     fn normalizes() {

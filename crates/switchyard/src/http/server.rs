@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use super::body::{LoggedBody, ResponseBody};
 use super::exchange::{ConnInfo, Exchange};
 use super::generation::Generation;
-use super::route::{normalize_uri_with, select_location, select_server};
+use super::route::{normalize_uri_with, select_location};
 use super::{dispatch, proxy, respond};
 use crate::observe::error_log;
 
@@ -361,7 +361,9 @@ pub async fn handle(
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
     });
-    let Some(server) = select_server(servers, host) else {
+    // No Host at all (HTTP/1.0) looks for the empty name, `server_name ""`.
+    let named = Some(host.unwrap_or(""));
+    let Some((server, by_regex)) = super::route::select_server_by_name(servers, named) else {
         return respond::error(500, true);
     };
     // The server's error_log takes the connection's lines, as nginx's
@@ -414,7 +416,12 @@ pub async fn handle(
         // empty, as nginx's failed ngx_http_parse_complex_uri does.
         uri.unwrap_or_default(),
     ));
-    ex.server_name = server.names.first().cloned().unwrap_or_default();
+    ex.server_name = server.primary_name.clone();
+    // A regex name's captures are variables ($1.. and named ones), as
+    // nginx's ngx_http_find_virtual_server sets them.
+    if let Some((re, host)) = by_regex {
+        super::rewrite::capture(&mut ex, re, &host);
+    }
     ex.body_read = body.read_count();
     if !normalized {
         ex.bad_uri = true;
