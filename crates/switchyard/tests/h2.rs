@@ -221,6 +221,40 @@ fn fields_with_invalid_names_are_left_out() {
     });
 }
 
+/// The headers nginx takes once only (and Host) are a 400 when repeated
+/// over HTTP/2 too; others repeat freely.
+#[test]
+fn a_repeated_unique_header_is_a_400() {
+    let port = free_port();
+    let backend = Backend::start(Duration::ZERO);
+    let b = balancer(port, backend.addr, "");
+    runtime().block_on(async {
+        let (mut client, _conn) = connect(port).await;
+        for (name, lines) in [
+            ("if-match", ["\"a\"", "\"b\""]),
+            ("host", ["localhost", "again"]),
+            ("x-any", ["1", "2"]),
+        ] {
+            let mut request = get("/x");
+            for value in lines {
+                request.headers_mut().append(name, value.parse().unwrap());
+            }
+            let (parts, _) = exchange(&mut client, request, None).await.unwrap();
+            let expected = if name == "x-any" {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            assert_eq!(parts.status, expected, "{name}");
+        }
+    });
+    support::wait_until(Duration::from_secs(5), "the info lines", || {
+        let log = b.error_log_text();
+        log.contains("client sent duplicate header line: \"if-match: \"b\"\", previous value: \"if-match: \"a\"\"")
+            && log.contains("client sent duplicate host header: \"host: again\", previous value: \"host: localhost\"")
+    });
+}
+
 #[test]
 fn get_and_post_through_proxy_pass() {
     let port = free_port();

@@ -107,6 +107,17 @@ pub fn convert(
     // The headers nginx takes once only, as over HTTP/1 (a map with as
     // many values as names has no repeat at all).
     if parts.headers.len() > parts.headers.keys_len() {
+        let mut hosts = parts.headers.get_all(header::HOST).iter();
+        if let (Some(previous), Some(line)) = (hosts.next(), hosts.next()) {
+            return Err(status(
+                400,
+                format!(
+                    "client sent duplicate host header: \"host: {}\", previous value: \"host: {}\"",
+                    String::from_utf8_lossy(line.as_bytes()),
+                    String::from_utf8_lossy(previous.as_bytes())
+                ),
+            ));
+        }
         for name in ::h1::UNIQUE_REQUEST_HEADERS {
             let mut values = parts.headers.get_all(name).iter();
             if let (Some(previous), Some(line)) = (values.next(), values.next()) {
