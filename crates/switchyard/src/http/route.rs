@@ -16,12 +16,21 @@ pub fn select_server<'a>(
     select_server_by_name(servers, host).map(|(server, _)| server)
 }
 
-/// [`select_server`], and when a regex name chose the server, that regex
-/// and the normalized host it matched (its captures are variables).
+/// The regex name that chose a server, and the normalized host it
+/// matched (its captures are variables).
+pub struct ByRegex<'a> {
+    /// The `server_name ~...` regex.
+    pub re: &'a regex::Regex,
+    /// The host, lower case, without port or trailing dot.
+    pub host: String,
+}
+
+/// [`select_server`], and the regex name that chose the server, if one
+/// did.
 pub fn select_server_by_name<'a>(
     servers: &'a [(Arc<ServerConfig>, bool)],
     host: Option<&str>,
-) -> Option<(&'a Arc<ServerConfig>, Option<(&'a regex::Regex, String)>)> {
+) -> Option<(&'a Arc<ServerConfig>, Option<ByRegex<'a>>)> {
     let default = servers
         .iter()
         .find(|(_, is_default)| *is_default)
@@ -78,7 +87,13 @@ pub fn select_server_by_name<'a>(
     }
     for (server, _) in servers {
         if let Some(re) = server.name_regexes.iter().find(|re| re.is_match(host)) {
-            return Some((server, Some((re, host.to_string()))));
+            return Some((
+                server,
+                Some(ByRegex {
+                    re,
+                    host: host.to_string(),
+                }),
+            ));
         }
     }
     default
@@ -307,7 +322,7 @@ mod tests {
         );
         let pick = |host: Option<&str>| {
             let (s, by) = select_server_by_name(&all, host).unwrap();
-            (s.primary_name.clone(), by.map(|(_, h)| h))
+            (s.primary_name.clone(), by.map(|b| b.host))
         };
         assert_eq!(pick(Some("nothing")).0, "first", "the default");
         assert_eq!(pick(Some("")).0, "", "no Host: the empty name");

@@ -419,8 +419,8 @@ pub async fn handle(
     ex.server_name = server.primary_name.clone();
     // A regex name's captures are variables ($1.. and named ones), as
     // nginx's ngx_http_find_virtual_server sets them.
-    if let Some((re, host)) = by_regex {
-        super::rewrite::capture(&mut ex, re, &host);
+    if let Some(by) = by_regex {
+        super::rewrite::capture(&mut ex, by.re, &by.host);
     }
     ex.body_read = body.read_count();
     if !normalized {
