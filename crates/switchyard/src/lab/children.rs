@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -205,18 +205,6 @@ pub async fn echo_ready(
         .nth(3)
         .and_then(|a| a.parse().ok())
         .with_context(|| format!("unexpected ready line from the echo backend: {ready}"))
-}
-
-/// Waits until `addr` accepts connections.
-pub async fn wait_for_port(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("nothing accepts connections on {addr} after {limit:?}")
 }
 
 /// Stops every child: SIGTERM, then SIGKILL after a grace period.
