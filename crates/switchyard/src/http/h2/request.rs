@@ -107,28 +107,12 @@ pub fn convert(
     // The headers nginx takes once only, as over HTTP/1 (a map with as
     // many values as names has no repeat at all).
     if parts.headers.len() > parts.headers.keys_len() {
-        let mut hosts = parts.headers.get_all(header::HOST).iter();
-        if let (Some(previous), Some(line)) = (hosts.next(), hosts.next()) {
-            return Err(status(
-                400,
-                format!(
-                    "client sent duplicate host header: \"host: {}\", previous value: \"host: {}\"",
-                    String::from_utf8_lossy(line.as_bytes()),
-                    String::from_utf8_lossy(previous.as_bytes())
-                ),
-            ));
+        if let Some(refusal) = repeated(&parts.headers, "host", "host header") {
+            return Err(refusal);
         }
         for name in ::h1::UNIQUE_REQUEST_HEADERS {
-            let mut values = parts.headers.get_all(name).iter();
-            if let (Some(previous), Some(line)) = (values.next(), values.next()) {
-                return Err(status(
-                    400,
-                    format!(
-                        "client sent duplicate header line: \"{name}: {}\", previous value: \"{name}: {}\"",
-                        String::from_utf8_lossy(line.as_bytes()),
-                        String::from_utf8_lossy(previous.as_bytes())
-                    ),
-                ));
+            if let Some(refusal) = repeated(&parts.headers, name, "header line") {
+                return Err(refusal);
             }
         }
     }
@@ -186,6 +170,21 @@ pub fn convert(
         RequestBody::H2(H2Body::new(recv, declared, body_window))
     };
     Ok(Request::from_parts(parts, body))
+}
+
+/// nginx's 400 for a second `name` field, if there is one: "client sent
+/// duplicate {what}: ..., previous value: ...".
+fn repeated(headers: &HeaderMap, name: &str, what: &str) -> Option<Refusal> {
+    let mut values = headers.get_all(name).iter();
+    let (previous, line) = (values.next()?, values.next()?);
+    Some(status(
+        400,
+        format!(
+            "client sent duplicate {what}: \"{name}: {}\", previous value: \"{name}: {}\"",
+            String::from_utf8_lossy(line.as_bytes()),
+            String::from_utf8_lossy(previous.as_bytes())
+        ),
+    ))
 }
 
 /// Leaves out the fields whose names nginx's `ngx_http_v2_validate_header`
