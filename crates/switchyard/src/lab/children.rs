@@ -178,7 +178,8 @@ pub async fn first_exit(children: &mut [Child]) -> Exited {
         for child in children.iter_mut().filter(|c| !c.stopped) {
             if let Ok(Some(status)) = child.process.try_wait() {
                 // Its last lines (the reason, usually) before the lab's own.
-                for relay in child.relays.iter_mut() {
+                // (Taken out: a relay polled to its end is never polled again.)
+                for relay in child.relays.drain(..) {
                     let _ = tokio::time::timeout(Duration::from_secs(1), relay).await;
                 }
                 return Exited {
@@ -224,6 +225,12 @@ pub async fn stop_all(children: Vec<Child>) {
         {
             eprintln!("{} did not stop in time, killing it", child.name);
             let _ = child.process.kill().await;
+        }
+        // Its last lines ("echo: shut down") may still be in the pipe: the
+        // relays end at its close, which a process that has exited has
+        // made (bounded, in case a grandchild holds the pipe open).
+        for relay in child.relays.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), relay).await;
         }
     }
 }
